@@ -1,0 +1,207 @@
+//! Shared bench kit: the cross-process floor and interleaved, per-rep ratios.
+//!
+//! The machines these benches run on change character every few tens of seconds (the host
+//! moves the two vCPUs closer or further apart, see DESIGN.md). Two medians taken a minute
+//! apart are therefore not comparable. [`paired`] instead measures the baseline and the
+//! subject back to back, rep by rep, and reports the distribution of the per-rep ratio
+//! `subject / baseline`. Criterion still measures each side on its own for its reports.
+//!
+//! Results are printed and appended to `target/shmproc-bench.txt`, one line per pair.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// True under `cargo bench` (criterion passes `--bench`); false under `cargo test
+/// --benches`, where every bench must run once, quickly, as a smoke test.
+pub fn bench_mode() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+/// A page of `MAP_SHARED | MAP_ANONYMOUS` memory, inherited by `fork`ed children.
+pub struct SharedPage {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl SharedPage {
+    pub fn new(len: usize) -> SharedPage {
+        use rustix::mm::{mmap_anonymous, MapFlags, ProtFlags};
+        // SAFETY: a fresh anonymous mapping; nothing else refers to it.
+        let ptr = unsafe {
+            mmap_anonymous(std::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED)
+        }
+        .expect("mmap");
+        SharedPage { ptr: ptr.cast(), len }
+    }
+
+    pub fn ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+
+    /// The `i`-th 128-byte-aligned `AtomicU64` of the page.
+    pub fn atomic(&self, i: usize) -> &AtomicU64 {
+        assert!((i + 1) * 128 <= self.len);
+        // SAFETY: in bounds, aligned, zero-initialised, shared for the page's lifetime.
+        unsafe { &*self.ptr.add(i * 128).cast::<AtomicU64>() }
+    }
+}
+
+impl Drop for SharedPage {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own mapping.
+        unsafe { rustix::mm::munmap(self.ptr.cast(), self.len).ok() };
+    }
+}
+
+/// Forks a child that runs `f` then `_exit(0)`s. Returns its pid.
+pub fn fork_child(f: impl FnOnce()) -> i32 {
+    std::io::stdout().flush().ok();
+    // SAFETY: bench binaries are single-threaded (criterion without rayon).
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        f();
+        // SAFETY: leave without the parent's exit handlers.
+        unsafe { libc::_exit(0) };
+    }
+    pid
+}
+
+/// Waits for a child.
+pub fn wait_child(pid: i32) {
+    let mut status = 0;
+    // SAFETY: plain syscall on our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+}
+
+/// The floor: a spinning atomic ping-pong between this process and a forked peer.
+///
+/// `round_trips(n)` returns the time of `n` round trips; one way is half of it.
+pub struct Floor {
+    page: SharedPage,
+    pid: i32,
+}
+
+const STOP: u64 = u64::MAX;
+
+impl Floor {
+    pub fn start() -> Floor {
+        let page = SharedPage::new(4096);
+        let word: &'static AtomicU64 = {
+            // SAFETY: the page outlives the child (the child exits before we unmap it, and
+            // the child's own copy of the mapping stays valid in the child).
+            unsafe { &*(page.atomic(0) as *const AtomicU64) }
+        };
+        let pid = fork_child(move || {
+            let mut seen = 0u64;
+            loop {
+                // Acquire: pairs with the parent's Release store of the ping.
+                let v = word.load(Ordering::Acquire);
+                if v == STOP {
+                    return;
+                }
+                if v != seen && v % 2 == 1 {
+                    seen = v + 1;
+                    // Release: pairs with the parent's Acquire load of the pong.
+                    word.store(v + 1, Ordering::Release);
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        });
+        Floor { page, pid }
+    }
+
+    pub fn round_trips(&self, n: u64) -> Duration {
+        let word = self.page.atomic(0);
+        let mut v = word.load(Ordering::Relaxed);
+        let t = Instant::now();
+        for _ in 0..n {
+            // Release/Acquire: pair with the child's loop above.
+            word.store(v + 1, Ordering::Release);
+            while word.load(Ordering::Acquire) != v + 2 {
+                std::hint::spin_loop();
+            }
+            v += 2;
+        }
+        t.elapsed()
+    }
+}
+
+impl Drop for Floor {
+    fn drop(&mut self) {
+        self.page.atomic(0).store(STOP, Ordering::Release);
+        wait_child(self.pid);
+    }
+}
+
+/// Ratio statistics of one [`paired`] run.
+#[derive(Debug, Clone, Copy)]
+pub struct Ratio {
+    pub median: f64,
+    pub p10: f64,
+    pub p90: f64,
+    pub baseline_ns: f64,
+    pub subject_ns: f64,
+}
+
+/// Measures `baseline(iters)` and `subject(iters)` back to back, `reps` times, and reports
+/// the distribution of `subject / baseline` per rep. Both closures return the time of
+/// `iters` operations; `per` names the unit (e.g. "one-way", "msg").
+pub fn paired(
+    name: &str,
+    per: &str,
+    iters: u64,
+    reps: usize,
+    mut baseline: impl FnMut(u64) -> Duration,
+    mut subject: impl FnMut(u64) -> Duration,
+) -> Ratio {
+    let (iters, reps) = if bench_mode() { (iters, reps) } else { (iters.min(100).max(1), 2) };
+    // Warm up both sides once.
+    baseline(iters);
+    subject(iters);
+    let mut ratios = Vec::with_capacity(reps);
+    let mut base_ns = Vec::with_capacity(reps);
+    let mut subj_ns = Vec::with_capacity(reps);
+    for rep in 0..reps {
+        // Alternate which side goes first, so neither always follows the other.
+        let (b, s) = if rep % 2 == 0 {
+            let b = baseline(iters);
+            (b, subject(iters))
+        } else {
+            let s = subject(iters);
+            (baseline(iters), s)
+        };
+        let b = b.as_nanos() as f64 / iters as f64;
+        let s = s.as_nanos() as f64 / iters as f64;
+        base_ns.push(b);
+        subj_ns.push(s);
+        ratios.push(s / b.max(1e-3));
+    }
+    let med = |v: &mut Vec<f64>, q: f64| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[((v.len() - 1) as f64 * q).round() as usize]
+    };
+    let r = Ratio {
+        median: med(&mut ratios, 0.5),
+        p10: med(&mut ratios, 0.1),
+        p90: med(&mut ratios, 0.9),
+        baseline_ns: med(&mut base_ns, 0.5),
+        subject_ns: med(&mut subj_ns, 0.5),
+    };
+    let line = format!(
+        "{name}: ratio {:.2} (p10 {:.2}, p90 {:.2}) | subject {:.1} ns/{per} | baseline {:.1} ns/{per} | {reps} reps x {iters}",
+        r.median, r.p10, r.p90, r.subject_ns, r.baseline_ns
+    );
+    println!("{line}");
+    if bench_mode() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+        std::fs::create_dir_all(&dir).ok();
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("shmproc-bench.txt")) {
+            writeln!(f, "{line}").ok();
+        }
+    }
+    r
+}

@@ -1,0 +1,2 @@
+//! Placeholder: filled by the owner of this primitive.
+fn main() {}

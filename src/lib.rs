@@ -1,0 +1,24 @@
+#![doc = include_str!("../README.md")]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
+
+pub mod arena;
+pub mod barrier;
+pub mod condition;
+mod error;
+pub mod event;
+pub mod lock;
+pub mod owner;
+pub mod pipe;
+pub mod process;
+pub mod queue;
+pub mod rlock;
+pub mod semaphore;
+pub mod shared;
+mod spin;
+pub mod sync;
+
+pub use arena::Arena;
+pub use error::{Error, Result};
+pub use lock::{Acquired, Lock, LockGuard, NotLocked, OwnerDied, TryAcquireError};
+pub use spin::SpinPolicy;

@@ -1,0 +1,589 @@
+//! `Lock`: a robust futex mutex in shared memory.
+//!
+//! # The lock word
+//!
+//! | `word`              | meaning                                         |
+//! |---------------------|-------------------------------------------------|
+//! | `0`                 | unlocked                                        |
+//! | `pid`               | locked by process `pid`, nobody sleeping        |
+//! | `pid \| WAITERS`    | locked by `pid`, a waiter may sleep in futex    |
+//!
+//! This is the classic three-state futex mutex (unlocked / locked / locked with waiters),
+//! with the holder's pid in place of the `1`. Unlocking swaps in `0` and calls
+//! `futex_wake` only when the `WAITERS` bit was set, so the uncontended path is one CAS to
+//! lock and one swap to unlock, with no system call.
+//!
+//! # A holder that dies
+//!
+//! A waiter that has slept for a while (1 ms at first, doubling to 100 ms) asks whether
+//! the recorded holder is still alive (see [`crate::owner`]: `/proc/<pid>` gone, a
+//! zombie, or a reused pid). If it is dead, the waiter takes the lock over with a CAS from
+//! the dead holder's word to its own, so exactly one waiter wins, and it is told so:
+//! [`OwnerDied`] carries its guard, so it can repair what the lock protects. A dead holder
+//! is therefore noticed within about 100 ms by a blocked waiter, at once by `try_acquire`.
+//!
+//! Like Python's `multiprocessing.Lock`, the lock is not bound to its holder: any process
+//! may [`release`](Lock::release) it.
+
+use crate::arena::{fingerprint, Arena, ObjectKind, Shm};
+use crate::error::Result;
+use crate::owner::{Liveness, Procfs, PID_MASK};
+use crate::sync::futex::{self, WaitResult};
+use crate::sync::{time, AtomicU32, AtomicU64, Ordering};
+use crate::SpinPolicy;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// Bit 31 of the lock word: a waiter may be asleep in `futex_wait`.
+pub(crate) const WAITERS: u32 = 1 << 31;
+
+/// How a blocking acquisition ended, at the level of the raw algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acquired {
+    /// The lock was free or was released to us.
+    Normal,
+    /// The previous holder died holding it; we hold it now.
+    OwnerDied,
+}
+
+/// The lock's shared state: the word described in the module docs, and the holder's start
+/// time (to tell a live holder from a reused pid).
+#[repr(C)]
+pub struct RawLock {
+    word: AtomicU32,
+    _pad: u32,
+    owner_start: AtomicU64,
+}
+
+#[cfg(not(shmproc_loom))]
+static_assertions::assert_eq_size!(RawLock, [u64; 2]);
+
+impl Default for RawLock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RawLock {
+    /// An unlocked lock (all zero bytes, so zeroed arena memory is an unlocked lock).
+    pub fn new() -> Self {
+        RawLock {
+            word: AtomicU32::new(0),
+            _pad: 0,
+            owner_start: AtomicU64::new(0),
+        }
+    }
+
+    /// One attempt; true if the caller now holds the lock.
+    #[inline]
+    pub fn try_lock(&self, who: &impl Liveness) -> bool {
+        // Acquire: pairs with the Release swap in `unlock`, so the previous holder's writes
+        // to the protected data are visible to us.
+        let ok = self
+            .word
+            .compare_exchange(0, who.me(), Ordering::Acquire, Ordering::Relaxed)
+            .is_ok();
+        if ok {
+            self.record_start(who);
+        }
+        ok
+    }
+
+    #[inline]
+    fn record_start(&self, who: &impl Liveness) {
+        // Relaxed: read only by `is_dead` checks, which tolerate a stale value (a value of
+        // the previous holder is never taken as proof of death on its own: see owner.rs).
+        self.owner_start.store(who.my_start(), Ordering::Relaxed);
+    }
+
+    /// Like [`try_lock`](Self::try_lock), but takes over a lock whose holder is dead.
+    pub fn try_lock_or_recover(&self, who: &impl Liveness) -> Option<Acquired> {
+        if self.try_lock(who) {
+            return Some(Acquired::Normal);
+        }
+        // Relaxed: the CAS in `recover` re-checks the value.
+        let v = self.word.load(Ordering::Relaxed);
+        if v != 0 && self.recover(v, who) {
+            return Some(Acquired::OwnerDied);
+        }
+        None
+    }
+
+    /// If the holder recorded in `seen` is dead, takes the lock over; true on success.
+    fn recover(&self, seen: u32, who: &impl Liveness) -> bool {
+        let holder = seen & PID_MASK;
+        // Relaxed: see `record_start`.
+        let start = self.owner_start.load(Ordering::Relaxed);
+        if holder == 0 || !who.is_dead(holder, start) {
+            return false;
+        }
+        // Acquire: pairs with the Release swap in `unlock` of whoever held the lock before
+        // the dead holder (the dead holder itself published nothing). Keep the WAITERS bit:
+        // other waiters may still sleep.
+        let ok = self
+            .word
+            .compare_exchange(
+                seen,
+                who.me() | (seen & WAITERS),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .is_ok();
+        if ok {
+            self.record_start(who);
+        }
+        ok
+    }
+
+    /// Blocks until the lock is held, or until `deadline`. `Err(())` means timed out.
+    #[inline]
+    pub fn lock(&self, who: &impl Liveness, deadline: Option<Instant>) -> Result<Acquired, ()> {
+        if self.try_lock(who) {
+            return Ok(Acquired::Normal);
+        }
+        self.lock_slow(who, deadline, SpinPolicy::default())
+    }
+
+    /// Blocks as [`lock`](Self::lock), spinning as `spin` says before sleeping.
+    #[cold]
+    pub fn lock_slow(
+        &self,
+        who: &impl Liveness,
+        deadline: Option<Instant>,
+        spin: SpinPolicy,
+    ) -> Result<Acquired, ()> {
+        // Spin while the lock is held without sleepers: a short critical section ends
+        // sooner than a futex round trip.
+        for round in 0..spin.rounds {
+            // Relaxed: only a hint; the CAS in `try_lock` synchronises.
+            let v = self.word.load(Ordering::Relaxed);
+            if v == 0 && self.try_lock(who) {
+                return Ok(Acquired::Normal);
+            }
+            if v & WAITERS != 0 {
+                break;
+            }
+            spin.pause(round);
+        }
+
+        let mut check_every = Duration::from_millis(1);
+        loop {
+            // Relaxed: every transition below is a CAS that re-checks the value.
+            let v = self.word.load(Ordering::Relaxed);
+            if v == 0 {
+                // Take it with WAITERS set: we cannot know whether others sleep, so the
+                // unlock must wake (mutex_3's "lock with state 2").
+                // Acquire: pairs with the Release swap in `unlock`.
+                if self
+                    .word
+                    .compare_exchange(0, who.me() | WAITERS, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    self.record_start(who);
+                    return Ok(Acquired::Normal);
+                }
+                continue;
+            }
+            // Announce ourselves before sleeping, or the unlock would not wake us.
+            // Relaxed: the futex compares the word under the kernel's bucket lock, which
+            // orders this CAS against the unlocker's swap and wake.
+            if v & WAITERS == 0
+                && self
+                    .word
+                    .compare_exchange(v, v | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            // Sleep until woken, until the deadline, or until the holder's liveness is due
+            // for a check, whichever is first.
+            let check_at = Instant::now() + check_every;
+            let wake_at = deadline.map_or(check_at, |d| d.min(check_at));
+            if futex::wait(&self.word, v | WAITERS, Some(wake_at)) == WaitResult::TimedOut {
+                if self.recover(v | WAITERS, who) {
+                    return Ok(Acquired::OwnerDied);
+                }
+                if time::expired(deadline) {
+                    return Err(());
+                }
+                check_every = (check_every * 2).min(Duration::from_millis(100));
+            }
+        }
+    }
+
+    /// Releases the lock; returns the word it held (`0`: it was not locked).
+    #[inline]
+    pub fn unlock(&self) -> u32 {
+        // Release: pairs with the Acquire CAS in `try_lock` / `lock_slow` / `recover` of
+        // the next holder, publishing our writes to the protected data.
+        let old = self.word.swap(0, Ordering::Release);
+        if old & WAITERS != 0 {
+            futex::wake_one(&self.word);
+        }
+        old
+    }
+
+    /// True while some process holds the lock.
+    pub fn is_locked(&self) -> bool {
+        self.word.load(Ordering::Relaxed) != 0
+    }
+
+    /// The pid recorded as holder, if locked.
+    pub fn holder(&self) -> Option<u32> {
+        // Relaxed: a snapshot for diagnostics.
+        match self.word.load(Ordering::Relaxed) & PID_MASK {
+            0 => None,
+            pid => Some(pid),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The handle.
+
+/// A lock shared between processes: Python's `multiprocessing.Lock`, robust against a
+/// holder that dies.
+///
+/// The state is 16 bytes in an [`Arena`]; the handle is `Clone + Send + Sync` and keeps
+/// working in every process `fork`ed after it was made. See the [module docs](self) for
+/// the algorithm and how a dead holder is detected.
+///
+/// # Example
+/// ```
+/// use shmproc::Lock;
+/// let lock = Lock::new()?;
+/// {
+///     let _guard = lock.acquire().expect("no previous holder died");
+///     assert!(lock.is_locked());
+/// } // released here
+/// assert!(!lock.is_locked());
+/// # Ok::<(), shmproc::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Lock {
+    raw: Shm<RawLock>,
+    spin: SpinPolicy,
+}
+
+impl fmt::Debug for Lock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lock")
+            .field("holder", &self.raw.holder())
+            .finish()
+    }
+}
+
+/// Holds a [`Lock`] (or the lock of a shared value) until dropped.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct LockGuard<'a> {
+    lock: &'a Lock,
+}
+
+impl fmt::Debug for LockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard").finish_non_exhaustive()
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        self.lock.raw.unlock();
+    }
+}
+
+impl<'a> LockGuard<'a> {
+    /// The lock this guard holds.
+    pub fn lock(&self) -> &'a Lock {
+        self.lock
+    }
+}
+
+/// The lock was acquired, but its previous holder died while holding it: the data it
+/// protects may be half-updated. Holds the guard: repair the data, then carry on.
+///
+/// ```
+/// # use shmproc::{Lock, OwnerDied, LockGuard};
+/// # let lock = Lock::new()?;
+/// let guard: LockGuard<'_> = lock.acquire().unwrap_or_else(|died| {
+///     // repair the protected data here
+///     died.into_guard()
+/// });
+/// # drop(guard);
+/// # Ok::<(), shmproc::Error>(())
+/// ```
+pub struct OwnerDied<G> {
+    guard: G,
+}
+
+impl<G> OwnerDied<G> {
+    pub(crate) fn new(guard: G) -> Self {
+        OwnerDied { guard }
+    }
+
+    /// The guard: the caller holds the lock.
+    pub fn into_guard(self) -> G {
+        self.guard
+    }
+
+    /// The guard, by reference.
+    pub fn guard(&self) -> &G {
+        &self.guard
+    }
+}
+
+impl<G> fmt::Debug for OwnerDied<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OwnerDied(..)")
+    }
+}
+
+impl<G> fmt::Display for OwnerDied<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("lock acquired, but its previous holder died while holding it")
+    }
+}
+
+impl<G> std::error::Error for OwnerDied<G> {}
+
+/// Why [`Lock::try_acquire`] or [`Lock::acquire_timeout`] did not return a plain guard.
+pub enum TryAcquireError<G> {
+    /// The lock is held (`try_acquire`), or was still held at the deadline
+    /// (`acquire_timeout`).
+    WouldBlock,
+    /// Acquired, from a holder that died: see [`OwnerDied`].
+    OwnerDied(OwnerDied<G>),
+}
+
+impl<G> fmt::Debug for TryAcquireError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryAcquireError::WouldBlock => f.write_str("WouldBlock"),
+            TryAcquireError::OwnerDied(_) => f.write_str("OwnerDied(..)"),
+        }
+    }
+}
+
+impl<G> fmt::Display for TryAcquireError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryAcquireError::WouldBlock => f.write_str("the lock is held by someone else"),
+            TryAcquireError::OwnerDied(d) => fmt::Display::fmt(d, f),
+        }
+    }
+}
+
+impl<G> std::error::Error for TryAcquireError<G> {}
+
+impl<G> TryAcquireError<G> {
+    /// The guard, if the lock was acquired (from a dead holder).
+    pub fn into_guard(self) -> Option<G> {
+        match self {
+            TryAcquireError::WouldBlock => None,
+            TryAcquireError::OwnerDied(d) => Some(d.into_guard()),
+        }
+    }
+}
+
+/// [`Lock::release`] was called on a lock that is not held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotLocked;
+
+impl fmt::Display for NotLocked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("release of an unlocked lock")
+    }
+}
+
+impl std::error::Error for NotLocked {}
+
+const KIND_DESC: &str = "Lock";
+
+impl Lock {
+    /// A new, unlocked lock in the [global arena](Arena::global).
+    ///
+    /// # Errors
+    /// When the global arena cannot be made, or is full.
+    pub fn new() -> Result<Lock> {
+        Self::new_in(&Arena::global()?)
+    }
+
+    /// A new, unlocked lock in `arena`.
+    ///
+    /// # Errors
+    /// [`Error::OutOfSpace`](crate::Error::OutOfSpace) /
+    /// [`Error::DirectoryFull`](crate::Error::DirectoryFull) when the arena is full.
+    pub fn new_in(arena: &Arena) -> Result<Lock> {
+        Self::make(arena, None)
+    }
+
+    /// A new, unlocked lock named `name` in `arena`, for [`Lock::open`] to find.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`](crate::Error::AlreadyExists), a bad name, or a full arena.
+    pub fn create(arena: &Arena, name: &str) -> Result<Lock> {
+        Self::make(arena, Some(name))
+    }
+
+    /// The lock named `name` in `arena`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`](crate::Error::NotFound), or
+    /// [`Error::WrongType`](crate::Error::WrongType) when `name` is not a lock.
+    ///
+    /// ```
+    /// # use shmproc::{Arena, Lock};
+    /// let arena = Arena::anonymous(1 << 20)?;
+    /// let a = Lock::create(&arena, "db")?;
+    /// let b = Lock::open(&arena, "db")?;
+    /// let _g = a.acquire().unwrap();
+    /// assert!(b.is_locked());
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn open(arena: &Arena, name: &str) -> Result<Lock> {
+        let (raw, _) = arena.open_object::<RawLock>(
+            name,
+            ObjectKind::Lock,
+            fingerprint::<RawLock>(),
+            KIND_DESC,
+        )?;
+        Ok(Lock {
+            raw,
+            spin: SpinPolicy::default(),
+        })
+    }
+
+    fn make(arena: &Arena, name: Option<&str>) -> Result<Lock> {
+        let raw = arena.create_object::<RawLock>(
+            name,
+            ObjectKind::Lock,
+            fingerprint::<RawLock>(),
+            core::mem::size_of::<RawLock>(),
+            0,
+            // Zeroed memory is an unlocked RawLock: nothing to write.
+            |_| {},
+        )?;
+        Ok(Lock {
+            raw,
+            spin: SpinPolicy::default(),
+        })
+    }
+
+    /// Sets how long this handle spins before sleeping (see [`SpinPolicy`]).
+    pub fn set_spin(&mut self, spin: SpinPolicy) {
+        self.spin = spin;
+    }
+
+    /// Blocks until the lock is held.
+    ///
+    /// # Errors
+    /// [`OwnerDied`] (holding the guard) when the previous holder died holding the lock.
+    #[inline]
+    pub fn acquire(&self) -> Result<LockGuard<'_>, OwnerDied<LockGuard<'_>>> {
+        match self.acquire_raw(None) {
+            Ok(Acquired::Normal) => Ok(LockGuard { lock: self }),
+            Ok(Acquired::OwnerDied) => Err(OwnerDied::new(LockGuard { lock: self })),
+            Err(()) => unreachable!("no deadline, no timeout"),
+        }
+    }
+
+    /// Takes the lock if it is free (or its holder is dead); never blocks.
+    ///
+    /// # Errors
+    /// [`TryAcquireError::WouldBlock`] when held; [`TryAcquireError::OwnerDied`] when
+    /// taken over from a dead holder.
+    #[inline]
+    pub fn try_acquire(&self) -> Result<LockGuard<'_>, TryAcquireError<LockGuard<'_>>> {
+        match self.raw.try_lock_or_recover(&Procfs) {
+            Some(Acquired::Normal) => Ok(LockGuard { lock: self }),
+            Some(Acquired::OwnerDied) => {
+                Err(TryAcquireError::OwnerDied(OwnerDied::new(LockGuard {
+                    lock: self,
+                })))
+            }
+            None => Err(TryAcquireError::WouldBlock),
+        }
+    }
+
+    /// Blocks until the lock is held or `timeout` has passed.
+    ///
+    /// # Errors
+    /// [`TryAcquireError::WouldBlock`] at the timeout; [`TryAcquireError::OwnerDied`] as
+    /// for [`acquire`](Self::acquire).
+    ///
+    /// ```
+    /// # use shmproc::{Lock, TryAcquireError};
+    /// # use std::time::Duration;
+    /// let lock = Lock::new()?;
+    /// let g = lock.acquire().unwrap();
+    /// assert!(matches!(lock.acquire_timeout(Duration::from_millis(10)), Err(TryAcquireError::WouldBlock)));
+    /// # drop(g);
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<LockGuard<'_>, TryAcquireError<LockGuard<'_>>> {
+        match self.acquire_raw(crate::sync::time::deadline_after(timeout)) {
+            Ok(Acquired::Normal) => Ok(LockGuard { lock: self }),
+            Ok(Acquired::OwnerDied) => Err(TryAcquireError::OwnerDied(OwnerDied::new(LockGuard {
+                lock: self,
+            }))),
+            Err(()) => Err(TryAcquireError::WouldBlock),
+        }
+    }
+
+    #[inline]
+    fn acquire_raw(&self, deadline: Option<Instant>) -> Result<Acquired, ()> {
+        if self.raw.try_lock(&Procfs) {
+            return Ok(Acquired::Normal);
+        }
+        self.raw.lock_slow(&Procfs, deadline, self.spin)
+    }
+
+    /// Acquires and forgets the guard: the lock stays held until [`release`](Self::release)
+    /// is called, from this or any other process (Python's `acquire()` / `release()` pair).
+    ///
+    /// Returns whether the previous holder had died (`Acquired::OwnerDied`).
+    pub fn acquire_forever(&self) -> Acquired {
+        self.acquire_raw(None).unwrap_or(Acquired::Normal)
+    }
+
+    /// Releases the lock, whoever holds it (Python allows a release from another process).
+    ///
+    /// # Errors
+    /// [`NotLocked`] when the lock is not held.
+    ///
+    /// ```
+    /// # use shmproc::{Lock, NotLocked};
+    /// let lock = Lock::new()?;
+    /// lock.acquire_forever();
+    /// assert_eq!(lock.release(), Ok(()));
+    /// assert_eq!(lock.release(), Err(NotLocked));
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn release(&self) -> Result<(), NotLocked> {
+        // Relaxed: a best-effort early answer; `unlock` swaps and reports the truth.
+        if !self.raw.is_locked() {
+            return Err(NotLocked);
+        }
+        match self.raw.unlock() {
+            0 => Err(NotLocked),
+            _ => Ok(()),
+        }
+    }
+
+    /// True while some process holds the lock (a snapshot).
+    pub fn is_locked(&self) -> bool {
+        self.raw.is_locked()
+    }
+
+    /// The pid of the process holding the lock, if any (a snapshot).
+    pub fn holder(&self) -> Option<u32> {
+        self.raw.holder()
+    }
+
+    /// The raw state, for primitives built on this lock.
+    pub(crate) fn raw(&self) -> &RawLock {
+        &self.raw
+    }
+}

@@ -1,0 +1,173 @@
+//! Who holds a lock, and whether that process is still alive.
+//!
+//! Locks record their holder as a process id in the lock word, plus the holder's start
+//! time (field 22 of `/proc/<pid>/stat`, in clock ticks since boot) in a second word. A
+//! waiter that has been blocked for a while asks [`Liveness::is_dead`] about the holder:
+//! the holder is dead when `/proc/<pid>` is gone or is a zombie (killed, not yet reaped),
+//! or when the pid now belongs to a process that started at another time (pid reuse).
+//!
+//! The check reads one small procfs file (a few microseconds) and runs only on slow paths:
+//! never while a lock is free or held briefly.
+
+use crate::sync::plain::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Once;
+
+/// The largest pid Linux hands out is 2^22; lock words keep the pid in their low 30 bits.
+pub(crate) const PID_MASK: u32 = (1 << 30) - 1;
+
+static PID: AtomicU32 = AtomicU32::new(0);
+static START: AtomicU64 = AtomicU64::new(0);
+static ATFORK: Once = Once::new();
+
+extern "C" fn forget_after_fork() {
+    // Runs in the child of every fork(3), in its only thread, before fork returns: the
+    // cached identity belongs to the parent. Relaxed: no other thread exists yet.
+    PID.store(0, Ordering::Relaxed);
+    START.store(0, Ordering::Relaxed);
+}
+
+/// This process's id, cached; the cache is dropped in the child of every `fork`.
+///
+/// The cache is what keeps `Lock::acquire` free of system calls: `getpid` is a syscall.
+#[inline]
+pub(crate) fn current_pid() -> u32 {
+    // Relaxed: every thread of this process computes the same value; the cache carries no
+    // other data with it.
+    let pid = PID.load(Ordering::Relaxed);
+    if pid != 0 {
+        return pid;
+    }
+    current_pid_slow()
+}
+
+#[cold]
+fn current_pid_slow() -> u32 {
+    ATFORK.call_once(|| {
+        // SAFETY: `forget_after_fork` is an `extern "C" fn()` that only stores to atomics,
+        // which is async-signal-safe as fork's child handlers must be.
+        let rc = unsafe { libc::pthread_atfork(None, None, Some(forget_after_fork)) };
+        debug_assert_eq!(rc, 0, "pthread_atfork failed");
+    });
+    let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    // Relaxed: see `current_pid`.
+    PID.store(pid, Ordering::Relaxed);
+    pid
+}
+
+/// This process's start time, as the kernel reports it in `/proc/self/stat` (cached).
+pub(crate) fn current_start_time() -> u64 {
+    // Relaxed: a per-process cache, see `current_pid`.
+    let s = START.load(Ordering::Relaxed);
+    if s != 0 {
+        return s;
+    }
+    let s = proc_stat(current_pid()).map(|p| p.start_time).unwrap_or(1);
+    START.store(s, Ordering::Relaxed);
+    s
+}
+
+/// What `/proc/<pid>/stat` says of a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProcStat {
+    /// One-letter state: `R`, `S`, `D`, `Z` (zombie), `X` (dead), ...
+    pub state: u8,
+    /// Clock ticks since boot at which the process started.
+    pub start_time: u64,
+}
+
+/// Reads `/proc/<pid>/stat`; `None` when the process does not exist.
+pub(crate) fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let text = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&text)
+}
+
+/// Parses the fields after the command name (which may itself contain spaces and `)`).
+fn parse_stat(text: &[u8]) -> Option<ProcStat> {
+    let close = text.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(text.get(close + 1..)?).ok()?;
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.bytes().next()?;
+    // `state` is field 3; `starttime` is field 22, i.e. 19 fields further on.
+    let start_time = fields.nth(18)?.parse().ok()?;
+    Some(ProcStat { state, start_time })
+}
+
+/// Decides whether the process recorded as a lock's holder is gone.
+///
+/// The real implementation asks procfs; loom models substitute a scripted one, so the
+/// recovery path of every lock is model-checked without system calls.
+pub trait Liveness {
+    /// The id recorded for the caller (a pid, in `1..=PID_MASK`).
+    fn me(&self) -> u32;
+    /// The caller's start time, recorded next to its id.
+    fn my_start(&self) -> u64;
+    /// True when `pid`, recorded with start time `start`, has certainly exited.
+    fn is_dead(&self, pid: u32, start: u64) -> bool;
+}
+
+/// Liveness of real processes, through procfs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Procfs;
+
+impl Liveness for Procfs {
+    #[inline]
+    fn me(&self) -> u32 {
+        current_pid()
+    }
+
+    #[inline]
+    fn my_start(&self) -> u64 {
+        current_start_time()
+    }
+
+    fn is_dead(&self, pid: u32, start: u64) -> bool {
+        if pid == current_pid() {
+            return false;
+        }
+        match proc_stat(pid) {
+            None => true,
+            Some(s) if s.state == b'Z' || s.state == b'X' => true,
+            // The pid is alive, but it started at another time than the holder did: the
+            // holder died and the pid was handed out again. `start == 0` means the holder
+            // had not yet recorded its start time: no verdict.
+            Some(s) => start != 0 && s.start_time != start,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_command_name_with_parens_and_spaces() {
+        let line =
+            b"42 (a) b (c)) S 1 42 42 0 -1 4194304 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        let s = parse_stat(line).unwrap();
+        assert_eq!(s.state, b'S');
+        assert_eq!(s.start_time, 987654);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert_eq!(parse_stat(b"no paren here"), None);
+        assert_eq!(parse_stat(b"1 (x) S 1 2"), None);
+    }
+
+    #[test]
+    fn this_process_is_alive_and_pid_is_cached() {
+        let me = current_pid();
+        assert_eq!(me, std::process::id());
+        assert!(!Procfs.is_dead(me, current_start_time()));
+        assert!(current_start_time() > 0);
+    }
+
+    #[test]
+    fn a_reaped_child_is_dead() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let start = proc_stat(pid).map(|s| s.start_time).unwrap_or(0);
+        child.wait().unwrap();
+        assert!(Procfs.is_dead(pid, start));
+    }
+}

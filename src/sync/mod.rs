@@ -1,0 +1,109 @@
+//! The sync shim: the only module that names `core::sync::atomic`, `UnsafeCell` or loom.
+//!
+//! Every algorithm in this crate (the futex mutex, the semaphore counter, the event word,
+//! the rings) is written once against this module. In the real build it re-exports
+//! `core::sync::atomic` and a thin `UnsafeCell`; with `--cfg shmproc_loom` it re-exports
+//! loom's types and a futex modelled inside loom, so the same source is model-checked by
+//! `loom-tests/`.
+//!
+//! The shape of [`UnsafeCell`] (`with` / `with_mut` taking closures) is loom's, so that
+//! code using it compiles unchanged in both builds.
+
+pub mod futex;
+
+#[cfg(not(shmproc_loom))]
+mod imp {
+    pub use core::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+    /// A spin-loop hint (`PAUSE` on x86).
+    #[inline]
+    pub fn spin_hint() {
+        core::hint::spin_loop();
+    }
+
+    /// Lets another thread or process run; used between spin rounds.
+    #[inline]
+    pub fn yield_now() {
+        std::thread::yield_now();
+    }
+
+    /// `core::cell::UnsafeCell` with loom's closure-based access API.
+    #[derive(Debug, Default)]
+    #[repr(transparent)]
+    pub struct UnsafeCell<T: ?Sized>(core::cell::UnsafeCell<T>);
+
+    impl<T> UnsafeCell<T> {
+        /// Wraps `value`.
+        #[inline]
+        pub const fn new(value: T) -> Self {
+            Self(core::cell::UnsafeCell::new(value))
+        }
+    }
+
+    impl<T: ?Sized> UnsafeCell<T> {
+        /// Gives `f` a const pointer to the contents.
+        #[inline]
+        pub fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+            f(self.0.get())
+        }
+
+        /// Gives `f` a mutable pointer to the contents.
+        #[inline]
+        pub fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0.get())
+        }
+    }
+}
+
+#[cfg(shmproc_loom)]
+mod imp {
+    pub use loom::cell::UnsafeCell;
+    pub use loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+    /// Under loom a spin hint is a yield point, so spin loops terminate in the model.
+    #[inline]
+    pub fn spin_hint() {
+        loom::thread::yield_now();
+    }
+
+    /// Under loom: a yield point.
+    #[inline]
+    pub fn yield_now() {
+        loom::thread::yield_now();
+    }
+}
+
+pub use imp::*;
+
+/// Deadlines, in a form the model can decide without a clock.
+pub mod time {
+    use std::time::Instant;
+
+    /// True when `deadline` has passed. Callers ask only after a timed futex wait returned
+    /// `TimedOut`; under loom such a return *is* the deadline passing (the model has no
+    /// clock, and a decision on real time would make executions diverge).
+    #[inline]
+    pub fn expired(deadline: Option<Instant>) -> bool {
+        #[cfg(not(shmproc_loom))]
+        {
+            deadline.is_some_and(|d| Instant::now() >= d)
+        }
+        #[cfg(shmproc_loom)]
+        {
+            deadline.is_some()
+        }
+    }
+
+    /// `now + timeout`, or `None` (wait forever) when it would overflow.
+    #[inline]
+    pub fn deadline_after(timeout: std::time::Duration) -> Option<Instant> {
+        Instant::now().checked_add(timeout)
+    }
+}
+
+/// Atomics that are never model-checked: process-local statics (the pid cache, id
+/// counters). Loom's atomics cannot live in a `static`, and these take part in no
+/// cross-process algorithm.
+pub mod plain {
+    pub use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+}
