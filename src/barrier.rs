@@ -1,1 +1,662 @@
-//! Placeholder: this module is being written.
+//! `Barrier`: Python's `multiprocessing.Barrier`, on one futex word.
+//!
+//! # The word
+//!
+//! | bits   | name        | meaning                                                   |
+//! |--------|-------------|-----------------------------------------------------------|
+//! | 0..13  | `count`     | parties inside `wait` in this generation                  |
+//! | 13     | `BROKEN`    | the barrier is broken (timeout, abort, a failed action)   |
+//! | 14     | `RESETTING` | `reset` was called while parties were inside: draining     |
+//! | 15     | `SLEEPERS`  | a party may sleep in `futex_wait` on the word              |
+//! | 16..32 | `gen`       | the generation (pass) number, wrapping                    |
+//!
+//! * **Arrive**: a CAS `count += 1`; the old `count` is the party's index (the first to
+//!   arrive gets 0). A party arriving while the generation is full (the last arrival is
+//!   running the action) or draining after a `reset` waits for the word to change, then
+//!   arrives in the next generation. A party arriving at a broken barrier fails at once.
+//! * **The last arrival** (`count` reaches `parties`) runs the action, then with one CAS
+//!   starts the next generation (`gen + 1`, `count = 0`) and wakes the sleepers. So the
+//!   action runs exactly once per pass, before anyone is released.
+//! * **A waiter** of generation `g` is released when `gen != g`. The generation changes
+//!   only by the release of `g` (which needs this waiter's arrival) or by a completed
+//!   reset (which needs this waiter to have left), so it changes at most once while a
+//!   waiter is inside: no ABA on the 16-bit number.
+//! * **Breaking**: a waiter whose timeout passes sets `BROKEN` and leaves (`count -= 1`)
+//!   with one CAS; every waiter that sees `BROKEN` leaves too, and later arrivals fail,
+//!   until `reset`. While a generation is full its action is running: it is completed,
+//!   not broken (a timed-out waiter then waits for the release, as in Python, where the
+//!   action runs under the condition's lock). An `abort` during the action breaks the
+//!   *next* generation.
+//! * **Reset**: with nobody inside, starts a fresh generation at once. Otherwise it sets
+//!   `BROKEN | RESETTING`: the waiters inside fail and leave, and the last to leave starts
+//!   the fresh generation; arrivals meanwhile wait for it (Python's "resetting" state).
+//!
+//! Arrival CASes are Release (publishing each party's prior writes) and the last
+//! arrival's CAS is Acquire: the chain of read-modify-writes is one release sequence, so
+//! the last arrival sees every party's writes; its Release CAS of the new generation pairs
+//! with the Acquire loads of the waiters, which therefore see everything written before
+//! the barrier by every party, and everything the action wrote.
+
+use crate::arena::{fingerprint, Arena, ObjectKind, Shm};
+use crate::error::{Error, Result};
+use crate::sync::futex::{self, WaitResult};
+use crate::sync::{time, AtomicU32, Ordering};
+use crate::SpinPolicy;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const COUNT: u32 = (1 << 13) - 1;
+const BROKEN: u32 = 1 << 13;
+const RESETTING: u32 = 1 << 14;
+const SLEEPERS: u32 = 1 << 15;
+const GEN_ONE: u32 = 1 << 16;
+
+/// The largest number of parties a barrier can have.
+pub const MAX_PARTIES: u32 = COUNT;
+
+#[inline]
+fn gen_of(w: u32) -> u32 {
+    w >> 16
+}
+
+/// Why a barrier wait failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BarrierError {
+    /// The barrier is broken (another party timed out, `abort` or `reset` was called, or
+    /// an action panicked): Python's `BrokenBarrierError`. Call [`Barrier::reset`] to use
+    /// it again.
+    Broken,
+    /// This party's timeout passed: it broke the barrier for every party.
+    Timeout,
+}
+
+impl fmt::Display for BarrierError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BarrierError::Broken => f.write_str(
+                "the barrier is broken (a party timed out, it was aborted or reset, or an action failed); reset it to use it again",
+            ),
+            BarrierError::Timeout => f.write_str(
+                "timed out waiting for the other parties; the barrier is now broken for all of them",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for BarrierError {}
+
+/// The shared state of a [`Barrier`]: the word of the [module docs](self) and the number
+/// of parties (fixed at creation). All zero bytes with `parties` set is a fresh barrier.
+#[repr(C)]
+pub struct RawBarrier {
+    word: AtomicU32,
+    parties: AtomicU32,
+}
+
+#[cfg(not(shmproc_loom))]
+static_assertions::assert_eq_size!(RawBarrier, u64);
+
+impl RawBarrier {
+    /// A fresh barrier for `parties` parties (`1..=MAX_PARTIES`).
+    pub fn new(parties: u32) -> Self {
+        RawBarrier {
+            word: AtomicU32::new(0),
+            parties: AtomicU32::new(parties),
+        }
+    }
+
+    /// The number of parties, checked: a corrupted value reads as `None`.
+    pub fn parties(&self) -> Option<u32> {
+        // Relaxed: written once before the barrier was published.
+        let p = self.parties.load(Ordering::Relaxed);
+        (1..=MAX_PARTIES).contains(&p).then_some(p)
+    }
+
+    /// True while broken (including while a reset drains).
+    pub fn is_broken(&self) -> bool {
+        // Relaxed: a snapshot.
+        self.word.load(Ordering::Relaxed) & BROKEN != 0
+    }
+
+    /// Parties waiting in the current generation (a snapshot).
+    pub fn n_waiting(&self) -> u32 {
+        // Relaxed: a snapshot.
+        let w = self.word.load(Ordering::Relaxed);
+        let parties = self.parties().unwrap_or(0);
+        // While full, the last arrival is running the action and is not "waiting".
+        (w & COUNT).min(parties.saturating_sub(1))
+    }
+
+    /// Waits for all parties; returns this party's index. The party that arrives last
+    /// runs `action` before anyone is released.
+    ///
+    /// # Errors
+    /// [`BarrierError::Broken`], or [`BarrierError::Timeout`] when `deadline` passed
+    /// (which breaks the barrier for everyone).
+    ///
+    /// # Panics
+    /// When `action` panics: the barrier is broken first, then the panic resumes.
+    pub fn wait(
+        &self,
+        action: impl FnOnce(),
+        deadline: Option<Instant>,
+        spin: SpinPolicy,
+    ) -> core::result::Result<u32, BarrierError> {
+        let parties = self.parties().ok_or(BarrierError::Broken)?;
+        let (g, index) = self.arrive(parties, deadline, spin)?;
+        if index + 1 == parties {
+            self.release(g, action);
+            return Ok(index);
+        }
+        self.await_release(g, parties, deadline, spin)
+            .map(|()| index)
+    }
+
+    /// Arrives in the current generation; returns it and this party's index.
+    fn arrive(
+        &self,
+        parties: u32,
+        deadline: Option<Instant>,
+        spin: SpinPolicy,
+    ) -> core::result::Result<(u32, u32), BarrierError> {
+        let mut round = 0;
+        loop {
+            // Relaxed: the CAS below carries the ordering; waiting paths re-load.
+            let w = self.word.load(Ordering::Relaxed);
+            let count = w & COUNT;
+            if w & RESETTING == 0 && w & BROKEN != 0 {
+                return Err(BarrierError::Broken);
+            }
+            if w & RESETTING != 0 || count >= parties {
+                // Full (the action runs) or draining: wait for the next generation.
+                if self.sleep_on(w, &mut round, deadline, spin) {
+                    return Err(BarrierError::Timeout);
+                }
+                continue;
+            }
+            // AcqRel: Release publishes our writes before the barrier to the last
+            // arrival (whose Acquire CAS continues this release sequence); Acquire is
+            // what the last arrival needs, and harmless for the others.
+            if self
+                .word
+                .compare_exchange_weak(w, w + 1, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Ok((gen_of(w), count));
+            }
+        }
+    }
+
+    /// The last arrival: run the action, then start the next generation.
+    fn release(&self, g: u32, action: impl FnOnce()) {
+        struct BreakOnPanic<'a>(&'a RawBarrier, u32);
+        impl Drop for BreakOnPanic<'_> {
+            fn drop(&mut self) {
+                // The action panicked: the pass cannot complete. Break the generation;
+                // the waiters leave (count -= 1 each), and so do we.
+                self.0.break_after_panic(self.1);
+            }
+        }
+        let guard = BreakOnPanic(self, g);
+        action();
+        core::mem::forget(guard);
+        // Relaxed: the CAS re-checks.
+        let mut w = self.word.load(Ordering::Relaxed);
+        loop {
+            let next = (w & !(COUNT | SLEEPERS | BROKEN | RESETTING)).wrapping_add(GEN_ONE);
+            // A reset during the action is complete now (nobody is left inside); an
+            // abort during the action breaks the next generation.
+            let next = if w & RESETTING != 0 {
+                next
+            } else {
+                next | (w & BROKEN)
+            };
+            // Release: pairs with the Acquire loads in `await_release`: the waiters see
+            // every party's writes (gathered by our Acquire arrival) and the action's.
+            match self
+                .word
+                .compare_exchange_weak(w, next, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    if w & SLEEPERS != 0 {
+                        futex::wake_all(&self.word);
+                    }
+                    return;
+                }
+                Err(now) => w = now,
+            }
+        }
+    }
+
+    /// A waiter of generation `g`: until released (Ok) or broken.
+    fn await_release(
+        &self,
+        g: u32,
+        parties: u32,
+        mut deadline: Option<Instant>,
+        spin: SpinPolicy,
+    ) -> core::result::Result<(), BarrierError> {
+        let mut round = 0;
+        loop {
+            // Acquire: pairs with the Release CAS in `release`.
+            let w = self.word.load(Ordering::Acquire);
+            if gen_of(w) != g {
+                return Ok(());
+            }
+            let full = w & COUNT >= parties;
+            if w & BROKEN != 0 && !full {
+                self.leave(g);
+                return Err(BarrierError::Broken);
+            }
+            if self.sleep_on(w, &mut round, deadline, spin) {
+                if full {
+                    // The action is running: the pass completes; wait for it.
+                    deadline = None;
+                    continue;
+                }
+                if self.break_on_timeout(g, parties) {
+                    return Err(BarrierError::Timeout);
+                }
+                // The word moved (released, broken or another arrival): look again.
+            }
+        }
+    }
+
+    /// Spins, then sleeps while the word is `w`; true when `deadline` passed.
+    fn sleep_on(
+        &self,
+        w: u32,
+        round: &mut u32,
+        deadline: Option<Instant>,
+        spin: SpinPolicy,
+    ) -> bool {
+        if *round < spin.rounds {
+            spin.pause(*round);
+            *round += 1;
+            return false;
+        }
+        // Announce a sleeper, or `release` and the breaking transitions would not wake us.
+        // Relaxed: the futex compares the word in the kernel, under the bucket lock that
+        // the waker's wake takes too; the caller re-loads with Acquire.
+        if w & SLEEPERS == 0
+            && self
+                .word
+                .compare_exchange(w, w | SLEEPERS, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return false;
+        }
+        futex::wait(&self.word, w | SLEEPERS, deadline) == WaitResult::TimedOut
+            && time::expired(deadline)
+    }
+
+    /// A party of generation `g` whose deadline passed: breaks the generation and leaves
+    /// it, in one CAS, unless it was released, is already broken (the caller then leaves
+    /// as a broken party), or is full (its action runs: the pass completes). True if this
+    /// call broke it.
+    fn break_on_timeout(&self, g: u32, parties: u32) -> bool {
+        // Relaxed: the CAS re-checks.
+        let mut w = self.word.load(Ordering::Relaxed);
+        loop {
+            if gen_of(w) != g || w & BROKEN != 0 || w & COUNT >= parties {
+                return false;
+            }
+            let next = self.after_leaving((w | BROKEN) & !SLEEPERS);
+            if self.transition(w, next) {
+                return true;
+            }
+            // Relaxed: as above.
+            w = self.word.load(Ordering::Relaxed);
+        }
+    }
+
+    /// The last arrival of generation `g`, whose action panicked: breaks the generation
+    /// and leaves it (so the waiters, seeing it broken and no longer full, leave too).
+    fn break_after_panic(&self, g: u32) {
+        // Relaxed: the CAS re-checks.
+        let mut w = self.word.load(Ordering::Relaxed);
+        while gen_of(w) == g {
+            let next = self.after_leaving((w | BROKEN) & !SLEEPERS);
+            if self.transition(w, next) {
+                return;
+            }
+            // Relaxed: as above.
+            w = self.word.load(Ordering::Relaxed);
+        }
+    }
+
+    /// One CAS of the word from `w` to `next`, waking the sleepers if `w` had any.
+    fn transition(&self, w: u32, next: u32) -> bool {
+        // AcqRel: as for every other transition of the word (see the module docs).
+        let ok = self
+            .word
+            .compare_exchange(w, next, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok();
+        if ok && w & SLEEPERS != 0 {
+            futex::wake_all(&self.word);
+        }
+        ok
+    }
+
+    /// The word after one party leaves a broken generation: `count - 1`, and if that was
+    /// the last one during a reset, the fresh next generation.
+    fn after_leaving(&self, w: u32) -> u32 {
+        let count = (w & COUNT).saturating_sub(1);
+        if count == 0 && w & RESETTING != 0 {
+            (w & !(COUNT | BROKEN | RESETTING | SLEEPERS)).wrapping_add(GEN_ONE)
+        } else {
+            (w & !COUNT) | count
+        }
+    }
+
+    /// A waiter of generation `g` leaves the broken barrier.
+    fn leave(&self, g: u32) {
+        // Relaxed: the CAS re-checks.
+        let mut w = self.word.load(Ordering::Relaxed);
+        while gen_of(w) == g {
+            let next = self.after_leaving(w) & !SLEEPERS;
+            // AcqRel: as for every other transition of the word.
+            match self
+                .word
+                .compare_exchange_weak(w, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    if w & SLEEPERS != 0 {
+                        futex::wake_all(&self.word);
+                    }
+                    return;
+                }
+                Err(now) => w = now,
+            }
+        }
+    }
+
+    /// Breaks the barrier: every party inside and every later arrival fails, until
+    /// [`reset`](Self::reset). A generation whose action is running completes first.
+    pub fn abort(&self) {
+        // Relaxed: the CAS re-checks.
+        let mut w = self.word.load(Ordering::Relaxed);
+        loop {
+            if w & BROKEN != 0 {
+                return;
+            }
+            let next = (w | BROKEN) & !SLEEPERS;
+            // AcqRel: as for every other transition of the word.
+            match self
+                .word
+                .compare_exchange_weak(w, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    if w & SLEEPERS != 0 {
+                        futex::wake_all(&self.word);
+                    }
+                    return;
+                }
+                Err(now) => w = now,
+            }
+        }
+    }
+
+    /// Returns the barrier to its initial state. Parties waiting now fail with
+    /// [`BarrierError::Broken`]; parties arriving before they have all left wait, then
+    /// use the fresh barrier.
+    pub fn reset(&self) {
+        // Relaxed: the CAS re-checks.
+        let mut w = self.word.load(Ordering::Relaxed);
+        loop {
+            let next = if w & COUNT == 0 {
+                (w & !(BROKEN | RESETTING | SLEEPERS)).wrapping_add(GEN_ONE)
+            } else if w & RESETTING != 0 {
+                return;
+            } else {
+                (w | BROKEN | RESETTING) & !SLEEPERS
+            };
+            // AcqRel: as for every other transition of the word.
+            match self
+                .word
+                .compare_exchange_weak(w, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    if w & SLEEPERS != 0 {
+                        futex::wake_all(&self.word);
+                    }
+                    return;
+                }
+                Err(now) => w = now,
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The handle.
+
+/// The action a [`Barrier`] handle runs when its process arrives last.
+type Action = Arc<dyn Fn() + Send + Sync>;
+
+/// A barrier shared between processes: Python's `multiprocessing.Barrier(parties,
+/// action, timeout)`.
+///
+/// [`wait`](Self::wait) blocks until `parties` processes (or threads) have called it, then
+/// releases them all; each gets a distinct index in `0..parties` (its arrival order, so
+/// exactly one gets 0). The [action](Self::with_action) is per handle: the handle through
+/// which the last party arrives runs it, once per pass, before anyone is released. A
+/// timeout, [`abort`](Self::abort) or panicking action breaks the barrier for every party,
+/// including late ones, until [`reset`](Self::reset).
+///
+/// # Example
+/// ```
+/// use shmproc::barrier::Barrier;
+/// let b = Barrier::new(1)?.with_action(|| println!("everyone is here"));
+/// assert_eq!(b.wait(), Ok(0)); // a barrier of one passes at once
+/// assert_eq!(b.parties(), 1);
+/// # Ok::<(), shmproc::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Barrier {
+    raw: Shm<RawBarrier>,
+    action: Option<Action>,
+    timeout: Option<Duration>,
+    spin: SpinPolicy,
+}
+
+impl fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Barrier")
+            .field("parties", &self.raw.parties())
+            .field("n_waiting", &self.raw.n_waiting())
+            .field("broken", &self.raw.is_broken())
+            .finish_non_exhaustive()
+    }
+}
+
+const KIND_DESC: &str = "Barrier";
+
+impl Barrier {
+    /// A barrier for `parties` parties in the [global arena](Arena::global).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] unless `1 <= parties <= MAX_PARTIES`; a full arena.
+    pub fn new(parties: u32) -> Result<Barrier> {
+        Self::new_in(&Arena::global()?, parties)
+    }
+
+    /// A barrier for `parties` parties in `arena`.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    ///
+    /// ```
+    /// # use shmproc::{Arena, barrier::Barrier};
+    /// let arena = Arena::anonymous(1 << 20)?;
+    /// assert!(Barrier::new_in(&arena, 0).is_err());
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn new_in(arena: &Arena, parties: u32) -> Result<Barrier> {
+        Self::make(arena, None, parties)
+    }
+
+    /// A barrier named `name` in `arena`, for [`open`](Self::open).
+    ///
+    /// # Errors
+    /// As [`new`](Self::new); [`Error::AlreadyExists`] or a bad name.
+    pub fn create(arena: &Arena, name: &str, parties: u32) -> Result<Barrier> {
+        Self::make(arena, Some(name), parties)
+    }
+
+    /// The barrier named `name` in `arena` (with no action and no default timeout: set
+    /// them on the returned handle).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::WrongType`], or [`Error::Corrupt`] when its party
+    /// count is out of range.
+    ///
+    /// ```
+    /// # use shmproc::{Arena, barrier::Barrier};
+    /// let arena = Arena::anonymous(1 << 20)?;
+    /// Barrier::create(&arena, "start", 4)?;
+    /// assert_eq!(Barrier::open(&arena, "start")?.parties(), 4);
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn open(arena: &Arena, name: &str) -> Result<Barrier> {
+        let (raw, _) = arena.open_object::<RawBarrier>(
+            name,
+            ObjectKind::Barrier,
+            fingerprint::<RawBarrier>(),
+            KIND_DESC,
+        )?;
+        if raw.parties().is_none() {
+            return Err(Error::Corrupt(format!(
+                "barrier {name:?} has an invalid party count"
+            )));
+        }
+        Ok(Barrier {
+            raw,
+            action: None,
+            timeout: None,
+            spin: SpinPolicy::default(),
+        })
+    }
+
+    fn make(arena: &Arena, name: Option<&str>, parties: u32) -> Result<Barrier> {
+        if !(1..=MAX_PARTIES).contains(&parties) {
+            return Err(Error::InvalidArgument(format!(
+                "a barrier needs 1 to {MAX_PARTIES} parties, not {parties}"
+            )));
+        }
+        let raw = arena.create_object::<RawBarrier>(
+            name,
+            ObjectKind::Barrier,
+            fingerprint::<RawBarrier>(),
+            core::mem::size_of::<RawBarrier>(),
+            u64::from(parties),
+            |p| {
+                // SAFETY: `p` is the start of a fresh, zeroed, 128-byte-aligned block of at
+                // least size_of::<RawBarrier>() bytes that nobody else can see yet (it is
+                // published after `init`); `parties` is its second u32.
+                let parties_ptr = unsafe { &*p.as_ptr().cast::<RawBarrier>() };
+                // Relaxed: published by the directory's Release store of the entry.
+                parties_ptr.parties.store(parties, Ordering::Relaxed);
+            },
+        )?;
+        Ok(Barrier {
+            raw,
+            action: None,
+            timeout: None,
+            spin: SpinPolicy::default(),
+        })
+    }
+
+    /// Sets the action this handle runs when its caller arrives last (Python's `action`).
+    /// Handles cloned (or inherited by `fork`) afterwards carry it too.
+    pub fn with_action(mut self, action: impl Fn() + Send + Sync + 'static) -> Barrier {
+        self.action = Some(Arc::new(action));
+        self
+    }
+
+    /// Sets the default timeout of [`wait`](Self::wait) (Python's `timeout`).
+    pub fn with_timeout(mut self, timeout: Duration) -> Barrier {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets how long this handle spins before sleeping (see [`SpinPolicy`]).
+    pub fn set_spin(&mut self, spin: SpinPolicy) {
+        self.spin = spin;
+    }
+
+    /// Waits for every party (for at most the default timeout, if one was set); returns
+    /// this party's index in `0..parties`.
+    ///
+    /// # Errors
+    /// [`BarrierError::Broken`] when the barrier is or becomes broken;
+    /// [`BarrierError::Timeout`] when this party's timeout passed (the barrier is then
+    /// broken for all).
+    ///
+    /// # Panics
+    /// When the action panics (the barrier is broken first).
+    pub fn wait(&self) -> core::result::Result<u32, BarrierError> {
+        self.wait_deadline(self.timeout.and_then(time::deadline_after))
+    }
+
+    /// As [`wait`](Self::wait), with `timeout` instead of the default one.
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    ///
+    /// ```
+    /// # use shmproc::barrier::{Barrier, BarrierError};
+    /// # use std::time::Duration;
+    /// let b = Barrier::new(2)?;
+    /// assert_eq!(b.wait_timeout(Duration::from_millis(5)), Err(BarrierError::Timeout));
+    /// assert!(b.broken());
+    /// assert_eq!(b.wait(), Err(BarrierError::Broken));
+    /// b.reset();
+    /// assert!(!b.broken());
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> core::result::Result<u32, BarrierError> {
+        self.wait_deadline(time::deadline_after(timeout))
+    }
+
+    fn wait_deadline(&self, deadline: Option<Instant>) -> core::result::Result<u32, BarrierError> {
+        let action = self.action.as_deref();
+        self.raw.wait(
+            || {
+                if let Some(a) = action {
+                    a();
+                }
+            },
+            deadline,
+            self.spin,
+        )
+    }
+
+    /// Breaks the barrier (Python's `abort()`): waiting parties and later arrivals get
+    /// [`BarrierError::Broken`] until [`reset`](Self::reset).
+    pub fn abort(&self) {
+        self.raw.abort();
+    }
+
+    /// Returns the barrier to its initial state (Python's `reset()`); parties waiting now
+    /// get [`BarrierError::Broken`].
+    pub fn reset(&self) {
+        self.raw.reset();
+    }
+
+    /// True while the barrier is broken (Python's `broken`).
+    pub fn broken(&self) -> bool {
+        self.raw.is_broken()
+    }
+
+    /// Parties waiting in the current pass (Python's `n_waiting`; a snapshot).
+    pub fn n_waiting(&self) -> u32 {
+        self.raw.n_waiting()
+    }
+
+    /// The number of parties needed to pass (Python's `parties`).
+    pub fn parties(&self) -> u32 {
+        self.raw.parties().unwrap_or(0)
+    }
+}
