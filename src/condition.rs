@@ -204,6 +204,11 @@ impl RawCondvar {
         Self::get(&self.g1_waiting).saturating_add(Self::get(&self.g2_waiting))
     }
 
+    /// Notifications granted and not yet taken by their waiters (a snapshot).
+    pub fn n_pending(&self) -> u32 {
+        Self::get(&self.g1_signals)
+    }
+
     /// Releases `lock`, sleeps until notified or until `deadline`, retakes `lock`.
     ///
     /// # Errors
