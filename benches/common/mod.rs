@@ -30,10 +30,18 @@ impl SharedPage {
         use rustix::mm::{mmap_anonymous, MapFlags, ProtFlags};
         // SAFETY: a fresh anonymous mapping; nothing else refers to it.
         let ptr = unsafe {
-            mmap_anonymous(std::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED)
+            mmap_anonymous(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+            )
         }
         .expect("mmap");
-        SharedPage { ptr: ptr.cast(), len }
+        SharedPage {
+            ptr: ptr.cast(),
+            len,
+        }
     }
 
     pub fn ptr(&self) -> *mut u8 {
@@ -158,7 +166,11 @@ pub fn paired(
     mut baseline: impl FnMut(u64) -> Duration,
     mut subject: impl FnMut(u64) -> Duration,
 ) -> Ratio {
-    let (iters, reps) = if bench_mode() { (iters, reps) } else { (iters.min(100).max(1), 2) };
+    let (iters, reps) = if bench_mode() {
+        (iters, reps)
+    } else {
+        (iters.min(100).max(1), 2)
+    };
     // Warm up both sides once.
     baseline(iters);
     subject(iters);
@@ -199,7 +211,11 @@ pub fn paired(
     if bench_mode() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
         std::fs::create_dir_all(&dir).ok();
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("shmproc-bench.txt")) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("shmproc-bench.txt"))
+        {
             writeln!(f, "{line}").ok();
         }
     }
