@@ -20,5 +20,5 @@ pub mod sync;
 
 pub use arena::Arena;
 pub use error::{Error, Result};
-pub use lock::{Acquired, Lock, LockGuard, NotLocked, OwnerDied, TryAcquireError};
+pub use lock::{Acquired, Lock, LockGuard, NotLocked, OwnerDied, TimedOut, TryAcquireError};
 pub use spin::SpinPolicy;

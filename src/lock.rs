@@ -37,6 +37,18 @@ use std::time::{Duration, Instant};
 /// Bit 31 of the lock word: a waiter may be asleep in `futex_wait`.
 pub(crate) const WAITERS: u32 = 1 << 31;
 
+/// A raw lock operation with a deadline reached it first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimedOut;
+
+impl fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the deadline passed first")
+    }
+}
+
+impl std::error::Error for TimedOut {}
+
 /// How a blocking acquisition ended, at the level of the raw algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acquired {
@@ -153,9 +165,16 @@ impl RawLock {
         ok
     }
 
-    /// Blocks until the lock is held, or until `deadline`. `Err(())` means timed out.
+    /// Blocks until the lock is held, or until `deadline`.
+    ///
+    /// # Errors
+    /// [`TimedOut`] when `deadline` passed first.
     #[inline]
-    pub fn lock(&self, who: &impl Liveness, deadline: Option<Instant>) -> Result<Acquired, ()> {
+    pub fn lock(
+        &self,
+        who: &impl Liveness,
+        deadline: Option<Instant>,
+    ) -> Result<Acquired, TimedOut> {
         if self.try_lock(who) {
             return Ok(Acquired::Normal);
         }
@@ -163,13 +182,16 @@ impl RawLock {
     }
 
     /// Blocks as [`lock`](Self::lock), spinning as `spin` says before sleeping.
+    ///
+    /// # Errors
+    /// [`TimedOut`] when `deadline` passed first.
     #[cold]
     pub fn lock_slow(
         &self,
         who: &impl Liveness,
         deadline: Option<Instant>,
         spin: SpinPolicy,
-    ) -> Result<Acquired, ()> {
+    ) -> Result<Acquired, TimedOut> {
         // Spin while the lock is held without sleepers: a short critical section ends
         // sooner than a futex round trip.
         for round in 0..spin.rounds {
@@ -226,7 +248,7 @@ impl RawLock {
                     return Ok(Acquired::OwnerDied);
                 }
                 if time::expired(deadline) {
-                    return Err(());
+                    return Err(TimedOut);
                 }
                 check_every = (check_every * 2).min(Duration::from_millis(100));
             }
@@ -504,7 +526,7 @@ impl Lock {
         match self.acquire_raw(None) {
             Ok(Acquired::Normal) => Ok(LockGuard { lock: self }),
             Ok(Acquired::OwnerDied) => Err(OwnerDied::new(LockGuard { lock: self })),
-            Err(()) => unreachable!("no deadline, no timeout"),
+            Err(TimedOut) => unreachable!("no deadline, no timeout"),
         }
     }
 
@@ -550,12 +572,12 @@ impl Lock {
             Ok(Acquired::OwnerDied) => Err(TryAcquireError::OwnerDied(OwnerDied::new(LockGuard {
                 lock: self,
             }))),
-            Err(()) => Err(TryAcquireError::WouldBlock),
+            Err(TimedOut) => Err(TryAcquireError::WouldBlock),
         }
     }
 
     #[inline]
-    fn acquire_raw(&self, deadline: Option<Instant>) -> Result<Acquired, ()> {
+    fn acquire_raw(&self, deadline: Option<Instant>) -> Result<Acquired, TimedOut> {
         if self.raw.try_lock(&Procfs) {
             return Ok(Acquired::Normal);
         }
@@ -604,7 +626,8 @@ impl Lock {
         self.raw.holder()
     }
 
-    /// The raw state, for primitives built on this lock.
+    /// The raw state, for primitives built on this lock (`Condition`).
+    #[allow(dead_code)]
     pub(crate) fn raw(&self) -> &RawLock {
         &self.raw
     }

@@ -420,7 +420,6 @@ impl Arena {
         // is validated before use.
         unsafe {
             Some(EntryCopy {
-                state: ENTRY_READY,
                 kind: (&raw const (*e).kind).read_volatile(),
                 name_len: (&raw const (*e).name_len).read_volatile(),
                 type_fp: (&raw const (*e).type_fp).read_volatile(),
@@ -868,6 +867,7 @@ impl<T> Shm<T> {
     }
 
     /// The arena the block lives in.
+    #[allow(dead_code)]
     pub(crate) fn arena(&self) -> &Arena {
         &self.arena
     }
