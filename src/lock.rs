@@ -632,3 +632,8 @@ impl Lock {
         &self.raw
     }
 }
+
+#[cfg(not(shmproc_loom))]
+static_assertions::assert_impl_all!(Lock: Clone, Send, Sync);
+#[cfg(not(shmproc_loom))]
+static_assertions::assert_impl_all!(crate::Arena: Clone, Send, Sync);
