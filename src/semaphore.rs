@@ -372,13 +372,22 @@ fn make_raw(
             // SAFETY: `block` points to at least size_of::<RawSemaphore>() zeroed bytes,
             // aligned to 128 (>= align_of::<RawSemaphore>()), not yet published, so no other
             // process or thread can see them while we write.
-            unsafe { block.cast::<RawSemaphore>().as_ptr().write(RawSemaphore::new(value, limit)) }
+            unsafe {
+                block
+                    .cast::<RawSemaphore>()
+                    .as_ptr()
+                    .write(RawSemaphore::new(value, limit))
+            }
         },
     )
 }
 
 fn open_raw(arena: &Arena, name: &str, bounded: bool) -> Result<Shm<RawSemaphore>> {
-    let desc = if bounded { BOUNDED_DESC } else { SEMAPHORE_DESC };
+    let desc = if bounded {
+        BOUNDED_DESC
+    } else {
+        SEMAPHORE_DESC
+    };
     let (raw, entry): (Shm<RawSemaphore>, EntryCopy) = arena.open_object::<RawSemaphore>(
         name,
         ObjectKind::Semaphore,
@@ -390,7 +399,12 @@ fn open_raw(arena: &Arena, name: &str, bounded: bool) -> Result<Shm<RawSemaphore
         return Err(Error::WrongType {
             name: name.to_string(),
             expected: desc.to_string(),
-            found: if is_bounded { BOUNDED_DESC } else { SEMAPHORE_DESC }.to_string(),
+            found: if is_bounded {
+                BOUNDED_DESC
+            } else {
+                SEMAPHORE_DESC
+            }
+            .to_string(),
         });
     }
     Ok(raw)

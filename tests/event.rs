@@ -9,12 +9,21 @@ use std::time::{Duration, Instant};
 
 fn main() {
     common::run(&[
-        ("set_by_child_wakes_four_waiters", set_by_child_wakes_four_waiters),
+        (
+            "set_by_child_wakes_four_waiters",
+            set_by_child_wakes_four_waiters,
+        ),
         ("pulse_wakes_every_sleeper", pulse_wakes_every_sleeper),
         ("set_clear_ping_pong_is_exact", set_clear_ping_pong_is_exact),
-        ("wait_timeout_returns_within_bound", wait_timeout_returns_within_bound),
+        (
+            "wait_timeout_returns_within_bound",
+            wait_timeout_returns_within_bound,
+        ),
         ("wait_timeout_wakes_on_set", wait_timeout_wakes_on_set),
-        ("set_is_visible_in_every_process", set_is_visible_in_every_process),
+        (
+            "set_is_visible_in_every_process",
+            set_is_visible_in_every_process,
+        ),
         ("named_event_opened_in_child", named_event_opened_in_child),
         ("open_errors", open_errors),
     ]);
@@ -48,7 +57,10 @@ fn arena() -> Arena {
 fn until_someone_sleeps(ev: &Event) {
     let t0 = Instant::now();
     while ev.raw().word() & WAITERS == 0 {
-        assert!(t0.elapsed() < Duration::from_secs(20), "no waiter ever slept");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no waiter ever slept"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
 }
@@ -158,8 +170,14 @@ fn wait_timeout_returns_within_bound() {
         let t0 = Instant::now();
         assert!(!ev.wait_timeout(Duration::from_millis(ms)));
         let took = t0.elapsed();
-        assert!(took >= Duration::from_millis(ms), "{ms} ms timeout returned after {took:?}");
-        assert!(took < Duration::from_millis(ms) + Duration::from_secs(2), "{ms} ms: {took:?}");
+        assert!(
+            took >= Duration::from_millis(ms),
+            "{ms} ms timeout returned after {took:?}"
+        );
+        assert!(
+            took < Duration::from_millis(ms) + Duration::from_secs(2),
+            "{ms} ms: {took:?}"
+        );
     }
     ev.set();
     let t0 = Instant::now();
@@ -228,8 +246,14 @@ fn open_errors() {
     let a = arena();
     Event::create(&a, "e").unwrap();
     shmproc::semaphore::Semaphore::create(&a, "s", 0).unwrap();
-    assert!(matches!(Event::create(&a, "e"), Err(Error::AlreadyExists(_))));
+    assert!(matches!(
+        Event::create(&a, "e"),
+        Err(Error::AlreadyExists(_))
+    ));
     assert!(matches!(Event::open(&a, "s"), Err(Error::WrongType { .. })));
-    assert!(matches!(Event::open(&a, "missing"), Err(Error::NotFound(_))));
+    assert!(matches!(
+        Event::open(&a, "missing"),
+        Err(Error::NotFound(_))
+    ));
     assert!(matches!(Event::create(&a, ""), Err(Error::InvalidName(_))));
 }

@@ -10,17 +10,44 @@ use std::time::{Duration, Instant};
 fn main() {
     common::run(&[
         ("two_never_admits_three", two_never_admits_three),
-        ("bounded_never_admits_more_than_bound", bounded_never_admits_more_than_bound),
-        ("release_in_parent_wakes_sleeping_children", release_in_parent_wakes_sleeping_children),
-        ("ping_pong_between_processes_is_exact", ping_pong_between_processes_is_exact),
-        ("bounded_release_above_bound_is_an_error", bounded_release_above_bound_is_an_error),
-        ("release_at_value_max_is_an_error", release_at_value_max_is_an_error),
+        (
+            "bounded_never_admits_more_than_bound",
+            bounded_never_admits_more_than_bound,
+        ),
+        (
+            "release_in_parent_wakes_sleeping_children",
+            release_in_parent_wakes_sleeping_children,
+        ),
+        (
+            "ping_pong_between_processes_is_exact",
+            ping_pong_between_processes_is_exact,
+        ),
+        (
+            "bounded_release_above_bound_is_an_error",
+            bounded_release_above_bound_is_an_error,
+        ),
+        (
+            "release_at_value_max_is_an_error",
+            release_at_value_max_is_an_error,
+        ),
         ("try_acquire_never_blocks", try_acquire_never_blocks),
-        ("acquire_timeout_returns_within_bound", acquire_timeout_returns_within_bound),
-        ("acquire_timeout_wakes_on_release", acquire_timeout_wakes_on_release),
-        ("named_semaphore_opened_in_child", named_semaphore_opened_in_child),
+        (
+            "acquire_timeout_returns_within_bound",
+            acquire_timeout_returns_within_bound,
+        ),
+        (
+            "acquire_timeout_wakes_on_release",
+            acquire_timeout_wakes_on_release,
+        ),
+        (
+            "named_semaphore_opened_in_child",
+            named_semaphore_opened_in_child,
+        ),
         ("bad_input_is_an_error", bad_input_is_an_error),
-        ("forget_then_release_from_other_process", forget_then_release_from_other_process),
+        (
+            "forget_then_release_from_other_process",
+            forget_then_release_from_other_process,
+        ),
     ]);
 }
 
@@ -83,7 +110,10 @@ fn two_never_admits_three() {
         c.join();
     }
     let max = s[1].load(Ordering::SeqCst);
-    assert!((1..=2).contains(&max), "{max} processes were inside a semaphore of 2");
+    assert!(
+        (1..=2).contains(&max),
+        "{max} processes were inside a semaphore of 2"
+    );
     assert_eq!(s[2].load(Ordering::SeqCst), PROCS * ITERS, "entries lost");
     assert_eq!(sem.value(), 2, "a permit was lost or made up");
     println!("max inside: {max}");
@@ -247,8 +277,14 @@ fn acquire_timeout_returns_within_bound() {
         let r = sem.acquire_timeout(Duration::from_millis(ms));
         let took = t0.elapsed();
         assert_eq!(r.unwrap_err(), PermitError::Timeout);
-        assert!(took >= Duration::from_millis(ms), "{ms} ms timeout returned after {took:?}");
-        assert!(took < Duration::from_millis(ms) + Duration::from_secs(2), "{ms} ms: {took:?}");
+        assert!(
+            took >= Duration::from_millis(ms),
+            "{ms} ms timeout returned after {took:?}"
+        );
+        assert!(
+            took < Duration::from_millis(ms) + Duration::from_secs(2),
+            "{ms} ms: {took:?}"
+        );
     }
     assert_eq!(sem.raw().waiters(), 0);
     assert_eq!(sem.value(), 0);
@@ -267,7 +303,9 @@ fn acquire_timeout_wakes_on_release() {
         })
     };
     let t0 = Instant::now();
-    let p = sem.acquire_timeout(Duration::from_secs(20)).expect("woken by the release");
+    let p = sem
+        .acquire_timeout(Duration::from_secs(20))
+        .expect("woken by the release");
     assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
     p.forget();
     c.join();
@@ -296,19 +334,49 @@ fn named_semaphore_opened_in_child() {
 
 fn bad_input_is_an_error() {
     let a = arena();
-    assert!(matches!(Semaphore::new_in(&a, VALUE_MAX + 1), Err(Error::InvalidArgument(_))));
-    assert!(matches!(Semaphore::new_in(&a, u32::MAX), Err(Error::InvalidArgument(_))));
-    assert!(matches!(BoundedSemaphore::new_in(&a, 0), Err(Error::InvalidArgument(_))));
-    assert!(matches!(BoundedSemaphore::new_in(&a, VALUE_MAX + 1), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        Semaphore::new_in(&a, VALUE_MAX + 1),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        Semaphore::new_in(&a, u32::MAX),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        BoundedSemaphore::new_in(&a, 0),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        BoundedSemaphore::new_in(&a, VALUE_MAX + 1),
+        Err(Error::InvalidArgument(_))
+    ));
     Semaphore::create(&a, "s", 1).unwrap();
     BoundedSemaphore::create(&a, "b", 1).unwrap();
     shmproc::Lock::create(&a, "l").unwrap();
-    assert!(matches!(Semaphore::create(&a, "s", 1), Err(Error::AlreadyExists(_))));
-    assert!(matches!(Semaphore::open(&a, "b"), Err(Error::WrongType { .. })));
-    assert!(matches!(BoundedSemaphore::open(&a, "s"), Err(Error::WrongType { .. })));
-    assert!(matches!(Semaphore::open(&a, "l"), Err(Error::WrongType { .. })));
-    assert!(matches!(Semaphore::open(&a, "nope"), Err(Error::NotFound(_))));
-    assert!(matches!(Semaphore::create(&a, "a/b", 1), Err(Error::InvalidName(_))));
+    assert!(matches!(
+        Semaphore::create(&a, "s", 1),
+        Err(Error::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        Semaphore::open(&a, "b"),
+        Err(Error::WrongType { .. })
+    ));
+    assert!(matches!(
+        BoundedSemaphore::open(&a, "s"),
+        Err(Error::WrongType { .. })
+    ));
+    assert!(matches!(
+        Semaphore::open(&a, "l"),
+        Err(Error::WrongType { .. })
+    ));
+    assert!(matches!(
+        Semaphore::open(&a, "nope"),
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        Semaphore::create(&a, "a/b", 1),
+        Err(Error::InvalidName(_))
+    ));
     // Zero is a fine value for a plain semaphore (a signal).
     assert_eq!(Semaphore::new_in(&a, 0).unwrap().value(), 0);
 }

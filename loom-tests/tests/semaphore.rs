@@ -122,6 +122,10 @@ fn two_releasers_timed_acquirer() {
             t.join().unwrap();
         }
         let left = sem.value();
-        assert_eq!(left, if second { 0 } else { 1 }, "a permit was lost or made up");
+        assert_eq!(
+            left,
+            if second { 0 } else { 1 },
+            "a permit was lost or made up"
+        );
     });
 }
