@@ -26,6 +26,10 @@ fn main() {
         ),
         ("named_event_opened_in_child", named_event_opened_in_child),
         ("open_errors", open_errors),
+        (
+            "killed_waiter_does_not_break_event",
+            killed_waiter_does_not_break_event,
+        ),
     ]);
 }
 
@@ -256,4 +260,28 @@ fn open_errors() {
         Err(Error::NotFound(_))
     ));
     assert!(matches!(Event::create(&a, ""), Err(Error::InvalidName(_))));
+}
+
+/// A process killed while asleep in `wait` leaves the WAITERS bit behind: the next `set`
+/// makes one useless wake call and clears it; other waiters are unaffected.
+fn killed_waiter_does_not_break_event() {
+    let a = arena();
+    let mut ev = Event::new_in(&a).unwrap();
+    ev.set_spin(SpinPolicy::NEVER);
+    let victim = {
+        let ev = ev.clone();
+        common::fork(move || ev.wait())
+    };
+    until_someone_sleeps(&ev);
+    victim.signal(libc::SIGKILL);
+    assert_eq!(victim.wait(), -libc::SIGKILL);
+    let survivor = {
+        let ev = ev.clone();
+        common::fork(move || ev.wait())
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    ev.set();
+    survivor.join();
+    assert!(ev.is_set());
+    assert_eq!(ev.raw().word() & WAITERS, 0, "set clears the announcement");
 }

@@ -48,6 +48,14 @@ fn main() {
             "forget_then_release_from_other_process",
             forget_then_release_from_other_process,
         ),
+        (
+            "killed_sleeper_does_not_break_semaphore",
+            killed_sleeper_does_not_break_semaphore,
+        ),
+        (
+            "concurrent_bounded_releases_stop_at_bound",
+            concurrent_bounded_releases_stop_at_bound,
+        ),
     ]);
 }
 
@@ -393,4 +401,83 @@ fn forget_then_release_from_other_process() {
     c.join();
     assert_eq!(sem.value(), 1);
     assert!(format!("{sem:?}").contains("bound: 1"));
+}
+
+/// A process killed while asleep in `acquire` leaves its waiter count behind; the semaphore
+/// keeps working (releases just make a useless wake call) and no permit is lost.
+fn killed_sleeper_does_not_break_semaphore() {
+    let a = arena();
+    let mut sem = Semaphore::new_in(&a, 0).unwrap();
+    sem.set_spin(SpinPolicy::NEVER);
+    let victim = {
+        let sem = sem.clone();
+        common::fork(move || sem.acquire_forever())
+    };
+    let t0 = Instant::now();
+    while sem.raw().waiters() == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the child never slept"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    victim.signal(libc::SIGKILL);
+    assert_eq!(victim.wait(), -libc::SIGKILL);
+    assert_eq!(sem.raw().waiters(), 1, "the dead sleeper's count stays");
+    sem.release().unwrap();
+    assert_eq!(
+        sem.value(),
+        1,
+        "the permit was not swallowed by the dead sleeper"
+    );
+    // A live sleeper is still woken.
+    sem.acquire_forever();
+    let c = {
+        let sem = sem.clone();
+        common::fork(move || sem.acquire_forever())
+    };
+    while sem.raw().waiters() < 2 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    sem.release().unwrap();
+    c.join();
+    assert_eq!(sem.value(), 0);
+}
+
+/// Many processes release a bounded semaphore at once: exactly `bound - value` succeed.
+fn concurrent_bounded_releases_stop_at_bound() {
+    const PROCS: usize = 4;
+    const TRIES: u64 = 1_000;
+    let a = arena();
+    let sem = BoundedSemaphore::new_in(&a, 1_000).unwrap();
+    for _ in 0..1_000 {
+        sem.acquire_forever();
+    }
+    let s = shared_atomics(2); // successes, refusals
+    let children: Vec<_> = (0..PROCS)
+        .map(|_| {
+            let sem = sem.clone();
+            common::fork(move || {
+                for _ in 0..TRIES {
+                    match sem.release() {
+                        Ok(()) => s[0].fetch_add(1, Ordering::Relaxed),
+                        Err(TooManyReleases { limit }) => {
+                            assert_eq!(limit, 1_000);
+                            s[1].fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                }
+            })
+        })
+        .collect();
+    for c in children {
+        c.join();
+    }
+    assert_eq!(
+        s[0].load(Ordering::Relaxed),
+        1_000,
+        "exactly the missing permits came back"
+    );
+    assert_eq!(s[1].load(Ordering::Relaxed), PROCS as u64 * TRIES - 1_000);
+    assert_eq!(sem.value(), 1_000);
 }

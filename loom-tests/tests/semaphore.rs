@@ -129,3 +129,30 @@ fn two_releasers_timed_acquirer() {
         );
     });
 }
+
+/// Two releases race on a bounded semaphore with one free slot: exactly one succeeds, and
+/// a concurrent acquirer never sees more than the bound.
+#[test]
+fn bounded_release_race() {
+    loom::model(|| {
+        let sem = Arc::new(RawSemaphore::new(1, 2));
+        assert!(sem.try_acquire());
+        assert!(!sem.try_acquire());
+        let s1 = sem.clone();
+        let r1 = thread::spawn(move || s1.release().is_ok());
+        let s2 = sem.clone();
+        let r2 = thread::spawn(move || s2.release().is_ok());
+        let ok = [r1.join().unwrap(), r2.join().unwrap()];
+        // Value was 0 with limit 2: both fit.
+        assert_eq!(ok, [true, true]);
+        let s3 = sem.clone();
+        let r3 = thread::spawn(move || s3.release());
+        assert!(sem.acquire(None, SpinPolicy::NEVER));
+        let third = r3.join().unwrap();
+        // The third release fits only if our acquire came first.
+        assert_eq!(sem.value(), if third.is_ok() { 2 } else { 1 });
+        if let Err(limit) = third {
+            assert_eq!(limit, 2);
+        }
+    });
+}
