@@ -44,7 +44,8 @@
 //! Permits are not handed out in FIFO order: a running process may take a released permit
 //! before a woken sleeper gets to it (which is what makes the uncontended path cheap).
 //! A process killed while it sleeps in `acquire` leaves `waiters` one too high for good; the
-//! only effect is that every later `release` makes one (useless) `futex_wake` call.
+//! only effect is that every later `release` makes one (useless) `futex_wake` call, and
+//! that blocked acquirers skip their spin phase (they believe others already sleep).
 
 use crate::arena::{fingerprint, Arena, EntryCopy, ObjectKind, Shm};
 use crate::error::{Error, Result};
