@@ -20,5 +20,7 @@ pub mod sync;
 
 pub use arena::Arena;
 pub use error::{Error, Result};
+pub use event::Event;
 pub use lock::{Acquired, Lock, LockGuard, NotLocked, OwnerDied, TimedOut, TryAcquireError};
+pub use semaphore::{BoundedSemaphore, PermitError, Semaphore, SemaphoreGuard, TooManyReleases};
 pub use spin::SpinPolicy;
