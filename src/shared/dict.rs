@@ -1115,10 +1115,10 @@ impl SharedDict {
 ///
 /// ```
 /// use shmproc::shared::TypedDict;
-/// let d = TypedDict::<u32, (u64, f64)>::new(100)?;
-/// d.insert(&7, &(1, 2.5))?;
-/// d.update_with(&7, |v| v.map(|(n, x)| (n + 1, x * 2.0)))?;
-/// assert_eq!(d.get(&7), Some((2, 5.0)));
+/// let d = TypedDict::<u32, [f64; 2]>::new(100)?;
+/// d.insert(&7, &[1.0, 2.5])?;
+/// d.update_with(&7, |v| v.map(|[n, x]| [n + 1.0, x * 2.0]))?;
+/// assert_eq!(d.get(&7), Some([2.0, 5.0]));
 /// assert_eq!(d.get(&8), None);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

@@ -436,13 +436,15 @@ impl<T: Pod> Value<T> {
     /// the value may be half-updated.
     ///
     /// ```
-    /// let v = shmproc::shared::Value::new((1u64, 1u64))?;
+    /// // Tuples are not `Pod` (they may have padding): use arrays or `#[derive(Pod)]`
+    /// // structs for compound values.
+    /// let v = shmproc::shared::Value::new([1u64, 1u64])?;
     /// {
     ///     let mut g = v.get_lock().unwrap_or_else(|died| died.into_guard());
-    ///     g.0 += 1;
-    ///     g.1 += 1;
+    ///     g[0] += 1;
+    ///     g[1] += 1;
     /// }
-    /// assert_eq!(v.get(), (2, 2));
+    /// assert_eq!(v.get(), [2, 2]);
     /// # Ok::<(), shmproc::Error>(())
     /// ```
     pub fn get_lock(&self) -> LockResult<'_, T> {
