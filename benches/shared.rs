@@ -191,7 +191,9 @@ fn main() {
         g.bench_function("Mutex<HashMap>::get", |b| {
             b.iter_custom(|n| map_get(&s, n, &mut buf))
         });
-        g.bench_function("SharedDict::insert", |b| b.iter_custom(|n| dict_insert(&s, n)));
+        g.bench_function("SharedDict::insert", |b| {
+            b.iter_custom(|n| dict_insert(&s, n))
+        });
         g.bench_function("Mutex<HashMap>::insert", |b| {
             b.iter_custom(|n| map_insert(&s, n))
         });

@@ -48,7 +48,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
     join(racers);
-    println!("get, sleep, insert (the race):   {{'num': {}}}", dic.get(b"num").unwrap());
+    println!(
+        "get, sleep, insert (the race):   {{'num': {}}}",
+        dic.get(b"num").unwrap()
+    );
 
     dic.insert(b"num", &10)?;
     let workers = (0..10)

@@ -56,7 +56,11 @@ fn json_file_version() -> Result<(), Box<dyn std::error::Error>> {
             let (mutex, path) = (mutex.clone(), path.clone());
             spawn(move || {
                 // search: anyone may read at any time
-                println!("buyer {i} (pid {}) sees {} tickets left", std::process::id(), read_count(&path));
+                println!(
+                    "buyer {i} (pid {}) sees {} tickets left",
+                    std::process::id(),
+                    read_count(&path)
+                );
                 // get: read, network delay, write, under the lock
                 let _guard = mutex.acquire().unwrap_or_else(|died| died.into_guard());
                 let left = read_count(&path);
@@ -87,7 +91,10 @@ fn shared_memory_version() -> Result<(), Box<dyn std::error::Error>> {
             let (db, sold) = (db.clone(), sold.clone());
             spawn(move || {
                 let left = db.get(b"count").map_or(0, |v| count(&v));
-                println!("buyer {i} (pid {}) sees {left} tickets left", std::process::id());
+                println!(
+                    "buyer {i} (pid {}) sees {left} tickets left",
+                    std::process::id()
+                );
                 let mut bought = false;
                 db.update_with(b"count", |v| {
                     let left = count(v?);

@@ -22,23 +22,53 @@ fn main() {
         std::process::exit(child_role(&role));
     }
     common::run(&[
-        ("value_fetch_add_8x100k_is_exact", value_fetch_add_8x100k_is_exact),
-        ("value_locked_pair_stays_consistent", value_locked_pair_stays_consistent),
+        (
+            "value_fetch_add_8x100k_is_exact",
+            value_fetch_add_8x100k_is_exact,
+        ),
+        (
+            "value_locked_pair_stays_consistent",
+            value_locked_pair_stays_consistent,
+        ),
         ("value_raw_and_named", value_raw_and_named),
-        ("value_lock_holder_killed_reports_owner_died", value_lock_holder_killed_reports_owner_died),
-        ("tickets_with_shared_dict_sell_exactly_3", tickets_with_shared_dict_sell_exactly_3),
-        ("tickets_with_locked_value_sell_exactly_3", tickets_with_locked_value_sell_exactly_3),
+        (
+            "value_lock_holder_killed_reports_owner_died",
+            value_lock_holder_killed_reports_owner_died,
+        ),
+        (
+            "tickets_with_shared_dict_sell_exactly_3",
+            tickets_with_shared_dict_sell_exactly_3,
+        ),
+        (
+            "tickets_with_locked_value_sell_exactly_3",
+            tickets_with_locked_value_sell_exactly_3,
+        ),
         ("child_doubles_array_in_place", child_doubles_array_in_place),
         ("array_bounds_and_slices", array_bounds_and_slices),
         ("dict_matches_hashmap_model", dict_matches_hashmap_model),
         ("dict_limits_are_clear_errors", dict_limits_are_clear_errors),
-        ("dict_readers_never_see_torn_values", dict_readers_never_see_torn_values),
-        ("dict_countdown_update_with_is_exact", dict_countdown_update_with_is_exact),
-        ("dict_readers_run_while_writer_holds_lock_and_dead_writer_recovers", dict_readers_run_while_writer_holds_lock_and_dead_writer_recovers),
+        (
+            "dict_readers_never_see_torn_values",
+            dict_readers_never_see_torn_values,
+        ),
+        (
+            "dict_countdown_update_with_is_exact",
+            dict_countdown_update_with_is_exact,
+        ),
+        (
+            "dict_readers_run_while_writer_holds_lock_and_dead_writer_recovers",
+            dict_readers_run_while_writer_holds_lock_and_dead_writer_recovers,
+        ),
         ("typed_dict_across_processes", typed_dict_across_processes),
         ("shared_memory_errors", shared_memory_errors),
-        ("attach_by_name_from_an_unrelated_process", attach_by_name_from_an_unrelated_process),
-        ("orphaned_segment_is_cleaned_up", orphaned_segment_is_cleaned_up),
+        (
+            "attach_by_name_from_an_unrelated_process",
+            attach_by_name_from_an_unrelated_process,
+        ),
+        (
+            "orphaned_segment_is_cleaned_up",
+            orphaned_segment_is_cleaned_up,
+        ),
     ]);
 }
 
@@ -112,8 +142,14 @@ fn value_raw_and_named() {
             Value::<u32>::open(&arena, "counter"),
             Err(Error::WrongType { .. })
         ));
-        assert!(matches!(Array::<u64>::open(&arena, "counter"), Err(Error::WrongType { .. })));
-        assert!(matches!(Value::<u64>::open(&arena, "nope"), Err(Error::NotFound(_))));
+        assert!(matches!(
+            Array::<u64>::open(&arena, "counter"),
+            Err(Error::WrongType { .. })
+        ));
+        assert!(matches!(
+            Value::<u64>::open(&arena, "nope"),
+            Err(Error::NotFound(_))
+        ));
         assert!(matches!(
             Value::create(&arena, "counter", 0u64),
             Err(Error::AlreadyExists(_))
@@ -246,7 +282,10 @@ fn array_bounds_and_slices() {
     let raw = Array::raw_in(&arena, &[1u8, 2]).unwrap();
     assert!(raw.is_raw());
     Array::create(&arena, "xs", &[1.0f32, 2.0]).unwrap();
-    assert_eq!(Array::<f32>::open(&arena, "xs").unwrap().to_vec(), [1.0, 2.0]);
+    assert_eq!(
+        Array::<f32>::open(&arena, "xs").unwrap().to_vec(),
+        [1.0, 2.0]
+    );
     assert!(Value::<f32>::open(&arena, "xs").is_err());
 }
 
@@ -273,7 +312,9 @@ fn dict_matches_hashmap_model() {
         let key = format!("k{}", rng.next() % 100).into_bytes();
         match rng.next() % 10 {
             0..=4 => {
-                let v: Vec<u8> = (0..rng.next() % 41).map(|i| (i as u64 ^ step) as u8).collect();
+                let v: Vec<u8> = (0..rng.next() % 41)
+                    .map(|i| (i ^ step) as u8)
+                    .collect();
                 let r = d.insert(&key, &v);
                 if model.len() == 64 && !model.contains_key(&key) {
                     assert_eq!(r, Err(DictError::Full { capacity: 64 }));
@@ -320,7 +361,11 @@ fn dict_limits_are_clear_errors() {
     assert_eq!(d.get(b"far too long key"), None);
     assert!(!d.contains(b"far too long key"));
     assert!(d.update_with(b"a", |_| Some(b"toolong".to_vec())).is_err());
-    assert_eq!(d.get(b"a"), Some(vec![]), "a failed update leaves the entry");
+    assert_eq!(
+        d.get(b"a"),
+        Some(vec![]),
+        "a failed update leaves the entry"
+    );
     assert!(matches!(
         SharedDict::new(0, 4, 4),
         Err(Error::InvalidArgument(_))
@@ -357,7 +402,7 @@ fn dict_readers_never_see_torn_values() {
         .map(|w| {
             let d = d.clone();
             fork(move || {
-                for i in 1..=20_000u64 {
+                for i in 1..=200_000u64 {
                     let k = (i + w) % KEYS;
                     d.insert(&k.to_le_bytes(), &value(i * 2 + w)).unwrap();
                 }
@@ -464,7 +509,8 @@ fn typed_dict_across_processes() {
             fork(move || {
                 let d = TypedDict::<u32, [u64; 2]>::open(&arena, "scores").unwrap();
                 for k in 0..25 {
-                    d.insert(&(w * 25 + k), &[u64::from(w), u64::from(k)]).unwrap();
+                    d.insert(&(w * 25 + k), &[u64::from(w), u64::from(k)])
+                        .unwrap();
                 }
                 assert!(TypedDict::<u64, [u64; 2]>::open(&arena, "scores").is_err());
                 assert!(SharedDict::open(&arena, "scores").is_err());
@@ -483,23 +529,44 @@ fn typed_dict_across_processes() {
 // SharedMemory
 
 fn shared_memory_errors() {
-    assert!(matches!(SharedMemory::create(None, 0), Err(Error::InvalidArgument(_))));
-    assert!(matches!(SharedMemory::create(Some("a/b"), 1), Err(Error::InvalidName(_))));
-    assert!(matches!(SharedMemory::create(Some("a\0b"), 1), Err(Error::InvalidName(_))));
-    assert!(matches!(SharedMemory::create(Some(""), 1), Err(Error::InvalidName(_))));
-    assert!(matches!(SharedMemory::open("a/b"), Err(Error::InvalidName(_))));
+    assert!(matches!(
+        SharedMemory::create(None, 0),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        SharedMemory::create(Some("a/b"), 1),
+        Err(Error::InvalidName(_))
+    ));
+    assert!(matches!(
+        SharedMemory::create(Some("a\0b"), 1),
+        Err(Error::InvalidName(_))
+    ));
+    assert!(matches!(
+        SharedMemory::create(Some(""), 1),
+        Err(Error::InvalidName(_))
+    ));
+    assert!(matches!(
+        SharedMemory::open("a/b"),
+        Err(Error::InvalidName(_))
+    ));
     let name = format!("shmproc-test-errors-{}", std::process::id());
     assert!(matches!(SharedMemory::open(&name), Err(Error::NotFound(_))));
     let s = SharedMemory::create(Some(&name), 10).unwrap();
     assert_eq!((s.name(), s.size()), (name.as_str(), 10));
-    assert!(matches!(SharedMemory::create(Some(&name), 10), Err(Error::AlreadyExists(_))));
+    assert!(matches!(
+        SharedMemory::create(Some(&name), 10),
+        Err(Error::AlreadyExists(_))
+    ));
     assert!(s.write(8, b"abc").is_err());
     assert!(s.read(usize::MAX, &mut [0]).is_err());
     assert_eq!(s.as_ptr() as usize % 64, 0);
     // An arena is a /dev/shm file too, but not a segment.
     let arena_name = format!("shmproc-test-notseg-{}", std::process::id());
     let arena = Arena::create(&arena_name, 1 << 20).unwrap();
-    assert!(matches!(SharedMemory::open(&arena_name), Err(Error::WrongType { .. })));
+    assert!(matches!(
+        SharedMemory::open(&arena_name),
+        Err(Error::WrongType { .. })
+    ));
     arena.unlink().unwrap();
     s.unlink().unwrap();
     assert!(matches!(s.unlink(), Err(Error::NotFound(_))));
@@ -597,7 +664,10 @@ fn orphaned_segment_is_cleaned_up() {
     assert!(removed.contains(&orphan), "{removed:?}");
     assert!(!removed.contains(&kept));
     assert!(!removed.iter().any(|n| n == alive.name()));
-    assert!(matches!(SharedMemory::open(&orphan), Err(Error::NotFound(_))));
+    assert!(matches!(
+        SharedMemory::open(&orphan),
+        Err(Error::NotFound(_))
+    ));
     assert!(SharedMemory::open(&kept).is_ok());
     SharedMemory::unlink_name(&kept).unwrap();
     alive.unlink().unwrap();

@@ -41,7 +41,10 @@ pub fn run() -> super::Res {
         })
         .collect();
     join(kids);
-    println!("Value<u64>: 4 processes x 25,000 fetch_add = {}", hits.load());
+    println!(
+        "Value<u64>: 4 processes x 25,000 fetch_add = {}",
+        hits.load()
+    );
 
     // Value with its lock: a pair that must stay consistent.
     let pair = Value::new([0u64; 2])?;
@@ -93,7 +96,12 @@ pub fn run() -> super::Res {
         })
         .collect();
     join(buyers);
-    let left = u64::from_le_bytes(db.get(b"tickets").unwrap_or_default().try_into().unwrap_or([0; 8]));
+    let left = u64::from_le_bytes(
+        db.get(b"tickets")
+            .unwrap_or_default()
+            .try_into()
+            .unwrap_or([0; 8]),
+    );
     println!("SharedDict: {left} tickets left after 10 buyers");
 
     // SharedMemory: a named segment, attached by name.

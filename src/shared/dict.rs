@@ -303,9 +303,16 @@ fn hash(key: &[u8]) -> u64 {
 /// Up to 8 bytes as a little-endian word, zero-padded.
 #[inline]
 fn pack(bytes: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    b[..bytes.len()].copy_from_slice(bytes);
-    u64::from_le_bytes(b)
+    match <[u8; 8]>::try_from(bytes) {
+        // The common case, without a variable-length copy.
+        Ok(full) => u64::from_le_bytes(full),
+        Err(_) => {
+            let mut b = [0u8; 8];
+            let n = bytes.len().min(8);
+            b[..n].copy_from_slice(&bytes[..n]);
+            u64::from_le_bytes(b)
+        }
+    }
 }
 
 #[inline]
@@ -330,6 +337,9 @@ pub struct DictTable<'a, L: Liveness> {
     raw: &'a RawDict,
     words: &'a [AtomicU64],
     g: Geometry,
+    /// `g.stride()` and `g.key_words()`, cached: they index every word access.
+    stride: usize,
+    kw: usize,
     who: L,
     spin: SpinPolicy,
 }
@@ -371,6 +381,8 @@ impl<'a, L: Liveness> DictTable<'a, L> {
             raw,
             words,
             g,
+            stride: g.stride(),
+            kw: g.key_words(),
             who,
             spin: SpinPolicy::default(),
         })
@@ -391,7 +403,7 @@ impl<'a, L: Liveness> DictTable<'a, L> {
     fn word(&self, slot: usize, w: usize) -> &AtomicU64 {
         // Both are local values: slot < slots (masked), w < stride; the table holds
         // slots * stride words (checked in `new`), so indexing cannot fail.
-        &self.words[slot * self.g.stride() + w]
+        &self.words[slot * self.stride + w]
     }
 
     // ---- writer side -------------------------------------------------------------------
@@ -418,7 +430,11 @@ impl<'a, L: Liveness> DictTable<'a, L> {
     /// After a writer died: recount, and make `seq` even so readers resume.
     #[cold]
     fn repair(&self, seq: u64) {
-        let s = if seq & 1 == 1 { seq } else { self.begin_write() };
+        let s = if seq & 1 == 1 {
+            seq
+        } else {
+            self.begin_write()
+        };
         let mut live = 0;
         for slot in 0..self.g.slots as usize {
             // Relaxed: we hold the lock; nobody else writes the table.
@@ -512,10 +528,11 @@ impl<'a, L: Liveness> DictTable<'a, L> {
     }
 
     fn write_value(&self, slot: usize, value: &[u8]) {
-        let kw = self.g.key_words();
+        let kw = self.kw;
         for (w, c) in value.chunks(8).enumerate() {
             // Relaxed: inside begin_write / end_write (see the module's protocol table).
-            self.word(slot, 2 + kw + w).store(pack(c), Ordering::Relaxed);
+            self.word(slot, 2 + kw + w)
+                .store(pack(c), Ordering::Relaxed);
         }
     }
 
@@ -587,24 +604,32 @@ impl<'a, L: Liveness> DictTable<'a, L> {
     fn copy_value(&self, slot: usize, m: u64, out: &mut Vec<u8>) {
         // Clamp: a torn or hostile meta word cannot size the copy beyond the slot.
         let len = meta_value_len(m).min(self.g.max_value as usize);
-        let kw = self.g.key_words();
-        out.clear();
-        for w in 0..len.div_ceil(8) {
-            // Relaxed: lock held or a seqlock read (validated by the caller).
-            let bytes = self.word(slot, 2 + kw + w).load(Ordering::Relaxed).to_le_bytes();
-            let take = (len - w * 8).min(8);
-            out.extend_from_slice(&bytes[..take]);
-        }
+        self.copy_words(slot, 2 + self.kw, len, out);
     }
 
     fn copy_key(&self, slot: usize, m: u64, out: &mut Vec<u8>) {
         let len = meta_key_len(m).min(self.g.max_key as usize);
+        self.copy_words(slot, 2, len, out);
+    }
+
+    /// Copies `len` bytes from the words of `slot` starting at word `first`; `len` is
+    /// already clamped to the field's size.
+    #[inline]
+    fn copy_words(&self, slot: usize, first: usize, len: usize, out: &mut Vec<u8>) {
         out.clear();
-        for w in 0..len.div_ceil(8) {
-            // Relaxed: as in `copy_value`.
-            let bytes = self.word(slot, 2 + w).load(Ordering::Relaxed).to_le_bytes();
-            let take = (len - w * 8).min(8);
-            out.extend_from_slice(&bytes[..take]);
+        out.resize(len, 0);
+        let base = slot * self.stride + first;
+        let words = &self.words[base..base + len.div_ceil(8)];
+        let mut chunks = out.chunks_exact_mut(8);
+        for (chunk, word) in (&mut chunks).zip(words) {
+            // Relaxed: lock held or a seqlock read (validated by the caller).
+            chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+        }
+        let tail = chunks.into_remainder();
+        if let (false, Some(word)) = (tail.is_empty(), words.last()) {
+            // Relaxed: as above.
+            let bytes = word.load(Ordering::Relaxed).to_le_bytes();
+            tail.copy_from_slice(&bytes[..tail.len()]);
         }
     }
 
@@ -968,6 +993,8 @@ impl SharedDict {
             raw: &self.shm,
             words,
             g: self.g,
+            stride: self.g.stride(),
+            kw: self.g.key_words(),
             who: Procfs,
             spin: self.spin,
         }
@@ -1124,7 +1151,7 @@ impl SharedDict {
 /// ```
 pub struct TypedDict<K, V> {
     inner: SharedDict,
-    _kv: PhantomData<fn(K, V) -> (K, V)>,
+    _kv: PhantomData<fn() -> (K, V)>,
 }
 
 impl<K, V> Clone for TypedDict<K, V> {
@@ -1315,7 +1342,7 @@ impl<K: Pod, V: Pod> TypedDict<K, V> {
 #[cfg(feature = "serde")]
 pub struct SerdeDict<K, V> {
     inner: SharedDict,
-    _kv: PhantomData<fn(K, V) -> (K, V)>,
+    _kv: PhantomData<fn() -> (K, V)>,
 }
 
 #[cfg(feature = "serde")]
@@ -1356,7 +1383,12 @@ where
     ///
     /// # Errors
     /// As [`SharedDict::new`].
-    pub fn new_in(arena: &Arena, capacity: usize, max_key: usize, max_value: usize) -> Result<Self> {
+    pub fn new_in(
+        arena: &Arena,
+        capacity: usize,
+        max_key: usize,
+        max_value: usize,
+    ) -> Result<Self> {
         let g = Geometry::new(capacity, max_key, max_value)?;
         Ok(Self::wrap(SharedDict::make(
             arena,

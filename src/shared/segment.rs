@@ -137,10 +137,7 @@ fn unique_name() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    format!(
-        "shmproc-{}-{n}-{nanos:08x}",
-        crate::owner::current_pid()
-    )
+    format!("shmproc-{}-{n}-{nanos:08x}", crate::owner::current_pid())
 }
 
 impl SharedMemory {
@@ -396,7 +393,9 @@ impl SharedMemory {
 
 /// Reads a header copy with `pread` (no mapping: a truncated file cannot fault us).
 fn read_header(fd: &OwnedFd) -> Result<(SegHeader, u64)> {
-    let len = rustix::fs::fstat(fd).map_err(|e| Error::os("fstat", e))?.st_size;
+    let len = rustix::fs::fstat(fd)
+        .map_err(|e| Error::os("fstat", e))?
+        .st_size;
     let len = u64::try_from(len).unwrap_or(0);
     let mut h = SegHeader::default();
     if len < SEGMENT_HEADER as u64 {
@@ -459,5 +458,9 @@ fn is_orphan(name: &str, uid: rustix::process::Uid) -> Result<bool> {
         return Ok(false);
     }
     let (h, _) = read_header(&fd)?;
-    Ok(h.magic == SEG_MAGIC && h.creator_pid != 0 && Procfs.is_dead(h.creator_pid, h.creator_start))
+    Ok(
+        h.magic == SEG_MAGIC
+            && h.creator_pid != 0
+            && Procfs.is_dead(h.creator_pid, h.creator_start),
+    )
 }

@@ -136,8 +136,7 @@ impl<T: Pod> Block<T> {
 
     fn open(arena: &Arena, name: &str, kind: ObjectKind, desc: &str) -> Result<Self> {
         check_type::<T>()?;
-        let (shm, e) =
-            arena.open_object::<RawLock>(name, kind, fingerprint_sized::<T>(), desc)?;
+        let (shm, e) = arena.open_object::<RawLock>(name, kind, fingerprint_sized::<T>(), desc)?;
         let len = e.param & MAX_LEN;
         let raw = e.param & RAW_FLAG != 0;
         let len = usize::try_from(len)
@@ -307,11 +306,7 @@ unsafe impl<T: ?Sized + Sync> Sync for SharedGuard<'_, T> {}
 /// What [`Value::get_lock`] and [`Array::get_lock`] return.
 pub type LockResult<'a, T> = std::result::Result<SharedGuard<'a, T>, OwnerDied<SharedGuard<'a, T>>>;
 
-fn guard<'a, T: ?Sized>(
-    how: Acquired,
-    lock: &'a RawLock,
-    data: *mut T,
-) -> LockResult<'a, T> {
+fn guard<'a, T: ?Sized>(how: Acquired, lock: &'a RawLock, data: *mut T) -> LockResult<'a, T> {
     let g = SharedGuard { lock, data };
     match how {
         Acquired::Normal => Ok(g),
