@@ -11,7 +11,7 @@ use shmproc::arena::Arena;
 use shmproc::shared::{
     cleanup_orphans, Array, DictError, SharedDict, SharedMemory, TypedDict, Value,
 };
-use shmproc::Error;
+use shmproc::{Error, TryAcquireError};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -277,6 +277,18 @@ fn array_bounds_and_slices() {
     assert!(a.read(4, &mut out).is_err());
     assert_eq!(out, [9, 9], "a failed read leaves the buffer alone");
     assert_eq!(a.to_vec(), [0, 1, 2, 3, 0]);
+    let g = a.get_lock().unwrap();
+    assert!(matches!(a.try_get_lock(), Err(TryAcquireError::WouldBlock)));
+    let t = Instant::now();
+    assert!(matches!(
+        a.get_lock_timeout(Duration::from_millis(20)),
+        Err(TryAcquireError::WouldBlock)
+    ));
+    assert!(t.elapsed() >= Duration::from_millis(20));
+    drop(g);
+    a.try_get_lock().unwrap()[0] = 4;
+    assert_eq!(a.get(0), Some(4));
+    a.set(0, 0).unwrap();
     let empty = Array::<u64>::new_in(&arena, 0).unwrap();
     assert!(empty.is_empty() && empty.to_vec().is_empty());
     let raw = Array::raw_in(&arena, &[1u8, 2]).unwrap();
@@ -312,9 +324,7 @@ fn dict_matches_hashmap_model() {
         let key = format!("k{}", rng.next() % 100).into_bytes();
         match rng.next() % 10 {
             0..=4 => {
-                let v: Vec<u8> = (0..rng.next() % 41)
-                    .map(|i| (i ^ step) as u8)
-                    .collect();
+                let v: Vec<u8> = (0..rng.next() % 41).map(|i| (i ^ step) as u8).collect();
                 let r = d.insert(&key, &v);
                 if model.len() == 64 && !model.contains_key(&key) {
                     assert_eq!(r, Err(DictError::Full { capacity: 64 }));

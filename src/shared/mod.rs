@@ -23,4 +23,4 @@ pub mod value;
 pub use dict::SerdeDict;
 pub use dict::{DictError, SharedDict, TypedDict};
 pub use segment::{cleanup_orphans, OutOfBounds, SharedMemory};
-pub use value::{Array, AtomicInt, LockResult, OutOfRange, SharedGuard, Value};
+pub use value::{Array, AtomicInt, LockResult, OutOfRange, SharedGuard, TryLockResult, Value};

@@ -33,7 +33,7 @@
 
 use crate::arena::{fingerprint_sized, Arena, ObjectKind, Shm};
 use crate::error::{Error, Result};
-use crate::lock::{Acquired, OwnerDied, RawLock};
+use crate::lock::{Acquired, OwnerDied, RawLock, TryAcquireError};
 use crate::owner::Procfs;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::SpinPolicy;
@@ -41,6 +41,7 @@ use bytemuck::Pod;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
+use std::time::{Duration, Instant};
 
 /// Offset of the data in the block: the lock sits before it, on its own.
 pub const DATA_OFFSET: usize = 64;
@@ -188,6 +189,19 @@ impl<T: Pod> Block<T> {
             .unwrap_or(Acquired::Normal)
     }
 
+    /// One attempt (taking over from a dead holder); `None` when held.
+    fn try_lock(&self) -> Option<Acquired> {
+        self.shm.try_lock_or_recover(&Procfs)
+    }
+
+    /// Blocks until locked or `deadline`; `Err(())` at the deadline.
+    fn lock_until(&self, deadline: Option<Instant>) -> std::result::Result<Acquired, ()> {
+        if self.shm.try_lock(&Procfs) {
+            return Ok(Acquired::Normal);
+        }
+        self.shm.lock_slow(&Procfs, deadline, self.spin)
+    }
+
     /// Runs `f` with the lock held unless the object is raw.
     #[inline]
     fn locked<R>(&self, f: impl FnOnce() -> R) -> R {
@@ -302,6 +316,22 @@ impl<T: ?Sized> Drop for SharedGuard<'_, T> {
 unsafe impl<T: ?Sized + Send> Send for SharedGuard<'_, T> {}
 // SAFETY: `&SharedGuard` only gives `&T`.
 unsafe impl<T: ?Sized + Sync> Sync for SharedGuard<'_, T> {}
+
+/// What [`Value::try_get_lock`] and [`Value::get_lock_timeout`] (and the `Array`
+/// equivalents) return.
+pub type TryLockResult<'a, T> =
+    std::result::Result<SharedGuard<'a, T>, TryAcquireError<SharedGuard<'a, T>>>;
+
+fn try_guard<'a, T: ?Sized>(
+    how: Option<Acquired>,
+    lock: &'a RawLock,
+    data: *mut T,
+) -> TryLockResult<'a, T> {
+    match how {
+        None => Err(TryAcquireError::WouldBlock),
+        Some(how) => guard(how, lock, data).map_err(TryAcquireError::OwnerDied),
+    }
+}
 
 /// What [`Value::get_lock`] and [`Array::get_lock`] return.
 pub type LockResult<'a, T> = std::result::Result<SharedGuard<'a, T>, OwnerDied<SharedGuard<'a, T>>>;
@@ -445,6 +475,55 @@ impl<T: Pod> Value<T> {
     pub fn get_lock(&self) -> LockResult<'_, T> {
         let how = self.block.lock();
         guard(how, &self.block.shm, self.block.data())
+    }
+
+    /// Like [`get_lock`](Self::get_lock), but never blocks.
+    ///
+    /// # Errors
+    /// [`TryAcquireError::WouldBlock`] when another process holds the lock;
+    /// [`TryAcquireError::OwnerDied`] (with the guard) when taken over from a dead
+    /// holder.
+    ///
+    /// ```
+    /// use shmproc::TryAcquireError;
+    /// let v = shmproc::shared::Value::new(0u8)?;
+    /// let g = v.try_get_lock().unwrap();
+    /// assert!(matches!(v.try_get_lock(), Err(TryAcquireError::WouldBlock)));
+    /// drop(g);
+    /// assert!(v.try_get_lock().is_ok());
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn try_get_lock(&self) -> TryLockResult<'_, T> {
+        try_guard(self.block.try_lock(), &self.block.shm, self.block.data())
+    }
+
+    /// Like [`get_lock`](Self::get_lock), giving up after `timeout`.
+    ///
+    /// # Errors
+    /// [`TryAcquireError::WouldBlock`] at the timeout; [`TryAcquireError::OwnerDied`] as
+    /// for [`try_get_lock`](Self::try_get_lock).
+    pub fn get_lock_timeout(&self, timeout: Duration) -> TryLockResult<'_, T> {
+        let how = self
+            .block
+            .lock_until(crate::sync::time::deadline_after(timeout))
+            .ok();
+        try_guard(how, &self.block.shm, self.block.data())
+    }
+}
+
+impl<T: Pod + bytemuck::Zeroable> Value<T> {
+    /// A zero-filled locked value in the global arena (Python's `Value('i')`).
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    ///
+    /// ```
+    /// let v = shmproc::shared::Value::<f64>::zeroed()?;
+    /// assert_eq!(v.get(), 0.0);
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn zeroed() -> Result<Self> {
+        Self::new(T::zeroed())
     }
 }
 
@@ -901,7 +980,32 @@ impl<T: Pod> Array<T> {
     /// [`OwnerDied`] (holding the guard) when the previous holder died holding the lock.
     pub fn get_lock(&self) -> LockResult<'_, [T]> {
         let how = self.block.lock();
-        let data = core::ptr::slice_from_raw_parts_mut(self.block.data(), self.block.len);
-        guard(how, &self.block.shm, data)
+        guard(how, &self.block.shm, self.slice_ptr())
+    }
+
+    fn slice_ptr(&self) -> *mut [T] {
+        core::ptr::slice_from_raw_parts_mut(self.block.data(), self.block.len)
+    }
+
+    /// Like [`get_lock`](Self::get_lock), but never blocks.
+    ///
+    /// # Errors
+    /// [`TryAcquireError::WouldBlock`] when held; [`TryAcquireError::OwnerDied`] (with
+    /// the guard) when taken over from a dead holder.
+    pub fn try_get_lock(&self) -> TryLockResult<'_, [T]> {
+        try_guard(self.block.try_lock(), &self.block.shm, self.slice_ptr())
+    }
+
+    /// Like [`get_lock`](Self::get_lock), giving up after `timeout`.
+    ///
+    /// # Errors
+    /// [`TryAcquireError::WouldBlock`] at the timeout; [`TryAcquireError::OwnerDied`] as
+    /// for [`try_get_lock`](Self::try_get_lock).
+    pub fn get_lock_timeout(&self, timeout: Duration) -> TryLockResult<'_, [T]> {
+        let how = self
+            .block
+            .lock_until(crate::sync::time::deadline_after(timeout))
+            .ok();
+        try_guard(how, &self.block.shm, self.slice_ptr())
     }
 }
