@@ -239,7 +239,9 @@ impl Drop for Unlock<'_> {
 /// One `T` in shared memory: Python's `multiprocessing.Value`.
 ///
 /// Made with its own lock ([`new`](Self::new)) or raw ([`raw`](Self::raw)), see the
-/// [module docs](self). The handle is `Clone + Send + Sync` and keeps working in every
+/// [module docs](self). `T` is plain data ([`bytemuck::Pod`]): numbers, arrays of them,
+/// `#[derive(Pod, Zeroable)] #[repr(C)]` structs. Tuples are not `Pod` (they may have
+/// padding): a pair is `[u64; 2]` or a derived struct. The handle is `Clone + Send + Sync` and keeps working in every
 /// process `fork`ed after it was made.
 ///
 /// # Example
