@@ -23,4 +23,7 @@ pub use error::{Error, Result};
 pub use event::Event;
 pub use lock::{Acquired, Lock, LockGuard, NotLocked, OwnerDied, TimedOut, TryAcquireError};
 pub use semaphore::{BoundedSemaphore, PermitError, Semaphore, SemaphoreGuard, TooManyReleases};
+#[cfg(feature = "serde")]
+pub use shared::SerdeDict;
+pub use shared::{cleanup_orphans, Array, DictError, SharedDict, SharedMemory, TypedDict, Value};
 pub use spin::SpinPolicy;

@@ -33,7 +33,7 @@
 
 use crate::arena::{fingerprint_sized, Arena, ObjectKind, Shm};
 use crate::error::{Error, Result};
-use crate::lock::{Acquired, OwnerDied, RawLock, TryAcquireError};
+use crate::lock::{Acquired, OwnerDied, RawLock, TimedOut, TryAcquireError};
 use crate::owner::Procfs;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::SpinPolicy;
@@ -194,8 +194,8 @@ impl<T: Pod> Block<T> {
         self.shm.try_lock_or_recover(&Procfs)
     }
 
-    /// Blocks until locked or `deadline`; `Err(())` at the deadline.
-    fn lock_until(&self, deadline: Option<Instant>) -> std::result::Result<Acquired, ()> {
+    /// Blocks until locked or `deadline`; `Err(TimedOut)` at the deadline.
+    fn lock_until(&self, deadline: Option<Instant>) -> std::result::Result<Acquired, TimedOut> {
         if self.shm.try_lock(&Procfs) {
             return Ok(Acquired::Normal);
         }
