@@ -47,7 +47,7 @@
 
 use crate::arena::{fingerprint, Arena, ObjectKind, Shm};
 use crate::error::Result;
-use crate::lock::{Acquired, Lock, OwnerDied, RawLock, TryAcquireError};
+use crate::lock::{Acquired, Lock, OwnerDied, RawLock, TimedOut, TryAcquireError};
 use crate::owner::{Liveness, Procfs};
 use crate::rlock::{current_tid, NotOwner, RLock, RawRLock};
 use crate::sync::futex::{self, WaitResult};
@@ -747,11 +747,11 @@ impl Condition {
             Ok(Acquired::OwnerDied) => Err(TryAcquireError::OwnerDied(OwnerDied::new(
                 ConditionGuard::new(self),
             ))),
-            Err(()) => Err(TryAcquireError::WouldBlock),
+            Err(TimedOut) => Err(TryAcquireError::WouldBlock),
         }
     }
 
-    fn lock_raw(&self, deadline: Option<Instant>) -> core::result::Result<Acquired, ()> {
+    fn lock_raw(&self, deadline: Option<Instant>) -> core::result::Result<Acquired, TimedOut> {
         match &self.which {
             Which::Own => self
                 .raw

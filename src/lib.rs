@@ -20,5 +20,10 @@ pub mod sync;
 
 pub use arena::Arena;
 pub use error::{Error, Result};
-pub use lock::{Acquired, Lock, LockGuard, NotLocked, OwnerDied, TryAcquireError};
+pub use event::Event;
+pub use lock::{Acquired, Lock, LockGuard, NotLocked, OwnerDied, TimedOut, TryAcquireError};
+pub use semaphore::{BoundedSemaphore, PermitError, Semaphore, SemaphoreGuard, TooManyReleases};
+#[cfg(feature = "serde")]
+pub use shared::SerdeDict;
+pub use shared::{cleanup_orphans, Array, DictError, SharedDict, SharedMemory, TypedDict, Value};
 pub use spin::SpinPolicy;

@@ -37,6 +37,18 @@ use std::time::{Duration, Instant};
 /// Bit 31 of the lock word: a waiter may be asleep in `futex_wait`.
 pub(crate) const WAITERS: u32 = 1 << 31;
 
+/// A raw lock operation with a deadline reached it first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimedOut;
+
+impl fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the deadline passed first")
+    }
+}
+
+impl std::error::Error for TimedOut {}
+
 /// How a blocking acquisition ended, at the level of the raw algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acquired {
@@ -46,8 +58,18 @@ pub enum Acquired {
     OwnerDied,
 }
 
-/// The lock's shared state: the word described in the module docs, and the holder's start
-/// time (to tell a live holder from a reused pid).
+/// `owner_start` holds the holder's pid above this bit and its start time below.
+const IDENT_PID_SHIFT: u32 = 40;
+const IDENT_START_MASK: u64 = (1 << IDENT_PID_SHIFT) - 1;
+
+/// A holder's identity: pid and start time (in clock ticks: 2^40 of them are centuries).
+#[inline]
+fn ident(pid: u32, start: u64) -> u64 {
+    (u64::from(pid) << IDENT_PID_SHIFT) | (start & IDENT_START_MASK)
+}
+
+/// The lock's shared state: the word described in the module docs, and the holder's
+/// identity (pid and start time, to tell a live holder from a reused pid).
 #[repr(C)]
 pub struct RawLock {
     word: AtomicU32,
@@ -91,9 +113,10 @@ impl RawLock {
 
     #[inline]
     fn record_start(&self, who: &impl Liveness) {
-        // Relaxed: read only by `is_dead` checks, which tolerate a stale value (a value of
-        // the previous holder is never taken as proof of death on its own: see owner.rs).
-        self.owner_start.store(who.my_start(), Ordering::Relaxed);
+        // Relaxed: read only by `recover`, which tolerates a stale value: the word names
+        // its pid, and a value that names another pid than the holder's is ignored.
+        self.owner_start
+            .store(ident(who.me(), who.my_start()), Ordering::Relaxed);
     }
 
     /// Like [`try_lock`](Self::try_lock), but takes over a lock whose holder is dead.
@@ -112,8 +135,15 @@ impl RawLock {
     /// If the holder recorded in `seen` is dead, takes the lock over; true on success.
     fn recover(&self, seen: u32, who: &impl Liveness) -> bool {
         let holder = seen & PID_MASK;
-        // Relaxed: see `record_start`.
-        let start = self.owner_start.load(Ordering::Relaxed);
+        // Relaxed: see `record_start`. The holder writes its identity just *after* its CAS,
+        // so we may read the previous holder's: then its pid differs, and the start time
+        // is no evidence either way (0 = no verdict on pid reuse).
+        let recorded = self.owner_start.load(Ordering::Relaxed);
+        let start = if recorded >> IDENT_PID_SHIFT == u64::from(holder) {
+            recorded & IDENT_START_MASK
+        } else {
+            0
+        };
         if holder == 0 || !who.is_dead(holder, start) {
             return false;
         }
@@ -135,9 +165,16 @@ impl RawLock {
         ok
     }
 
-    /// Blocks until the lock is held, or until `deadline`. `Err(())` means timed out.
+    /// Blocks until the lock is held, or until `deadline`.
+    ///
+    /// # Errors
+    /// [`TimedOut`] when `deadline` passed first.
     #[inline]
-    pub fn lock(&self, who: &impl Liveness, deadline: Option<Instant>) -> Result<Acquired, ()> {
+    pub fn lock(
+        &self,
+        who: &impl Liveness,
+        deadline: Option<Instant>,
+    ) -> Result<Acquired, TimedOut> {
         if self.try_lock(who) {
             return Ok(Acquired::Normal);
         }
@@ -145,13 +182,16 @@ impl RawLock {
     }
 
     /// Blocks as [`lock`](Self::lock), spinning as `spin` says before sleeping.
+    ///
+    /// # Errors
+    /// [`TimedOut`] when `deadline` passed first.
     #[cold]
     pub fn lock_slow(
         &self,
         who: &impl Liveness,
         deadline: Option<Instant>,
         spin: SpinPolicy,
-    ) -> Result<Acquired, ()> {
+    ) -> Result<Acquired, TimedOut> {
         // Spin while the lock is held without sleepers: a short critical section ends
         // sooner than a futex round trip.
         for round in 0..spin.rounds {
@@ -197,14 +237,18 @@ impl RawLock {
             }
             // Sleep until woken, until the deadline, or until the holder's liveness is due
             // for a check, whichever is first.
-            let check_at = Instant::now() + check_every;
-            let wake_at = deadline.map_or(check_at, |d| d.min(check_at));
-            if futex::wait(&self.word, v | WAITERS, Some(wake_at)) == WaitResult::TimedOut {
+            let wake_at = if who.watches_holder(v & PID_MASK) {
+                let check_at = Instant::now() + check_every;
+                Some(deadline.map_or(check_at, |d| d.min(check_at)))
+            } else {
+                deadline
+            };
+            if futex::wait(&self.word, v | WAITERS, wake_at) == WaitResult::TimedOut {
                 if self.recover(v | WAITERS, who) {
                     return Ok(Acquired::OwnerDied);
                 }
                 if time::expired(deadline) {
-                    return Err(());
+                    return Err(TimedOut);
                 }
                 check_every = (check_every * 2).min(Duration::from_millis(100));
             }
@@ -482,7 +526,7 @@ impl Lock {
         match self.acquire_raw(None) {
             Ok(Acquired::Normal) => Ok(LockGuard { lock: self }),
             Ok(Acquired::OwnerDied) => Err(OwnerDied::new(LockGuard { lock: self })),
-            Err(()) => unreachable!("no deadline, no timeout"),
+            Err(TimedOut) => unreachable!("no deadline, no timeout"),
         }
     }
 
@@ -528,12 +572,12 @@ impl Lock {
             Ok(Acquired::OwnerDied) => Err(TryAcquireError::OwnerDied(OwnerDied::new(LockGuard {
                 lock: self,
             }))),
-            Err(()) => Err(TryAcquireError::WouldBlock),
+            Err(TimedOut) => Err(TryAcquireError::WouldBlock),
         }
     }
 
     #[inline]
-    fn acquire_raw(&self, deadline: Option<Instant>) -> Result<Acquired, ()> {
+    fn acquire_raw(&self, deadline: Option<Instant>) -> Result<Acquired, TimedOut> {
         if self.raw.try_lock(&Procfs) {
             return Ok(Acquired::Normal);
         }
@@ -582,8 +626,14 @@ impl Lock {
         self.raw.holder()
     }
 
-    /// The raw state, for primitives built on this lock.
+    /// The raw state, for primitives built on this lock (`Condition`).
+    #[allow(dead_code)]
     pub(crate) fn raw(&self) -> &RawLock {
         &self.raw
     }
 }
+
+#[cfg(not(shmproc_loom))]
+static_assertions::assert_impl_all!(Lock: Clone, Send, Sync);
+#[cfg(not(shmproc_loom))]
+static_assertions::assert_impl_all!(crate::Arena: Clone, Send, Sync);

@@ -103,6 +103,17 @@ pub trait Liveness {
     fn my_start(&self) -> u64;
     /// True when `pid`, recorded with start time `start`, has certainly exited.
     fn is_dead(&self, pid: u32, start: u64) -> bool;
+
+    /// Whether a waiter blocked on a lock held by `holder` should wake now and then to
+    /// check on it.
+    ///
+    /// Always true for real processes. A model returns true only for a holder it has
+    /// already killed: its other waiters sleep without a deadline, so a lost wake-up shows
+    /// up as a deadlock instead of being papered over by the periodic check.
+    fn watches_holder(&self, holder: u32) -> bool {
+        let _ = holder;
+        true
+    }
 }
 
 /// Liveness of real processes, through procfs.

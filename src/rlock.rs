@@ -30,7 +30,7 @@
 
 use crate::arena::{fingerprint, Arena, ObjectKind, Shm};
 use crate::error::Result;
-use crate::lock::{Acquired, OwnerDied, RawLock, TryAcquireError};
+use crate::lock::{Acquired, OwnerDied, RawLock, TimedOut, TryAcquireError};
 use crate::owner::{current_pid, Liveness, Procfs};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::SpinPolicy;
@@ -139,7 +139,10 @@ impl RawRLock {
         Some(got)
     }
 
-    /// Blocks until owned or until `deadline` (`Err(())`: timed out).
+    /// Blocks until owned or until `deadline`.
+    ///
+    /// # Errors
+    /// [`TimedOut`] when `deadline` passed first.
     ///
     /// # Panics
     /// When the depth would exceed `u32::MAX`.
@@ -149,7 +152,7 @@ impl RawRLock {
         tid: u32,
         deadline: Option<Instant>,
         spin: SpinPolicy,
-    ) -> core::result::Result<Acquired, ()> {
+    ) -> core::result::Result<Acquired, TimedOut> {
         if self.is_owned_by(who, tid) {
             self.enter_again();
             return Ok(Acquired::Normal);
@@ -165,7 +168,7 @@ impl RawRLock {
         depth: u32,
         deadline: Option<Instant>,
         spin: SpinPolicy,
-    ) -> core::result::Result<Acquired, ()> {
+    ) -> core::result::Result<Acquired, TimedOut> {
         let got = if self.lock.try_lock(who) {
             Acquired::Normal
         } else {
@@ -469,7 +472,7 @@ impl RLock {
             Ok(Acquired::OwnerDied) => Err(TryAcquireError::OwnerDied(OwnerDied::new(
                 RLockGuard::new(self),
             ))),
-            Err(()) => Err(TryAcquireError::WouldBlock),
+            Err(TimedOut) => Err(TryAcquireError::WouldBlock),
         }
     }
 

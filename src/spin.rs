@@ -1,6 +1,8 @@
 //! How long a blocking call spins before it sleeps in the kernel.
 
-use crate::sync::{spin_hint, yield_now};
+#[cfg(not(shmproc_loom))]
+use crate::sync::spin_hint;
+use crate::sync::yield_now;
 
 /// How long a blocking call spins (with `PAUSE`, then yielding) before it sleeps in
 /// `futex_wait`.

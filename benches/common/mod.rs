@@ -169,7 +169,7 @@ pub fn paired(
     let (iters, reps) = if bench_mode() {
         (iters, reps)
     } else {
-        (iters.min(100).max(1), 2)
+        (iters.clamp(1, 100), 2)
     };
     // Warm up both sides once.
     baseline(iters);

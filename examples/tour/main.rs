@@ -10,10 +10,11 @@ mod shared;
 mod sync2;
 
 type Res = Result<(), Box<dyn std::error::Error>>;
+type Part = (&'static str, fn() -> Res);
 
 fn main() -> Res {
     println!("shmproc tour: Python's multiprocessing, in Rust, on shared memory\n");
-    let parts: [(&str, fn() -> Res); 6] = [
+    let parts: [Part; 6] = [
         ("Process", process::run),
         ("Lock, Semaphore, Event", lock::run),
         ("RLock, Condition, Barrier", sync2::run),

@@ -87,15 +87,13 @@ pub struct Header {
     pub dir_lock: RawLock,
 }
 
-/// What a directory entry's `state` holds.
-pub const ENTRY_FREE: u32 = 0;
-/// The entry is complete and its object initialised.
+/// A directory entry's `state` once the entry is complete (0 means free) and its object initialised.
 pub const ENTRY_READY: u32 = 1;
 
 /// One object in the directory.
 #[repr(C)]
 pub struct DirEntry {
-    /// [`ENTRY_FREE`] or [`ENTRY_READY`]; set to READY (Release) after every other field
+    /// 0 (free) or [`ENTRY_READY`]; set to READY (Release) after every other field
     /// and the object itself are written.
     pub state: AtomicU32,
     /// An [`ObjectKind`](super::ObjectKind) value.
@@ -190,12 +188,13 @@ impl HeaderCopy {
 /// A private copy of one directory entry.
 #[derive(Debug, Clone, Copy)]
 pub struct EntryCopy {
-    pub state: u32,
     pub kind: u32,
     pub name_len: u32,
     pub type_fp: u64,
     pub offset: u64,
     pub size: u64,
+    /// The kind-specific parameter given at creation (capacity, length, ...).
+    #[allow(dead_code)]
     pub param: u64,
     pub name: [u8; MAX_NAME],
 }

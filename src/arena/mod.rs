@@ -129,6 +129,9 @@ pub fn fingerprint_sized<T>() -> u64 {
     h
 }
 
+/// How long `create_object` waits for another process's directory insert.
+const DIR_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 struct Inner {
     map: MmapRaw,
     len: u64,
@@ -417,7 +420,6 @@ impl Arena {
         // is validated before use.
         unsafe {
             Some(EntryCopy {
-                state: ENTRY_READY,
                 kind: (&raw const (*e).kind).read_volatile(),
                 name_len: (&raw const (*e).name_len).read_volatile(),
                 type_fp: (&raw const (*e).type_fp).read_volatile(),
@@ -577,8 +579,15 @@ impl Arena {
         let header = self.header();
         // OwnerDied is fine here: a process that died mid-insert left at most an entry
         // that is not READY (ignored and overwritten) and a bump mark that skips some
-        // bytes (leaked, never handed out twice).
-        let _ = header.dir_lock.lock(&Procfs, None);
+        // bytes (leaked, never handed out twice). A live process that keeps the lock far
+        // longer than any insert takes is a hostile or wedged peer: an error, not a hang.
+        let deadline = crate::sync::time::deadline_after(DIR_LOCK_PATIENCE);
+        if header.dir_lock.lock(&Procfs, deadline).is_err() {
+            return Err(Error::Corrupt(format!(
+                "the directory lock has been held by pid {} for more than {DIR_LOCK_PATIENCE:?}",
+                header.dir_lock.holder().unwrap_or(0)
+            )));
+        }
         let result = (|| {
             if let Some(name) = name {
                 if self.find_entry(name)?.is_some() {
@@ -700,6 +709,111 @@ impl Arena {
     }
 }
 
+/// A block of raw shared bytes in an arena: zero-filled, [`CACHE_LINE`]-aligned, found by
+/// name like any object. What lives in it is up to the caller (a `pthread_mutex_t`, a
+/// struct of atomics, ...); the arena only guarantees that the bytes are shared and stay
+/// mapped while the handle lives.
+///
+/// ```
+/// use shmproc::arena::{Arena, RawBlock};
+/// let arena = Arena::anonymous(1 << 20)?;
+/// let a = RawBlock::create(&arena, "scratch", 100)?;
+/// let b = RawBlock::open(&arena, "scratch")?;
+/// assert_eq!(a.as_ptr(), b.as_ptr());
+/// assert!(b.len() >= 100);
+/// # Ok::<(), shmproc::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct RawBlock {
+    shm: Shm<u8>,
+}
+
+impl fmt::Debug for RawBlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawBlock")
+            .field("len", &self.shm.len())
+            .finish()
+    }
+}
+
+impl RawBlock {
+    /// A new unnamed block of at least `len` bytes.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for `len == 0`; a full arena.
+    pub fn new_in(arena: &Arena, len: usize) -> Result<RawBlock> {
+        Self::make(arena, None, len)
+    }
+
+    /// A new block of at least `len` bytes named `name`.
+    ///
+    /// # Errors
+    /// As [`RawBlock::new_in`], plus [`Error::AlreadyExists`] and bad names.
+    pub fn create(arena: &Arena, name: &str, len: usize) -> Result<RawBlock> {
+        Self::make(arena, Some(name), len)
+    }
+
+    /// The block named `name`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], or [`Error::WrongType`] when `name` is another kind of object.
+    pub fn open(arena: &Arena, name: &str) -> Result<RawBlock> {
+        let (shm, _) = arena.open_object::<u8>(name, ObjectKind::Raw, 0, "raw block")?;
+        Ok(RawBlock { shm })
+    }
+
+    fn make(arena: &Arena, name: Option<&str>, len: usize) -> Result<RawBlock> {
+        if len == 0 {
+            return Err(Error::InvalidArgument("a raw block of 0 bytes".into()));
+        }
+        let shm = arena.create_object::<u8>(name, ObjectKind::Raw, 0, len, len as u64, |_| {})?;
+        Ok(RawBlock { shm })
+    }
+
+    /// The first byte; valid for [`len`](Self::len) bytes while `self` lives.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.shm.base()
+    }
+
+    /// Usable bytes (the request, rounded up to [`CACHE_LINE`]).
+    pub fn len(&self) -> usize {
+        self.shm.len()
+    }
+
+    /// Never true: blocks have at least one byte.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// The body of the `arena_open` fuzz target, public so the fuzz crate and the stable
+/// replay test (`tests/fuzz_arena.rs`) run the very same code: write `data` to a `memfd`,
+/// attach to it, and if that succeeds look up every object it lists and a few it does
+/// not. It must never panic; errors are the expected outcome.
+#[doc(hidden)]
+pub fn fuzz_open_bytes(data: &[u8]) {
+    use rustix::fs::{memfd_create, MemfdFlags};
+    let Ok(fd) = memfd_create("fuzz", MemfdFlags::CLOEXEC) else {
+        return;
+    };
+    let mut off = 0;
+    while off < data.len() {
+        match rustix::io::write(&fd, &data[off..]) {
+            Ok(n) if n > 0 => off += n,
+            _ => return,
+        }
+    }
+    let Ok(arena) = Arena::from_fd(fd) else {
+        return;
+    };
+    let _ = (arena.size(), arena.used(), arena.available());
+    for (name, _kind) in arena.objects() {
+        let _ = crate::Lock::open(&arena, &name).map(|l| (l.is_locked(), l.holder()));
+        let _ = RawBlock::open(&arena, &name).map(|b| b.len());
+    }
+    let _ = crate::Lock::open(&arena, "lock");
+}
+
 /// A process-local handle to a state block of type `T` inside an arena: a pointer into
 /// the mapping plus a clone of the [`Arena`] that keeps the mapping alive.
 ///
@@ -753,6 +867,7 @@ impl<T> Shm<T> {
     }
 
     /// The arena the block lives in.
+    #[allow(dead_code)]
     pub(crate) fn arena(&self) -> &Arena {
         &self.arena
     }

@@ -162,7 +162,8 @@ fn truncated_version_and_layout_are_detected() {
 fn corrupt_entries_are_detected() {
     let img = valid_image();
     let entry = HEADER_SIZE as usize; // first entry
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
+    type Corruption = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(&str, Corruption)> = vec![
         (
             "offset into header",
             Box::new(move |b| b[entry + 24..entry + 32].copy_from_slice(&0u64.to_le_bytes())),

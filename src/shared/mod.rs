@@ -1,1 +1,26 @@
-//! Placeholder: this module is being written.
+//! Shared state: [`Value`], [`Array`], [`SharedDict`] (with [`TypedDict`] and, with the
+//! `serde` feature, `SerdeDict`) and named [`SharedMemory`] segments.
+//!
+//! What Python's `multiprocessing` offers for sharing data itself rather than messages:
+//!
+//! | Python                                  | here                                        |
+//! |-----------------------------------------|---------------------------------------------|
+//! | `Value('i', 0)` / `RawValue`            | [`Value::new`] / [`Value::raw`]             |
+//! | `v.get_lock()`                          | [`Value::get_lock`] (a guard giving `&mut T`) |
+//! | `Array('d', 10)` / `RawArray`           | [`Array::new`] / [`Array::raw_in`]          |
+//! | `Manager().dict()`                      | [`SharedDict`] (no server process)          |
+//! | `shared_memory.SharedMemory`            | [`SharedMemory`] + [`cleanup_orphans`]      |
+//!
+//! `Value`, `Array` and `SharedDict` live in an [`Arena`](crate::Arena) (the global one by
+//! default): make them before forking, and the children share them. `SharedMemory` is a
+//! segment of its own in `/dev/shm`, for processes that share nothing else.
+
+pub mod dict;
+pub mod segment;
+pub mod value;
+
+#[cfg(feature = "serde")]
+pub use dict::SerdeDict;
+pub use dict::{DictError, SharedDict, TypedDict};
+pub use segment::{cleanup_orphans, OutOfBounds, SharedMemory};
+pub use value::{Array, AtomicInt, LockResult, OutOfRange, SharedGuard, TryLockResult, Value};

@@ -175,3 +175,53 @@ impl Child {
         unsafe { libc::kill(self.pid, sig) };
     }
 }
+
+/// At least `n` zeroed `AtomicU64`s in `MAP_SHARED` memory, inherited by forked children.
+/// Use indices 0, 16, 32, ... to keep counters on cache lines of their own. The mapping is
+/// leaked: it lives as long as the test process.
+pub fn shared_counters(n: usize) -> &'static [std::sync::atomic::AtomicU64] {
+    use rustix::mm::{mmap_anonymous, MapFlags, ProtFlags};
+    let len = (n * 128).max(4096);
+    // SAFETY: a fresh anonymous shared mapping that is never unmapped.
+    let p = unsafe {
+        mmap_anonymous(
+            std::ptr::null_mut(),
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::SHARED,
+        )
+    }
+    .expect("mmap");
+    let base = p.cast::<std::sync::atomic::AtomicU64>();
+    // SAFETY: `len` bytes hold at least `n * 16` u64s; zero is a valid AtomicU64.
+    unsafe { std::slice::from_raw_parts(base, (len / 8).min(n * 16)) }
+}
+
+/// A one-shot readiness signal between processes: an OS pipe. `notify` writes a byte,
+/// `wait` blocks until one arrives (or fails when every writer is gone).
+pub struct Signal {
+    r: std::os::fd::OwnedFd,
+    w: std::os::fd::OwnedFd,
+}
+
+impl Signal {
+    pub fn new() -> Signal {
+        let (r, w) = rustix::pipe::pipe().expect("pipe");
+        Signal { r, w }
+    }
+    pub fn notify(&self) {
+        rustix::io::write(&self.w, &[1]).expect("write");
+    }
+    /// Blocks for one notification; returns false on EOF.
+    pub fn wait(&self) -> bool {
+        let mut b = [0u8; 1];
+        loop {
+            match rustix::io::read(&self.r, &mut b) {
+                Ok(1) => return true,
+                Ok(_) => return false,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+}
