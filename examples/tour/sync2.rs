@@ -1,5 +1,190 @@
-//! Placeholder: filled by the owner of this part.
+//! RLock, Condition, Barrier, and the tutorial scenes built with them: a bounded buffer,
+//! the traffic light (`Event`) and the karaoke room (`Semaphore`), across forked processes.
+//!
+//! As in the Lock part, processes are plain `libc::fork`s: a shmproc handle needs no setup
+//! in a child.
+
+use shmproc::barrier::Barrier;
+use shmproc::condition::Condition;
+use shmproc::event::Event;
+use shmproc::lock::TryAcquireError;
+use shmproc::rlock::RLock;
+use shmproc::semaphore::Semaphore;
+use shmproc::shared::Array;
+use shmproc::Arena;
+use std::time::Duration;
+
+fn fork(f: impl FnOnce()) -> libc::pid_t {
+    use std::io::Write;
+    std::io::stdout().flush().ok();
+    // SAFETY: the tour is single-threaded when it forks; the child leaves through `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_ok();
+        std::io::stdout().flush().ok();
+        // SAFETY: as above.
+        unsafe { libc::_exit(if ok { 0 } else { 101 }) };
+    }
+    pid
+}
+
+fn join(pid: libc::pid_t) -> super::Res {
+    let mut status = 0;
+    // SAFETY: waiting for our own child; `status` is a valid out-pointer.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    if r != pid || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        return Err(format!("child {pid} failed (status {status:#x})").into());
+    }
+    Ok(())
+}
 
 pub fn run() -> super::Res {
+    let arena = Arena::anonymous(1 << 20)?;
+    rlock(&arena)?;
+    bounded_buffer(&arena)?;
+    barrier(&arena)?;
+    traffic_light(&arena)?;
+    karaoke(&arena)?;
+    Ok(())
+}
+
+/// An RLock held 3 deep by nested calls; another process cannot take it until all 3
+/// levels are released.
+fn rlock(arena: &Arena) -> super::Res {
+    let lock = RLock::new_in(arena)?;
+    fn nested(lock: &RLock, depth: u32) -> u32 {
+        let _g = lock.acquire().unwrap();
+        if depth == 1 {
+            lock.depth()
+        } else {
+            nested(lock, depth - 1)
+        }
+    }
+    println!("rlock: nested calls reached depth {}", nested(&lock, 3));
+    for _ in 0..3 {
+        lock.acquire_forever();
+    }
+    let child = fork(|| {
+        let busy = matches!(lock.try_acquire(), Err(TryAcquireError::WouldBlock));
+        println!("rlock: another process finds it held: {busy}; it waits...");
+        let _g = lock.acquire().unwrap();
+        println!("rlock: ...and gets it once the owner released all 3 levels");
+    });
+    std::thread::sleep(Duration::from_millis(20));
+    for _ in 0..3 {
+        lock.release()?;
+    }
+    join(child)
+}
+
+/// The condition-based bounded buffer: a producer and a consumer process, 3 slots.
+fn bounded_buffer(arena: &Arena) -> super::Res {
+    const CAP: u64 = 3;
+    const N: u64 = 50;
+    let cond = Condition::new_in(arena)?; // with its own RLock
+    let ring = Array::<u64>::raw_in(arena, &[0; 2 + CAP as usize])?; // [head, tail, slots]
+    let len = |r: &Array<u64>| r.get(1).unwrap() - r.get(0).unwrap();
+    let producer = fork(|| {
+        for item in 1..=N {
+            let _g = cond.acquire().unwrap();
+            cond.wait_for(|| len(&ring) < CAP, None).unwrap();
+            let t = ring.get(1).unwrap();
+            ring.set(2 + (t % CAP) as usize, item).unwrap();
+            ring.set(1, t + 1).unwrap();
+            cond.notify_all().unwrap();
+        }
+    });
+    let mut sum = 0;
+    for _ in 0..N {
+        let _g = cond.acquire().unwrap();
+        cond.wait_for(|| len(&ring) > 0, None).unwrap();
+        let h = ring.get(0).unwrap();
+        sum += ring.get(2 + (h % CAP) as usize).unwrap();
+        ring.set(0, h + 1).unwrap();
+        cond.notify_all().unwrap();
+    }
+    join(producer)?;
+    println!(
+        "condition: {N} items through a {CAP}-slot buffer, checksum {sum} (expected {})",
+        N * (N + 1) / 2
+    );
+    Ok(())
+}
+
+/// 3 processes pass a barrier 3 times; the last to arrive runs the action.
+fn barrier(arena: &Arena) -> super::Res {
+    let b = Barrier::new_in(arena, 3)?.with_action(|| println!("barrier: everyone is here"));
+    let party = |name: &'static str| {
+        let b = b.clone();
+        move || {
+            for pass in 0..3 {
+                let i = b.wait().unwrap();
+                if i == 0 {
+                    println!("barrier: pass {pass}, {name} arrived first");
+                }
+            }
+        }
+    };
+    let kids = [fork(party("child A")), fork(party("child B"))];
+    party("the parent")();
+    for k in kids {
+        join(k)?;
+    }
+    b.abort();
+    println!("barrier: aborted, a late arrival gets {:?}", b.wait());
+    b.reset();
+    println!("barrier: reset, broken = {}", b.broken());
+    Ok(())
+}
+
+/// The traffic light: a light process turns an Event green and red; cars wait for green.
+fn traffic_light(arena: &Arena) -> super::Res {
+    let green = Event::new_in(arena)?;
+    let light = fork(|| loop {
+        std::thread::sleep(Duration::from_millis(15));
+        if green.is_set() {
+            green.clear();
+        } else {
+            green.set();
+        }
+    });
+    let cars: Vec<_> = (0..4)
+        .map(|i| {
+            let green = &green;
+            fork(move || {
+                std::thread::sleep(Duration::from_millis(7 * i));
+                green.wait();
+                println!("traffic light: car {i} passes on green");
+            })
+        })
+        .collect();
+    for c in cars {
+        join(c)?;
+    }
+    // The light is a daemon: it ends with the program's part.
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(light, libc::SIGKILL) };
+    let _ = join(light);
+    Ok(())
+}
+
+/// The karaoke room with 2 places: a Semaphore(2), 4 singers.
+fn karaoke(arena: &Arena) -> super::Res {
+    let keys = Semaphore::new_in(arena, 2)?;
+    let singers: Vec<_> = (0..4)
+        .map(|i| {
+            let keys = &keys;
+            fork(move || {
+                let _key = keys.acquire();
+                println!("karaoke: person{i} sings ({} place(s) free)", keys.value());
+                std::thread::sleep(Duration::from_millis(10));
+            })
+        })
+        .collect();
+    for s in singers {
+        join(s)?;
+    }
+    println!("karaoke: everyone sang, {} places free", keys.value());
     Ok(())
 }
