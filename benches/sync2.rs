@@ -9,7 +9,7 @@ use common::{bench_mode, fork_child, paired, wait_child, SharedPage};
 use criterion::Criterion;
 use shmproc::barrier::Barrier;
 use shmproc::condition::Condition;
-use shmproc::Arena;
+use shmproc::{Arena, SpinPolicy};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -255,8 +255,12 @@ fn main() {
 
     // Barrier: 2 processes.
     let shm: &'static Shm = Box::leak(Box::new(Shm(Barrier::new_in(&arena, 2).unwrap())));
+    let mut parked = Barrier::new_in(&arena, 2).unwrap();
+    parked.set_spin(SpinPolicy::NEVER);
+    let parked: &'static Shm = Box::leak(Box::new(Shm(parked)));
     let pth: &'static PthreadBarrier = Box::leak(Box::new(PthreadBarrier::new()));
     let shm_partner = Partner::start(shm);
+    let parked_partner = Partner::start(parked);
     let pth_partner = Partner::start(pth);
     c.bench_function("barrier pass, 2 processes: shmproc", |b| {
         b.iter_custom(|n| shm_partner.run(shm, n))
@@ -273,17 +277,32 @@ fn main() {
         |n| pth_partner.run(pth, n),
         |n| shm_partner.run(shm, n),
     );
+    paired(
+        "sync2 barrier pass, 2 processes (shmproc SpinPolicy::NEVER / pthread)",
+        "pass",
+        iters,
+        reps,
+        |n| pth_partner.run(pth, n),
+        |n| parked_partner.run(parked, n),
+    );
     shm_partner.stop(shm);
+    parked_partner.stop(parked);
     pth_partner.stop(pth);
 
     // Condition: notify-to-wake, as a ping-pong (one-way = round trip / 2).
-    let turn: &'static AtomicU64 = &words()[0];
-    let sc: &'static ShmCond = Box::leak(Box::new(ShmCond {
-        cond: Condition::new_in(&arena).unwrap(),
-        turn,
-    }));
+    let cond = |spin: SpinPolicy| -> &'static ShmCond {
+        let mut cond = Condition::new_in(&arena).unwrap();
+        cond.set_spin(spin);
+        Box::leak(Box::new(ShmCond {
+            cond,
+            turn: &words()[0],
+        }))
+    };
+    let sc = cond(SpinPolicy::default());
+    let parked = cond(SpinPolicy::NEVER);
     let pc: &'static PthreadCond = Box::leak(Box::new(PthreadCond::new()));
     let sc_pid = pong_child(sc);
+    let parked_pid = pong_child(parked);
     let pc_pid = pong_child(pc);
     c.bench_function("condition notify-to-wake round trip: shmproc", |b| {
         b.iter_custom(|n| ping(sc, n))
@@ -300,7 +319,16 @@ fn main() {
         |n| ping(pc, n),
         |n| ping(sc, n),
     );
+    paired(
+        "sync2 condition notify-to-wake round trip (shmproc SpinPolicy::NEVER / pthread)",
+        "round trip",
+        iters,
+        reps,
+        |n| ping(pc, n),
+        |n| ping(parked, n),
+    );
     stop_pong(sc, sc_pid);
+    stop_pong(parked, parked_pid);
     stop_pong(pc, pc_pid);
 
     c.final_summary();
