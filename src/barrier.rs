@@ -31,6 +31,9 @@
 //!   `BROKEN | RESETTING`: the waiters inside fail and leave, and the last to leave starts
 //!   the fresh generation; arrivals meanwhile wait for it (Python's "resetting" state).
 //!
+//! A party killed while it waits stays counted: the others never complete the pass, and
+//! time out (breaking the barrier) if they wait with a timeout, as in Python.
+//!
 //! Arrival CASes are Release (publishing each party's prior writes) and the last
 //! arrival's CAS is Acquire: the chain of read-modify-writes is one release sequence, so
 //! the last arrival sees every party's writes; its Release CAS of the new generation pairs

@@ -44,6 +44,13 @@
 //!
 //! Generation numbers are 32-bit and compared with wrapping arithmetic; a waiter can be
 //! confused only if 2^31 generations retire while it has not yet run.
+//!
+//! # A waiter that dies
+//!
+//! A process killed while it waits stays counted (waiters have no identity the others
+//! could check), so a later `notify(1)` may be granted to it and wake nobody; `notify_all`
+//! still wakes every live waiter. Python's `Condition` has the same limit. Waiting with a
+//! timeout (or [`Condition::wait_for`] with one) bounds the damage.
 
 use crate::arena::{fingerprint, Arena, ObjectKind, Shm};
 use crate::error::Result;
@@ -70,6 +77,12 @@ pub trait CondLock {
     fn unlock_all(&self) -> core::result::Result<u32, NotOwner>;
     /// Retakes the lock (blocking), restoring what `unlock_all` returned.
     fn relock(&self, token: u32) -> Acquired;
+    /// A hint: true while someone holds the lock. A woken waiter spins on it before
+    /// [`relock`](Self::relock), since its notifier usually releases the lock a moment
+    /// later (the default says "free": no spinning).
+    fn is_locked_hint(&self) -> bool {
+        false
+    }
 }
 
 /// A [`RawLock`] as a [`CondLock`]: held means "held by the caller's process" (a `Lock`
@@ -94,6 +107,10 @@ impl<L: Liveness> CondLock for LockRef<'_, L> {
         }
         self.lock.unlock();
         Ok(1)
+    }
+
+    fn is_locked_hint(&self) -> bool {
+        self.lock.is_locked()
     }
 
     fn relock(&self, _token: u32) -> Acquired {
@@ -125,6 +142,10 @@ impl<L: Liveness> CondLock for RLockRef<'_, L> {
 
     fn unlock_all(&self) -> core::result::Result<u32, NotOwner> {
         self.lock.unlock_all(self.who, self.tid)
+    }
+
+    fn is_locked_hint(&self) -> bool {
+        self.lock.is_locked()
     }
 
     fn relock(&self, depth: u32) -> Acquired {
@@ -245,6 +266,14 @@ impl RawCondvar {
         let mut owner_died = false;
         loop {
             let timed_out = Self::sleep(word, seen, deadline, spin);
+            // The notifier still holds the lock (it notifies with it held): let it go
+            // before contending, so that the hand-off does not also cost a lock wake-up.
+            for round in 0..spin.rounds {
+                if !lock.is_locked_hint() {
+                    break;
+                }
+                spin.pause(round);
+            }
             owner_died |= lock.relock(token) == Acquired::OwnerDied;
             if let Some(notified) = self.leave(g, timed_out) {
                 return Ok(Waited {

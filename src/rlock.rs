@@ -109,10 +109,9 @@ impl RawRLock {
     #[inline]
     fn enter_again(&self) {
         // Relaxed: only the owner thread writes `depth` while it holds the lock.
-        let d = self.depth.load(Ordering::Relaxed);
-        let d = d
-            .checked_add(1)
-            .expect("RLock acquired more than u32::MAX times");
+        // Saturating: 2^32 - 1 levels is far past any real recursion; a peer that scribbled
+        // a huge depth makes us hold the lock longer, never panic.
+        let d = self.depth.load(Ordering::Relaxed).saturating_add(1);
         self.depth.store(d, Ordering::Relaxed);
     }
 
@@ -125,10 +124,7 @@ impl RawRLock {
     }
 
     /// One attempt: acquires again if owned, takes a free lock, or recovers one whose
-    /// holder died. `None`: held by someone else.
-    ///
-    /// # Panics
-    /// When the depth would exceed `u32::MAX`.
+    /// holder died. `None`: held by someone else. The depth saturates at `u32::MAX`.
     pub fn try_lock(&self, who: &impl Liveness, tid: u32) -> Option<Acquired> {
         if self.is_owned_by(who, tid) {
             self.enter_again();
@@ -143,9 +139,6 @@ impl RawRLock {
     ///
     /// # Errors
     /// [`TimedOut`] when `deadline` passed first.
-    ///
-    /// # Panics
-    /// When the depth would exceed `u32::MAX`.
     pub fn lock(
         &self,
         who: &impl Liveness,
@@ -416,9 +409,6 @@ impl RLock {
     ///
     /// # Errors
     /// [`OwnerDied`] (holding the guard) when the previous holder process died holding it.
-    ///
-    /// # Panics
-    /// When the depth would exceed `u32::MAX`.
     pub fn acquire(&self) -> core::result::Result<RLockGuard<'_>, OwnerDied<RLockGuard<'_>>> {
         match self.raw.lock(&Procfs, current_tid(), None, self.spin) {
             Ok(Acquired::OwnerDied) => Err(OwnerDied::new(RLockGuard::new(self))),
