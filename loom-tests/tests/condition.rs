@@ -311,3 +311,63 @@ fn a_late_waiter_cannot_steal() {
         s.idle();
     });
 }
+
+/// Two waiters that may both time out, against `notify(1)`, `notify(2)` and
+/// `notify_all`: exactly as many report a notification as `notify` granted, and nothing
+/// is left behind.
+#[test]
+fn notify_n_against_timeouts() {
+    for n in [1, 2, u32::MAX] {
+        loom::model(move || {
+            let s = Shared::new();
+            let waiters: Vec<_> = [2, 3]
+                .into_iter()
+                .map(|pid| {
+                    let s = s.clone();
+                    thread::spawn(move || {
+                        s.with(pid, |l| s.cv.wait(l, soon(), SPIN).unwrap().notified)
+                    })
+                })
+                .collect();
+            let granted = s.with(1, |l| s.cv.notify(l, n).unwrap());
+            let notified = waiters
+                .into_iter()
+                .map(|w| u32::from(w.join().unwrap()))
+                .sum::<u32>();
+            assert_eq!(notified, granted);
+            assert!(granted <= n);
+            s.idle();
+        });
+    }
+}
+
+/// As `a_timed_out_waiter_leaves_no_stale_wakeup`, with the default spin policy, so the
+/// spinning paths (on the sequence word, and for the notifier's unlock) are modelled too.
+#[test]
+fn with_spinning() {
+    loom::model(|| {
+        let spin = SpinPolicy::default();
+        let s = Shared::new();
+        let (a, b) = (s.clone(), s.clone());
+        let timed = thread::spawn(move || {
+            a.with(3, |l| {
+                if a.cv.wait(l, soon(), spin).unwrap().notified {
+                    a.cv.notify(l, 1).unwrap();
+                }
+            })
+        });
+        let untimed = thread::spawn(move || {
+            b.with(2, |l| {
+                while b.tokens() == 0 {
+                    b.cv.wait(l, None, spin).unwrap();
+                }
+                b.set_tokens(b.tokens() - 1);
+            })
+        });
+        s.post(1, 1, 1);
+        timed.join().unwrap();
+        untimed.join().unwrap();
+        assert_eq!(s.tokens(), 0);
+        s.idle();
+    });
+}
