@@ -1,6 +1,6 @@
 //! `Condition`: a condition variable shared between processes (Python's
 //! `multiprocessing.Condition`), over its own [`RLock`] or a given
-//! [`Lock`](crate::lock::Lock) / [`RLock`].
+//! [`Lock`] / [`RLock`].
 //!
 //! # The algorithm: two generations of waiters
 //!
@@ -424,7 +424,7 @@ const PARAM_EXTERNAL: u64 = 1;
 /// A condition variable shared between processes: Python's `multiprocessing.Condition`.
 ///
 /// It works with a lock: its own [`RLock`] ([`Condition::new`]) or a given
-/// [`Lock`](crate::lock::Lock) / [`RLock`]. [`wait`](Self::wait),
+/// [`Lock`] / [`RLock`]. [`wait`](Self::wait),
 /// [`notify`](Self::notify) and friends must be called with that lock held (else they
 /// return [`ConditionError::NotOwner`]); `wait` releases it (fully, however deep an RLock
 /// is held), sleeps, and takes it back at the same depth. See the [module docs](self) for
