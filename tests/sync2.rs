@@ -55,6 +55,10 @@ fn main() {
             "barrier_action_panic_breaks_it",
             barrier_action_panic_breaks_it,
         ),
+        (
+            "barrier_timeout_during_the_action_does_not_break_it",
+            barrier_timeout_during_the_action_does_not_break_it,
+        ),
     ]);
 }
 
@@ -521,7 +525,11 @@ fn barrier_action_panic_breaks_it() {
     let waiter = fork(|| assert_eq!(b.wait(), Err(BarrierError::Broken)));
     eventually("one waiting", || b.n_waiting() == 1);
     let failing = b.clone().with_action(|| panic!("action failed"));
+    // The panic is deliberate: keep it out of the output.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| failing.wait()));
+    std::panic::set_hook(hook);
     assert!(r.is_err(), "the panic resumes in the last arrival");
     waiter.join();
     assert!(b.broken());
@@ -531,4 +539,26 @@ fn barrier_action_panic_breaks_it() {
     });
     b.wait().unwrap();
     other.join();
+}
+
+/// A party whose timeout passes while the last arrival runs the action: the pass is
+/// complete (everyone arrived), so it succeeds, as in Python.
+fn barrier_timeout_during_the_action_does_not_break_it() {
+    let a = arena();
+    let b = Barrier::new_in(&a, 2).unwrap();
+    let waiter = fork(|| {
+        let t = Instant::now();
+        assert!(b.wait_timeout(Duration::from_millis(30)).is_ok());
+        assert!(
+            t.elapsed() >= Duration::from_millis(100),
+            "released before the action ended"
+        );
+    });
+    eventually("one waiting", || b.n_waiting() == 1);
+    let slow = b
+        .clone()
+        .with_action(|| std::thread::sleep(Duration::from_millis(150)));
+    assert!(slow.wait().is_ok());
+    waiter.join();
+    assert!(!b.broken());
 }
