@@ -30,6 +30,8 @@
 //! * **Reset**: with nobody inside, starts a fresh generation at once. Otherwise it sets
 //!   `BROKEN | RESETTING`: the waiters inside fail and leave, and the last to leave starts
 //!   the fresh generation; arrivals meanwhile wait for it (Python's "resetting" state).
+//!   An arrival whose deadline passes while it waits to enter (a full or draining
+//!   generation) returns `Timeout` without breaking anything: it never joined.
 //!
 //! A party killed while it waits stays counted: the others never complete the pass, and
 //! time out (breaking the barrier) if they wait with a timeout, as in Python.

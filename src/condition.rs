@@ -547,8 +547,7 @@ impl Condition {
         Self::make(arena, None, Which::Own)
     }
 
-    /// A condition over `lock` (in `lock`'s arena's sense: the condition lives in
-    /// `arena`, the lock wherever it was made).
+    /// A condition over `lock`, in `arena` (the lock may live in another arena).
     ///
     /// # Errors
     /// As [`new_in`](Self::new_in).
