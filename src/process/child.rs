@@ -6,7 +6,7 @@ use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::process::{pidfd_send_signal, waitid, Pid, Signal, WaitId, WaitIdOptions};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 /// What the parent knows of a started child. Shared (through `Arc`) by the `Process`, its
@@ -71,9 +71,15 @@ impl ChildState {
         }
     }
 
-    /// The exit code if the child is known to have finished (no system call).
+    /// The exit code if the child is known to have finished (no system call, no
+    /// blocking: in a child forked while another thread held the mutex, the mutex stays
+    /// locked forever, and "not known" is the right answer there).
     pub(crate) fn known_exit(&self) -> Option<i32> {
-        *self.exit.lock().unwrap_or_else(PoisonError::into_inner)
+        match self.exit.try_lock() {
+            Ok(g) => *g,
+            Err(TryLockError::Poisoned(p)) => *p.into_inner(),
+            Err(TryLockError::WouldBlock) => None,
+        }
     }
 
     /// Reaps the child if it has exited, without blocking. `Ok(None)`: still running.

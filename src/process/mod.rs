@@ -101,7 +101,7 @@ pub use error::ProcessError;
 use child::ChildState;
 use rustix::fd::BorrowedFd;
 use rustix::process::{getppid, pidfd_open, Pid, PidfdFlags, Signal};
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
@@ -234,8 +234,12 @@ impl Builder {
         let mut identity = reg.me.identity.clone();
         identity.push(reg.counter);
         let name = self.name.unwrap_or_else(|| {
-            let ids: Vec<String> = identity.iter().map(u32::to_string).collect();
-            format!("Process-{}", ids.join(":"))
+            let mut name = String::from("Process");
+            for (i, id) in identity.iter().enumerate() {
+                let sep = if i == 0 { '-' } else { ':' };
+                let _ = write!(name, "{sep}{id}");
+            }
+            name
         });
         Process {
             target,
@@ -370,6 +374,19 @@ impl<T: Run> Process<T> {
         reg.prune();
         reg.ensure_exit_hook();
         let parent = crate::owner::current_pid();
+        // What the child's registry will say, allocated now: in the child every page
+        // written costs a copy-on-write fault, so the child only moves these in.
+        let me = registry::Me {
+            name: Some(self.name.clone()),
+            identity: self.identity.clone(),
+            daemon: self.daemon,
+            parent: Some(ProcessInfo {
+                name: reg.my_name(),
+                pid: parent,
+                daemon: reg.me.daemon,
+            }),
+        };
+        let hook_name = self.name.clone();
         // Buffered output belongs to the parent: write it out now, or the child would
         // inherit the buffer and print it a second time. (Rust's stderr is unbuffered.)
         let _ = std::io::stdout().flush();
@@ -387,7 +404,7 @@ impl<T: Run> Process<T> {
             });
         }
         if raw == 0 {
-            child_main(reg, self, parent);
+            child_main(reg, self, parent, me, hook_name);
         }
         let Some(pid) = Pid::from_raw(raw) else {
             return Err(ProcessError::Os {
@@ -426,6 +443,8 @@ fn child_main<T: Run>(
     mut reg: std::sync::MutexGuard<'static, registry::Registry>,
     p: &mut Process<T>,
     parent: u32,
+    me: registry::Me,
+    hook_name: String,
 ) -> ! {
     if p.daemon {
         // Die with the parent. If the parent died before the prctl, we have already been
@@ -439,27 +458,18 @@ fn child_main<T: Run>(
         }
     }
     // The registry now describes this process (the lock taken before the fork is held by
-    // this very thread, the only one in the child).
-    // The parent's description is still there: it becomes this process's parent.
-    let parent_info = ProcessInfo {
-        name: reg.my_name(),
-        pid: parent,
-        daemon: reg.me.daemon,
-    };
+    // this very thread, the only one in the child). The children listed are our
+    // siblings: forget them without touching them (dropping would write to each one's
+    // shared, copy-on-write page; the handful of bytes stays allocated until `_exit`).
     reg.owner = crate::owner::current_pid();
-    reg.children.clear();
+    std::mem::forget(std::mem::take(&mut reg.children));
     reg.counter = 0;
-    reg.me = registry::Me {
-        name: Some(p.name.clone()),
-        identity: std::mem::take(&mut p.identity),
-        daemon: p.daemon,
-        parent: Some(parent_info),
-    };
+    reg.me = me;
     drop(reg);
 
     // A panic prints "Process <name>:" before the panic message (as Python prints it
     // before the traceback), through whatever hook the program installed.
-    let name = p.name.clone();
+    let name = hook_name;
     let previous = panic::take_hook();
     panic::set_hook(Box::new(move |info| {
         let _ = writeln!(std::io::stderr(), "Process {name}:");
