@@ -57,8 +57,10 @@ fn main() {
     common::paired(
         "process spawn+join vs fork+waitpid",
         "spawn",
-        100,
-        30,
+        // Small batches, many reps: a spawn's cost swings with what the other vCPU is
+        // doing, so baseline and subject are best compared a few milliseconds apart.
+        20,
+        120,
         raw_fork_waitpid,
         process_start_join,
     );

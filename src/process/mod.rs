@@ -47,8 +47,11 @@
 //! `join_timeout` block in `poll` on it and reap with `waitid(P_PID, WNOHANG)`; the pid
 //! cannot be reused before that reaping call, which a mutex makes unique. `terminate` and
 //! `kill` signal through the pidfd. The pidfd is the [`sentinel`](Process::sentinel).
-//! A program that sets `SIGCHLD` to `SIG_IGN` (the kernel then reaps children itself)
-//! breaks this, as it breaks Python's `multiprocessing`.
+//! A program that sets `SIGCHLD` to `SIG_IGN` (the kernel then reaps children itself), or
+//! that reaps with `waitpid(-1)` in a `SIGCHLD` handler, takes the exit codes away: `join`
+//! then fails with [`ProcessError::Os`] (`ECHILD`), as Python's `multiprocessing` breaks
+//! in the same situation. Pidfds are close-on-exec, but a child inherits (and keeps open)
+//! the pidfds of the siblings started before it; that costs one descriptor each.
 //!
 //! # Daemons
 //! A daemon child calls `prctl(PR_SET_PDEATHSIG, SIGKILL)` first thing, then compares
@@ -67,7 +70,9 @@
 //! are joined however long they take, as in Python. A child started by `start` does the
 //! same for its own children before it leaves. A `Process` value that is dropped without
 //! being joined is not lost: its child stays registered, is reaped by the next `start` or
-//! [`active_children`] once finished, and is joined at exit.
+//! [`active_children`] once finished, and is joined at exit. The hook does not run when
+//! the process dies by a signal or leaves through `_exit`: then its daemons still die (by
+//! the death signal) and its other children run on as orphans, as in Python.
 //!
 //! # Forking from a process with threads
 //! `fork` copies only the calling thread; a lock that another thread held at that moment
