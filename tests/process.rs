@@ -82,6 +82,14 @@ fn main() {
             "sibling_cannot_join_but_sees_liveness",
             sibling_cannot_join_but_sees_liveness,
         ),
+        (
+            "child_joins_its_own_children_before_leaving",
+            child_joins_its_own_children_before_leaving,
+        ),
+        (
+            "exit_hook_kills_a_daemon_that_ignores_sigterm",
+            exit_hook_kills_a_daemon_that_ignores_sigterm,
+        ),
         ("errors_have_messages", errors_have_messages),
     ]);
 }
@@ -204,6 +212,16 @@ fn exit_code_1_for_panic_and_err_with_message() {
         err.contains("Process failer:\ndisk on fire"),
         "stderr was {err:?}"
     );
+
+    // A program that replaced the panic hook still gets the line (written after the
+    // panic is caught).
+    let mut p = Process::builder().name("silenced").target(|| {
+        std::panic::set_hook(Box::new(|_| {}));
+        panic!("quiet boom");
+    });
+    let (code, err) = run_capturing(&mut p);
+    assert_eq!(code, 1);
+    assert_eq!(err, "Process silenced:\nquiet boom\n");
 }
 
 fn exit_code_n_for_exit() {
@@ -587,6 +605,61 @@ fn sibling_cannot_join_but_sees_liveness() {
     assert_eq!(b.join().unwrap(), 0);
     a.kill().unwrap();
     assert_eq!(a.join().unwrap(), -9);
+}
+
+/// A child that returns without joining its own child still waits for it (Python's
+/// child runs `_exit_function` too).
+fn child_joins_its_own_children_before_leaving() {
+    let (r, w) = pipe();
+    let mut p = Process::fallible(move || -> Result<(), ProcessError> {
+        let mut grandchild = Process::new(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            write_all(&w, b"G");
+        });
+        grandchild.start()?;
+        Ok(()) // no join
+    });
+    p.start().unwrap();
+    assert_eq!(p.join().unwrap(), 0);
+    assert!(
+        readable(rustix::fd::AsFd::as_fd(&r), Duration::ZERO),
+        "grandchild not joined"
+    );
+    let mut buf = [0u8; 1];
+    assert_eq!(rustix::io::read(&r, &mut buf).unwrap(), 1);
+    assert_eq!(&buf, b"G");
+}
+
+/// At exit, a daemon gets SIGTERM; one that ignores it is killed after the grace period.
+fn exit_hook_kills_a_daemon_that_ignores_sigterm() {
+    let (r, w) = pipe();
+    let middle = common::fork(move || {
+        let (ready_r, ready_w) = pipe();
+        let mut daemon = Process::builder().daemon(true).target(move || {
+            // SAFETY: plain syscall in the child: ignore SIGTERM.
+            unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+            write_all(&ready_w, b"r");
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+        daemon.start().unwrap();
+        let mut b = [0u8; 1];
+        assert_eq!(rustix::io::read(&ready_r, &mut b).unwrap(), 1);
+        write_all(&w, &daemon.pid().unwrap().to_le_bytes());
+        std::process::exit(0);
+    });
+    let mut buf = [0u8; 4];
+    assert_eq!(rustix::io::read(&r, &mut buf).unwrap(), 4);
+    let daemon = u32::from_le_bytes(buf);
+    let t = Instant::now();
+    assert_eq!(middle.wait(), 0);
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "the daemon got no grace period: {took:?}"
+    );
+    assert!(is_dead(daemon), "daemon {daemon} outlived the hook");
 }
 
 fn errors_have_messages() {

@@ -103,13 +103,14 @@ mod registry;
 pub use child::ProcessHandle;
 pub use error::ProcessError;
 
+use crate::sync::plain::{AtomicBool, Ordering};
 use child::ChildState;
 use rustix::fd::BorrowedFd;
 use rustix::process::{getppid, pidfd_open, Pid, PidfdFlags, Signal};
 use std::fmt::{self, Write as _};
 use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 /// What the struct-style process runs in the child: the equivalent of overriding
@@ -378,6 +379,7 @@ impl<T: Run> Process<T> {
         }
         reg.prune();
         reg.ensure_exit_hook();
+        install_panic_hook();
         let parent = crate::owner::current_pid();
         // What the child's registry will say, allocated now: in the child every page
         // written costs a copy-on-write fault, so the child only moves these in.
@@ -391,7 +393,6 @@ impl<T: Run> Process<T> {
                 daemon: reg.me.daemon,
             }),
         };
-        let hook_name = self.name.clone();
         // Buffered output belongs to the parent: write it out now, or the child would
         // inherit the buffer and print it a second time. (Rust's stderr is unbuffered.)
         let _ = std::io::stdout().flush();
@@ -409,7 +410,7 @@ impl<T: Run> Process<T> {
             });
         }
         if raw == 0 {
-            child_main(reg, self, parent, me, hook_name);
+            child_main(reg, self, parent, me);
         }
         let Some(pid) = Pid::from_raw(raw) else {
             return Err(ProcessError::Os {
@@ -449,7 +450,6 @@ fn child_main<T: Run>(
     p: &mut Process<T>,
     parent: u32,
     me: registry::Me,
-    hook_name: String,
 ) -> ! {
     if p.daemon {
         // Die with the parent. If the parent died before the prctl, we have already been
@@ -472,14 +472,6 @@ fn child_main<T: Run>(
     reg.me = me;
     drop(reg);
 
-    // A panic prints "Process <name>:" before the panic message (as Python prints it
-    // before the traceback), through whatever hook the program installed.
-    let name = hook_name;
-    let previous = panic::take_hook();
-    panic::set_hook(Box::new(move |info| {
-        let _ = writeln!(std::io::stderr(), "Process {name}:");
-        previous(info);
-    }));
     let code = match panic::catch_unwind(AssertUnwindSafe(|| p.target.run())) {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => {
@@ -487,6 +479,16 @@ fn child_main<T: Run>(
             1
         }
         Err(payload) => {
+            // Relaxed: set by this thread, in the panic hook, before unwinding got here.
+            if !PANIC_LINE_WRITTEN.load(Ordering::Relaxed) {
+                // Someone replaced our panic hook: say who panicked, and what, ourselves.
+                let what = payload
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("(a panic with a non-string payload)");
+                let _ = writeln!(std::io::stderr(), "Process {}:\n{what}", p.name);
+            }
             // Dropping a panic payload can panic again; we are leaving anyway.
             std::mem::forget(payload);
             1
@@ -812,6 +814,30 @@ pub fn exit(code: i32) -> ! {
     // SAFETY: `_exit` ends the process at once; nothing is left half-done that another
     // process depends on (output was flushed, children were reaped).
     unsafe { libc::_exit(code) }
+}
+
+/// Set by our panic hook when it has written `Process <name>:` (in a started child).
+/// Relaxed: written and read by the panicking thread only.
+static PANIC_LINE_WRITTEN: AtomicBool = AtomicBool::new(false);
+static PANIC_HOOK: Once = Once::new();
+
+/// Wraps the program's panic hook, once per program (before the first fork, so that no
+/// child pays for it): in a child started by [`Process::start`], a panic first writes
+/// `Process <name>:` to stderr (as Python writes it before the traceback), then runs the
+/// previous hook. Elsewhere the wrapper only runs the previous hook. If the program
+/// replaces the hook later, the child writes the line itself after catching the panic.
+fn install_panic_hook() {
+    PANIC_HOOK.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if let Some(name) = registry::child_name() {
+                let _ = writeln!(std::io::stderr(), "Process {name}:");
+                // Relaxed: see `PANIC_LINE_WRITTEN`.
+                PANIC_LINE_WRITTEN.store(true, Ordering::Relaxed);
+            }
+            previous(info);
+        }));
+    });
 }
 
 /// The number of threads of the current process.

@@ -51,6 +51,22 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
 /// itself, by forked children). Relaxed: only read and written under the registry lock.
 static HOOK: AtomicBool = AtomicBool::new(false);
 
+/// The name of the current process if it was started by `Process::start`; `None` in
+/// the main process, or when the registry is locked (never blocks: used in the panic
+/// hook, which may run while this thread or a thread lost in a fork holds the lock).
+pub(crate) fn child_name() -> Option<String> {
+    let reg = match REGISTRY.try_lock() {
+        Ok(reg) => reg,
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => return None,
+    };
+    if reg.owner == current_pid() {
+        reg.me.name.clone()
+    } else {
+        None
+    }
+}
+
 /// Locks the registry of the current process.
 pub(crate) fn lock() -> MutexGuard<'static, Registry> {
     let mut reg = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
