@@ -37,6 +37,12 @@
 //! | calls [`exit(n)`](exit) or `std::process::exit(n)` | `n` |
 //! | is killed by signal `N`             | `-N` (`-15` for [`terminate`](Process::terminate), `-9` for [`kill`](Process::kill)) |
 //!
+//! The `Process <name>:` line of a panic comes from a wrapper around the program's panic
+//! hook, installed once by the first `start` (before the fork, so children do not pay
+//! for it); outside started children it only calls the previous hook. A program that
+//! replaces the hook later still gets the line: the child then writes it, with the panic
+//! message, after catching the panic.
+//!
 //! `std::process::exit(n)` in a child goes through `exit(3)`, which runs every `atexit`
 //! handler registered in the parent before the fork (ours only cleans up the child's own
 //! children, which is right). Prefer returning an `Err`, or [`exit`], which leaves through
@@ -381,9 +387,12 @@ impl<T: Run> Process<T> {
         reg.ensure_exit_hook();
         install_panic_hook();
         let parent = crate::owner::current_pid();
-        // What the child's registry will say, allocated now: in the child every page
-        // written costs a copy-on-write fault, so the child only moves these in.
-        let me = registry::Me {
+        // Allocate now whatever either side needs after the fork: from the fork until
+        // the child exits, every page one of them writes is copied (a fault of a few
+        // microseconds each on a VM). The child moves its registry record out of
+        // `pending`; the parent leaves it there (the next `start` drops it).
+        let child_name = self.name.clone();
+        reg.pending = Some(registry::Me {
             name: Some(self.name.clone()),
             identity: self.identity.clone(),
             daemon: self.daemon,
@@ -392,7 +401,7 @@ impl<T: Run> Process<T> {
                 pid: parent,
                 daemon: reg.me.daemon,
             }),
-        };
+        });
         // Buffered output belongs to the parent: write it out now, or the child would
         // inherit the buffer and print it a second time. (Rust's stderr is unbuffered.)
         let _ = std::io::stdout().flush();
@@ -410,7 +419,7 @@ impl<T: Run> Process<T> {
             });
         }
         if raw == 0 {
-            child_main(reg, self, parent, me);
+            child_main(reg, self, parent);
         }
         let Some(pid) = Pid::from_raw(raw) else {
             return Err(ProcessError::Os {
@@ -431,13 +440,7 @@ impl<T: Run> Process<T> {
                 ));
             }
         };
-        let state = Arc::new(ChildState::new(
-            pid,
-            pidfd,
-            self.name.clone(),
-            self.daemon,
-            parent,
-        ));
+        let state = Arc::new(ChildState::new(pid, pidfd, child_name, self.daemon, parent));
         reg.children.push(state.clone());
         self.state = State::Started(state);
         Ok(())
@@ -449,7 +452,6 @@ fn child_main<T: Run>(
     mut reg: std::sync::MutexGuard<'static, registry::Registry>,
     p: &mut Process<T>,
     parent: u32,
-    me: registry::Me,
 ) -> ! {
     if p.daemon {
         // Die with the parent. If the parent died before the prctl, we have already been
@@ -469,7 +471,9 @@ fn child_main<T: Run>(
     reg.owner = crate::owner::current_pid();
     std::mem::forget(std::mem::take(&mut reg.children));
     reg.counter = 0;
-    reg.me = me;
+    if let Some(me) = reg.pending.take() {
+        reg.me = me;
+    }
     drop(reg);
 
     let code = match panic::catch_unwind(AssertUnwindSafe(|| p.target.run())) {

@@ -33,6 +33,8 @@ pub(crate) struct Registry {
     /// Started children not yet known to have been reaped (plus reaped ones whose handles
     /// have not been looked at since).
     pub(crate) children: Vec<Arc<ChildState>>,
+    /// The record the child of the `start` in progress (or last made) takes as its `me`.
+    pub(crate) pending: Option<Me>,
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
@@ -45,6 +47,7 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     },
     counter: 0,
     children: Vec::new(),
+    pending: None,
 });
 
 /// Set once the exit hook is registered with `atexit` (inherited, like the registration
