@@ -131,23 +131,29 @@ impl ChildState {
     /// Waits until the child has exited (and reaps it), or until `deadline`.
     /// `Ok(None)`: the deadline passed first. Never busy-waits: blocks in `poll`.
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> Result<Option<i32>, ProcessError> {
+        self.check_ours()?;
+        if let Some(code) = self.known_exit() {
+            return Ok(Some(code));
+        }
         loop {
-            if let Some(code) = self.poll()? {
-                return Ok(Some(code));
-            }
-            let timeout = match deadline {
-                None => None,
+            let (timeout, last) = match deadline {
+                None => (None, false),
                 Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return Ok(None);
-                    }
-                    Some(d - now)
+                    let left = d.saturating_duration_since(Instant::now());
+                    (Some(left), left.is_zero())
                 }
             };
-            // Readable or not, go round: `poll` above decides (spurious wake-ups and
-            // EINTR are harmless).
-            self.wait_readable(timeout)?;
+            // Sleeps in the kernel until the pidfd is readable (the child has exited) or
+            // the time is up; a signal (EINTR) just goes round.
+            let ready = self.wait_readable(timeout)?;
+            if ready || last {
+                if let Some(code) = self.poll()? {
+                    return Ok(Some(code));
+                }
+                if last {
+                    return Ok(None);
+                }
+            }
         }
     }
 
@@ -280,3 +286,6 @@ impl ProcessHandle {
         self.0.sentinel()
     }
 }
+
+// A handle can be waited on from any thread.
+static_assertions::assert_impl_all!(ProcessHandle: Send, Sync, Clone);

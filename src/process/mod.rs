@@ -881,3 +881,6 @@ fn thread_count() -> Result<usize, ProcessError> {
         .and_then(|s| s.parse().ok())
         .ok_or_else(bad)
 }
+
+static_assertions::assert_impl_all!(ProcessInfo: Send, Sync, Clone);
+static_assertions::assert_impl_all!(ProcessError: Send, Sync, std::error::Error);
