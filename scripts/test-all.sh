@@ -23,6 +23,9 @@ cargo clippy --all-targets --all-features -- -D warnings
 step "cargo check (default features, all targets)"
 cargo check --all-targets
 
+step "cargo doc (warnings are errors: broken links, missing docs)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
+
 step "unit, multi-process integration and doc tests (all features)"
 cargo test --all-features --workspace
 

@@ -22,6 +22,10 @@ pub use arena::Arena;
 pub use error::{Error, Result};
 pub use event::Event;
 pub use lock::{Acquired, Lock, LockGuard, NotLocked, OwnerDied, TimedOut, TryAcquireError};
+pub use process::{
+    active_children, cpu_count, current_process, parent_process, Builder as ProcessBuilder,
+    Process, ProcessError, ProcessHandle, ProcessInfo, Run, RunResult,
+};
 pub use semaphore::{BoundedSemaphore, PermitError, Semaphore, SemaphoreGuard, TooManyReleases};
 #[cfg(feature = "serde")]
 pub use shared::SerdeDict;

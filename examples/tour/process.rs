@@ -1,5 +1,75 @@
-//! Placeholder: filled by the owner of this part.
+//! The Process part of the tour: start, join, exit codes, names, daemons, terminate.
+
+use shmproc::process::{active_children, cpu_count, current_process, parent_process, Process};
+use std::time::Duration;
 
 pub fn run() -> super::Res {
+    println!(
+        "{} (pid {}), {} CPUs",
+        current_process().name(),
+        std::process::id(),
+        cpu_count()
+    );
+
+    // Four children, four ways to end: the exit codes Python's multiprocessing gives.
+    let mut ok = Process::new(|| ());
+    let mut failing = Process::fallible(|| "forty-two".parse::<u32>().map(drop));
+    let mut exiting = Process::new(|| std::process::exit(7));
+    let mut sleeping = Process::new(|| std::thread::sleep(Duration::from_secs(60)));
+    for p in [&mut ok, &mut failing, &mut exiting, &mut sleeping] {
+        p.start()?;
+    }
+    let timed_out = sleeping.join_timeout(Duration::from_millis(50))?;
+    println!(
+        "join_timeout(50 ms) on {}: {timed_out:?}, is_alive = {}",
+        sleeping.name(),
+        sleeping.is_alive()
+    );
+    sleeping.terminate()?;
+    for p in [&ok, &failing, &exiting, &sleeping] {
+        println!(
+            "{} (pid {}) exited with {}",
+            p.name(),
+            p.pid().unwrap_or(0),
+            p.join()?
+        );
+    }
+
+    // Nested names: a child's children are Process-N:1, Process-N:2, ...
+    let mut outer = Process::fallible(|| -> Result<(), Box<dyn std::error::Error>> {
+        let mut inner = Process::new(|| {
+            let parent = parent_process()
+                .map(|p| p.name().to_owned())
+                .unwrap_or_default();
+            println!("  I am {}, child of {parent}", current_process().name());
+        });
+        inner.start()?;
+        inner.join()?;
+        Ok(())
+    });
+    outer.start()?;
+    outer.join()?;
+
+    // A daemon dies with its parent; here we stop it ourselves since the tour goes on.
+    let mut daemon = Process::builder()
+        .name("heartbeat")
+        .daemon(true)
+        .target(|| loop {
+            std::thread::sleep(Duration::from_secs(1));
+        });
+    daemon.start()?;
+    println!(
+        "active children: {:?}",
+        active_children()
+            .iter()
+            .map(|c| c.name().to_owned())
+            .collect::<Vec<_>>()
+    );
+    daemon.kill()?;
+    println!(
+        "daemon {} killed: exit code {}",
+        daemon.name(),
+        daemon.join()?
+    );
     Ok(())
 }
