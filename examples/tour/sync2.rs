@@ -1,13 +1,15 @@
 //! RLock, Condition, Barrier, and the tutorial scenes built with them: a bounded buffer,
 //! the traffic light (`Event`) and the karaoke room (`Semaphore`), across forked processes.
 //!
-//! As in the Lock part, processes are plain `libc::fork`s: a shmproc handle needs no setup
-//! in a child.
+//! As in the Lock part, most processes are plain `libc::fork`s (a shmproc handle needs no
+//! setup in a child); the traffic light and the karaoke room use `Process`, as the
+//! tutorial does.
 
 use shmproc::barrier::Barrier;
 use shmproc::condition::Condition;
 use shmproc::event::Event;
 use shmproc::lock::TryAcquireError;
+use shmproc::process::Process;
 use shmproc::rlock::RLock;
 use shmproc::semaphore::Semaphore;
 use shmproc::shared::Array;
@@ -138,52 +140,58 @@ fn barrier(arena: &Arena) -> super::Res {
     Ok(())
 }
 
-/// The traffic light: a light process turns an Event green and red; cars wait for green.
+/// The traffic light: a daemon light process turns an Event green and red; car processes
+/// wait for green (made with `shmproc::process::Process`, like the tutorial's).
 fn traffic_light(arena: &Arena) -> super::Res {
     let green = Event::new_in(arena)?;
-    let light = fork(|| loop {
-        std::thread::sleep(Duration::from_millis(15));
-        if green.is_set() {
-            green.clear();
-        } else {
-            green.set();
+    let mut light = Process::builder().name("light").daemon(true).target({
+        let green = green.clone();
+        move || loop {
+            std::thread::sleep(Duration::from_millis(15));
+            if green.is_set() {
+                green.clear();
+            } else {
+                green.set();
+            }
         }
     });
-    let cars: Vec<_> = (0..4)
-        .map(|i| {
-            let green = &green;
-            fork(move || {
-                std::thread::sleep(Duration::from_millis(7 * i));
-                green.wait();
-                println!("traffic light: car {i} passes on green");
-            })
-        })
-        .collect();
-    for c in cars {
-        join(c)?;
+    light.start()?;
+    let mut cars = Vec::new();
+    for i in 0..4 {
+        let green = green.clone();
+        let mut car = Process::new(move || {
+            std::thread::sleep(Duration::from_millis(7 * i));
+            green.wait();
+            println!("traffic light: car {i} passes on green");
+        });
+        car.start()?;
+        cars.push(car);
     }
-    // The light is a daemon: it ends with the program's part.
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(light, libc::SIGKILL) };
-    let _ = join(light);
+    for c in &cars {
+        c.join()?;
+    }
+    // A daemon would end with the program; this part ends it now.
+    light.terminate()?;
+    light.join()?;
     Ok(())
 }
 
-/// The karaoke room with 2 places: a Semaphore(2), 4 singers.
+/// The karaoke room with 2 places: a Semaphore(2), 4 singer processes.
 fn karaoke(arena: &Arena) -> super::Res {
     let keys = Semaphore::new_in(arena, 2)?;
-    let singers: Vec<_> = (0..4)
-        .map(|i| {
-            let keys = &keys;
-            fork(move || {
-                let _key = keys.acquire();
-                println!("karaoke: person{i} sings ({} place(s) free)", keys.value());
-                std::thread::sleep(Duration::from_millis(10));
-            })
-        })
-        .collect();
-    for s in singers {
-        join(s)?;
+    let mut singers = Vec::new();
+    for i in 0..4 {
+        let keys = keys.clone();
+        let mut p = Process::new(move || {
+            let _key = keys.acquire();
+            println!("karaoke: person{i} sings ({} place(s) free)", keys.value());
+            std::thread::sleep(Duration::from_millis(10));
+        });
+        p.start()?;
+        singers.push(p);
+    }
+    for s in &singers {
+        s.join()?;
     }
     println!("karaoke: everyone sang, {} places free", keys.value());
     Ok(())
