@@ -19,6 +19,8 @@ mod spin;
 pub mod sync;
 
 pub use arena::Arena;
+pub use barrier::{Barrier, BarrierError};
+pub use condition::{Condition, ConditionError, ConditionGuard};
 pub use error::{Error, Result};
 pub use event::Event;
 pub use lock::{Acquired, Lock, LockGuard, NotLocked, OwnerDied, TimedOut, TryAcquireError};
@@ -26,6 +28,7 @@ pub use process::{
     active_children, cpu_count, current_process, parent_process, Builder as ProcessBuilder,
     Process, ProcessError, ProcessHandle, ProcessInfo, Run, RunResult,
 };
+pub use rlock::{NotOwner, RLock, RLockGuard};
 pub use semaphore::{BoundedSemaphore, PermitError, Semaphore, SemaphoreGuard, TooManyReleases};
 #[cfg(feature = "serde")]
 pub use shared::SerdeDict;
