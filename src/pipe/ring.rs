@@ -43,13 +43,14 @@
 //!
 //! ```text
 //! sleeper                                   waker
-//! e = evt.load()                            publish: index.store(SeqCst)
-//! waiting.store(1, SeqCst)                  if waiting.load(SeqCst) == 1:
-//! re-check index (SeqCst) and state             waiting.store(0); evt += 1; wake_all(evt)
+//! e = evt.load()                            publish: index.store(Release)
+//! waiting.store(1, Release)                 fence(SeqCst)
+//! fence(SeqCst)                             if waiting.load(Acquire) == 1:
+//! re-check index (Acquire) and state            waiting.store(0); evt += 1; wake_all(evt)
 //! futex_wait(evt, e)
 //! ```
 //!
-//! The two `SeqCst` store-then-load pairs form a Dekker handshake: either the sleeper's
+//! The two store-fence-load sequences form a Dekker handshake: either the sleeper's
 //! re-check sees the new index, or the waker sees `waiting == 1`, bumps `evt` and wakes.
 //! Because `e` was read before `waiting` was set, a bump that comes before the sleeper
 //! reaches the kernel makes `futex_wait` return at once. Closing bumps both event counts
@@ -60,7 +61,7 @@
 
 use crate::spin::SpinPolicy;
 use crate::sync::futex::{self, WaitResult};
-use crate::sync::{time, AtomicU32, Ordering};
+use crate::sync::{fence, time, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// Bytes of a frame header (the payload length, `u64` little-endian).
@@ -456,12 +457,15 @@ impl RawRing {
         futex::wake_all(evt);
     }
 
-    /// After the consumer published `tail`: wake it if it sleeps.
+    /// After the producer published `tail`: wake the consumer if it sleeps.
     #[inline]
     fn wake_consumer(&self) {
-        // SeqCst: the load half of the publisher's Dekker pair (store `tail`, load
-        // `rx_waiting`); pairs with the sleeper's SeqCst store of `rx_waiting` in `wait`.
-        if self.rx_waiting.load(Ordering::SeqCst) != 0 {
+        // SYNC POINT (waker side of the Dekker handshake, see `wait`): the SeqCst fence
+        // orders the publish before this load; pairs with the fence after the sleeper's
+        // store of `rx_waiting`. Acquire: reads-from that store, so the sleeper's earlier
+        // read of `rx_evt` cannot see the bump below.
+        fence(Ordering::SeqCst);
+        if self.rx_waiting.load(Ordering::Acquire) != 0 {
             self.rx_waiting.store(0, Ordering::Relaxed);
             self.bump_and_wake(&self.rx_evt);
         }
@@ -469,8 +473,9 @@ impl RawRing {
 
     #[inline]
     fn wake_producer(&self) {
-        // SeqCst: as in `wake_consumer`, with `tx_waiting` and the store of `head`.
-        if self.tx_waiting.load(Ordering::SeqCst) != 0 {
+        // SYNC POINT: as in `wake_consumer`, with `tx_waiting` and the store of `head`.
+        fence(Ordering::SeqCst);
+        if self.tx_waiting.load(Ordering::Acquire) != 0 {
             self.tx_waiting.store(0, Ordering::Relaxed);
             self.bump_and_wake(&self.tx_evt);
         }
@@ -483,7 +488,7 @@ impl RawRing {
         if used <= cap && cap - used >= need {
             return Ok(cap - used);
         }
-        // Acquire: pairs with the consumer's SeqCst (Release) store of `head` in
+        // Acquire: pairs with the consumer's Release store of `head` in
         // `publish_head`: the bytes it freed have been read before we overwrite them.
         *head = self.head.load(Ordering::Acquire);
         // Relaxed: a producer-private cache (rtrb's cached peer index).
@@ -502,7 +507,7 @@ impl RawRing {
         if n <= cap && n >= need {
             return Ok(n);
         }
-        // Acquire: pairs with the producer's SeqCst (Release) store of `tail` in
+        // Acquire: pairs with the producer's Release store of `tail` in
         // `publish_tail`: the bytes below it are written.
         *tail = self.tail.load(Ordering::Acquire);
         // Relaxed: a consumer-private cache.
@@ -516,17 +521,17 @@ impl RawRing {
 
     #[inline]
     fn publish_tail(&self, tail: u32) {
-        // SeqCst: Release for the bytes written below `tail` (pairs with the Acquire load
-        // in `avail`), and the store half of the Dekker pair with `rx_waiting`.
-        self.tail.store(tail, Ordering::SeqCst);
+        // Release: publishes the bytes written below `tail`; pairs with the Acquire load
+        // in `avail`. The fence in `wake_consumer` orders it before the `rx_waiting` load.
+        self.tail.store(tail, Ordering::Release);
         self.wake_consumer();
     }
 
     #[inline]
     fn publish_head(&self, head: u32) {
-        // SeqCst: Release for the bytes read below `head` (pairs with the Acquire load in
-        // `free`), and the store half of the Dekker pair with `tx_waiting`.
-        self.head.store(head, Ordering::SeqCst);
+        // Release: the bytes below `head` have been read; pairs with the Acquire load in
+        // `free`. The fence in `wake_producer` orders it before the `tx_waiting` load.
+        self.head.store(head, Ordering::Release);
         self.wake_producer();
     }
 
@@ -561,9 +566,16 @@ impl RawRing {
             // SeqCst: read before announcing ourselves (see the module docs); any bump
             // after this read makes the futex wait below return at once.
             let e = evt.load(Ordering::SeqCst);
-            // SeqCst: the store half of the sleeper's Dekker pair; pairs with the SeqCst
-            // load in `wake_consumer` / `wake_producer`.
-            waiting.store(1, Ordering::SeqCst);
+            // Release: the waker's Acquire load of `waiting` reads from it, so our read of
+            // `evt` above happens before the waker's bump (it cannot see the bump).
+            waiting.store(1, Ordering::Release);
+            // SYNC POINT (sleeper side of the Dekker handshake): store `waiting`, fence,
+            // re-read the peer's index in `ready`; the waker publishes its index, fences,
+            // reads `waiting` (`wake_consumer` / `wake_producer`). Of the two SeqCst
+            // fences one comes first: if ours, the waker sees `waiting == 1` and wakes us;
+            // if theirs, `ready` sees the published index. Without the fences (Acquire
+            // re-read, SeqCst accesses only) loom finds the lost wake-up as a deadlock.
+            fence(Ordering::SeqCst);
             if let Some(v) = ready()? {
                 // Relaxed: only saves the peer a wake-up; a stale 1 costs one syscall.
                 waiting.store(0, Ordering::Relaxed);
