@@ -138,9 +138,13 @@ struct OsPeer {
 fn os_channels(socket: bool) -> ((OwnedFd, OwnedFd), (OwnedFd, OwnedFd)) {
     if socket {
         use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
-        let (p, c) =
-            socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)
-                .unwrap();
+        let (p, c) = socketpair(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
         let p2 = rustix::io::fcntl_dupfd_cloexec(&p, 0).unwrap();
         let c2 = rustix::io::fcntl_dupfd_cloexec(&c, 0).unwrap();
         // (parent tx, parent rx), (child rx, child tx)

@@ -9,16 +9,40 @@ use std::time::{Duration, Instant};
 fn main() {
     common::run(&[
         ("echo_child_upper_cases", echo_child_upper_cases),
-        ("round_trip_16_mib_through_64_kib", round_trip_16_mib_through_64_kib),
-        ("million_random_messages_checked", million_random_messages_checked),
+        (
+            "round_trip_16_mib_through_64_kib",
+            round_trip_16_mib_through_64_kib,
+        ),
+        (
+            "million_random_messages_checked",
+            million_random_messages_checked,
+        ),
         ("eof_after_peer_closes", eof_after_peer_closes),
-        ("eof_after_peer_exits_without_close", eof_after_peer_exits_without_close),
-        ("eof_after_writer_sigkilled_mid_message", eof_after_writer_sigkilled_mid_message),
-        ("eof_after_writer_sigkilled_while_reader_waits", eof_after_writer_sigkilled_while_reader_waits),
-        ("broken_pipe_after_reader_sigkilled", broken_pipe_after_reader_sigkilled),
+        (
+            "eof_after_peer_exits_without_close",
+            eof_after_peer_exits_without_close,
+        ),
+        (
+            "eof_after_writer_sigkilled_mid_message",
+            eof_after_writer_sigkilled_mid_message,
+        ),
+        (
+            "eof_after_writer_sigkilled_while_reader_waits",
+            eof_after_writer_sigkilled_while_reader_waits,
+        ),
+        (
+            "broken_pipe_after_reader_sigkilled",
+            broken_pipe_after_reader_sigkilled,
+        ),
         ("poll_timeouts", poll_timeouts),
-        ("forked_copies_of_one_end_keep_frames", forked_copies_of_one_end_keep_frames),
-        ("one_way_pipe_across_processes", one_way_pipe_across_processes),
+        (
+            "forked_copies_of_one_end_keep_frames",
+            forked_copies_of_one_end_keep_frames,
+        ),
+        (
+            "one_way_pipe_across_processes",
+            one_way_pipe_across_processes,
+        ),
         ("closed_connection_errors", closed_connection_errors),
     ]);
 }
@@ -46,18 +70,19 @@ fn arena() -> Arena {
 /// The parent/child greeting of the tutorials: 'hello' in, 'HELLO' out.
 fn echo_child_upper_cases() {
     let (parent, child) = Pipe::new_in(&arena(), true, 64 << 10).unwrap();
-    let (parent, c) = fork_with(parent, child, |child| {
-        loop {
-            match child.recv_bytes() {
-                Ok(m) => child.send_bytes(&m.to_ascii_uppercase()).unwrap(),
-                Err(RecvError::Eof) => return,
-                Err(e) => panic!("{e}"),
-            }
+    let (parent, c) = fork_with(parent, child, |child| loop {
+        match child.recv_bytes() {
+            Ok(m) => child.send_bytes(&m.to_ascii_uppercase()).unwrap(),
+            Err(RecvError::Eof) => return,
+            Err(e) => panic!("{e}"),
         }
     });
     for word in ["hello", "", "pipe across processes"] {
         parent.send_bytes(word.as_bytes()).unwrap();
-        assert_eq!(parent.recv_bytes().unwrap(), word.to_ascii_uppercase().as_bytes());
+        assert_eq!(
+            parent.recv_bytes().unwrap(),
+            word.to_ascii_uppercase().as_bytes()
+        );
     }
     drop(parent);
     c.join();
@@ -159,7 +184,9 @@ fn eof_after_peer_closes() {
         }
     });
     for i in 0..100 {
-        writer.send_bytes(format!("message {i}").as_bytes()).unwrap();
+        writer
+            .send_bytes(format!("message {i}").as_bytes())
+            .unwrap();
     }
     writer.close();
     writer.close(); // idempotent

@@ -83,7 +83,13 @@ fn timeout_consumes_nothing() {
         let (ring, buf) = setup(16);
         let (r2, b2) = (ring.clone(), buf.clone());
         let p = thread::spawn(move || send(&r2, &b2, b"hi", SpinPolicy::default()));
-        let first = ring.recv_vec(&buf, u64::MAX, Some(Instant::now()), SpinPolicy::default(), &NoWatch);
+        let first = ring.recv_vec(
+            &buf,
+            u64::MAX,
+            Some(Instant::now()),
+            SpinPolicy::default(),
+            &NoWatch,
+        );
         match first {
             Ok(m) => assert_eq!(m, b"hi"),
             Err(RingError::Timeout) => {

@@ -53,9 +53,12 @@ impl Pipe {
     ///
     /// Make pipes **before** forking the processes that use them.
     ///
+    /// (Named `new` although it returns the two ends, after Python's `Pipe()`.)
+    ///
     /// # Errors
     /// When the global arena cannot be made or is full, or the liveness pipes cannot be
     /// made ([`Error::Os`], e.g. out of file descriptors).
+    #[allow(clippy::new_ret_no_self)]
     pub fn new(duplex: bool) -> Result<(Connection, Connection)> {
         Self::new_in(&Arena::global()?, duplex, DEFAULT_CAPACITY)
     }
@@ -104,7 +107,7 @@ impl Pipe {
         let size = core::mem::size_of::<RawPipe>() + nrings * capacity;
         let (t0, t1) = Token::pair().map_err(|e| Error::Os {
             op: "pipe2 (liveness token)",
-            source: e.into(),
+            source: e,
         })?;
         let shm = arena.create_object::<RawPipe>(
             None,
@@ -116,13 +119,22 @@ impl Pipe {
             |_| {},
         )?;
         let data = core::mem::size_of::<RawPipe>();
+        if shm.len() < size {
+            return Err(Error::Corrupt(format!(
+                "pipe block of {} bytes, {size} needed",
+                shm.len()
+            )));
+        }
         let buf = |i: usize| {
-            // SAFETY: the block is `size` bytes (create_object rounds up, never down), so
-            // `data + (i + 1) * capacity <= size <= shm.len()` for i < nrings: the buffer is
-            // inside the block, which lives as long as `shm`. Only ring code touches it.
+            // SAFETY: `data + (i + 1) * capacity <= size <= shm.len()` for i < nrings
+            // (checked above): the buffer is inside the block, which lives as long as
+            // `shm`. Only ring code touches it.
             unsafe { Buf::from_raw(shm.base().add(data + i * capacity), cap) }
         };
-        let side = |ring: usize| Side { ring, buf: buf(ring) };
+        let side = |ring: usize| Side {
+            ring,
+            buf: buf(ring),
+        };
         // End 0 reads ring 0 and (duplex) writes ring 1; end 1 writes ring 0 and reads
         // ring 1.
         let (rx0, tx0, rx1, tx1) = if duplex {
@@ -376,7 +388,11 @@ impl Connection {
         result
     }
 
-    fn recv_vec(&self, max: u64, deadline: Option<Instant>) -> std::result::Result<Vec<u8>, RecvError> {
+    fn recv_vec(
+        &self,
+        max: u64,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<Vec<u8>, RecvError> {
         self.recv_with(deadline, |i, s, r, len| {
             if len > max {
                 return Err(RecvError::TooLong { len, max });
@@ -548,7 +564,8 @@ impl Connection {
         &self,
         value: &T,
     ) -> std::result::Result<(), SendError> {
-        let bytes = postcard::to_allocvec(value).map_err(|e| SendError::Serialize(e.to_string()))?;
+        let bytes =
+            postcard::to_allocvec(value).map_err(|e| SendError::Serialize(e.to_string()))?;
         self.send_bytes(&bytes)
     }
 

@@ -271,6 +271,9 @@ impl Buf {
     /// between its tail and the consumer's head + cap), and stay so while the slice lives.
     #[cfg(not(shmproc_loom))]
     #[inline]
+    // The bytes are shared memory: exclusivity comes from the ring protocol, as the
+    // `# Safety` section says, not from `&self`.
+    #[allow(clippy::mut_from_ref)]
     pub(crate) unsafe fn slice_mut(&self, pos: u32, len: u32) -> &mut [u8] {
         let idx = (pos & self.mask) as usize;
         let len = (len as usize).min(self.cap() as usize - idx);

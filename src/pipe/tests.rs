@@ -67,7 +67,6 @@ fn hostile_indices_are_errors() {
         ring.peek(&buf, past, SpinPolicy::NEVER, &NoWatch),
         Err(RingError::Corrupt(_))
     ));
-    drop(buf);
 }
 
 #[test]
@@ -118,7 +117,10 @@ fn timeout_leaves_ring_clean() {
     );
     assert!(t0.elapsed() >= Duration::from_millis(20));
     a.send_bytes(b"next").unwrap();
-    assert_eq!(b.recv_bytes_timeout(Duration::from_secs(5)).unwrap(), b"next");
+    assert_eq!(
+        b.recv_bytes_timeout(Duration::from_secs(5)).unwrap(),
+        b"next"
+    );
 }
 
 #[test]
