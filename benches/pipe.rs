@@ -301,16 +301,17 @@ fn main() {
     // --- Paired ratios (subject / baseline, interleaved rep by rep).
     {
         let mut p = PipePeer::echo(&arena);
-        let floor = Floor::start();
+        // The floor's child spins until it is stopped: start it for each baseline rep
+        // only (outside the timing), or it would take one of the two cores away from
+        // the subject's reps.
         paired(
             "pipe round trip 8 B vs atomic floor",
             "round trip",
             20_000,
             20,
-            |n| floor.round_trips(n),
+            |n| Floor::start().round_trips(n),
             |n| p.round_trips(n),
         );
-        drop(floor);
         let mut o = OsPeer::echo(false);
         paired(
             "pipe round trip 8 B vs OS pipe",

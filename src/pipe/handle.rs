@@ -82,9 +82,9 @@ impl Pipe {
     /// # use shmproc::{Arena, pipe::Pipe};
     /// let arena = Arena::anonymous(1 << 20)?;
     /// let (a, b) = Pipe::new_in(&arena, false, 4096)?;
-    /// b.send_bytes(&[7; 10_000])?; // larger than the ring: streamed
-    /// # let h = std::thread::spawn(move || a.recv_bytes().unwrap());
-    /// # assert_eq!(h.join().unwrap(), vec![7; 10_000]);
+    /// let reader = std::thread::spawn(move || a.recv_bytes());
+    /// b.send_bytes(&[7; 10_000])?; // larger than the ring: streamed as the reader reads
+    /// assert_eq!(reader.join().unwrap()?, vec![7; 10_000]);
     /// assert!(Pipe::new_in(&arena, true, 1000).is_err()); // not a power of two
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
