@@ -31,6 +31,7 @@ pub struct RawPipe {
 static_assertions::const_assert_eq!(core::mem::size_of::<RawLock>(), 16);
 static_assertions::const_assert_eq!(core::mem::offset_of!(RawPipe, rings), 128);
 static_assertions::assert_eq_size!(RawPipe, [u8; 128 + 2 * 384]);
+static_assertions::assert_impl_all!(Connection: Send, Sync);
 
 /// Makes pipes: Python's `multiprocessing.Pipe`.
 ///

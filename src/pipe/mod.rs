@@ -38,6 +38,44 @@
 //! frame boundaries hold. If a process dies holding the lock while *between* messages, the
 //! next user simply carries on; if it died *in the middle* of a message, the ring is
 //! marked broken and both ends report [`SendError::Broken`] / [`RecvError::Broken`].
+//! (A reader part-way through that message learns it when another copy of the dead
+//! writer's end next sends, which marks the ring broken, or when every copy of it is
+//! closed, which is EOF; until then it waits, as for a slow writer.)
+//!
+//! # Timeouts
+//!
+//! [`recv_bytes_timeout`](Connection::recv_bytes_timeout) and
+//! [`poll_timeout`](Connection::poll_timeout) bound the wait for a message to *begin*
+//! (its 8-byte header to be in the ring). Once a receiver has begun a message it reads
+//! it to the end, so a timed-out receiver never leaves the ring mid-message and nothing
+//! is consumed by a receive that times out. Sends have no timeout (like Python's).
+//!
+//! # Memory
+//!
+//! A pipe takes `capacity` bytes per direction (64 KiB by default) plus 896 bytes of
+//! state from its arena's bump allocator; like every arena object it is not reclaimed
+//! before the arena goes.
+//!
+//! # Performance
+//!
+//! `cargo bench --bench pipe` on the shared 2-vCPU machine (7 builds running at once, so
+//! the spread is wide): per-rep ratio subject / baseline, median (p10 - p90).
+//!
+//! | measurement (shmproc pipe vs baseline)   | median ratio | p10 - p90     | pipe     |
+//! |------------------------------------------|--------------|---------------|----------|
+//! | round trip, 8 B, vs atomic floor         | 3.9 - 5.7    | 1.4 - 21.7    | 0.36-3.3 us |
+//! | round trip, 8 B, vs OS pipe              | 0.02 - 2.6   | 0.01 - 2.9    |          |
+//! | round trip, 8 B, vs Unix socketpair      | 1.3 - 1.4    | 0.04 - 1.4    |          |
+//! | 64 B messages, time per msg, vs OS pipe  | 0.14 - 0.18  | 0.09 - 0.30   | 57 ns    |
+//! | 4 KiB messages, vs OS pipe               | 0.30 - 0.68  | 0.28 - 1.10   | 0.55 us  |
+//! | 1 MiB messages, vs OS pipe               | 0.17 - 1.06  | 0.06 - 1.29   | 143-263 us |
+//! | 1 MiB messages, vs one in-cache `memcpy` | 6.9 - 11.4   | 5.4 - 14.5    |          |
+//!
+//! (Two runs; a ratio below 1 means the pipe is faster.) Criterion, same runs: round trip
+//! 0.95-4.4 us (OS pipe 7.7-30 us, socketpair 14.5-39 us). The 2x-of-floor latency target
+//! is met only in the quiet reps (p10 1.4); the 1 MiB target (half of `memcpy`) is not:
+//! the baseline is one copy within one core's cache, while the pipe makes two copies and
+//! moves every line between cores (about 4-7 GB/s here).
 
 pub mod ring;
 mod token;

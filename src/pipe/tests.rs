@@ -133,3 +133,42 @@ fn panicking_fill_breaks_the_pipe() {
     assert_eq!(b.recv_bytes(), Err(RecvError::Broken));
     assert_eq!(a.send_bytes(b"x"), Err(SendError::Broken));
 }
+
+#[cfg(feature = "serde")]
+#[test]
+fn serde_values_round_trip() {
+    let (a, b) = small(64);
+    a.send_obj(&("job", vec![1u32, 2, 3], Some(2.5f64)))
+        .unwrap();
+    let got: (String, Vec<u32>, Option<f64>) = b.recv_obj().unwrap();
+    assert_eq!(got, ("job".to_string(), vec![1, 2, 3], Some(2.5)));
+    a.send_bytes(&[0xff; 3]).unwrap();
+    assert!(matches!(
+        b.recv_obj::<String>(),
+        Err(RecvError::Deserialize(_))
+    ));
+}
+
+#[test]
+fn typed_recv_of_wrong_size_returns_the_message() {
+    let (a, b) = small(64);
+    a.send_bytes(b"abc").unwrap();
+    let e = b.recv::<u64>().unwrap_err();
+    assert_eq!(e.into_message().unwrap(), b"abc");
+}
+
+#[test]
+fn io_write_and_read_stream() {
+    use std::io::{Read, Write};
+    let (mut a, mut b) = small(64);
+    let t = std::thread::spawn(move || {
+        for i in 0..100u32 {
+            write!(a, "{i},").unwrap();
+        }
+    });
+    let mut s = String::new();
+    b.read_to_string(&mut s).unwrap();
+    t.join().unwrap();
+    let want: String = (0..100u32).map(|i| format!("{i},")).collect();
+    assert_eq!(s, want);
+}
