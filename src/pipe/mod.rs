@@ -33,7 +33,7 @@
 //! # Forked copies of one end
 //!
 //! `fork` duplicates a `Connection`. Each side of each ring (sending, receiving) is
-//! guarded by a robust [`RawLock`] in shared memory, so copies of one end used at once
+//! guarded by a robust [`RawLock`](crate::lock::RawLock) in shared memory, so copies of one end used at once
 //! from several processes (or threads) take turns, message by message: memory safety and
 //! frame boundaries hold. If a process dies holding the lock while *between* messages, the
 //! next user simply carries on; if it died *in the middle* of a message, the ring is

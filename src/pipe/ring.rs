@@ -323,7 +323,7 @@ pub trait Source {
     fn fill(&mut self, buf: &Buf, pos: u32, offset: u64, len: u32);
 }
 
-/// Where a message's payload goes (the consumer side of [`RawRing::recv`]).
+/// Where a message's payload goes (the consumer side of [`RawRing::recv_peeked`]).
 pub trait Sink {
     /// Takes payload bytes `offset..offset + len` from ring position `pos` (contiguous).
     fn take(&mut self, buf: &Buf, pos: u32, offset: u64, len: u32);
