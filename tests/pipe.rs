@@ -44,6 +44,10 @@ fn main() {
             one_way_pipe_across_processes,
         ),
         ("closed_connection_errors", closed_connection_errors),
+        (
+            "copy_of_end_dies_mid_message_breaks_pipe",
+            copy_of_end_dies_mid_message_breaks_pipe,
+        ),
     ]);
 }
 
@@ -377,4 +381,36 @@ fn closed_connection_errors() {
     assert_eq!(b.recv_bytes(), Err(RecvError::Eof));
     assert_eq!(b.send_bytes(b"x"), Err(SendError::BrokenPipe));
     assert!(format!("{}", RecvError::Eof).contains("end of file"));
+}
+
+/// Two processes hold the writing end; one is SIGKILLed in the middle of a message. The
+/// survivor's next send takes the lock over from the dead holder, sees the half-written
+/// frame and marks the pipe broken: both sides get `Broken`, never a torn message.
+fn copy_of_end_dies_mid_message_breaks_pipe() {
+    let (a, b) = Pipe::new_in(&arena(), true, 4 << 10).unwrap();
+    let (ready_r, ready_w) = Pipe::new_in(&arena(), true, 1 << 10).unwrap();
+    let mut ready_w = Some(ready_w);
+    let w = common::fork(|| {
+        let ready_w = ready_w.take().unwrap();
+        b.send_bytes(b"whole").unwrap();
+        b.send_with(1 << 20, |off, chunk| {
+            chunk.fill(9);
+            if off == 0 {
+                // The frame has begun (this process holds the writing side, mid-message).
+                ready_w.send_bytes(b"mid").unwrap();
+                loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        })
+        .unwrap();
+    });
+    drop(ready_w.take());
+    assert_eq!(ready_r.recv_bytes().unwrap(), b"mid");
+    w.signal(libc::SIGKILL);
+    assert_eq!(w.wait(), -libc::SIGKILL);
+    assert_eq!(a.recv_bytes().unwrap(), b"whole");
+    // This process still holds the writing end `b`: not EOF, but a broken frame stream.
+    assert_eq!(b.send_bytes(b"next"), Err(SendError::Broken));
+    assert_eq!(a.recv_bytes(), Err(RecvError::Broken));
 }
