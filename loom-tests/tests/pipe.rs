@@ -1,0 +1,102 @@
+//! Model checks of the pipe's SPSC byte ring (`shmproc::pipe::RawRing`): framing across
+//! the wrap, a message larger than the ring streamed through it, the sleep/wake protocol
+//! (waits are untimed here, so a lost wake-up shows up as a deadlock), close and timeout.
+//!
+//! RUSTFLAGS="--cfg shmproc_loom" LOOM_MAX_PREEMPTIONS=3 cargo test -p loom-tests --release --test pipe
+#![cfg(shmproc_loom)]
+
+use loom::sync::Arc;
+use loom::thread;
+use shmproc::pipe::ring::{Buf, NoWatch, RawRing, RingError, WRITER_CLOSED};
+use shmproc::SpinPolicy;
+use std::time::Instant;
+
+fn setup(cap: u32) -> (Arc<RawRing>, Arc<Buf>) {
+    (Arc::new(RawRing::new()), Arc::new(Buf::new_model(cap)))
+}
+
+fn send(ring: &RawRing, buf: &Buf, msg: &[u8], spin: SpinPolicy) {
+    let mut src = msg;
+    ring.send(buf, msg.len() as u64, &mut src, spin, &NoWatch)
+        .expect("send");
+}
+
+fn recv(ring: &RawRing, buf: &Buf, spin: SpinPolicy) -> Result<Vec<u8>, RingError> {
+    ring.recv_vec(buf, u64::MAX, None, spin, &NoWatch)
+}
+
+/// Two messages whose frames straddle the end of a 16-byte ring (the second header is
+/// split by the wrap), an empty message, with the consumer sleeping on the futex.
+#[test]
+fn frames_across_the_wrap() {
+    loom::model(|| {
+        let (ring, buf) = setup(16);
+        let (r2, b2) = (ring.clone(), buf.clone());
+        let p = thread::spawn(move || {
+            send(&r2, &b2, b"abcde", SpinPolicy::NEVER);
+            send(&r2, &b2, b"", SpinPolicy::NEVER);
+            send(&r2, &b2, b"xy", SpinPolicy::NEVER);
+        });
+        assert_eq!(recv(&ring, &buf, SpinPolicy::NEVER).unwrap(), b"abcde");
+        assert_eq!(recv(&ring, &buf, SpinPolicy::NEVER).unwrap(), b"");
+        assert_eq!(recv(&ring, &buf, SpinPolicy::NEVER).unwrap(), b"xy");
+        p.join().unwrap();
+    });
+}
+
+/// A 20-byte message through a 16-byte ring: the producer must sleep until the consumer
+/// frees room, and the consumer must sleep until more arrives (both wake paths).
+#[test]
+fn message_larger_than_the_ring_streams() {
+    loom::model(|| {
+        let (ring, buf) = setup(16);
+        let (r2, b2) = (ring.clone(), buf.clone());
+        let msg: Vec<u8> = (0..20).collect();
+        let m2 = msg.clone();
+        let p = thread::spawn(move || send(&r2, &b2, &m2, SpinPolicy::NEVER));
+        assert_eq!(recv(&ring, &buf, SpinPolicy::NEVER).unwrap(), msg);
+        p.join().unwrap();
+    });
+}
+
+/// Close after a message: the consumer receives it, then EOF; never a hang.
+#[test]
+fn close_wakes_the_consumer() {
+    loom::model(|| {
+        let (ring, buf) = setup(16);
+        let (r2, b2) = (ring.clone(), buf.clone());
+        let p = thread::spawn(move || {
+            send(&r2, &b2, b"last", SpinPolicy::NEVER);
+            r2.set_state(WRITER_CLOSED);
+        });
+        assert_eq!(recv(&ring, &buf, SpinPolicy::NEVER).unwrap(), b"last");
+        assert_eq!(recv(&ring, &buf, SpinPolicy::NEVER), Err(RingError::Eof));
+        p.join().unwrap();
+    });
+}
+
+/// A receive with a deadline either gets the message or times out having consumed
+/// nothing; a second receive then gets it.
+#[test]
+fn timeout_consumes_nothing() {
+    loom::model(|| {
+        let (ring, buf) = setup(16);
+        let (r2, b2) = (ring.clone(), buf.clone());
+        let p = thread::spawn(move || send(&r2, &b2, b"hi", SpinPolicy::default()));
+        let first = ring.recv_vec(
+            &buf,
+            u64::MAX,
+            Some(Instant::now()),
+            SpinPolicy::default(),
+            &NoWatch,
+        );
+        match first {
+            Ok(m) => assert_eq!(m, b"hi"),
+            Err(RingError::Timeout) => {
+                assert_eq!(recv(&ring, &buf, SpinPolicy::default()).unwrap(), b"hi")
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+        p.join().unwrap();
+    });
+}

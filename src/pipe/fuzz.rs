@@ -1,0 +1,120 @@
+//! Fuzz entry point (not public API: compiled only for tests and `cfg(fuzzing)`).
+//!
+//! [`ring`] builds a ring whose shared indices, caches, state and buffer bytes (so frame
+//! headers too) come from the input, then runs a script of consumer and producer
+//! operations from the rest of the input, scribbling on the indices between them as a
+//! hostile peer could. Every operation must return (no wait can block: the watch reports
+//! the peer gone at once) and the buffer's guard bytes must be intact: hostile state gives
+//! errors, never out-of-bounds access.
+
+use super::ring::{Buf, RawRing, RingError, Watch, MAX_MESSAGE};
+use crate::spin::SpinPolicy;
+use std::time::{Duration, Instant};
+
+/// A watch that checks at once and always finds the peer gone: every wait ends.
+struct Gone;
+
+impl Watch for Gone {
+    fn interval(&self) -> Option<Duration> {
+        Some(Duration::ZERO)
+    }
+    fn gone(&self) -> bool {
+        true
+    }
+}
+
+const GUARD: usize = 64;
+const CANARY: u8 = 0xA5;
+
+struct Input<'a>(&'a [u8]);
+
+impl Input<'_> {
+    fn u8(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((b, rest)) => {
+                self.0 = rest;
+                *b
+            }
+            None => 0,
+        }
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
+    }
+}
+
+/// Runs one fuzz case. Panics only if an invariant is broken (guard bytes overwritten,
+/// a message longer than the limit accepted).
+pub fn ring(data: &[u8]) {
+    let mut inp = Input(data);
+    let cap = 1u32 << (4 + inp.u8() % 7); // 16 ..= 1024
+    let ring = Box::new(RawRing::new());
+    ring.scribble(inp.u32(), inp.u32(), inp.u32(), inp.u32(), inp.u32());
+    // The buffer, with guard bytes on both sides.
+    let mut mem = vec![CANARY; cap as usize + 2 * GUARD];
+    for b in mem[GUARD..GUARD + cap as usize].iter_mut() {
+        *b = inp.u8();
+    }
+    // SAFETY: `mem[GUARD..GUARD + cap]` is valid for reads and writes while `buf` lives
+    // (both are dropped at the end of this function, `buf` first); cap is a power of two
+    // in range; only the ring code below touches it.
+    let buf = unsafe { Buf::from_raw(mem.as_mut_ptr().add(GUARD), cap) };
+    let spin = SpinPolicy::NEVER;
+    let past = Some(Instant::now());
+    let mut ops = 0;
+    while !inp.0.is_empty() && ops < 64 {
+        ops += 1;
+        let result = match inp.u8() % 7 {
+            0 => ring.peek(&buf, past, spin, &Gone).map(drop),
+            1 => {
+                let max = u64::from(inp.u32());
+                ring.recv_vec(&buf, max, past, spin, &Gone).map(|v| {
+                    assert!(v.len() as u64 <= max && v.len() as u64 <= MAX_MESSAGE);
+                })
+            }
+            2 => ring.poll(&buf, past, spin, &Gone).map(drop),
+            3 => {
+                let len = usize::from(inp.u8()) * 7;
+                let payload = vec![0x5Au8; len];
+                ring.send(&buf, len as u64, &mut payload.as_slice(), spin, &Gone)
+            }
+            4 => {
+                let (t, h) = (inp.u32(), inp.u32());
+                ring.scribble(t, h, inp.u32(), inp.u32(), u32::from(inp.u8()) & 7);
+                Ok(())
+            }
+            5 => {
+                let mut out = vec![0u8; usize::from(inp.u8())];
+                match ring.peek(&buf, past, spin, &Gone) {
+                    Ok(len) if len <= out.len() as u64 => {
+                        let mut dst = &mut out[..len as usize];
+                        ring.recv_peeked(&buf, len, &mut dst, spin, &Gone)
+                    }
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+            _ => {
+                let len = u64::from(inp.u32()) << (inp.u8() % 32);
+                ring.send(&buf, len, &mut [].as_slice(), spin, &Gone)
+            }
+        };
+        match result {
+            Ok(())
+            | Err(RingError::Timeout)
+            | Err(RingError::Eof)
+            | Err(RingError::BrokenPipe)
+            | Err(RingError::Broken)
+            | Err(RingError::Corrupt(_))
+            | Err(RingError::TooLong(_)) => {}
+        }
+    }
+    assert!(
+        mem[..GUARD].iter().all(|b| *b == CANARY),
+        "ring wrote before its buffer"
+    );
+    assert!(
+        mem[GUARD + cap as usize..].iter().all(|b| *b == CANARY),
+        "ring wrote past its buffer"
+    );
+}

@@ -1,0 +1,795 @@
+//! The user-facing handles: [`Pipe`] and [`Connection`].
+
+use super::ring::{self, Buf, RawRing, RingError, Sink, Source};
+use super::token::{PeerWatch, Token};
+use super::{RecvError, SendError};
+use crate::arena::{fingerprint, Arena, ObjectKind, Shm};
+use crate::error::{Error, Result};
+use crate::lock::{Acquired, RawLock};
+use crate::owner::Procfs;
+use crate::SpinPolicy;
+use std::fmt;
+use std::os::fd::BorrowedFd;
+use std::time::{Duration, Instant};
+
+/// The default capacity of each direction: 64 KiB, like a Linux pipe buffer.
+pub const DEFAULT_CAPACITY: usize = 64 << 10;
+
+/// The shared state of a pipe: two rings and a lock per ring side, followed by the ring
+/// buffers (`cap` bytes each; the second only for a duplex pipe).
+///
+/// `rings[i]` is read by end `i`: `rings[0]` carries end 1 -> end 0 and `rings[1]` carries
+/// end 0 -> end 1. `locks[2 * i]` guards the producer side of `rings[i]`,
+/// `locks[2 * i + 1]` its consumer side.
+#[repr(C)]
+pub struct RawPipe {
+    locks: [RawLock; 4],
+    _pad: [u8; 128 - 64],
+    rings: [RawRing; 2],
+}
+
+static_assertions::const_assert_eq!(core::mem::size_of::<RawLock>(), 16);
+static_assertions::const_assert_eq!(core::mem::offset_of!(RawPipe, rings), 128);
+static_assertions::assert_eq_size!(RawPipe, [u8; 128 + 2 * 384]);
+static_assertions::assert_impl_all!(Connection: Send, Sync);
+
+/// Makes pipes: Python's `multiprocessing.Pipe`.
+///
+/// ```
+/// use shmproc::pipe::Pipe;
+/// let (a, b) = Pipe::new(true)?;
+/// a.send_bytes(b"ping")?;
+/// assert_eq!(b.recv_bytes()?, b"ping");
+/// b.send_bytes(b"pong")?;
+/// assert_eq!(a.recv_bytes()?, b"pong");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Pipe;
+
+impl Pipe {
+    /// A new pipe in the [global arena](Arena::global), each direction
+    /// [`DEFAULT_CAPACITY`] bytes. With `duplex == false` the first end can only receive
+    /// and the second only send (Python's order).
+    ///
+    /// Make pipes **before** forking the processes that use them.
+    ///
+    /// (Named `new` although it returns the two ends, after Python's `Pipe()`.)
+    ///
+    /// # Errors
+    /// When the global arena cannot be made or is full, or the liveness pipes cannot be
+    /// made ([`Error::Os`], e.g. out of file descriptors).
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(duplex: bool) -> Result<(Connection, Connection)> {
+        Self::new_in(&Arena::global()?, duplex, DEFAULT_CAPACITY)
+    }
+
+    /// As [`new`](Self::new), with `capacity` bytes per direction.
+    ///
+    /// # Errors
+    /// As [`new_in`](Self::new_in).
+    pub fn with_capacity(duplex: bool, capacity: usize) -> Result<(Connection, Connection)> {
+        Self::new_in(&Arena::global()?, duplex, capacity)
+    }
+
+    /// A new pipe in `arena`, `capacity` bytes per direction (a power of two from 16 to
+    /// 2^30; messages of any size stream through it).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad capacity, a full arena, or [`Error::Os`] when
+    /// the liveness pipes cannot be made.
+    ///
+    /// ```
+    /// # use shmproc::{Arena, pipe::Pipe};
+    /// let arena = Arena::anonymous(1 << 20)?;
+    /// let (a, b) = Pipe::new_in(&arena, false, 4096)?;
+    /// let reader = std::thread::spawn(move || a.recv_bytes());
+    /// b.send_bytes(&[7; 10_000])?; // larger than the ring: streamed as the reader reads
+    /// assert_eq!(reader.join().unwrap()?, vec![7; 10_000]);
+    /// assert!(Pipe::new_in(&arena, true, 1000).is_err()); // not a power of two
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new_in(
+        arena: &Arena,
+        duplex: bool,
+        capacity: usize,
+    ) -> Result<(Connection, Connection)> {
+        if !capacity.is_power_of_two()
+            || capacity < ring::MIN_CAPACITY as usize
+            || capacity > ring::MAX_CAPACITY as usize
+        {
+            return Err(Error::InvalidArgument(format!(
+                "pipe capacity {capacity}: must be a power of two from {} to 2^30 bytes",
+                ring::MIN_CAPACITY
+            )));
+        }
+        let cap = capacity as u32;
+        let nrings = if duplex { 2 } else { 1 };
+        let size = core::mem::size_of::<RawPipe>() + nrings * capacity;
+        let (t0, t1) = Token::pair().map_err(|e| Error::Os {
+            op: "pipe2 (liveness token)",
+            source: e,
+        })?;
+        let shm = arena.create_object::<RawPipe>(
+            None,
+            ObjectKind::Pipe,
+            fingerprint::<RawPipe>(),
+            size,
+            u64::from(cap) | (u64::from(duplex) << 32),
+            // Zeroed memory is two empty, open rings and four unlocked locks.
+            |_| {},
+        )?;
+        let data = core::mem::size_of::<RawPipe>();
+        if shm.len() < size {
+            return Err(Error::Corrupt(format!(
+                "pipe block of {} bytes, {size} needed",
+                shm.len()
+            )));
+        }
+        let buf = |i: usize| {
+            // SAFETY: `data + (i + 1) * capacity <= size <= shm.len()` for i < nrings
+            // (checked above): the buffer is inside the block, which lives as long as
+            // `shm`. Only ring code touches it.
+            unsafe { Buf::from_raw(shm.base().add(data + i * capacity), cap) }
+        };
+        let side = |ring: usize| Side {
+            ring,
+            buf: buf(ring),
+        };
+        // End 0 reads ring 0 and (duplex) writes ring 1; end 1 writes ring 0 and reads
+        // ring 1.
+        let (rx0, tx0, rx1, tx1) = if duplex {
+            (Some(side(0)), Some(side(1)), Some(side(1)), Some(side(0)))
+        } else {
+            (Some(side(0)), None, None, Some(side(0)))
+        };
+        let mk = |rx, tx, token| Connection {
+            inner: Some(Inner {
+                shm: shm.clone(),
+                rx,
+                tx,
+                token,
+                spin: SpinPolicy::default(),
+            }),
+            stash: Vec::new(),
+            stash_pos: 0,
+        };
+        Ok((mk(rx0, tx0, t0), mk(rx1, tx1, t1)))
+    }
+}
+
+struct Side {
+    ring: usize,
+    buf: Buf,
+}
+
+struct Inner {
+    shm: Shm<RawPipe>,
+    rx: Option<Side>,
+    tx: Option<Side>,
+    token: Token,
+    spin: SpinPolicy,
+}
+
+/// One end of a [`Pipe`]: Python's `multiprocessing.connection.Connection`.
+///
+/// `Send + Sync`; after a `fork` the child holds a copy of the end (see the
+/// [module docs](super) on EOF and on copies of one end). Dropping it closes it.
+pub struct Connection {
+    inner: Option<Inner>,
+    /// The rest of the message being read through `io::Read`.
+    stash: Vec<u8>,
+    stash_pos: usize,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.inner {
+            None => f.write_str("Connection(closed)"),
+            Some(i) => f
+                .debug_struct("Connection")
+                .field("readable", &i.rx.is_some())
+                .field("writable", &i.tx.is_some())
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// Holds one side of a ring; on drop, marks the ring broken if a message was left
+/// half-done (a panic in a zero-copy fill, or corrupt state), then unlocks.
+struct Held<'a> {
+    lock: &'a RawLock,
+    ring: &'a RawRing,
+    producer: bool,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let mid = if self.producer {
+            self.ring.tx_mid()
+        } else {
+            self.ring.rx_mid()
+        };
+        if mid {
+            self.ring.set_state(ring::BROKEN);
+        }
+        self.lock.unlock();
+    }
+}
+
+struct SendFn<F>(F);
+
+impl<F: FnMut(usize, &mut [u8])> Source for SendFn<F> {
+    fn fill(&mut self, buf: &Buf, pos: u32, offset: u64, len: u32) {
+        // SAFETY: `RawRing::send` passes only free, contiguous bytes of the ring it holds
+        // the producer side of; the slice is dropped before they are published.
+        let chunk = unsafe { buf.slice_mut(pos, len) };
+        (self.0)(offset as usize, chunk);
+    }
+}
+
+/// A `Vec` sink that writes into spare capacity without zero-filling first.
+struct VecSink(Vec<u8>);
+
+impl Sink for VecSink {
+    #[inline]
+    fn take(&mut self, buf: &Buf, pos: u32, _offset: u64, len: u32) {
+        // SAFETY: the bytes are published and not consumed (`recv_peeked`'s contract).
+        let src = unsafe { buf.slice(pos, len) };
+        self.0.extend_from_slice(src);
+    }
+}
+
+impl Inner {
+    fn raw(&self) -> &RawPipe {
+        &self.shm
+    }
+
+    fn hold(&self, ring: usize, producer: bool) -> Held<'_> {
+        let raw = self.raw();
+        let lock = &raw.locks[2 * ring + usize::from(!producer)];
+        let r = &raw.rings[ring];
+        let acquired = if lock.try_lock(&Procfs) {
+            Acquired::Normal
+        } else {
+            lock.lock_slow(&Procfs, None, self.spin)
+                .unwrap_or(Acquired::Normal)
+        };
+        // A holder that died between messages left nothing to repair; one that died
+        // mid-message left a frame nobody can finish: the ring is broken for good.
+        if acquired == Acquired::OwnerDied && (if producer { r.tx_mid() } else { r.rx_mid() }) {
+            r.set_state(ring::BROKEN);
+        }
+        Held {
+            lock,
+            ring: r,
+            producer,
+        }
+    }
+
+    /// The peer end is gone for good: record it on both rings so every copy knows.
+    fn peer_gone(&self) {
+        if let Some(rx) = &self.rx {
+            self.raw().rings[rx.ring].set_state(ring::WRITER_CLOSED);
+        }
+        if let Some(tx) = &self.tx {
+            self.raw().rings[tx.ring].set_state(ring::READER_CLOSED);
+        }
+    }
+}
+
+fn deadline(timeout: Duration) -> Option<Instant> {
+    crate::sync::time::deadline_after(timeout)
+}
+
+impl Connection {
+    fn inner(&self) -> std::result::Result<&Inner, bool> {
+        self.inner.as_ref().ok_or(true)
+    }
+
+    fn tx(&self) -> std::result::Result<(&Inner, &Side), SendError> {
+        let i = self.inner.as_ref().ok_or(SendError::Closed)?;
+        let s = i.tx.as_ref().ok_or(SendError::WrongDirection)?;
+        Ok((i, s))
+    }
+
+    fn rx(&self) -> std::result::Result<(&Inner, &Side), RecvError> {
+        let i = self.inner.as_ref().ok_or(RecvError::Closed)?;
+        let s = i.rx.as_ref().ok_or(RecvError::WrongDirection)?;
+        Ok((i, s))
+    }
+
+    fn send_source(&self, len: u64, src: &mut impl Source) -> std::result::Result<(), SendError> {
+        if len > ring::MAX_MESSAGE {
+            return Err(SendError::TooLarge(len));
+        }
+        let (i, s) = self.tx()?;
+        let _held = i.hold(s.ring, true);
+        let r = &i.raw().rings[s.ring];
+        match r.send(&s.buf, len, src, i.spin, &PeerWatch(&i.token)) {
+            Ok(()) => Ok(()),
+            Err(RingError::BrokenPipe) => {
+                i.peer_gone();
+                Err(SendError::BrokenPipe)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sends `bytes` as one message (Python's `send_bytes`). An empty message is a
+    /// message. Blocks while the ring is full; a message larger than the ring streams
+    /// through it while the peer reads.
+    ///
+    /// # Errors
+    /// [`SendError::BrokenPipe`] when the peer end is gone, [`SendError::Closed`],
+    /// [`SendError::WrongDirection`], [`SendError::Broken`].
+    ///
+    /// ```
+    /// # use shmproc::pipe::Pipe;
+    /// let (a, b) = Pipe::new(true)?;
+    /// a.send_bytes(b"")?;
+    /// a.send_bytes(b"two")?;
+    /// assert_eq!(b.recv_bytes()?, b"");
+    /// assert_eq!(b.recv_bytes()?, b"two");
+    /// drop(b);
+    /// assert_eq!(a.send_bytes(b"x"), Err(shmproc::pipe::SendError::BrokenPipe));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn send_bytes(&self, bytes: &[u8]) -> std::result::Result<(), SendError> {
+        let mut src = bytes;
+        self.send_source(bytes.len() as u64, &mut src)
+    }
+
+    /// Sends one message of `len` bytes written **in place** in the ring: `fill(offset,
+    /// chunk)` is called with consecutive pieces of the message (`chunk` is ring memory;
+    /// `offset` is where it starts in the message) until `len` bytes are written. No copy
+    /// through a buffer of the caller (rtrb's `write_chunk_uninit` + `commit`).
+    ///
+    /// If `fill` panics, the half-sent message is abandoned and the pipe becomes
+    /// [`Broken`](SendError::Broken); the receiver never sees a partial message.
+    ///
+    /// # Errors
+    /// As [`send_bytes`](Self::send_bytes).
+    ///
+    /// ```
+    /// # use shmproc::pipe::Pipe;
+    /// let (a, b) = Pipe::new(true)?;
+    /// a.send_with(5, |off, chunk| {
+    ///     for (i, x) in chunk.iter_mut().enumerate() {
+    ///         *x = b"hello"[off + i];
+    ///     }
+    /// })?;
+    /// assert_eq!(b.recv_bytes()?, b"hello");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_with(
+        &self,
+        len: usize,
+        fill: impl FnMut(usize, &mut [u8]),
+    ) -> std::result::Result<(), SendError> {
+        self.send_source(len as u64, &mut SendFn(fill))
+    }
+
+    fn recv_with<T>(
+        &self,
+        deadline: Option<Instant>,
+        take: impl FnOnce(&Inner, &Side, &RawRing, u64) -> std::result::Result<T, RecvError>,
+    ) -> std::result::Result<T, RecvError> {
+        let (i, s) = self.rx()?;
+        let _held = i.hold(s.ring, false);
+        let r = &i.raw().rings[s.ring];
+        let result = match r.peek(&s.buf, deadline, i.spin, &PeerWatch(&i.token)) {
+            Ok(len) => take(i, s, r, len),
+            Err(e) => Err(e.into()),
+        };
+        if matches!(result, Err(RecvError::Eof)) {
+            i.peer_gone();
+        }
+        result
+    }
+
+    fn recv_vec(
+        &self,
+        max: u64,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<Vec<u8>, RecvError> {
+        self.recv_with(deadline, |i, s, r, len| {
+            if len > max {
+                return Err(RecvError::TooLong { len, max });
+            }
+            // Never trust a length from shared memory with an allocation: grow as the
+            // bytes arrive (from at most one ring's worth, plus 1 MiB).
+            let mut v = VecSink(Vec::with_capacity(
+                len.min(u64::from(s.buf.cap()) + (1 << 20)) as usize,
+            ));
+            r.recv_peeked(&s.buf, len, &mut v, i.spin, &PeerWatch(&i.token))?;
+            Ok(v.0)
+        })
+    }
+
+    /// Receives one whole message (Python's `recv_bytes`). Blocks until one arrives.
+    ///
+    /// # Errors
+    /// [`RecvError::Eof`] when the peer end is gone and every message has been received;
+    /// [`RecvError::Closed`], [`RecvError::WrongDirection`], [`RecvError::Broken`].
+    ///
+    /// ```
+    /// # use shmproc::pipe::{Pipe, RecvError};
+    /// let (a, b) = Pipe::new(true)?;
+    /// a.send_bytes(b"last words")?;
+    /// drop(a);
+    /// assert_eq!(b.recv_bytes()?, b"last words");
+    /// assert_eq!(b.recv_bytes(), Err(RecvError::Eof));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn recv_bytes(&self) -> std::result::Result<Vec<u8>, RecvError> {
+        self.recv_vec(u64::MAX, None)
+    }
+
+    /// Receives one message of at most `maxlength` bytes. A longer message is an error
+    /// and **stays in the pipe** (unlike Python, the connection remains usable).
+    ///
+    /// # Errors
+    /// [`RecvError::TooLong`], and as [`recv_bytes`](Self::recv_bytes).
+    ///
+    /// ```
+    /// # use shmproc::pipe::{Pipe, RecvError};
+    /// let (a, b) = Pipe::new(true)?;
+    /// a.send_bytes(&[1; 100])?;
+    /// assert_eq!(b.recv_bytes_max(10), Err(RecvError::TooLong { len: 100, max: 10 }));
+    /// assert_eq!(b.recv_bytes()?.len(), 100);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recv_bytes_max(&self, maxlength: usize) -> std::result::Result<Vec<u8>, RecvError> {
+        self.recv_vec(maxlength as u64, None)
+    }
+
+    /// Receives one message, waiting at most `timeout` for it to **begin**; a message
+    /// that has begun is read to its end (so a timeout never leaves the pipe
+    /// mid-message).
+    ///
+    /// # Errors
+    /// [`RecvError::Timeout`] (nothing consumed), and as [`recv_bytes`](Self::recv_bytes).
+    ///
+    /// ```
+    /// # use shmproc::pipe::{Pipe, RecvError};
+    /// # use std::time::Duration;
+    /// let (a, b) = Pipe::new(true)?;
+    /// assert_eq!(b.recv_bytes_timeout(Duration::from_millis(5)), Err(RecvError::Timeout));
+    /// # drop(a);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recv_bytes_timeout(&self, timeout: Duration) -> std::result::Result<Vec<u8>, RecvError> {
+        self.recv_vec(u64::MAX, deadline(timeout))
+    }
+
+    /// Receives one message into `buf`; returns its length (Python's `recv_bytes_into`).
+    ///
+    /// # Errors
+    /// [`RecvError::BufferTooShort`] holding the whole message when it does not fit (it
+    /// is consumed: nothing is lost), and as [`recv_bytes`](Self::recv_bytes).
+    ///
+    /// ```
+    /// # use shmproc::pipe::{Pipe, RecvError};
+    /// let (a, b) = Pipe::new(true)?;
+    /// a.send_bytes(b"abc")?;
+    /// a.send_bytes(b"too long")?;
+    /// let mut buf = [0u8; 4];
+    /// assert_eq!(b.recv_bytes_into(&mut buf)?, 3);
+    /// assert_eq!(&buf[..3], b"abc");
+    /// let err = b.recv_bytes_into(&mut buf).unwrap_err();
+    /// assert_eq!(err.into_message().unwrap(), b"too long");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recv_bytes_into(&self, buf: &mut [u8]) -> std::result::Result<usize, RecvError> {
+        self.recv_with(None, |i, s, r, len| {
+            let w = PeerWatch(&i.token);
+            if len > buf.len() as u64 {
+                let mut v = VecSink(Vec::with_capacity(
+                    len.min(u64::from(s.buf.cap()) + (1 << 20)) as usize,
+                ));
+                r.recv_peeked(&s.buf, len, &mut v, i.spin, &w)?;
+                return Err(RecvError::BufferTooShort(v.0));
+            }
+            let mut dst = &mut buf[..len as usize];
+            r.recv_peeked(&s.buf, len, &mut dst, i.spin, &w)?;
+            Ok(len as usize)
+        })
+    }
+
+    /// Sends a plain-data value as one message of `size_of::<T>()` bytes.
+    ///
+    /// # Errors
+    /// As [`send_bytes`](Self::send_bytes).
+    ///
+    /// ```
+    /// # use shmproc::pipe::Pipe;
+    /// let (a, b) = Pipe::new(true)?;
+    /// a.send(&[1.5f64, 2.5])?;
+    /// assert_eq!(b.recv::<[f64; 2]>()?, [1.5, 2.5]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send<T: bytemuck::NoUninit>(&self, value: &T) -> std::result::Result<(), SendError> {
+        self.send_bytes(bytemuck::bytes_of(value))
+    }
+
+    /// Receives a plain-data value sent with [`send`](Self::send).
+    ///
+    /// # Errors
+    /// [`RecvError::WrongSize`] (holding the message) when the message is not
+    /// `size_of::<T>()` bytes, and as [`recv_bytes`](Self::recv_bytes).
+    pub fn recv<T: bytemuck::AnyBitPattern>(&self) -> std::result::Result<T, RecvError> {
+        self.recv_typed(None)
+    }
+
+    /// [`recv`](Self::recv) with a timeout for the message to begin.
+    ///
+    /// # Errors
+    /// [`RecvError::Timeout`], and as [`recv`](Self::recv).
+    ///
+    /// ```
+    /// # use shmproc::pipe::{Pipe, RecvError};
+    /// # use std::time::Duration;
+    /// let (a, b) = Pipe::new(true)?;
+    /// a.send(&7u32)?;
+    /// assert_eq!(b.recv_timeout::<u32>(Duration::from_secs(1))?, 7);
+    /// assert_eq!(b.recv_timeout::<u32>(Duration::from_millis(1)), Err(RecvError::Timeout));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recv_timeout<T: bytemuck::AnyBitPattern>(
+        &self,
+        timeout: Duration,
+    ) -> std::result::Result<T, RecvError> {
+        self.recv_typed(deadline(timeout))
+    }
+
+    fn recv_typed<T: bytemuck::AnyBitPattern>(
+        &self,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<T, RecvError> {
+        let v = self.recv_vec(u64::MAX, deadline)?;
+        if v.len() != core::mem::size_of::<T>() {
+            return Err(RecvError::WrongSize(v));
+        }
+        Ok(bytemuck::pod_read_unaligned(&v))
+    }
+
+    /// Sends any serializable value (postcard encoding).
+    ///
+    /// # Errors
+    /// [`SendError::Serialize`], and as [`send_bytes`](Self::send_bytes).
+    #[cfg(feature = "serde")]
+    pub fn send_obj<T: serde::Serialize + ?Sized>(
+        &self,
+        value: &T,
+    ) -> std::result::Result<(), SendError> {
+        let bytes =
+            postcard::to_allocvec(value).map_err(|e| SendError::Serialize(e.to_string()))?;
+        self.send_bytes(&bytes)
+    }
+
+    /// Receives a value sent with [`send_obj`](Self::send_obj).
+    ///
+    /// # Errors
+    /// [`RecvError::Deserialize`], and as [`recv_bytes`](Self::recv_bytes).
+    #[cfg(feature = "serde")]
+    pub fn recv_obj<T: serde::de::DeserializeOwned>(&self) -> std::result::Result<T, RecvError> {
+        let bytes = self.recv_bytes()?;
+        postcard::from_bytes(&bytes).map_err(|e| RecvError::Deserialize(e.to_string()))
+    }
+
+    /// True when a whole message (or EOF) can be received without waiting. Does not
+    /// consume. A message larger than the ring counts as ready once it has begun to
+    /// arrive (the rest streams in as it is read).
+    ///
+    /// # Errors
+    /// [`RecvError::Closed`], [`RecvError::WrongDirection`], [`RecvError::Broken`].
+    ///
+    /// ```
+    /// # use shmproc::pipe::Pipe;
+    /// let (a, b) = Pipe::new(true)?;
+    /// assert!(!b.poll()?);
+    /// a.send_bytes(b"x")?;
+    /// assert!(b.poll()?);
+    /// assert!(b.poll()?); // still there
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn poll(&self) -> std::result::Result<bool, RecvError> {
+        self.poll_deadline(Some(Instant::now()), true)
+    }
+
+    /// As [`poll`](Self::poll), waiting up to `timeout` for a message (or EOF).
+    ///
+    /// # Errors
+    /// As [`poll`](Self::poll).
+    ///
+    /// ```
+    /// # use shmproc::pipe::Pipe;
+    /// # use std::time::Duration;
+    /// let (a, b) = Pipe::new(true)?;
+    /// assert!(!b.poll_timeout(Duration::from_millis(5))?);
+    /// drop(a);
+    /// assert!(b.poll_timeout(Duration::from_secs(5))?); // EOF is ready
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn poll_timeout(&self, timeout: Duration) -> std::result::Result<bool, RecvError> {
+        self.poll_deadline(deadline(timeout), false)
+    }
+
+    fn poll_deadline(
+        &self,
+        deadline: Option<Instant>,
+        nowait: bool,
+    ) -> std::result::Result<bool, RecvError> {
+        let (i, s) = self.rx()?;
+        let _held = i.hold(s.ring, false);
+        let r = &i.raw().rings[s.ring];
+        let spin = if nowait { SpinPolicy::NEVER } else { i.spin };
+        let ready = r
+            .poll(&s.buf, deadline, spin, &PeerWatch(&i.token))
+            .map_err(RecvError::from)?;
+        if ready {
+            return Ok(true);
+        }
+        // The periodic check may not have run: ask the token once (a dead peer is EOF).
+        if r.is_empty(s.buf.cap()) && i.token.peer_gone() {
+            i.peer_gone();
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Closes this handle (Python's `close`); idempotent. Dropping does the same. The
+    /// end is closed for the peer once every copy of it (in every process) is closed.
+    ///
+    /// ```
+    /// # use shmproc::pipe::{Pipe, RecvError};
+    /// let (mut a, b) = Pipe::new(true)?;
+    /// a.close();
+    /// a.close();
+    /// assert!(a.is_closed());
+    /// assert_eq!(a.recv_bytes(), Err(RecvError::Closed));
+    /// assert_eq!(b.recv_bytes(), Err(RecvError::Eof));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn close(&mut self) {
+        if let Some(mut i) = self.inner.take() {
+            if i.token.release() {
+                // We were the last holder of this end anywhere: tell the peer now.
+                if let Some(rx) = &i.rx {
+                    i.raw().rings[rx.ring].set_state(ring::READER_CLOSED);
+                }
+                if let Some(tx) = &i.tx {
+                    i.raw().rings[tx.ring].set_state(ring::WRITER_CLOSED);
+                }
+            }
+        }
+        self.stash = Vec::new();
+        self.stash_pos = 0;
+    }
+
+    /// True after [`close`](Self::close).
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_none()
+    }
+
+    /// True when this end can receive.
+    pub fn readable(&self) -> bool {
+        self.inner().is_ok_and(|i| i.rx.is_some())
+    }
+
+    /// True when this end can send.
+    pub fn writable(&self) -> bool {
+        self.inner().is_ok_and(|i| i.tx.is_some())
+    }
+
+    /// Bytes each direction's ring holds (messages of any size still pass).
+    pub fn capacity(&self) -> usize {
+        self.inner.as_ref().map_or(0, |i| {
+            i.rx.as_ref()
+                .or(i.tx.as_ref())
+                .map_or(0, |s| s.buf.cap() as usize)
+        })
+    }
+
+    /// Sets how long this handle spins before sleeping (see [`SpinPolicy`]).
+    pub fn set_spin(&mut self, spin: SpinPolicy) {
+        if let Some(i) = &mut self.inner {
+            i.spin = spin;
+        }
+    }
+
+    /// A descriptor that becomes readable (`POLLHUP`) when the peer end is gone in every
+    /// process: register it with `epoll` to learn of EOF / broken pipe. `None` when closed.
+    pub fn peer_liveness_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.inner.as_ref().map(|i| i.token.peer_fd())
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Each `write` sends one message of the bytes given (never merged by the receiver's
+/// `recv_bytes`; a reader through `io::Read` sees one byte stream).
+impl std::io::Write for &Connection {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.send_bytes(buf).map_err(send_io)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// See `impl Write for &Connection`.
+impl std::io::Write for Connection {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        (&*self).write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads the messages as one byte stream; `Ok(0)` at EOF.
+///
+/// ```
+/// # use shmproc::pipe::Pipe;
+/// use std::io::{Read, Write};
+/// let (mut a, mut b) = Pipe::new(true)?;
+/// a.write_all(b"hello ")?;
+/// a.write_all(b"world")?;
+/// drop(a);
+/// let mut s = String::new();
+/// b.read_to_string(&mut s)?;
+/// assert_eq!(s, "hello world");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl std::io::Read for Connection {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.stash_pos >= self.stash.len() {
+            if out.is_empty() {
+                return Ok(0);
+            }
+            match self.recv_bytes() {
+                Ok(v) => {
+                    self.stash = v;
+                    self.stash_pos = 0;
+                }
+                Err(RecvError::Eof) => return Ok(0),
+                Err(e) => return Err(recv_io(e)),
+            }
+        }
+        let n = out.len().min(self.stash.len() - self.stash_pos);
+        out[..n].copy_from_slice(&self.stash[self.stash_pos..self.stash_pos + n]);
+        self.stash_pos += n;
+        Ok(n)
+    }
+}
+
+fn send_io(e: SendError) -> std::io::Error {
+    use std::io::ErrorKind as K;
+    let kind = match e {
+        SendError::BrokenPipe => K::BrokenPipe,
+        SendError::Closed => K::NotConnected,
+        SendError::WrongDirection => K::Unsupported,
+        _ => K::Other,
+    };
+    std::io::Error::new(kind, e)
+}
+
+fn recv_io(e: RecvError) -> std::io::Error {
+    use std::io::ErrorKind as K;
+    let kind = match e {
+        RecvError::Closed => K::NotConnected,
+        RecvError::WrongDirection => K::Unsupported,
+        RecvError::Timeout => K::TimedOut,
+        _ => K::Other,
+    };
+    std::io::Error::new(kind, e)
+}
