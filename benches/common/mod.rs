@@ -86,7 +86,9 @@ pub fn wait_child(pid: i32) {
 
 /// The floor: a spinning atomic ping-pong between this process and a forked peer.
 ///
-/// `round_trips(n)` returns the time of `n` round trips; one way is half of it.
+/// `round_trips(n)` returns the time of `n` round trips; one way is half of it. Between
+/// calls the peer sleeps in a futex, so it does not steal a core from whatever is measured
+/// in between (the subject of a `paired` run).
 pub struct Floor {
     page: SharedPage,
     pid: i32,
@@ -94,13 +96,31 @@ pub struct Floor {
 
 const STOP: u64 = u64::MAX;
 
+impl SharedPage {
+    /// The `i`-th 128-byte-aligned `AtomicU32` of the page (shares its line with `atomic(i)`).
+    pub fn atomic32(&self, i: usize) -> &std::sync::atomic::AtomicU32 {
+        assert!((i + 1) * 128 <= self.len);
+        // SAFETY: in bounds, aligned, zero-initialised, shared for the page's lifetime.
+        unsafe {
+            &*self
+                .ptr
+                .add(i * 128 + 64)
+                .cast::<std::sync::atomic::AtomicU32>()
+        }
+    }
+}
+
 impl Floor {
     pub fn start() -> Floor {
+        use rustix::thread::futex;
         let page = SharedPage::new(4096);
-        let word: &'static AtomicU64 = {
-            // SAFETY: the page outlives the child (the child exits before we unmap it, and
-            // the child's own copy of the mapping stays valid in the child).
-            unsafe { &*(page.atomic(0) as *const AtomicU64) }
+        // SAFETY: the page outlives the child (the child exits before we unmap it, and the
+        // child's own copy of the mapping stays valid in the child).
+        let (word, active): (&'static AtomicU64, &'static std::sync::atomic::AtomicU32) = unsafe {
+            (
+                &*(page.atomic(0) as *const AtomicU64),
+                &*(page.atomic32(0) as *const _),
+            )
         };
         let pid = fork_child(move || {
             let mut seen = 0u64;
@@ -114,6 +134,9 @@ impl Floor {
                     seen = v + 1;
                     // Release: pairs with the parent's Acquire load of the pong.
                     word.store(v + 1, Ordering::Release);
+                } else if active.load(Ordering::Acquire) == 0 {
+                    // Not being measured: sleep until `round_trips` (or drop) wakes us.
+                    let _ = futex::wait(active, futex::Flags::empty(), 0, None);
                 } else {
                     std::hint::spin_loop();
                 }
@@ -122,9 +145,22 @@ impl Floor {
         Floor { page, pid }
     }
 
+    fn wake(&self, active: u32) {
+        use rustix::thread::futex;
+        self.page.atomic32(0).store(active, Ordering::Release);
+        let _ = futex::wake(self.page.atomic32(0), futex::Flags::empty(), 1);
+    }
+
     pub fn round_trips(&self, n: u64) -> Duration {
         let word = self.page.atomic(0);
+        self.wake(1);
         let mut v = word.load(Ordering::Relaxed);
+        // One untimed round trip: the peer is awake and spinning before the clock starts.
+        word.store(v + 1, Ordering::Release);
+        while word.load(Ordering::Acquire) != v + 2 {
+            std::hint::spin_loop();
+        }
+        v += 2;
         let t = Instant::now();
         for _ in 0..n {
             // Release/Acquire: pair with the child's loop above.
@@ -134,13 +170,16 @@ impl Floor {
             }
             v += 2;
         }
-        t.elapsed()
+        let elapsed = t.elapsed();
+        self.page.atomic32(0).store(0, Ordering::Release);
+        elapsed
     }
 }
 
 impl Drop for Floor {
     fn drop(&mut self) {
         self.page.atomic(0).store(STOP, Ordering::Release);
+        self.wake(1);
         wait_child(self.pid);
     }
 }
