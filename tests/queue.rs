@@ -133,7 +133,10 @@ fn stress_4x4_million_exactly_once_in_order() {
     for c in consumers {
         c.join();
     }
-    let total: u64 = (0..CONSUMERS).map(|c| counts.word(c as usize).load(Ordering::Relaxed)).sum();
+    let per_consumer: Vec<u64> =
+        (0..CONSUMERS).map(|c| counts.word(c as usize).load(Ordering::Relaxed)).collect();
+    println!("messages per consumer: {per_consumer:?}");
+    let total: u64 = per_consumer.iter().sum();
     assert_eq!(total, PRODUCERS * PER);
     for i in 0..(PRODUCERS * PER) as usize {
         assert_eq!(seen.byte(i).load(Ordering::Relaxed), 1, "message {i} seen wrongly");
