@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 const STOP: u64 = u64::MAX;
 const CAP: usize = 1024;
+/// Spin rounds of the throughput handles (rounds past the sixth yield the CPU).
+const THROUGHPUT_SPIN_ROUNDS: u32 = 200;
 
 // ---------------------------------------------------------------------------------------
 // Latency: a persistent echo process.
@@ -48,7 +50,11 @@ impl Echo {
         let pid = {
             let (ping, pong) = (ping.clone(), pong.clone());
             fork_child(move || loop {
-                let v = if spin { spin_get(&ping) } else { ping.get().unwrap() };
+                let v = if spin {
+                    spin_get(&ping)
+                } else {
+                    ping.get().unwrap()
+                };
                 if v == STOP {
                     return;
                 }
@@ -202,7 +208,10 @@ impl Gate {
 /// `consumers` processes get them; returns the time from go to the last get.
 fn queue_throughput(producers: u64, consumers: u64, n: u64) -> Duration {
     let arena = Arena::anonymous(1 << 20).unwrap();
-    let q = Queue::<u64>::new_in(&arena, CAP).unwrap();
+    let mut q = Queue::<u64>::new_in(&arena, CAP).unwrap();
+    // Spin (PAUSE, then yield) for longer before sleeping, as crossbeam's side never sleeps:
+    // on a full / empty ring each side yields, like the baseline's `yield_now` loop.
+    q.set_spin(SpinPolicy::rounds(THROUGHPUT_SPIN_ROUNDS));
     let gate = Gate::new();
     let per_p = n / producers;
     let per_c = per_p * producers / consumers;

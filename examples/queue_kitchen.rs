@@ -85,7 +85,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 println!("{name}: cooking done, waiting until everything is eaten");
                 q.join(); // blocks until every dish put (by anyone) is task_done
-                println!("{name}: all dishes eaten (unfinished: {})", q.unfinished_tasks());
+                println!(
+                    "{name}: all dishes eaten (unfinished: {})",
+                    q.unfinished_tasks()
+                );
             })
         })
         .collect();

@@ -54,7 +54,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let q = q.clone();
             spawn(move || {
                 for seq in 1..=PER_PRODUCER {
-                    q.put(Item { producer: p as u32, seq }).unwrap();
+                    q.put(Item {
+                        producer: p as u32,
+                        seq,
+                    })
+                    .unwrap();
                     println!("producer {name} made item {seq}");
                 }
             })
@@ -97,8 +101,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for c in consumers {
         join(c);
     }
-    let want: u64 = (0..3u64).map(|p| (1..=u64::from(PER_PRODUCER)).map(|s| p * 100 + s).sum::<u64>()).sum();
-    assert_eq!((n, sum), (3 * u64::from(PER_PRODUCER), want), "every item exactly once");
+    let want: u64 = (0..3u64)
+        .map(|p| {
+            (1..=u64::from(PER_PRODUCER))
+                .map(|s| p * 100 + s)
+                .sum::<u64>()
+        })
+        .sum();
+    assert_eq!(
+        (n, sum),
+        (3 * u64::from(PER_PRODUCER), want),
+        "every item exactly once"
+    );
     println!("main: {n} items, each received exactly once");
     Ok(())
 }

@@ -11,25 +11,64 @@ use std::time::{Duration, Instant};
 
 fn main() {
     common::run(&[
-        ("stress_4x4_million_exactly_once_in_order", stress_4x4_million_exactly_once_in_order),
-        ("joinable_4x4_join_after_all_task_done", joinable_4x4_join_after_all_task_done),
+        (
+            "stress_4x4_million_exactly_once_in_order",
+            stress_4x4_million_exactly_once_in_order,
+        ),
+        (
+            "joinable_4x4_join_after_all_task_done",
+            joinable_4x4_join_after_all_task_done,
+        ),
         ("get_timeout_200ms_on_empty", get_timeout_200ms_on_empty),
         ("put_timeout_on_full", put_timeout_on_full),
         ("try_ops_never_block", try_ops_never_block),
-        ("close_wakes_blocked_consumer_in_other_process", close_wakes_blocked_consumer_in_other_process),
-        ("blocked_producer_woken_by_consumer_in_other_process", blocked_producer_woken_by_consumer_in_other_process),
-        ("close_drains_then_disconnects", close_drains_then_disconnects),
-        ("qsize_empty_full_exact_when_quiet", qsize_empty_full_exact_when_quiet),
+        (
+            "close_wakes_blocked_consumer_in_other_process",
+            close_wakes_blocked_consumer_in_other_process,
+        ),
+        (
+            "blocked_producer_woken_by_consumer_in_other_process",
+            blocked_producer_woken_by_consumer_in_other_process,
+        ),
+        (
+            "close_drains_then_disconnects",
+            close_drains_then_disconnects,
+        ),
+        (
+            "qsize_empty_full_exact_when_quiet",
+            qsize_empty_full_exact_when_quiet,
+        ),
         ("bad_capacity_is_an_error", bad_capacity_is_an_error),
         ("named_open_and_wrong_type", named_open_and_wrong_type),
-        ("bytes_across_processes_with_checksums", bytes_across_processes_with_checksums),
-        ("bytes_too_large_is_an_error_not_truncated", bytes_too_large_is_an_error_not_truncated),
-        ("loans_in_place_and_dropped_loans_are_skipped", loans_in_place_and_dropped_loans_are_skipped),
-        ("simple_queue_across_processes", simple_queue_across_processes),
-        ("task_done_too_often_is_an_error", task_done_too_often_is_an_error),
-        ("join_timeout_reports_unfinished", join_timeout_reports_unfinished),
+        (
+            "bytes_across_processes_with_checksums",
+            bytes_across_processes_with_checksums,
+        ),
+        (
+            "bytes_too_large_is_an_error_not_truncated",
+            bytes_too_large_is_an_error_not_truncated,
+        ),
+        (
+            "loans_in_place_and_dropped_loans_are_skipped",
+            loans_in_place_and_dropped_loans_are_skipped,
+        ),
+        (
+            "simple_queue_across_processes",
+            simple_queue_across_processes,
+        ),
+        (
+            "task_done_too_often_is_an_error",
+            task_done_too_often_is_an_error,
+        ),
+        (
+            "join_timeout_reports_unfinished",
+            join_timeout_reports_unfinished,
+        ),
         #[cfg(feature = "serde")]
-        ("serde_values_across_processes", serde_values_across_processes),
+        (
+            "serde_values_across_processes",
+            serde_values_across_processes,
+        ),
     ]);
 }
 
@@ -133,13 +172,18 @@ fn stress_4x4_million_exactly_once_in_order() {
     for c in consumers {
         c.join();
     }
-    let per_consumer: Vec<u64> =
-        (0..CONSUMERS).map(|c| counts.word(c as usize).load(Ordering::Relaxed)).collect();
+    let per_consumer: Vec<u64> = (0..CONSUMERS)
+        .map(|c| counts.word(c as usize).load(Ordering::Relaxed))
+        .collect();
     println!("messages per consumer: {per_consumer:?}");
     let total: u64 = per_consumer.iter().sum();
     assert_eq!(total, PRODUCERS * PER);
     for i in 0..(PRODUCERS * PER) as usize {
-        assert_eq!(seen.byte(i).load(Ordering::Relaxed), 1, "message {i} seen wrongly");
+        assert_eq!(
+            seen.byte(i).load(Ordering::Relaxed),
+            1,
+            "message {i} seen wrongly"
+        );
     }
     assert!(q.empty());
 }
@@ -197,7 +241,10 @@ fn joinable_4x4_join_after_all_task_done() {
 fn get_timeout_200ms_on_empty() {
     let q = Queue::<u32>::new_in(&arena(1), 4).unwrap();
     let t = Instant::now();
-    assert_eq!(q.get_timeout(Duration::from_millis(200)), Err(GetError::Timeout));
+    assert_eq!(
+        q.get_timeout(Duration::from_millis(200)),
+        Err(GetError::Timeout)
+    );
     let e = t.elapsed();
     assert!(e >= Duration::from_millis(195), "returned early: {e:?}");
     assert!(e < Duration::from_secs(2), "returned late: {e:?}");
@@ -207,9 +254,15 @@ fn put_timeout_on_full() {
     let q = Queue::<u32>::new_in(&arena(1), 1).unwrap();
     q.put(1).unwrap();
     let t = Instant::now();
-    assert_eq!(q.put_timeout(2, Duration::from_millis(100)), Err(PutError::Timeout(2)));
+    assert_eq!(
+        q.put_timeout(2, Duration::from_millis(100)),
+        Err(PutError::Timeout(2))
+    );
     let e = t.elapsed();
-    assert!(e >= Duration::from_millis(95) && e < Duration::from_secs(2), "{e:?}");
+    assert!(
+        e >= Duration::from_millis(95) && e < Duration::from_secs(2),
+        "{e:?}"
+    );
     assert_eq!(q.get(), Ok(1));
 }
 
@@ -289,7 +342,10 @@ fn close_drains_then_disconnects() {
     }
     assert_eq!(q.get(), Err(GetError::Disconnected));
     assert_eq!(q.try_get(), Err(GetError::Disconnected));
-    assert_eq!(q.get_timeout(Duration::from_millis(10)), Err(GetError::Disconnected));
+    assert_eq!(
+        q.get_timeout(Duration::from_millis(10)),
+        Err(GetError::Disconnected)
+    );
 }
 
 fn qsize_empty_full_exact_when_quiet() {
@@ -311,7 +367,10 @@ fn qsize_empty_full_exact_when_quiet() {
 
 fn bad_capacity_is_an_error() {
     let a = arena(1);
-    assert!(matches!(Queue::<u64>::new_in(&a, 0), Err(shmproc::Error::InvalidArgument(_))));
+    assert!(matches!(
+        Queue::<u64>::new_in(&a, 0),
+        Err(shmproc::Error::InvalidArgument(_))
+    ));
     assert!(Queue::<u64>::new_in(&a, 1 << 20).is_err()); // 24 MiB > 1 MiB arena
     assert!(Queue::<u64>::new_in(&a, usize::MAX).is_err());
     assert!(ByteQueue::new_in(&a, 0, 8).is_err());
@@ -342,14 +401,28 @@ fn named_open_and_wrong_type() {
     assert_eq!(b.get_bytes().unwrap(), b"x");
     assert_eq!(j.get(), Ok(2));
     assert_eq!(j.unfinished_tasks(), 1);
-    assert!(matches!(Queue::<u32>::open(&a, "q"), Err(shmproc::Error::WrongType { .. })));
-    assert!(matches!(Queue::<u64>::open(&a, "b"), Err(shmproc::Error::WrongType { .. })));
-    assert!(matches!(Queue::<u64>::open(&a, "j"), Err(shmproc::Error::WrongType { .. })));
-    assert!(matches!(Queue::<u64>::open(&a, "none"), Err(shmproc::Error::NotFound(_))));
+    assert!(matches!(
+        Queue::<u32>::open(&a, "q"),
+        Err(shmproc::Error::WrongType { .. })
+    ));
+    assert!(matches!(
+        Queue::<u64>::open(&a, "b"),
+        Err(shmproc::Error::WrongType { .. })
+    ));
+    assert!(matches!(
+        Queue::<u64>::open(&a, "j"),
+        Err(shmproc::Error::WrongType { .. })
+    ));
+    assert!(matches!(
+        Queue::<u64>::open(&a, "none"),
+        Err(shmproc::Error::NotFound(_))
+    ));
 }
 
 fn checksum(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| (h ^ u64::from(x)).wrapping_mul(0x100_0000_01b3))
+    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
+        (h ^ u64::from(x)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// Two producers send variable-length messages (0..=200 bytes, the first 8 bytes being
@@ -387,7 +460,8 @@ fn bytes_across_processes_with_checksums() {
                             }
                             last[p as usize] = Some(i);
                             sums.word(0).fetch_add(1, Ordering::Relaxed);
-                            sums.word(1).fetch_add(checksum(&buf) >> 8, Ordering::Relaxed);
+                            sums.word(1)
+                                .fetch_add(checksum(&buf) >> 8, Ordering::Relaxed);
                         }
                         Err(GetError::Disconnected) => break,
                         Err(e) => panic!("{e}"),
@@ -423,15 +497,24 @@ fn bytes_across_processes_with_checksums() {
 
 fn bytes_too_large_is_an_error_not_truncated() {
     let q = ByteQueue::new_in(&arena(1), 4, 16).unwrap();
-    assert_eq!(q.put_bytes(&[1; 17]), Err(BytePutError::TooLarge { len: 17, max: 16 }));
-    assert_eq!(q.try_put_bytes(&[1; 100]), Err(BytePutError::TooLarge { len: 100, max: 16 }));
+    assert_eq!(
+        q.put_bytes(&[1; 17]),
+        Err(BytePutError::TooLarge { len: 17, max: 16 })
+    );
+    assert_eq!(
+        q.try_put_bytes(&[1; 100]),
+        Err(BytePutError::TooLarge { len: 100, max: 16 })
+    );
     assert!(q.empty());
     q.put_bytes(&[2; 16]).unwrap();
     q.put_bytes(&[]).unwrap();
     assert_eq!(q.get_bytes().unwrap(), vec![2; 16]);
     assert_eq!(q.get_bytes().unwrap(), Vec::<u8>::new());
     let loan = q.write_loan().unwrap();
-    assert_eq!(loan.commit(17), Err(BytePutError::TooLarge { len: 17, max: 16 }));
+    assert_eq!(
+        loan.commit(17),
+        Err(BytePutError::TooLarge { len: 17, max: 16 })
+    );
     assert_eq!(q.try_get_bytes(), Err(GetError::Empty)); // the refused loan was skipped
 }
 
@@ -549,17 +632,35 @@ fn serde_values_across_processes() {
         let q = q.clone();
         fork(move || {
             for id in 0..100 {
-                q.put_value(&Job { id, name: format!("job {id}"), tags: vec!["a".into(); (id % 4) as usize] })
-                    .unwrap();
+                q.put_value(&Job {
+                    id,
+                    name: format!("job {id}"),
+                    tags: vec!["a".into(); (id % 4) as usize],
+                })
+                .unwrap();
             }
-            let huge = Job { id: 0, name: "x".repeat(500), tags: vec![] };
-            assert_eq!(q.put_value(&huge), Err(BytePutError::TooLarge { len: 0, max: 128 }));
+            let huge = Job {
+                id: 0,
+                name: "x".repeat(500),
+                tags: vec![],
+            };
+            assert_eq!(
+                q.put_value(&huge),
+                Err(BytePutError::TooLarge { len: 0, max: 128 })
+            );
             q.close();
         })
     };
     for id in 0..100 {
         let j: Job = q.get_value().unwrap();
-        assert_eq!(j, Job { id, name: format!("job {id}"), tags: vec!["a".into(); (id % 4) as usize] });
+        assert_eq!(
+            j,
+            Job {
+                id,
+                name: format!("job {id}"),
+                tags: vec!["a".into(); (id % 4) as usize]
+            }
+        );
     }
     assert_eq!(q.get_value::<Job>(), Err(GetError::Disconnected));
     child.join();

@@ -52,7 +52,10 @@ pub fn run() -> super::Res {
         last[p] = Some(v);
         n += 1;
     }
-    println!("  after close: drained {n} values, each producer's in order; then {:?}", q.get());
+    println!(
+        "  after close: drained {n} values, each producer's in order; then {:?}",
+        q.get()
+    );
 
     // 2. ByteQueue: a child writes its message in place in the slot (zero-copy loan).
     let bq = ByteQueue::new(4, 128)?;
@@ -71,7 +74,10 @@ pub fn run() -> super::Res {
     };
     {
         let msg = bq.read_loan()?;
-        println!("  ByteQueue: read in place: {:?}", String::from_utf8_lossy(&msg));
+        println!(
+            "  ByteQueue: read in place: {:?}",
+            String::from_utf8_lossy(&msg)
+        );
     }
     join(child);
     println!(

@@ -64,7 +64,12 @@ fn geometry(capacity: u64, max_message: u64) -> Result<Geometry> {
 }
 
 impl ByteQueue {
-    fn make(arena: &Arena, name: Option<&str>, capacity: usize, max_message: usize) -> Result<Self> {
+    fn make(
+        arena: &Arena,
+        name: Option<&str>,
+        capacity: usize,
+        max_message: usize,
+    ) -> Result<Self> {
         let geo = geometry(capacity as u64, max_message as u64)?;
         let param = geo.cap | ((geo.payload as u64) << 32);
         let core = Core::create(
@@ -144,6 +149,11 @@ impl ByteQueue {
         self.core.spin = spin;
     }
 
+    #[cfg(test)]
+    pub(crate) fn core_for_tests(&self) -> &Core {
+        &self.core
+    }
+
     /// The largest message this queue carries, in bytes.
     pub fn max_message(&self) -> usize {
         self.core.geo().payload
@@ -193,7 +203,11 @@ impl ByteQueue {
     /// # Errors
     /// [`BytePutError::TooLarge`], [`BytePutError::Timeout`],
     /// [`BytePutError::Disconnected`], [`BytePutError::Corrupt`].
-    pub fn put_bytes_timeout(&self, msg: &[u8], timeout: Duration) -> std::result::Result<(), BytePutError> {
+    pub fn put_bytes_timeout(
+        &self,
+        msg: &[u8],
+        timeout: Duration,
+    ) -> std::result::Result<(), BytePutError> {
         self.put_with(msg, Wait::timeout(timeout))
     }
 
@@ -375,7 +389,11 @@ impl ByteQueue {
     /// [`GetError::Disconnected`], [`GetError::Corrupt`].
     pub fn read_loan(&self) -> std::result::Result<ByteReadLoan<'_>, GetError> {
         let (claim, len) = self.pop(Wait::Until(None))?;
-        Ok(ByteReadLoan { q: self, claim, len })
+        Ok(ByteReadLoan {
+            q: self,
+            claim,
+            len,
+        })
     }
 
     /// Like [`read_loan`](Self::read_loan), but never blocks.
@@ -384,7 +402,11 @@ impl ByteQueue {
     /// [`GetError::Empty`], [`GetError::Disconnected`], [`GetError::Corrupt`].
     pub fn try_read_loan(&self) -> std::result::Result<ByteReadLoan<'_>, GetError> {
         let (claim, len) = self.pop(Wait::Never)?;
-        Ok(ByteReadLoan { q: self, claim, len })
+        Ok(ByteReadLoan {
+            q: self,
+            claim,
+            len,
+        })
     }
 
     // ---------------------------------------------------------------------------------
@@ -449,7 +471,11 @@ impl ByteQueue {
         timeout: Duration,
     ) -> std::result::Result<V, GetError> {
         let (claim, len) = self.pop(Wait::timeout(timeout))?;
-        let loan = ByteReadLoan { q: self, claim, len };
+        let loan = ByteReadLoan {
+            q: self,
+            claim,
+            len,
+        };
         postcard::from_bytes(&loan).map_err(|e| GetError::Decode(e.to_string()))
     }
 
@@ -522,7 +548,9 @@ impl ByteWriteLoan<'_> {
     }
 
     fn claim(&self) -> &Claim {
-        self.claim.as_ref().expect("a loan holds its claim until commit or drop")
+        self.claim
+            .as_ref()
+            .expect("a loan holds its claim until commit or drop")
     }
 }
 

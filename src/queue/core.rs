@@ -66,7 +66,9 @@ impl Geometry {
         let stride = payload_off
             .checked_add(payload)
             .and_then(|n| n.checked_next_multiple_of(align.max(8)))
-            .ok_or_else(|| Error::InvalidArgument(format!("message of {payload} bytes is too large")))?;
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("message of {payload} bytes is too large"))
+            })?;
         let g = Geometry {
             cap,
             stride,
@@ -171,6 +173,12 @@ impl Core {
             geo,
             spin: SpinPolicy::default(),
         })
+    }
+
+    /// Start of the block, for tests that scribble on the shared state.
+    #[cfg(test)]
+    pub(crate) fn base_for_tests(&self) -> *mut u8 {
+        self.raw.base()
     }
 
     #[inline]

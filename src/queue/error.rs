@@ -144,7 +144,9 @@ impl GetError {
 impl fmt::Display for GetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            GetError::Empty => f.write_str("the queue is empty: put something, or use get() to wait"),
+            GetError::Empty => {
+                f.write_str("the queue is empty: put something, or use get() to wait")
+            }
             GetError::Timeout => f.write_str("the queue stayed empty until the timeout"),
             GetError::Disconnected => {
                 f.write_str("the queue was closed and every item put before the close was taken")
@@ -202,9 +204,13 @@ impl fmt::Display for BytePutError {
                 "message of {len} bytes is larger than the queue's maximum of {max} bytes: \
                  make the queue with a larger max_message, or split the message"
             ),
-            BytePutError::Full => f.write_str("the queue is full: get some messages, or use put_bytes() to wait"),
+            BytePutError::Full => {
+                f.write_str("the queue is full: get some messages, or use put_bytes() to wait")
+            }
             BytePutError::Timeout => f.write_str("the queue stayed full until the timeout"),
-            BytePutError::Disconnected => f.write_str("the queue was closed: nothing more can be put"),
+            BytePutError::Disconnected => {
+                f.write_str("the queue was closed: nothing more can be put")
+            }
             BytePutError::Corrupt => f.write_str(
                 "the queue's shared state is corrupt (written by a buggy or hostile process)",
             ),

@@ -64,6 +64,9 @@ mod error;
 pub mod ring;
 mod typed;
 
+#[cfg(all(test, not(shmproc_loom)))]
+mod tests;
+
 pub use bytes::{ByteQueue, ByteReadLoan, ByteWriteLoan, MAX_MESSAGE};
 pub use error::{BytePutError, GetError, JoinTimeout, PutError, TaskDoneError};
 pub use ring::RawRing;

@@ -121,6 +121,11 @@ struct Wake {
     not_full: AtomicU32,
     /// Producers registered to sleep on `not_full`.
     put_waiters: AtomicU32,
+    /// 1 once `close` has marked the tail. A copy of the mark on a line that no hot path
+    /// writes, so that a consumer spinning on an empty ring does not pull the producers'
+    /// `tail` line into its cache on every look.
+    closed: AtomicU32,
+    _pad: u32,
 }
 
 /// JoinableQueue's task counter.
@@ -154,7 +159,7 @@ mod layout_checks {
     const_assert_eq!(core::mem::offset_of!(RawRing, tail), 128);
     const_assert_eq!(core::mem::offset_of!(RawRing, wake), 256);
     const_assert_eq!(core::mem::offset_of!(RawRing, join), 384);
-    const_assert_eq!(core::mem::size_of::<Wake>(), 16);
+    const_assert_eq!(core::mem::size_of::<Wake>(), 24);
     const_assert_eq!(core::mem::size_of::<Join>(), 16);
 }
 
@@ -216,6 +221,8 @@ impl RawRing {
                 get_waiters: AtomicU32::new(0),
                 not_full: AtomicU32::new(0),
                 put_waiters: AtomicU32::new(0),
+                closed: AtomicU32::new(0),
+                _pad: 0,
             }),
             join: Padded(Join {
                 unfinished: AtomicU64::new(0),
@@ -258,8 +265,8 @@ impl RawRing {
             // previous lap, so its reads of the slot are done before we write it.
             let stamp = s.stamp(index).load(Ordering::Acquire);
             if stamp == tail {
-                // SeqCst: the tail is part of the total order that `len` and the empty
-                // check in `try_pop_claim` (via its SeqCst fence) rely on.
+                // SeqCst: the tail is part of the total order that `len` and `close`
+                // rely on.
                 match self.tail.0.compare_exchange_weak(
                     tail,
                     new_tail,
@@ -343,15 +350,17 @@ impl RawRing {
                 }
             }
             if stamp == head {
-                // Nothing published here yet. SeqCst fence: pairs with the one in
-                // `try_push_claim` and with the SeqCst `fetch_or` in `close`.
-                fence(Ordering::SeqCst);
-                // Relaxed: ordered by the fence above.
-                let tail = self.tail.0.load(Ordering::Relaxed);
-                if tail & !mark_bit == head && tail & mark_bit != 0 {
-                    return Err(RingError::Closed);
+                // Nothing published here yet: empty, or a producer holds a claim on this
+                // slot. Closed and drained? Only worth asking once `closed` is set.
+                // Acquire: pairs with the Release store of `closed` in `close`, which
+                // follows the tail's mark: seeing the flag, we see the mark.
+                if self.wake.0.closed.load(Ordering::Acquire) != 0 {
+                    // Relaxed: ordered after the flag by the Acquire above.
+                    let tail = self.tail.0.load(Ordering::Relaxed);
+                    if tail & !mark_bit == head {
+                        return Err(RingError::Closed);
+                    }
                 }
-                // Empty, or a producer holds a claim on this slot (not yet published).
                 return Err(RingError::Empty);
             }
             // Stale head or stale stamp: look again, unless the stamp is impossible.
@@ -513,9 +522,11 @@ impl RawRing {
     /// sleeper. Returns false if it was already closed.
     pub fn close(&self, s: &impl Slots) -> bool {
         let (mark_bit, _) = geometry(s.capacity());
-        // SeqCst: pairs with the SeqCst fence in `try_pop_claim` (a consumer that sees the
-        // ring empty also sees the mark) and with the CAS in `try_push_claim`.
+        // SeqCst: in the same total order as the tail CAS in `try_push_claim`: a push
+        // either claimed before the mark (and will publish) or sees it.
         let old = self.tail.0.fetch_or(mark_bit, Ordering::SeqCst);
+        // Release: pairs with the Acquire load in `try_pop_claim` (see `Wake::closed`).
+        self.wake.0.closed.store(1, Ordering::Release);
         // SYNC POINT: pairs with the fence in `wait_for`, as for `publish`.
         fence(Ordering::SeqCst);
         // Relaxed: ordered by the fence above.

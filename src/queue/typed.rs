@@ -92,7 +92,12 @@ impl<T: Pod> Queue<T> {
         })
     }
 
-    pub(crate) fn open_kind(arena: &Arena, name: &str, kind: ObjectKind, desc: &str) -> Result<Self> {
+    pub(crate) fn open_kind(
+        arena: &Arena,
+        name: &str,
+        kind: ObjectKind,
+        desc: &str,
+    ) -> Result<Self> {
         let core = Core::open(arena, name, kind, fingerprint_sized::<T>(), desc, |e| {
             Self::geometry(usize::try_from(e.param).unwrap_or(usize::MAX))
         })?;
@@ -172,6 +177,11 @@ impl<T: Pod> Queue<T> {
     /// [`SpinPolicy`]).
     pub fn set_spin(&mut self, spin: SpinPolicy) {
         self.core.spin = spin;
+    }
+
+    #[cfg(test)]
+    pub(crate) fn core_for_tests(&self) -> &Core {
+        &self.core
     }
 
     // ---------------------------------------------------------------------------------
@@ -276,7 +286,8 @@ impl<T: Pod> Queue<T> {
     /// ```
     #[inline]
     pub fn get(&self) -> std::result::Result<T, GetError> {
-        self.get_with(Wait::Until(None)).map_err(GetError::from_ring)
+        self.get_with(Wait::Until(None))
+            .map_err(GetError::from_ring)
     }
 
     /// Takes the oldest value, waiting at most `timeout` while the queue is empty.
@@ -454,7 +465,9 @@ impl<T: Pod> PutLoan<'_, T> {
     }
 
     fn claim(&self) -> &Claim {
-        self.claim.as_ref().expect("a loan holds its claim until commit or drop")
+        self.claim
+            .as_ref()
+            .expect("a loan holds its claim until commit or drop")
     }
 }
 
