@@ -42,13 +42,14 @@ pub fn run() -> super::Res {
             })
         })
         .collect();
-    let done = producers.into_iter().map(join).all(|ok| ok);
+    let joined: Vec<bool> = producers.into_iter().map(join).collect();
+    let done = joined.iter().all(|ok| *ok);
     println!("  Queue<u64>(2048): 2 producer processes put 1000 numbers each (ok: {done})");
     q.close();
     let (mut n, mut last) = (0, [None::<u64>; 2]);
     while let Ok(v) = q.get() {
         let p = (v / 1_000_000) as usize;
-        assert!(last[p].is_none_or(|l| l < v), "FIFO per producer");
+        assert!(last[p].map_or(true, |l| l < v), "FIFO per producer");
         last[p] = Some(v);
         n += 1;
     }

@@ -56,6 +56,7 @@
 //!
 //! `close` sets the mark bit in `tail` and wakes every sleeper on both words.
 
+use super::error::TaskDoneError;
 use crate::spin::SpinPolicy;
 use crate::sync::futex::{self, WaitResult};
 use crate::sync::{fence, time, AtomicU32, AtomicU64, Ordering};
@@ -590,13 +591,13 @@ impl RawRing {
     /// Marks one task done. Wakes joiners when the count reaches zero.
     ///
     /// # Errors
-    /// `Err(())` when no task is unfinished (more `task_done`s than items).
-    pub fn task_done(&self) -> Result<(), ()> {
+    /// [`TaskDoneError`] when no task is unfinished (more `task_done`s than items).
+    pub fn task_done(&self) -> Result<(), TaskDoneError> {
         // Relaxed: the CAS re-checks.
         let mut cur = self.join.0.unfinished.load(Ordering::Relaxed);
         loop {
             if cur == 0 {
-                return Err(());
+                return Err(TaskDoneError);
             }
             // Release: pairs with the Acquire loads in `join`: work done before
             // `task_done` is visible to the process that `join` returns in.
@@ -628,18 +629,18 @@ impl RawRing {
         self.join.0.unfinished.load(Ordering::Relaxed)
     }
 
-    /// Waits until every task is done, or until `deadline`. `Err(())`: timed out.
-    pub fn join(&self, deadline: Option<Instant>, spin: SpinPolicy) -> Result<(), ()> {
+    /// Waits until every task is done, or until `deadline`. Returns false if it timed out.
+    pub fn join(&self, deadline: Option<Instant>, spin: SpinPolicy) -> bool {
         let j = &self.join.0;
         // Acquire: pairs with the Release CAS in `task_done`.
         if j.unfinished.load(Ordering::Acquire) == 0 {
-            return Ok(());
+            return true;
         }
         for round in 0..spin.rounds {
             spin.pause(round);
             // Acquire: as above.
             if j.unfinished.load(Ordering::Acquire) == 0 {
-                return Ok(());
+                return true;
             }
         }
         loop {
@@ -653,18 +654,14 @@ impl RawRing {
             if j.unfinished.load(Ordering::Acquire) == 0 {
                 // Relaxed: a count.
                 j.join_waiters.fetch_sub(1, Ordering::Relaxed);
-                return Ok(());
+                return true;
             }
             let w = futex::wait(&j.done_seq, seq, deadline);
             // Relaxed: a count.
             j.join_waiters.fetch_sub(1, Ordering::Relaxed);
             if w == WaitResult::TimedOut && time::expired(deadline) {
                 // Acquire: as above.
-                return if j.unfinished.load(Ordering::Acquire) == 0 {
-                    Ok(())
-                } else {
-                    Err(())
-                };
+                return j.unfinished.load(Ordering::Acquire) == 0;
             }
         }
     }

@@ -6,8 +6,9 @@ use super::{ByteQueue, GetError, PutError, Queue};
 use crate::Arena;
 
 fn word(base: *mut u8, offset: usize) -> *mut u64 {
-    // SAFETY (of the callers' writes): offsets used below are inside the queue's block.
-    unsafe { base.add(offset).cast() }
+    // `wrapping_add`: computing the address is safe; each caller's write says why it is
+    // inside the queue's block.
+    base.wrapping_add(offset).cast()
 }
 
 fn arena() -> Arena {

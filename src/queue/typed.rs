@@ -726,12 +726,12 @@ impl<T: Pod> JoinableQueue<T> {
     /// # Errors
     /// [`TaskDoneError`] when called more times than items were put.
     pub fn task_done(&self) -> std::result::Result<(), TaskDoneError> {
-        self.q.core.ring().task_done().map_err(|()| TaskDoneError)
+        self.q.core.ring().task_done()
     }
 
     /// Waits until every item put was marked done with [`task_done`](Self::task_done).
     pub fn join(&self) {
-        let _ = self.q.core.ring().join(None, self.q.core.spin);
+        self.q.core.ring().join(None, self.q.core.spin);
     }
 
     /// Waits at most `timeout` for every item to be marked done.
@@ -748,13 +748,18 @@ impl<T: Pod> JoinableQueue<T> {
     /// # Ok::<(), shmproc::Error>(())
     /// ```
     pub fn join_timeout(&self, timeout: Duration) -> std::result::Result<(), JoinTimeout> {
-        self.q
+        if self
+            .q
             .core
             .ring()
             .join(time::deadline_after(timeout), self.q.core.spin)
-            .map_err(|()| JoinTimeout {
+        {
+            Ok(())
+        } else {
+            Err(JoinTimeout {
                 unfinished: self.unfinished_tasks(),
             })
+        }
     }
 
     /// Items put and not yet marked done (a snapshot).
