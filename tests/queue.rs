@@ -57,6 +57,10 @@ fn main() {
             simple_queue_across_processes,
         ),
         (
+            "long_loans_make_others_wait_not_fail",
+            long_loans_make_others_wait_not_fail,
+        ),
+        (
             "task_done_too_often_is_an_error",
             task_done_too_often_is_an_error,
         ),
@@ -563,6 +567,45 @@ fn loans_in_place_and_dropped_loans_are_skipped() {
     w.commit(3).unwrap();
     assert_eq!(&*b.read_loan().unwrap(), b"abc");
     assert_eq!(b.try_read_loan().unwrap_err(), GetError::Empty);
+}
+
+/// A loan held for longer than any race lasts: other consumers and producers wait for
+/// it (and are woken when it ends); they never take the long wait for corruption.
+fn long_loans_make_others_wait_not_fail() {
+    let a = arena(1);
+    let q = Queue::<u64>::new_in(&a, 1).unwrap();
+    q.put(1).unwrap();
+    let loan = q.get_loan().unwrap(); // slot 0 of lap 0 is being read
+    let (consumer, producer) = {
+        let (q1, q2) = (q.clone(), q.clone());
+        // The consumer is at lap 1 and sees the previous lap's message still being read.
+        let c = fork(move || assert_eq!(q1.get_timeout(Duration::from_secs(20)), Ok(2)));
+        let p = fork(move || q2.put_timeout(2, Duration::from_secs(20)).unwrap());
+        (c, p)
+    };
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(*loan, 1);
+    drop(loan);
+    producer.join();
+    consumer.join();
+
+    // The same for a put loan: a producer one lap ahead waits for its publish.
+    let q = Queue::<u64>::new_in(&a, 1).unwrap();
+    let mut loan = q.put_loan().unwrap();
+    *loan = 10;
+    let (consumer, producer) = {
+        let (q1, q2) = (q.clone(), q.clone());
+        let p = fork(move || q2.put_timeout(11, Duration::from_secs(20)).unwrap());
+        let c = fork(move || {
+            assert_eq!(q1.get_timeout(Duration::from_secs(20)), Ok(10));
+            assert_eq!(q1.get_timeout(Duration::from_secs(20)), Ok(11));
+        });
+        (c, p)
+    };
+    std::thread::sleep(Duration::from_millis(400));
+    loan.commit();
+    producer.join();
+    consumer.join();
 }
 
 fn simple_queue_across_processes() {

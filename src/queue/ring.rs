@@ -26,6 +26,13 @@
 //! | `p + 1`          | full: a consumer whose `head == p` may claim it            |
 //! | `p + one_lap`    | released by the consumer of `p`: free for the next lap     |
 //!
+//! Seen from a producer at `tail == p`, a stamp `p - one_lap` (the previous lap's
+//! producer has not published yet) or `p + 1 - one_lap` (the previous lap's message is
+//! not consumed yet) both mean "full for now"; seen from a consumer at `head == p`, a
+//! stamp `p` (not published yet) or `p + 1 - one_lap` (the previous lap's consumer has
+//! not released yet) both mean "empty for now". A blocking claim sleeps on them and is
+//! woken by the publish / release that ends them.
+//!
 //! A producer claims by CAS-ing `tail` forward, writes the slot, then *publishes* by
 //! storing `p + 1` (Release). A consumer claims by CAS-ing `head` forward, reads the slot,
 //! then *releases* it by storing `p + one_lap` (Release). Between claim and publish /
@@ -293,6 +300,13 @@ impl RawRing {
                 // can claim past a slot that still holds the previous lap's message).
                 return Err(RingError::Full);
             }
+            if stamp.wrapping_add(one_lap) == tail {
+                // The producer of the previous lap claimed this slot and has not published
+                // it yet (a put loan, or a producer paused mid-put): after it publishes, a
+                // consumer must release it before we can write. Waiting for that release
+                // is waiting on a full ring.
+                return Err(RingError::Full);
+            }
             // Our tail or our stamp is stale (another producer moved on, or we read an
             // older stamp than the latest): look again, unless the stamp is impossible.
             if !stamp_fits(stamp, index, mark_bit) || stuck.tick() {
@@ -362,6 +376,13 @@ impl RawRing {
                         return Err(RingError::Closed);
                     }
                 }
+                return Err(RingError::Empty);
+            }
+            if stamp.wrapping_add(one_lap) == head + 1 {
+                // The previous lap's message is still being read by its consumer (a get
+                // loan, or a consumer paused mid-get): after it releases the slot, a
+                // producer must publish into it. Waiting for that is waiting on an empty
+                // ring.
                 return Err(RingError::Empty);
             }
             // Stale head or stale stamp: look again, unless the stamp is impossible.
