@@ -49,6 +49,7 @@
 //! |---------------|-----------------------------------|---------------------|
 //! | `not_empty`   | a publish that sees `get_waiters` | consumers (`pop_*`) |
 //! | `not_full`    | a release that sees `put_waiters` | producers (`push_*`)|
+//! | `lap_seq`     | any publish / release that sees `lap_waiters` (wakes all) | a party whose slot the previous lap's party still holds |
 //! | `done_seq`    | the last `task_done`              | `join`              |
 //!
 //! A side that must wait spins for a while ([`SpinPolicy`]), then: reads the futex word,
@@ -113,6 +114,42 @@ pub enum RingError {
     Corrupt,
 }
 
+/// Why a claim stopped short, as the blocking path needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Wait for a publish: nothing published in our slot yet (empty).
+    NeedPublish,
+    /// Wait for a release: our slot still holds the previous lap's message (full).
+    NeedRelease,
+    /// Our slot is held by the previous lap's producer (push) or consumer (pop), which
+    /// has claimed it and not finished: wait for its publish or release.
+    Lap,
+    Closed,
+    Corrupt,
+}
+
+impl Stop {
+    fn must_wait(self) -> bool {
+        matches!(self, Stop::NeedPublish | Stop::NeedRelease | Stop::Lap)
+    }
+
+    fn for_push(self) -> RingError {
+        match self {
+            Stop::NeedRelease | Stop::Lap => RingError::Full,
+            Stop::Closed => RingError::Closed,
+            Stop::NeedPublish | Stop::Corrupt => RingError::Corrupt,
+        }
+    }
+
+    fn for_pop(self) -> RingError {
+        match self {
+            Stop::NeedPublish | Stop::Lap => RingError::Empty,
+            Stop::Closed => RingError::Closed,
+            Stop::NeedRelease | Stop::Corrupt => RingError::Corrupt,
+        }
+    }
+}
+
 /// Aligns its content to its own 128-byte line (two x86 cache lines: the adjacent-line
 /// prefetcher pulls pairs).
 #[repr(C, align(128))]
@@ -133,6 +170,11 @@ struct Wake {
     /// writes, so that a consumer spinning on an empty ring does not pull the producers'
     /// `tail` line into its cache on every look.
     closed: AtomicU32,
+    /// Bumped (then all woken) by every publish and release while `lap_waiters` is set.
+    lap_seq: AtomicU32,
+    /// Parties registered to sleep on `lap_seq`: waiting for the previous lap's producer
+    /// to publish or its consumer to release the slot they need.
+    lap_waiters: AtomicU32,
     _pad: u32,
 }
 
@@ -167,7 +209,7 @@ mod layout_checks {
     const_assert_eq!(core::mem::offset_of!(RawRing, tail), 128);
     const_assert_eq!(core::mem::offset_of!(RawRing, wake), 256);
     const_assert_eq!(core::mem::offset_of!(RawRing, join), 384);
-    const_assert_eq!(core::mem::size_of::<Wake>(), 24);
+    const_assert_eq!(core::mem::size_of::<Wake>(), 32);
     const_assert_eq!(core::mem::size_of::<Join>(), 16);
 }
 
@@ -230,6 +272,8 @@ impl RawRing {
                 not_full: AtomicU32::new(0),
                 put_waiters: AtomicU32::new(0),
                 closed: AtomicU32::new(0),
+                lap_seq: AtomicU32::new(0),
+                lap_waiters: AtomicU32::new(0),
                 _pad: 0,
             }),
             join: Padded(Join {
@@ -250,6 +294,11 @@ impl RawRing {
     /// slot), [`RingError::Closed`], [`RingError::Corrupt`].
     #[inline]
     pub fn try_push_claim(&self, s: &impl Slots) -> Result<Claim, RingError> {
+        self.push_step(s).map_err(Stop::for_push)
+    }
+
+    #[inline]
+    fn push_step(&self, s: &impl Slots) -> Result<Claim, Stop> {
         let cap = s.capacity();
         let (mark_bit, one_lap) = geometry(cap);
         // Relaxed: only a guess; the CAS below (and the stamp's Acquire) decide.
@@ -257,11 +306,11 @@ impl RawRing {
         let mut stuck = Stuck::default();
         loop {
             if tail & mark_bit != 0 {
-                return Err(RingError::Closed);
+                return Err(Stop::Closed);
             }
             let index = tail & (mark_bit - 1);
             if index >= cap {
-                return Err(RingError::Corrupt);
+                return Err(Stop::Corrupt);
             }
             let lap = tail & !(one_lap - 1);
             let new_tail = if index + 1 < cap {
@@ -298,19 +347,19 @@ impl RawRing {
                 // has moved on and a consumer is reading it right now. Either way there
                 // is nothing to claim yet (a stale `tail` cannot lead here: no producer
                 // can claim past a slot that still holds the previous lap's message).
-                return Err(RingError::Full);
+                return Err(Stop::NeedRelease);
             }
             if stamp.wrapping_add(one_lap) == tail {
                 // The producer of the previous lap claimed this slot and has not published
                 // it yet (a put loan, or a producer paused mid-put): after it publishes, a
                 // consumer must release it before we can write. Waiting for that release
-                // is waiting on a full ring.
-                return Err(RingError::Full);
+                // is waiting on a full ring, woken by a publish first.
+                return Err(Stop::Lap);
             }
             // Our tail or our stamp is stale (another producer moved on, or we read an
             // older stamp than the latest): look again, unless the stamp is impossible.
             if !stamp_fits(stamp, index, mark_bit) || stuck.tick() {
-                return Err(RingError::Corrupt);
+                return Err(Stop::Corrupt);
             }
             crate::sync::spin_hint();
             // Relaxed: as above.
@@ -325,6 +374,11 @@ impl RawRing {
     /// [`RingError::Closed`] when closed and drained, [`RingError::Corrupt`].
     #[inline]
     pub fn try_pop_claim(&self, s: &impl Slots) -> Result<Claim, RingError> {
+        self.pop_step(s).map_err(Stop::for_pop)
+    }
+
+    #[inline]
+    fn pop_step(&self, s: &impl Slots) -> Result<Claim, Stop> {
         let cap = s.capacity();
         let (mark_bit, one_lap) = geometry(cap);
         // Relaxed: only a guess; the CAS below (and the stamp's Acquire) decide.
@@ -333,7 +387,7 @@ impl RawRing {
         loop {
             let index = head & (mark_bit - 1);
             if index >= cap || head & mark_bit != 0 {
-                return Err(RingError::Corrupt);
+                return Err(Stop::Corrupt);
             }
             let lap = head & !(one_lap - 1);
             // Acquire: pairs with the Release store in `publish`: the message written
@@ -373,21 +427,21 @@ impl RawRing {
                     // Relaxed: ordered after the flag by the Acquire above.
                     let tail = self.tail.0.load(Ordering::Relaxed);
                     if tail & !mark_bit == head {
-                        return Err(RingError::Closed);
+                        return Err(Stop::Closed);
                     }
                 }
-                return Err(RingError::Empty);
+                return Err(Stop::NeedPublish);
             }
             if stamp.wrapping_add(one_lap) == head + 1 {
                 // The previous lap's message is still being read by its consumer (a get
                 // loan, or a consumer paused mid-get): after it releases the slot, a
                 // producer must publish into it. Waiting for that is waiting on an empty
-                // ring.
-                return Err(RingError::Empty);
+                // ring, woken by a release first.
+                return Err(Stop::Lap);
             }
             // Stale head or stale stamp: look again, unless the stamp is impossible.
             if !stamp_fits(stamp, index, mark_bit) || stuck.tick() {
-                return Err(RingError::Corrupt);
+                return Err(Stop::Corrupt);
             }
             crate::sync::spin_hint();
             // Relaxed: as above.
@@ -410,6 +464,7 @@ impl RawRing {
         if self.wake.0.get_waiters.load(Ordering::Relaxed) != 0 {
             self.bump_and_wake(&self.wake.0.not_empty, false);
         }
+        self.wake_lap_waiters();
     }
 
     /// Ends a pop claim: the slot is free for the next lap. Wakes a sleeping producer if
@@ -424,6 +479,18 @@ impl RawRing {
         // Relaxed: ordered by the fence above.
         if self.wake.0.put_waiters.load(Ordering::Relaxed) != 0 {
             self.bump_and_wake(&self.wake.0.not_full, false);
+        }
+        self.wake_lap_waiters();
+    }
+
+    /// After a publish or release (and its fence): wakes every party waiting for the
+    /// previous lap's producer or consumer to finish (rare: a long loan or a paused
+    /// process). All of them, since each may wait for a different slot.
+    #[inline]
+    fn wake_lap_waiters(&self) {
+        // Relaxed: ordered by the caller's SeqCst fence (SYNC POINT with `wait_for`).
+        if self.wake.0.lap_waiters.load(Ordering::Relaxed) != 0 {
+            self.bump_and_wake(&self.wake.0.lap_seq, true);
         }
     }
 
@@ -454,16 +521,12 @@ impl RawRing {
         deadline: Option<Instant>,
         spin: SpinPolicy,
     ) -> Result<Claim, RingError> {
-        match self.try_push_claim(s) {
-            Err(RingError::Full) => self.wait_for(
-                || self.try_push_claim(s),
-                RingError::Full,
-                &self.wake.0.not_full,
-                &self.wake.0.put_waiters,
-                deadline,
-                spin,
-            ),
-            r => r,
+        match self.push_step(s) {
+            Ok(c) => Ok(c),
+            Err(e) if e.must_wait() => self
+                .wait_for(|| self.push_step(s), deadline, spin)
+                .map_err(Stop::for_push),
+            Err(e) => Err(e.for_push()),
         }
     }
 
@@ -480,59 +543,74 @@ impl RawRing {
         deadline: Option<Instant>,
         spin: SpinPolicy,
     ) -> Result<Claim, RingError> {
-        match self.try_pop_claim(s) {
-            Err(RingError::Empty) => self.wait_for(
-                || self.try_pop_claim(s),
-                RingError::Empty,
-                &self.wake.0.not_empty,
-                &self.wake.0.get_waiters,
-                deadline,
-                spin,
-            ),
-            r => r,
+        match self.pop_step(s) {
+            Ok(c) => Ok(c),
+            Err(e) if e.must_wait() => self
+                .wait_for(|| self.pop_step(s), deadline, spin)
+                .map_err(Stop::for_pop),
+            Err(e) => Err(e.for_pop()),
         }
     }
 
-    /// The slow path of both blocking claims: `attempt` fails with `busy` while the
-    /// caller must wait on `word`.
+    /// The slow path of both blocking claims: `attempt` stops with a [`Stop`] that says
+    /// which event to wait for (a publish, a release, or the previous lap's party).
     #[cold]
     fn wait_for(
         &self,
-        mut attempt: impl FnMut() -> Result<Claim, RingError>,
-        busy: RingError,
-        word: &AtomicU32,
-        waiters: &AtomicU32,
+        mut attempt: impl FnMut() -> Result<Claim, Stop>,
         deadline: Option<Instant>,
         spin: SpinPolicy,
-    ) -> Result<Claim, RingError> {
+    ) -> Result<Claim, Stop> {
         for round in 0..spin.rounds {
             spin.pause(round);
             match attempt() {
-                Err(e) if e == busy => {}
+                Err(e) if e.must_wait() => {}
                 r => return r,
             }
         }
+        let w = &self.wake.0;
+        let mut why = match attempt() {
+            Err(e) if e.must_wait() => e,
+            r => return r,
+        };
         loop {
-            // Acquire: pairs with the Release bump in `bump_and_wake` (and `close`). Read
-            // before the re-check below, so a bump after the re-check changes the word and
+            let (word, waiters) = match why {
+                Stop::NeedPublish => (&w.not_empty, &w.get_waiters),
+                Stop::NeedRelease => (&w.not_full, &w.put_waiters),
+                _ => (&w.lap_seq, &w.lap_waiters),
+            };
+            // Acquire: pairs with the Release bump in `bump_and_wake`. Read before the
+            // re-check below, so a bump after the re-check changes the word and
             // `futex::wait` will not sleep on a stale value.
             let seq = word.load(Ordering::Acquire);
             // Relaxed: ordered before the re-check by the fence below.
             waiters.fetch_add(1, Ordering::Relaxed);
             // SYNC POINT: pairs with the fence in `publish` / `release` / `close`.
             fence(Ordering::SeqCst);
-            let r = attempt();
-            if !matches!(r, Err(e) if e == busy) {
+            let again = attempt();
+            if !matches!(again, Err(e) if e == why) {
                 // Relaxed: a count; a stale non-zero value costs a publisher one wake.
                 waiters.fetch_sub(1, Ordering::Relaxed);
-                return r;
+                match again {
+                    // Another reason to wait: register for that one instead.
+                    Err(e) if e.must_wait() => {
+                        why = e;
+                        continue;
+                    }
+                    r => return r,
+                }
             }
-            let w = futex::wait(word, seq, deadline);
+            let res = futex::wait(word, seq, deadline);
             // Relaxed: as above.
             waiters.fetch_sub(1, Ordering::Relaxed);
-            if w == WaitResult::TimedOut && time::expired(deadline) {
-                // One last look: a message may have come with the deadline.
-                return attempt();
+            match attempt() {
+                Err(e) if e.must_wait() => {
+                    if res == WaitResult::TimedOut && time::expired(deadline) {
+                        return Err(e);
+                    }
+                    why = e;
+                }
+                r => return r,
             }
         }
     }
@@ -559,6 +637,7 @@ impl RawRing {
         if self.wake.0.put_waiters.load(Ordering::Relaxed) != 0 {
             self.bump_and_wake(&self.wake.0.not_full, true);
         }
+        self.wake_lap_waiters();
         old & mark_bit == 0
     }
 
