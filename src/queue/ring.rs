@@ -314,7 +314,7 @@ impl RawRing {
             }
             let lap = tail & !(one_lap - 1);
             let new_tail = if index + 1 < cap {
-                tail + 1
+                tail.wrapping_add(1)
             } else {
                 lap.wrapping_add(one_lap)
             };
@@ -333,7 +333,7 @@ impl RawRing {
                     Ok(_) => {
                         return Ok(Claim {
                             index,
-                            stamp: tail + 1,
+                            stamp: tail.wrapping_add(1),
                         })
                     }
                     Err(t) => {
@@ -342,7 +342,7 @@ impl RawRing {
                     }
                 }
             }
-            if stamp.wrapping_add(one_lap) == tail + 1 {
+            if stamp.wrapping_add(one_lap) == tail.wrapping_add(1) {
                 // The slot still holds the previous lap's message: full, unless the head
                 // has moved on and a consumer is reading it right now. Either way there
                 // is nothing to claim yet (a stale `tail` cannot lead here: no producer
@@ -393,9 +393,9 @@ impl RawRing {
             // Acquire: pairs with the Release store in `publish`: the message written
             // before it is visible to us.
             let stamp = s.stamp(index).load(Ordering::Acquire);
-            if stamp == head + 1 {
+            if stamp == head.wrapping_add(1) {
                 let new_head = if index + 1 < cap {
-                    head + 1
+                    head.wrapping_add(1)
                 } else {
                     lap.wrapping_add(one_lap)
                 };
@@ -432,7 +432,7 @@ impl RawRing {
                 }
                 return Err(Stop::NeedPublish);
             }
-            if stamp.wrapping_add(one_lap) == head + 1 {
+            if stamp.wrapping_add(one_lap) == head.wrapping_add(1) {
                 // The previous lap's message is still being read by its consumer (a get
                 // loan, or a consumer paused mid-get): after it releases the slot, a
                 // producer must publish into it. Waiting for that is waiting on an empty
