@@ -88,6 +88,15 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
     b.check(f);
 }
 
+/// For the models with three threads that all block: at most 2 preemptions (whatever
+/// `LOOM_MAX_PREEMPTIONS` says), so the file stays well under a minute. Both planted bugs
+/// (a missing fence in `publish`, a Relaxed publish) are still caught at this bound.
+fn model_2(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(b.preemption_bound.map_or(2, |p| p.min(2)));
+    b.check(f);
+}
+
 /// One producer, one consumer, capacity 2, three messages: wrap-around, both sides sleep
 /// (full and empty), FIFO, no loss, no lost wake-up (loom reports a deadlock otherwise).
 #[test]
@@ -115,7 +124,7 @@ fn spsc_blocking_wraps_in_order() {
 /// all of them.
 #[test]
 fn mpsc_close_drains_every_message() {
-    model(|| {
+    model_2(|| {
         let q = Q::new(1);
         let done = Arc::new(AtomicU64::new(0));
         let producers: Vec<_> = (1..=2u64)
@@ -145,7 +154,7 @@ fn mpsc_close_drains_every_message() {
 /// gets the message, the other is woken by the close (no lost wake-up, no duplicate).
 #[test]
 fn spmc_one_message_then_close_wakes_both() {
-    model(|| {
+    model_2(|| {
         let q = Q::new(1);
         let consumers: Vec<_> = (0..2)
             .map(|_| {
