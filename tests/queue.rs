@@ -1,5 +1,710 @@
+//! Multi-process tests of `Queue`, `ByteQueue`, `SimpleQueue` and `JoinableQueue`.
 mod common;
 
+use common::fork;
+use shmproc::queue::{
+    BytePutError, ByteQueue, GetError, JoinableQueue, PutError, Queue, SimpleQueue,
+};
+use shmproc::Arena;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
 fn main() {
-    common::run(&[]);
+    common::run(&[
+        (
+            "stress_4x4_million_exactly_once_in_order",
+            stress_4x4_million_exactly_once_in_order,
+        ),
+        (
+            "joinable_4x4_join_after_all_task_done",
+            joinable_4x4_join_after_all_task_done,
+        ),
+        ("get_timeout_200ms_on_empty", get_timeout_200ms_on_empty),
+        ("put_timeout_on_full", put_timeout_on_full),
+        ("try_ops_never_block", try_ops_never_block),
+        (
+            "close_wakes_blocked_consumer_in_other_process",
+            close_wakes_blocked_consumer_in_other_process,
+        ),
+        (
+            "blocked_producer_woken_by_consumer_in_other_process",
+            blocked_producer_woken_by_consumer_in_other_process,
+        ),
+        (
+            "close_drains_then_disconnects",
+            close_drains_then_disconnects,
+        ),
+        (
+            "qsize_empty_full_exact_when_quiet",
+            qsize_empty_full_exact_when_quiet,
+        ),
+        ("bad_capacity_is_an_error", bad_capacity_is_an_error),
+        ("named_open_and_wrong_type", named_open_and_wrong_type),
+        (
+            "bytes_across_processes_with_checksums",
+            bytes_across_processes_with_checksums,
+        ),
+        (
+            "bytes_too_large_is_an_error_not_truncated",
+            bytes_too_large_is_an_error_not_truncated,
+        ),
+        (
+            "loans_in_place_and_dropped_loans_are_skipped",
+            loans_in_place_and_dropped_loans_are_skipped,
+        ),
+        (
+            "simple_queue_across_processes",
+            simple_queue_across_processes,
+        ),
+        (
+            "long_loans_make_others_wait_not_fail",
+            long_loans_make_others_wait_not_fail,
+        ),
+        (
+            "task_done_too_often_is_an_error",
+            task_done_too_often_is_an_error,
+        ),
+        (
+            "join_timeout_reports_unfinished",
+            join_timeout_reports_unfinished,
+        ),
+        #[cfg(feature = "serde")]
+        (
+            "serde_values_across_processes",
+            serde_values_across_processes,
+        ),
+    ]);
+}
+
+fn arena(mb: usize) -> Arena {
+    Arena::anonymous(mb << 20).expect("arena")
+}
+
+/// Shared, zeroed memory for test bookkeeping (a `seen` bitmap, counters), inherited by
+/// forked children.
+struct Shared {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Shared {
+    fn new(len: usize) -> Shared {
+        // SAFETY: a fresh anonymous shared mapping.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(ptr, libc::MAP_FAILED);
+        Shared {
+            ptr: ptr.cast(),
+            len,
+        }
+    }
+
+    fn byte(&self, i: usize) -> &AtomicU8 {
+        assert!(i < self.len);
+        // SAFETY: in bounds; zeroed shared memory is a valid AtomicU8.
+        unsafe { &*self.ptr.add(i).cast::<AtomicU8>() }
+    }
+
+    fn word(&self, i: usize) -> &AtomicU64 {
+        assert!((i + 1) * 8 <= self.len);
+        // SAFETY: in bounds, 8-aligned (mmap is page-aligned).
+        unsafe { &*self.ptr.add(i * 8).cast::<AtomicU64>() }
+    }
+}
+
+const PRODUCERS: u64 = 4;
+const CONSUMERS: u64 = 4;
+
+/// 4 producers and 4 consumer processes move 1,000,000 numbered messages through a
+/// 64-slot queue. Every message is received exactly once (a shared `seen` byte per
+/// message), and each consumer sees each producer's messages in increasing order.
+fn stress_4x4_million_exactly_once_in_order() {
+    const PER: u64 = 250_000;
+    let a = arena(4);
+    let q = Queue::<u64>::new_in(&a, 64).unwrap();
+    let seen = Shared::new((PRODUCERS * PER) as usize);
+    let counts = Shared::new(4096);
+    let consumers: Vec<_> = (0..CONSUMERS)
+        .map(|c| {
+            let (q, seen, counts) = (q.clone(), &seen, &counts);
+            fork(move || {
+                let mut last = [None::<u64>; PRODUCERS as usize];
+                let mut n = 0u64;
+                loop {
+                    match q.get() {
+                        Ok(v) => {
+                            let (p, i) = ((v >> 32) as usize, v & 0xffff_ffff);
+                            assert!(p < PRODUCERS as usize && i < PER, "bad message {v:#x}");
+                            if let Some(l) = last[p] {
+                                assert!(i > l, "producer {p}: {i} after {l}");
+                            }
+                            last[p] = Some(i);
+                            seen.byte(p * PER as usize + i as usize)
+                                .fetch_add(1, Ordering::Relaxed);
+                            n += 1;
+                        }
+                        Err(GetError::Disconnected) => break,
+                        Err(e) => panic!("consumer {c}: {e}"),
+                    }
+                }
+                counts.word(c as usize).store(n, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|p| {
+            let q = q.clone();
+            fork(move || {
+                for i in 0..PER {
+                    q.put((p << 32) | i).unwrap();
+                }
+            })
+        })
+        .collect();
+    for p in producers {
+        p.join();
+    }
+    q.close();
+    for c in consumers {
+        c.join();
+    }
+    let per_consumer: Vec<u64> = (0..CONSUMERS)
+        .map(|c| counts.word(c as usize).load(Ordering::Relaxed))
+        .collect();
+    println!("messages per consumer: {per_consumer:?}");
+    let total: u64 = per_consumer.iter().sum();
+    assert_eq!(total, PRODUCERS * PER);
+    for i in 0..(PRODUCERS * PER) as usize {
+        assert_eq!(
+            seen.byte(i).load(Ordering::Relaxed),
+            1,
+            "message {i} seen wrongly"
+        );
+    }
+    assert!(q.empty());
+}
+
+/// The same shape with a JoinableQueue: producers put, then `join`; when `join` returns,
+/// every item was processed (counted before `task_done`).
+fn joinable_4x4_join_after_all_task_done() {
+    const PER: u64 = 50_000;
+    let a = arena(4);
+    let q = JoinableQueue::<u64>::new_in(&a, 32).unwrap();
+    let counts = Shared::new(4096);
+    let consumers: Vec<_> = (0..CONSUMERS)
+        .map(|_| {
+            let (q, counts) = (q.clone(), &counts);
+            fork(move || loop {
+                match q.get() {
+                    Ok(v) => {
+                        counts.word(0).fetch_add(1, Ordering::Relaxed);
+                        counts.word(1).fetch_add(v, Ordering::Relaxed);
+                        q.task_done().unwrap();
+                    }
+                    Err(GetError::Disconnected) => break,
+                    Err(e) => panic!("{e}"),
+                }
+            })
+        })
+        .collect();
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|p| {
+            let (q, counts) = (q.clone(), &counts);
+            fork(move || {
+                for i in 0..PER {
+                    q.put(p * PER + i).unwrap();
+                }
+                q.join();
+                // Every item of every producer that finished putting is done; ours are.
+                assert!(counts.word(0).load(Ordering::Relaxed) >= PER);
+            })
+        })
+        .collect();
+    for p in producers {
+        p.join();
+    }
+    q.join();
+    let n = PRODUCERS * PER;
+    assert_eq!(counts.word(0).load(Ordering::Relaxed), n);
+    assert_eq!(counts.word(1).load(Ordering::Relaxed), n * (n - 1) / 2);
+    assert_eq!(q.unfinished_tasks(), 0);
+    q.close();
+    for c in consumers {
+        c.join();
+    }
+}
+
+fn get_timeout_200ms_on_empty() {
+    let q = Queue::<u32>::new_in(&arena(1), 4).unwrap();
+    let t = Instant::now();
+    assert_eq!(
+        q.get_timeout(Duration::from_millis(200)),
+        Err(GetError::Timeout)
+    );
+    let e = t.elapsed();
+    assert!(e >= Duration::from_millis(195), "returned early: {e:?}");
+    assert!(e < Duration::from_secs(2), "returned late: {e:?}");
+}
+
+fn put_timeout_on_full() {
+    let q = Queue::<u32>::new_in(&arena(1), 1).unwrap();
+    q.put(1).unwrap();
+    let t = Instant::now();
+    assert_eq!(
+        q.put_timeout(2, Duration::from_millis(100)),
+        Err(PutError::Timeout(2))
+    );
+    let e = t.elapsed();
+    assert!(
+        e >= Duration::from_millis(95) && e < Duration::from_secs(2),
+        "{e:?}"
+    );
+    assert_eq!(q.get(), Ok(1));
+}
+
+fn try_ops_never_block() {
+    let q = Queue::<u32>::new_in(&arena(1), 2).unwrap();
+    let t = Instant::now();
+    for _ in 0..1000 {
+        assert_eq!(q.try_get(), Err(GetError::Empty));
+    }
+    q.try_put(1).unwrap();
+    q.try_put(2).unwrap();
+    for _ in 0..1000 {
+        assert_eq!(q.try_put(3), Err(PutError::Full(3)));
+    }
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    q.close();
+    assert_eq!(q.try_put(4), Err(PutError::Disconnected(4)));
+    assert_eq!(q.try_get(), Ok(1));
+}
+
+fn close_wakes_blocked_consumer_in_other_process() {
+    let a = arena(1);
+    let q = Queue::<u32>::new_in(&a, 4).unwrap();
+    let flag = Shared::new(4096);
+    let child = {
+        let (q, flag) = (q.clone(), &flag);
+        fork(move || {
+            flag.word(0).store(1, Ordering::Release);
+            assert_eq!(q.get(), Ok(5));
+            assert_eq!(q.get(), Err(GetError::Disconnected));
+        })
+    };
+    while flag.word(0).load(Ordering::Acquire) == 0 {
+        std::hint::spin_loop();
+    }
+    q.put(5).unwrap();
+    // Give the child time to fall asleep in the futex (not for correctness: either way
+    // the close must reach it).
+    std::thread::sleep(Duration::from_millis(50));
+    q.close();
+    child.join();
+}
+
+fn blocked_producer_woken_by_consumer_in_other_process() {
+    let a = arena(1);
+    let q = Queue::<u64>::new_in(&a, 2).unwrap();
+    let child = {
+        let q = q.clone();
+        fork(move || {
+            for i in 0..10_000u64 {
+                q.put(i).unwrap();
+            }
+        })
+    };
+    // Let the producer fill the queue and sleep, then drain in slow bursts.
+    std::thread::sleep(Duration::from_millis(20));
+    for i in 0..10_000u64 {
+        assert_eq!(q.get(), Ok(i));
+        if i % 2_500 == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    child.join();
+    assert!(q.empty());
+}
+
+fn close_drains_then_disconnects() {
+    let q = Queue::<u16>::new_in(&arena(1), 8).unwrap();
+    for i in 0..5 {
+        q.put(i).unwrap();
+    }
+    q.close();
+    assert!(q.is_closed());
+    assert_eq!(q.put(9), Err(PutError::Disconnected(9)));
+    for i in 0..5 {
+        assert_eq!(q.get(), Ok(i));
+    }
+    assert_eq!(q.get(), Err(GetError::Disconnected));
+    assert_eq!(q.try_get(), Err(GetError::Disconnected));
+    assert_eq!(
+        q.get_timeout(Duration::from_millis(10)),
+        Err(GetError::Disconnected)
+    );
+}
+
+fn qsize_empty_full_exact_when_quiet() {
+    let q = Queue::<u8>::new_in(&arena(1), 3).unwrap();
+    assert!(q.empty() && !q.full());
+    for round in 0..5u8 {
+        for i in 0..3 {
+            assert_eq!(q.qsize(), i);
+            q.put(round).unwrap();
+        }
+        assert!(q.full());
+        for i in 0..3 {
+            assert_eq!(q.qsize(), 3 - i);
+            assert_eq!(q.get(), Ok(round));
+        }
+        assert!(q.empty());
+    }
+}
+
+fn bad_capacity_is_an_error() {
+    let a = arena(1);
+    assert!(matches!(
+        Queue::<u64>::new_in(&a, 0),
+        Err(shmproc::Error::InvalidArgument(_))
+    ));
+    assert!(Queue::<u64>::new_in(&a, 1 << 20).is_err()); // 24 MiB > 1 MiB arena
+    assert!(Queue::<u64>::new_in(&a, usize::MAX).is_err());
+    assert!(ByteQueue::new_in(&a, 0, 8).is_err());
+    assert!(ByteQueue::new_in(&a, 8, 0).is_err());
+    assert!(JoinableQueue::<u8>::new_in(&a, 0).is_err());
+    // The arena is still usable after the failures.
+    Queue::<u64>::new_in(&a, 16).unwrap();
+}
+
+fn named_open_and_wrong_type() {
+    let a = arena(1);
+    let q = Queue::<u64>::create(&a, "q", 4).unwrap();
+    let b = ByteQueue::create(&a, "b", 4, 32).unwrap();
+    let j = JoinableQueue::<u64>::create(&a, "j", 4).unwrap();
+    let child = {
+        let a = a.clone();
+        fork(move || {
+            let q = Queue::<u64>::open(&a, "q").unwrap();
+            let b = ByteQueue::open(&a, "b").unwrap();
+            let j = JoinableQueue::<u64>::open(&a, "j").unwrap();
+            q.put(1).unwrap();
+            b.put_bytes(b"x").unwrap();
+            j.put(2).unwrap();
+        })
+    };
+    child.join();
+    assert_eq!(q.get(), Ok(1));
+    assert_eq!(b.get_bytes().unwrap(), b"x");
+    assert_eq!(j.get(), Ok(2));
+    assert_eq!(j.unfinished_tasks(), 1);
+    assert!(matches!(
+        Queue::<u32>::open(&a, "q"),
+        Err(shmproc::Error::WrongType { .. })
+    ));
+    assert!(matches!(
+        Queue::<u64>::open(&a, "b"),
+        Err(shmproc::Error::WrongType { .. })
+    ));
+    assert!(matches!(
+        Queue::<u64>::open(&a, "j"),
+        Err(shmproc::Error::WrongType { .. })
+    ));
+    assert!(matches!(
+        Queue::<u64>::open(&a, "none"),
+        Err(shmproc::Error::NotFound(_))
+    ));
+}
+
+fn checksum(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
+        (h ^ u64::from(x)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Two producers send variable-length messages (0..=200 bytes, the first 8 bytes being
+/// producer and sequence); two consumers check length, content and per-producer order.
+fn bytes_across_processes_with_checksums() {
+    const PER: u64 = 20_000;
+    const MAX: usize = 200;
+    let a = arena(4);
+    let q = ByteQueue::new_in(&a, 16, MAX).unwrap();
+    let sums = Shared::new(4096);
+    let make = |p: u64, i: u64| -> Vec<u8> {
+        let len = 8 + ((p * 7 + i * 13) % (MAX as u64 - 7)) as usize;
+        let mut m = vec![0u8; len];
+        m[..8].copy_from_slice(&((p << 32) | i).to_le_bytes());
+        for (k, b) in m[8..].iter_mut().enumerate() {
+            *b = (i as usize + k * 31) as u8;
+        }
+        m
+    };
+    let consumers: Vec<_> = (0..2)
+        .map(|_| {
+            let (q, sums) = (q.clone(), &sums);
+            fork(move || {
+                let mut buf = Vec::new();
+                let mut last = [None::<u64>; 2];
+                loop {
+                    match q.get_bytes_into(&mut buf) {
+                        Ok(n) => {
+                            assert_eq!(n, buf.len());
+                            let id = u64::from_le_bytes(buf[..8].try_into().unwrap());
+                            let (p, i) = (id >> 32, id & 0xffff_ffff);
+                            assert_eq!(buf, make(p, i), "message {p}/{i} damaged");
+                            if let Some(l) = last[p as usize] {
+                                assert!(i > l);
+                            }
+                            last[p as usize] = Some(i);
+                            sums.word(0).fetch_add(1, Ordering::Relaxed);
+                            sums.word(1)
+                                .fetch_add(checksum(&buf) >> 8, Ordering::Relaxed);
+                        }
+                        Err(GetError::Disconnected) => break,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let producers: Vec<_> = (0..2)
+        .map(|p| {
+            let q = q.clone();
+            fork(move || {
+                for i in 0..PER {
+                    q.put_bytes(&make(p, i)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for p in producers {
+        p.join();
+    }
+    q.close();
+    for c in consumers {
+        c.join();
+    }
+    let want: u64 = (0..2)
+        .flat_map(|p| (0..PER).map(move |i| (p, i)))
+        .map(|(p, i)| checksum(&make(p, i)) >> 8)
+        .fold(0u64, |a, b| a.wrapping_add(b));
+    assert_eq!(sums.word(0).load(Ordering::Relaxed), 2 * PER);
+    assert_eq!(sums.word(1).load(Ordering::Relaxed), want);
+}
+
+fn bytes_too_large_is_an_error_not_truncated() {
+    let q = ByteQueue::new_in(&arena(1), 4, 16).unwrap();
+    assert_eq!(
+        q.put_bytes(&[1; 17]),
+        Err(BytePutError::TooLarge { len: 17, max: 16 })
+    );
+    assert_eq!(
+        q.try_put_bytes(&[1; 100]),
+        Err(BytePutError::TooLarge { len: 100, max: 16 })
+    );
+    assert!(q.empty());
+    q.put_bytes(&[2; 16]).unwrap();
+    q.put_bytes(&[]).unwrap();
+    assert_eq!(q.get_bytes().unwrap(), vec![2; 16]);
+    assert_eq!(q.get_bytes().unwrap(), Vec::<u8>::new());
+    let loan = q.write_loan().unwrap();
+    assert_eq!(
+        loan.commit(17),
+        Err(BytePutError::TooLarge { len: 17, max: 16 })
+    );
+    assert_eq!(q.try_get_bytes(), Err(GetError::Empty)); // the refused loan was skipped
+}
+
+fn loans_in_place_and_dropped_loans_are_skipped() {
+    let a = arena(1);
+    let q = Queue::<[u32; 16]>::new_in(&a, 2).unwrap();
+    let child = {
+        let q = q.clone();
+        fork(move || {
+            for round in 0..1000u32 {
+                let mut loan = q.put_loan().unwrap();
+                if round % 3 == 0 {
+                    drop(loan); // cancelled: consumers never see it
+                    continue;
+                }
+                for (k, x) in loan.iter_mut().enumerate() {
+                    *x = round * 100 + k as u32;
+                }
+                loan.commit();
+            }
+            q.close();
+        })
+    };
+    let mut got = 0;
+    loop {
+        match q.get_loan() {
+            Ok(m) => {
+                let round = m[0] / 100;
+                assert_ne!(round % 3, 0, "a dropped loan was delivered");
+                for (k, x) in m.iter().enumerate() {
+                    assert_eq!(*x, round * 100 + k as u32);
+                }
+                got += 1;
+            }
+            Err(GetError::Disconnected) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    child.join();
+    assert_eq!(got, 1000 - 334);
+
+    let b = ByteQueue::new_in(&a, 2, 32).unwrap();
+    drop(b.write_loan().unwrap());
+    let mut w = b.write_loan().unwrap();
+    w[..3].copy_from_slice(b"abc");
+    w.commit(3).unwrap();
+    assert_eq!(&*b.read_loan().unwrap(), b"abc");
+    assert_eq!(b.try_read_loan().unwrap_err(), GetError::Empty);
+}
+
+/// A loan held for longer than any race lasts: other consumers and producers wait for
+/// it (and are woken when it ends); they never take the long wait for corruption.
+fn long_loans_make_others_wait_not_fail() {
+    let a = arena(1);
+    let q = Queue::<u64>::new_in(&a, 1).unwrap();
+    q.put(1).unwrap();
+    let loan = q.get_loan().unwrap(); // slot 0 of lap 0 is being read
+    let (consumer, producer) = {
+        let (q1, q2) = (q.clone(), q.clone());
+        // The consumer is at lap 1 and sees the previous lap's message still being read.
+        let c = fork(move || assert_eq!(q1.get_timeout(Duration::from_secs(20)), Ok(2)));
+        let p = fork(move || q2.put_timeout(2, Duration::from_secs(20)).unwrap());
+        (c, p)
+    };
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(*loan, 1);
+    drop(loan);
+    producer.join();
+    consumer.join();
+
+    // The same for a put loan: a producer one lap ahead waits for its publish.
+    let q = Queue::<u64>::new_in(&a, 1).unwrap();
+    let mut loan = q.put_loan().unwrap();
+    *loan = 10;
+    let (consumer, producer) = {
+        let (q1, q2) = (q.clone(), q.clone());
+        let p = fork(move || q2.put_timeout(11, Duration::from_secs(20)).unwrap());
+        let c = fork(move || {
+            assert_eq!(q1.get_timeout(Duration::from_secs(20)), Ok(10));
+            assert_eq!(q1.get_timeout(Duration::from_secs(20)), Ok(11));
+        });
+        (c, p)
+    };
+    std::thread::sleep(Duration::from_millis(400));
+    loan.commit();
+    producer.join();
+    consumer.join();
+}
+
+fn simple_queue_across_processes() {
+    let q = SimpleQueue::<u64>::new_in(&arena(1)).unwrap();
+    let child = {
+        let q = q.clone();
+        fork(move || {
+            for i in 0..5000 {
+                q.put(i).unwrap();
+            }
+        })
+    };
+    let mut sum = 0;
+    for _ in 0..5000 {
+        sum += q.get().unwrap();
+    }
+    child.join();
+    assert_eq!(sum, 5000 * 4999 / 2);
+    assert!(q.empty());
+}
+
+fn task_done_too_often_is_an_error() {
+    let q = JoinableQueue::<u8>::new_in(&arena(1), 2).unwrap();
+    assert!(q.task_done().is_err());
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    assert_eq!(q.try_put(3), Err(PutError::Full(3)));
+    assert_eq!(q.unfinished_tasks(), 2, "a failed put adds no task");
+    q.get().unwrap();
+    q.task_done().unwrap();
+    q.get().unwrap();
+    q.task_done().unwrap();
+    assert!(q.task_done().is_err());
+    q.join();
+}
+
+fn join_timeout_reports_unfinished() {
+    let a = arena(1);
+    let q = JoinableQueue::<u8>::new_in(&a, 4).unwrap();
+    q.put(1).unwrap();
+    let t = Instant::now();
+    let e = q.join_timeout(Duration::from_millis(100)).unwrap_err();
+    assert_eq!(e.unfinished, 1);
+    assert!(t.elapsed() >= Duration::from_millis(95));
+    let child = {
+        let q = q.clone();
+        fork(move || {
+            q.get().unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            q.task_done().unwrap();
+        })
+    };
+    q.join_timeout(Duration::from_secs(20)).unwrap();
+    child.join();
+}
+
+#[cfg(feature = "serde")]
+fn serde_values_across_processes() {
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Job {
+        id: u32,
+        name: String,
+        tags: Vec<String>,
+    }
+    let q = ByteQueue::new_in(&arena(1), 4, 128).unwrap();
+    let child = {
+        let q = q.clone();
+        fork(move || {
+            for id in 0..100 {
+                q.put_value(&Job {
+                    id,
+                    name: format!("job {id}"),
+                    tags: vec!["a".into(); (id % 4) as usize],
+                })
+                .unwrap();
+            }
+            let huge = Job {
+                id: 0,
+                name: "x".repeat(500),
+                tags: vec![],
+            };
+            assert_eq!(
+                q.put_value(&huge),
+                Err(BytePutError::TooLarge { len: 0, max: 128 })
+            );
+            q.close();
+        })
+    };
+    for id in 0..100 {
+        let j: Job = q.get_value().unwrap();
+        assert_eq!(
+            j,
+            Job {
+                id,
+                name: format!("job {id}"),
+                tags: vec!["a".into(); (id % 4) as usize]
+            }
+        );
+    }
+    assert_eq!(q.get_value::<Job>(), Err(GetError::Disconnected));
+    child.join();
 }

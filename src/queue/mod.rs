@@ -1,1 +1,73 @@
-//! Placeholder: this module is being written.
+//! Queues between processes: Python's `Queue`, `SimpleQueue` and `JoinableQueue`, on a
+//! bounded lock-free MPMC ring in the arena.
+//!
+//! | type                 | Python                               | messages                      |
+//! |----------------------|--------------------------------------|-------------------------------|
+//! | [`Queue<T>`]         | `multiprocessing.Queue(maxsize)`     | plain data, `T: bytemuck::Pod` |
+//! | [`SimpleQueue<T>`]   | `multiprocessing.SimpleQueue()`      | plain data                    |
+//! | [`JoinableQueue<T>`] | `multiprocessing.JoinableQueue()`    | plain data, with `task_done` / `join` |
+//! | [`ByteQueue`]        | (a `Queue` of `bytes`)               | byte messages up to a maximum; serde values (feature `serde`) |
+//!
+//! There is no feeder thread, no pipe and no pickling: a `put` claims a slot of the ring
+//! with one CAS, copies the value in and publishes it with one store; a `get` does the
+//! mirror image. A side that must wait (queue full / empty) spins briefly, then sleeps on
+//! a futex word; the other side calls `futex_wake` only when it sees a registered sleeper,
+//! so an uncontended `put` or `get` makes no system call. The algorithm, with its state
+//! tables and the sleep / wake handshake, is documented in [`ring`] ([`RawRing`]), and is
+//! model-checked with loom in `loom-tests/tests/queue.rs`.
+//!
+//! **Close** is queue-wide (unlike Python's per-process `close`): after
+//! [`Queue::close`], every process's puts fail with [`PutError::Disconnected`] (the value
+//! comes back), and gets drain what was put before, then fail with
+//! [`GetError::Disconnected`]. This replaces the "one `None` sentinel per consumer" idiom.
+//!
+//! **Zero-copy**: [`Queue::put_loan`] / [`ByteQueue::write_loan`] lend a slot to write
+//! in place, published on `commit`; [`Queue::get_loan`] / [`ByteQueue::read_loan`] lend a
+//! message in place, released on drop.
+//!
+//! **Failure model**: a message lives in exactly one slot and is taken exactly once. A
+//! process that dies *between* claiming a slot and publishing or releasing it (a few
+//! instructions for `put` / `get`, the whole loan for the loan API) leaves that slot
+//! claimed, and the queue stops at it, as Python's `Queue` can be corrupted by a process
+//! killed while using it. A peer that scribbles on the ring's shared state can make
+//! calls fail (`Corrupt`) or wait, never make this process read or write out of bounds:
+//! every index read from shared memory is checked, and the slot geometry is validated when
+//! a queue is opened.
+//!
+//! ```
+//! use shmproc::queue::Queue;
+//! let q = Queue::<u64>::new(16)?;
+//! // SAFETY: this doctest is single-threaded.
+//! let pid = unsafe { libc::fork() };
+//! if pid == 0 {
+//!     for i in 0..100 {
+//!         q.put(i).unwrap();
+//!     }
+//!     q.close();
+//!     // SAFETY: leave the child without running the parent's exit handlers.
+//!     unsafe { libc::_exit(0) };
+//! }
+//! let mut sum = 0;
+//! while let Ok(v) = q.get() {
+//!     sum += v;
+//! }
+//! assert_eq!(sum, 4950);
+//! let mut status = 0;
+//! // SAFETY: waiting for our own child.
+//! unsafe { libc::waitpid(pid, &mut status, 0) };
+//! # Ok::<(), shmproc::Error>(())
+//! ```
+
+mod bytes;
+mod core;
+mod error;
+pub mod ring;
+mod typed;
+
+#[cfg(all(test, not(shmproc_loom)))]
+mod tests;
+
+pub use bytes::{ByteQueue, ByteReadLoan, ByteWriteLoan, MAX_MESSAGE};
+pub use error::{BytePutError, GetError, JoinTimeout, PutError, TaskDoneError};
+pub use ring::RawRing;
+pub use typed::{GetLoan, JoinableQueue, PutLoan, Queue, SimpleQueue};

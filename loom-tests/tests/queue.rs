@@ -1,0 +1,238 @@
+//! Model checks of the queue ring (`shmproc::queue::ring`): claims, publish / release,
+//! close, the sleep / wake handshake and the JoinableQueue task counter.
+//!
+//! Run with:
+//! `RUSTFLAGS="--cfg shmproc_loom" LOOM_MAX_PREEMPTIONS=3 cargo test -p loom-tests --release --test queue`
+#![cfg(shmproc_loom)]
+
+use loom::cell::UnsafeCell;
+use loom::sync::atomic::{AtomicU64, Ordering};
+use loom::sync::Arc;
+use loom::thread;
+use shmproc::queue::ring::{initial_stamp, Claim, RawRing, RingError, Slots};
+use shmproc::SpinPolicy;
+use std::time::Instant;
+
+/// A ring with its slots: stamps and a `u64` payload per slot, in loom cells so that the
+/// model checks that a payload access never races with another.
+struct Q {
+    ring: RawRing,
+    stamps: Vec<AtomicU64>,
+    data: Vec<UnsafeCell<u64>>,
+}
+
+impl Slots for Q {
+    fn capacity(&self) -> u64 {
+        self.stamps.len() as u64
+    }
+    fn stamp(&self, index: u64) -> &AtomicU64 {
+        &self.stamps[index as usize]
+    }
+}
+
+const NEVER: SpinPolicy = SpinPolicy::NEVER;
+
+impl Q {
+    fn new(cap: u64) -> Arc<Q> {
+        Arc::new(Q {
+            ring: RawRing::new(),
+            stamps: (0..cap).map(|i| AtomicU64::new(initial_stamp(i))).collect(),
+            data: (0..cap).map(|_| UnsafeCell::new(0)).collect(),
+        })
+    }
+
+    fn write(&self, c: Claim, v: u64) {
+        // SAFETY: the claim makes this thread the slot's only user (checked by loom).
+        self.data[c.index as usize].with_mut(|p| unsafe { *p = v });
+        self.ring.publish(self, c);
+    }
+
+    fn read(&self, c: Claim) -> u64 {
+        // SAFETY: as in `write`.
+        let v = self.data[c.index as usize].with(|p| unsafe { *p });
+        self.ring.release(self, c);
+        v
+    }
+
+    /// Blocking put; false if closed.
+    fn put(&self, v: u64) -> bool {
+        match self.ring.push_claim(self, None, NEVER) {
+            Ok(c) => {
+                self.write(c, v);
+                true
+            }
+            Err(RingError::Closed) => false,
+            Err(e) => panic!("put: {e:?}"),
+        }
+    }
+
+    /// Blocking get; None if closed and drained.
+    fn get(&self) -> Option<u64> {
+        match self.ring.pop_claim(self, None, NEVER) {
+            Ok(c) => Some(self.read(c)),
+            Err(RingError::Closed) => None,
+            Err(e) => panic!("get: {e:?}"),
+        }
+    }
+
+    fn try_get(&self) -> Result<u64, RingError> {
+        self.ring.try_pop_claim(self).map(|c| self.read(c))
+    }
+}
+
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(3);
+    }
+    b.check(f);
+}
+
+/// For the models with three threads that all block: at most 2 preemptions (whatever
+/// `LOOM_MAX_PREEMPTIONS` says), so the file stays well under a minute. Both planted bugs
+/// (a missing fence in `publish`, a Relaxed publish) are still caught at this bound.
+fn model_2(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(b.preemption_bound.map_or(2, |p| p.min(2)));
+    b.check(f);
+}
+
+/// One producer, one consumer, capacity 2, three messages: wrap-around, both sides sleep
+/// (full and empty), FIFO, no loss, no lost wake-up (loom reports a deadlock otherwise).
+#[test]
+fn spsc_blocking_wraps_in_order() {
+    model(|| {
+        let q = Q::new(2);
+        let p = {
+            let q = q.clone();
+            thread::spawn(move || {
+                for v in 1..=3 {
+                    assert!(q.put(v));
+                }
+            })
+        };
+        for v in 1..=3 {
+            assert_eq!(q.get(), Some(v));
+        }
+        p.join().unwrap();
+        assert_eq!(q.try_get(), Err(RingError::Empty));
+    });
+}
+
+/// Two producers and a blocking consumer, capacity 1 (every put wraps); the last producer
+/// to finish closes: every message exactly once, and the consumer sees `Closed` only after
+/// all of them.
+#[test]
+fn mpsc_close_drains_every_message() {
+    model_2(|| {
+        let q = Q::new(1);
+        let done = Arc::new(AtomicU64::new(0));
+        let producers: Vec<_> = (1..=2u64)
+            .map(|p| {
+                let (q, done) = (q.clone(), done.clone());
+                thread::spawn(move || {
+                    assert!(q.put(p));
+                    if done.fetch_add(1, Ordering::AcqRel) == 1 {
+                        q.ring.close(&*q);
+                    }
+                })
+            })
+            .collect();
+        let mut got = Vec::new();
+        while let Some(v) = q.get() {
+            got.push(v);
+        }
+        got.sort();
+        assert_eq!(got, vec![1, 2]);
+        for p in producers {
+            p.join().unwrap();
+        }
+    });
+}
+
+/// Two consumers sleep on an empty ring; one message, then close: exactly one consumer
+/// gets the message, the other is woken by the close (no lost wake-up, no duplicate).
+#[test]
+fn spmc_one_message_then_close_wakes_both() {
+    model_2(|| {
+        let q = Q::new(1);
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                let q = q.clone();
+                thread::spawn(move || q.get())
+            })
+            .collect();
+        assert!(q.put(1));
+        q.ring.close(&*q);
+        let mut got: Vec<_> = consumers.into_iter().map(|c| c.join().unwrap()).collect();
+        got.sort();
+        assert_eq!(got, vec![None, Some(1)]);
+    });
+}
+
+/// A producer sleeping on a full ring is woken by `close` and gets `Closed`; the message
+/// already in the ring is still delivered.
+#[test]
+fn close_wakes_blocked_producer() {
+    model(|| {
+        let q = Q::new(1);
+        assert!(q.put(1));
+        let p = {
+            let q = q.clone();
+            thread::spawn(move || q.put(2))
+        };
+        q.ring.close(&*q);
+        assert!(!p.join().unwrap());
+        assert_eq!(q.get(), Some(1));
+        assert_eq!(q.get(), None);
+    });
+}
+
+/// A timed get either takes the message or times out; a timed-out get loses nothing.
+#[test]
+fn timed_get_loses_nothing() {
+    model(|| {
+        let q = Q::new(2);
+        let p = {
+            let q = q.clone();
+            thread::spawn(move || assert!(q.put(7)))
+        };
+        let first = match q.ring.pop_claim(&*q, Some(Instant::now()), NEVER) {
+            Ok(c) => Some(q.read(c)),
+            Err(RingError::Empty) => None,
+            Err(e) => panic!("{e:?}"),
+        };
+        p.join().unwrap();
+        match first {
+            Some(v) => assert_eq!(v, 7),
+            None => assert_eq!(q.try_get(), Ok(7)),
+        }
+        assert_eq!(q.try_get(), Err(RingError::Empty));
+    });
+}
+
+/// JoinableQueue: `join` returns only after the worker's `task_done`, and sees the work
+/// the worker did before it.
+#[test]
+fn join_waits_for_task_done() {
+    model(|| {
+        let q = Q::new(2);
+        let work = Arc::new(UnsafeCell::new(0u64));
+        let w = {
+            let (q, work) = (q.clone(), work.clone());
+            thread::spawn(move || {
+                let v = q.get().unwrap();
+                // SAFETY: only this thread writes, before task_done; main reads after join.
+                work.with_mut(|p| unsafe { *p = v * 2 });
+                q.ring.task_done().unwrap();
+            })
+        };
+        q.ring.task_add();
+        assert!(q.put(21));
+        assert!(q.ring.join(None, NEVER));
+        // SAFETY: join happens after the worker's write (Release in task_done).
+        assert_eq!(work.with(|p| unsafe { *p }), 42);
+        assert!(q.ring.task_done().is_err());
+        w.join().unwrap();
+    });
+}

@@ -1,0 +1,302 @@
+//! The part every queue handle shares: the ring in the arena, the slots after it, and the
+//! process-local, validated geometry used to reach them.
+//!
+//! # A slot
+//!
+//! | offset          | size     | field                                                  |
+//! |-----------------|----------|--------------------------------------------------------|
+//! | 0               | 8        | stamp (`AtomicU64`, see [`ring`](super::ring))         |
+//! | 8               | 4        | meta: byte length of the message, or [`SKIP`]          |
+//! | 12              | 4        | padding                                                |
+//! | `payload_off`   | payload  | the message (`payload_off` = 16, or `T`'s alignment)   |
+//!
+//! The slot array starts right after the [`RawRing`], at [`SLOTS_OFFSET`]. The geometry
+//! (capacity, stride, payload size) is decided when the queue is made, recorded in the
+//! arena's directory entry (`param`), and re-derived and checked against the block's size
+//! when another process opens the queue: after that, every slot address this process
+//! computes is inside the block, whatever a peer writes into the arena.
+
+use super::ring::{initial_stamp, Claim, RawRing, RingError, Slots, MAX_CAPACITY};
+use crate::arena::{Arena, EntryCopy, ObjectKind, Shm};
+use crate::error::{Error, Result};
+use crate::sync::AtomicU64;
+use crate::SpinPolicy;
+use std::time::Instant;
+
+/// Where the slot array starts in the block.
+pub(crate) const SLOTS_OFFSET: usize = core::mem::size_of::<RawRing>();
+
+/// `meta` of a slot whose loan was dropped without being committed: consumers skip it.
+pub(crate) const SKIP: u32 = u32::MAX;
+
+/// Bytes of a slot's header (stamp, meta, padding).
+const SLOT_HEADER: usize = 16;
+
+/// The largest alignment a message type may have.
+const MAX_ALIGN: usize = 128;
+
+/// Process-local, validated geometry of the slot array.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Geometry {
+    pub cap: u64,
+    pub stride: usize,
+    pub payload_off: usize,
+    pub payload: usize,
+}
+
+impl Geometry {
+    /// The geometry for `cap` slots of `payload` bytes aligned to `align`.
+    pub(crate) fn new(cap: u64, payload: usize, align: usize) -> Result<Geometry> {
+        if cap == 0 {
+            return Err(Error::InvalidArgument(
+                "queue capacity must be at least 1".into(),
+            ));
+        }
+        if cap > MAX_CAPACITY {
+            return Err(Error::InvalidArgument(format!(
+                "queue capacity {cap} is larger than the maximum, {MAX_CAPACITY}"
+            )));
+        }
+        if !align.is_power_of_two() || align > MAX_ALIGN {
+            return Err(Error::InvalidArgument(format!(
+                "message alignment {align} is larger than {MAX_ALIGN}"
+            )));
+        }
+        let payload_off = SLOT_HEADER.max(align);
+        let stride = payload_off
+            .checked_add(payload)
+            .and_then(|n| n.checked_next_multiple_of(align.max(8)))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("message of {payload} bytes is too large"))
+            })?;
+        let g = Geometry {
+            cap,
+            stride,
+            payload_off,
+            payload,
+        };
+        g.block_size()?;
+        Ok(g)
+    }
+
+    /// Bytes of the whole block: ring plus slots.
+    pub(crate) fn block_size(&self) -> Result<usize> {
+        usize::try_from(self.cap)
+            .ok()
+            .and_then(|c| c.checked_mul(self.stride))
+            .and_then(|n| n.checked_add(SLOTS_OFFSET))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "a queue of {} slots of {} bytes does not fit in memory",
+                    self.cap, self.stride
+                ))
+            })
+    }
+}
+
+/// The shared ring plus this process's view of its slots.
+#[derive(Clone)]
+pub(crate) struct Core {
+    raw: Shm<RawRing>,
+    geo: Geometry,
+    pub spin: SpinPolicy,
+}
+
+impl Slots for Core {
+    #[inline]
+    fn capacity(&self) -> u64 {
+        self.geo.cap
+    }
+
+    #[inline]
+    fn stamp(&self, index: u64) -> &AtomicU64 {
+        // SAFETY: `slot_ptr` gives an in-bounds, 8-aligned address (see there); the stamp
+        // is only ever accessed atomically, and lives as long as `self.raw`.
+        unsafe { &*self.slot_ptr(index).cast::<AtomicU64>() }
+    }
+}
+
+impl Core {
+    /// Makes the block in `arena` and initialises its stamps.
+    pub(crate) fn create(
+        arena: &Arena,
+        name: Option<&str>,
+        kind: ObjectKind,
+        type_fp: u64,
+        geo: Geometry,
+        param: u64,
+    ) -> Result<Core> {
+        let size = geo.block_size()?;
+        let raw = arena.create_object::<RawRing>(name, kind, type_fp, size, param, |base| {
+            for i in 0..geo.cap {
+                // SAFETY: the block has `size` = SLOTS_OFFSET + cap * stride bytes, so the
+                // slot's stamp (8 bytes at the start of an 8-aligned slot) is in bounds;
+                // nobody else sees the block before it is published.
+                unsafe {
+                    base.as_ptr()
+                        .add(SLOTS_OFFSET + i as usize * geo.stride)
+                        .cast::<u64>()
+                        .write(initial_stamp(i));
+                }
+            }
+        })?;
+        Ok(Core {
+            raw,
+            geo,
+            spin: SpinPolicy::default(),
+        })
+    }
+
+    /// Opens the block `name`, checking that `geo` (re-derived from the entry's `param`)
+    /// fits in it.
+    pub(crate) fn open(
+        arena: &Arena,
+        name: &str,
+        kind: ObjectKind,
+        type_fp: u64,
+        desc: &str,
+        geo_of: impl FnOnce(&EntryCopy) -> Result<Geometry>,
+    ) -> Result<Core> {
+        let (raw, entry) = arena.open_object::<RawRing>(name, kind, type_fp, desc)?;
+        let geo = geo_of(&entry).map_err(|e| {
+            Error::Corrupt(format!("queue {name:?} has an impossible geometry: {e}"))
+        })?;
+        let needed = geo.block_size()?;
+        if needed > raw.len() {
+            return Err(Error::Corrupt(format!(
+                "queue {name:?} needs {needed} bytes but its block has {}",
+                raw.len()
+            )));
+        }
+        Ok(Core {
+            raw,
+            geo,
+            spin: SpinPolicy::default(),
+        })
+    }
+
+    /// Start of the block, for tests that scribble on the shared state.
+    #[cfg(test)]
+    pub(crate) fn base_for_tests(&self) -> *mut u8 {
+        self.raw.base()
+    }
+
+    #[inline]
+    pub(crate) fn ring(&self) -> &RawRing {
+        &self.raw
+    }
+
+    #[inline]
+    pub(crate) fn geo(&self) -> &Geometry {
+        &self.geo
+    }
+
+    /// Start of slot `index`.
+    #[inline]
+    fn slot_ptr(&self, index: u64) -> *mut u8 {
+        // Checked again here (the ring already masks and checks): a bad index must never
+        // become an address.
+        assert!(index < self.geo.cap, "slot index out of range");
+        // SAFETY: index < cap, and the block holds SLOTS_OFFSET + cap * stride bytes
+        // (checked at create / open), so the slot is inside the block.
+        unsafe {
+            self.raw
+                .base()
+                .add(SLOTS_OFFSET + index as usize * self.geo.stride)
+        }
+    }
+
+    /// The meta word of a claimed slot.
+    #[inline]
+    pub(crate) fn meta_ptr(&self, c: &Claim) -> *mut u32 {
+        // SAFETY: offset 8 of an in-bounds slot of at least 16 bytes.
+        unsafe { self.slot_ptr(c.index).add(8).cast() }
+    }
+
+    /// The payload of a claimed slot (`geo.payload` bytes, aligned as asked at creation).
+    #[inline]
+    pub(crate) fn payload_ptr(&self, c: &Claim) -> *mut u8 {
+        // SAFETY: payload_off + payload <= stride, so the payload is inside the slot.
+        unsafe { self.slot_ptr(c.index).add(self.geo.payload_off) }
+    }
+
+    #[inline]
+    pub(crate) fn push_claim(&self, wait: Wait) -> Result<Claim, RingError> {
+        match wait {
+            Wait::Never => self.ring().try_push_claim(self),
+            Wait::Until(d) => self.ring().push_claim(self, d, self.spin),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn pop_claim(&self, wait: Wait) -> Result<Claim, RingError> {
+        match wait {
+            Wait::Never => self.ring().try_pop_claim(self),
+            Wait::Until(d) => self.ring().pop_claim(self, d, self.spin),
+        }
+    }
+
+    /// Publishes a claimed slot whose payload and meta were written.
+    #[inline]
+    pub(crate) fn publish(&self, c: Claim, meta: u32) {
+        // SAFETY: we hold the claim: nobody else reads or writes this slot until the
+        // publish below; meta_ptr is in bounds and 4-aligned.
+        unsafe { self.meta_ptr(&c).write(meta) };
+        self.ring().publish(self, c);
+    }
+
+    /// Reads the meta word of a claimed (published) slot.
+    #[inline]
+    pub(crate) fn meta(&self, c: &Claim) -> u32 {
+        // SAFETY: we hold the claim, acquired with the stamp's Acquire load that pairs
+        // with the producer's Release publish: the meta was written before and nobody
+        // writes it now.
+        unsafe { self.meta_ptr(c).read() }
+    }
+
+    #[inline]
+    pub(crate) fn release(&self, c: Claim) {
+        self.ring().release(self, c);
+    }
+
+    /// Pops the next message that is not a skipped loan.
+    #[inline]
+    pub(crate) fn pop_message(&self, wait: Wait) -> Result<(Claim, u32), RingError> {
+        loop {
+            let c = self.pop_claim(wait)?;
+            let meta = self.meta(&c);
+            if meta == SKIP {
+                self.release(c);
+                continue;
+            }
+            return Ok((c, meta));
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.ring().len(self) as usize
+    }
+
+    pub(crate) fn close(&self) -> bool {
+        self.ring().close(self)
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.ring().is_closed(self)
+    }
+}
+
+/// How long a claim may wait.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Wait {
+    /// Not at all (`try_*`).
+    Never,
+    /// Until the deadline (`None`: forever).
+    Until(Option<Instant>),
+}
+
+impl Wait {
+    pub(crate) fn timeout(t: std::time::Duration) -> Wait {
+        Wait::Until(crate::sync::time::deadline_after(t))
+    }
+}

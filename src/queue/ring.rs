@@ -1,0 +1,768 @@
+//! The algorithm: a bounded MPMC ring with Vyukov stamps, and its sleep / wake protocol.
+//!
+//! This is crossbeam's `ArrayQueue` reshaped for shared memory: the state is a
+//! `#[repr(C)]` block of fixed-width atomics ([`RawRing`]), the slots live in memory the
+//! ring does not own (reached through the [`Slots`] trait, so that a loom model can supply
+//! its own), and an operation is split into a *claim* and a *publish* / *release*, which
+//! is what lets a handle write or read a message in place (the zero-copy loans).
+//!
+//! # Indices and stamps
+//!
+//! With `cap` slots, `mark_bit = (cap + 1).next_power_of_two()` and `one_lap = 2 *
+//! mark_bit`. `head` and `tail` are `{ lap, mark, index }` packed in a `u64`:
+//!
+//! | bits                         | field  | meaning                                   |
+//! |------------------------------|--------|-------------------------------------------|
+//! | `0 .. log2(mark_bit)`        | index  | the slot, `< cap`                         |
+//! | `log2(mark_bit)`             | mark   | `tail` only: the queue is closed          |
+//! | above                        | lap    | how many times the ring has wrapped       |
+//!
+//! Each slot has a stamp (a `u64` of the same shape, never marked). For the slot at `index`
+//! and a position `p = { lap, index }`:
+//!
+//! | stamp            | state of the slot                                          |
+//! |------------------|------------------------------------------------------------|
+//! | `p`              | free: a producer whose `tail == p` may claim it            |
+//! | `p + 1`          | full: a consumer whose `head == p` may claim it            |
+//! | `p + one_lap`    | released by the consumer of `p`: free for the next lap     |
+//!
+//! Seen from a producer at `tail == p`, a stamp `p - one_lap` (the previous lap's
+//! producer has not published yet) or `p + 1 - one_lap` (the previous lap's message is
+//! not consumed yet) both mean "full for now"; seen from a consumer at `head == p`, a
+//! stamp `p` (not published yet) or `p + 1 - one_lap` (the previous lap's consumer has
+//! not released yet) both mean "empty for now". A blocking claim sleeps on them and is
+//! woken by the publish / release that ends them.
+//!
+//! A producer claims by CAS-ing `tail` forward, writes the slot, then *publishes* by
+//! storing `p + 1` (Release). A consumer claims by CAS-ing `head` forward, reads the slot,
+//! then *releases* it by storing `p + one_lap` (Release). Between claim and publish /
+//! release the slot belongs to one party: that window is a loan.
+//!
+//! Every index read from shared memory is checked (`index < cap`) before it reaches
+//! [`Slots::stamp`]. A stamp whose index field is neither the slot's index nor the next
+//! one (or that carries the mark) can only come from a corrupted ring, and is reported as
+//! [`RingError::Corrupt`]; so is a claim that keeps retrying for millions of rounds.
+//!
+//! # Sleeping and waking
+//!
+//! | word          | bumped by                         | waited on by        |
+//! |---------------|-----------------------------------|---------------------|
+//! | `not_empty`   | a publish that sees `get_waiters` | consumers (`pop_*`) |
+//! | `not_full`    | a release that sees `put_waiters` | producers (`push_*`)|
+//! | `lap_seq`     | any publish / release that sees `lap_waiters` (wakes all) | a party whose slot the previous lap's party still holds |
+//! | `done_seq`    | the last `task_done`              | `join`              |
+//!
+//! A side that must wait spins for a while ([`SpinPolicy`]), then: reads the futex word,
+//! registers in the waiter count, issues a SeqCst fence, re-checks the ring, and sleeps only
+//! if the futex word is unchanged. The other side, after its publish / release, issues a
+//! SeqCst fence and reads the waiter count; only when it is non-zero does it bump the word
+//! and call `futex_wake`. The two fences make the pair a Dekker handshake: either the
+//! waiter's re-check sees the new message, or the publisher sees the waiter (and then its
+//! bump makes the waiter's `futex_wait` return at once, or its wake finds it asleep). So the
+//! uncontended path makes no system call, and no wake-up is lost. This is what
+//! `loom-tests/tests/queue.rs` model-checks.
+//!
+//! `close` sets the mark bit in `tail` and wakes every sleeper on both words.
+
+use super::error::TaskDoneError;
+use crate::spin::SpinPolicy;
+use crate::sync::futex::{self, WaitResult};
+use crate::sync::{fence, time, AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
+
+/// The largest capacity a ring may have.
+pub const MAX_CAPACITY: u64 = 1 << 31;
+
+/// Where the slots' stamps live. The ring never touches a slot's payload; the handle does,
+/// between a claim and its publish / release.
+pub trait Slots {
+    /// Number of slots (`1 ..= MAX_CAPACITY`). Must not change for the life of the ring.
+    fn capacity(&self) -> u64;
+    /// The stamp of slot `index`. The ring only calls this with `index < capacity()`.
+    fn stamp(&self, index: u64) -> &AtomicU64;
+}
+
+/// The initial stamp of slot `index` (lap 0, free).
+#[inline]
+pub const fn initial_stamp(index: u64) -> u64 {
+    index
+}
+
+/// A slot claimed by [`RawRing::try_push_claim`] / [`RawRing::try_pop_claim`], to be
+/// handed back to [`RawRing::publish`] / [`RawRing::release`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a claimed slot blocks the ring until it is published or released"]
+pub struct Claim {
+    /// The slot, `< capacity`.
+    pub index: u64,
+    /// The stamp to store when the claim ends.
+    stamp: u64,
+}
+
+/// Why a ring operation did not claim a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RingError {
+    /// Push: no free slot (or the next one is still being read). Blocking: the deadline
+    /// passed.
+    Full,
+    /// Pop: no published message (or the next one is still being written). Blocking: the
+    /// deadline passed.
+    Empty,
+    /// The ring is closed (push), or closed and drained (pop).
+    Closed,
+    /// An index or a stamp in shared memory is impossible: the ring was corrupted.
+    Corrupt,
+}
+
+/// Why a claim stopped short, as the blocking path needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Wait for a publish: nothing published in our slot yet (empty).
+    NeedPublish,
+    /// Wait for a release: our slot still holds the previous lap's message (full).
+    NeedRelease,
+    /// Our slot is held by the previous lap's producer (push) or consumer (pop), which
+    /// has claimed it and not finished: wait for its publish or release.
+    Lap,
+    Closed,
+    Corrupt,
+}
+
+impl Stop {
+    fn must_wait(self) -> bool {
+        matches!(self, Stop::NeedPublish | Stop::NeedRelease | Stop::Lap)
+    }
+
+    fn for_push(self) -> RingError {
+        match self {
+            Stop::NeedRelease | Stop::Lap => RingError::Full,
+            Stop::Closed => RingError::Closed,
+            Stop::NeedPublish | Stop::Corrupt => RingError::Corrupt,
+        }
+    }
+
+    fn for_pop(self) -> RingError {
+        match self {
+            Stop::NeedPublish | Stop::Lap => RingError::Empty,
+            Stop::Closed => RingError::Closed,
+            Stop::NeedRelease | Stop::Corrupt => RingError::Corrupt,
+        }
+    }
+}
+
+/// Aligns its content to its own 128-byte line (two x86 cache lines: the adjacent-line
+/// prefetcher pulls pairs).
+#[repr(C, align(128))]
+struct Padded<T>(T);
+
+/// The futex words and waiter counts of the sleep / wake protocol.
+#[repr(C)]
+struct Wake {
+    /// Bumped (then woken) when a message was published and a consumer may sleep.
+    not_empty: AtomicU32,
+    /// Consumers registered to sleep on `not_empty`.
+    get_waiters: AtomicU32,
+    /// Bumped (then woken) when a slot was released and a producer may sleep.
+    not_full: AtomicU32,
+    /// Producers registered to sleep on `not_full`.
+    put_waiters: AtomicU32,
+    /// 1 once `close` has marked the tail. A copy of the mark on a line that no hot path
+    /// writes, so that a consumer spinning on an empty ring does not pull the producers'
+    /// `tail` line into its cache on every look.
+    closed: AtomicU32,
+    /// Bumped (then all woken) by every publish and release while `lap_waiters` is set.
+    lap_seq: AtomicU32,
+    /// Parties registered to sleep on `lap_seq`: waiting for the previous lap's producer
+    /// to publish or its consumer to release the slot they need.
+    lap_waiters: AtomicU32,
+    _pad: u32,
+}
+
+/// JoinableQueue's task counter.
+#[repr(C)]
+struct Join {
+    /// Items put and not yet marked done.
+    unfinished: AtomicU64,
+    /// Bumped (then woken) when `unfinished` reaches 0 and a joiner may sleep.
+    done_seq: AtomicU32,
+    /// Joiners registered to sleep on `done_seq`.
+    join_waiters: AtomicU32,
+}
+
+/// The shared state of a ring: head, tail, the sleep / wake words and the task counter.
+/// All zero is an empty, open ring (the slots' stamps must be set to
+/// [`initial_stamp`]). See the [module docs](self) for the protocol.
+#[repr(C)]
+pub struct RawRing {
+    head: Padded<AtomicU64>,
+    tail: Padded<AtomicU64>,
+    wake: Padded<Wake>,
+    join: Padded<Join>,
+}
+
+#[cfg(not(shmproc_loom))]
+mod layout_checks {
+    use super::*;
+    use static_assertions::const_assert_eq;
+    const_assert_eq!(core::mem::size_of::<RawRing>(), 512);
+    const_assert_eq!(core::mem::offset_of!(RawRing, head), 0);
+    const_assert_eq!(core::mem::offset_of!(RawRing, tail), 128);
+    const_assert_eq!(core::mem::offset_of!(RawRing, wake), 256);
+    const_assert_eq!(core::mem::offset_of!(RawRing, join), 384);
+    const_assert_eq!(core::mem::size_of::<Wake>(), 32);
+    const_assert_eq!(core::mem::size_of::<Join>(), 16);
+}
+
+impl Default for RawRing {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `(mark_bit, one_lap)` for `cap` slots.
+#[inline]
+fn geometry(cap: u64) -> (u64, u64) {
+    let mark_bit = (cap + 1).next_power_of_two();
+    (mark_bit, mark_bit * 2)
+}
+
+/// True if `stamp` could be a stamp of the slot at `index`: its index field is `index`
+/// (free, released) or `index + 1` (published), and it carries no mark.
+#[inline]
+fn stamp_fits(stamp: u64, index: u64, mark_bit: u64) -> bool {
+    let ix = stamp & (mark_bit - 1);
+    stamp & mark_bit == 0 && (ix == index || ix == index + 1)
+}
+
+/// Counts the retries of one claim. A retry happens when another party moved the index
+/// or when we read a stamp older than the latest; both resolve in a few rounds. A stamp
+/// that fits the slot but belongs to an impossible lap (a corrupted ring) would make the
+/// claim retry forever: after `LIMIT` rounds (far beyond any real race) it is reported as
+/// corruption. The model checker has no such bound: it must see every retry resolve.
+#[derive(Default)]
+struct Stuck(u32);
+
+impl Stuck {
+    #[cfg(not(shmproc_loom))]
+    const LIMIT: u32 = 1 << 22;
+
+    #[inline]
+    fn tick(&mut self) -> bool {
+        #[cfg(not(shmproc_loom))]
+        {
+            self.0 += 1;
+            self.0 >= Self::LIMIT
+        }
+        #[cfg(shmproc_loom)]
+        {
+            false
+        }
+    }
+}
+
+impl RawRing {
+    /// An empty, open ring (all zero).
+    pub fn new() -> Self {
+        RawRing {
+            head: Padded(AtomicU64::new(0)),
+            tail: Padded(AtomicU64::new(0)),
+            wake: Padded(Wake {
+                not_empty: AtomicU32::new(0),
+                get_waiters: AtomicU32::new(0),
+                not_full: AtomicU32::new(0),
+                put_waiters: AtomicU32::new(0),
+                closed: AtomicU32::new(0),
+                lap_seq: AtomicU32::new(0),
+                lap_waiters: AtomicU32::new(0),
+                _pad: 0,
+            }),
+            join: Padded(Join {
+                unfinished: AtomicU64::new(0),
+                done_seq: AtomicU32::new(0),
+                join_waiters: AtomicU32::new(0),
+            }),
+        }
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Claims, without waiting.
+
+    /// Claims the next free slot for writing, without waiting.
+    ///
+    /// # Errors
+    /// [`RingError::Full`] (also while the consumer of the previous lap still reads the
+    /// slot), [`RingError::Closed`], [`RingError::Corrupt`].
+    #[inline]
+    pub fn try_push_claim(&self, s: &impl Slots) -> Result<Claim, RingError> {
+        self.push_step(s).map_err(Stop::for_push)
+    }
+
+    #[inline]
+    fn push_step(&self, s: &impl Slots) -> Result<Claim, Stop> {
+        let cap = s.capacity();
+        let (mark_bit, one_lap) = geometry(cap);
+        // Relaxed: only a guess; the CAS below (and the stamp's Acquire) decide.
+        let mut tail = self.tail.0.load(Ordering::Relaxed);
+        let mut stuck = Stuck::default();
+        loop {
+            if tail & mark_bit != 0 {
+                return Err(Stop::Closed);
+            }
+            let index = tail & (mark_bit - 1);
+            if index >= cap {
+                return Err(Stop::Corrupt);
+            }
+            let lap = tail & !(one_lap - 1);
+            let new_tail = if index + 1 < cap {
+                tail.wrapping_add(1)
+            } else {
+                lap.wrapping_add(one_lap)
+            };
+            // Acquire: pairs with the Release store in `release` of the consumer of the
+            // previous lap, so its reads of the slot are done before we write it.
+            let stamp = s.stamp(index).load(Ordering::Acquire);
+            if stamp == tail {
+                // SeqCst: the tail is part of the total order that `len` and `close`
+                // rely on.
+                match self.tail.0.compare_exchange_weak(
+                    tail,
+                    new_tail,
+                    Ordering::SeqCst,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        return Ok(Claim {
+                            index,
+                            stamp: tail.wrapping_add(1),
+                        })
+                    }
+                    Err(t) => {
+                        tail = t;
+                        continue;
+                    }
+                }
+            }
+            if stamp.wrapping_add(one_lap) == tail.wrapping_add(1) {
+                // The slot still holds the previous lap's message: full, unless the head
+                // has moved on and a consumer is reading it right now. Either way there
+                // is nothing to claim yet (a stale `tail` cannot lead here: no producer
+                // can claim past a slot that still holds the previous lap's message).
+                return Err(Stop::NeedRelease);
+            }
+            if stamp.wrapping_add(one_lap) == tail {
+                // The producer of the previous lap claimed this slot and has not published
+                // it yet (a put loan, or a producer paused mid-put): after it publishes, a
+                // consumer must release it before we can write. Waiting for that release
+                // is waiting on a full ring, woken by a publish first.
+                return Err(Stop::Lap);
+            }
+            // Our tail or our stamp is stale (another producer moved on, or we read an
+            // older stamp than the latest): look again, unless the stamp is impossible.
+            if !stamp_fits(stamp, index, mark_bit) || stuck.tick() {
+                return Err(Stop::Corrupt);
+            }
+            crate::sync::spin_hint();
+            // Relaxed: as above.
+            tail = self.tail.0.load(Ordering::Relaxed);
+        }
+    }
+
+    /// Claims the oldest published message for reading, without waiting.
+    ///
+    /// # Errors
+    /// [`RingError::Empty`] (also while its producer still writes the next slot),
+    /// [`RingError::Closed`] when closed and drained, [`RingError::Corrupt`].
+    #[inline]
+    pub fn try_pop_claim(&self, s: &impl Slots) -> Result<Claim, RingError> {
+        self.pop_step(s).map_err(Stop::for_pop)
+    }
+
+    #[inline]
+    fn pop_step(&self, s: &impl Slots) -> Result<Claim, Stop> {
+        let cap = s.capacity();
+        let (mark_bit, one_lap) = geometry(cap);
+        // Relaxed: only a guess; the CAS below (and the stamp's Acquire) decide.
+        let mut head = self.head.0.load(Ordering::Relaxed);
+        let mut stuck = Stuck::default();
+        loop {
+            let index = head & (mark_bit - 1);
+            if index >= cap || head & mark_bit != 0 {
+                return Err(Stop::Corrupt);
+            }
+            let lap = head & !(one_lap - 1);
+            // Acquire: pairs with the Release store in `publish`: the message written
+            // before it is visible to us.
+            let stamp = s.stamp(index).load(Ordering::Acquire);
+            if stamp == head.wrapping_add(1) {
+                let new_head = if index + 1 < cap {
+                    head.wrapping_add(1)
+                } else {
+                    lap.wrapping_add(one_lap)
+                };
+                // SeqCst: see `try_push_claim`.
+                match self.head.0.compare_exchange_weak(
+                    head,
+                    new_head,
+                    Ordering::SeqCst,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        return Ok(Claim {
+                            index,
+                            stamp: head.wrapping_add(one_lap),
+                        })
+                    }
+                    Err(h) => {
+                        head = h;
+                        continue;
+                    }
+                }
+            }
+            if stamp == head {
+                // Nothing published here yet: empty, or a producer holds a claim on this
+                // slot. Closed and drained? Only worth asking once `closed` is set.
+                // Acquire: pairs with the Release store of `closed` in `close`, which
+                // follows the tail's mark: seeing the flag, we see the mark.
+                if self.wake.0.closed.load(Ordering::Acquire) != 0 {
+                    // Relaxed: ordered after the flag by the Acquire above.
+                    let tail = self.tail.0.load(Ordering::Relaxed);
+                    if tail & !mark_bit == head {
+                        return Err(Stop::Closed);
+                    }
+                }
+                return Err(Stop::NeedPublish);
+            }
+            if stamp.wrapping_add(one_lap) == head.wrapping_add(1) {
+                // The previous lap's message is still being read by its consumer (a get
+                // loan, or a consumer paused mid-get): after it releases the slot, a
+                // producer must publish into it. Waiting for that is waiting on an empty
+                // ring, woken by a release first.
+                return Err(Stop::Lap);
+            }
+            // Stale head or stale stamp: look again, unless the stamp is impossible.
+            if !stamp_fits(stamp, index, mark_bit) || stuck.tick() {
+                return Err(Stop::Corrupt);
+            }
+            crate::sync::spin_hint();
+            // Relaxed: as above.
+            head = self.head.0.load(Ordering::Relaxed);
+        }
+    }
+
+    /// Ends a push claim: the message written in the slot becomes visible to consumers.
+    /// Wakes a sleeping consumer if one is registered (no system call otherwise).
+    #[inline]
+    pub fn publish(&self, s: &impl Slots, claim: Claim) {
+        // Release: pairs with the Acquire stamp load in `try_pop_claim`: our writes to the
+        // slot happen before the consumer's reads.
+        s.stamp(claim.index).store(claim.stamp, Ordering::Release);
+        // SYNC POINT (publish / sleeping consumer): this fence pairs with the one in
+        // `wait_for`, registered after the waiter count's increment. Either the consumer's
+        // re-check sees our stamp, or we see its registration.
+        fence(Ordering::SeqCst);
+        // Relaxed: ordered by the fence above.
+        if self.wake.0.get_waiters.load(Ordering::Relaxed) != 0 {
+            self.bump_and_wake(&self.wake.0.not_empty, false);
+        }
+        self.wake_lap_waiters();
+    }
+
+    /// Ends a pop claim: the slot is free for the next lap. Wakes a sleeping producer if
+    /// one is registered (no system call otherwise).
+    #[inline]
+    pub fn release(&self, s: &impl Slots, claim: Claim) {
+        // Release: pairs with the Acquire stamp load in `try_push_claim`: our reads of the
+        // slot happen before the next producer's writes.
+        s.stamp(claim.index).store(claim.stamp, Ordering::Release);
+        // SYNC POINT (release / sleeping producer): see `publish`.
+        fence(Ordering::SeqCst);
+        // Relaxed: ordered by the fence above.
+        if self.wake.0.put_waiters.load(Ordering::Relaxed) != 0 {
+            self.bump_and_wake(&self.wake.0.not_full, false);
+        }
+        self.wake_lap_waiters();
+    }
+
+    /// After a publish or release (and its fence): wakes every party waiting for the
+    /// previous lap's producer or consumer to finish (rare: a long loan or a paused
+    /// process). All of them, since each may wait for a different slot.
+    #[inline]
+    fn wake_lap_waiters(&self) {
+        // Relaxed: ordered by the caller's SeqCst fence (SYNC POINT with `wait_for`).
+        if self.wake.0.lap_waiters.load(Ordering::Relaxed) != 0 {
+            self.bump_and_wake(&self.wake.0.lap_seq, true);
+        }
+    }
+
+    #[cold]
+    fn bump_and_wake(&self, word: &AtomicU32, all: bool) {
+        // Release: pairs with the Acquire load of the word in `wait_for`; the bump makes a
+        // waiter that read the old value and has not slept yet return at once.
+        word.fetch_add(1, Ordering::Release);
+        if all {
+            futex::wake_all(word);
+        } else {
+            futex::wake_one(word);
+        }
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Blocking claims.
+
+    /// Claims a free slot, waiting while the ring is full: spin as `spin` says, then sleep,
+    /// until `deadline` (`None`: forever).
+    ///
+    /// # Errors
+    /// [`RingError::Full`] at the deadline, [`RingError::Closed`], [`RingError::Corrupt`].
+    #[inline]
+    pub fn push_claim(
+        &self,
+        s: &impl Slots,
+        deadline: Option<Instant>,
+        spin: SpinPolicy,
+    ) -> Result<Claim, RingError> {
+        match self.push_step(s) {
+            Ok(c) => Ok(c),
+            Err(e) if e.must_wait() => self
+                .wait_for(|| self.push_step(s), deadline, spin)
+                .map_err(Stop::for_push),
+            Err(e) => Err(e.for_push()),
+        }
+    }
+
+    /// Claims the oldest message, waiting while the ring is empty: spin as `spin` says,
+    /// then sleep, until `deadline` (`None`: forever).
+    ///
+    /// # Errors
+    /// [`RingError::Empty`] at the deadline, [`RingError::Closed`] when closed and
+    /// drained, [`RingError::Corrupt`].
+    #[inline]
+    pub fn pop_claim(
+        &self,
+        s: &impl Slots,
+        deadline: Option<Instant>,
+        spin: SpinPolicy,
+    ) -> Result<Claim, RingError> {
+        match self.pop_step(s) {
+            Ok(c) => Ok(c),
+            Err(e) if e.must_wait() => self
+                .wait_for(|| self.pop_step(s), deadline, spin)
+                .map_err(Stop::for_pop),
+            Err(e) => Err(e.for_pop()),
+        }
+    }
+
+    /// The slow path of both blocking claims: `attempt` stops with a [`Stop`] that says
+    /// which event to wait for (a publish, a release, or the previous lap's party).
+    #[cold]
+    fn wait_for(
+        &self,
+        mut attempt: impl FnMut() -> Result<Claim, Stop>,
+        deadline: Option<Instant>,
+        spin: SpinPolicy,
+    ) -> Result<Claim, Stop> {
+        for round in 0..spin.rounds {
+            spin.pause(round);
+            match attempt() {
+                Err(e) if e.must_wait() => {}
+                r => return r,
+            }
+        }
+        let w = &self.wake.0;
+        let mut why = match attempt() {
+            Err(e) if e.must_wait() => e,
+            r => return r,
+        };
+        loop {
+            let (word, waiters) = match why {
+                Stop::NeedPublish => (&w.not_empty, &w.get_waiters),
+                Stop::NeedRelease => (&w.not_full, &w.put_waiters),
+                _ => (&w.lap_seq, &w.lap_waiters),
+            };
+            // Acquire: pairs with the Release bump in `bump_and_wake`. Read before the
+            // re-check below, so a bump after the re-check changes the word and
+            // `futex::wait` will not sleep on a stale value.
+            let seq = word.load(Ordering::Acquire);
+            // Relaxed: ordered before the re-check by the fence below.
+            waiters.fetch_add(1, Ordering::Relaxed);
+            // SYNC POINT: pairs with the fence in `publish` / `release` / `close`.
+            fence(Ordering::SeqCst);
+            let again = attempt();
+            if !matches!(again, Err(e) if e == why) {
+                // Relaxed: a count; a stale non-zero value costs a publisher one wake.
+                waiters.fetch_sub(1, Ordering::Relaxed);
+                match again {
+                    // Another reason to wait: register for that one instead.
+                    Err(e) if e.must_wait() => {
+                        why = e;
+                        continue;
+                    }
+                    r => return r,
+                }
+            }
+            let res = futex::wait(word, seq, deadline);
+            // Relaxed: as above.
+            waiters.fetch_sub(1, Ordering::Relaxed);
+            match attempt() {
+                Err(e) if e.must_wait() => {
+                    if res == WaitResult::TimedOut && time::expired(deadline) {
+                        return Err(e);
+                    }
+                    why = e;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Close and size.
+
+    /// Closes the ring: pushes fail from now on, pops drain what is left. Wakes every
+    /// sleeper. Returns false if it was already closed.
+    pub fn close(&self, s: &impl Slots) -> bool {
+        let (mark_bit, _) = geometry(s.capacity());
+        // SeqCst: in the same total order as the tail CAS in `try_push_claim`: a push
+        // either claimed before the mark (and will publish) or sees it.
+        let old = self.tail.0.fetch_or(mark_bit, Ordering::SeqCst);
+        // Release: pairs with the Acquire load in `try_pop_claim` (see `Wake::closed`).
+        self.wake.0.closed.store(1, Ordering::Release);
+        // SYNC POINT: pairs with the fence in `wait_for`, as for `publish`.
+        fence(Ordering::SeqCst);
+        // Relaxed: ordered by the fence above.
+        if self.wake.0.get_waiters.load(Ordering::Relaxed) != 0 {
+            self.bump_and_wake(&self.wake.0.not_empty, true);
+        }
+        // Relaxed: ordered by the fence above.
+        if self.wake.0.put_waiters.load(Ordering::Relaxed) != 0 {
+            self.bump_and_wake(&self.wake.0.not_full, true);
+        }
+        self.wake_lap_waiters();
+        old & mark_bit == 0
+    }
+
+    /// True once [`close`](Self::close) was called.
+    pub fn is_closed(&self, s: &impl Slots) -> bool {
+        let (mark_bit, _) = geometry(s.capacity());
+        // SeqCst: a snapshot in the same total order as `close`.
+        self.tail.0.load(Ordering::SeqCst) & mark_bit != 0
+    }
+
+    /// Messages in the ring, claimed-but-unpublished and claimed-but-unreleased slots
+    /// included: exact when no operation is under way, a snapshot otherwise. Never more
+    /// than the capacity.
+    pub fn len(&self, s: &impl Slots) -> u64 {
+        let cap = s.capacity();
+        let (mark_bit, _) = geometry(cap);
+        loop {
+            // SeqCst: a consistent snapshot of both ends (crossbeam's `len`).
+            let tail = self.tail.0.load(Ordering::SeqCst);
+            let head = self.head.0.load(Ordering::SeqCst);
+            if self.tail.0.load(Ordering::SeqCst) != tail {
+                crate::sync::spin_hint();
+                continue;
+            }
+            let hix = head & (mark_bit - 1);
+            let tix = tail & (mark_bit - 1);
+            let n = if hix < tix {
+                tix - hix
+            } else if hix > tix {
+                cap.saturating_sub(hix) + tix
+            } else if tail & !mark_bit == head {
+                0
+            } else {
+                cap
+            };
+            return n.min(cap);
+        }
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Tasks (JoinableQueue).
+
+    /// Counts one more unfinished task (before the item is pushed).
+    #[inline]
+    pub fn task_add(&self) {
+        // Relaxed: the push that follows publishes the item with Release, and a consumer's
+        // `task_done` happens after its Acquire of that item, so it sees this increment.
+        self.join.0.unfinished.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Marks one task done. Wakes joiners when the count reaches zero.
+    ///
+    /// # Errors
+    /// [`TaskDoneError`] when no task is unfinished (more `task_done`s than items).
+    pub fn task_done(&self) -> Result<(), TaskDoneError> {
+        // Relaxed: the CAS re-checks.
+        let mut cur = self.join.0.unfinished.load(Ordering::Relaxed);
+        loop {
+            if cur == 0 {
+                return Err(TaskDoneError);
+            }
+            // Release: pairs with the Acquire loads in `join`: work done before
+            // `task_done` is visible to the process that `join` returns in.
+            match self.join.0.unfinished.compare_exchange_weak(
+                cur,
+                cur - 1,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(v) => cur = v,
+            }
+        }
+        if cur == 1 {
+            // SYNC POINT (last task_done / sleeping joiner): pairs with the fence in
+            // `join`.
+            fence(Ordering::SeqCst);
+            // Relaxed: ordered by the fence above.
+            if self.join.0.join_waiters.load(Ordering::Relaxed) != 0 {
+                self.bump_and_wake(&self.join.0.done_seq, true);
+            }
+        }
+        Ok(())
+    }
+
+    /// Unfinished tasks (a snapshot).
+    pub fn unfinished(&self) -> u64 {
+        // Relaxed: a snapshot.
+        self.join.0.unfinished.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every task is done, or until `deadline`. Returns false if it timed out.
+    pub fn join(&self, deadline: Option<Instant>, spin: SpinPolicy) -> bool {
+        let j = &self.join.0;
+        // Acquire: pairs with the Release CAS in `task_done`.
+        if j.unfinished.load(Ordering::Acquire) == 0 {
+            return true;
+        }
+        for round in 0..spin.rounds {
+            spin.pause(round);
+            // Acquire: as above.
+            if j.unfinished.load(Ordering::Acquire) == 0 {
+                return true;
+            }
+        }
+        loop {
+            // Acquire: pairs with the Release bump in `bump_and_wake`.
+            let seq = j.done_seq.load(Ordering::Acquire);
+            // Relaxed: ordered by the fence below.
+            j.join_waiters.fetch_add(1, Ordering::Relaxed);
+            // SYNC POINT: pairs with the fence in `task_done`.
+            fence(Ordering::SeqCst);
+            // Acquire: pairs with the Release CAS in `task_done`.
+            if j.unfinished.load(Ordering::Acquire) == 0 {
+                // Relaxed: a count.
+                j.join_waiters.fetch_sub(1, Ordering::Relaxed);
+                return true;
+            }
+            let w = futex::wait(&j.done_seq, seq, deadline);
+            // Relaxed: a count.
+            j.join_waiters.fetch_sub(1, Ordering::Relaxed);
+            if w == WaitResult::TimedOut && time::expired(deadline) {
+                // Acquire: as above.
+                return j.unfinished.load(Ordering::Acquire) == 0;
+            }
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! A peer that scribbles on a queue's shared state makes calls fail, never read or write
+//! out of bounds.
+
+use super::core::SLOTS_OFFSET;
+use super::{ByteQueue, GetError, PutError, Queue};
+use crate::Arena;
+
+fn word(base: *mut u8, offset: usize) -> *mut u64 {
+    // `wrapping_add`: computing the address is safe; each caller's write says why it is
+    // inside the queue's block.
+    base.wrapping_add(offset).cast()
+}
+
+fn arena() -> Arena {
+    Arena::anonymous(1 << 20).unwrap()
+}
+
+const HEAD: usize = 0;
+const TAIL: usize = 128;
+
+#[test]
+fn head_index_out_of_range_is_corrupt() {
+    let q = Queue::<u64>::new_in(&arena(), 4).unwrap();
+    q.put(1).unwrap();
+    let base = q.core_for_tests().base_for_tests();
+    // cap 4: mark_bit 8, so index 5 fits the mask but is not a slot.
+    // SAFETY: the head word is at offset 0 of the block; written like a hostile peer.
+    unsafe { word(base, HEAD).write_volatile(5) };
+    assert_eq!(q.try_get(), Err(GetError::Corrupt));
+    assert_eq!(q.get(), Err(GetError::Corrupt));
+    assert!(q.qsize() <= 4);
+}
+
+#[test]
+fn tail_index_out_of_range_is_corrupt() {
+    let q = Queue::<u64>::new_in(&arena(), 4).unwrap();
+    let base = q.core_for_tests().base_for_tests();
+    // SAFETY: the tail word is at offset 128 of the block.
+    unsafe { word(base, TAIL).write_volatile(7) };
+    assert_eq!(q.try_put(1), Err(PutError::Corrupt(1)));
+    assert_eq!(q.put(2), Err(PutError::Corrupt(2)));
+    assert!(q.qsize() <= 4);
+}
+
+#[test]
+fn impossible_stamp_is_corrupt() {
+    let q = Queue::<u64>::new_in(&arena(), 4).unwrap();
+    let base = q.core_for_tests().base_for_tests();
+    // Slot 0's stamp with index field 3: no state of slot 0 has that.
+    // SAFETY: slot 0's stamp is the first word of the slot array.
+    unsafe { word(base, SLOTS_OFFSET).write_volatile(3) };
+    assert_eq!(q.try_put(1), Err(PutError::Corrupt(1)));
+    assert_eq!(q.try_get(), Err(GetError::Corrupt));
+}
+
+#[test]
+fn stamp_of_an_impossible_lap_is_corrupt_not_a_hang() {
+    let q = Queue::<u64>::new_in(&arena(), 4).unwrap();
+    let base = q.core_for_tests().base_for_tests();
+    // Index field 0 (fits slot 0), but lap 5: a producer would retry forever.
+    // SAFETY: as above.
+    unsafe { word(base, SLOTS_OFFSET).write_volatile(5 * 16) };
+    assert_eq!(q.try_put(1), Err(PutError::Corrupt(1)));
+}
+
+#[test]
+fn impossible_message_length_is_corrupt_and_the_queue_goes_on() {
+    let q = ByteQueue::new_in(&arena(), 4, 16).unwrap();
+    q.put_bytes(b"first").unwrap();
+    q.put_bytes(b"second").unwrap();
+    let base = q.core_for_tests().base_for_tests();
+    // Slot 0's meta (the length) at offset 8 of the slot: far beyond the maximum.
+    // SAFETY: inside slot 0.
+    unsafe {
+        base.add(SLOTS_OFFSET + 8)
+            .cast::<u32>()
+            .write_volatile(1 << 30)
+    };
+    assert_eq!(q.get_bytes(), Err(GetError::Corrupt));
+    assert_eq!(q.get_bytes().unwrap(), b"second");
+}

@@ -1,0 +1,799 @@
+//! `Queue<T>`, its loans, `SimpleQueue<T>` and `JoinableQueue<T>`.
+
+use super::core::{Core, Geometry, Wait};
+use super::error::{GetError, JoinTimeout, PutError, TaskDoneError};
+use super::ring::{Claim, RingError};
+use crate::arena::{fingerprint_sized, Arena, ObjectKind};
+use crate::error::Result;
+use crate::sync::time;
+use crate::SpinPolicy;
+use bytemuck::Pod;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::time::Duration;
+
+/// A bounded multi-producer, multi-consumer queue of plain-data values, shared between
+/// processes: Python's `multiprocessing.Queue(maxsize)`.
+///
+/// `T: Pod` (from [`bytemuck`]): any bytes are a valid `T` and it holds no pointer, so a
+/// value is copied into a slot of the ring and out again, with no serialization. For other
+/// types, see [`ByteQueue::put_value`](super::ByteQueue) (feature `serde`).
+///
+/// The handle is `Clone + Send + Sync` and keeps working in every process `fork`ed after
+/// it was made; [`Queue::create`] / [`Queue::open`] find a queue by name in a named arena.
+///
+/// Unlike Python's, [`close`](Queue::close) is queue-wide: after it, puts fail with
+/// [`PutError::Disconnected`] (the value comes back) and gets drain what is left, then
+/// fail with [`GetError::Disconnected`]. That replaces the "one `None` per consumer"
+/// sentinel idiom.
+///
+/// FIFO: the values of one producer are taken in the order it put them.
+///
+/// # Example
+/// ```
+/// use shmproc::queue::{GetError, Queue};
+/// let q = Queue::<u64>::new(4)?;
+/// q.put(1).unwrap();
+/// q.put(2).unwrap();
+/// assert_eq!(q.qsize(), 2);
+/// assert_eq!(q.get(), Ok(1));
+/// q.close();
+/// assert_eq!(q.get(), Ok(2)); // drained after close
+/// assert_eq!(q.get(), Err(GetError::Disconnected));
+/// # Ok::<(), shmproc::Error>(())
+/// ```
+pub struct Queue<T: Pod> {
+    core: Core,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+impl<T: Pod> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue {
+            core: self.core.clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: Pod> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("capacity", &self.capacity())
+            .field("qsize", &self.qsize())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+const QUEUE_DESC: &str = "Queue";
+
+impl<T: Pod> Queue<T> {
+    fn geometry(capacity: usize) -> Result<Geometry> {
+        Geometry::new(
+            capacity as u64,
+            core::mem::size_of::<T>(),
+            core::mem::align_of::<T>(),
+        )
+    }
+
+    pub(crate) fn make(
+        arena: &Arena,
+        name: Option<&str>,
+        kind: ObjectKind,
+        capacity: usize,
+    ) -> Result<Self> {
+        let geo = Self::geometry(capacity)?;
+        let core = Core::create(arena, name, kind, fingerprint_sized::<T>(), geo, geo.cap)?;
+        Ok(Queue {
+            core,
+            _t: PhantomData,
+        })
+    }
+
+    pub(crate) fn open_kind(
+        arena: &Arena,
+        name: &str,
+        kind: ObjectKind,
+        desc: &str,
+    ) -> Result<Self> {
+        let core = Core::open(arena, name, kind, fingerprint_sized::<T>(), desc, |e| {
+            Self::geometry(usize::try_from(e.param).unwrap_or(usize::MAX))
+        })?;
+        Ok(Queue {
+            core,
+            _t: PhantomData,
+        })
+    }
+
+    /// A new, empty queue of `capacity` slots in the [global arena](Arena::global).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) when `capacity` is 0 or
+    /// above 2^31; [`Error::OutOfSpace`](crate::Error::OutOfSpace) when the arena has no
+    /// room for it.
+    ///
+    /// ```
+    /// use shmproc::queue::Queue;
+    /// assert!(Queue::<u32>::new(0).is_err());
+    /// assert!(Queue::<u32>::new(1 << 40).is_err());
+    /// let q = Queue::<u32>::new(8)?;
+    /// assert_eq!(q.capacity(), 8);
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn new(capacity: usize) -> Result<Self> {
+        Self::new_in(&Arena::global()?, capacity)
+    }
+
+    /// A new, empty queue of `capacity` slots in `arena`.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    ///
+    /// ```
+    /// use shmproc::{Arena, queue::Queue};
+    /// let arena = Arena::anonymous(1 << 20)?;
+    /// assert!(Queue::<[u8; 1024]>::new_in(&arena, 4096).is_err()); // 4 MiB: too large
+    /// let q = Queue::<u64>::new_in(&arena, 64)?;
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn new_in(arena: &Arena, capacity: usize) -> Result<Self> {
+        Self::make(arena, None, ObjectKind::Queue, capacity)
+    }
+
+    /// A new queue named `name` in `arena`, for [`Queue::open`] to find.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new), and [`Error::AlreadyExists`](crate::Error::AlreadyExists)
+    /// or a bad name.
+    pub fn create(arena: &Arena, name: &str, capacity: usize) -> Result<Self> {
+        Self::make(arena, Some(name), ObjectKind::Queue, capacity)
+    }
+
+    /// The queue named `name` in `arena`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`](crate::Error::NotFound);
+    /// [`Error::WrongType`](crate::Error::WrongType) when it is not a `Queue<T>` of this
+    /// `T`; [`Error::Corrupt`](crate::Error::Corrupt) when its recorded geometry does not
+    /// fit its block.
+    ///
+    /// ```
+    /// use shmproc::{Arena, queue::Queue};
+    /// let arena = Arena::anonymous(1 << 20)?;
+    /// let a = Queue::<u64>::create(&arena, "jobs", 16)?;
+    /// let b = Queue::<u64>::open(&arena, "jobs")?;
+    /// a.put(7).unwrap();
+    /// assert_eq!(b.get(), Ok(7));
+    /// assert!(Queue::<u32>::open(&arena, "jobs").is_err()); // another element type
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn open(arena: &Arena, name: &str) -> Result<Self> {
+        Self::open_kind(arena, name, ObjectKind::Queue, QUEUE_DESC)
+    }
+
+    /// Sets how long this handle spins before sleeping when it must wait (see
+    /// [`SpinPolicy`]).
+    pub fn set_spin(&mut self, spin: SpinPolicy) {
+        self.core.spin = spin;
+    }
+
+    #[cfg(test)]
+    pub(crate) fn core_for_tests(&self) -> &Core {
+        &self.core
+    }
+
+    // ---------------------------------------------------------------------------------
+    // put
+
+    #[inline]
+    fn put_with(&self, value: T, wait: Wait) -> std::result::Result<(), (RingError, T)> {
+        match self.core.push_claim(wait) {
+            Ok(c) => {
+                // SAFETY: we hold the claim on this slot; its payload has room for a `T`
+                // and is aligned for it (Geometry was made from size_of / align_of T).
+                unsafe { self.core.payload_ptr(&c).cast::<T>().write(value) };
+                self.core.publish(c, 0);
+                Ok(())
+            }
+            Err(e) => Err((e, value)),
+        }
+    }
+
+    /// Puts `value`, waiting while the queue is full.
+    ///
+    /// # Errors
+    /// [`PutError::Disconnected`] when the queue is closed, [`PutError::Corrupt`]; the
+    /// value comes back.
+    ///
+    /// ```
+    /// # use shmproc::queue::Queue;
+    /// let q = Queue::<u32>::new(2)?;
+    /// q.put(5).unwrap();
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    #[inline]
+    pub fn put(&self, value: T) -> std::result::Result<(), PutError<T>> {
+        self.put_with(value, Wait::Until(None))
+            .map_err(|(e, v)| PutError::from_ring(e, v))
+    }
+
+    /// Puts `value`, waiting at most `timeout` while the queue is full.
+    ///
+    /// # Errors
+    /// [`PutError::Timeout`], [`PutError::Disconnected`], [`PutError::Corrupt`]; the value
+    /// comes back.
+    ///
+    /// ```
+    /// # use shmproc::queue::{PutError, Queue};
+    /// # use std::time::Duration;
+    /// let q = Queue::<u32>::new(1)?;
+    /// q.put(1).unwrap();
+    /// assert_eq!(q.put_timeout(2, Duration::from_millis(10)), Err(PutError::Timeout(2)));
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn put_timeout(&self, value: T, timeout: Duration) -> std::result::Result<(), PutError<T>> {
+        self.put_with(value, Wait::timeout(timeout))
+            .map_err(|(e, v)| PutError::timeout_from_ring(e, v))
+    }
+
+    /// Puts `value` if there is room; never blocks.
+    ///
+    /// # Errors
+    /// [`PutError::Full`], [`PutError::Disconnected`], [`PutError::Corrupt`]; the value
+    /// comes back.
+    ///
+    /// ```
+    /// # use shmproc::queue::{PutError, Queue};
+    /// let q = Queue::<u32>::new(1)?;
+    /// q.try_put(1).unwrap();
+    /// assert_eq!(q.try_put(2), Err(PutError::Full(2)));
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    #[inline]
+    pub fn try_put(&self, value: T) -> std::result::Result<(), PutError<T>> {
+        self.put_with(value, Wait::Never)
+            .map_err(|(e, v)| PutError::from_ring(e, v))
+    }
+
+    // ---------------------------------------------------------------------------------
+    // get
+
+    #[inline]
+    fn get_with(&self, wait: Wait) -> std::result::Result<T, RingError> {
+        let (c, _) = self.core.pop_message(wait)?;
+        // SAFETY: we hold the claim on a published slot (Acquire on its stamp pairs with
+        // the producer's Release publish); the payload is aligned and large enough for
+        // `T`, and any bytes are a valid `T` (Pod).
+        let v = unsafe { self.core.payload_ptr(&c).cast::<T>().read() };
+        self.core.release(c);
+        Ok(v)
+    }
+
+    /// Takes the oldest value, waiting while the queue is empty.
+    ///
+    /// # Errors
+    /// [`GetError::Disconnected`] when the queue is closed and drained;
+    /// [`GetError::Corrupt`].
+    ///
+    /// ```
+    /// # use shmproc::queue::Queue;
+    /// let q = Queue::<u32>::new(2)?;
+    /// q.put(5).unwrap();
+    /// assert_eq!(q.get(), Ok(5));
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    #[inline]
+    pub fn get(&self) -> std::result::Result<T, GetError> {
+        self.get_with(Wait::Until(None))
+            .map_err(GetError::from_ring)
+    }
+
+    /// Takes the oldest value, waiting at most `timeout` while the queue is empty.
+    ///
+    /// # Errors
+    /// [`GetError::Timeout`], [`GetError::Disconnected`], [`GetError::Corrupt`].
+    ///
+    /// ```
+    /// # use shmproc::queue::{GetError, Queue};
+    /// # use std::time::Duration;
+    /// let q = Queue::<u32>::new(2)?;
+    /// assert_eq!(q.get_timeout(Duration::from_millis(10)), Err(GetError::Timeout));
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, GetError> {
+        self.get_with(Wait::timeout(timeout))
+            .map_err(GetError::timeout_from_ring)
+    }
+
+    /// Takes the oldest value if there is one; never blocks.
+    ///
+    /// # Errors
+    /// [`GetError::Empty`] (also while the next value is still being written),
+    /// [`GetError::Disconnected`], [`GetError::Corrupt`].
+    ///
+    /// ```
+    /// # use shmproc::queue::{GetError, Queue};
+    /// let q = Queue::<u32>::new(2)?;
+    /// assert_eq!(q.try_get(), Err(GetError::Empty));
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    #[inline]
+    pub fn try_get(&self) -> std::result::Result<T, GetError> {
+        self.get_with(Wait::Never).map_err(GetError::from_ring)
+    }
+
+    // ---------------------------------------------------------------------------------
+    // loans
+
+    fn put_loan_with(&self, wait: Wait) -> std::result::Result<PutLoan<'_, T>, RingError> {
+        let c = self.core.push_claim(wait)?;
+        Ok(PutLoan {
+            q: self,
+            claim: Some(c),
+        })
+    }
+
+    /// Lends the next free slot, waiting while the queue is full: write the value in place
+    /// through the loan, then [`commit`](PutLoan::commit) it. A loan dropped without
+    /// `commit` publishes nothing (consumers skip the slot).
+    ///
+    /// The slot holds whatever bytes it held before (a valid `T`, since `T: Pod`).
+    /// While the loan is held, consumers cannot get past it: keep it short. A loan that is
+    /// leaked (`mem::forget`), or held by a process that dies, blocks the queue.
+    ///
+    /// # Errors
+    /// [`PutError::Disconnected`], [`PutError::Corrupt`].
+    ///
+    /// ```
+    /// # use shmproc::queue::Queue;
+    /// let q = Queue::<[u64; 8]>::new(2)?;
+    /// let mut loan = q.put_loan().unwrap();
+    /// for (i, x) in loan.iter_mut().enumerate() {
+    ///     *x = i as u64;
+    /// }
+    /// loan.commit();
+    /// assert_eq!(q.get_loan().unwrap()[7], 7);
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn put_loan(&self) -> std::result::Result<PutLoan<'_, T>, PutError<()>> {
+        self.put_loan_with(Wait::Until(None))
+            .map_err(|e| PutError::from_ring(e, ()))
+    }
+
+    /// Like [`put_loan`](Self::put_loan), but never blocks.
+    ///
+    /// # Errors
+    /// [`PutError::Full`], [`PutError::Disconnected`], [`PutError::Corrupt`].
+    pub fn try_put_loan(&self) -> std::result::Result<PutLoan<'_, T>, PutError<()>> {
+        self.put_loan_with(Wait::Never)
+            .map_err(|e| PutError::from_ring(e, ()))
+    }
+
+    fn get_loan_with(&self, wait: Wait) -> std::result::Result<GetLoan<'_, T>, RingError> {
+        let (c, _) = self.core.pop_message(wait)?;
+        Ok(GetLoan { q: self, claim: c })
+    }
+
+    /// Lends the oldest value in place, waiting while the queue is empty; the slot is
+    /// released when the loan is dropped. While it is held, producers cannot get past the
+    /// slot once they wrap around: keep it short.
+    ///
+    /// # Errors
+    /// [`GetError::Disconnected`], [`GetError::Corrupt`].
+    ///
+    /// ```
+    /// # use shmproc::queue::Queue;
+    /// let q = Queue::<[u8; 4096]>::new(2)?;
+    /// q.put([7; 4096]).unwrap();
+    /// let page = q.get_loan().unwrap();
+    /// assert!(page.iter().all(|&b| b == 7));
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn get_loan(&self) -> std::result::Result<GetLoan<'_, T>, GetError> {
+        self.get_loan_with(Wait::Until(None))
+            .map_err(GetError::from_ring)
+    }
+
+    /// Like [`get_loan`](Self::get_loan), but never blocks.
+    ///
+    /// # Errors
+    /// [`GetError::Empty`], [`GetError::Disconnected`], [`GetError::Corrupt`].
+    pub fn try_get_loan(&self) -> std::result::Result<GetLoan<'_, T>, GetError> {
+        self.get_loan_with(Wait::Never).map_err(GetError::from_ring)
+    }
+
+    // ---------------------------------------------------------------------------------
+    // state
+
+    /// Closes the queue for every process: puts fail from now on, gets drain what is
+    /// left. Sleepers on either side wake up. Returns false if it was already closed.
+    ///
+    /// ```
+    /// # use shmproc::queue::{PutError, Queue};
+    /// let q = Queue::<u8>::new(2)?;
+    /// assert!(q.close());
+    /// assert!(!q.close());
+    /// assert_eq!(q.put(1), Err(PutError::Disconnected(1)));
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn close(&self) -> bool {
+        self.core.close()
+    }
+
+    /// True once the queue was closed (by any process).
+    pub fn is_closed(&self) -> bool {
+        self.core.is_closed()
+    }
+
+    /// Values in the queue: approximate while others put or get, exact when quiet.
+    pub fn qsize(&self) -> usize {
+        self.core.len()
+    }
+
+    /// True when [`qsize`](Self::qsize) is 0 (approximate under concurrency).
+    pub fn empty(&self) -> bool {
+        self.qsize() == 0
+    }
+
+    /// True when [`qsize`](Self::qsize) is the capacity (approximate under concurrency).
+    pub fn full(&self) -> bool {
+        self.qsize() == self.capacity()
+    }
+
+    /// The number of slots (`maxsize`).
+    pub fn capacity(&self) -> usize {
+        self.core.geo().cap as usize
+    }
+}
+
+/// A slot lent by [`Queue::put_loan`]: write the value in place, then
+/// [`commit`](PutLoan::commit). Dropped without `commit`, it publishes nothing.
+#[must_use = "a put loan publishes nothing unless committed"]
+pub struct PutLoan<'a, T: Pod> {
+    q: &'a Queue<T>,
+    claim: Option<Claim>,
+}
+
+impl<T: Pod> PutLoan<'_, T> {
+    /// Publishes the value written through the loan.
+    pub fn commit(mut self) {
+        if let Some(c) = self.claim.take() {
+            self.q.core.publish(c, 0);
+        }
+    }
+
+    fn claim(&self) -> &Claim {
+        self.claim
+            .as_ref()
+            .expect("a loan holds its claim until commit or drop")
+    }
+}
+
+impl<T: Pod> Deref for PutLoan<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: we hold the claim: no other process reads or writes the slot; the
+        // payload is aligned and sized for T and holds valid bytes for a Pod.
+        unsafe { &*self.q.core.payload_ptr(self.claim()).cast::<T>() }
+    }
+}
+
+impl<T: Pod> DerefMut for PutLoan<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference.
+        unsafe { &mut *self.q.core.payload_ptr(self.claim()).cast::<T>() }
+    }
+}
+
+impl<T: Pod> Drop for PutLoan<'_, T> {
+    fn drop(&mut self) {
+        if let Some(c) = self.claim.take() {
+            self.q.core.publish(c, super::core::SKIP);
+        }
+    }
+}
+
+impl<T: Pod> fmt::Debug for PutLoan<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PutLoan").finish_non_exhaustive()
+    }
+}
+
+/// A value lent in place by [`Queue::get_loan`]; its slot is released on drop.
+pub struct GetLoan<'a, T: Pod> {
+    q: &'a Queue<T>,
+    claim: Claim,
+}
+
+impl<T: Pod> Deref for GetLoan<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: we hold the claim on a published slot (see `get_with`); nobody writes
+        // it until we release it in `drop`.
+        unsafe { &*self.q.core.payload_ptr(&self.claim).cast::<T>() }
+    }
+}
+
+impl<T: Pod> Drop for GetLoan<'_, T> {
+    fn drop(&mut self) {
+        self.q.core.release(self.claim);
+    }
+}
+
+impl<T: Pod> fmt::Debug for GetLoan<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GetLoan").finish_non_exhaustive()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// SimpleQueue
+
+/// Python's `multiprocessing.SimpleQueue`: a [`Queue`] without capacity choice, timeouts
+/// or close. It holds up to [`SimpleQueue::CAPACITY`] values; `put` waits beyond that.
+///
+/// ```
+/// use shmproc::queue::SimpleQueue;
+/// let q = SimpleQueue::<u32>::new()?;
+/// assert!(q.empty());
+/// q.put(3).unwrap();
+/// assert_eq!(q.get(), Ok(3));
+/// # Ok::<(), shmproc::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct SimpleQueue<T: Pod> {
+    q: Queue<T>,
+}
+
+impl<T: Pod> SimpleQueue<T> {
+    /// The number of values a `SimpleQueue` holds before `put` waits.
+    pub const CAPACITY: usize = 1024;
+
+    /// A new, empty queue in the [global arena](Arena::global).
+    ///
+    /// # Errors
+    /// When the global arena cannot be made or is full.
+    pub fn new() -> Result<Self> {
+        Self::new_in(&Arena::global()?)
+    }
+
+    /// A new, empty queue in `arena`.
+    ///
+    /// # Errors
+    /// [`Error::OutOfSpace`](crate::Error::OutOfSpace) when the arena is full.
+    pub fn new_in(arena: &Arena) -> Result<Self> {
+        Ok(SimpleQueue {
+            q: Queue::new_in(arena, Self::CAPACITY)?,
+        })
+    }
+
+    /// Puts `value`, waiting while [`CAPACITY`](Self::CAPACITY) values are pending.
+    ///
+    /// # Errors
+    /// Only [`PutError::Corrupt`], when another process corrupted the queue's shared
+    /// state (a `SimpleQueue` is never closed).
+    pub fn put(&self, value: T) -> std::result::Result<(), PutError<T>> {
+        self.q.put(value)
+    }
+
+    /// Takes the oldest value, waiting while the queue is empty.
+    ///
+    /// # Errors
+    /// Only [`GetError::Corrupt`] (see [`put`](Self::put)).
+    pub fn get(&self) -> std::result::Result<T, GetError> {
+        self.q.get()
+    }
+
+    /// True when the queue holds nothing (approximate under concurrency).
+    pub fn empty(&self) -> bool {
+        self.q.empty()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// JoinableQueue
+
+/// Python's `multiprocessing.JoinableQueue`: a [`Queue`] that counts unfinished tasks.
+///
+/// Every `put` adds a task; a consumer calls [`task_done`](Self::task_done) once per item
+/// it finished; [`join`](Self::join) waits (in any process) until every put item was
+/// marked done.
+///
+/// ```
+/// use shmproc::queue::JoinableQueue;
+/// let q = JoinableQueue::<u32>::new(4)?;
+/// q.put(1).unwrap();
+/// assert_eq!(q.unfinished_tasks(), 1);
+/// assert_eq!(q.get(), Ok(1));
+/// q.task_done().unwrap();
+/// q.join(); // returns at once: nothing unfinished
+/// assert!(q.task_done().is_err()); // one more than was put
+/// # Ok::<(), shmproc::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct JoinableQueue<T: Pod> {
+    q: Queue<T>,
+}
+
+impl<T: Pod> JoinableQueue<T> {
+    /// A new, empty queue of `capacity` slots in the [global arena](Arena::global).
+    ///
+    /// # Errors
+    /// As [`Queue::new`].
+    pub fn new(capacity: usize) -> Result<Self> {
+        Self::new_in(&Arena::global()?, capacity)
+    }
+
+    /// A new, empty queue of `capacity` slots in `arena`.
+    ///
+    /// # Errors
+    /// As [`Queue::new`].
+    pub fn new_in(arena: &Arena, capacity: usize) -> Result<Self> {
+        Ok(JoinableQueue {
+            q: Queue::make(arena, None, ObjectKind::JoinableQueue, capacity)?,
+        })
+    }
+
+    /// A new queue named `name` in `arena`.
+    ///
+    /// # Errors
+    /// As [`Queue::create`].
+    pub fn create(arena: &Arena, name: &str, capacity: usize) -> Result<Self> {
+        Ok(JoinableQueue {
+            q: Queue::make(arena, Some(name), ObjectKind::JoinableQueue, capacity)?,
+        })
+    }
+
+    /// The joinable queue named `name` in `arena`.
+    ///
+    /// # Errors
+    /// As [`Queue::open`].
+    pub fn open(arena: &Arena, name: &str) -> Result<Self> {
+        Ok(JoinableQueue {
+            q: Queue::open_kind(arena, name, ObjectKind::JoinableQueue, "JoinableQueue")?,
+        })
+    }
+
+    /// Sets how long this handle spins before sleeping (see [`SpinPolicy`]).
+    pub fn set_spin(&mut self, spin: SpinPolicy) {
+        self.q.set_spin(spin);
+    }
+
+    fn undo_task(&self) {
+        // The item was not put: take its task back (waking joiners if it was the last).
+        let _ = self.q.core.ring().task_done();
+    }
+
+    /// Puts `value` (waiting while full) and counts one more unfinished task.
+    ///
+    /// # Errors
+    /// As [`Queue::put`]; a failed put adds no task.
+    pub fn put(&self, value: T) -> std::result::Result<(), PutError<T>> {
+        self.q.core.ring().task_add();
+        self.q.put(value).inspect_err(|_| self.undo_task())
+    }
+
+    /// Puts `value`, waiting at most `timeout`; counts a task on success.
+    ///
+    /// # Errors
+    /// As [`Queue::put_timeout`].
+    pub fn put_timeout(&self, value: T, timeout: Duration) -> std::result::Result<(), PutError<T>> {
+        self.q.core.ring().task_add();
+        self.q
+            .put_timeout(value, timeout)
+            .inspect_err(|_| self.undo_task())
+    }
+
+    /// Puts `value` if there is room; counts a task on success. Never blocks.
+    ///
+    /// # Errors
+    /// As [`Queue::try_put`].
+    pub fn try_put(&self, value: T) -> std::result::Result<(), PutError<T>> {
+        self.q.core.ring().task_add();
+        self.q.try_put(value).inspect_err(|_| self.undo_task())
+    }
+
+    /// Takes the oldest value, waiting while empty. Call [`task_done`](Self::task_done)
+    /// when it is processed.
+    ///
+    /// # Errors
+    /// As [`Queue::get`].
+    pub fn get(&self) -> std::result::Result<T, GetError> {
+        self.q.get()
+    }
+
+    /// Takes the oldest value, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Queue::get_timeout`].
+    pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, GetError> {
+        self.q.get_timeout(timeout)
+    }
+
+    /// Takes the oldest value if there is one; never blocks.
+    ///
+    /// # Errors
+    /// As [`Queue::try_get`].
+    pub fn try_get(&self) -> std::result::Result<T, GetError> {
+        self.q.try_get()
+    }
+
+    /// Marks one item as processed. When the last unfinished item is marked, every
+    /// `join` returns.
+    ///
+    /// # Errors
+    /// [`TaskDoneError`] when called more times than items were put.
+    pub fn task_done(&self) -> std::result::Result<(), TaskDoneError> {
+        self.q.core.ring().task_done()
+    }
+
+    /// Waits until every item put was marked done with [`task_done`](Self::task_done).
+    pub fn join(&self) {
+        self.q.core.ring().join(None, self.q.core.spin);
+    }
+
+    /// Waits at most `timeout` for every item to be marked done.
+    ///
+    /// # Errors
+    /// [`JoinTimeout`] when some were still unfinished at the timeout.
+    ///
+    /// ```
+    /// # use shmproc::queue::JoinableQueue;
+    /// # use std::time::Duration;
+    /// let q = JoinableQueue::<u8>::new(2)?;
+    /// q.put(1).unwrap();
+    /// assert_eq!(q.join_timeout(Duration::from_millis(10)).unwrap_err().unfinished, 1);
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn join_timeout(&self, timeout: Duration) -> std::result::Result<(), JoinTimeout> {
+        if self
+            .q
+            .core
+            .ring()
+            .join(time::deadline_after(timeout), self.q.core.spin)
+        {
+            Ok(())
+        } else {
+            Err(JoinTimeout {
+                unfinished: self.unfinished_tasks(),
+            })
+        }
+    }
+
+    /// Items put and not yet marked done (a snapshot).
+    pub fn unfinished_tasks(&self) -> u64 {
+        self.q.core.ring().unfinished()
+    }
+
+    /// Closes the queue (see [`Queue::close`]).
+    pub fn close(&self) -> bool {
+        self.q.close()
+    }
+
+    /// True once closed.
+    pub fn is_closed(&self) -> bool {
+        self.q.is_closed()
+    }
+
+    /// Values in the queue (approximate under concurrency).
+    pub fn qsize(&self) -> usize {
+        self.q.qsize()
+    }
+
+    /// True when the queue holds nothing (approximate under concurrency).
+    pub fn empty(&self) -> bool {
+        self.q.empty()
+    }
+
+    /// True when every slot is taken (approximate under concurrency).
+    pub fn full(&self) -> bool {
+        self.q.full()
+    }
+
+    /// The number of slots.
+    pub fn capacity(&self) -> usize {
+        self.q.capacity()
+    }
+}
