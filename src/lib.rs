@@ -29,6 +29,10 @@ pub use process::{
     active_children, cpu_count, current_process, parent_process, Builder as ProcessBuilder,
     Process, ProcessError, ProcessHandle, ProcessInfo, Run, RunResult,
 };
+pub use queue::{
+    BytePutError, ByteQueue, GetError, JoinTimeout, JoinableQueue, PutError, Queue, SimpleQueue,
+    TaskDoneError,
+};
 pub use rlock::{NotOwner, RLock, RLockGuard};
 pub use semaphore::{BoundedSemaphore, PermitError, Semaphore, SemaphoreGuard, TooManyReleases};
 #[cfg(feature = "serde")]

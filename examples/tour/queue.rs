@@ -49,7 +49,7 @@ pub fn run() -> super::Res {
     let (mut n, mut last) = (0, [None::<u64>; 2]);
     while let Ok(v) = q.get() {
         let p = (v / 1_000_000) as usize;
-        assert!(last[p].map_or(true, |l| l < v), "FIFO per producer");
+        assert!(last[p].is_none_or(|l| l < v), "FIFO per producer");
         last[p] = Some(v);
         n += 1;
     }
