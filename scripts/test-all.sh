@@ -44,7 +44,7 @@ for src in examples/*.rs examples/*/main.rs; do
 done
 
 step "loom suite (model checks of every algorithm)"
-RUSTFLAGS="--cfg shmproc_loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}" \
+RUSTFLAGS="--cfg shmproc_loom -D warnings" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}" \
   cargo test -p loom-tests --release
 
 step "all checks passed"

@@ -24,6 +24,7 @@ pub use condition::{Condition, ConditionError, ConditionGuard};
 pub use error::{Error, Result};
 pub use event::Event;
 pub use lock::{Acquired, Lock, LockGuard, NotLocked, OwnerDied, TimedOut, TryAcquireError};
+#[cfg(not(shmproc_loom))]
 pub use pipe::{Connection, Pipe, RecvError as PipeRecvError, SendError as PipeSendError};
 pub use process::{
     active_children, cpu_count, current_process, parent_process, Builder as ProcessBuilder,

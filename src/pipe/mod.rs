@@ -78,6 +78,7 @@
 //! moves every line between cores (about 4-7 GB/s here).
 
 pub mod ring;
+#[cfg(not(shmproc_loom))]
 mod token;
 
 #[cfg(any(test, fuzzing))]

@@ -255,6 +255,7 @@ impl Stuck {
         }
         #[cfg(shmproc_loom)]
         {
+            let _ = self.0;
             false
         }
     }
