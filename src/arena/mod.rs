@@ -433,14 +433,16 @@ impl Arena {
 
     /// Validates the header and every directory entry (on attach).
     fn validate(&self) -> Result<()> {
+        // Entries first, the header (and its allocation mark) after: see `bump_after`.
+        let entries: Vec<(usize, EntryCopy)> = (0..DIR_CAPACITY as usize)
+            .filter_map(|i| Some((i, self.entry_copy(i)?)))
+            .collect();
         let h = self.header_copy();
         h.validate(self.inner.len)?;
-        let mut spans = Vec::new();
-        for i in 0..DIR_CAPACITY as usize {
-            if let Some(e) = self.entry_copy(i) {
-                e.validate(i, h.bump)?;
-                spans.push((e.offset, e.offset + e.size, i));
-            }
+        let mut spans = Vec::with_capacity(entries.len());
+        for (i, e) in &entries {
+            e.validate(*i, h.bump)?;
+            spans.push((e.offset, e.offset + e.size, *i));
         }
         spans.sort_unstable();
         for w in spans.windows(2) {
@@ -455,7 +457,15 @@ impl Arena {
     }
 
     /// The current allocation mark, validated against the mapping.
+    ///
+    /// To bound an entry by it, read it *after* copying the entry (`bump_after`): the
+    /// creator advances the mark before it publishes the entry with a Release store, and
+    /// the copy's Acquire load of the entry's state makes that advance visible, so the mark
+    /// read afterwards covers the entry. Read before, a mark can be older than an entry
+    /// published in between, and a sound entry would look out of bounds.
     fn bump(&self) -> Result<u64> {
+        // Acquire: with the Acquire load of an entry's state before it (see above), sees
+        // at least the mark stored before that entry was published.
         let bump = self.header().bump.load(Ordering::Acquire);
         if bump < DATA_START || bump > self.inner.len || bump % CACHE_LINE != 0 {
             return Err(Error::Corrupt(format!(
@@ -515,12 +525,18 @@ impl Arena {
 
     /// The names and kinds of the named objects in the arena.
     pub fn objects(&self) -> Vec<(String, ObjectKind)> {
+        let entries: Vec<(usize, EntryCopy)> = (0..DIR_CAPACITY as usize)
+            .filter_map(|i| Some((i, self.entry_copy(i)?)))
+            .collect();
+        // After the entries: see `bump`.
         let bump = match self.bump() {
             Ok(b) => b,
             Err(_) => return Vec::new(),
         };
-        (0..DIR_CAPACITY as usize)
-            .filter_map(|i| self.entry_copy(i).filter(|e| e.validate(i, bump).is_ok()))
+        entries
+            .into_iter()
+            .filter(|(i, e)| e.validate(*i, bump).is_ok())
+            .map(|(_, e)| e)
             .filter(|e| e.name_len > 0)
             .filter_map(|e| Some((e.name().to_string(), ObjectKind::from_u32(e.kind)?)))
             .collect()
@@ -648,13 +664,13 @@ impl Arena {
     }
 
     fn find_entry(&self, name: &str) -> Result<Option<EntryCopy>> {
-        let bump = self.bump()?;
         for i in 0..DIR_CAPACITY as usize {
             if let Some(e) = self.entry_copy(i) {
                 if e.name_len as usize == name.len()
                     && e.name.get(..name.len()) == Some(name.as_bytes())
                 {
-                    e.validate(i, bump)?;
+                    // The mark after the entry: see `bump`.
+                    e.validate(i, self.bump()?)?;
                     return Ok(Some(e));
                 }
             }
