@@ -161,6 +161,8 @@ impl RawEvent {
             spin.pause(round);
         }
         loop {
+            // Acquire: pairs with the Release CAS in `set`, so what the setter wrote
+            // before `set` is visible once we see it fired.
             let v = self.word.load(Ordering::Acquire);
             if fired(v) {
                 return true;
@@ -180,6 +182,7 @@ impl RawEvent {
             if futex::wait(&self.word, v | WAITERS, deadline) == WaitResult::TimedOut
                 && time::expired(deadline)
             {
+                // Acquire: as above, pairs with `set`'s Release.
                 return fired(self.word.load(Ordering::Acquire));
             }
         }

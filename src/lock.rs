@@ -156,6 +156,7 @@ impl RawLock {
                 seen,
                 who.me() | (seen & WAITERS),
                 Ordering::Acquire,
+                // Failure: nothing was taken over, nothing to order.
                 Ordering::Relaxed,
             )
             .is_ok();
@@ -269,6 +270,7 @@ impl RawLock {
 
     /// True while some process holds the lock.
     pub fn is_locked(&self) -> bool {
+        // Relaxed: a snapshot for callers; it orders nothing.
         self.word.load(Ordering::Relaxed) != 0
     }
 
