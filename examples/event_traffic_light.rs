@@ -2,73 +2,62 @@
 //! 200 ms; car processes arrive at different times and `wait` for green before passing.
 //!
 //! Ported from the Python tutorial's `traffic_light` / `car` example with
-//! `multiprocessing.Event`. Here the light stops when a second event, `done`, is set (its
-//! `wait_timeout` doubles as the light's sleep, so it stops at once).
+//! `multiprocessing.Event`. As in the tutorial, the light is a daemon process
+//! (`Process::builder().daemon(true)`): it could never outlive the main process. Here it
+//! also stops cleanly when a second event, `done`, is set (its `wait_timeout` doubles as
+//! the light's sleep, so it stops at once), and the main process joins it.
 //!
 //! Run with `cargo run --example event_traffic_light`.
 
-use shmproc::event::Event;
+use shmproc::{Event, Process};
 use std::time::{Duration, Instant};
 
-fn spawn(f: impl FnOnce()) -> libc::pid_t {
-    // SAFETY: single-threaded when forking; the child leaves through `_exit`.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        f();
-        // SAFETY: see above.
-        unsafe { libc::_exit(0) };
-    }
-    pid
-}
-
-fn join(pid: libc::pid_t) {
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-}
-
-fn main() -> Result<(), shmproc::Error> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let green = Event::new()?;
     let done = Event::new()?;
     let t0 = Instant::now();
     let ms = move || t0.elapsed().as_millis();
 
-    let light = {
+    let mut light = {
         let (green, done) = (green.clone(), done.clone());
-        spawn(move || {
-            println!("{:>4} ms  light: RED", ms());
-            // Sleep 200 ms per phase, but stop as soon as `done` is set.
-            while !done.wait_timeout(Duration::from_millis(200)) {
-                if green.is_set() {
-                    green.clear();
-                    println!("{:>4} ms  light: RED", ms());
-                } else {
-                    green.set();
-                    println!("{:>4} ms  light: GREEN", ms());
+        Process::builder()
+            .name("traffic-light")
+            .daemon(true)
+            .target(move || {
+                println!("{:>4} ms  light: RED", ms());
+                // Sleep 200 ms per phase, but stop as soon as `done` is set.
+                while !done.wait_timeout(Duration::from_millis(200)) {
+                    if green.is_set() {
+                        green.clear();
+                        println!("{:>4} ms  light: RED", ms());
+                    } else {
+                        green.set();
+                        println!("{:>4} ms  light: GREEN", ms());
+                    }
                 }
-            }
-        })
-    };
-
-    let cars: Vec<_> = (0..6)
-        .map(|i| {
-            std::thread::sleep(Duration::from_millis(90));
-            let green = green.clone();
-            spawn(move || {
-                if !green.is_set() {
-                    println!("{:>4} ms  car {i} waits at the red light", ms());
-                }
-                green.wait();
-                println!("{:>4} ms  car {i} passes", ms());
             })
-        })
-        .collect();
-    for car in cars {
-        join(car);
+    };
+    light.start()?;
+
+    let mut cars = Vec::new();
+    for i in 0..6 {
+        std::thread::sleep(Duration::from_millis(90));
+        let green = green.clone();
+        let mut car = Process::builder().name(format!("car-{i}")).target(move || {
+            if !green.is_set() {
+                println!("{:>4} ms  car {i} waits at the red light", ms());
+            }
+            green.wait();
+            println!("{:>4} ms  car {i} passes", ms());
+        });
+        car.start()?;
+        cars.push(car);
+    }
+    for car in &cars {
+        assert_eq!(car.join()?, 0, "{} failed", car.name());
     }
     done.set();
-    join(light);
+    assert_eq!(light.join()?, 0, "the light failed");
     println!("all cars passed");
     Ok(())
 }

@@ -24,9 +24,14 @@
 //! liveness descriptor per end): EOF comes only once *every* process has closed the
 //! writing end, so the child must close its own copy of it first.
 //!
+//! `args=(parent_conn, child_conn)` becomes a struct-style process ([`Run`]) holding both
+//! ends: the child runs `f` on its copy, and the parent, after `start`, takes its own
+//! copies out of the `Process` with [`Process::target_mut`].
+//!
 //! Run with `cargo run --example pipe_eof`.
 
-use shmproc::pipe::{Connection, Pipe, RecvError};
+use shmproc::pipe::RecvError;
+use shmproc::{Connection, Pipe, Process, Run, RunResult};
 
 fn f(mut parent_conn: Connection, mut child_conn: Connection) -> Result<usize, RecvError> {
     parent_conn.close(); // without this close the loop below would never end
@@ -47,38 +52,42 @@ fn f(mut parent_conn: Connection, mut child_conn: Connection) -> Result<usize, R
     }
 }
 
+/// The process's arguments: `args=(parent_conn, child_conn)`.
+struct Args {
+    parent_conn: Option<Connection>,
+    child_conn: Option<Connection>,
+}
+
+impl Run for Args {
+    fn run(&mut self) -> RunResult {
+        let (p, c) = (self.parent_conn.take(), self.child_conn.take());
+        let n = f(p.ok_or("no parent end")?, c.ok_or("no child end")?)?;
+        if n != 3 {
+            return Err(format!("child received {n} messages, expected 3").into());
+        }
+        Ok(())
+    }
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (parent_conn, child_conn) = Pipe::new(true)?;
-    let mut ends = Some((parent_conn, child_conn));
+    let mut p = Process::from_run(Args {
+        parent_conn: Some(parent_conn),
+        child_conn: Some(child_conn),
+    });
+    p.start()?;
 
-    // SAFETY: single-threaded here; the child leaves through `_exit`.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(std::io::Error::last_os_error().into());
-    }
-    if pid == 0 {
-        let (p, c) = ends.take().expect("ends");
-        let code = match f(p, c) {
-            Ok(3) => 0,
-            _ => 1,
-        };
-        // SAFETY: leave the child process at once.
-        unsafe { libc::_exit(code) };
-    }
-    let (mut parent_conn, mut child_conn) = ends.take().expect("ends");
+    // The parent's own copies of the two ends.
+    let args = p.target_mut();
+    let mut child_conn = args.child_conn.take().expect("child end");
+    let mut parent_conn = args.parent_conn.take().expect("parent end");
     child_conn.close();
     for msg in ["hello", "你好", "bye"] {
         parent_conn.send_bytes(msg.as_bytes())?;
     }
     parent_conn.close();
 
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "child failed"
-    );
+    assert_eq!(p.join()?, 0, "child failed");
     println!("parent: child joined after EOF");
     Ok(())
 }

@@ -15,46 +15,52 @@
 //! process.join()
 //! ```
 //!
+//! The worker is a struct-style process ([`Run`]) holding both ends, like Python's
+//! `args`: the child drops the parent's end, and the parent, after `start`, takes its own
+//! end out of its copy of the struct and drops the child's.
+//!
 //! Run with `cargo run --example pipe_greeting`.
 
-use shmproc::pipe::{Connection, Pipe};
+use shmproc::{Connection, Pipe, Process, Run, RunResult};
 
-fn worker(conn: &Connection) -> Result<(), Box<dyn std::error::Error>> {
+fn worker(conn: &Connection) -> RunResult {
     let data = conn.recv_bytes()?;
     println!("worker got:  {}", String::from_utf8_lossy(&data));
     conn.send_bytes("Hello from the worker process (妹妹)".as_bytes())?;
     Ok(())
 }
 
+/// Both ends of the pipe, as the process's arguments: each side keeps the one it uses.
+struct Ends {
+    parent_conn: Option<Connection>,
+    child_conn: Option<Connection>,
+}
+
+impl Run for Ends {
+    fn run(&mut self) -> RunResult {
+        drop(self.parent_conn.take()); // the child does not use the parent's end
+        let conn = self.child_conn.take().ok_or("no child end")?;
+        worker(&conn)
+    }
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Make the pipe before starting the process, as in Python.
     let (parent_conn, child_conn) = Pipe::new(true)?;
-    let mut parent_conn = Some(parent_conn);
-    let mut child_conn = Some(child_conn);
+    let mut process = Process::from_run(Ends {
+        parent_conn: Some(parent_conn),
+        child_conn: Some(child_conn),
+    });
+    process.start()?;
 
-    // SAFETY: this program is single-threaded here, so the child is a faithful copy; it
-    // leaves through `_exit` without running the parent's exit handlers.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(std::io::Error::last_os_error().into());
-    }
-    if pid == 0 {
-        drop(parent_conn.take()); // the child does not use the parent's end
-        let ok = worker(child_conn.as_ref().expect("child end")).is_ok();
-        drop(child_conn.take());
-        // SAFETY: leave the child process at once.
-        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
-    }
-    drop(child_conn.take()); // the parent does not use the child's end
-    let conn = parent_conn.take().expect("parent end");
+    let ends = process.target_mut(); // the parent's copy of the arguments
+    drop(ends.child_conn.take()); // the parent does not use the child's end
+    let conn = ends.parent_conn.take().expect("parent end");
     conn.send_bytes(b"Hello from the main process")?;
     let reply = conn.recv_bytes()?;
     println!("parent got:  {}", String::from_utf8_lossy(&reply));
 
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    assert_eq!(process.join()?, 0, "the worker failed");
     println!("worker joined");
     Ok(())
 }

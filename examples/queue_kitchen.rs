@@ -3,15 +3,15 @@
 //! (consumer).
 //!
 //! In the Python tutorial the eaters are daemon processes: they loop forever and die with
-//! the main process. Here they are plain forked children that leave when the main process
-//! `close`s the queue after the cooks are done (a queue-wide close wakes them and their
-//! `get` fails with `Disconnected`), so nothing is killed mid-dish. The `Process` layer's
-//! daemons would do the same job.
+//! the main process. Here too they are daemons (`Process::builder().daemon(true)`), so they
+//! can never outlive the main process; but rather than being killed at exit, possibly
+//! mid-dish, they leave on their own when the main process `close`s the queue after the
+//! cooks are done (a queue-wide close wakes them and their `get` fails with
+//! `Disconnected`), and the main process joins them.
 //!
 //! Run with `cargo run --example queue_kitchen`.
 use bytemuck::{Pod, Zeroable};
-use shmproc::queue::{GetError, JoinableQueue};
-use std::io::Write;
+use shmproc::{GetError, JoinableQueue, Process};
 use std::time::Duration;
 
 /// A dish: which cook, which number. Plain data, copied into the queue's slot.
@@ -24,38 +24,17 @@ struct Dish {
 
 const COOKS: [&str; 3] = ["baozi", "bones", "slop"];
 
-/// Forks a child that runs `f`, then exits.
-fn spawn(f: impl FnOnce()) -> libc::pid_t {
-    std::io::stdout().flush().ok();
-    // SAFETY: this program is single-threaded when it forks, so the child is a faithful
-    // copy; the child leaves through `_exit` and never returns into the parent's code.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        f();
-        std::io::stdout().flush().ok();
-        // SAFETY: ends the child without running the parent's exit handlers.
-        unsafe { libc::_exit(0) };
-    }
-    pid
-}
-
-/// Waits for a child.
-fn join(pid: libc::pid_t) {
-    let mut status = 0;
-    // SAFETY: waits for our own child; `status` is a valid out-pointer.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let q = JoinableQueue::<Dish>::new(8)?;
-    // The eaters ("daemons": they leave when the queue is closed).
-    let eaters: Vec<_> = (0..2)
-        .map(|_| {
-            let q = q.clone();
-            spawn(move || {
-                // SAFETY: getpid has no preconditions.
-                let me = unsafe { libc::getpid() };
+    // The eaters: daemons, which leave when the queue is closed.
+    let mut eaters = Vec::new();
+    for e in 0..2 {
+        let q = q.clone();
+        let mut eater = Process::builder()
+            .name(format!("eater-{e}"))
+            .daemon(true)
+            .target(move || {
+                let me = std::process::id();
                 loop {
                     match q.get() {
                         Ok(d) => {
@@ -67,40 +46,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         Err(e) => panic!("{e}"),
                     }
                 }
-            })
-        })
-        .collect();
+            });
+        eater.start()?;
+        eaters.push(eater);
+    }
     // The cooks.
-    let cooks: Vec<_> = COOKS
-        .iter()
-        .enumerate()
-        .map(|(c, name)| {
-            let q = q.clone();
-            spawn(move || {
-                // SAFETY: getpid has no preconditions.
-                let me = unsafe { libc::getpid() };
-                for n in 0..10 {
-                    q.put(Dish { cook: c as u32, n }).unwrap();
-                    println!("\x1b[44m{me} cooked {name}{n}\x1b[0m");
-                }
-                println!("{name}: cooking done, waiting until everything is eaten");
-                q.join(); // blocks until every dish put (by anyone) is task_done
-                println!(
-                    "{name}: all dishes eaten (unfinished: {})",
-                    q.unfinished_tasks()
-                );
-            })
-        })
-        .collect();
-    for c in cooks {
-        join(c);
+    let mut cooks = Vec::new();
+    for (c, name) in COOKS.iter().enumerate() {
+        let q = q.clone();
+        let mut cook = Process::builder().name(*name).target(move || {
+            let me = std::process::id();
+            for n in 0..10 {
+                q.put(Dish { cook: c as u32, n }).unwrap();
+                println!("\x1b[44m{me} cooked {name}{n}\x1b[0m");
+            }
+            println!("{name}: cooking done, waiting until everything is eaten");
+            q.join(); // blocks until every dish put (by anyone) is task_done
+            println!(
+                "{name}: all dishes eaten (unfinished: {})",
+                q.unfinished_tasks()
+            );
+        });
+        cook.start()?;
+        cooks.push(cook);
+    }
+    for c in &cooks {
+        assert_eq!(c.join()?, 0, "cook {} failed", c.name());
     }
     // Every cook returned from join, so every dish was eaten: the eaters can go.
     assert_eq!(q.unfinished_tasks(), 0);
     println!("main: the cooks are done, closing the kitchen");
     q.close();
-    for e in eaters {
-        join(e);
+    for e in &eaters {
+        assert_eq!(e.join()?, 0, "{} failed", e.name());
     }
     println!("main: done");
     Ok(())

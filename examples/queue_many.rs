@@ -7,8 +7,7 @@
 //!
 //! Run with `cargo run --example queue_many`.
 use bytemuck::{Pod, Zeroable};
-use shmproc::queue::{GetError, Queue};
-use std::io::Write;
+use shmproc::{GetError, Process, Queue};
 
 /// A message: which producer, which item. Plain data (`Pod`): copied into the slot as is.
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
@@ -18,77 +17,52 @@ struct Item {
     seq: u32,
 }
 
-/// Forks a child that runs `f`, then exits.
-fn spawn(f: impl FnOnce()) -> libc::pid_t {
-    std::io::stdout().flush().ok();
-    // SAFETY: this program is single-threaded when it forks, so the child is a faithful
-    // copy; the child leaves through `_exit` and never returns into the parent's code.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        f();
-        std::io::stdout().flush().ok();
-        // SAFETY: ends the child without running the parent's exit handlers.
-        unsafe { libc::_exit(0) };
-    }
-    pid
-}
-
-/// Waits for a child.
-fn join(pid: libc::pid_t) {
-    let mut status = 0;
-    // SAFETY: waits for our own child; `status` is a valid out-pointer.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-}
-
 const PER_PRODUCER: u32 = 6;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let q = Queue::<Item>::new(8)?;
     // The consumers send their tallies back on a second queue: (consumer, count, checksum).
     let tallies = Queue::<[u64; 3]>::new(8)?;
-    let producers: Vec<_> = ["alex", "wusir", "wang"]
-        .into_iter()
-        .enumerate()
-        .map(|(p, name)| {
-            let q = q.clone();
-            spawn(move || {
-                for seq in 1..=PER_PRODUCER {
-                    q.put(Item {
-                        producer: p as u32,
-                        seq,
-                    })
-                    .unwrap();
-                    println!("producer {name} made item {seq}");
-                }
-            })
-        })
-        .collect();
-    let consumers: Vec<_> = ["aaa", "bb", "c", "ddd"]
-        .into_iter()
-        .enumerate()
-        .map(|(c, name)| {
-            let (q, tallies) = (q.clone(), tallies.clone());
-            spawn(move || {
-                let (mut n, mut sum) = (0u64, 0u64);
-                loop {
-                    match q.get() {
-                        Ok(item) => {
-                            println!("consumer {name} got {item:?}");
-                            n += 1;
-                            sum += u64::from(item.producer * 100 + item.seq);
-                        }
-                        Err(GetError::Disconnected) => break,
-                        Err(e) => panic!("{e}"),
+    let mut producers = Vec::new();
+    for (p, name) in ["alex", "wusir", "wang"].into_iter().enumerate() {
+        let q = q.clone();
+        let mut producer = Process::new(move || {
+            for seq in 1..=PER_PRODUCER {
+                q.put(Item {
+                    producer: p as u32,
+                    seq,
+                })
+                .unwrap();
+                println!("producer {name} made item {seq}");
+            }
+        });
+        producer.start()?;
+        producers.push(producer);
+    }
+    let mut consumers = Vec::new();
+    for (c, name) in ["aaa", "bb", "c", "ddd"].into_iter().enumerate() {
+        let (q, tallies) = (q.clone(), tallies.clone());
+        let mut consumer = Process::new(move || {
+            let (mut n, mut sum) = (0u64, 0u64);
+            loop {
+                match q.get() {
+                    Ok(item) => {
+                        println!("consumer {name} got {item:?}");
+                        n += 1;
+                        sum += u64::from(item.producer * 100 + item.seq);
                     }
+                    Err(GetError::Disconnected) => break,
+                    Err(e) => panic!("{e}"),
                 }
-                println!("\x1b[31;1mconsumer {name} is done\x1b[0m");
-                tallies.put([c as u64, n, sum]).unwrap();
-            })
-        })
-        .collect();
-    for p in producers {
-        join(p);
+            }
+            println!("\x1b[31;1mconsumer {name} is done\x1b[0m");
+            tallies.put([c as u64, n, sum]).unwrap();
+        });
+        consumer.start()?;
+        consumers.push(consumer);
+    }
+    for p in &producers {
+        assert_eq!(p.join()?, 0, "{} failed", p.name());
     }
     q.close(); // one close, instead of one None per consumer
     let (mut n, mut sum) = (0, 0);
@@ -98,8 +72,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         n += cn;
         sum += csum;
     }
-    for c in consumers {
-        join(c);
+    for c in &consumers {
+        assert_eq!(c.join()?, 0, "{} failed", c.name());
     }
     let want: u64 = (0..3u64)
         .map(|p| {

@@ -6,48 +6,28 @@
 //!
 //! Run with `cargo run --example semaphore_ktv`.
 
-use shmproc::semaphore::Semaphore;
+use shmproc::{Process, Semaphore};
 use std::time::Duration;
 
-/// Forks a child that runs `f` and exits; returns its pid. (The `Process` layer of shmproc
-/// does this for you; this example forks by hand to show what happens underneath.)
-fn spawn(f: impl FnOnce()) -> libc::pid_t {
-    // SAFETY: this program is single-threaded when it forks; the child runs `f` and leaves
-    // through `_exit`, without running the parent's exit handlers.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        f();
-        // SAFETY: see above.
-        unsafe { libc::_exit(0) };
-    }
-    pid
-}
-
-fn join(pid: libc::pid_t) {
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-}
-
-fn main() -> Result<(), shmproc::Error> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sem = Semaphore::new(2)?; // two microphones
-    let people: Vec<_> = (0..5)
-        .map(|i| {
-            let sem = sem.clone();
-            spawn(move || {
-                let _mic = sem.acquire(); // given back when `_mic` is dropped
-                println!(
-                    "person{i} walks into the room  (free mics now: {})",
-                    sem.value()
-                );
-                std::thread::sleep(Duration::from_millis(100 + 50 * i));
-                println!("person{i} walks out");
-            })
-        })
-        .collect();
-    for p in people {
-        join(p);
+    let mut people = Vec::new();
+    for i in 0..5 {
+        let sem = sem.clone();
+        let mut p = Process::new(move || {
+            let _mic = sem.acquire(); // given back when `_mic` is dropped
+            println!(
+                "person{i} walks into the room  (free mics now: {})",
+                sem.value()
+            );
+            std::thread::sleep(Duration::from_millis(100 + 50 * i));
+            println!("person{i} walks out");
+        });
+        p.start()?;
+        people.push(p);
+    }
+    for p in &people {
+        assert_eq!(p.join()?, 0, "{} failed", p.name());
     }
     println!("everyone sang; free mics: {}", sem.value());
     assert_eq!(sem.value(), 2);
