@@ -7,29 +7,18 @@
 //!
 //! Run with `cargo run --release --example shared_countdown`.
 
-use shmproc::shared::TypedDict;
+use shmproc::{Process, TypedDict};
 use std::time::Duration;
 
-fn spawn(f: impl FnOnce()) -> libc::pid_t {
-    use std::io::Write;
-    std::io::stdout().flush().ok();
-    // SAFETY: single-threaded when forking; the child runs `f` and `_exit`s.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        f();
-        // SAFETY: leave the child without the parent's exit handlers.
-        unsafe { libc::_exit(0) };
+/// Starts every process, then joins them all; each must exit with 0.
+fn run_all(mut ps: Vec<Process>) -> Result<(), Box<dyn std::error::Error>> {
+    for p in &mut ps {
+        p.start()?;
     }
-    pid
-}
-
-fn join(pids: Vec<libc::pid_t>) {
-    for pid in pids {
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
+    for p in &ps {
+        assert_eq!(p.join()?, 0, "{} failed", p.name());
     }
+    Ok(())
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -40,14 +29,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let racers = (0..10)
         .map(|_| {
             let dic = dic.clone();
-            spawn(move || {
+            Process::new(move || {
                 let temp = dic.get(b"num").unwrap();
                 std::thread::sleep(Duration::from_millis(100));
                 dic.insert(b"num", &(temp - 1)).unwrap();
             })
         })
         .collect();
-    join(racers);
+    run_all(racers)?;
     println!(
         "get, sleep, insert (the race):   {{'num': {}}}",
         dic.get(b"num").unwrap()
@@ -57,7 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let workers = (0..10)
         .map(|_| {
             let dic = dic.clone();
-            spawn(move || {
+            Process::new(move || {
                 dic.update_with(b"num", |temp| {
                     std::thread::sleep(Duration::from_millis(100));
                     temp.map(|t| t - 1)
@@ -66,7 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
         })
         .collect();
-    join(workers);
+    run_all(workers)?;
     let num = dic.get(b"num").unwrap();
     println!("update_with (atomic):            {{'num': {num}}}");
     assert_eq!(num, 0);

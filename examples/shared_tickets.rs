@@ -8,33 +8,18 @@
 //!
 //! Run with `cargo run --release --example shared_tickets`.
 
-use shmproc::shared::{SharedDict, Value};
-use shmproc::Lock;
+use shmproc::{Lock, Process, SharedDict, Value};
 use std::time::Duration;
 
-/// Forks a child that runs `f`, then exits.
-fn spawn(f: impl FnOnce()) -> libc::pid_t {
-    use std::io::Write;
-    std::io::stdout().flush().ok();
-    // SAFETY: this program is single-threaded when it forks; the child runs `f` and
-    // leaves with `_exit`, never returning into the parent's code.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        f();
-        std::io::stdout().flush().ok();
-        // SAFETY: leave the child without running the parent's exit handlers.
-        unsafe { libc::_exit(0) };
+/// Starts every process, then joins them all; each must exit with 0.
+fn run_all(mut ps: Vec<Process>) -> Result<(), Box<dyn std::error::Error>> {
+    for p in &mut ps {
+        p.start()?;
     }
-    pid
-}
-
-fn join(pids: Vec<libc::pid_t>) {
-    for pid in pids {
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
+    for p in &ps {
+        assert_eq!(p.join()?, 0, "{} failed", p.name());
     }
+    Ok(())
 }
 
 fn read_count(path: &std::path::Path) -> u32 {
@@ -54,7 +39,7 @@ fn json_file_version() -> Result<(), Box<dyn std::error::Error>> {
     let buyers = (0..10)
         .map(|i| {
             let (mutex, path) = (mutex.clone(), path.clone());
-            spawn(move || {
+            Process::new(move || {
                 // search: anyone may read at any time
                 println!(
                     "buyer {i} (pid {}) sees {} tickets left",
@@ -74,9 +59,11 @@ fn json_file_version() -> Result<(), Box<dyn std::error::Error>> {
             })
         })
         .collect();
-    join(buyers);
-    println!("tickets left in the file: {}", read_count(&path));
+    run_all(buyers)?;
+    let left = read_count(&path);
+    println!("tickets left in the file: {left}");
     std::fs::remove_file(&path)?;
+    assert_eq!(left, 0, "the lock must keep each read-delay-write whole");
     Ok(())
 }
 
@@ -89,7 +76,7 @@ fn shared_memory_version() -> Result<(), Box<dyn std::error::Error>> {
     let buyers = (0..10)
         .map(|i| {
             let (db, sold) = (db.clone(), sold.clone());
-            spawn(move || {
+            Process::new(move || {
                 let left = db.get(b"count").map_or(0, |v| count(&v));
                 println!(
                     "buyer {i} (pid {}) sees {left} tickets left",
@@ -112,7 +99,7 @@ fn shared_memory_version() -> Result<(), Box<dyn std::error::Error>> {
             })
         })
         .collect();
-    join(buyers);
+    run_all(buyers)?;
     let left = db.get(b"count").map_or(0, |v| count(&v));
     println!("tickets left in the dict: {left}, sold: {}", sold.load());
     assert_eq!((left, sold.load()), (0, 3));

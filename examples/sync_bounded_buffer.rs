@@ -9,10 +9,7 @@
 //!
 //! Run with `cargo run --example sync_bounded_buffer`.
 
-use shmproc::condition::Condition;
-use shmproc::lock::Lock;
-use shmproc::shared::Array;
-use shmproc::Arena;
+use shmproc::{Arena, Array, Condition, Lock, Process, ProcessError};
 use std::time::Duration;
 
 const SHELF: u64 = 4;
@@ -71,31 +68,25 @@ impl Shelf {
     }
 }
 
-fn spawn(f: impl FnOnce()) -> libc::pid_t {
-    // SAFETY: this program is single-threaded when it forks; the child leaves via `_exit`.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        f();
-        // SAFETY: see above.
-        unsafe { libc::_exit(0) };
-    }
-    pid
+/// Starts a process running `f`.
+fn spawn(f: impl FnOnce() + 'static) -> Result<Process, ProcessError> {
+    let mut p = Process::new(f);
+    p.start()?;
+    Ok(p)
 }
 
-fn join(pid: libc::pid_t) {
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+/// Joins a process; it must have exited with 0.
+fn join(p: Process) -> Result<(), ProcessError> {
+    assert_eq!(p.join()?, 0, "{} failed", p.name());
+    Ok(())
 }
 
-fn main() -> Result<(), shmproc::Error> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let arena = Arena::anonymous(1 << 20)?;
     let shelf = Shelf::new(&arena)?;
     let eaten = Array::<u64>::raw_in(&arena, &[0; 2])?; // [count, sum], under shelf.lock
 
-    let eaters: Vec<_> = (0..EATERS)
+    let eaters = (0..EATERS)
         .map(|e| {
             let (shelf, eaten) = (shelf.clone(), eaten.clone());
             spawn(move || loop {
@@ -110,8 +101,8 @@ fn main() -> Result<(), shmproc::Error> {
                 eaten.set(1, eaten.get(1).unwrap() + bun).unwrap();
             })
         })
-        .collect();
-    let cooks: Vec<_> = (0..COOKS)
+        .collect::<Result<Vec<_>, _>>()?;
+    let cooks = (0..COOKS)
         .map(|c| {
             let shelf = shelf.clone();
             spawn(move || {
@@ -123,16 +114,16 @@ fn main() -> Result<(), shmproc::Error> {
                 }
             })
         })
-        .collect();
+        .collect::<Result<Vec<_>, _>>()?;
     for c in cooks {
-        join(c);
+        join(c)?;
     }
     // Every cook is done: one DONE per eater.
     for _ in 0..EATERS {
         shelf.put(DONE);
     }
     for e in eaters {
-        join(e);
+        join(e)?;
     }
     let n = COOKS * BUNS_PER_COOK;
     let (count, sum) = (eaten.get(0).unwrap(), eaten.get(1).unwrap());

@@ -1,38 +1,34 @@
 //! Pipe: two `Connection`s over SPSC byte rings in shared memory.
 
-use shmproc::pipe::{Pipe, RecvError};
+use shmproc::{Pipe, PipeRecvError as RecvError, Process};
+use std::cell::Cell;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 pub fn run() -> super::Res {
-    let (parent, child) = Pipe::new(true)?;
-    let (mut parent, mut child) = (Some(parent), Some(child));
-
-    // SAFETY: the tour is single-threaded; the child leaves through `_exit`.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(std::io::Error::last_os_error().into());
-    }
-    if pid == 0 {
-        drop(parent.take()); // like Python: drop the end this process does not use
-        let conn = child.take().expect("child end");
-        let mut ok = true;
-        // Echo in upper case until EOF; a 16 MiB message included.
-        loop {
-            match conn.recv_bytes() {
-                Ok(m) => ok &= conn.send_bytes(&m.to_ascii_uppercase()).is_ok(),
-                Err(RecvError::Eof) => break,
-                Err(_) => {
-                    ok = false;
-                    break;
+    // Both ends go to the child, as with Python's `Process(target=f, args=(parent_conn,
+    // child_conn))`: the child inherits a copy of the parent's end and must drop it, or
+    // it would never see EOF. The shared cell lets the child take both ends out of its
+    // own (forked) copy of it, and the parent out of its own after `start`.
+    let ends = Rc::new(Cell::new(Some(Pipe::new(true)?)));
+    let mut echo = Process::fallible({
+        let ends = Rc::clone(&ends);
+        move || -> Result<(), Box<dyn std::error::Error>> {
+            let (parent_end, conn) = ends.take().ok_or("no ends")?;
+            drop(parent_end); // like Python: drop the end this process does not use
+                              // Echo in upper case until EOF; a 16 MiB message included.
+            loop {
+                match conn.recv_bytes() {
+                    Ok(m) => conn.send_bytes(&m.to_ascii_uppercase())?,
+                    Err(RecvError::Eof) => return Ok(()),
+                    Err(e) => return Err(e.into()),
                 }
             }
         }
-        drop(conn);
-        // SAFETY: leave the child at once.
-        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
-    }
-    drop(child.take());
-    let conn = parent.take().expect("parent end");
+    });
+    echo.start()?;
+    let (conn, child_end) = ends.take().ok_or("no ends")?;
+    drop(child_end); // and the parent drops the child's end
 
     conn.send_bytes(b"hello")?;
     println!(
@@ -67,12 +63,10 @@ pub fn run() -> super::Res {
         conn.poll_timeout(Duration::from_millis(10))?
     );
     drop(conn); // the child sees EOF and exits
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    println!(
-        "  parent closed its end; child saw EOF and exited with {}",
-        libc::WEXITSTATUS(status)
-    );
+    let code = echo.join()?;
+    println!("  parent closed its end; child saw EOF and exited with {code}");
+    if code != 0 {
+        return Err("the echo child failed".into());
+    }
     Ok(())
 }

@@ -2,37 +2,25 @@
 //! byte messages written in place, and a `JoinableQueue` whose `join` waits for every
 //! `task_done`.
 
-use shmproc::queue::{ByteQueue, GetError, JoinableQueue, Queue};
+use shmproc::{ByteQueue, GetError, JoinableQueue, Process, ProcessError, Queue};
 use std::io::Write;
 
-/// Forks a child that runs `f`, then exits.
-fn spawn(f: impl FnOnce()) -> libc::pid_t {
-    std::io::stdout().flush().ok();
-    // SAFETY: the tour is single-threaded when it forks, so the child is a faithful copy;
-    // the child leaves through `_exit` and never returns into the tour.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        f();
-        std::io::stdout().flush().ok();
-        // SAFETY: ends the child without running the parent's exit handlers.
-        unsafe { libc::_exit(0) };
-    }
-    pid
+/// Starts a process running `f`.
+fn spawn(f: impl FnOnce() + 'static) -> Result<Process, ProcessError> {
+    let mut p = Process::new(f);
+    p.start()?;
+    Ok(p)
 }
 
 /// Waits for a child; true if it exited with 0.
-fn join(pid: libc::pid_t) -> bool {
-    let mut status = 0;
-    // SAFETY: waits for our own child; `status` is a valid out-pointer.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+fn join(p: &Process) -> Result<bool, ProcessError> {
+    Ok(p.join()? == 0)
 }
 
 pub fn run() -> super::Res {
     // 1. Queue<u64>: two producer processes fill the queue, then we close it and drain it.
     let q = Queue::<u64>::new(2048)?;
-    let producers: Vec<_> = (0..2u64)
+    let producers = (0..2u64)
         .map(|p| {
             let q = q.clone();
             spawn(move || {
@@ -41,8 +29,8 @@ pub fn run() -> super::Res {
                 }
             })
         })
-        .collect();
-    let joined: Vec<bool> = producers.into_iter().map(join).collect();
+        .collect::<Result<Vec<_>, _>>()?;
+    let joined = producers.iter().map(join).collect::<Result<Vec<_>, _>>()?;
     let done = joined.iter().all(|ok| *ok);
     println!("  Queue<u64>(2048): 2 producer processes put 1000 numbers each (ok: {done})");
     q.close();
@@ -66,12 +54,11 @@ pub fn run() -> super::Res {
             let mut loan = bq.write_loan().unwrap();
             let len = {
                 let mut w = &mut loan[..];
-                // SAFETY: getpid has no preconditions.
-                write!(w, "hello from pid {}", unsafe { libc::getpid() }).unwrap();
+                write!(w, "hello from pid {}", std::process::id()).unwrap();
                 128 - w.len()
             };
             loan.commit(len).unwrap();
-        })
+        })?
     };
     {
         let msg = bq.read_loan()?;
@@ -80,26 +67,31 @@ pub fn run() -> super::Res {
             String::from_utf8_lossy(&msg)
         );
     }
-    join(child);
+    assert!(join(&child)?, "the ByteQueue child failed");
     println!(
         "  a message above the maximum is refused: {}",
         bq.put_bytes(&[0; 200]).unwrap_err()
     );
 
-    // 3. JoinableQueue: we put 20 jobs and join; two worker processes mark them done.
+    // 3. JoinableQueue: we put 20 jobs and join; two daemon worker processes mark them
+    //    done (daemons, as in the tutorial's kitchen: they would die with the parent).
     let jq = JoinableQueue::<u32>::new(4)?;
-    let workers: Vec<_> = (0..2)
-        .map(|_| {
+    let workers = (0..2)
+        .map(|i| {
             let jq = jq.clone();
-            spawn(move || loop {
-                match jq.get() {
-                    Ok(_job) => jq.task_done().unwrap(),
-                    Err(GetError::Disconnected) => break,
-                    Err(e) => panic!("{e}"),
-                }
-            })
+            let mut p = Process::builder()
+                .name(format!("worker-{i}"))
+                .daemon(true)
+                .target(move || loop {
+                    match jq.get() {
+                        Ok(_job) => jq.task_done().unwrap(),
+                        Err(GetError::Disconnected) => break,
+                        Err(e) => panic!("{e}"),
+                    }
+                });
+            p.start().map(|()| p)
         })
-        .collect();
+        .collect::<Result<Vec<_>, _>>()?;
     for job in 0..20 {
         jq.put(job)?;
     }
@@ -109,9 +101,9 @@ pub fn run() -> super::Res {
         jq.unfinished_tasks(),
         jq.task_done().unwrap_err()
     );
-    jq.close();
-    for w in workers {
-        join(w);
+    jq.close(); // the workers see Disconnected and leave
+    for w in &workers {
+        assert!(join(w)?, "{} failed", w.name());
     }
     Ok(())
 }

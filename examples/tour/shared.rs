@@ -1,30 +1,20 @@
 //! Tour part: Value, Array, SharedDict and SharedMemory across real processes.
 
-use shmproc::shared::{cleanup_orphans, Array, SharedDict, SharedMemory, Value};
+use shmproc::{cleanup_orphans, Array, Process, SharedDict, SharedMemory, Value};
 use std::time::Duration;
 
-fn spawn(f: impl FnOnce()) -> libc::pid_t {
-    use std::io::Write;
-    std::io::stdout().flush().ok();
-    // SAFETY: the tour is single-threaded when it forks; the child runs `f` and leaves
-    // with `_exit`, never returning into the tour.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        f();
-        std::io::stdout().flush().ok();
-        // SAFETY: leave the child without the parent's exit handlers.
-        unsafe { libc::_exit(0) };
+/// Starts every process, then joins them all; each must exit with 0.
+fn run_all(mut ps: Vec<Process>) -> super::Res {
+    for p in &mut ps {
+        p.start()?;
     }
-    pid
-}
-
-fn join(pids: Vec<libc::pid_t>) {
-    for pid in pids {
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
+    for p in &ps {
+        match p.join()? {
+            0 => {}
+            code => return Err(format!("{} failed with exit code {code}", p.name()).into()),
+        }
     }
+    Ok(())
 }
 
 pub fn run() -> super::Res {
@@ -33,14 +23,14 @@ pub fn run() -> super::Res {
     let kids = (0..4)
         .map(|_| {
             let hits = hits.clone();
-            spawn(move || {
+            Process::new(move || {
                 for _ in 0..25_000 {
                     hits.fetch_add(1);
                 }
             })
         })
         .collect();
-    join(kids);
+    run_all(kids)?;
     println!(
         "Value<u64>: 4 processes x 25,000 fetch_add = {}",
         hits.load()
@@ -51,7 +41,7 @@ pub fn run() -> super::Res {
     let kids = (0..4)
         .map(|_| {
             let pair = pair.clone();
-            spawn(move || {
+            Process::new(move || {
                 for _ in 0..1_000 {
                     let mut g = pair.get_lock().unwrap_or_else(|d| d.into_guard());
                     g[0] += 1;
@@ -60,18 +50,18 @@ pub fn run() -> super::Res {
             })
         })
         .collect();
-    join(kids);
+    run_all(kids)?;
     println!("Value<[u64; 2]> under get_lock(): {:?}", pair.get());
 
     // Array: a child doubles it in place.
     let xs = Array::from_slice(&[1u32, 2, 3, 4, 5])?;
     let ys = xs.clone();
-    join(vec![spawn(move || {
+    run_all(vec![Process::new(move || {
         ys.get_lock()
             .unwrap_or_else(|d| d.into_guard())
             .iter_mut()
             .for_each(|x| *x *= 2);
-    })]);
+    })])?;
     println!("Array<u32> after a child doubled it: {:?}", xs.to_vec());
 
     // SharedDict: ten buyers, three tickets, one atomic read-modify-write each.
@@ -80,7 +70,7 @@ pub fn run() -> super::Res {
     let buyers = (0..10)
         .map(|i| {
             let db = db.clone();
-            spawn(move || {
+            Process::new(move || {
                 let mut bought = false;
                 db.update_with(b"tickets", |v| {
                     let n = u64::from_le_bytes(v?.try_into().ok()?);
@@ -95,7 +85,7 @@ pub fn run() -> super::Res {
             })
         })
         .collect();
-    join(buyers);
+    run_all(buyers)?;
     let left = u64::from_le_bytes(
         db.get(b"tickets")
             .unwrap_or_default()
@@ -107,10 +97,10 @@ pub fn run() -> super::Res {
     // SharedMemory: a named segment, attached by name.
     let seg = SharedMemory::create(None, 64)?;
     let name = seg.name().to_string();
-    join(vec![spawn(move || {
+    run_all(vec![Process::new(move || {
         let peer = SharedMemory::open(&name).expect("attach by name");
         peer.write(0, b"hello from a child").expect("in bounds");
-    })]);
+    })])?;
     let mut buf = [0u8; 18];
     seg.read(0, &mut buf)?;
     println!(
@@ -120,6 +110,10 @@ pub fn run() -> super::Res {
         String::from_utf8_lossy(&buf)
     );
     seg.unlink()?;
+    let expected = (100_000, [4_000, 8_000], vec![2, 4, 6, 8, 10], 0);
+    if (hits.load(), pair.get(), xs.to_vec(), left) != expected || &buf != b"hello from a child" {
+        return Err("a shared object lost an update".into());
+    }
     println!(
         "cleanup_orphans(): {} leaked segment(s) of dead creators removed",
         cleanup_orphans()?.len()

@@ -1,44 +1,33 @@
 //! RLock, Condition, Barrier, and the tutorial scenes built with them: a bounded buffer,
-//! the traffic light (`Event`) and the karaoke room (`Semaphore`), across forked processes.
+//! the traffic light (`Event`) and the karaoke room (`Semaphore`), across processes.
 //!
-//! As in the Lock part, most processes are plain `libc::fork`s (a shmproc handle needs no
-//! setup in a child); the traffic light and the karaoke room use `Process`, as the
-//! tutorial does.
+//! Every child is a [`Process`] whose closure captures clones of shmproc handles (a
+//! handle needs no setup in a child); the traffic light is a daemon, as in the tutorial.
 
-use shmproc::barrier::Barrier;
-use shmproc::condition::Condition;
-use shmproc::event::Event;
-use shmproc::lock::TryAcquireError;
-use shmproc::process::Process;
-use shmproc::rlock::RLock;
-use shmproc::semaphore::Semaphore;
-use shmproc::shared::Array;
-use shmproc::Arena;
+use shmproc::{
+    Arena, Array, Barrier, Condition, Event, Process, ProcessError, RLock, Semaphore,
+    TryAcquireError,
+};
 use std::time::Duration;
 
-fn fork(f: impl FnOnce()) -> libc::pid_t {
-    use std::io::Write;
-    std::io::stdout().flush().ok();
-    // SAFETY: the tour is single-threaded when it forks; the child leaves through `_exit`.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed: {}", std::io::Error::last_os_error());
-    if pid == 0 {
-        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_ok();
-        std::io::stdout().flush().ok();
-        // SAFETY: as above.
-        unsafe { libc::_exit(if ok { 0 } else { 101 }) };
-    }
-    pid
+/// Starts a process running `f`.
+fn fork(f: impl FnOnce() + 'static) -> Result<Process, ProcessError> {
+    let mut p = Process::new(f);
+    p.start()?;
+    Ok(p)
 }
 
-fn join(pid: libc::pid_t) -> super::Res {
-    let mut status = 0;
-    // SAFETY: waiting for our own child; `status` is a valid out-pointer.
-    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-    if r != pid || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        return Err(format!("child {pid} failed (status {status:#x})").into());
+/// Waits for a child; an error unless it exited with 0.
+fn join(p: &Process) -> super::Res {
+    match p.join()? {
+        0 => Ok(()),
+        code => Err(format!(
+            "{} (pid {:?}) failed with exit code {code}",
+            p.name(),
+            p.pid()
+        )
+        .into()),
     }
-    Ok(())
 }
 
 pub fn run() -> super::Res {
@@ -67,17 +56,20 @@ fn rlock(arena: &Arena) -> super::Res {
     for _ in 0..3 {
         lock.acquire_forever();
     }
-    let child = fork(|| {
-        let busy = matches!(lock.try_acquire(), Err(TryAcquireError::WouldBlock));
-        println!("rlock: another process finds it held: {busy}; it waits...");
-        let _g = lock.acquire().unwrap();
-        println!("rlock: ...and gets it once the owner released all 3 levels");
-    });
+    let child = fork({
+        let lock = lock.clone();
+        move || {
+            let busy = matches!(lock.try_acquire(), Err(TryAcquireError::WouldBlock));
+            println!("rlock: another process finds it held: {busy}; it waits...");
+            let _g = lock.acquire().unwrap();
+            println!("rlock: ...and gets it once the owner released all 3 levels");
+        }
+    })?;
     std::thread::sleep(Duration::from_millis(20));
     for _ in 0..3 {
         lock.release()?;
     }
-    join(child)
+    join(&child)
 }
 
 /// The condition-based bounded buffer: a producer and a consumer process, 3 slots.
@@ -87,16 +79,19 @@ fn bounded_buffer(arena: &Arena) -> super::Res {
     let cond = Condition::new_in(arena)?; // with its own RLock
     let ring = Array::<u64>::raw_in(arena, &[0; 2 + CAP as usize])?; // [head, tail, slots]
     let len = |r: &Array<u64>| r.get(1).unwrap() - r.get(0).unwrap();
-    let producer = fork(|| {
-        for item in 1..=N {
-            let _g = cond.acquire().unwrap();
-            cond.wait_for(|| len(&ring) < CAP, None).unwrap();
-            let t = ring.get(1).unwrap();
-            ring.set(2 + (t % CAP) as usize, item).unwrap();
-            ring.set(1, t + 1).unwrap();
-            cond.notify_all().unwrap();
+    let producer = fork({
+        let (cond, ring) = (cond.clone(), ring.clone());
+        move || {
+            for item in 1..=N {
+                let _g = cond.acquire().unwrap();
+                cond.wait_for(|| len(&ring) < CAP, None).unwrap();
+                let t = ring.get(1).unwrap();
+                ring.set(2 + (t % CAP) as usize, item).unwrap();
+                ring.set(1, t + 1).unwrap();
+                cond.notify_all().unwrap();
+            }
         }
-    });
+    })?;
     let mut sum = 0;
     for _ in 0..N {
         let _g = cond.acquire().unwrap();
@@ -106,7 +101,7 @@ fn bounded_buffer(arena: &Arena) -> super::Res {
         ring.set(0, h + 1).unwrap();
         cond.notify_all().unwrap();
     }
-    join(producer)?;
+    join(&producer)?;
     println!(
         "condition: {N} items through a {CAP}-slot buffer, checksum {sum} (expected {})",
         N * (N + 1) / 2
@@ -128,9 +123,9 @@ fn barrier(arena: &Arena) -> super::Res {
             }
         }
     };
-    let kids = [fork(party("child A")), fork(party("child B"))];
+    let kids = [fork(party("child A"))?, fork(party("child B"))?];
     party("the parent")();
-    for k in kids {
+    for k in &kids {
         join(k)?;
     }
     b.abort();
@@ -141,7 +136,7 @@ fn barrier(arena: &Arena) -> super::Res {
 }
 
 /// The traffic light: a daemon light process turns an Event green and red; car processes
-/// wait for green (made with `shmproc::process::Process`, like the tutorial's).
+/// wait for green.
 fn traffic_light(arena: &Arena) -> super::Res {
     let green = Event::new_in(arena)?;
     let mut light = Process::builder().name("light").daemon(true).target({
@@ -168,7 +163,7 @@ fn traffic_light(arena: &Arena) -> super::Res {
         cars.push(car);
     }
     for c in &cars {
-        c.join()?;
+        join(c)?;
     }
     // A daemon would end with the program; this part ends it now.
     light.terminate()?;
@@ -191,7 +186,7 @@ fn karaoke(arena: &Arena) -> super::Res {
         singers.push(p);
     }
     for s in &singers {
-        s.join()?;
+        join(s)?;
     }
     println!("karaoke: everyone sang, {} places free", keys.value());
     Ok(())
