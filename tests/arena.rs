@@ -53,6 +53,7 @@ fn open_by_name_races_with_create() {
 fn attach_races_with_create() {
     let name = format!("shmproc-arenatest-{}", std::process::id());
     let arena = Arena::create(&name, 8 << 20).unwrap();
+    let _cleanup = common::UnlinkOnDrop(name.clone());
     let started = Signal::new();
     let maker = {
         let (arena, started) = (arena.clone(), &started);
@@ -71,7 +72,6 @@ fn attach_races_with_create() {
         attaches += 1;
     }
     maker.join();
-    arena.unlink().unwrap();
     assert!(attaches > 0);
 }
 

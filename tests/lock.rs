@@ -234,6 +234,7 @@ fn blocked_waiters_in_many_processes_all_get_through() {
 fn named_arena_lock_across_separate_mappings() {
     let name = format!("shmproc-locktest-{}", std::process::id());
     let arena = Arena::create(&name, 1 << 20).unwrap();
+    let _cleanup = common::UnlinkOnDrop(name.clone());
     let lock = Lock::create(&arena, "the-lock").unwrap();
     let g = lock.acquire().unwrap();
     let ready = Signal::new();
@@ -255,7 +256,6 @@ fn named_arena_lock_across_separate_mappings() {
     std::thread::sleep(Duration::from_millis(20));
     drop(g);
     child.join();
-    arena.unlink().unwrap();
 }
 
 fn guard_releases_on_panic_unwind() {

@@ -225,3 +225,13 @@ impl Signal {
         }
     }
 }
+
+/// Removes the named arena `/dev/shm/<name>` when dropped, so a test that fails (panics)
+/// leaves nothing behind.
+pub struct UnlinkOnDrop(pub String);
+
+impl Drop for UnlinkOnDrop {
+    fn drop(&mut self) {
+        let _ = shmproc::Arena::unlink_name(&self.0);
+    }
+}
