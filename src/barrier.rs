@@ -301,30 +301,30 @@ impl RawBarrier {
     /// as a broken party), or is full (its action runs: the pass completes). True if this
     /// call broke it.
     fn break_on_timeout(&self, g: u32, parties: u32) -> bool {
-        // Relaxed: the CAS re-checks.
-        let mut w = self.word.load(Ordering::Relaxed);
-        loop {
-            if gen_of(w) != g || w & BROKEN != 0 || w & COUNT >= parties {
-                return false;
-            }
-            let next = self.after_leaving((w | BROKEN) & !SLEEPERS);
-            if self.transition(w, next) {
-                return true;
-            }
-            // Relaxed: as above.
-            w = self.word.load(Ordering::Relaxed);
-        }
+        self.update(|w| {
+            (gen_of(w) == g && w & BROKEN == 0 && w & COUNT < parties)
+                .then(|| self.after_leaving((w | BROKEN) & !SLEEPERS))
+        })
     }
 
     /// The last arrival of generation `g`, whose action panicked: breaks the generation
     /// and leaves it (so the waiters, seeing it broken and no longer full, leave too).
     fn break_after_panic(&self, g: u32) {
-        // Relaxed: the CAS re-checks.
+        self.update(|w| (gen_of(w) == g).then(|| self.after_leaving((w | BROKEN) & !SLEEPERS)));
+    }
+
+    /// Moves the word to `step(w)` in a CAS loop (each try through `transition`, which
+    /// wakes the sleepers), until it succeeds or `step` says `None` (nothing to do).
+    /// True if the word was moved.
+    fn update(&self, mut step: impl FnMut(u32) -> Option<u32>) -> bool {
+        // Relaxed: the CAS in `transition` re-checks.
         let mut w = self.word.load(Ordering::Relaxed);
-        while gen_of(w) == g {
-            let next = self.after_leaving((w | BROKEN) & !SLEEPERS);
+        loop {
+            let Some(next) = step(w) else {
+                return false;
+            };
             if self.transition(w, next) {
-                return;
+                return true;
             }
             // Relaxed: as above.
             w = self.word.load(Ordering::Relaxed);
@@ -357,80 +357,28 @@ impl RawBarrier {
 
     /// A waiter of generation `g` leaves the broken barrier.
     fn leave(&self, g: u32) {
-        // Relaxed: the CAS re-checks.
-        let mut w = self.word.load(Ordering::Relaxed);
-        while gen_of(w) == g {
-            let next = self.after_leaving(w) & !SLEEPERS;
-            // AcqRel: as for every other transition of the word.
-            match self
-                .word
-                .compare_exchange_weak(w, next, Ordering::AcqRel, Ordering::Relaxed)
-            {
-                Ok(_) => {
-                    if w & SLEEPERS != 0 {
-                        futex::wake_all(&self.word);
-                    }
-                    return;
-                }
-                Err(now) => w = now,
-            }
-        }
+        self.update(|w| (gen_of(w) == g).then(|| self.after_leaving(w) & !SLEEPERS));
     }
 
     /// Breaks the barrier: every party inside and every later arrival fails, until
     /// [`reset`](Self::reset). A generation whose action is running completes first.
     pub fn abort(&self) {
-        // Relaxed: the CAS re-checks.
-        let mut w = self.word.load(Ordering::Relaxed);
-        loop {
-            if w & BROKEN != 0 {
-                return;
-            }
-            let next = (w | BROKEN) & !SLEEPERS;
-            // AcqRel: as for every other transition of the word.
-            match self
-                .word
-                .compare_exchange_weak(w, next, Ordering::AcqRel, Ordering::Relaxed)
-            {
-                Ok(_) => {
-                    if w & SLEEPERS != 0 {
-                        futex::wake_all(&self.word);
-                    }
-                    return;
-                }
-                Err(now) => w = now,
-            }
-        }
+        self.update(|w| (w & BROKEN == 0).then_some((w | BROKEN) & !SLEEPERS));
     }
 
     /// Returns the barrier to its initial state. Parties waiting now fail with
     /// [`BarrierError::Broken`]; parties arriving before they have all left wait, then
     /// use the fresh barrier.
     pub fn reset(&self) {
-        // Relaxed: the CAS re-checks.
-        let mut w = self.word.load(Ordering::Relaxed);
-        loop {
-            let next = if w & COUNT == 0 {
-                (w & !(BROKEN | RESETTING | SLEEPERS)).wrapping_add(GEN_ONE)
+        self.update(|w| {
+            if w & COUNT == 0 {
+                Some((w & !(BROKEN | RESETTING | SLEEPERS)).wrapping_add(GEN_ONE))
             } else if w & RESETTING != 0 {
-                return;
+                None
             } else {
-                (w | BROKEN | RESETTING) & !SLEEPERS
-            };
-            // AcqRel: as for every other transition of the word.
-            match self
-                .word
-                .compare_exchange_weak(w, next, Ordering::AcqRel, Ordering::Relaxed)
-            {
-                Ok(_) => {
-                    if w & SLEEPERS != 0 {
-                        futex::wake_all(&self.word);
-                    }
-                    return;
-                }
-                Err(now) => w = now,
+                Some((w | BROKEN | RESETTING) & !SLEEPERS)
             }
-        }
+        });
     }
 }
 
