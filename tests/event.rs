@@ -4,7 +4,7 @@ mod common;
 
 use shmproc::event::{Event, WAITERS};
 use shmproc::{Arena, Error, SpinPolicy};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 fn main() {
@@ -33,26 +33,6 @@ fn main() {
     ]);
 }
 
-/// `n` zeroed `AtomicU64`s in shared anonymous memory, inherited by forked children. Leaked:
-/// the test process exits soon.
-fn shared_atomics(n: usize) -> &'static [AtomicU64] {
-    let len = n * std::mem::size_of::<AtomicU64>();
-    // SAFETY: a fresh anonymous shared mapping; no other reference to it exists.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len.max(1),
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    assert_ne!(p, libc::MAP_FAILED, "mmap failed");
-    // SAFETY: `len` zeroed bytes, page-aligned, never unmapped; zero is a valid AtomicU64.
-    unsafe { std::slice::from_raw_parts(p.cast::<AtomicU64>(), n) }
-}
-
 fn arena() -> Arena {
     Arena::anonymous(1 << 20).expect("arena")
 }
@@ -74,7 +54,7 @@ fn set_by_child_wakes_four_waiters() {
     let a = arena();
     let ev = Event::new_in(&a).unwrap();
     // [0] payload written before set, [1] waiters ready, [2] waiters that saw the payload
-    let s = shared_atomics(3);
+    let s = common::shared_counters(3);
     let waiters: Vec<_> = (0..WAITING)
         .map(|i| {
             let mut ev = ev.clone();
@@ -116,7 +96,7 @@ fn pulse_wakes_every_sleeper() {
     let a = arena();
     let mut ev = Event::new_in(&a).unwrap();
     ev.set_spin(SpinPolicy::NEVER);
-    let s = shared_atomics(1);
+    let s = common::shared_counters(1);
     let waiters: Vec<_> = (0..WAITING)
         .map(|_| {
             let ev = ev.clone();
@@ -144,7 +124,7 @@ fn set_clear_ping_pong_is_exact() {
     let a = arena();
     let ping = Event::new_in(&a).unwrap();
     let pong = Event::new_in(&a).unwrap();
-    let s = shared_atomics(1);
+    let s = common::shared_counters(1);
     let child = {
         let (ping, pong) = (ping.clone(), pong.clone());
         common::fork(move || {

@@ -59,26 +59,6 @@ fn main() {
     ]);
 }
 
-/// `n` zeroed `AtomicU64`s in shared anonymous memory, inherited by forked children. Leaked:
-/// the test process exits soon.
-fn shared_atomics(n: usize) -> &'static [AtomicU64] {
-    let len = n * std::mem::size_of::<AtomicU64>();
-    // SAFETY: a fresh anonymous shared mapping; no other reference to it exists.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len.max(1),
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    assert_ne!(p, libc::MAP_FAILED, "mmap failed");
-    // SAFETY: `len` zeroed bytes, page-aligned, never unmapped; zero is a valid AtomicU64.
-    unsafe { std::slice::from_raw_parts(p.cast::<AtomicU64>(), n) }
-}
-
 fn arena() -> Arena {
     Arena::anonymous(1 << 20).expect("arena")
 }
@@ -97,7 +77,7 @@ fn two_never_admits_three() {
     const ITERS: u64 = 20_000;
     let a = arena();
     let sem = Semaphore::new_in(&a, 2).unwrap();
-    let s = shared_atomics(3); // inside, max inside, total entries
+    let s = common::shared_counters(3); // inside, max inside, total entries
     let children: Vec<_> = (0..PROCS)
         .map(|i| {
             let mut sem = sem.clone();
@@ -132,7 +112,7 @@ fn bounded_never_admits_more_than_bound() {
     const ITERS: u64 = 1_000;
     let a = arena();
     let sem = BoundedSemaphore::new_in(&a, 3).unwrap();
-    let s = shared_atomics(3);
+    let s = common::shared_counters(3);
     let children: Vec<_> = (0..PROCS)
         .map(|_| {
             let sem = sem.clone();
@@ -162,7 +142,7 @@ fn release_in_parent_wakes_sleeping_children() {
     let a = arena();
     let mut sem = Semaphore::new_in(&a, 0).unwrap();
     sem.set_spin(SpinPolicy::NEVER);
-    let s = shared_atomics(1); // permits taken
+    let s = common::shared_counters(1); // permits taken
     let children: Vec<_> = (0..CHILDREN)
         .map(|_| {
             let sem = sem.clone();
@@ -196,7 +176,7 @@ fn ping_pong_between_processes_is_exact() {
     let a = arena();
     let ping = Semaphore::new_in(&a, 0).unwrap();
     let pong = Semaphore::new_in(&a, 0).unwrap();
-    let s = shared_atomics(1);
+    let s = common::shared_counters(1);
     let child = {
         let (ping, pong) = (ping.clone(), pong.clone());
         common::fork(move || {
@@ -453,7 +433,7 @@ fn concurrent_bounded_releases_stop_at_bound() {
     for _ in 0..1_000 {
         sem.acquire_forever();
     }
-    let s = shared_atomics(2); // successes, refusals
+    let s = common::shared_counters(2); // successes, refusals
     let children: Vec<_> = (0..PROCS)
         .map(|_| {
             let sem = sem.clone();

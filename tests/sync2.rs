@@ -8,7 +8,7 @@ use shmproc::condition::{Condition, ConditionError};
 use shmproc::lock::{Lock, TryAcquireError};
 use shmproc::rlock::{NotOwner, RLock};
 use shmproc::Arena;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 fn main() {
@@ -62,26 +62,6 @@ fn main() {
     ]);
 }
 
-/// `n` zeroed words of `MAP_SHARED` memory, inherited by forked children.
-fn shared_words(n: usize) -> &'static [AtomicU64] {
-    let len = (n * 8).max(4096);
-    // SAFETY: a fresh anonymous shared mapping; never unmapped (the test process exits).
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    assert_ne!(p, libc::MAP_FAILED);
-    // SAFETY: `len` zeroed bytes, 8-aligned (page-aligned), valid for the process's life;
-    // zero is a valid AtomicU64.
-    unsafe { std::slice::from_raw_parts(p.cast::<AtomicU64>(), n) }
-}
-
 /// Polls `cond()` (a state that no primitive can be awaited for, e.g. "n parties are
 /// asleep") until it holds, for at most 20 s.
 fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
@@ -105,7 +85,7 @@ fn arena() -> Arena {
 fn rlock_depth_three_across_fork() {
     let a = arena();
     let lock = RLock::new_in(&a).unwrap();
-    let flags = shared_words(2);
+    let flags = common::shared_counters(2);
     for _ in 0..3 {
         lock.acquire_forever();
     }
@@ -160,7 +140,7 @@ fn rlock_threads_of_one_process() {
     .unwrap();
     drop(g);
     // Mutual exclusion between 4 threads, each re-entering: the counter is exact.
-    let counter = shared_words(1);
+    let counter = common::shared_counters(1);
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let l = lock.clone();
@@ -209,7 +189,7 @@ fn rlock_owner_died_is_recovered() {
 fn condition_notify_two_wakes_exactly_two() {
     let a = arena();
     let cond = Condition::new_in(&a).unwrap();
-    let woken = shared_words(1);
+    let woken = common::shared_counters(1);
     let waiter = {
         let cond = cond.clone();
         move || {
@@ -259,7 +239,7 @@ fn condition_timeout_leaves_no_stale_wakeup() {
     let a = arena();
     let lock = Lock::new_in(&a).unwrap();
     let cond = Condition::with_lock(&a, &lock).unwrap();
-    let flags = shared_words(2);
+    let flags = common::shared_counters(2);
     {
         let _g = lock.acquire().unwrap();
         assert_eq!(cond.notify(1), Ok(0), "nobody waits");
@@ -326,7 +306,7 @@ fn condition_rlock_depth_restored() {
     let a = arena();
     let rlock = RLock::new_in(&a).unwrap();
     let cond = Condition::with_rlock(&a, &rlock).unwrap();
-    let flag = shared_words(1);
+    let flag = common::shared_counters(1);
     for _ in 0..3 {
         rlock.acquire_forever();
     }
@@ -356,7 +336,7 @@ fn condition_bounded_buffer_checksum() {
     let not_full = Condition::with_lock(&a, &lock).unwrap();
     let not_empty = Condition::with_lock(&a, &lock).unwrap();
     // [head, tail, sum, count, slots...]; all under `lock`.
-    let w = shared_words(4 + CAP as usize);
+    let w = common::shared_counters(4 + CAP as usize);
     let producers: Vec<_> = (0..2u64)
         .map(|p| {
             fork(|| {
@@ -419,7 +399,7 @@ fn barrier_five_processes_lockstep() {
     const PASSES: usize = 1000;
     let a = arena();
     // [actions, progress[P], masks[PASSES]]
-    let w = shared_words(1 + P + PASSES);
+    let w = common::shared_counters(1 + P + PASSES);
     let barrier = Barrier::new_in(&a, P as u32).unwrap().with_action(move || {
         w[0].fetch_add(1, Ordering::Relaxed);
     });
@@ -465,7 +445,7 @@ fn barrier_abort_and_reset_while_waiting() {
     let a = arena();
     let b = Barrier::new_in(&a, 3).unwrap();
     let gate = Barrier::new_in(&a, 3).unwrap();
-    let passed = shared_words(1);
+    let passed = common::shared_counters(1);
     let child = || {
         fork(|| {
             // Round 1: aborted while waiting. Round 2: reset while waiting.
