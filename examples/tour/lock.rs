@@ -4,28 +4,8 @@
 //! handle needs no setup in the child, it is the same shared memory. The counters the
 //! children update are shared [`Value`]s.
 
-use shmproc::{Event, Lock, Process, Semaphore, Value};
+use shmproc::{Event, Lock, Semaphore, Value};
 use std::time::Duration;
-
-/// Starts a process running `f`.
-fn fork(f: impl FnOnce() + 'static) -> Result<Process, shmproc::ProcessError> {
-    let mut p = Process::new(f);
-    p.start()?;
-    Ok(p)
-}
-
-/// Waits for a child; an error unless it exited with 0.
-fn join(p: &Process) -> super::Res {
-    match p.join()? {
-        0 => Ok(()),
-        code => Err(format!(
-            "{} (pid {:?}) failed with exit code {code}",
-            p.name(),
-            p.pid()
-        )
-        .into()),
-    }
-}
 
 pub fn run() -> super::Res {
     lock_counter()?;
@@ -43,7 +23,7 @@ fn lock_counter() -> super::Res {
     let children = (0..N)
         .map(|_| {
             let (lock, counter) = (lock.clone(), counter.clone());
-            fork(move || {
+            super::spawn(move || {
                 for _ in 0..M {
                     let _g = lock.acquire().expect("no holder dies in this run");
                     // A read-modify-write in two steps: only the lock keeps it exact.
@@ -53,7 +33,7 @@ fn lock_counter() -> super::Res {
         })
         .collect::<Result<Vec<_>, _>>()?;
     for c in &children {
-        join(c)?;
+        super::join(c)?;
     }
     let got = counter.load();
     println!(
@@ -77,7 +57,7 @@ fn semaphore_limit() -> super::Res {
         .map(|_| {
             let sem = sem.clone();
             let (inside, most, entries) = (inside.clone(), most.clone(), entries.clone());
-            fork(move || {
+            super::spawn(move || {
                 for _ in 0..ITERS {
                     let _permit = sem.acquire();
                     let now = inside.fetch_add(1) + 1;
@@ -92,7 +72,7 @@ fn semaphore_limit() -> super::Res {
         })
         .collect::<Result<Vec<_>, _>>()?;
     for c in &children {
-        join(c)?;
+        super::join(c)?;
     }
     let (max, entries) = (most.load(), entries.load());
     println!(
@@ -113,7 +93,7 @@ fn event_wakes_all() -> super::Res {
     let waiters = (0..WAITERS)
         .map(|i| {
             let (ev, ready, woken) = (ev.clone(), ready.clone(), woken.clone());
-            fork(move || {
+            super::spawn(move || {
                 ready.release().expect("far below the limit");
                 ev.wait();
                 woken.fetch_add(1);
@@ -126,15 +106,15 @@ fn event_wakes_all() -> super::Res {
     }
     let setter = {
         let ev = ev.clone();
-        fork(move || {
+        super::spawn(move || {
             std::thread::sleep(Duration::from_millis(20)); // the waiters are asleep by now
             println!("Event:     process {} sets the event", std::process::id());
             ev.set();
         })?
     };
-    join(&setter)?;
+    super::join(&setter)?;
     for w in &waiters {
-        join(w)?;
+        super::join(w)?;
     }
     let woken = woken.load();
     println!("           one set() woke {woken} of {WAITERS} waiting processes");

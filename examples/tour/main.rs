@@ -12,6 +12,26 @@ mod sync2;
 type Res = Result<(), Box<dyn std::error::Error>>;
 type Part = (&'static str, fn() -> Res);
 
+/// Starts a process running `f` (every part's children are started this way).
+fn spawn(f: impl FnOnce() + 'static) -> Result<shmproc::Process, shmproc::ProcessError> {
+    let mut p = shmproc::Process::new(f);
+    p.start()?;
+    Ok(p)
+}
+
+/// Waits for a child; an error unless it exited with 0.
+fn join(p: &shmproc::Process) -> Res {
+    match p.join()? {
+        0 => Ok(()),
+        code => Err(format!(
+            "{} (pid {:?}) failed with exit code {code}",
+            p.name(),
+            p.pid()
+        )
+        .into()),
+    }
+}
+
 fn main() -> Res {
     println!("shmproc tour: Python's multiprocessing, in Rust, on shared memory\n");
     let parts: [Part; 6] = [

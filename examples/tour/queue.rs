@@ -2,20 +2,8 @@
 //! byte messages written in place, and a `JoinableQueue` whose `join` waits for every
 //! `task_done`.
 
-use shmproc::{ByteQueue, GetError, JoinableQueue, Process, ProcessError, Queue};
+use shmproc::{ByteQueue, GetError, JoinableQueue, Process, Queue};
 use std::io::Write;
-
-/// Starts a process running `f`.
-fn spawn(f: impl FnOnce() + 'static) -> Result<Process, ProcessError> {
-    let mut p = Process::new(f);
-    p.start()?;
-    Ok(p)
-}
-
-/// Waits for a child; true if it exited with 0.
-fn join(p: &Process) -> Result<bool, ProcessError> {
-    Ok(p.join()? == 0)
-}
 
 pub fn run() -> super::Res {
     // 1. Queue<u64>: two producer processes fill the queue, then we close it and drain it.
@@ -23,16 +11,15 @@ pub fn run() -> super::Res {
     let producers = (0..2u64)
         .map(|p| {
             let q = q.clone();
-            spawn(move || {
+            super::spawn(move || {
                 for i in 0..1000 {
                     q.put(p * 1_000_000 + i).unwrap();
                 }
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let joined = producers.iter().map(join).collect::<Result<Vec<_>, _>>()?;
-    let done = joined.iter().all(|ok| *ok);
-    println!("  Queue<u64>(2048): 2 producer processes put 1000 numbers each (ok: {done})");
+    producers.iter().try_for_each(super::join)?;
+    println!("  Queue<u64>(2048): 2 producer processes put 1000 numbers each (both exited with 0)");
     q.close();
     let (mut n, mut last) = (0, [None::<u64>; 2]);
     while let Ok(v) = q.get() {
@@ -50,7 +37,7 @@ pub fn run() -> super::Res {
     let bq = ByteQueue::new(4, 128)?;
     let child = {
         let bq = bq.clone();
-        spawn(move || {
+        super::spawn(move || {
             let mut loan = bq.write_loan().unwrap();
             let len = {
                 let mut w = &mut loan[..];
@@ -67,7 +54,7 @@ pub fn run() -> super::Res {
             String::from_utf8_lossy(&msg)
         );
     }
-    assert!(join(&child)?, "the ByteQueue child failed");
+    super::join(&child)?;
     println!(
         "  a message above the maximum is refused: {}",
         bq.put_bytes(&[0; 200]).unwrap_err()
@@ -103,7 +90,7 @@ pub fn run() -> super::Res {
     );
     jq.close(); // the workers see Disconnected and leave
     for w in &workers {
-        assert!(join(w)?, "{} failed", w.name());
+        super::join(w)?;
     }
     Ok(())
 }

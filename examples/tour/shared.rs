@@ -8,13 +8,7 @@ fn run_all(mut ps: Vec<Process>) -> super::Res {
     for p in &mut ps {
         p.start()?;
     }
-    for p in &ps {
-        match p.join()? {
-            0 => {}
-            code => return Err(format!("{} failed with exit code {code}", p.name()).into()),
-        }
-    }
-    Ok(())
+    ps.iter().try_for_each(super::join)
 }
 
 pub fn run() -> super::Res {

@@ -5,30 +5,9 @@
 //! handle needs no setup in a child); the traffic light is a daemon, as in the tutorial.
 
 use shmproc::{
-    Arena, Array, Barrier, Condition, Event, Process, ProcessError, RLock, Semaphore,
-    TryAcquireError,
+    Arena, Array, Barrier, Condition, Event, Process, RLock, Semaphore, TryAcquireError,
 };
 use std::time::Duration;
-
-/// Starts a process running `f`.
-fn fork(f: impl FnOnce() + 'static) -> Result<Process, ProcessError> {
-    let mut p = Process::new(f);
-    p.start()?;
-    Ok(p)
-}
-
-/// Waits for a child; an error unless it exited with 0.
-fn join(p: &Process) -> super::Res {
-    match p.join()? {
-        0 => Ok(()),
-        code => Err(format!(
-            "{} (pid {:?}) failed with exit code {code}",
-            p.name(),
-            p.pid()
-        )
-        .into()),
-    }
-}
 
 pub fn run() -> super::Res {
     let arena = Arena::anonymous(1 << 20)?;
@@ -56,7 +35,7 @@ fn rlock(arena: &Arena) -> super::Res {
     for _ in 0..3 {
         lock.acquire_forever();
     }
-    let child = fork({
+    let child = super::spawn({
         let lock = lock.clone();
         move || {
             let busy = matches!(lock.try_acquire(), Err(TryAcquireError::WouldBlock));
@@ -69,7 +48,7 @@ fn rlock(arena: &Arena) -> super::Res {
     for _ in 0..3 {
         lock.release()?;
     }
-    join(&child)
+    super::join(&child)
 }
 
 /// The condition-based bounded buffer: a producer and a consumer process, 3 slots.
@@ -79,7 +58,7 @@ fn bounded_buffer(arena: &Arena) -> super::Res {
     let cond = Condition::new_in(arena)?; // with its own RLock
     let ring = Array::<u64>::raw_in(arena, &[0; 2 + CAP as usize])?; // [head, tail, slots]
     let len = |r: &Array<u64>| r.get(1).unwrap() - r.get(0).unwrap();
-    let producer = fork({
+    let producer = super::spawn({
         let (cond, ring) = (cond.clone(), ring.clone());
         move || {
             for item in 1..=N {
@@ -101,7 +80,7 @@ fn bounded_buffer(arena: &Arena) -> super::Res {
         ring.set(0, h + 1).unwrap();
         cond.notify_all().unwrap();
     }
-    join(&producer)?;
+    super::join(&producer)?;
     println!(
         "condition: {N} items through a {CAP}-slot buffer, checksum {sum} (expected {})",
         N * (N + 1) / 2
@@ -123,10 +102,13 @@ fn barrier(arena: &Arena) -> super::Res {
             }
         }
     };
-    let kids = [fork(party("child A"))?, fork(party("child B"))?];
+    let kids = [
+        super::spawn(party("child A"))?,
+        super::spawn(party("child B"))?,
+    ];
     party("the parent")();
     for k in &kids {
-        join(k)?;
+        super::join(k)?;
     }
     b.abort();
     println!("barrier: aborted, a late arrival gets {:?}", b.wait());
@@ -163,7 +145,7 @@ fn traffic_light(arena: &Arena) -> super::Res {
         cars.push(car);
     }
     for c in &cars {
-        join(c)?;
+        super::join(c)?;
     }
     // A daemon would end with the program; this part ends it now.
     light.terminate()?;
@@ -186,7 +168,7 @@ fn karaoke(arena: &Arena) -> super::Res {
         singers.push(p);
     }
     for s in &singers {
-        join(s)?;
+        super::join(s)?;
     }
     println!("karaoke: everyone sang, {} places free", keys.value());
     Ok(())
