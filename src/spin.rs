@@ -1,8 +1,6 @@
 //! How long a blocking call spins before it sleeps in the kernel.
 
-#[cfg(not(shmproc_loom))]
-use crate::sync::spin_hint;
-use crate::sync::yield_now;
+use crate::sync::{spin_hint, yield_now};
 
 /// How long a blocking call spins (with `PAUSE`, then yielding) before it sleeps in
 /// `futex_wait`.
@@ -36,22 +34,35 @@ impl SpinPolicy {
         SpinPolicy { rounds }
     }
 
-    /// One round of waiting: round `round` of `self.rounds`.
+    /// One round of waiting: round `round` of `self.rounds`: [`looks`](Self::looks)
+    /// PAUSEs, then [`end_round`](Self::end_round).
     #[inline]
     pub(crate) fn pause(&self, round: u32) {
-        #[cfg(shmproc_loom)]
-        {
-            let _ = round;
-            yield_now();
+        for _ in 0..self.looks(round) {
+            spin_hint();
         }
-        #[cfg(not(shmproc_loom))]
-        {
-            for _ in 0..1u32 << round.min(6) {
-                spin_hint();
-            }
-            if round > 6 {
-                yield_now();
-            }
+        self.end_round(round);
+    }
+
+    /// PAUSEs in round `round`: `2^min(round, 6)` (one under loom, where a PAUSE is a
+    /// yield point). A caller that wants to look after every PAUSE (the pipe) spins these
+    /// itself, then calls [`end_round`](Self::end_round).
+    #[inline]
+    pub(crate) fn looks(&self, round: u32) -> u32 {
+        if cfg!(shmproc_loom) {
+            1
+        } else {
+            1 << round.min(6)
+        }
+    }
+
+    /// Ends round `round`: rounds past the sixth yield the CPU, so a spinner never starves
+    /// the process it waits for on a machine with few cores. (Under loom: nothing more;
+    /// each PAUSE already yielded.)
+    #[inline]
+    pub(crate) fn end_round(&self, round: u32) {
+        if !cfg!(shmproc_loom) && round > 6 {
+            yield_now();
         }
     }
 }

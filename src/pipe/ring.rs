@@ -61,7 +61,7 @@
 
 use crate::spin::SpinPolicy;
 use crate::sync::futex::{self, WaitResult};
-use crate::sync::{fence, spin_hint, time, yield_now, AtomicU32, Ordering};
+use crate::sync::{fence, spin_hint, time, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// Bytes of a frame header (the payload length, `u64` little-endian).
@@ -555,15 +555,11 @@ impl RawRing {
             Side::Producer => (&self.tx_waiting, &self.tx_evt, READER_CLOSED),
             Side::Consumer => (&self.rx_waiting, &self.rx_evt, WRITER_CLOSED),
         };
-        // Spin as long as `spin` says (round `i`: 2^min(i, 6) PAUSEs, yielding after the
-        // sixth), but look at the index after every PAUSE rather than once per round:
-        // the hand-off is noticed within one PAUSE, as in the atomic floor.
+        // Spin as long as `spin` says, but look at the index after every PAUSE rather
+        // than once per round: the hand-off is noticed within one PAUSE, as in the atomic
+        // floor.
         for round in 0..spin.rounds {
-            #[cfg(not(shmproc_loom))]
-            let looks = 1u32 << round.min(6);
-            #[cfg(shmproc_loom)]
-            let looks = 1u32;
-            for _ in 0..looks {
+            for _ in 0..spin.looks(round) {
                 if let Some(v) = ready()? {
                     return Ok(v);
                 }
@@ -572,9 +568,7 @@ impl RawRing {
             if self.state() & (closed | BROKEN) != 0 {
                 break;
             }
-            if round > 6 {
-                yield_now();
-            }
+            spin.end_round(round);
         }
         let mut check_every = watch.interval();
         loop {
