@@ -37,7 +37,7 @@ use crossbeam_queue::ArrayQueue;
 use shmproc::queue::Queue;
 use shmproc::sync::futex;
 use shmproc::{Arena, SpinPolicy};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -202,8 +202,14 @@ impl Gate {
     fn go(&self) -> &AtomicU64 {
         self.page.atomic(0)
     }
-    fn done(&self) -> &AtomicU64 {
-        self.page.atomic(1)
+    fn done(&self) -> &AtomicU32 {
+        self.page.atomic32(1)
+    }
+    /// A consumer has taken its last message.
+    fn finish(&self) {
+        // Release: pairs with the Acquire load in `wait_done`.
+        self.done().fetch_add(1, Ordering::Release);
+        futex::wake_all(self.done());
     }
     fn wait_go(&self) {
         // Acquire: pairs with the Release store in `start`.
@@ -216,9 +222,16 @@ impl Gate {
         self.go().store(1, Ordering::Release);
         t
     }
-    fn wait_done(&self, parties: u64) {
-        while self.done().load(Ordering::Acquire) < parties {
-            std::hint::spin_loop();
+    /// Sleeps (never spins: on two cores a spinning timekeeper would take a CPU from the
+    /// producers and consumers it times) until `parties` consumers finished.
+    fn wait_done(&self, parties: u32) {
+        loop {
+            // Acquire: pairs with the Release increment in `finish`.
+            let done = self.done().load(Ordering::Acquire);
+            if done >= parties {
+                return;
+            }
+            futex::wait(self.done(), done, None);
         }
     }
 }
@@ -244,7 +257,7 @@ fn queue_throughput(producers: u64, consumers: u64, n: u64) -> Duration {
                 sum = sum.wrapping_add(q.get().unwrap());
             }
             std::hint::black_box(sum);
-            gate.done().fetch_add(1, Ordering::AcqRel);
+            gate.finish();
         }));
     }
     for _ in 0..producers {
@@ -257,7 +270,7 @@ fn queue_throughput(producers: u64, consumers: u64, n: u64) -> Duration {
         }));
     }
     let t = gate.start();
-    gate.wait_done(consumers);
+    gate.wait_done(consumers as u32);
     let e = t.elapsed();
     for p in pids {
         wait_child(p);
@@ -269,14 +282,14 @@ fn queue_throughput(producers: u64, consumers: u64, n: u64) -> Duration {
 /// full / empty: it has no blocking operations).
 fn crossbeam_throughput(producers: u64, consumers: u64, n: u64) -> Duration {
     let q = Arc::new(ArrayQueue::<u64>::new(CAP));
-    let gate = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+    let gate = Arc::new(AtomicU64::new(0));
     let per_p = n / producers;
     let per_c = per_p * producers / consumers;
-    let mut hs = Vec::new();
+    let mut cs = Vec::new();
     for _ in 0..consumers {
         let (q, gate) = (q.clone(), gate.clone());
-        hs.push(std::thread::spawn(move || {
-            while gate.0.load(Ordering::Acquire) == 0 {
+        cs.push(std::thread::spawn(move || {
+            while gate.load(Ordering::Acquire) == 0 {
                 std::hint::spin_loop();
             }
             let mut sum = 0u64;
@@ -290,13 +303,13 @@ fn crossbeam_throughput(producers: u64, consumers: u64, n: u64) -> Duration {
                 sum = sum.wrapping_add(v);
             }
             std::hint::black_box(sum);
-            gate.1.fetch_add(1, Ordering::AcqRel);
         }));
     }
+    let mut ps = Vec::new();
     for _ in 0..producers {
         let (q, gate) = (q.clone(), gate.clone());
-        hs.push(std::thread::spawn(move || {
-            while gate.0.load(Ordering::Acquire) == 0 {
+        ps.push(std::thread::spawn(move || {
+            while gate.load(Ordering::Acquire) == 0 {
                 std::hint::spin_loop();
             }
             for i in 0..per_p {
@@ -309,12 +322,13 @@ fn crossbeam_throughput(producers: u64, consumers: u64, n: u64) -> Duration {
         }));
     }
     let t = Instant::now();
-    gate.0.store(1, Ordering::Release);
-    while gate.1.load(Ordering::Acquire) < consumers {
-        std::hint::spin_loop();
+    gate.store(1, Ordering::Release);
+    // The timekeeper blocks in `join`, as `queue_throughput`'s sleeps in `wait_done`.
+    for h in cs {
+        h.join().unwrap();
     }
     let e = t.elapsed();
-    for h in hs {
+    for h in ps {
         h.join().unwrap();
     }
     e

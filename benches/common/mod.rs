@@ -197,6 +197,10 @@ pub struct Ratio {
 /// Measures `baseline(iters)` and `subject(iters)` back to back, `reps` times, and reports
 /// the distribution of `subject / baseline` per rep. Both closures return the time of
 /// `iters` operations; `per` names the unit (e.g. "one-way", "msg").
+///
+/// `SHMPROC_PAIRS=<text>` in the environment runs only the pairs whose name contains
+/// `<text>` (the others return NaN ratios without measuring), e.g.
+/// `SHMPROC_PAIRS=SPSC cargo bench --bench queue`.
 pub fn paired(
     name: &str,
     per: &str,
@@ -205,6 +209,17 @@ pub fn paired(
     mut baseline: impl FnMut(u64) -> Duration,
     mut subject: impl FnMut(u64) -> Duration,
 ) -> Ratio {
+    if let Ok(only) = std::env::var("SHMPROC_PAIRS") {
+        if !name.contains(only.as_str()) {
+            return Ratio {
+                median: f64::NAN,
+                p10: f64::NAN,
+                p90: f64::NAN,
+                baseline_ns: f64::NAN,
+                subject_ns: f64::NAN,
+            };
+        }
+    }
     let (iters, reps) = if bench_mode() {
         (iters, reps)
     } else {

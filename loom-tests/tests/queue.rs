@@ -66,17 +66,29 @@ impl Q {
         }
     }
 
-    /// Blocking get; None if closed and drained.
+    /// Blocking put of nothing (a dropped put loan): the slot is published skipped.
+    fn put_skip(&self) {
+        let c = self.ring.push_claim(self, None, NEVER).expect("put_skip");
+        self.ring.publish_skip(self, c);
+    }
+
+    /// Blocking get, passing over skipped slots; None if closed and drained.
     fn get(&self) -> Option<u64> {
-        match self.ring.pop_claim(self, None, NEVER) {
-            Ok(c) => Some(self.read(c)),
-            Err(RingError::Closed) => None,
-            Err(e) => panic!("get: {e:?}"),
+        loop {
+            match self.ring.pop_claim(self, None, NEVER) {
+                Ok(c) if c.is_skip() => self.ring.release(self, c),
+                Ok(c) => return Some(self.read(c)),
+                Err(RingError::Closed) => return None,
+                Err(e) => panic!("get: {e:?}"),
+            }
         }
     }
 
     fn try_get(&self) -> Result<u64, RingError> {
-        self.ring.try_pop_claim(self).map(|c| self.read(c))
+        self.ring.try_pop_claim(self).map(|c| {
+            assert!(!c.is_skip(), "no model publishes skipped slots here");
+            self.read(c)
+        })
     }
 }
 
@@ -114,6 +126,29 @@ fn spsc_blocking_wraps_in_order() {
         for v in 1..=3 {
             assert_eq!(q.get(), Some(v));
         }
+        p.join().unwrap();
+        assert_eq!(q.try_get(), Err(RingError::Empty));
+    });
+}
+
+/// Dropped put loans publish their slots skipped (the mark in the stamp): across the wrap
+/// of a 2-slot ring the consumer passes over both and gets the two messages in order;
+/// the producer, a lap ahead, treats a skipped, unconsumed slot as full, never as corrupt.
+#[test]
+fn skipped_slots_are_passed_over() {
+    model(|| {
+        let q = Q::new(2);
+        let p = {
+            let q = q.clone();
+            thread::spawn(move || {
+                q.put_skip();
+                assert!(q.put(1));
+                q.put_skip();
+                assert!(q.put(2));
+            })
+        };
+        assert_eq!(q.get(), Some(1));
+        assert_eq!(q.get(), Some(2));
         p.join().unwrap();
         assert_eq!(q.try_get(), Err(RingError::Empty));
     });

@@ -1,7 +1,7 @@
 //! `ByteQueue`: variable-length byte messages up to a per-queue maximum, zero-copy loans,
 //! and serde values (feature `serde`) encoded straight into the slot.
 
-use super::core::{Core, Geometry, Wait, SKIP};
+use super::core::{Core, Geometry, Wait};
 use super::error::{BytePutError, GetError, PutError};
 use super::ring::{Claim, RingError};
 use crate::arena::{fingerprint, Arena, ObjectKind};
@@ -60,7 +60,7 @@ fn geometry(capacity: u64, max_message: u64) -> Result<Geometry> {
             "max_message must be 1 ..= {MAX_MESSAGE} bytes, not {max_message}"
         )));
     }
-    Geometry::new(capacity, max_message as usize, 8)
+    Geometry::new(capacity, max_message as usize, 8, true)
 }
 
 impl ByteQueue {
@@ -185,7 +185,7 @@ impl ByteQueue {
         unsafe {
             core::ptr::copy_nonoverlapping(msg.as_ptr(), self.core.payload_ptr(&c), msg.len())
         };
-        self.core.publish(c, msg.len() as u32);
+        self.core.publish_len(c, msg.len() as u32);
         Ok(())
     }
 
@@ -233,11 +233,11 @@ impl ByteQueue {
 
     /// Claims the next message and checks its length.
     fn pop(&self, wait: Wait) -> std::result::Result<(Claim, usize), GetError> {
-        let (c, len) = self
+        let c = self
             .core
             .pop_message(wait)
             .map_err(|e| ring_get_error(e, wait))?;
-        let len = len as usize;
+        let len = self.core.len_of(&c) as usize;
         if len > self.max_message() {
             // A length no producer could write: drop the slot, report it.
             self.core.release(c);
@@ -542,7 +542,7 @@ impl ByteWriteLoan<'_> {
             return Err(BytePutError::TooLarge { len, max });
         }
         if let Some(c) = self.claim.take() {
-            self.q.core.publish(c, len as u32);
+            self.q.core.publish_len(c, len as u32);
         }
         Ok(())
     }
@@ -580,7 +580,7 @@ impl core::ops::DerefMut for ByteWriteLoan<'_> {
 impl Drop for ByteWriteLoan<'_> {
     fn drop(&mut self) {
         if let Some(c) = self.claim.take() {
-            self.q.core.publish(c, SKIP);
+            self.q.core.publish_skip(c);
         }
     }
 }

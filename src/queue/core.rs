@@ -6,9 +6,14 @@
 //! | offset          | size     | field                                                  |
 //! |-----------------|----------|--------------------------------------------------------|
 //! | 0               | 8        | stamp (`AtomicU64`, see [`ring`](super::ring))         |
-//! | 8               | 4        | meta: byte length of the message, or [`SKIP`]          |
-//! | 12              | 4        | padding                                                |
-//! | `payload_off`   | payload  | the message (`payload_off` = 16, or `T`'s alignment)   |
+//! | 8               | 4        | byte queues only: the message's length (the meta word) |
+//! | 12              | 4        | byte queues only: padding                              |
+//! | `payload_off`   | payload  | the message                                            |
+//!
+//! `payload_off` is the header (8 bytes for a typed queue, 16 for a byte queue) rounded
+//! up to the message's alignment, and the stride rounds the slot up to a multiple of 8 and
+//! of that alignment: a `Queue<u64>` slot is 16 bytes, four to a cache line. A slot
+//! published without a message (a dropped put loan) is marked in its stamp, not here.
 //!
 //! The slot array starts right after the [`RawRing`], at [`SLOTS_OFFSET`]. The geometry
 //! (capacity, stride, payload size) is decided when the queue is made, recorded in the
@@ -26,11 +31,10 @@ use std::time::Instant;
 /// Where the slot array starts in the block.
 pub(crate) const SLOTS_OFFSET: usize = core::mem::size_of::<RawRing>();
 
-/// `meta` of a slot whose loan was dropped without being committed: consumers skip it.
-pub(crate) const SKIP: u32 = u32::MAX;
-
-/// Bytes of a slot's header (stamp, meta, padding).
-const SLOT_HEADER: usize = 16;
+/// Bytes of a typed queue's slot header (the stamp).
+const TYPED_HEADER: usize = 8;
+/// Bytes of a byte queue's slot header (stamp, length, padding).
+const BYTES_HEADER: usize = 16;
 
 /// The largest alignment a message type may have.
 const MAX_ALIGN: usize = 128;
@@ -45,8 +49,14 @@ pub(crate) struct Geometry {
 }
 
 impl Geometry {
-    /// The geometry for `cap` slots of `payload` bytes aligned to `align`.
-    pub(crate) fn new(cap: u64, payload: usize, align: usize) -> Result<Geometry> {
+    /// The geometry for `cap` slots of `payload` bytes aligned to `align`, typed
+    /// (`with_length: false`) or with a length word per slot (byte queues).
+    pub(crate) fn new(
+        cap: u64,
+        payload: usize,
+        align: usize,
+        with_length: bool,
+    ) -> Result<Geometry> {
         if cap == 0 {
             return Err(Error::InvalidArgument(
                 "queue capacity must be at least 1".into(),
@@ -62,7 +72,12 @@ impl Geometry {
                 "message alignment {align} is larger than {MAX_ALIGN}"
             )));
         }
-        let payload_off = SLOT_HEADER.max(align);
+        let header = if with_length {
+            BYTES_HEADER
+        } else {
+            TYPED_HEADER
+        };
+        let payload_off = header.max(align);
         let stride = payload_off
             .checked_add(payload)
             .and_then(|n| n.checked_next_multiple_of(align.max(8)))
@@ -206,10 +221,15 @@ impl Core {
         }
     }
 
-    /// The meta word of a claimed slot.
+    /// The length word of a claimed slot of a byte queue.
     #[inline]
-    pub(crate) fn meta_ptr(&self, c: &Claim) -> *mut u32 {
-        // SAFETY: offset 8 of an in-bounds slot of at least 16 bytes.
+    fn meta_ptr(&self, c: &Claim) -> *mut u32 {
+        debug_assert!(
+            self.geo.payload_off >= BYTES_HEADER,
+            "a typed slot has no length"
+        );
+        // SAFETY: offset 8 of an in-bounds slot whose header has BYTES_HEADER bytes (byte
+        // queues only, the callers of `publish_len` / `len_of`).
         unsafe { self.slot_ptr(c.index).add(8).cast() }
     }
 
@@ -236,20 +256,32 @@ impl Core {
         }
     }
 
-    /// Publishes a claimed slot whose payload and meta were written.
+    /// Publishes a claimed slot whose payload was written.
     #[inline]
-    pub(crate) fn publish(&self, c: Claim, meta: u32) {
-        // SAFETY: we hold the claim: nobody else reads or writes this slot until the
-        // publish below; meta_ptr is in bounds and 4-aligned.
-        unsafe { self.meta_ptr(&c).write(meta) };
+    pub(crate) fn publish(&self, c: Claim) {
         self.ring().publish(self, c);
     }
 
-    /// Reads the meta word of a claimed (published) slot.
+    /// Publishes a claimed slot of a byte queue whose payload was written, with its length.
     #[inline]
-    pub(crate) fn meta(&self, c: &Claim) -> u32 {
+    pub(crate) fn publish_len(&self, c: Claim, len: u32) {
+        // SAFETY: we hold the claim: nobody else reads or writes this slot until the
+        // publish below; meta_ptr is in bounds and 4-aligned.
+        unsafe { self.meta_ptr(&c).write(len) };
+        self.ring().publish(self, c);
+    }
+
+    /// Publishes a claimed slot without a message (a dropped put loan): consumers skip it.
+    #[inline]
+    pub(crate) fn publish_skip(&self, c: Claim) {
+        self.ring().publish_skip(self, c);
+    }
+
+    /// The length word of a claimed (published) slot of a byte queue.
+    #[inline]
+    pub(crate) fn len_of(&self, c: &Claim) -> u32 {
         // SAFETY: we hold the claim, acquired with the stamp's Acquire load that pairs
-        // with the producer's Release publish: the meta was written before and nobody
+        // with the producer's Release publish: the length was written before and nobody
         // writes it now.
         unsafe { self.meta_ptr(c).read() }
     }
@@ -261,15 +293,14 @@ impl Core {
 
     /// Pops the next message that is not a skipped loan.
     #[inline]
-    pub(crate) fn pop_message(&self, wait: Wait) -> Result<(Claim, u32), RingError> {
+    pub(crate) fn pop_message(&self, wait: Wait) -> Result<Claim, RingError> {
         loop {
             let c = self.pop_claim(wait)?;
-            let meta = self.meta(&c);
-            if meta == SKIP {
+            if c.is_skip() {
                 self.release(c);
                 continue;
             }
-            return Ok((c, meta));
+            return Ok(c);
         }
     }
 

@@ -25,13 +25,23 @@
 //! | `p`              | free: a producer whose `tail == p` may claim it            |
 //! | `p + 1`          | full: a consumer whose `head == p` may claim it            |
 //! | `p + one_lap`    | released by the consumer of `p`: free for the next lap     |
+//! | `p + 1 + mark`   | published *empty* (a dropped put loan): consumers skip it  |
 //!
 //! Seen from a producer at `tail == p`, a stamp `p - one_lap` (the previous lap's
 //! producer has not published yet) or `p + 1 - one_lap` (the previous lap's message is
 //! not consumed yet) both mean "full for now"; seen from a consumer at `head == p`, a
 //! stamp `p` (not published yet) or `p + 1 - one_lap` (the previous lap's consumer has
 //! not released yet) both mean "empty for now". A blocking claim sleeps on them and is
-//! woken by the publish / release that ends them.
+//! woken by the publish / release that ends them. In these comparisons the stamp of a
+//! skipped slot counts as published: only the consumer that claims it looks at its mark.
+//!
+//! A put loan dropped without a commit must still publish its slot (the ring cannot go
+//! back), but with nothing in it: it stores `p + 1` with the mark bit set
+//! ([`RawRing::publish_skip`]), and the consumer that claims it gets a [`Claim`] that
+//! [`is_skip`](Claim::is_skip), releases it and moves on. The mark cannot carry into the
+//! lap: `p + 1`'s index field is at most `cap < mark_bit`. Keeping the skip in the stamp
+//! lets a slot be just the stamp and the message (16 bytes for a `u64`), where a separate
+//! flag word would make it 24 and cost a third more cache lines per message.
 //!
 //! A producer claims by CAS-ing `tail` forward, writes the slot, then *publishes* by
 //! storing `p + 1` (Release). A consumer claims by CAS-ing `head` forward, reads the slot,
@@ -40,7 +50,7 @@
 //!
 //! Every index read from shared memory is checked (`index < cap`) before it reaches
 //! [`Slots::stamp`]. A stamp whose index field is neither the slot's index nor the next
-//! one (or that carries the mark) can only come from a corrupted ring, and is reported as
+//! one can only come from a corrupted ring, and is reported as
 //! [`RingError::Corrupt`]; so is a claim that keeps retrying for millions of rounds.
 //!
 //! # Sleeping and waking
@@ -61,6 +71,13 @@
 //! bump makes the waiter's `futex_wait` return at once, or its wake finds it asleep). So the
 //! uncontended path makes no system call, and no wake-up is lost. This is what
 //! `loom-tests/tests/queue.rs` model-checks.
+//!
+//! The publisher's fence is the one cost a lock-free queue without sleepers (crossbeam's
+//! `ArrayQueue`) does not pay: it stalls until the stamp's store owns its cache line.
+//! Moving it to the waiter with `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` (an
+//! asymmetric fence) was measured and rejected: that call IPIs the peer's CPU, ~10 µs per
+//! sleep on these KVM guests, which made a blocked round trip ~10x slower to save 5-30%
+//! of a streaming put.
 //!
 //! `close` sets the mark bit in `tail` and wakes every sleeper on both words.
 
@@ -97,6 +114,17 @@ pub struct Claim {
     pub index: u64,
     /// The stamp to store when the claim ends.
     stamp: u64,
+    /// Pop claims only: the slot was published empty (a dropped put loan).
+    skip: bool,
+}
+
+impl Claim {
+    /// True for a pop claim on a slot published empty by [`RawRing::publish_skip`]: there
+    /// is no message in it; release it and pop again.
+    #[inline]
+    pub fn is_skip(&self) -> bool {
+        self.skip
+    }
 }
 
 /// Why a ring operation did not claim a slot.
@@ -226,12 +254,12 @@ fn geometry(cap: u64) -> (u64, u64) {
     (mark_bit, mark_bit * 2)
 }
 
-/// True if `stamp` could be a stamp of the slot at `index`: its index field is `index`
-/// (free, released) or `index + 1` (published), and it carries no mark.
+/// True if `stamp` (its mark cleared) could be a stamp of the slot at `index`: its index
+/// field is `index` (free, released) or `index + 1` (published).
 #[inline]
 fn stamp_fits(stamp: u64, index: u64, mark_bit: u64) -> bool {
     let ix = stamp & (mark_bit - 1);
-    stamp & mark_bit == 0 && (ix == index || ix == index + 1)
+    ix == index || ix == index + 1
 }
 
 /// Counts the retries of one claim. A retry happens when another party moved the index
@@ -322,6 +350,8 @@ impl RawRing {
             // Acquire: pairs with the Release store in `release` of the consumer of the
             // previous lap, so its reads of the slot are done before we write it.
             let stamp = s.stamp(index).load(Ordering::Acquire);
+            // A skipped slot is a published one here (module docs).
+            let unmarked = stamp & !mark_bit;
             if stamp == tail {
                 // SeqCst: the tail is part of the total order that `len` and `close`
                 // rely on.
@@ -335,6 +365,7 @@ impl RawRing {
                         return Ok(Claim {
                             index,
                             stamp: tail.wrapping_add(1),
+                            skip: false,
                         })
                     }
                     Err(t) => {
@@ -343,7 +374,7 @@ impl RawRing {
                     }
                 }
             }
-            if stamp.wrapping_add(one_lap) == tail.wrapping_add(1) {
+            if unmarked.wrapping_add(one_lap) == tail.wrapping_add(1) {
                 // The slot still holds the previous lap's message: full, unless the head
                 // has moved on and a consumer is reading it right now. Either way there
                 // is nothing to claim yet (a stale `tail` cannot lead here: no producer
@@ -359,7 +390,7 @@ impl RawRing {
             }
             // Our tail or our stamp is stale (another producer moved on, or we read an
             // older stamp than the latest): look again, unless the stamp is impossible.
-            if !stamp_fits(stamp, index, mark_bit) || stuck.tick() {
+            if !stamp_fits(unmarked, index, mark_bit) || stuck.tick() {
                 return Err(Stop::Corrupt);
             }
             crate::sync::spin_hint();
@@ -394,7 +425,9 @@ impl RawRing {
             // Acquire: pairs with the Release store in `publish`: the message written
             // before it is visible to us.
             let stamp = s.stamp(index).load(Ordering::Acquire);
-            if stamp == head.wrapping_add(1) {
+            // A skipped slot is a published one here (module docs).
+            let unmarked = stamp & !mark_bit;
+            if unmarked == head.wrapping_add(1) {
                 let new_head = if index + 1 < cap {
                     head.wrapping_add(1)
                 } else {
@@ -411,6 +444,7 @@ impl RawRing {
                         return Ok(Claim {
                             index,
                             stamp: head.wrapping_add(one_lap),
+                            skip: stamp != unmarked,
                         })
                     }
                     Err(h) => {
@@ -433,7 +467,7 @@ impl RawRing {
                 }
                 return Err(Stop::NeedPublish);
             }
-            if stamp.wrapping_add(one_lap) == head.wrapping_add(1) {
+            if unmarked.wrapping_add(one_lap) == head.wrapping_add(1) {
                 // The previous lap's message is still being read by its consumer (a get
                 // loan, or a consumer paused mid-get): after it releases the slot, a
                 // producer must publish into it. Waiting for that is waiting on an empty
@@ -441,7 +475,7 @@ impl RawRing {
                 return Err(Stop::Lap);
             }
             // Stale head or stale stamp: look again, unless the stamp is impossible.
-            if !stamp_fits(stamp, index, mark_bit) || stuck.tick() {
+            if !stamp_fits(unmarked, index, mark_bit) || stuck.tick() {
                 return Err(Stop::Corrupt);
             }
             crate::sync::spin_hint();
@@ -458,7 +492,7 @@ impl RawRing {
         // slot happen before the consumer's reads.
         s.stamp(claim.index).store(claim.stamp, Ordering::Release);
         // SYNC POINT (publish / sleeping consumer): this fence pairs with the one in
-        // `wait_for`, registered after the waiter count's increment. Either the consumer's
+        // `wait_for`, issued after the waiter count's increment. Either the consumer's
         // re-check sees our stamp, or we see its registration.
         fence(Ordering::SeqCst);
         // Relaxed: ordered by the fence above.
@@ -466,6 +500,20 @@ impl RawRing {
             self.bump_and_wake(&self.wake.0.not_empty, false);
         }
         self.wake_lap_waiters();
+    }
+
+    /// Ends a push claim without a message: the slot is published *skipped*, and the
+    /// consumer that claims it releases it and pops again (a dropped put loan).
+    #[inline]
+    pub fn publish_skip(&self, s: &impl Slots, claim: Claim) {
+        let (mark_bit, _) = geometry(s.capacity());
+        self.publish(
+            s,
+            Claim {
+                stamp: claim.stamp | mark_bit,
+                ..claim
+            },
+        );
     }
 
     /// Ends a pop claim: the slot is free for the next lap. Wakes a sleeping producer if

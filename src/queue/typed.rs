@@ -75,6 +75,7 @@ impl<T: Pod> Queue<T> {
             capacity as u64,
             core::mem::size_of::<T>(),
             core::mem::align_of::<T>(),
+            false,
         )
     }
 
@@ -194,7 +195,7 @@ impl<T: Pod> Queue<T> {
                 // SAFETY: we hold the claim on this slot; its payload has room for a `T`
                 // and is aligned for it (Geometry was made from size_of / align_of T).
                 unsafe { self.core.payload_ptr(&c).cast::<T>().write(value) };
-                self.core.publish(c, 0);
+                self.core.publish(c);
                 Ok(())
             }
             Err(e) => Err((e, value)),
@@ -262,7 +263,7 @@ impl<T: Pod> Queue<T> {
 
     #[inline]
     fn get_with(&self, wait: Wait) -> std::result::Result<T, RingError> {
-        let (c, _) = self.core.pop_message(wait)?;
+        let c = self.core.pop_message(wait)?;
         // SAFETY: we hold the claim on a published slot (Acquire on its stamp pairs with
         // the producer's Release publish); the payload is aligned and large enough for
         // `T`, and any bytes are a valid `T` (Pod).
@@ -372,7 +373,7 @@ impl<T: Pod> Queue<T> {
     }
 
     fn get_loan_with(&self, wait: Wait) -> std::result::Result<GetLoan<'_, T>, RingError> {
-        let (c, _) = self.core.pop_message(wait)?;
+        let c = self.core.pop_message(wait)?;
         Ok(GetLoan { q: self, claim: c })
     }
 
@@ -460,7 +461,7 @@ impl<T: Pod> PutLoan<'_, T> {
     /// Publishes the value written through the loan.
     pub fn commit(mut self) {
         if let Some(c) = self.claim.take() {
-            self.q.core.publish(c, 0);
+            self.q.core.publish(c);
         }
     }
 
@@ -490,7 +491,7 @@ impl<T: Pod> DerefMut for PutLoan<'_, T> {
 impl<T: Pod> Drop for PutLoan<'_, T> {
     fn drop(&mut self) {
         if let Some(c) = self.claim.take() {
-            self.q.core.publish(c, super::core::SKIP);
+            self.q.core.publish_skip(c);
         }
     }
 }
