@@ -10,24 +10,27 @@
 //!
 //! `cargo bench --bench queue` takes about two minutes; `cargo test --benches` seconds.
 //!
-//! Measured on the shared 2-vCPU machine (busy with other builds), median of the per-rep
-//! ratios (p10 / p90), 2026-11-23:
+//! Measured on the 2-vCPU machine (quiet), median of the per-rep ratios (p10 / p90),
+//! 2026-11-23:
 //!
 //! | pair (subject vs baseline)                                   | ratio | p10 / p90   | subject / baseline      |
 //! |--------------------------------------------------------------|-------|-------------|-------------------------|
-//! | latency, spinning consumer, vs floor (atomic ping-pong)      | 1.50  | 0.14 / 1.92 | 965 / 721 ns round trip |
-//! | (earlier run, quieter machine)                               | 1.59  | 1.26 / 2.67 | 167 / 70 ns round trip  |
-//! | latency, blocked consumer, vs raw futex ping-pong            | 0.23  | 0.09 / 1.06 | 5.2 / 30.9 us round trip|
-//! | (earlier run)                                                | 1.18  | 0.11 / 1.20 | 4.4 / 3.8 us round trip |
-//! | SPSC throughput u64 (processes) vs crossbeam ArrayQueue (threads) | 2.44 | 2.42 / 2.46 | 24.1 / 9.9 ns per msg |
-//! | MPMC 2x2 throughput vs crossbeam ArrayQueue                  | 0.14  | 0.05 / 0.20 | 22.9 / 185.8 ns per msg |
-//! | SPSC throughput vs OS pipe (8-byte write / read)             | 0.10  | 0.10 / 0.10 | 24.2 / 236.3 ns per msg |
+//! | latency, spinning consumer, vs floor (atomic ping-pong)      | 0.95  | 0.69 / 1.15 | 529 / 712 ns round trip |
+//! | latency, blocked consumer, vs raw futex ping-pong            | 0.21  | 0.10 / 0.83 | 5.6 / 30.8 us round trip|
+//! | SPSC throughput u64 (processes) vs crossbeam ArrayQueue (threads) | 0.94 | 0.85 / 1.36 | 12.2 / 12.9 ns per msg |
+//! | MPMC 2x2 throughput vs crossbeam ArrayQueue                  | 1.88  | 1.68 / 1.98 | 18.4 / 9.7 ns per msg   |
+//! | SPSC throughput vs OS pipe (8-byte write / read)             | 0.08  | 0.06 / 0.10 | 24.6 / 268 ns per msg   |
 //!
-//! SPSC misses the "at least crossbeam" target by ~2.4x: every publish and release ends
-//! with the SeqCst fence of the sleep / wake handshake (see `queue::ring`), and that fence
-//! waits for the stamp's store to reach a cache line the other side is spinning on;
-//! crossbeam's `ArrayQueue` has no sleeping side and no fence. Under contention (MPMC) the
-//! queue's spin-then-sleep beats crossbeam's `yield_now` loop by ~7x.
+//! The timekeeper of the throughput runs (the parent) sleeps until the consumers are done;
+//! until 2026-11-23 it spun, which on two cores took a CPU from the parties it timed and
+//! made crossbeam's yielding threads look 20x slower than they are (the old "MPMC 0.20x").
+//!
+//! MPMC misses the "at least crossbeam" target by ~1.9x. `perf annotate` of a 2x2 run puts
+//! ~25% of the samples on the load right after the SeqCst fence that ends every publish and
+//! release (the sleep / wake handshake, see `queue::ring`): the fence waits until the
+//! stamp's store owns a cache line the other side is reading; crossbeam's `ArrayQueue`
+//! has no sleepers and no fence. SPSC meets the target since a producer that found the
+//! ring full waits for some slack instead of following the consumer slot by slot.
 #[path = "common/mod.rs"]
 mod common;
 
