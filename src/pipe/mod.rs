@@ -52,7 +52,7 @@
 //!
 //! # Memory
 //!
-//! A pipe takes `capacity` bytes per direction (64 KiB by default) plus 896 bytes of
+//! A pipe takes `capacity` bytes per direction (64 KiB by default) plus 1536 bytes of
 //! state from its arena's bump allocator; like every arena object it is not reclaimed
 //! before the arena goes.
 //!
