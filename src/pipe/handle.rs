@@ -37,7 +37,7 @@ struct PaddedLock(RawLock);
 static_assertions::const_assert_eq!(core::mem::size_of::<RawLock>(), 16);
 static_assertions::const_assert_eq!(core::mem::size_of::<PaddedLock>(), 128);
 static_assertions::const_assert_eq!(core::mem::offset_of!(RawPipe, rings), 4 * 128);
-static_assertions::assert_eq_size!(RawPipe, [u8; 4 * 128 + 2 * 512]);
+static_assertions::assert_eq_size!(RawPipe, [u8; 4 * 128 + 2 * 384]);
 static_assertions::assert_impl_all!(Connection: Send, Sync);
 
 /// Makes pipes: Python's `multiprocessing.Pipe`.
@@ -79,7 +79,7 @@ impl Pipe {
         Self::new_in(&Arena::global()?, duplex, capacity)
     }
 
-    /// A new pipe in `arena`, `capacity` bytes per direction (a power of two from 16 to
+    /// A new pipe in `arena`, `capacity` bytes per direction (a power of two from 32 to
     /// 2^30; messages of any size stream through it).
     ///
     /// # Errors
@@ -641,7 +641,7 @@ impl Connection {
             return Ok(true);
         }
         // The periodic check may not have run: ask the token once (a dead peer is EOF).
-        if r.is_empty(s.buf.cap()) && i.token.peer_gone() {
+        if r.is_empty(&s.buf) && i.token.peer_gone() {
             i.peer_gone();
             return Ok(true);
         }
