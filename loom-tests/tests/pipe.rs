@@ -1,6 +1,10 @@
-//! Model checks of the pipe's SPSC byte ring (`shmproc::pipe::RawRing`): framing across
-//! the wrap, a message larger than the ring streamed through it, the sleep/wake protocol
-//! (waits are untimed here, so a lost wake-up shows up as a deadlock), close and timeout.
+//! Model checks of the pipe's SPSC byte ring (`shmproc::pipe::RawRing`): chunks across
+//! the wrap, a message larger than the ring streamed through it in chunks, the consumer
+//! polling the chunk header in the buffer (published by a Release store after the payload
+//! and the zero terminator of the next slot; a payload read before it is a loom
+//! causality error), the sleep/wake protocol (waits are untimed here, so a lost wake-up
+//! shows up as a deadlock), close and timeout. Rings are 32 bytes (the minimum), so the
+//! models reach the wrap and the full ring.
 //!
 //! RUSTFLAGS="--cfg shmproc_loom" LOOM_MAX_PREEMPTIONS=3 cargo test -p loom-tests --release --test pipe
 #![cfg(shmproc_loom)]
@@ -25,12 +29,13 @@ fn recv(ring: &RawRing, buf: &Buf, spin: SpinPolicy) -> Result<Vec<u8>, RingErro
     ring.recv_vec(buf, u64::MAX, None, spin, &NoWatch)
 }
 
-/// Two messages whose frames straddle the end of a 16-byte ring (the second header is
-/// split by the wrap), an empty message, with the consumer sleeping on the futex.
+/// Three messages through a 32-byte ring: the third's payload wraps past the end and its
+/// producer must wait for the first to be consumed; an empty message; the consumer sleeps
+/// on the futex.
 #[test]
 fn frames_across_the_wrap() {
     loom::model(|| {
-        let (ring, buf) = setup(16);
+        let (ring, buf) = setup(32);
         let (r2, b2) = (ring.clone(), buf.clone());
         let p = thread::spawn(move || {
             send(&r2, &b2, b"abcde", SpinPolicy::NEVER);
@@ -44,17 +49,25 @@ fn frames_across_the_wrap() {
     });
 }
 
-/// A 20-byte message through a 16-byte ring: the producer must sleep until the consumer
-/// frees room, and the consumer must sleep until more arrives (both wake paths).
+/// A 20-byte message through a 32-byte ring (chunks of 8, 8 and 4 payload bytes): the
+/// producer must sleep until the consumer frees room, and the consumer must sleep until
+/// the next chunk arrives (both wake paths). Then a 1-byte message, whose header goes
+/// where a header of the first message was.
 #[test]
 fn message_larger_than_the_ring_streams() {
     loom::model(|| {
-        let (ring, buf) = setup(16);
+        let (ring, buf) = setup(32);
         let (r2, b2) = (ring.clone(), buf.clone());
         let msg: Vec<u8> = (0..20).collect();
         let m2 = msg.clone();
-        let p = thread::spawn(move || send(&r2, &b2, &m2, SpinPolicy::NEVER));
+        let p = thread::spawn(move || {
+            send(&r2, &b2, &m2, SpinPolicy::NEVER);
+            send(&r2, &b2, b"z", SpinPolicy::NEVER);
+        });
         assert_eq!(recv(&ring, &buf, SpinPolicy::NEVER).unwrap(), msg);
+        // Its header slot held the second chunk's header a moment ago: only the zero
+        // terminator written with the last chunk keeps the consumer from reading it again.
+        assert_eq!(recv(&ring, &buf, SpinPolicy::NEVER).unwrap(), b"z");
         p.join().unwrap();
     });
 }
@@ -63,7 +76,7 @@ fn message_larger_than_the_ring_streams() {
 #[test]
 fn close_wakes_the_consumer() {
     loom::model(|| {
-        let (ring, buf) = setup(16);
+        let (ring, buf) = setup(32);
         let (r2, b2) = (ring.clone(), buf.clone());
         let p = thread::spawn(move || {
             send(&r2, &b2, b"last", SpinPolicy::NEVER);
@@ -80,7 +93,7 @@ fn close_wakes_the_consumer() {
 #[test]
 fn timeout_consumes_nothing() {
     loom::model(|| {
-        let (ring, buf) = setup(16);
+        let (ring, buf) = setup(32);
         let (r2, b2) = (ring.clone(), buf.clone());
         let p = thread::spawn(move || send(&r2, &b2, b"hi", SpinPolicy::default()));
         let first = ring.recv_vec(

@@ -47,17 +47,21 @@ impl Input<'_> {
 /// a message longer than the limit accepted).
 pub fn ring(data: &[u8]) {
     let mut inp = Input(data);
-    let cap = 1u32 << (4 + inp.u8() % 7); // 16 ..= 1024
+    let cap = 1u32 << (5 + inp.u8() % 6); // 32 ..= 1024
     let ring = Box::new(RawRing::new());
-    ring.scribble(inp.u32(), inp.u32(), inp.u32(), inp.u32(), inp.u32());
-    // The buffer, with guard bytes on both sides.
-    let mut mem = vec![CANARY; cap as usize + 2 * GUARD];
+    let (tail, head, head_cache) = (inp.u32(), inp.u32(), inp.u32());
+    let _ = inp.u32(); // (was the consumer's cached tail; kept so the corpus means the same)
+    ring.scribble(tail, head, head_cache, inp.u32());
+    // The buffer, with guard bytes on both sides, 8-aligned (chunk headers are atomics).
+    let mut words = vec![u64::from_ne_bytes([CANARY; 8]); (cap as usize + 2 * GUARD) / 8];
+    let mem: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
     for b in mem[GUARD..GUARD + cap as usize].iter_mut() {
         *b = inp.u8();
     }
     // SAFETY: `mem[GUARD..GUARD + cap]` is valid for reads and writes while `buf` lives
-    // (both are dropped at the end of this function, `buf` first); cap is a power of two
-    // in range; only the ring code below touches it.
+    // (both are dropped at the end of this function, `buf` first) and 8-aligned (a `u64`
+    // allocation, GUARD a multiple of 8); cap is a power of two in range; only the ring
+    // code below touches it.
     let buf = unsafe { Buf::from_raw(mem.as_mut_ptr().add(GUARD), cap) };
     let spin = SpinPolicy::NEVER;
     let past = Some(Instant::now());
@@ -80,7 +84,9 @@ pub fn ring(data: &[u8]) {
             }
             4 => {
                 let (t, h) = (inp.u32(), inp.u32());
-                ring.scribble(t, h, inp.u32(), inp.u32(), u32::from(inp.u8()) & 7);
+                let hc = inp.u32();
+                let _ = inp.u32();
+                ring.scribble(t, h, hc, u32::from(inp.u8()) & 7);
                 Ok(())
             }
             5 => {

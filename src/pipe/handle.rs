@@ -21,16 +21,23 @@ pub const DEFAULT_CAPACITY: usize = 64 << 10;
 /// `rings[i]` is read by end `i`: `rings[0]` carries end 1 -> end 0 and `rings[1]` carries
 /// end 0 -> end 1. `locks[2 * i]` guards the producer side of `rings[i]`,
 /// `locks[2 * i + 1]` its consumer side.
+///
+/// Each lock has a 128-byte line of its own: a lock is taken by the process using that
+/// side, and the four sides are normally used by two processes, so a shared line would
+/// move between their cores on every message.
 #[repr(C)]
 pub struct RawPipe {
-    locks: [RawLock; 4],
-    _pad: [u8; 128 - 64],
+    locks: [PaddedLock; 4],
     rings: [RawRing; 2],
 }
 
+#[repr(C, align(128))]
+struct PaddedLock(RawLock);
+
 static_assertions::const_assert_eq!(core::mem::size_of::<RawLock>(), 16);
-static_assertions::const_assert_eq!(core::mem::offset_of!(RawPipe, rings), 128);
-static_assertions::assert_eq_size!(RawPipe, [u8; 128 + 2 * 384]);
+static_assertions::const_assert_eq!(core::mem::size_of::<PaddedLock>(), 128);
+static_assertions::const_assert_eq!(core::mem::offset_of!(RawPipe, rings), 4 * 128);
+static_assertions::assert_eq_size!(RawPipe, [u8; 4 * 128 + 2 * 384]);
 static_assertions::assert_impl_all!(Connection: Send, Sync);
 
 /// Makes pipes: Python's `multiprocessing.Pipe`.
@@ -72,7 +79,7 @@ impl Pipe {
         Self::new_in(&Arena::global()?, duplex, capacity)
     }
 
-    /// A new pipe in `arena`, `capacity` bytes per direction (a power of two from 16 to
+    /// A new pipe in `arena`, `capacity` bytes per direction (a power of two from 32 to
     /// 2^30; messages of any size stream through it).
     ///
     /// # Errors
@@ -247,7 +254,7 @@ impl Inner {
 
     fn hold(&self, ring: usize, producer: bool) -> Held<'_> {
         let raw = self.raw();
-        let lock = &raw.locks[2 * ring + usize::from(!producer)];
+        let lock = &raw.locks[2 * ring + usize::from(!producer)].0;
         let r = &raw.rings[ring];
         let acquired = if lock.try_lock(&Procfs) {
             Acquired::Normal
@@ -634,7 +641,7 @@ impl Connection {
             return Ok(true);
         }
         // The periodic check may not have run: ask the token once (a dead peer is EOF).
-        if r.is_empty(s.buf.cap()) && i.token.peer_gone() {
+        if r.is_empty(&s.buf) && i.token.peer_gone() {
             i.peer_gone();
             return Ok(true);
         }

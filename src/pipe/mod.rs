@@ -3,9 +3,11 @@
 //!
 //! [`Pipe::new`] returns two [`Connection`]s. Each direction is a [`RawRing`] (rtrb style:
 //! free-running indices, a cached copy of the peer's index, one cache line per side)
-//! carrying length-framed messages: messages are never merged or split, an empty message is
-//! a message, and a message larger than the ring streams through it in pieces and is
-//! reassembled (a 16 MiB message through a 64 KiB ring). See [`ring`] for the protocol.
+//! carrying messages as chunks with an in-band header that the reader polls: messages are
+//! never merged or split, an empty message is a message, and a message larger than the
+//! ring streams through it in chunks and is reassembled (a 16 MiB message through a 64 KiB
+//! ring). A message of up to `capacity - 16` bytes fits an empty ring whole (a sender
+//! needs no reader for it). See [`ring`] for the protocol.
 //!
 //! # EOF and broken pipe, across processes
 //!
@@ -46,13 +48,13 @@
 //!
 //! [`recv_bytes_timeout`](Connection::recv_bytes_timeout) and
 //! [`poll_timeout`](Connection::poll_timeout) bound the wait for a message to *begin*
-//! (its 8-byte header to be in the ring). Once a receiver has begun a message it reads
+//! (its first chunk to be in the ring). Once a receiver has begun a message it reads
 //! it to the end, so a timed-out receiver never leaves the ring mid-message and nothing
 //! is consumed by a receive that times out. Sends have no timeout (like Python's).
 //!
 //! # Memory
 //!
-//! A pipe takes `capacity` bytes per direction (64 KiB by default) plus 896 bytes of
+//! A pipe takes `capacity` bytes per direction (64 KiB by default) plus 1280 bytes of
 //! state from its arena's bump allocator; like every arena object it is not reclaimed
 //! before the arena goes.
 //!

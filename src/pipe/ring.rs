@@ -3,38 +3,60 @@
 //!
 //! # Positions
 //!
-//! `tail` (bytes ever written) and `head` (bytes ever consumed) are free-running `u32`s;
-//! the capacity is a power of two `<= 2^30`, so `tail - head` (wrapping) is the number of
-//! bytes in the ring and `pos & (cap - 1)` is where a position lives in the buffer. Every
-//! value read from shared memory is checked before use: `tail - head > cap` is
-//! [`RingError::Corrupt`], never an out-of-bounds access (the buffer index is always
-//! masked, and every copy is clipped to the buffer).
+//! `tail` (bytes ever written) and `head` (bytes ever consumed) are free-running `u32`s,
+//! always multiples of 8; the capacity is a power of two from 32 to `2^30`, so
+//! `tail - head` (wrapping) is the number of bytes in the ring and `pos & (cap - 1)` is
+//! where a position lives in the buffer. Every value read from shared memory is checked
+//! before use: `tail - head > cap`, a position that is not a multiple of 8 or an
+//! impossible chunk header is [`RingError::Corrupt`], never an out-of-bounds access (the
+//! buffer index is always masked, and every copy is clipped to the buffer).
 //!
-//! | field        | written by              | read by                                 |
-//! |--------------|-------------------------|-----------------------------------------|
-//! | `tail`       | producer (publish)      | consumer (when its cache says empty)    |
-//! | `head_cache` | producer                | producer (rtrb's cached peer index)     |
-//! | `head`       | consumer (publish)      | producer (when its cache says full)     |
-//! | `tail_cache` | consumer                | consumer                                |
-//! | `state`      | closers, poisoners      | both, at the start of every operation   |
-//! | `*_waiting`  | a side about to sleep   | the other side, after each publish      |
-//! | `*_evt`      | wakers (bump + wake)    | sleepers (the futex word)               |
+//! | field        | written by                 | read by                              |
+//! |--------------|----------------------------|--------------------------------------|
+//! | `tail`       | producer                   | producer (its position; diagnostics) |
+//! | `head_cache` | producer                   | producer (rtrb's cached peer index)  |
+//! | `head`       | consumer (publish)         | producer (when its cache says full)  |
+//! | chunk headers| producer (publish)         | consumer (polls the one at `head`)   |
+//! | `state`      | closers, poisoners         | both, at the start of every operation|
+//! | `*_waiting`  | a side about to sleep      | the other side, after each publish   |
+//! | `*_evt`      | wakers (bump + wake)       | sleepers (the futex word)            |
 //!
-//! Each group lives on its own 128-byte line, so the hot path of a side touches its own
-//! line, the peer's index only when the cached copy says full/empty, and the control line
-//! (read-mostly, so it stays shared in both caches).
+//! Each group lives on its own 128-byte line. The consumer learns of new data from the
+//! data itself (the chunk header at `head`), not from an index: a small message moves
+//! from one core to the other as the one or two lines that hold it, as in the atomic
+//! ping-pong floor, instead of an index line and then a data line.
 //!
-//! # Frames
+//! # Chunks and frames
 //!
-//! A message is an 8-byte little-endian length followed by the payload. Both stream
-//! through the ring, so a message of any size passes through a ring of any capacity: the
-//! producer publishes each piece as it is written, the consumer consumes each piece as it
-//! is read, and reassembles. A consumer starts a message only once its whole header is in
-//! the ring; from then on it reads the message to its end (its deadline no longer
-//! applies), so a timed-out reader never leaves the ring mid-message. The only way a
-//! message stops mid-way is its writer dying (or panicking): the reader then reports EOF
-//! (the peer is gone) or [`RingError::Broken`] (another copy of the writer end saw the
-//! dead holder mid-message), never a partial message.
+//! The ring holds *chunks* at 8-aligned positions: an 8-byte header word, then (in the
+//! first chunk of a message that takes several) the 8-byte message length, then the
+//! payload, padded to a multiple of 8. The header word is
+//! `MARK | FIRST? | LAST? | payload length`; a message is one chunk `FIRST | LAST`, or a
+//! `FIRST` chunk, zero or more middle chunks and a `LAST` chunk.
+//!
+//! ```text
+//! producer, one chunk at tail:               consumer, at head:
+//!   write length word and payload              h = header(head).load(Acquire)
+//!   header(tail + size).store(0)  (the         if h == 0: nothing yet (spin / sleep)
+//!     terminator: the next header slot)        read length word and payload
+//!   header(tail).store(h, Release)             head += size; publish head
+//!   tail += size
+//! ```
+//!
+//! The zero terminator is what makes the header an honest "data is here" flag: the slot
+//! where the next header will go holds stale bytes of an earlier lap until the producer
+//! zeroes it, and it does so before it publishes the chunk that leads to it (so the
+//! consumer, which reads a slot only after the chunk before it, never sees the stale
+//! bytes). The producer therefore always keeps 8 bytes free beyond its last chunk.
+//!
+//! A message of any size passes through a ring of any capacity: the producer publishes
+//! each chunk (at most `cap / 4` bytes of payload) as it is written, and the consumer
+//! copies chunk `k` while the producer writes chunk `k + 1`. A consumer starts a message
+//! only once its first chunk is published; from then on it reads the message to its end
+//! (its deadline no longer applies), so a timed-out reader never leaves the ring
+//! mid-message. The only way a message stops mid-way is its writer dying (or panicking):
+//! the reader then reports EOF (the peer is gone) or [`RingError::Broken`] (another copy
+//! of the writer end saw the dead holder mid-message), never a partial message.
 //!
 //! # Waking
 //!
@@ -43,15 +65,15 @@
 //!
 //! ```text
 //! sleeper                                   waker
-//! e = evt.load()                            publish: index.store(Release)
+//! e = evt.load()                            publish: header / head .store(Release)
 //! waiting.store(1, Release)                 fence(SeqCst)
 //! fence(SeqCst)                             if waiting.load(Acquire) == 1:
-//! re-check index (Acquire) and state            waiting.store(0); evt += 1; wake_all(evt)
+//! re-check header / head (Acquire), state       waiting.store(0); evt += 1; wake_all(evt)
 //! futex_wait(evt, e)
 //! ```
 //!
 //! The two store-fence-load sequences form a Dekker handshake: either the sleeper's
-//! re-check sees the new index, or the waker sees `waiting == 1`, bumps `evt` and wakes.
+//! re-check sees the new header (consumer) or index (producer), or the waker sees `waiting == 1`, bumps `evt` and wakes.
 //! Because `e` was read before `waiting` was set, a bump that comes before the sleeper
 //! reaches the kernel makes `futex_wait` return at once. Closing bumps both event counts
 //! unconditionally. A publish that finds nobody waiting makes no system call.
@@ -61,17 +83,28 @@
 
 use crate::spin::SpinPolicy;
 use crate::sync::futex::{self, WaitResult};
-use crate::sync::{fence, spin_hint, time, AtomicU32, Ordering};
+use crate::sync::{fence, spin_hint, time, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Bytes of a frame header (the payload length, `u64` little-endian).
+/// Bytes of a chunk header word (and of the message-length word that follows the header
+/// of a `FIRST` chunk that is not `LAST`, and of the zero terminator).
 pub const HEADER: u32 = 8;
+
+/// Chunk header: always set in a published header, so a header is never 0 (0 = no chunk).
+const MARK: u64 = 1 << 63;
+/// Chunk header: the chunk begins a message.
+const FIRST: u64 = 1 << 62;
+/// Chunk header: the chunk ends its message.
+const LAST: u64 = 1 << 61;
+/// Chunk header: the payload length of the chunk (in the low bits).
+const LEN_MASK: u64 = (1 << 32) - 1;
 
 /// The largest message the frame protocol accepts (2^48 bytes): a longer header is corrupt.
 pub const MAX_MESSAGE: u64 = 1 << 48;
 
-/// The smallest capacity of a ring.
-pub const MIN_CAPACITY: u32 = 16;
+/// The smallest capacity of a ring (a first chunk of 8 payload bytes with its header,
+/// length word and terminator).
+pub const MIN_CAPACITY: u32 = 32;
 
 /// The largest capacity of a ring (positions are `u32`s that must never lap twice).
 pub const MAX_CAPACITY: u32 = 1 << 30;
@@ -127,18 +160,22 @@ impl Watch for NoWatch {
 }
 
 /// The shared state of one direction. All zero bytes is an empty, open ring.
+///
+/// Three 128-byte lines, so that a message moves as few lines between the two cores as
+/// possible: the producer's words (the consumer never reads them: it polls the chunk
+/// header in the buffer), the consumer's words (`head` is read by the producer only when
+/// its cached copy says "full"), the control line (read-mostly).
 #[repr(C)]
 pub struct RawRing {
-    // Producer line.
+    // Producer line: touched only by (holders of) the producer side.
     tail: AtomicU32,
     head_cache: AtomicU32,
     tx_mid: AtomicU32,
     _p: [u8; LINE - 12],
-    // Consumer line.
+    // Consumer line: the producer reads `head` only when its cached copy says "full".
     head: AtomicU32,
-    tail_cache: AtomicU32,
     rx_mid: AtomicU32,
-    _c: [u8; LINE - 12],
+    _c: [u8; LINE - 8],
     // Control line: written rarely (close, sleep), read by both.
     state: AtomicU32,
     rx_waiting: AtomicU32,
@@ -169,11 +206,20 @@ impl Default for RawRing {
 /// The bytes of a ring: `cap` (a power of two) bytes the producer writes and the consumer
 /// reads. Every access masks its position and is clipped to the buffer, whatever the
 /// caller passes.
+///
+/// Chunk header words are accessed atomically (`load_word`,
+/// `store_word`) at 8-aligned positions; the same bytes are payload
+/// (plain copies) in other laps, ordered by the ring protocol. (The loom model keeps the
+/// header words apart from the payload cells: it checks the ordering of the protocol,
+/// while the space accounting that keeps a payload off a live header is checked by the
+/// tests and the fuzzer on the real buffer.)
 pub struct Buf {
     #[cfg(not(shmproc_loom))]
     ptr: *mut u8,
     #[cfg(shmproc_loom)]
     cells: Box<[crate::sync::UnsafeCell<u8>]>,
+    #[cfg(shmproc_loom)]
+    words: Box<[crate::sync::AtomicU64]>,
     mask: u32,
 }
 
@@ -188,20 +234,25 @@ impl Buf {
     ///
     /// # Safety
     /// - `ptr..ptr + cap` is valid for reads and writes for the life of the `Buf`;
+    /// - `ptr` is 8-byte aligned (chunk headers are `AtomicU64`s in the buffer);
     /// - `cap` is a power of two in `MIN_CAPACITY..=MAX_CAPACITY`;
     /// - only ring protocol code touches those bytes.
     #[cfg(not(shmproc_loom))]
     pub unsafe fn from_raw(ptr: *mut u8, cap: u32) -> Buf {
-        debug_assert!(cap.is_power_of_two());
+        debug_assert!(cap.is_power_of_two() && cap >= MIN_CAPACITY);
+        debug_assert!(ptr as usize % 8 == 0);
         Buf { ptr, mask: cap - 1 }
     }
 
     /// A buffer of `cap` bytes for models (loom) and tests.
     #[cfg(shmproc_loom)]
     pub fn new_model(cap: u32) -> Buf {
-        assert!(cap.is_power_of_two());
+        assert!(cap.is_power_of_two() && cap >= MIN_CAPACITY);
         Buf {
             cells: (0..cap).map(|_| crate::sync::UnsafeCell::new(0)).collect(),
+            words: (0..cap / 8)
+                .map(|_| crate::sync::AtomicU64::new(0))
+                .collect(),
             mask: cap - 1,
         }
     }
@@ -233,6 +284,38 @@ impl Buf {
         let (a, b) = dst[..len].split_at_mut(first);
         self.copy_out(idx, a);
         self.copy_out(0, b);
+    }
+
+    /// The chunk header word at `pos` (rounded down to a multiple of 8; callers check
+    /// that their positions are multiples of 8).
+    #[cfg(not(shmproc_loom))]
+    #[inline]
+    fn word(&self, pos: u32) -> &AtomicU64 {
+        let idx = (pos & self.mask & !7) as usize;
+        // SAFETY: `idx + 8 <= cap` (cap is a multiple of 8 and idx one below it), so the
+        // word is inside the buffer, and it is 8-aligned (`from_raw` contract: `ptr` is
+        // 8-aligned); the buffer lives as long as `self`. Plain copies of the same bytes
+        // (payload in another lap) are ordered against these atomic accesses by the ring
+        // protocol.
+        unsafe { &*self.ptr.add(idx).cast::<AtomicU64>() }
+    }
+
+    #[cfg(shmproc_loom)]
+    #[inline]
+    fn word(&self, pos: u32) -> &AtomicU64 {
+        &self.words[((pos & self.mask) / 8) as usize]
+    }
+
+    /// Loads the chunk header word at `pos`.
+    #[inline]
+    fn load_word(&self, pos: u32, order: Ordering) -> u64 {
+        self.word(pos).load(order)
+    }
+
+    /// Stores the chunk header word at `pos`.
+    #[inline]
+    fn store_word(&self, pos: u32, v: u64, order: Ordering) {
+        self.word(pos).store(v, order);
     }
 
     /// Contiguous bytes from `pos` to the end of the buffer.
@@ -370,6 +453,51 @@ impl Sink for Discard {
 // ---------------------------------------------------------------------------------------
 // The algorithm.
 
+/// The most payload bytes in one chunk: small enough that the consumer copies one chunk
+/// while the producer writes the next (the two copies overlap), large enough that the
+/// fence and waiter check of each publish cost nothing next to the copy. A power of two
+/// (so every chunk but a message's last needs no padding), at least 8.
+#[inline]
+fn piece(cap: u32) -> u32 {
+    (cap / 4).max(HEADER)
+}
+
+/// The longest message sent as one chunk when the free space holds it (a longer one is
+/// cut into pieces, so the reader copies one while the writer writes the next).
+const SINGLE_MAX: u64 = 64 << 10;
+
+/// Bytes a chunk of `n` payload bytes takes in the ring: its header, the message-length
+/// word if it has one, the payload padded to a multiple of 8. (`n <= cap <= 2^30`.)
+#[inline]
+fn chunk_size(n: u32, len_word: bool) -> u32 {
+    HEADER + if len_word { HEADER } else { 0 } + n.next_multiple_of(HEADER)
+}
+
+/// A decoded chunk header.
+struct Chunk {
+    n: u32,
+    first: bool,
+    last: bool,
+}
+
+impl Chunk {
+    /// Decodes a published header (never 0), checking it against the capacity.
+    #[inline]
+    fn decode(h: u64, cap: u32) -> Result<Chunk, RingError> {
+        if h & MARK == 0 || h & !(MARK | FIRST | LAST | LEN_MASK) != 0 {
+            return Err(RingError::Corrupt("chunk header is not a header"));
+        }
+        let first = h & FIRST != 0;
+        let last = h & LAST != 0;
+        let n = (h & LEN_MASK) as u32;
+        // The producer always keeps the terminator's 8 bytes free after a chunk.
+        if n > cap || chunk_size(n, first && !last) + HEADER > cap {
+            return Err(RingError::Corrupt("chunk longer than the ring"));
+        }
+        Ok(Chunk { n, first, last })
+    }
+}
+
 /// Which side a wait is for.
 #[derive(Clone, Copy)]
 enum Side {
@@ -386,9 +514,8 @@ impl RawRing {
             tx_mid: AtomicU32::new(0),
             _p: [0; LINE - 12],
             head: AtomicU32::new(0),
-            tail_cache: AtomicU32::new(0),
             rx_mid: AtomicU32::new(0),
-            _c: [0; LINE - 12],
+            _c: [0; LINE - 8],
             state: AtomicU32::new(0),
             rx_waiting: AtomicU32::new(0),
             rx_evt: AtomicU32::new(0),
@@ -428,27 +555,20 @@ impl RawRing {
         self.rx_mid.load(Ordering::Relaxed) != 0
     }
 
-    /// Bytes in the ring, if the indices are sane (a snapshot, for diagnostics).
-    pub fn len(&self, cap: u32) -> Option<u32> {
+    /// True when no chunk is published at the consumer's position (a snapshot).
+    pub fn is_empty(&self, buf: &Buf) -> bool {
         // Relaxed: a snapshot.
-        let t = self.tail.load(Ordering::Relaxed);
         let h = self.head.load(Ordering::Relaxed);
-        Some(t.wrapping_sub(h)).filter(|n| *n <= cap)
-    }
-
-    /// True when no byte is in the ring (a snapshot).
-    pub fn is_empty(&self, cap: u32) -> bool {
-        self.len(cap) == Some(0)
+        buf.load_word(h, Ordering::Relaxed) == 0
     }
 
     /// Overwrites the indices and state as a hostile peer could (fuzzing and tests).
     #[cfg(any(test, fuzzing))]
-    pub fn scribble(&self, tail: u32, head: u32, head_cache: u32, tail_cache: u32, state: u32) {
+    pub fn scribble(&self, tail: u32, head: u32, head_cache: u32, state: u32) {
         // Relaxed: a test hook; the fuzzer runs one thread.
         self.tail.store(tail, Ordering::Relaxed);
         self.head.store(head, Ordering::Relaxed);
         self.head_cache.store(head_cache, Ordering::Relaxed);
-        self.tail_cache.store(tail_cache, Ordering::Relaxed);
         self.state.store(state, Ordering::Relaxed);
     }
 
@@ -503,31 +623,31 @@ impl RawRing {
         Ok(cap - used)
     }
 
-    /// Consumer: bytes available, refreshing the cached tail when the cache says `< need`.
+    /// Consumer: the header of the chunk at `head`, if it is published.
     #[inline]
-    fn avail(&self, cap: u32, head: u32, tail: &mut u32, need: u32) -> Result<u32, RingError> {
-        let n = tail.wrapping_sub(head);
-        if n <= cap && n >= need {
-            return Ok(n);
-        }
-        // Acquire: pairs with the producer's Release store of `tail` in
-        // `publish_tail`: the bytes below it are written.
-        *tail = self.tail.load(Ordering::Acquire);
-        // Relaxed: a consumer-private cache.
-        self.tail_cache.store(*tail, Ordering::Relaxed);
-        let n = tail.wrapping_sub(head);
-        if n > cap {
-            return Err(RingError::Corrupt("ring indices out of range"));
-        }
-        Ok(n)
+    fn chunk_at(&self, buf: &Buf, head: u32) -> Option<u64> {
+        // Acquire: pairs with the producer's Release store of the header in `send`: the
+        // chunk's payload, length word and terminator are written.
+        let h = buf.load_word(head, Ordering::Acquire);
+        (h != 0).then_some(h)
     }
 
+    /// Consumer: waits (until `deadline`) for the chunk at `head`; returns its header.
     #[inline]
-    fn publish_tail(&self, tail: u32) {
-        // Release: publishes the bytes written below `tail`; pairs with the Acquire load
-        // in `avail`. The fence in `wake_consumer` orders it before the `rx_waiting` load.
-        self.tail.store(tail, Ordering::Release);
-        self.wake_consumer();
+    fn next_chunk(
+        &self,
+        buf: &Buf,
+        head: u32,
+        deadline: Option<Instant>,
+        spin: SpinPolicy,
+        watch: &impl Watch,
+    ) -> Result<u64, RingError> {
+        if let Some(h) = self.chunk_at(buf, head) {
+            return Ok(h);
+        }
+        self.wait(Side::Consumer, deadline, spin, watch, || {
+            Ok(self.chunk_at(buf, head))
+        })
     }
 
     #[inline]
@@ -655,57 +775,86 @@ impl RawRing {
             return Err(RingError::BrokenPipe);
         }
         let cap = buf.cap();
+        let piece = piece(cap);
         // Relaxed: we hold the producer side; the previous holder's values reach us
         // through the lock (or program order).
         let mut tail = self.tail.load(Ordering::Relaxed);
         let mut head = self.head_cache.load(Ordering::Relaxed);
+        if tail % HEADER != 0 {
+            return Err(RingError::Corrupt("ring position not a multiple of 8"));
+        }
         // Relaxed: read by a successor of the producer lock only.
         self.tx_mid.store(1, Ordering::Relaxed);
-        let header = len.to_le_bytes();
-        let mut done = 0u64;
-        let total = len + u64::from(HEADER);
-        let mut published = tail;
-        while done < total {
-            let mut free = self.free(cap, tail, &mut head, 1)?;
-            if free == 0 {
-                if published != tail {
-                    self.publish_tail(tail);
-                    published = tail;
+        let mut off = 0u64;
+        loop {
+            let first = off == 0;
+            let mut n = (len - off).min(u64::from(piece)) as u32;
+            if first && len > u64::from(n) && len <= SINGLE_MAX.min(u64::from(cap)) {
+                // A message the free space holds whole goes as one chunk, like a write
+                // into a kernel pipe with room for it: no reader needed.
+                let need = chunk_size(len as u32, false) + HEADER;
+                if need <= cap && self.free(cap, tail, &mut head, need)? >= need {
+                    n = len as u32;
                 }
-                free = self.wait(Side::Producer, None, spin, watch, || {
-                    self.free(cap, tail, &mut head, 1)
-                        .map(|f| (f > 0).then_some(f))
+            }
+            let last = off + u64::from(n) == len;
+            let len_word = first && !last;
+            let size = chunk_size(n, len_word);
+            // The chunk and the terminator after it (`size + HEADER <= cap`: n <= cap / 4).
+            let need = size + HEADER;
+            if self.free(cap, tail, &mut head, need)? < need {
+                self.wait(Side::Producer, None, spin, watch, || {
+                    self.free(cap, tail, &mut head, need)
+                        .map(|f| (f >= need).then_some(()))
                 })?;
             }
-            let k = u64::from(free.min(buf.contiguous(tail))).min(total - done) as u32;
-            if done < u64::from(HEADER) {
-                let k = k.min(HEADER - done as u32);
-                buf.write(tail, &header[done as usize..done as usize + k as usize]);
-                tail = tail.wrapping_add(k);
-                done += u64::from(k);
-                continue;
+            let mut pos = tail.wrapping_add(HEADER);
+            if len_word {
+                buf.write(pos, &len.to_le_bytes());
+                pos = pos.wrapping_add(HEADER);
             }
-            src.fill(buf, tail, done - u64::from(HEADER), k);
-            tail = tail.wrapping_add(k);
-            done += u64::from(k);
-            // Publish each piece of a streaming message so the reader can make room.
-            if done < total && k >= cap / 4 {
-                self.publish_tail(tail);
-                published = tail;
+            let mut done = 0u32;
+            while done < n {
+                let k = (n - done).min(buf.contiguous(pos));
+                src.fill(buf, pos, off + u64::from(done), k);
+                pos = pos.wrapping_add(k);
+                done += k;
+            }
+            let next = tail.wrapping_add(size);
+            // Relaxed: the terminator; the consumer reads this slot only after it has
+            // read this chunk's header, so the Release store below orders it.
+            buf.store_word(next, 0, Ordering::Relaxed);
+            let mut h = MARK | u64::from(n);
+            if first {
+                h |= FIRST;
+            }
+            if last {
+                h |= LAST;
+            }
+            // Release: publishes the payload, length word and terminator written above;
+            // pairs with the consumer's Acquire load in `chunk_at`.
+            buf.store_word(tail, h, Ordering::Release);
+            tail = next;
+            // Relaxed: our own position, read by the next holder of the producer side
+            // (through the lock).
+            self.tail.store(tail, Ordering::Relaxed);
+            self.wake_consumer();
+            off += u64::from(n);
+            if last {
+                break;
             }
         }
-        self.publish_tail(tail);
         // Relaxed: see above.
         self.tx_mid.store(0, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Consumer: waits until a whole frame header is in the ring and returns the message
-    /// length, consuming nothing.
+    /// Consumer: waits until the first chunk of a message is in the ring and returns the
+    /// message length, consuming nothing.
     ///
     /// # Errors
     /// [`RingError::Timeout`], [`RingError::Eof`], [`RingError::Broken`],
-    /// [`RingError::Corrupt`] (impossible indices or length).
+    /// [`RingError::Corrupt`] (impossible position, chunk header or length).
     pub fn peek(
         &self,
         buf: &Buf,
@@ -716,29 +865,57 @@ impl RawRing {
         if self.state() & BROKEN != 0 {
             return Err(RingError::Broken);
         }
-        let cap = buf.cap();
         // Relaxed: we hold the consumer side (see `send`).
         let head = self.head.load(Ordering::Relaxed);
-        let mut tail = self.tail_cache.load(Ordering::Relaxed);
-        if self.avail(cap, head, &mut tail, HEADER)? < HEADER {
-            self.wait(Side::Consumer, deadline, spin, watch, || {
-                self.avail(cap, head, &mut tail, HEADER)
-                    .map(|n| (n >= HEADER).then_some(n))
-            })?;
+        if head % HEADER != 0 {
+            return Err(RingError::Corrupt("ring position not a multiple of 8"));
         }
-        let mut h = [0u8; HEADER as usize];
-        buf.read(head, &mut h);
-        let len = u64::from_le_bytes(h);
-        if len > MAX_MESSAGE {
+        let h = self.next_chunk(buf, head, deadline, spin, watch)?;
+        let c = Chunk::decode(h, buf.cap()).inspect_err(|_| self.set_state(BROKEN))?;
+        if !c.first {
             self.set_state(BROKEN);
-            return Err(RingError::Corrupt("frame header longer than 2^48 bytes"));
+            return Err(RingError::Corrupt("a message begins with a middle chunk"));
+        }
+        if c.last {
+            return Ok(u64::from(c.n));
+        }
+        let mut w = [0u8; HEADER as usize];
+        buf.read(head.wrapping_add(HEADER), &mut w);
+        let len = u64::from_le_bytes(w);
+        if len > MAX_MESSAGE || len <= u64::from(c.n) {
+            self.set_state(BROKEN);
+            return Err(RingError::Corrupt("message length word out of range"));
         }
         Ok(len)
     }
 
+    /// Consumer: whether the message of `len` bytes at `head` is whole in the ring (its
+    /// last chunk is published), or is too long to ever be whole in it (then it counts
+    /// once it has begun).
+    fn ready_whole(&self, buf: &Buf, head: u32, len: u64) -> Result<bool, RingError> {
+        let cap = buf.cap();
+        let pieces = len.div_ceil(u64::from(piece(cap))).max(1);
+        // Headers, length word, the last piece's padding, the terminator.
+        if len + HEADER as u64 * (pieces + 3) > u64::from(cap) {
+            return Ok(true);
+        }
+        let mut pos = head;
+        for _ in 0..cap / HEADER {
+            let Some(h) = self.chunk_at(buf, pos) else {
+                return Ok(false);
+            };
+            let c = Chunk::decode(h, cap)?;
+            if c.last {
+                return Ok(true);
+            }
+            pos = pos.wrapping_add(chunk_size(c.n, c.first));
+        }
+        Err(RingError::Corrupt("chunks without an end fill the ring"))
+    }
+
     /// Consumer: like [`peek`](Self::peek), then waits (same deadline) until the whole
-    /// message is in the ring, or as much of it as the ring can hold at once. True when
-    /// it is; false at the deadline.
+    /// message is in the ring, or has begun if it is too long to be whole in the ring.
+    /// True when it is; false at the deadline.
     ///
     /// # Errors
     /// As [`peek`](Self::peek), except `Timeout` (false) and `Eof` (true: EOF is ready).
@@ -755,17 +932,13 @@ impl RawRing {
             Err(RingError::Eof) => return Ok(true),
             Err(e) => return Err(e),
         };
-        let cap = buf.cap();
-        let need = (len + u64::from(HEADER)).min(u64::from(cap)) as u32;
         // Relaxed: we hold the consumer side.
         let head = self.head.load(Ordering::Relaxed);
-        let mut tail = self.tail_cache.load(Ordering::Relaxed);
-        if self.avail(cap, head, &mut tail, need)? >= need {
+        if self.ready_whole(buf, head, len)? {
             return Ok(true);
         }
         match self.wait(Side::Consumer, deadline, spin, watch, || {
-            self.avail(cap, head, &mut tail, need)
-                .map(|n| (n >= need).then_some(()))
+            self.ready_whole(buf, head, len).map(|w| w.then_some(()))
         }) {
             Ok(()) | Err(RingError::Eof) => Ok(true),
             Err(RingError::Timeout) => Ok(false),
@@ -791,48 +964,49 @@ impl RawRing {
         let cap = buf.cap();
         // Relaxed: we hold the consumer side.
         let mut head = self.head.load(Ordering::Relaxed);
-        let mut tail = self.tail_cache.load(Ordering::Relaxed);
-        if self.avail(cap, head, &mut tail, HEADER)? < HEADER {
-            return Err(RingError::Corrupt("frame header vanished"));
-        }
-        head = head.wrapping_add(HEADER);
+        let Some(mut h) = self.chunk_at(buf, head) else {
+            return Err(RingError::Corrupt("chunk header vanished"));
+        };
         // Relaxed: read by a successor of the consumer lock only.
         self.rx_mid.store(1, Ordering::Relaxed);
         let mut off = 0u64;
-        let mut published = head.wrapping_sub(HEADER);
-        while off < len {
-            let mut n = self.avail(cap, head, &mut tail, 1)?;
-            if n == 0 {
-                if published != head {
-                    self.publish_head(head);
-                    published = head;
+        loop {
+            let c = Chunk::decode(h, cap)?;
+            let n = u64::from(c.n);
+            if c.first != (off == 0)
+                || n > len - off
+                || c.last != (off + n == len)
+                || (n == 0 && !c.last)
+            {
+                return Err(RingError::Corrupt("chunks do not add up to the message"));
+            }
+            let len_word = c.first && !c.last;
+            let mut pos = head.wrapping_add(if len_word { 2 * HEADER } else { HEADER });
+            let mut done = 0u32;
+            while done < c.n {
+                let k = (c.n - done).min(buf.contiguous(pos));
+                sink.take(buf, pos, off + u64::from(done), k);
+                pos = pos.wrapping_add(k);
+                done += k;
+            }
+            off += n;
+            head = head.wrapping_add(chunk_size(c.n, len_word));
+            self.publish_head(head);
+            if c.last {
+                break;
+            }
+            h = match self.next_chunk(buf, head, None, spin, watch) {
+                Ok(h) => h,
+                Err(RingError::Eof) => {
+                    // The writer died mid-message: drop the part (nothing follows it)
+                    // and report EOF; the reader never sees a partial message.
+                    // Relaxed: see above.
+                    self.rx_mid.store(0, Ordering::Relaxed);
+                    return Err(RingError::Eof);
                 }
-                n = match self.wait(Side::Consumer, None, spin, watch, || {
-                    self.avail(cap, head, &mut tail, 1)
-                        .map(|n| (n > 0).then_some(n))
-                }) {
-                    Ok(n) => n,
-                    Err(RingError::Eof) => {
-                        // The writer died mid-message: drop the part (nothing follows it)
-                        // and report EOF; the reader never sees a partial message.
-                        self.publish_head(head);
-                        // Relaxed: see above.
-                        self.rx_mid.store(0, Ordering::Relaxed);
-                        return Err(RingError::Eof);
-                    }
-                    Err(e) => return Err(e),
-                };
-            }
-            let k = u64::from(n.min(buf.contiguous(head))).min(len - off) as u32;
-            sink.take(buf, head, off, k);
-            head = head.wrapping_add(k);
-            off += u64::from(k);
-            if off < len && k >= cap / 4 {
-                self.publish_head(head);
-                published = head;
-            }
+                Err(e) => return Err(e),
+            };
         }
-        self.publish_head(head);
         // Relaxed: see above.
         self.rx_mid.store(0, Ordering::Relaxed);
         Ok(())

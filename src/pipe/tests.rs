@@ -45,35 +45,50 @@ fn fuzz_random_inputs_never_go_out_of_bounds() {
 #[test]
 fn hostile_indices_are_errors() {
     let ring = RawRing::new();
-    let mut mem = vec![0u8; 64];
-    // SAFETY: `mem` outlives `buf`; 64 is a power of two in range.
-    let buf = unsafe { Buf::from_raw(mem.as_mut_ptr(), 64) };
-    ring.scribble(1000, 0, 0, 0, 0);
+    let mut words = [0u64; 8];
+    let ptr = words.as_mut_ptr().cast::<u8>();
+    // SAFETY: `words` outlives `buf` and is 8-aligned; 64 is a power of two in range.
+    let buf = unsafe { Buf::from_raw(ptr, 64) };
+    let set = |i: usize, v: u64| {
+        // SAFETY: `i < 8`: inside `words`; nothing else accesses it meanwhile.
+        unsafe { ptr.cast::<u64>().add(i).write(v) }
+    };
     let past = Some(Instant::now());
+    // A position that is not a multiple of 8.
+    ring.scribble(0, 3, 0, 0);
     assert!(matches!(
         ring.peek(&buf, past, SpinPolicy::NEVER, &NoWatch),
         Err(RingError::Corrupt(_))
     ));
     // The producer trusts its cache only while it says "room": make it lie too.
-    ring.scribble(0, 1000, 1000, 0, 0);
+    ring.scribble(0, 1000, 1000, 0);
     assert!(matches!(
         ring.send(&buf, 1, &mut [1u8].as_slice(), SpinPolicy::NEVER, &NoWatch),
         Err(RingError::Corrupt(_))
     ));
-    // A frame header claiming more than 2^48 bytes.
-    ring.scribble(8, 0, 0, 0, 0);
-    mem[..8].copy_from_slice(&(MAX_MESSAGE + 1).to_le_bytes());
-    assert!(matches!(
-        ring.peek(&buf, past, SpinPolicy::NEVER, &NoWatch),
-        Err(RingError::Corrupt(_))
-    ));
+    // A header that is not a header, a chunk longer than the ring, and a message length
+    // word claiming more than 2^48 bytes.
+    for (hdr, word) in [
+        (0x1234u64, 0),
+        ((1 << 63) | (1 << 62) | (1 << 61) | 60, 0),
+        ((1 << 63) | (1 << 62) | 8, MAX_MESSAGE + 1),
+    ] {
+        let ring = RawRing::new();
+        set(0, hdr);
+        set(1, word);
+        assert!(matches!(
+            ring.peek(&buf, past, SpinPolicy::NEVER, &NoWatch),
+            Err(RingError::Corrupt(_))
+        ));
+    }
 }
 
 #[test]
 fn messages_keep_boundaries_across_wrap() {
     let (a, b) = small(64);
     for round in 0..200u32 {
-        let len = (round * 7 % 50) as usize;
+        // Up to 48 bytes: what an empty 64-byte ring holds as one chunk (cap - 16).
+        let len = (round * 7 % 49) as usize;
         let msg: Vec<u8> = (0..len).map(|i| (i as u32 + round) as u8).collect();
         a.send_bytes(&msg).unwrap();
         assert_eq!(b.recv_bytes().unwrap(), msg);
