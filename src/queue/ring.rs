@@ -625,14 +625,20 @@ impl RawRing {
         spin: SpinPolicy,
     ) -> Result<Claim, Stop> {
         for round in 0..spin.rounds {
-            spin.pause(round);
-            if !worth_it() {
-                continue;
+            // Look after every PAUSE (~25 ns here): a look that finds nothing reads lines
+            // that stay shared, so it costs no traffic, and the hand-off is seen within one
+            // PAUSE rather than within the round's 2^round PAUSEs.
+            for _ in 0..spin.looks(round) {
+                crate::sync::spin_hint();
+                if !worth_it() {
+                    continue;
+                }
+                match attempt() {
+                    Err(e) if e.must_wait() => {}
+                    r => return r,
+                }
             }
-            match attempt() {
-                Err(e) if e.must_wait() => {}
-                r => return r,
-            }
+            spin.end_round(round);
         }
         let w = &self.wake.0;
         let mut why = match attempt() {
