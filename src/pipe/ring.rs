@@ -712,10 +712,12 @@ impl RawRing {
             }
             let st = self.state();
             if st & BROKEN != 0 {
+                // Relaxed: as above.
                 waiting.store(0, Ordering::Relaxed);
                 return Err(RingError::Broken);
             }
             if st & closed != 0 {
+                // Relaxed: as above.
                 waiting.store(0, Ordering::Relaxed);
                 // The peer's last publish happened before its close: one more look.
                 if let Some(v) = ready()? {
