@@ -34,6 +34,26 @@ impl SpinPolicy {
         SpinPolicy { rounds }
     }
 
+    /// Spins as this policy says and calls `look` after every PAUSE; returns the first
+    /// `Some` it gives, or `None` once the rounds are spent (time to sleep). For waits
+    /// whose look only reads shared lines (the rings): a look that finds nothing costs no
+    /// traffic, and a hand-off is seen within one PAUSE (~25 ns on the machines measured)
+    /// rather than within a round's `2^round` PAUSEs. A wait whose attempt writes (a CAS on
+    /// a lock word) spins with [`pause`](Self::pause) instead.
+    #[inline]
+    pub(crate) fn spin<R>(&self, mut look: impl FnMut() -> Option<R>) -> Option<R> {
+        for round in 0..self.rounds {
+            for _ in 0..self.looks(round) {
+                spin_hint();
+                if let Some(r) = look() {
+                    return Some(r);
+                }
+            }
+            self.end_round(round);
+        }
+        None
+    }
+
     /// One round of waiting: round `round` of `self.rounds`: [`looks`](Self::looks)
     /// PAUSEs, then [`end_round`](Self::end_round).
     #[inline]

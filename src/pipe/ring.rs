@@ -83,7 +83,7 @@
 
 use crate::spin::SpinPolicy;
 use crate::sync::futex::{self, WaitResult};
-use crate::sync::{fence, spin_hint, time, AtomicU32, AtomicU64, Ordering};
+use crate::sync::{fence, time, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Bytes of a chunk header word (and of the message-length word that follows the header
@@ -675,20 +675,20 @@ impl RawRing {
             Side::Producer => (&self.tx_waiting, &self.tx_evt, READER_CLOSED),
             Side::Consumer => (&self.rx_waiting, &self.rx_evt, WRITER_CLOSED),
         };
-        // Spin as long as `spin` says, but look at the index after every PAUSE rather
-        // than once per round: the hand-off is noticed within one PAUSE, as in the atomic
-        // floor.
-        for round in 0..spin.rounds {
-            for _ in 0..spin.looks(round) {
-                if let Some(v) = ready()? {
-                    return Ok(v);
-                }
-                spin_hint();
-            }
-            if self.state() & (closed | BROKEN) != 0 {
-                break;
-            }
-            spin.end_round(round);
+        // Look first (the common case: it is there), then spin as `spin` says, looking
+        // after every PAUSE (`SpinPolicy::spin`); a closed or broken ring stops the spin
+        // early, and the sleep path below sorts out why.
+        if let Some(v) = ready()? {
+            return Ok(v);
+        }
+        let spun = spin.spin(|| match ready() {
+            Ok(Some(v)) => Some(Ok(Some(v))),
+            Err(e) => Some(Err(e)),
+            Ok(None) if self.state() & (closed | BROKEN) != 0 => Some(Ok(None)),
+            Ok(None) => None,
+        });
+        if let Some(Some(v)) = spun.transpose()? {
+            return Ok(v);
         }
         let mut check_every = watch.interval();
         loop {

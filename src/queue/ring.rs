@@ -624,21 +624,18 @@ impl RawRing {
         deadline: Option<Instant>,
         spin: SpinPolicy,
     ) -> Result<Claim, Stop> {
-        for round in 0..spin.rounds {
-            // Look after every PAUSE (~25 ns here): a look that finds nothing reads lines
-            // that stay shared, so it costs no traffic, and the hand-off is seen within one
-            // PAUSE rather than within the round's 2^round PAUSEs.
-            for _ in 0..spin.looks(round) {
-                crate::sync::spin_hint();
-                if !worth_it() {
-                    continue;
-                }
-                match attempt() {
-                    Err(e) if e.must_wait() => {}
-                    r => return r,
-                }
+        // A look reads only shared lines until something changes (`SpinPolicy::spin`).
+        let spun = spin.spin(|| {
+            if !worth_it() {
+                return None;
             }
-            spin.end_round(round);
+            match attempt() {
+                Err(e) if e.must_wait() => None,
+                r => Some(r),
+            }
+        });
+        if let Some(r) = spun {
+            return r;
         }
         let w = &self.wake.0;
         let mut why = match attempt() {
