@@ -324,6 +324,19 @@ impl Buf {
         self.cap() - (pos & self.mask)
     }
 
+    /// Calls `f(pos, done, k)` for each contiguous stretch of the `n` bytes from `pos`
+    /// (`done` bytes before it; at most two stretches, split where the buffer wraps).
+    #[inline]
+    fn stretches(&self, mut pos: u32, n: u32, mut f: impl FnMut(u32, u32, u32)) {
+        let mut done = 0u32;
+        while done < n {
+            let k = (n - done).min(self.contiguous(pos));
+            f(pos, done, k);
+            pos = pos.wrapping_add(k);
+            done += k;
+        }
+    }
+
     #[cfg(not(shmproc_loom))]
     #[inline]
     fn copy_in(&self, idx: usize, src: &[u8]) {
@@ -815,13 +828,9 @@ impl RawRing {
                 buf.write(pos, &len.to_le_bytes());
                 pos = pos.wrapping_add(HEADER);
             }
-            let mut done = 0u32;
-            while done < n {
-                let k = (n - done).min(buf.contiguous(pos));
-                src.fill(buf, pos, off + u64::from(done), k);
-                pos = pos.wrapping_add(k);
-                done += k;
-            }
+            buf.stretches(pos, n, |pos, done, k| {
+                src.fill(buf, pos, off + u64::from(done), k)
+            });
             let next = tail.wrapping_add(size);
             // Relaxed: the terminator; the consumer reads this slot only after it has
             // read this chunk's header, so the Release store below orders it.
@@ -983,14 +992,10 @@ impl RawRing {
                 return Err(RingError::Corrupt("chunks do not add up to the message"));
             }
             let len_word = c.first && !c.last;
-            let mut pos = head.wrapping_add(if len_word { 2 * HEADER } else { HEADER });
-            let mut done = 0u32;
-            while done < c.n {
-                let k = (c.n - done).min(buf.contiguous(pos));
-                sink.take(buf, pos, off + u64::from(done), k);
-                pos = pos.wrapping_add(k);
-                done += k;
-            }
+            let pos = head.wrapping_add(if len_word { 2 * HEADER } else { HEADER });
+            buf.stretches(pos, c.n, |pos, done, k| {
+                sink.take(buf, pos, off + u64::from(done), k)
+            });
             off += n;
             head = head.wrapping_add(chunk_size(c.n, len_word));
             self.publish_head(head);

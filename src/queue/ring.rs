@@ -267,6 +267,24 @@ fn stamp_fits(stamp: u64, index: u64, mark_bit: u64) -> bool {
     ix == index || ix == index + 1
 }
 
+/// Slots between `head` and `tail` (crossbeam's `len` arithmetic), at most `cap`. The
+/// mark in `tail` is ignored.
+#[inline]
+fn occupancy(head: u64, tail: u64, cap: u64, mark_bit: u64) -> u64 {
+    let tail = tail & !mark_bit;
+    let (hix, tix) = (head & (mark_bit - 1), tail & (mark_bit - 1));
+    let n = if hix < tix {
+        tix - hix
+    } else if hix > tix {
+        cap.saturating_sub(hix) + tix
+    } else if tail == head {
+        0
+    } else {
+        cap
+    };
+    n.min(cap)
+}
+
 /// Counts the retries of one claim. A retry happens when another party moved the index
 /// or when we read a stamp older than the latest; both resolve in a few rounds. A stamp
 /// that fits the slot but belongs to an impossible lap (a corrupted ring) would make the
@@ -715,20 +733,10 @@ impl RawRing {
     fn free_guess(&self, cap: u64) -> u64 {
         let (mark_bit, _) = geometry(cap);
         // Relaxed: a guess; claims decide.
-        let tail = self.tail.0.load(Ordering::Relaxed) & !mark_bit;
+        let tail = self.tail.0.load(Ordering::Relaxed);
         // Relaxed: as above.
         let head = self.head.0.load(Ordering::Relaxed);
-        let (hix, tix) = (head & (mark_bit - 1), tail & (mark_bit - 1));
-        let used = if hix < tix {
-            tix - hix
-        } else if hix > tix {
-            cap.saturating_sub(hix) + tix
-        } else if tail == head {
-            0
-        } else {
-            cap
-        };
-        cap.saturating_sub(used)
+        cap - occupancy(head, tail, cap, mark_bit)
     }
 
     /// True once [`close`](Self::close) was called.
@@ -752,18 +760,7 @@ impl RawRing {
                 crate::sync::spin_hint();
                 continue;
             }
-            let hix = head & (mark_bit - 1);
-            let tix = tail & (mark_bit - 1);
-            let n = if hix < tix {
-                tix - hix
-            } else if hix > tix {
-                cap.saturating_sub(hix) + tix
-            } else if tail & !mark_bit == head {
-                0
-            } else {
-                cap
-            };
-            return n.min(cap);
+            return occupancy(head, tail, cap, mark_bit);
         }
     }
 
