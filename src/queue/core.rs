@@ -114,6 +114,8 @@ impl Geometry {
 pub(crate) struct Core {
     raw: Shm<RawRing>,
     geo: Geometry,
+    /// `Slots::mark_bit`, computed once.
+    mark_bit: u64,
     pub spin: SpinPolicy,
 }
 
@@ -121,6 +123,11 @@ impl Slots for Core {
     #[inline]
     fn capacity(&self) -> u64 {
         self.geo.cap
+    }
+
+    #[inline]
+    fn mark_bit(&self) -> u64 {
+        self.mark_bit
     }
 
     #[inline]
@@ -157,6 +164,7 @@ impl Core {
         })?;
         Ok(Core {
             raw,
+            mark_bit: (geo.cap + 1).next_power_of_two(),
             geo,
             spin: SpinPolicy::default(),
         })
@@ -185,6 +193,7 @@ impl Core {
         }
         Ok(Core {
             raw,
+            mark_bit: (geo.cap + 1).next_power_of_two(),
             geo,
             spin: SpinPolicy::default(),
         })
