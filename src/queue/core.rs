@@ -21,7 +21,7 @@
 //! when another process opens the queue: after that, every slot address this process
 //! computes is inside the block, whatever a peer writes into the arena.
 
-use super::ring::{initial_stamp, Claim, RawRing, RingError, Slots, MAX_CAPACITY};
+use super::ring::{self, initial_stamp, Claim, RawRing, RingError, Slots, MAX_CAPACITY};
 use crate::arena::{Arena, EntryCopy, ObjectKind, Shm};
 use crate::error::{Error, Result};
 use crate::sync::AtomicU64;
@@ -139,6 +139,16 @@ impl Slots for Core {
 }
 
 impl Core {
+    /// This process's view of a ring block with geometry `geo`.
+    fn new(raw: Shm<RawRing>, geo: Geometry) -> Core {
+        Core {
+            raw,
+            mark_bit: ring::mark_bit(geo.cap),
+            geo,
+            spin: SpinPolicy::default(),
+        }
+    }
+
     /// Makes the block in `arena` and initialises its stamps.
     pub(crate) fn create(
         arena: &Arena,
@@ -162,12 +172,7 @@ impl Core {
                 }
             }
         })?;
-        Ok(Core {
-            raw,
-            mark_bit: (geo.cap + 1).next_power_of_two(),
-            geo,
-            spin: SpinPolicy::default(),
-        })
+        Ok(Core::new(raw, geo))
     }
 
     /// Opens the block `name`, checking that `geo` (re-derived from the entry's `param`)
@@ -191,12 +196,7 @@ impl Core {
                 raw.len()
             )));
         }
-        Ok(Core {
-            raw,
-            mark_bit: (geo.cap + 1).next_power_of_two(),
-            geo,
-            spin: SpinPolicy::default(),
-        })
+        Ok(Core::new(raw, geo))
     }
 
     /// Start of the block, for tests that scribble on the shared state.

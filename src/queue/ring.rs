@@ -82,7 +82,7 @@
 //! `close` sets the mark bit in `tail` and wakes every sleeper on both words.
 
 use super::error::TaskDoneError;
-use crate::spin::SpinPolicy;
+use crate::spin::{Backoff, SpinPolicy};
 use crate::sync::futex::{self, WaitResult};
 use crate::sync::{fence, time, AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
@@ -106,7 +106,7 @@ pub trait Slots {
     /// it: an implementation may cache it, and must return exactly this.
     #[inline]
     fn mark_bit(&self) -> u64 {
-        (self.capacity() + 1).next_power_of_two()
+        mark_bit(self.capacity())
     }
 }
 
@@ -258,10 +258,16 @@ impl Default for RawRing {
     }
 }
 
-/// `(mark_bit, one_lap)` for `cap` slots.
+/// The mark bit of `tail` for a ring of `cap` slots: `(cap + 1).next_power_of_two()`.
 #[inline]
-fn geometry(cap: u64) -> (u64, u64) {
-    let mark_bit = (cap + 1).next_power_of_two();
+pub(crate) const fn mark_bit(cap: u64) -> u64 {
+    (cap + 1).next_power_of_two()
+}
+
+/// `(mark_bit, one_lap)` of the ring over `s`.
+#[inline]
+fn geometry(s: &impl Slots) -> (u64, u64) {
+    let mark_bit = s.mark_bit();
     (mark_bit, mark_bit * 2)
 }
 
@@ -318,30 +324,6 @@ impl Stuck {
     }
 }
 
-/// The wait of a claim that lost a race: after a failed CAS on `head` / `tail`, or after
-/// reading a stamp that shows another party got there first, spin `2^step` PAUSEs (`step`
-/// growing to 6, as crossbeam's `Backoff::spin`) before looking again. Without it two
-/// producers (or consumers) on two cores retry in lockstep and the line bounces on every
-/// attempt: filling a ring from two threads measured ~35 ns per message, ~5 with it.
-#[derive(Default)]
-struct Backoff(u32);
-
-impl Backoff {
-    #[inline]
-    fn spin(&mut self) {
-        // Under loom a PAUSE is a yield point: one is enough to let the winner on.
-        let pauses = if cfg!(shmproc_loom) {
-            1
-        } else {
-            1u32 << self.0.min(6)
-        };
-        for _ in 0..pauses {
-            crate::sync::spin_hint();
-        }
-        self.0 = self.0.saturating_add(1);
-    }
-}
-
 impl RawRing {
     /// An empty, open ring (all zero).
     pub fn new() -> Self {
@@ -382,7 +364,7 @@ impl RawRing {
     #[inline]
     fn push_step(&self, s: &impl Slots) -> Result<Claim, Stop> {
         let cap = s.capacity();
-        let (mark_bit, one_lap) = (s.mark_bit(), s.mark_bit() * 2);
+        let (mark_bit, one_lap) = geometry(s);
         // Relaxed: only a guess; the CAS below (and the stamp's Acquire) decide.
         let mut tail = self.tail.0.load(Ordering::Relaxed);
         let mut stuck = Stuck::default();
@@ -467,7 +449,7 @@ impl RawRing {
     #[inline]
     fn pop_step(&self, s: &impl Slots) -> Result<Claim, Stop> {
         let cap = s.capacity();
-        let (mark_bit, one_lap) = (s.mark_bit(), s.mark_bit() * 2);
+        let (mark_bit, one_lap) = geometry(s);
         // Relaxed: only a guess; the CAS below (and the stamp's Acquire) decide.
         let mut head = self.head.0.load(Ordering::Relaxed);
         let mut stuck = Stuck::default();
@@ -563,7 +545,7 @@ impl RawRing {
     /// consumer that claims it releases it and pops again (a dropped put loan).
     #[inline]
     pub fn publish_skip(&self, s: &impl Slots, claim: Claim) {
-        let (mark_bit, _) = geometry(s.capacity());
+        let mark_bit = s.mark_bit();
         self.publish(
             s,
             Claim {
@@ -634,7 +616,7 @@ impl RawRing {
                 let slack = (cap / 4).clamp(1, SLACK);
                 self.wait_for(
                     || self.push_step(s),
-                    || self.free_guess(cap) >= slack,
+                    || self.free_guess(s) >= slack,
                     deadline,
                     spin,
                 )
@@ -742,7 +724,7 @@ impl RawRing {
     /// Closes the ring: pushes fail from now on, pops drain what is left. Wakes every
     /// sleeper. Returns false if it was already closed.
     pub fn close(&self, s: &impl Slots) -> bool {
-        let (mark_bit, _) = geometry(s.capacity());
+        let mark_bit = s.mark_bit();
         // SeqCst: in the same total order as the tail CAS in `try_push_claim`: a push
         // either claimed before the mark (and will publish) or sees it.
         let old = self.tail.0.fetch_or(mark_bit, Ordering::SeqCst);
@@ -764,8 +746,8 @@ impl RawRing {
 
     /// Free slots, from two Relaxed loads: a guess, for the spin phase only.
     #[inline]
-    fn free_guess(&self, cap: u64) -> u64 {
-        let (mark_bit, _) = geometry(cap);
+    fn free_guess(&self, s: &impl Slots) -> u64 {
+        let (cap, mark_bit) = (s.capacity(), s.mark_bit());
         // Relaxed: a guess; claims decide.
         let tail = self.tail.0.load(Ordering::Relaxed);
         // Relaxed: as above.
@@ -775,7 +757,7 @@ impl RawRing {
 
     /// True once [`close`](Self::close) was called.
     pub fn is_closed(&self, s: &impl Slots) -> bool {
-        let (mark_bit, _) = geometry(s.capacity());
+        let mark_bit = s.mark_bit();
         // SeqCst: a snapshot in the same total order as `close`.
         self.tail.0.load(Ordering::SeqCst) & mark_bit != 0
     }
@@ -784,8 +766,7 @@ impl RawRing {
     /// included: exact when no operation is under way, a snapshot otherwise. Never more
     /// than the capacity.
     pub fn len(&self, s: &impl Slots) -> u64 {
-        let cap = s.capacity();
-        let (mark_bit, _) = geometry(cap);
+        let (cap, mark_bit) = (s.capacity(), s.mark_bit());
         loop {
             // SeqCst: a consistent snapshot of both ends (crossbeam's `len`).
             let tail = self.tail.0.load(Ordering::SeqCst);
