@@ -11,31 +11,66 @@ use crate::sync::{spin_hint, yield_now};
 /// "two-competitive" choice, and is the default. Every handle that blocks can be given its
 /// own policy (e.g. `Lock::set_spin`).
 ///
-/// Round `i` spins `2^min(i, 4)` `PAUSE`s (at most ~0.4 µs); from the third round on it
-/// also yields the CPU. A yield costs ~0.5 µs when nothing else wants the CPU, and hands
-/// it over when something does: on a machine with fewer cores than busy processes, the
-/// party a spinner waits for is often runnable on the spinner's own CPU, and every PAUSE
-/// spent before the first yield is time taken from it. (The first version spun 127 PAUSEs,
-/// ~3 µs, before its first yield: four queue processes on two cores ran ~1.5x slower.)
+/// Round `i` spins `2^min(i, 4)` `PAUSE`s (at most ~0.4 µs); from round
+/// [`first_yield`](Self::first_yield) on (the third, by default) it also yields the CPU. A
+/// yield costs ~0.5 µs when nothing else wants the CPU, and hands it over when something
+/// does: on a machine with fewer cores than busy processes, the party a spinner waits for
+/// is often runnable on the spinner's own CPU, and every PAUSE spent before the first
+/// yield is time taken from it. (The first version spun 127 PAUSEs, ~3 µs, before its
+/// first yield: four queue processes on two cores ran ~1.5x slower.)
+///
+/// Two processes that hand messages back and forth on two cores want the opposite: a side
+/// that yields before the reply arrives sees it only when the yield returns, the peer's
+/// next wait then outlasts its spin, so it yields too, and the pair locks into ~1 µs round
+/// trips instead of ~0.2 µs. A [`Connection`](crate::pipe::Connection) therefore spins
+/// longer before its first yield ([`SpinPolicy::HAND_OFF`]).
 ///
 /// ```
 /// use shmproc::SpinPolicy;
 /// assert_eq!(SpinPolicy::NEVER.rounds, 0);
 /// assert!(SpinPolicy::default().rounds > 0);
+/// let quiet = SpinPolicy::rounds(8).with_first_yield(0); // yield from the first round
+/// assert_eq!(quiet.first_yield, 0);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpinPolicy {
     /// Spin rounds before sleeping; 0 sleeps at once.
     pub rounds: u32,
+    /// The first round that ends with a yield of the CPU (rounds before it only spin).
+    pub first_yield: u32,
 }
 
 impl SpinPolicy {
     /// Sleep at once: lowest CPU use, highest latency.
-    pub const NEVER: SpinPolicy = SpinPolicy { rounds: 0 };
+    pub const NEVER: SpinPolicy = SpinPolicy::rounds(0);
 
-    /// `rounds` spin rounds before sleeping.
+    /// The default rounds, but the first yield after 31 PAUSEs (~0.8 µs: longer than a
+    /// yield that finds nothing else to run, plus a hand-off) instead of 7: for two
+    /// processes that answer each other (a pipe), where an early yield only adds latency.
+    /// The default of [`Connection`](crate::pipe::Connection).
+    pub const HAND_OFF: SpinPolicy = SpinPolicy::DEFAULT.with_first_yield(5);
+
+    /// The default policy (see [`Default`]).
+    const DEFAULT: SpinPolicy = if cfg!(shmproc_loom) {
+        SpinPolicy::rounds(1)
+    } else {
+        SpinPolicy::rounds(24)
+    };
+
+    /// `rounds` spin rounds before sleeping (yielding from the third).
     pub const fn rounds(rounds: u32) -> SpinPolicy {
-        SpinPolicy { rounds }
+        SpinPolicy {
+            rounds,
+            first_yield: FIRST_YIELD,
+        }
+    }
+
+    /// This policy, with its first yield at the end of round `round`.
+    pub const fn with_first_yield(self, round: u32) -> SpinPolicy {
+        SpinPolicy {
+            first_yield: round,
+            ..self
+        }
     }
 
     /// Spins as this policy says and calls `look` after every PAUSE; returns the first
@@ -76,12 +111,12 @@ impl SpinPolicy {
         pauses(round.min(MAX_SHIFT))
     }
 
-    /// Ends round `round`: from round `FIRST_YIELD` on, yields the CPU, so a spinner
+    /// Ends round `round`: from round `first_yield` on, yields the CPU, so a spinner
     /// never starves the process it waits for on a machine with few cores. (Under loom:
     /// nothing more; each PAUSE already yielded.)
     #[inline]
     pub(crate) fn end_round(&self, round: u32) {
-        if !cfg!(shmproc_loom) && round >= FIRST_YIELD {
+        if !cfg!(shmproc_loom) && round >= self.first_yield {
             yield_now();
         }
     }
@@ -90,7 +125,7 @@ impl SpinPolicy {
 /// Round `i` spins `2^min(i, MAX_SHIFT)` PAUSEs.
 const MAX_SHIFT: u32 = 4;
 
-/// The first round that ends with a yield.
+/// The first round that ends with a yield, by default.
 const FIRST_YIELD: u32 = 2;
 
 /// `2^shift` PAUSEs, or one under loom, where a PAUSE is a yield point and one is enough
@@ -127,13 +162,6 @@ impl Default for SpinPolicy {
     /// About as long as one cross-core futex wake-up (~15-25 µs): 24 rounds, ~330 PAUSEs
     /// and 22 yields.
     fn default() -> Self {
-        #[cfg(shmproc_loom)]
-        {
-            SpinPolicy { rounds: 1 }
-        }
-        #[cfg(not(shmproc_loom))]
-        {
-            SpinPolicy { rounds: 24 }
-        }
+        SpinPolicy::DEFAULT
     }
 }

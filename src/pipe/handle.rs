@@ -156,7 +156,7 @@ impl Pipe {
                 rx,
                 tx,
                 token,
-                spin: SpinPolicy::default(),
+                spin: SpinPolicy::HAND_OFF,
             }),
             stash: Vec::new(),
             stash_pos: 0,
@@ -211,6 +211,7 @@ struct Held<'a> {
 }
 
 impl Drop for Held<'_> {
+    #[inline]
     fn drop(&mut self) {
         let mid = if self.producer {
             self.ring.tx_mid()
@@ -252,6 +253,7 @@ impl Inner {
         &self.shm
     }
 
+    #[inline]
     fn hold(&self, ring: usize, producer: bool) -> Held<'_> {
         let raw = self.raw();
         let lock = &raw.locks[2 * ring + usize::from(!producer)].0;
@@ -701,7 +703,8 @@ impl Connection {
         })
     }
 
-    /// Sets how long this handle spins before sleeping (see [`SpinPolicy`]).
+    /// Sets how long this handle spins before sleeping (see [`SpinPolicy`]; the default is
+    /// [`SpinPolicy::HAND_OFF`]).
     pub fn set_spin(&mut self, spin: SpinPolicy) {
         if let Some(i) = &mut self.inner {
             i.spin = spin;
