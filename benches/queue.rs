@@ -11,25 +11,26 @@
 //! `cargo bench --bench queue` takes about two minutes; `cargo test --benches` seconds.
 //!
 //! Measured on the 2-vCPU machine (quiet), median of the per-rep ratios (p10 / p90),
-//! 2026-11-23 (second run of the day, after the claim back-off and the early-yield spin):
+//! 2026-11-23 (third run of the day: the blocked pair pinned, see below):
 //!
 //! | pair (subject vs baseline)                                   | ratio | p10 / p90    | subject / baseline       |
 //! |--------------------------------------------------------------|-------|--------------|--------------------------|
-//! | latency, spinning consumer, vs floor (atomic ping-pong)      | 1.29  | 0.29 / 1.35  | 78 / 60 ns round trip    |
-//! | latency, blocked consumer, vs raw futex ping-pong            | 7.60  | 2.27 / 11.97 | 43.3 / 3.8 us round trip |
-//! | SPSC throughput u64 (processes) vs crossbeam ArrayQueue (threads) | 1.05 | 0.78 / 1.28 | 14.1 / 14.0 ns per msg |
-//! | MPMC 2x2 throughput vs crossbeam ArrayQueue                  | 1.74  | 1.65 / 2.02  | 16.5 / 9.4 ns per msg    |
-//! | SPSC throughput vs OS pipe (8-byte write / read)             | 0.08  | 0.06 / 0.08  | 18.3 / 243 ns per msg    |
+//! | latency, spinning consumer, vs floor (atomic ping-pong)      | 1.33  | 0.32 / 1.36  | 85 / 64 ns round trip    |
+//! | latency, blocked consumer, vs raw futex ping-pong (pinned)   | 0.98  | 0.87 / 1.09  | 48.7 / 50.3 us round trip |
+//! | SPSC throughput u64 (processes) vs crossbeam ArrayQueue (threads) | 1.17 | 0.91 / 1.43 | 14.1 / 13.8 ns per msg |
+//! | MPMC 2x2 throughput vs crossbeam ArrayQueue                  | 1.97  | 1.66 / 2.39  | 17.6 / 9.9 ns per msg    |
+//! | SPSC throughput vs OS pipe (8-byte write / read)             | 0.07  | 0.06 / 0.08  | 18.2 / 239 ns per msg    |
 //!
-//! The blocked pair follows the scheduler: in this run the raw futex baseline woke its peer
-//! on the same vCPU (3.8 us, 30.8 us the week before) and the queue's peer on the other
-//! one; the code before this change measured 8.6x in the same state.
+//! The blocked pair pins the parent to CPU 0 and the child to CPU 1, for the queue and
+//! for the futex baseline (`common::Pinned`). Unpinned it measured the scheduler: one run
+//! woke the baseline's peer on the waker's vCPU (3.8 us) and the queue's on the other
+//! (43 us), 7.6x; the next run the other way round, 0.19x.
 //!
 //! The timekeeper of the throughput runs (the parent) sleeps until the consumers are done;
 //! until 2026-11-23 it spun, which on two cores took a CPU from the parties it timed and
 //! made crossbeam's yielding threads look 20x slower than they are (the old "MPMC 0.20x").
 //!
-//! MPMC misses the "at least crossbeam" target by ~1.7x. Two causes were found and fixed:
+//! MPMC misses the "at least crossbeam" target by ~1.7-2.0x. Two causes were found and fixed:
 //! a claim that lost its CAS retried at once (now it backs off as crossbeam's does), and a
 //! blocking wait spun ~3 us before its first yield while the party it waited for sat on
 //! the same CPU (now ~0.2 us). What remains is the SeqCst fence after every publish and
@@ -38,7 +39,7 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use common::{bench_mode, fork_child, paired, wait_child, Floor, SharedPage};
+use common::{bench_mode, fork_child, paired, wait_child, Floor, Pinned, SharedPage};
 use criterion::Criterion;
 use crossbeam_queue::ArrayQueue;
 use shmproc::queue::Queue;
@@ -76,16 +77,20 @@ impl Echo {
         }
         let pid = {
             let (ping, pong) = (ping.clone(), pong.clone());
-            fork_child(move || loop {
-                let v = if spin {
-                    spin_get(&ping)
-                } else {
-                    ping.get().unwrap()
-                };
-                if v == STOP {
-                    return;
+            fork_child(move || {
+                // Blocked: every wake-up crosses CPUs (see `Pinned`).
+                let _pin = (!spin).then(|| Pinned::to(1));
+                loop {
+                    let v = if spin {
+                        spin_get(&ping)
+                    } else {
+                        ping.get().unwrap()
+                    };
+                    if v == STOP {
+                        return;
+                    }
+                    pong.put(v).unwrap();
                 }
-                pong.put(v).unwrap();
             })
         };
         Echo {
@@ -146,6 +151,7 @@ impl FutexPingPong {
         let page = SharedPage::new(4096);
         let w = word(&page);
         let pid = fork_child(move || {
+            let _pin = Pinned::to(1);
             let mut expect = 1u32;
             loop {
                 let v = w.load(Ordering::Acquire);
@@ -399,8 +405,10 @@ fn main() {
         );
     }
 
-    // Latency, blocked consumer.
+    // Latency, blocked consumer: both sides of both pairs pinned, parent to CPU 0 and
+    // child to CPU 1, so that every wake-up crosses CPUs (see `Pinned`).
     {
+        let _pin = Pinned::to(0);
         let echo = Echo::start(&arena, false);
         let futex = FutexPingPong::start();
         c.bench_function("queue/latency_blocked_round_trip", |b| {

@@ -77,6 +77,48 @@ pub fn fork_child(f: impl FnOnce()) -> i32 {
     pid
 }
 
+/// Pins the calling process to CPU `cpu` until the returned guard is dropped (which
+/// restores the CPUs it had); a no-op on a machine with fewer than two CPUs.
+///
+/// For pairs whose cost is a cross-CPU wake-up: left to itself the scheduler sometimes
+/// runs both processes of a futex ping-pong on one CPU (a same-CPU switch, ~4 µs) and
+/// sometimes on two (an IPI to an idle vCPU, ~20-40 µs), and the two sides of a pair do
+/// not land the same way, so the ratio measured the lottery (0.19 and 7.6 on the same
+/// code). Pinned, every wake-up of both sides crosses CPUs. A child forked while the
+/// guard lives inherits the pin and calls `Pinned::to(1)` itself.
+pub struct Pinned(Option<libc::cpu_set_t>);
+
+impl Pinned {
+    pub fn to(cpu: usize) -> Pinned {
+        // SAFETY: plain syscalls on this process with a zeroed (valid) cpu_set_t.
+        unsafe {
+            if libc::sysconf(libc::_SC_NPROCESSORS_ONLN) < 2 {
+                return Pinned(None);
+            }
+            let size = std::mem::size_of::<libc::cpu_set_t>();
+            let mut old: libc::cpu_set_t = std::mem::zeroed();
+            if libc::sched_getaffinity(0, size, &mut old) != 0 {
+                return Pinned(None);
+            }
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            if libc::sched_setaffinity(0, size, &set) != 0 {
+                return Pinned(None);
+            }
+            Pinned(Some(old))
+        }
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        if let Some(old) = &self.0 {
+            // SAFETY: restores the mask read in `to`.
+            unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), old) };
+        }
+    }
+}
+
 /// Waits for a child.
 pub fn wait_child(pid: i32) {
     let mut status = 0;

@@ -60,19 +60,23 @@
 //!
 //! # Performance
 //!
-//! `cargo bench --bench pipe` on the 2-vCPU machine (quiet), 2026-11-23: per-rep ratio
-//! subject / baseline, median (p10 - p90); below 1 the pipe is faster.
+//! `cargo bench --bench pipe` on the 2-vCPU machine (quiet), 2026-11-23 (after the
+//! one-chunk fast path and [`SpinPolicy::HAND_OFF`](crate::SpinPolicy::HAND_OFF)):
+//! per-rep ratio subject / baseline, median (p10 - p90); below 1 the pipe is faster.
 //!
 //! | measurement (shmproc pipe vs baseline)        | median | p10 - p90   | pipe         |
 //! |-----------------------------------------------|--------|-------------|--------------|
-//! | round trip, 8 B, vs atomic floor              | 2.83   | 1.29 - 5.77 | 178 ns       |
-//! | round trip, 8 B, vs OS pipe                   | 0.03   | 0.00 - 0.18 | 202 ns       |
-//! | round trip, 8 B, vs Unix socketpair           | 0.01   | 0.00 - 0.14 | 196 ns       |
-//! | 64 B messages, time per msg, vs OS pipe       | 0.18   | 0.15 - 0.18 | 58 ns        |
-//! | 4 KiB messages, vs OS pipe                    | 0.60   | 0.38 - 0.68 | 495 ns       |
-//! | 1 MiB messages, 64 KiB ring, vs OS pipe       | 0.14   | 0.14 - 0.31 | 130 us       |
-//! | 1 MiB messages, 64 KiB ring, vs `memcpy`      | 5.62   | 5.44 - 5.84 | 127 us       |
-//! | 1 MiB messages, 4 MiB ring, vs `memcpy`       | 1.11   | 1.07 - 1.76 | 25 us        |
+//! | round trip, 8 B, vs atomic floor              | 2.73   | 2.50 - 2.93 | 182 ns       |
+//! | round trip, 8 B, vs OS pipe                   | 0.09   | 0.00 - 0.11 | 2.8 us       |
+//! | round trip, 8 B, vs Unix socketpair           | 0.00   | 0.00 - 0.09 | 220 ns       |
+//! | 64 B messages, time per msg, vs OS pipe       | 0.13   | 0.11 - 0.20 | 56 ns        |
+//! | 4 KiB messages, vs OS pipe                    | 0.61   | 0.34 - 0.66 | 509 ns       |
+//! | 1 MiB messages, 64 KiB ring, vs OS pipe       | 0.14   | 0.05 - 0.19 | 171 us       |
+//! | 1 MiB messages, 64 KiB ring, vs `memcpy`      | 5.71   | 5.47 - 6.16 | 129 us       |
+//! | 1 MiB messages, 4 MiB ring, vs `memcpy`       | 1.07   | 1.03 - 1.18 | 25 us        |
+//!
+//! (The OS-pipe pair's 2.8 us: its echo child sleeps through each baseline rep and is
+//! often woken onto the parent's CPU, where every hand-off waits for a yield.)
 //!
 //! The `memcpy` baseline copies the message once, within one core's cache. Through a ring
 //! larger than a core's L2 (1 MiB here) the two copies stream through the shared L3 and
@@ -80,10 +84,11 @@
 //! Through the default 64 KiB ring every line crosses between the two cores' L2s, which
 //! caps it near 8 GB/s whatever the piece size (measured with a stripped-down ring too):
 //! give a pipe that carries large messages a large capacity. The small-message round
-//! trip misses its 2x-of-floor target: each side's send + receive costs ~65 ns of CPU
-//! (the end's lock, whose release waits for the message's stores, and the frame path),
-//! which a fast path for an end used by one process only would cut.
-
+//! trip misses its 2x-of-floor target: a message of one chunk takes a straight-line path
+//! on both sides (an 8-byte send + receive: 424 instructions, 25 ns in one process), but a
+//! bare ring with this frame format and none of the checks, lock or fence is itself
+//! 1.5-1.8x the floor here (two lines cross per round trip where the floor moves one),
+//! which leaves ~15 ns per hop for everything else.
 pub mod ring;
 #[cfg(not(shmproc_loom))]
 mod token;
