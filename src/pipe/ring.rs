@@ -825,8 +825,8 @@ impl RawRing {
     }
 
     /// The common case of [`send`](Self::send) as one straight line: a message of at most
-    /// a piece, as one chunk, contiguous in the buffer, into space the cached head already
-    /// shows free, on an open ring. True when sent; false when any of that does not hold,
+    /// a piece, as one chunk, contiguous in the buffer, into space that is free now, on an
+    /// open ring. True when sent; false when any of that does not hold,
     /// and then nothing was written: [`send_chunks`](Self::send_chunks) does it (and
     /// reports what is wrong, if anything is).
     #[inline]
@@ -838,14 +838,15 @@ impl RawRing {
         let n = len as u32;
         // Relaxed: as in `send_chunks`.
         let tail = self.tail.load(Ordering::Relaxed);
-        let head = self.head_cache.load(Ordering::Relaxed);
+        let mut head = self.head_cache.load(Ordering::Relaxed);
         let size = chunk_size(n, false);
-        let used = tail.wrapping_sub(head);
         let pos = tail.wrapping_add(HEADER);
-        if tail % HEADER != 0 || used > cap || cap - used < size + HEADER {
+        // The chunk and its terminator; `free` refreshes a stale cached head.
+        let need = size + HEADER;
+        if tail % HEADER != 0 || buf.contiguous(pos) < n {
             return false;
         }
-        if buf.contiguous(pos) < n {
+        if !matches!(self.free(cap, tail, &mut head, need), Ok(free) if free >= need) {
             return false;
         }
         // Relaxed: as in `send_chunks`. One chunk is published by one store, but a holder
