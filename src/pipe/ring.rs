@@ -631,27 +631,32 @@ impl RawRing {
         futex::wake_all(evt);
     }
 
-    /// After the producer published `tail`: wake the consumer if it sleeps.
+    /// After the producer published a chunk: wake the consumer if it sleeps.
     #[inline]
     fn wake_consumer(&self) {
-        // SYNC POINT (waker side of the Dekker handshake, see `wait`): the SeqCst fence
-        // orders the publish before this load; pairs with the fence after the sleeper's
-        // store of `rx_waiting`. Acquire: reads-from that store, so the sleeper's earlier
-        // read of `rx_evt` cannot see the bump below.
-        fence(Ordering::SeqCst);
-        if self.rx_waiting.load(Ordering::Acquire) != 0 {
-            self.rx_waiting.store(0, Ordering::Relaxed);
-            self.bump_and_wake(&self.rx_evt);
-        }
+        self.wake_if_waiting(&self.rx_waiting, &self.rx_evt);
     }
 
+    /// After the consumer published `head`: wake the producer if it sleeps.
     #[inline]
     fn wake_producer(&self) {
-        // SYNC POINT: as in `wake_consumer`, with `tx_waiting` and the store of `head`.
+        self.wake_if_waiting(&self.tx_waiting, &self.tx_evt);
+    }
+
+    /// The waker side of the Dekker handshake (see `wait`), for one side's `waiting` flag
+    /// and event count.
+    #[inline]
+    fn wake_if_waiting(&self, waiting: &AtomicU32, evt: &AtomicU32) {
+        // SYNC POINT: the SeqCst fence orders the caller's publish (chunk header or `head`)
+        // before this load; pairs with the fence after the sleeper's store of `waiting`.
+        // Acquire: reads-from that store, so the sleeper's earlier read of `evt` cannot see
+        // the bump below.
         fence(Ordering::SeqCst);
-        if self.tx_waiting.load(Ordering::Acquire) != 0 {
-            self.tx_waiting.store(0, Ordering::Relaxed);
-            self.bump_and_wake(&self.tx_evt);
+        if waiting.load(Ordering::Acquire) != 0 {
+            // Relaxed: only saves later publishes a wake-up; the sleeper sets it again
+            // (Release, after reading `evt`) each time it is about to sleep.
+            waiting.store(0, Ordering::Relaxed);
+            self.bump_and_wake(evt);
         }
     }
 
