@@ -11,15 +11,15 @@
 //! `cargo bench --bench queue` takes about two minutes; `cargo test --benches` seconds.
 //!
 //! Measured on the 2-vCPU machine (quiet), median of the per-rep ratios (p10 / p90),
-//! 2026-11-23 (third run of the day: the blocked pair pinned, see below):
+//! 2026-11-23 (after the claim-time wake-up, see below):
 //!
 //! | pair (subject vs baseline)                                   | ratio | p10 / p90    | subject / baseline       |
 //! |--------------------------------------------------------------|-------|--------------|--------------------------|
-//! | latency, spinning consumer, vs floor (atomic ping-pong)      | 1.33  | 0.32 / 1.36  | 85 / 64 ns round trip    |
-//! | latency, blocked consumer, vs raw futex ping-pong (pinned)   | 0.98  | 0.87 / 1.09  | 48.7 / 50.3 us round trip |
-//! | SPSC throughput u64 (processes) vs crossbeam ArrayQueue (threads) | 1.17 | 0.91 / 1.43 | 14.1 / 13.8 ns per msg |
-//! | MPMC 2x2 throughput vs crossbeam ArrayQueue                  | 1.97  | 1.66 / 2.39  | 17.6 / 9.9 ns per msg    |
-//! | SPSC throughput vs OS pipe (8-byte write / read)             | 0.07  | 0.06 / 0.08  | 18.2 / 239 ns per msg    |
+//! | latency, spinning consumer, vs floor (atomic ping-pong)      | 1.57  | 0.37 / 1.87  | 106 / 69 ns round trip   |
+//! | latency, blocked consumer, vs raw futex ping-pong (pinned)   | 1.16  | 0.96 / 1.51  | 68.0 / 58.5 us round trip |
+//! | SPSC throughput u64 (processes) vs crossbeam ArrayQueue (threads) | 1.30 | 0.78 / 1.36 | 16.5 / 14.6 ns per msg |
+//! | MPMC 2x2 throughput vs crossbeam ArrayQueue                  | 1.99  | 1.80 / 2.33  | 17.9 / 9.2 ns per msg    |
+//! | SPSC throughput vs OS pipe (8-byte write / read)             | 0.07  | 0.07 / 0.08  | 23.5 / 314 ns per msg    |
 //!
 //! The blocked pair pins the parent to CPU 0 and the child to CPU 1, for the queue and
 //! for the futex baseline (`common::Pinned`). Unpinned it measured the scheduler: one run
@@ -30,12 +30,14 @@
 //! until 2026-11-23 it spun, which on two cores took a CPU from the parties it timed and
 //! made crossbeam's yielding threads look 20x slower than they are (the old "MPMC 0.20x").
 //!
-//! MPMC misses the "at least crossbeam" target by ~1.7-2.0x. Two causes were found and fixed:
-//! a claim that lost its CAS retried at once (now it backs off as crossbeam's does), and a
-//! blocking wait spun ~3 us before its first yield while the party it waited for sat on
-//! the same CPU (now ~0.2 us). What remains is the SeqCst fence after every publish and
-//! release (the sleep / wake handshake, see `queue::ring`), which crossbeam's `ArrayQueue`,
-//! with no sleepers, does without; removing it (unsound, measured only) gives ~1.1-1.2x.
+//! MPMC misses the "at least crossbeam" target by ~1.7-2.1x. Fixed so far: a claim that
+//! lost its CAS retried at once (now it backs off as crossbeam's does), a blocking wait spun
+//! ~3 us before its first yield while the party it waited for sat on the same CPU (now
+//! ~0.2 us), and every publish and release ended with a SeqCst fence (the sleep / wake
+//! handshake; now the claim's CAS orders the look at the waiters, see `queue::ring`). The
+//! last one halved the gap in a stand-alone harness and changed nothing in this binary:
+//! with four processes on two vCPUs the result follows which processes share a CPU, and
+//! that moves with code layout (the README has the A/B numbers).
 #[path = "common/mod.rs"]
 mod common;
 

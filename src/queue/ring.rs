@@ -55,29 +55,36 @@
 //!
 //! # Sleeping and waking
 //!
-//! | word          | bumped by                         | waited on by        |
-//! |---------------|-----------------------------------|---------------------|
-//! | `not_empty`   | a publish that sees `get_waiters` | consumers (`pop_*`) |
-//! | `not_full`    | a release that sees `put_waiters` | producers (`push_*`)|
-//! | `lap_seq`     | any publish / release that sees `lap_waiters` (wakes all) | a party whose slot the previous lap's party still holds |
-//! | `done_seq`    | the last `task_done`              | `join`              |
+//! | word          | bumped by                                   | waited on by        |
+//! |---------------|---------------------------------------------|---------------------|
+//! | `not_empty`   | a publish whose claim saw `get_waiters`     | consumers (`pop_*`) |
+//! | `not_full`    | a release whose claim saw `put_waiters`     | producers (`push_*`)|
+//! | `done_seq`    | the last `task_done`                        | `join`              |
 //!
-//! A side that must wait spins for a while ([`SpinPolicy`]), then: reads the futex word,
-//! registers in the waiter count, issues a SeqCst fence, re-checks the ring, and sleeps only
-//! if the futex word is unchanged. The other side, after its publish / release, issues a
-//! SeqCst fence and reads the waiter count; only when it is non-zero does it bump the word
-//! and call `futex_wake`. The two fences make the pair a Dekker handshake: either the
-//! waiter's re-check sees the new message, or the publisher sees the waiter (and then its
-//! bump makes the waiter's `futex_wait` return at once, or its wake finds it asleep). So the
-//! uncontended path makes no system call, and no wake-up is lost. This is what
-//! `loom-tests/tests/queue.rs` model-checks.
+//! The wake-up is decided at *claim* time, not at publish time. A side that must wait
+//! spins for a while ([`SpinPolicy`]), then: reads the futex word, registers in the waiter
+//! count, issues a SeqCst fence and looks again. A claimer reads the other side's waiter
+//! count right after its claim's SeqCst CAS (`registered`); if it is non-zero, the publish
+//! / release that ends the claim bumps the word and calls `futex_wake`. Fence and CAS are
+//! in one total order, so a waiter that sees the claim it needs is *not yet made* (the
+//! `tail` still at its `head`, or the `head` still a lap behind its `tail`) knows that
+//! claim will see its registration, and sleeps until woken. One that sees the claim
+//! already made cannot know whether the claimer looked before it registered: it *naps*
+//! (a futex wait of 50 µs, doubling to 10 ms) and looks again, because a claim normally
+//! ends within nanoseconds, but a loan, or a process the scheduler paused, can hold it
+//! longer. So the uncontended path makes no system call, and no wake-up is lost.
 //!
-//! The publisher's fence is the one cost a lock-free queue without sleepers (crossbeam's
-//! `ArrayQueue`) does not pay: it stalls until the stamp's store owns its cache line.
-//! Moving it to the waiter with `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` (an
-//! asymmetric fence) was measured and rejected: that call IPIs the peer's CPU, ~10 µs per
-//! sleep on these KVM guests, which made a blocked round trip ~10x slower to save 5-30%
-//! of a streaming put.
+//! Why not the plain Dekker handshake (a fence after every publish / release, then a look
+//! at the waiter count)? That fence was the one cost a lock-free queue without sleepers
+//! (crossbeam's `ArrayQueue`) does not pay: it stalls until the stamp's store owns its
+//! cache line, and made 2 producers and 2 consumers ~2x slower than crossbeam. A claim
+//! already has a locked instruction (the CAS) to order its look by; on x86-64 the look is
+//! a plain load. Moving the fence to the waiter with
+//! `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` (an asymmetric fence) was measured and
+//! rejected: it IPIs the peer's CPU, ~10 µs per sleep on these KVM guests.
+//!
+//! `loom-tests/tests/queue.rs` model-checks this. Loom has no clock, so there a nap ends
+//! when another thread reports progress (a publish or release), see [`futex::nap`].
 //!
 //! `close` sets the mark bit in `tail` and wakes every sleeper on both words.
 
@@ -85,12 +92,19 @@ use super::error::TaskDoneError;
 use crate::spin::{Backoff, SpinPolicy};
 use crate::sync::futex::{self, WaitResult};
 use crate::sync::{fence, time, AtomicU32, AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A producer that found the ring full waits, while it spins, until this many slots
 /// (at most a quarter of the ring) are free, rather than taking each slot the moment it
 /// frees: a put that follows the consumer slot by slot moves a cache line per message.
 const SLACK: u64 = 32;
+
+/// The first nap of a waiter whose party had already claimed when it registered (and so
+/// may never wake it).
+const NAP_MIN: Duration = Duration::from_micros(50);
+
+/// Naps double up to this.
+const NAP_MAX: Duration = Duration::from_millis(10);
 
 /// The largest capacity a ring may have.
 pub const MAX_CAPACITY: u64 = 1 << 31;
@@ -127,6 +141,9 @@ pub struct Claim {
     stamp: u64,
     /// Pop claims only: the slot was published empty (a dropped put loan).
     skip: bool,
+    /// A party of the other side was registered to sleep when this claim was made: the
+    /// publish / release that ends it wakes one.
+    wake: bool,
 }
 
 impl Claim {
@@ -156,10 +173,11 @@ pub enum RingError {
 /// Why a claim stopped short, as the blocking path needs to know it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
-    /// Wait for a publish: nothing published in our slot yet (empty).
-    NeedPublish,
-    /// Wait for a release: our slot still holds the previous lap's message (full).
-    NeedRelease,
+    /// Pop: nothing published at position `head` yet (empty, or its producer is writing).
+    NeedPublish(u64),
+    /// Push: the slot for position `tail` still holds the previous lap's message (full, or
+    /// its consumer is reading it).
+    NeedRelease(u64),
     /// Our slot is held by the previous lap's producer (push) or consumer (pop), which
     /// has claimed it and not finished: wait for its publish or release.
     Lap,
@@ -169,24 +187,34 @@ enum Stop {
 
 impl Stop {
     fn must_wait(self) -> bool {
-        matches!(self, Stop::NeedPublish | Stop::NeedRelease | Stop::Lap)
+        matches!(
+            self,
+            Stop::NeedPublish(_) | Stop::NeedRelease(_) | Stop::Lap
+        )
     }
 
     fn for_push(self) -> RingError {
         match self {
-            Stop::NeedRelease | Stop::Lap => RingError::Full,
+            Stop::NeedRelease(_) | Stop::Lap => RingError::Full,
             Stop::Closed => RingError::Closed,
-            Stop::NeedPublish | Stop::Corrupt => RingError::Corrupt,
+            Stop::NeedPublish(_) | Stop::Corrupt => RingError::Corrupt,
         }
     }
 
     fn for_pop(self) -> RingError {
         match self {
-            Stop::NeedPublish | Stop::Lap => RingError::Empty,
+            Stop::NeedPublish(_) | Stop::Lap => RingError::Empty,
             Stop::Closed => RingError::Closed,
-            Stop::NeedRelease | Stop::Corrupt => RingError::Corrupt,
+            Stop::NeedRelease(_) | Stop::Corrupt => RingError::Corrupt,
         }
     }
+}
+
+/// Which side a blocking claim is on: the futex word and waiter count it sleeps on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Push,
+    Pop,
 }
 
 /// Aligns its content to its own 128-byte line (two x86 cache lines: the adjacent-line
@@ -209,12 +237,9 @@ struct Wake {
     /// writes, so that a consumer spinning on an empty ring does not pull the producers'
     /// `tail` line into its cache on every look.
     closed: AtomicU32,
-    /// Bumped (then all woken) by every publish and release while `lap_waiters` is set.
-    lap_seq: AtomicU32,
-    /// Parties registered to sleep on `lap_seq`: waiting for the previous lap's producer
-    /// to publish or its consumer to release the slot they need.
-    lap_waiters: AtomicU32,
-    _pad: u32,
+    /// Unused (layout version 2 kept a third futex word and count here, for parties
+    /// waiting on the previous lap's claim: they nap now); keeps the layout's size.
+    _reserved: [u32; 3],
 }
 
 /// JoinableQueue's task counter.
@@ -297,6 +322,35 @@ fn occupancy(head: u64, tail: u64, cap: u64, mark_bit: u64) -> u64 {
     n.min(cap)
 }
 
+/// Right after a claim's SeqCst CAS on `head` / `tail`: is a party of the other side
+/// registered to sleep on `waiters`? Then the publish / release that ends the claim wakes
+/// one.
+///
+/// SYNC POINT (claim / sleeping waiter): pairs with the fence in `RawRing::wait_for`,
+/// issued between a waiter's registration and its look at the index we just moved
+/// (`RawRing::claim_is_ahead`). Either the waiter's look sees our claim (and it naps), or
+/// this load sees its registration. In the C++20 model a SeqCst load right after the
+/// SeqCst CAS is enough: the waiter's look read an older index than our CAS, so its fence
+/// precedes the CAS in the single total order ([atomics.order] p4.3), the CAS precedes
+/// this load, and a load that missed the registration would have to precede the fence
+/// (p4.2). On x86-64 that load is a plain `mov` after the locked CAS, where a fence would
+/// cost a second locked instruction per claim. Loom models SeqCst loads as Acquire
+/// (tokio-rs/loom#180), so under loom the same edge is spelled as a SeqCst fence and a
+/// Relaxed load, which the fence rules (p4.4) make equivalent.
+#[inline]
+fn registered(waiters: &AtomicU32) -> bool {
+    #[cfg(not(shmproc_loom))]
+    {
+        waiters.load(Ordering::SeqCst) != 0
+    }
+    #[cfg(shmproc_loom)]
+    {
+        fence(Ordering::SeqCst);
+        // Relaxed: ordered by the fence above.
+        waiters.load(Ordering::Relaxed) != 0
+    }
+}
+
 /// Counts the retries of one claim. A retry happens when another party moved the index
 /// or when we read a stamp older than the latest; both resolve in a few rounds. A stamp
 /// that fits the slot but belongs to an impossible lap (a corrupted ring) would make the
@@ -336,9 +390,7 @@ impl RawRing {
                 not_full: AtomicU32::new(0),
                 put_waiters: AtomicU32::new(0),
                 closed: AtomicU32::new(0),
-                lap_seq: AtomicU32::new(0),
-                lap_waiters: AtomicU32::new(0),
-                _pad: 0,
+                _reserved: [0; 3],
             }),
             join: Padded(Join {
                 unfinished: AtomicU64::new(0),
@@ -402,6 +454,7 @@ impl RawRing {
                             index,
                             stamp: tail.wrapping_add(1),
                             skip: false,
+                            wake: registered(&self.wake.0.get_waiters),
                         })
                     }
                     Err(t) => {
@@ -416,13 +469,13 @@ impl RawRing {
                 // has moved on and a consumer is reading it right now. Either way there
                 // is nothing to claim yet (a stale `tail` cannot lead here: no producer
                 // can claim past a slot that still holds the previous lap's message).
-                return Err(Stop::NeedRelease);
+                return Err(Stop::NeedRelease(tail));
             }
             if stamp.wrapping_add(one_lap) == tail {
                 // The producer of the previous lap claimed this slot and has not published
                 // it yet (a put loan, or a producer paused mid-put): after it publishes, a
-                // consumer must release it before we can write. Waiting for that release
-                // is waiting on a full ring, woken by a publish first.
+                // consumer must release it before we can write. That producer claimed long
+                // ago, so it may not know of us: we nap (`wait_for`).
                 return Err(Stop::Lap);
             }
             // Our tail or our stamp is stale (another producer moved on, or we read an
@@ -483,6 +536,7 @@ impl RawRing {
                             index,
                             stamp: head.wrapping_add(one_lap),
                             skip: stamp != unmarked,
+                            wake: registered(&self.wake.0.put_waiters),
                         })
                     }
                     Err(h) => {
@@ -504,13 +558,13 @@ impl RawRing {
                         return Err(Stop::Closed);
                     }
                 }
-                return Err(Stop::NeedPublish);
+                return Err(Stop::NeedPublish(head));
             }
             if unmarked.wrapping_add(one_lap) == head.wrapping_add(1) {
                 // The previous lap's message is still being read by its consumer (a get
                 // loan, or a consumer paused mid-get): after it releases the slot, a
-                // producer must publish into it. Waiting for that is waiting on an empty
-                // ring, woken by a release first.
+                // producer must publish into it. That consumer claimed long ago, so it may
+                // not know of us: we nap (`wait_for`).
                 return Err(Stop::Lap);
             }
             // Stale head or stale stamp: look again, unless the stamp is impossible.
@@ -524,21 +578,18 @@ impl RawRing {
     }
 
     /// Ends a push claim: the message written in the slot becomes visible to consumers.
-    /// Wakes a sleeping consumer if one is registered (no system call otherwise).
+    /// Wakes a sleeping consumer if the claim saw one registered (no system call
+    /// otherwise).
     #[inline]
     pub fn publish(&self, s: &impl Slots, claim: Claim) {
         // Release: pairs with the Acquire stamp load in `try_pop_claim`: our writes to the
         // slot happen before the consumer's reads.
         s.stamp(claim.index).store(claim.stamp, Ordering::Release);
-        // SYNC POINT (publish / sleeping consumer): this fence pairs with the one in
-        // `wait_for`, issued after the waiter count's increment. Either the consumer's
-        // re-check sees our stamp, or we see its registration.
-        fence(Ordering::SeqCst);
-        // Relaxed: ordered by the fence above.
-        if self.wake.0.get_waiters.load(Ordering::Relaxed) != 0 {
+        futex::progress();
+        // The claim saw a registered consumer (`registered`, SYNC POINT with `wait_for`).
+        if claim.wake {
             self.bump_and_wake(&self.wake.0.not_empty, false);
         }
-        self.wake_lap_waiters();
     }
 
     /// Ends a push claim without a message: the slot is published *skipped*, and the
@@ -556,29 +607,16 @@ impl RawRing {
     }
 
     /// Ends a pop claim: the slot is free for the next lap. Wakes a sleeping producer if
-    /// one is registered (no system call otherwise).
+    /// the claim saw one registered (no system call otherwise).
     #[inline]
     pub fn release(&self, s: &impl Slots, claim: Claim) {
         // Release: pairs with the Acquire stamp load in `try_push_claim`: our reads of the
         // slot happen before the next producer's writes.
         s.stamp(claim.index).store(claim.stamp, Ordering::Release);
-        // SYNC POINT (release / sleeping producer): see `publish`.
-        fence(Ordering::SeqCst);
-        // Relaxed: ordered by the fence above.
-        if self.wake.0.put_waiters.load(Ordering::Relaxed) != 0 {
+        futex::progress();
+        // The claim saw a registered producer (see `publish`).
+        if claim.wake {
             self.bump_and_wake(&self.wake.0.not_full, false);
-        }
-        self.wake_lap_waiters();
-    }
-
-    /// After a publish or release (and its fence): wakes every party waiting for the
-    /// previous lap's producer or consumer to finish (rare: a long loan or a paused
-    /// process). All of them, since each may wait for a different slot.
-    #[inline]
-    fn wake_lap_waiters(&self) {
-        // Relaxed: ordered by the caller's SeqCst fence (SYNC POINT with `wait_for`).
-        if self.wake.0.lap_waiters.load(Ordering::Relaxed) != 0 {
-            self.bump_and_wake(&self.wake.0.lap_seq, true);
         }
     }
 
@@ -615,6 +653,8 @@ impl RawRing {
                 let cap = s.capacity();
                 let slack = (cap / 4).clamp(1, SLACK);
                 self.wait_for(
+                    Side::Push,
+                    geometry(s),
                     || self.push_step(s),
                     || self.free_guess(s) >= slack,
                     deadline,
@@ -642,17 +682,26 @@ impl RawRing {
         match self.pop_step(s) {
             Ok(c) => Ok(c),
             Err(e) if e.must_wait() => self
-                .wait_for(|| self.pop_step(s), || true, deadline, spin)
+                .wait_for(
+                    Side::Pop,
+                    geometry(s),
+                    || self.pop_step(s),
+                    || true,
+                    deadline,
+                    spin,
+                )
                 .map_err(Stop::for_pop),
             Err(e) => Err(e.for_pop()),
         }
     }
 
     /// The slow path of both blocking claims: `attempt` stops with a [`Stop`] that says
-    /// which event to wait for (a publish, a release, or the previous lap's party).
+    /// where it waits; `side` names the futex word and the waiter count to sleep on.
     #[cold]
     fn wait_for(
         &self,
+        side: Side,
+        geo: (u64, u64),
         mut attempt: impl FnMut() -> Result<Claim, Stop>,
         mut worth_it: impl FnMut() -> bool,
         deadline: Option<Instant>,
@@ -672,38 +721,43 @@ impl RawRing {
             return r;
         }
         let w = &self.wake.0;
-        let mut why = match attempt() {
-            Err(e) if e.must_wait() => e,
-            r => return r,
+        let (word, waiters) = match side {
+            Side::Pop => (&w.not_empty, &w.get_waiters),
+            Side::Push => (&w.not_full, &w.put_waiters),
         };
+        let mut nap = NAP_MIN;
         loop {
-            let (word, waiters) = match why {
-                Stop::NeedPublish => (&w.not_empty, &w.get_waiters),
-                Stop::NeedRelease => (&w.not_full, &w.put_waiters),
-                _ => (&w.lap_seq, &w.lap_waiters),
-            };
+            // The model's clock, before the look that may decide to nap (`futex::nap`).
+            let since = futex::tick();
             // Acquire: pairs with the Release bump in `bump_and_wake`. Read before the
             // re-check below, so a bump after the re-check changes the word and
             // `futex::wait` will not sleep on a stale value.
             let seq = word.load(Ordering::Acquire);
             // Relaxed: ordered before the re-check by the fence below.
             waiters.fetch_add(1, Ordering::Relaxed);
-            // SYNC POINT: pairs with the fence in `publish` / `release` / `close`.
+            // SYNC POINT (waiter / claim): pairs with `registered`, right after the claim
+            // CAS of the other side, and with the fence in `close`.
             fence(Ordering::SeqCst);
-            let again = attempt();
-            if !matches!(again, Err(e) if e == why) {
-                // Relaxed: a count; a stale non-zero value costs a publisher one wake.
-                waiters.fetch_sub(1, Ordering::Relaxed);
-                match again {
-                    // Another reason to wait: register for that one instead.
-                    Err(e) if e.must_wait() => {
-                        why = e;
-                        continue;
-                    }
-                    r => return r,
+            let why = match attempt() {
+                Err(e) if e.must_wait() => e,
+                r => {
+                    // Relaxed: a count; a stale non-zero value costs a claimer one wake.
+                    waiters.fetch_sub(1, Ordering::Relaxed);
+                    return r;
                 }
-            }
-            let res = futex::wait(word, seq, deadline);
+            };
+            // Sleep until woken if the claim that ends our wait is still to come: it
+            // comes after our fence and sees our registration. If it was made already, it
+            // may have looked before we registered: nap, and look again.
+            let res = if self.claim_is_ahead(why, geo) {
+                futex::wait(word, seq, deadline)
+            } else {
+                // A nap: the claimer normally finishes within nanoseconds, but a loan, or
+                // a process the scheduler paused, can hold its claim for longer.
+                let res = futex::nap(word, seq, since, deadline, nap);
+                nap = (nap * 2).min(NAP_MAX);
+                res
+            };
             // Relaxed: as above.
             waiters.fetch_sub(1, Ordering::Relaxed);
             match attempt() {
@@ -711,10 +765,31 @@ impl RawRing {
                     if res == WaitResult::TimedOut && time::expired(deadline) {
                         return Err(e);
                     }
-                    why = e;
                 }
                 r => return r,
             }
+        }
+    }
+
+    /// After a waiter's registration and fence: true if the claim that ends its wait is
+    /// still to come, so that it will see the registration (a producer has not claimed
+    /// position `head`; no consumer has claimed the message in the slot `tail` needs).
+    #[inline]
+    fn claim_is_ahead(&self, why: Stop, (mark_bit, one_lap): (u64, u64)) -> bool {
+        match why {
+            Stop::NeedPublish(head) => {
+                // Relaxed: ordered after our registration by the caller's fence (SYNC
+                // POINT with `registered` after the tail CAS in `push_step`). Reading an
+                // older tail than the latest is harmless: a claim we did not see comes
+                // after our fence in the total order, and sees our registration.
+                self.tail.0.load(Ordering::Relaxed) & !mark_bit == head
+            }
+            Stop::NeedRelease(tail) => {
+                // Relaxed: as above, with the head CAS in `pop_step`.
+                self.head.0.load(Ordering::Relaxed) == tail.wrapping_sub(one_lap)
+            }
+            // The previous lap's party holds the slot: it claimed long ago.
+            _ => false,
         }
     }
 
@@ -740,7 +815,6 @@ impl RawRing {
         if self.wake.0.put_waiters.load(Ordering::Relaxed) != 0 {
             self.bump_and_wake(&self.wake.0.not_full, true);
         }
-        self.wake_lap_waiters();
         old & mark_bit == 0
     }
 

@@ -13,6 +13,13 @@
 //! and blocks until a wake marks it; a wait with a deadline may time out at any point. The
 //! model has no spurious wake-ups, so a protocol that relies on one to make progress is
 //! reported as a deadlock: that is how lost wake-ups are found.
+//!
+//! A [`nap`] (a short timed wait for another party to finish something it has begun) is
+//! modelled differently, because loom has no clock and does not schedule fairly: two
+//! threads that nap in a loop as yields could take turns forever while the party they
+//! wait for never runs. In the model a nap ends when it is woken, or when another thread
+//! has reported [`progress`] since the napper took its [`tick`]: "time passes" only by
+//! others doing something. The real build's `tick` and `progress` do nothing.
 
 use super::AtomicU32;
 use std::time::Instant;
@@ -61,6 +68,29 @@ mod imp {
         }
     }
 
+    #[inline]
+    pub fn tick() -> u64 {
+        0
+    }
+
+    #[inline]
+    pub fn progress() {}
+
+    pub fn nap(
+        word: &AtomicU32,
+        expected: u32,
+        _since: u64,
+        deadline: Option<Instant>,
+        nap: std::time::Duration,
+    ) -> WaitResult {
+        let until = match (deadline, crate::sync::time::deadline_after(nap)) {
+            (Some(d), Some(n)) => Some(d.min(n)),
+            (d, None) => d,
+            (None, n) => n,
+        };
+        wait(word, expected, until)
+    }
+
     pub fn wake(word: &AtomicU32, n: u32) -> usize {
         // Errors are impossible for a valid word; a wake that fails wakes nobody, and every
         // waiter also re-checks on its own deadline, so ignoring it is safe.
@@ -82,14 +112,110 @@ mod imp {
         woken: bool,
     }
 
+    use loom::sync::atomic::{AtomicU32 as LoomU32, AtomicU64 as LoomU64, Ordering};
+
     struct Table {
         next_id: u64,
         waiters: Vec<Waiter>,
     }
 
+    impl Table {
+        /// Registers a waiter on the word at `addr`; returns its id.
+        fn enqueue(&mut self, addr: usize) -> u64 {
+            let id = self.next_id;
+            self.next_id += 1;
+            self.waiters.push(Waiter {
+                addr,
+                id,
+                woken: false,
+            });
+            id
+        }
+
+        /// Removes waiter `id`; returns whether a wake had selected it.
+        fn dequeue(&mut self, id: u64) -> bool {
+            let pos = self
+                .waiters
+                .iter()
+                .position(|w| w.id == id)
+                .expect("waiter registered");
+            self.waiters.remove(pos).woken
+        }
+
+        /// Whether a wake has selected waiter `id` (still registered).
+        fn is_woken(&self, id: u64) -> bool {
+            self.waiters.iter().any(|w| w.id == id && w.woken)
+        }
+    }
+
     loom::lazy_static! {
         static ref TABLE: Mutex<Table> = Mutex::new(Table { next_id: 0, waiters: Vec::new() });
         static ref COND: Condvar = Condvar::new();
+        /// Bumped by every `progress`: the model's clock.
+        static ref PROGRESS: LoomU64 = LoomU64::new(0);
+        /// Threads in a `nap` (so `progress` knows whether to notify).
+        static ref NAPPERS: LoomU32 = LoomU32::new(0);
+    }
+
+    pub fn tick() -> u64 {
+        // Relaxed: an older value than the latest only ends a nap sooner.
+        PROGRESS.load(Ordering::Relaxed)
+    }
+
+    pub fn progress() {
+        // A Dekker pair with `nap` (bump, fence, read the napper count; register, fence,
+        // read the clock): either the napper sees the bump or we see the napper. Spelled
+        // with fences because loom models a SeqCst load as an Acquire one.
+        PROGRESS.fetch_add(1, Ordering::Relaxed);
+        loom::sync::atomic::fence(Ordering::SeqCst);
+        if NAPPERS.load(Ordering::Relaxed) != 0 {
+            // Taken and released so that a napper between its check and its sleep
+            // (which holds the table lock across both) is asleep before we notify.
+            drop(TABLE.lock().unwrap());
+            COND.notify_all();
+        }
+    }
+
+    pub fn nap(
+        word: &AtomicU32,
+        expected: u32,
+        since: u64,
+        deadline: Option<Instant>,
+        _nap: std::time::Duration,
+    ) -> WaitResult {
+        if deadline.is_some() {
+            // A caller's deadline may pass at any point, as in `wait`.
+            return wait(word, expected, deadline);
+        }
+        let addr = word as *const AtomicU32 as usize;
+        // Relaxed + SeqCst fence: see `progress`.
+        NAPPERS.fetch_add(1, Ordering::Relaxed);
+        loom::sync::atomic::fence(Ordering::SeqCst);
+        let mut table = TABLE.lock().unwrap();
+        let result = if word.load(Ordering::SeqCst) != expected {
+            WaitResult::Woken
+        } else {
+            let id = table.enqueue(addr);
+            loop {
+                if table.is_woken(id) {
+                    table.dequeue(id);
+                    break WaitResult::Woken;
+                }
+                // Relaxed: ordered after our registration by the fence above (see
+                // `progress`); after a notify, by the table lock.
+                if PROGRESS.load(Ordering::Relaxed) != since {
+                    // Time has passed: another thread did something. A wake that
+                    // selects us from here on goes to someone else.
+                    table.dequeue(id);
+                    break WaitResult::TimedOut;
+                }
+                table = COND.wait(table).unwrap();
+            }
+        };
+        drop(table);
+        // Relaxed: a count; a stale non-zero value costs `progress` one notify.
+        NAPPERS.fetch_sub(1, Ordering::Relaxed);
+        result
     }
 
     pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> WaitResult {
@@ -97,16 +223,10 @@ mod imp {
         let mut table = TABLE.lock().unwrap();
         // The kernel compares the word under its hash-bucket lock; the table lock plays
         // that role, and every wake takes it too, so check-then-sleep is atomic.
-        if word.load(loom::sync::atomic::Ordering::SeqCst) != expected {
+        if word.load(Ordering::SeqCst) != expected {
             return WaitResult::Woken;
         }
-        let id = table.next_id;
-        table.next_id += 1;
-        table.waiters.push(Waiter {
-            addr,
-            id,
-            woken: false,
-        });
+        let id = table.enqueue(addr);
         if deadline.is_some() {
             // The deadline may pass at any moment after the waiter registered: let others
             // run once, then either a wake has selected us (Woken) or the timer fired first
@@ -114,13 +234,7 @@ mod imp {
             drop(table);
             loom::thread::yield_now();
             table = TABLE.lock().unwrap();
-            let pos = table
-                .waiters
-                .iter()
-                .position(|w| w.id == id)
-                .expect("waiter registered");
-            let w = table.waiters.remove(pos);
-            return if w.woken {
+            return if table.dequeue(id) {
                 WaitResult::Woken
             } else {
                 WaitResult::TimedOut
@@ -128,8 +242,8 @@ mod imp {
         }
         loop {
             table = COND.wait(table).unwrap();
-            if let Some(pos) = table.waiters.iter().position(|w| w.id == id && w.woken) {
-                table.waiters.remove(pos);
+            if table.is_woken(id) {
+                table.dequeue(id);
                 return WaitResult::Woken;
             }
         }
@@ -163,6 +277,34 @@ mod imp {
 #[inline]
 pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> WaitResult {
     imp::wait(word, expected, deadline)
+}
+
+/// Sleeps like [`wait`], for at most `nap` (and not past `deadline`): a waiter that
+/// gives another party time to finish what it has begun. `since` is a [`tick`] taken
+/// before the waiter last looked at the state it waits on (the model ends the nap once
+/// another thread reports [`progress`] after it; the real build ignores it).
+#[inline]
+pub fn nap(
+    word: &AtomicU32,
+    expected: u32,
+    since: u64,
+    deadline: Option<Instant>,
+    nap: std::time::Duration,
+) -> WaitResult {
+    imp::nap(word, expected, since, deadline, nap)
+}
+
+/// The model's clock, for [`nap`] (0 in the real build).
+#[inline]
+pub fn tick() -> u64 {
+    imp::tick()
+}
+
+/// Tells the model that this thread finished something a napper may wait for (nothing in
+/// the real build).
+#[inline]
+pub fn progress() {
+    imp::progress()
 }
 
 /// Wakes at most one waiter on `word`, in any process. Returns how many were woken.
