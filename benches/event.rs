@@ -8,7 +8,7 @@
 mod common;
 
 use common::{fork_child, paired, wait_child, Floor, SharedPage};
-use criterion::{black_box, Criterion};
+use criterion::black_box;
 use rustix::thread::futex;
 use shmproc::event::Event;
 use shmproc::{Arena, SpinPolicy};
@@ -102,11 +102,7 @@ fn event_round_trips(ping: &Event, pong: &Event, stop: &AtomicU64, n: u64) -> Du
 }
 
 fn main() {
-    let mut c = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(20)
-        .configure_from_args();
+    let mut c = common::criterion();
 
     let arena = Arena::anonymous(1 << 20).expect("arena");
     let (ping, pong) = (

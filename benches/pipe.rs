@@ -7,7 +7,6 @@
 mod common;
 
 use common::{bench_mode, fork_child, paired, wait_child, Floor};
-use criterion::Criterion;
 use shmproc::pipe::{Connection, Pipe, RecvError};
 use shmproc::Arena;
 use std::hint::black_box;
@@ -258,11 +257,7 @@ fn memcpy(src: &[u8], dst: &mut [u8], n: u64) -> Duration {
 
 fn main() {
     let arena = Arena::anonymous(64 << 20).unwrap();
-    let mut c = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(20)
-        .configure_from_args();
+    let mut c = common::criterion();
 
     // Sanity before timing: a round trip and a stream of each kind really happen.
     {

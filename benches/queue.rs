@@ -42,7 +42,6 @@
 mod common;
 
 use common::{bench_mode, fork_child, paired, wait_child, Floor, Pinned, SharedPage};
-use criterion::Criterion;
 use crossbeam_queue::ArrayQueue;
 use shmproc::queue::Queue;
 use shmproc::sync::futex;
@@ -382,11 +381,7 @@ fn pipe_throughput(n: u64) -> Duration {
 }
 
 fn main() {
-    let mut c = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(20)
-        .configure_from_args();
+    let mut c = common::criterion();
     let arena = Arena::anonymous(1 << 20).unwrap();
     let reps = 20;
 

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{fork_child, paired, wait_child, SharedPage};
-use criterion::{black_box, Criterion};
+use criterion::black_box;
 use shmproc::semaphore::Semaphore;
 use shmproc::{Arena, SpinPolicy};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -121,11 +121,7 @@ fn ping_pong(
 }
 
 fn main() {
-    let mut c = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(20)
-        .configure_from_args();
+    let mut c = common::criterion();
 
     let arena = Arena::anonymous(1 << 20).expect("arena");
     let sem = Semaphore::new_in(&arena, 1).expect("semaphore");

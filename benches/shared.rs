@@ -11,7 +11,7 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use criterion::{black_box, Criterion};
+use criterion::black_box;
 use shmproc::shared::{SharedDict, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -177,11 +177,7 @@ fn main() {
     let value = Value::new(0u64).expect("value");
     let atomic = AtomicU64::new(0);
 
-    let mut c = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(20)
-        .configure_from_args();
+    let mut c = common::criterion();
     {
         let mut g = c.benchmark_group("dict");
         let mut buf = Vec::with_capacity(VALUE);

@@ -6,7 +6,6 @@
 mod common;
 
 use common::{bench_mode, fork_child, paired, wait_child, SharedPage};
-use criterion::Criterion;
 use shmproc::barrier::Barrier;
 use shmproc::condition::Condition;
 use shmproc::{Arena, SpinPolicy};
@@ -245,11 +244,7 @@ fn stop_pong(p: &dyn PingPong, pid: i32) {
 }
 
 fn main() {
-    let mut c = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(20)
-        .configure_from_args();
+    let mut c = common::criterion();
 
     let arena = Arena::anonymous(1 << 20).expect("arena");
 

@@ -239,8 +239,7 @@ impl RawLock {
             // Sleep until woken, until the deadline, or until the holder's liveness is due
             // for a check, whichever is first.
             let wake_at = if who.watches_holder(v & PID_MASK) {
-                let check_at = Instant::now() + check_every;
-                Some(deadline.map_or(check_at, |d| d.min(check_at)))
+                time::earlier(deadline, check_every)
             } else {
                 deadline
             };

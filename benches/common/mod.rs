@@ -13,6 +13,16 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// The criterion settings every bench uses (1 s warm-up, 2 s measurement, 20 samples),
+/// then the command line's.
+pub fn criterion() -> criterion::Criterion {
+    criterion::Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20)
+        .configure_from_args()
+}
+
 /// True under `cargo bench` (criterion passes `--bench`); false under `cargo test
 /// --benches`, where every bench must run once, quickly, as a smoke test.
 pub fn bench_mode() -> bool {

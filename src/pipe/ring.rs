@@ -784,11 +784,7 @@ impl RawRing {
                     Side::Consumer => RingError::Eof,
                 });
             }
-            let wake_at = match (check_every, deadline) {
-                (None, d) => d,
-                (Some(c), None) => Some(Instant::now() + c),
-                (Some(c), Some(d)) => Some(d.min(Instant::now() + c)),
-            };
+            let wake_at = check_every.map_or(deadline, |c| time::earlier(deadline, c));
             if futex::wait(evt, e, wake_at) == WaitResult::TimedOut {
                 if check_every.is_some() && watch.gone() {
                     self.set_state(closed);

@@ -83,12 +83,7 @@ mod imp {
         deadline: Option<Instant>,
         nap: std::time::Duration,
     ) -> WaitResult {
-        let until = match (deadline, crate::sync::time::deadline_after(nap)) {
-            (Some(d), Some(n)) => Some(d.min(n)),
-            (d, None) => d,
-            (None, n) => n,
-        };
-        wait(word, expected, until)
+        wait(word, expected, crate::sync::time::earlier(deadline, nap))
     }
 
     pub fn wake(word: &AtomicU32, n: u32) -> usize {

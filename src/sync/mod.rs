@@ -99,6 +99,17 @@ pub mod time {
     pub fn deadline_after(timeout: std::time::Duration) -> Option<Instant> {
         Instant::now().checked_add(timeout)
     }
+
+    /// The earlier of `deadline` and `now + after`: when a wait that must also look
+    /// around every `after` (a holder's liveness, a peer's, a claimer's progress) wakes.
+    #[inline]
+    pub fn earlier(deadline: Option<Instant>, after: std::time::Duration) -> Option<Instant> {
+        match (deadline, deadline_after(after)) {
+            (Some(d), Some(a)) => Some(d.min(a)),
+            (d, None) => d,
+            (None, a) => a,
+        }
+    }
 }
 
 /// Atomics that are never model-checked: process-local statics (the pid cache, id
