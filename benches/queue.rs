@@ -35,10 +35,10 @@
 //!
 //! Throughput misses the "at least crossbeam" target with the blocking calls; with the
 //! baseline's loop the ring is 1.15-1.3x crossbeam. The throughput pairs are chaotic here:
-//! with more processes than vCPUs (and with a consumer that keeps up with its producer)
-//! the result follows how the scheduler interleaves the parties, which moves with code
-//! layout; the SPSC pair measured 1.3-1.8x in one build of this file and 1.3-3.4x in the
-//! next, for the same ring (the README has the numbers and what was ruled out).
+//! the result follows how the scheduler interleaves the parties (four processes on two
+//! vCPUs for MPMC), and that moves with code layout: the SPSC pair measured 1.4-2.3x in
+//! one build of this file and 1.3-3.4x in the next, for the same ring (the README has the
+//! numbers and what was ruled out).
 #[path = "common/mod.rs"]
 mod common;
 
@@ -289,7 +289,7 @@ fn queue_throughput_try_yield(producers: u64, consumers: u64, n: u64) -> Duratio
 }
 
 /// The run of [`queue_throughput`], with `put` and `get` as the parties' operations (each
-/// pair of closures gets its own copy of the loops, so neither perturbs the other's code).
+/// pair of closures gets its own monomorphized copy of the loops).
 fn queue_throughput_with(
     producers: u64,
     consumers: u64,
