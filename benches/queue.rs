@@ -34,7 +34,7 @@
 //! made crossbeam's yielding threads look 20x slower than they are (the old "MPMC 0.20x").
 //!
 //! Throughput misses the "at least crossbeam" target with the blocking calls; with the
-//! baseline's loop the ring is 1.15-1.3x crossbeam. The throughput pairs are chaotic here:
+//! baseline's loop the ring is 1.15-1.5x crossbeam. The throughput pairs are chaotic here:
 //! the result follows how the scheduler interleaves the parties (four processes on two
 //! vCPUs for MPMC), and that moves with code layout: the SPSC pair measured 1.4-2.3x in
 //! one build of this file and 1.3-3.4x in the next, for the same ring (the README has the
