@@ -4,6 +4,8 @@
 //!   the floor (atomic ping-pong between the same two processes);
 //! * one-way latency, consumer blocked in the futex: `Queue<u64>` (no spinning) vs a raw
 //!   futex ping-pong;
+//! * the blocking `put` / `get` vs `try_put` / `try_get` in one process, on a queue that
+//!   never waits (the calls' own cost: should be equal);
 //! * SPSC and MPMC throughput of `u64` between processes vs crossbeam's `ArrayQueue`
 //!   between threads, with the blocking `put` / `get`; and MPMC once more with the
 //!   baseline's own loop (`try_put` / `try_get`, yield on `Full` / `Empty`), which
@@ -13,16 +15,18 @@
 //! `cargo bench --bench queue` takes about two minutes; `cargo test --benches` seconds.
 //!
 //! Measured on the 2-vCPU machine, median of the per-rep ratios (p10 / p90), 2026-11-23
-//! (second session):
+//! (third session); the throughput rows as the range of eight runs' medians, as the
+//! machine drifted between them:
 //!
-//! | pair (subject vs baseline)                                   | ratio | p10 / p90    | subject / baseline       |
-//! |--------------------------------------------------------------|-------|--------------|--------------------------|
-//! | latency, spinning consumer, vs floor (atomic ping-pong)      | 1.41  | 0.32 / 1.53  | 96 / 64 ns round trip    |
-//! | latency, blocked consumer, vs raw futex ping-pong (pinned)   | 1.11  | 0.99 / 3.15  | 55.2 / 48.0 us round trip |
-//! | SPSC throughput u64 (processes) vs crossbeam ArrayQueue (threads) | 2.78 | 2.10 / 2.90 | 21.1 / 7.7 ns per msg |
-//! | MPMC 2x2 throughput vs crossbeam ArrayQueue                  | 2.45  | 2.37 / 2.83  | 21.8 / 9.0 ns per msg    |
-//! | MPMC 2x2, try_put / try_get + yield, vs crossbeam            | 1.21  | 1.07 / 1.24  | 12.0 / 10.0 ns per msg   |
-//! | SPSC throughput vs OS pipe (8-byte write / read)             | 0.08  | 0.06 / 0.09  | 25.8 / 321 ns per msg    |
+//! | pair (subject vs baseline)                                   | ratio     | p10 / p90    | subject / baseline       |
+//! |--------------------------------------------------------------|-----------|--------------|--------------------------|
+//! | latency, spinning consumer, vs floor (atomic ping-pong)      | 1.34      | 0.33 / 1.38  | 88 / 65 ns round trip    |
+//! | latency, blocked consumer, vs raw futex ping-pong (pinned)   | 1.09      | 0.94 / 2.34  | 45.6 / 42.4 us round trip |
+//! | uncontended put/get vs try_put/try_get (one process)         | 1.01-1.07 |              | 10.7 / 10.6 ns           |
+//! | SPSC throughput u64 (processes) vs crossbeam ArrayQueue (threads) | 0.44-2.42 |         | 10.6-12.6 / 4.5-61 ns per msg |
+//! | MPMC 2x2 throughput vs crossbeam ArrayQueue                  | 1.21-1.77 |              | 12.7-17.0 / 8.7-9.9 ns per msg |
+//! | MPMC 2x2, try_put / try_get + yield, vs crossbeam            | 1.20-1.71 |              | 11.8-20.1 / 7.5-15.3 ns per msg |
+//! | SPSC throughput vs OS pipe (8-byte write / read)             | 0.06      | 0.05 / 0.08  | 16.9 / 283 ns per msg    |
 //!
 //! The blocked pair pins the parent to CPU 0 and the child to CPU 1, for the queue and
 //! for the futex baseline (`common::Pinned`). Unpinned it measured the scheduler: one run
@@ -33,12 +37,13 @@
 //! until 2026-11-23 it spun, which on two cores took a CPU from the parties it timed and
 //! made crossbeam's yielding threads look 20x slower than they are (the old "MPMC 0.20x").
 //!
-//! Throughput misses the "at least crossbeam" target with the blocking calls; with the
-//! baseline's loop the ring is 1.15-1.5x crossbeam. The throughput pairs are chaotic here:
-//! the result follows how the scheduler interleaves the parties (four processes on two
-//! vCPUs for MPMC), and that moves with code layout: the SPSC pair measured 1.4-2.3x in
-//! one build of this file and 1.3-3.4x in the next, for the same ring (the README has the
-//! numbers and what was ruled out).
+//! Throughput against the "at least crossbeam" target: SPSC, our side holds ~11 ns per
+//! message while crossbeam's moves between modes (~4.5 to ~60 ns), so the ratio follows the
+//! baseline (median of eight runs ~1.0; ~2.4x against crossbeam's fast mode). MPMC misses
+//! it by 1.2-1.8x, with the blocking calls and with the baseline's loop alike. Until 2026-11-23 the
+//! blocking `get` cost twice `try_get` (a store-forwarding stall, see
+//! `RawRing::push_step`) and the blocking pairs measured ~2.4-2.8x; the uncontended pair
+//! keeps watch on that.
 #[path = "common/mod.rs"]
 mod common;
 
