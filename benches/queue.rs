@@ -340,6 +340,9 @@ fn queue_throughput_with(
     e
 }
 
+/// A throughput run: `(producers, consumers, n)` to the time from go to the last get.
+type Throughput = fn(u64, u64, u64) -> Duration;
+
 /// The same with crossbeam's `ArrayQueue` between threads (spinning with `yield_now` on
 /// full / empty: it has no blocking operations).
 fn crossbeam_throughput(producers: u64, consumers: u64, n: u64) -> Duration {
@@ -509,30 +512,34 @@ fn main() {
     c.bench_function("queue/spsc_throughput_1M_u64", |b| {
         b.iter_custom(|iters| (0..iters).map(|_| queue_throughput(1, 1, n)).sum())
     });
-    paired(
-        "queue SPSC throughput vs crossbeam ArrayQueue (threads)",
-        "msg",
-        n,
-        reps / 2,
-        |n| crossbeam_throughput(1, 1, n),
-        |n| queue_throughput(1, 1, n),
-    );
-    paired(
-        "queue MPMC 2x2 throughput vs crossbeam ArrayQueue (threads)",
-        "msg",
-        n,
-        reps / 2,
-        |n| crossbeam_throughput(2, 2, n),
-        |n| queue_throughput(2, 2, n),
-    );
-    paired(
-        "queue MPMC 2x2 throughput, try_put/try_get + yield (the baseline's loop), vs crossbeam",
-        "msg",
-        n,
-        reps / 2,
-        |n| crossbeam_throughput(2, 2, n),
-        |n| queue_throughput_try_yield(2, 2, n),
-    );
+    // The same parties and the same n against crossbeam, with each subject loop.
+    let pairs: [(&str, u64, Throughput); 3] = [
+        (
+            "queue SPSC throughput vs crossbeam ArrayQueue (threads)",
+            1,
+            queue_throughput,
+        ),
+        (
+            "queue MPMC 2x2 throughput vs crossbeam ArrayQueue (threads)",
+            2,
+            queue_throughput,
+        ),
+        (
+            "queue MPMC 2x2 throughput, try_put/try_get + yield (the baseline's loop), vs crossbeam",
+            2,
+            queue_throughput_try_yield,
+        ),
+    ];
+    for (name, parties, subject) in pairs {
+        paired(
+            name,
+            "msg",
+            n,
+            reps / 2,
+            |n| crossbeam_throughput(parties, parties, n),
+            |n| subject(parties, parties, n),
+        );
+    }
     paired(
         "queue SPSC throughput vs OS pipe (8-byte write/read)",
         "msg",
