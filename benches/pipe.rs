@@ -2,6 +2,12 @@
 //! floor, an OS pipe and a Unix socketpair; throughput of 64 B, 4 KiB and 1 MiB messages
 //! against an OS pipe and `memcpy`.
 //!
+//! The round trip is also measured against a *two-line* floor (ping on one line, pong on
+//! another: what a channel with a ring per direction costs at least), and that floor
+//! against the one-word floor. Two runs of 2026-11-23: two-line floor 1.07x and 1.73x the
+//! floor (the machine's phase moves it), the pipe 2.23x and 1.60x the two-line floor and
+//! 2.54x and 2.70x the floor.
+//!
 //! `cargo bench --bench pipe` (about 2 minutes); `cargo test --benches` runs it once, tiny.
 
 mod common;
@@ -309,6 +315,24 @@ fn main() {
             20_000,
             20,
             |n| Floor::start().round_trips(n),
+            |n| p.round_trips(n),
+        );
+        // The least a ring per direction can cost (each way moves a line the receiver
+        // polls), against the one-word floor: what the 2x target leaves for the pipe.
+        paired(
+            "two-line floor (a line per direction) vs atomic floor",
+            "round trip",
+            20_000,
+            20,
+            |n| Floor::start().round_trips(n),
+            |n| Floor::two_lines().round_trips(n),
+        );
+        paired(
+            "pipe round trip 8 B vs two-line floor",
+            "round trip",
+            20_000,
+            20,
+            |n| Floor::two_lines().round_trips(n),
             |n| p.round_trips(n),
         );
         let mut o = OsPeer::echo(false);

@@ -10,6 +10,9 @@
 //!   between threads, with the blocking `put` / `get`; and MPMC once more with the
 //!   baseline's own loop (`try_put` / `try_get`, yield on `Full` / `Empty`), which
 //!   compares the rings themselves;
+//! * MPMC once more against crossbeam's ring *between processes* (its heap in shared
+//!   memory, see `BenchAlloc`), and crossbeam between processes against crossbeam between
+//!   threads: the ring apart from the processes-vs-threads difference;
 //! * SPSC throughput vs an OS pipe (one 8-byte `write` / `read` per message).
 //!
 //! `cargo bench --bench queue` takes about two minutes; `cargo test --benches` seconds.
@@ -26,6 +29,8 @@
 //! | SPSC throughput u64 (processes) vs crossbeam ArrayQueue (threads) | 0.44-2.42 |         | 10.6-12.6 / 4.5-61 ns per msg |
 //! | MPMC 2x2 throughput vs crossbeam ArrayQueue                  | 1.21-1.77 |              | 12.7-17.0 / 8.7-9.9 ns per msg |
 //! | MPMC 2x2, try_put / try_get + yield, vs crossbeam            | 1.20-1.71 |              | 11.8-20.1 / 7.5-15.3 ns per msg |
+//! | MPMC 2x2, try + yield, vs crossbeam between processes (two runs) | 1.08-1.09 |           | 11.6 / 10.6-10.8 ns per msg |
+//! | crossbeam MPMC 2x2, processes vs threads (two runs)           | 1.06-1.08 |              | 10.5-11.1 / 9.9-10.7 ns per msg |
 //! | SPSC throughput vs OS pipe (8-byte write / read)             | 0.06      | 0.05 / 0.08  | 16.9 / 283 ns per msg    |
 //!
 //! The blocked pair pins the parent to CPU 0 and the child to CPU 1, for the queue and
@@ -40,7 +45,10 @@
 //! Throughput against the "at least crossbeam" target: SPSC, our side holds ~11 ns per
 //! message while crossbeam's moves between modes (~4.5 to ~60 ns), so the ratio follows
 //! the baseline (median of eight runs ~1.0; ~2.4x against crossbeam's fast mode). MPMC
-//! misses it by 1.2-1.8x, with the blocking calls and with the baseline's loop alike.
+//! misses it by 1.2-1.8x, with the blocking calls and with the baseline's loop alike; of
+//! that, ~1.07x is processes against threads (crossbeam's own ring loses it when moved to
+//! processes) and ~1.08x is our ring against crossbeam's in the same setting (fourth
+//! session, two runs).
 //! Until 2026-11-23 the blocking `get` cost twice `try_get` (a store-forwarding stall, see
 //! `RawRing::push_step`) and the blocking pairs measured ~2.4-2.8x.
 #[path = "common/mod.rs"]
@@ -51,9 +59,108 @@ use crossbeam_queue::ArrayQueue;
 use shmproc::queue::{GetError, PutError, Queue};
 use shmproc::sync::futex;
 use shmproc::{Arena, SpinPolicy};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------------------
+// Crossbeam's ring between processes: its heap in shared memory.
+
+/// This binary's allocator: the system's, except while [`SharedHeap`] is on, when
+/// allocations come from one `MAP_SHARED` region (bump-allocated, never freed), so that a
+/// crossbeam `ArrayQueue` made then (its struct and its buffer) is the same memory in the
+/// processes forked after. It lets the bench run crossbeam's ring between processes, as
+/// ours runs, and so tell the ring apart from the processes-vs-threads difference.
+struct BenchAlloc;
+
+/// `SHARED_REGION` bytes, mapped on first use (0: not yet).
+static SHARED_BASE: AtomicUsize = AtomicUsize::new(0);
+/// Bytes of the region handed out.
+static SHARED_USED: AtomicUsize = AtomicUsize::new(0);
+/// True while allocations go to the region.
+static SHARED_ON: AtomicBool = AtomicBool::new(false);
+const SHARED_REGION: usize = 16 << 20;
+
+impl BenchAlloc {
+    fn region() -> usize {
+        // Relaxed: the bench allocates from one thread while the switch is on.
+        let base = SHARED_BASE.load(Ordering::Relaxed);
+        if base != 0 {
+            return base;
+        }
+        // SAFETY: a fresh anonymous shared mapping; nothing else refers to it.
+        let p = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                SHARED_REGION,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::SHARED,
+            )
+        }
+        .expect("mmap");
+        SHARED_BASE.store(p as usize, Ordering::Relaxed);
+        p as usize
+    }
+
+    fn in_region(ptr: *mut u8) -> bool {
+        // Relaxed: as above.
+        let base = SHARED_BASE.load(Ordering::Relaxed);
+        base != 0 && (base..base + SHARED_REGION).contains(&(ptr as usize))
+    }
+}
+
+// SAFETY: region allocations are aligned as asked, inside the region, and never reused
+// while the switch is off (the bump only moves forward until `SharedHeap` resets it, when
+// nothing allocated from it is alive); everything else is the system allocator's.
+unsafe impl std::alloc::GlobalAlloc for BenchAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // Relaxed: switched by the allocating thread itself.
+        if !SHARED_ON.load(Ordering::Relaxed) {
+            // SAFETY: forwarded as is.
+            return unsafe { std::alloc::System.alloc(layout) };
+        }
+        let base = Self::region();
+        // Relaxed: one thread allocates while the switch is on.
+        let used = SHARED_USED.load(Ordering::Relaxed);
+        let start = (base + used).next_multiple_of(layout.align()) - base;
+        if start + layout.size() > SHARED_REGION {
+            return std::ptr::null_mut();
+        }
+        SHARED_USED.store(start + layout.size(), Ordering::Relaxed);
+        (base + start) as *mut u8
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        if !Self::in_region(ptr) {
+            // SAFETY: allocated by the system allocator (not in the region).
+            unsafe { std::alloc::System.dealloc(ptr, layout) }
+        }
+    }
+}
+
+#[global_allocator]
+static ALLOC: BenchAlloc = BenchAlloc;
+
+/// While alive, this thread's allocations go to the shared region (see [`BenchAlloc`]).
+struct SharedHeap;
+
+impl SharedHeap {
+    /// Switches the shared heap on, reusing the region from its start: call it only when
+    /// nothing made under an earlier `SharedHeap` is alive.
+    fn on() -> SharedHeap {
+        // Relaxed: see `BenchAlloc`.
+        SHARED_USED.store(0, Ordering::Relaxed);
+        SHARED_ON.store(true, Ordering::Relaxed);
+        SharedHeap
+    }
+}
+
+impl Drop for SharedHeap {
+    fn drop(&mut self) {
+        // Relaxed: see `BenchAlloc`.
+        SHARED_ON.store(false, Ordering::Relaxed);
+    }
+}
 
 const STOP: u64 = u64::MAX;
 const CAP: usize = 1024;
@@ -399,6 +506,61 @@ fn crossbeam_throughput(producers: u64, consumers: u64, n: u64) -> Duration {
     e
 }
 
+/// [`crossbeam_throughput`] between processes: the `ArrayQueue` made in the shared heap
+/// (see [`BenchAlloc`]), forked producers and consumers with the same loops, timed as
+/// [`queue_throughput`] times ours.
+fn crossbeam_process_throughput(producers: u64, consumers: u64, n: u64) -> Duration {
+    let q: Box<ArrayQueue<u64>> = {
+        let _shared = SharedHeap::on();
+        Box::new(ArrayQueue::new(CAP))
+    };
+    let q: &ArrayQueue<u64> = &q;
+    let gate = Gate::new();
+    let per_p = n / producers;
+    let per_c = per_p * producers / consumers;
+    let mut pids = Vec::new();
+    for _ in 0..consumers {
+        let gate = &gate;
+        pids.push(fork_child(move || {
+            gate.wait_go();
+            let mut sum = 0u64;
+            for _ in 0..per_c {
+                let v = loop {
+                    match q.pop() {
+                        Some(v) => break v,
+                        None => std::thread::yield_now(),
+                    }
+                };
+                sum = sum.wrapping_add(v);
+            }
+            std::hint::black_box(sum);
+            gate.finish();
+        }));
+    }
+    for _ in 0..producers {
+        let gate = &gate;
+        pids.push(fork_child(move || {
+            gate.wait_go();
+            for i in 0..per_p {
+                let mut v = i;
+                while let Err(back) = q.push(v) {
+                    v = back;
+                    std::thread::yield_now();
+                }
+            }
+        }));
+    }
+    let t = gate.start();
+    gate.wait_done(consumers as u32);
+    let e = t.elapsed();
+    for p in pids {
+        wait_child(p);
+    }
+    // Every message was taken: the consumers counted them.
+    assert!(q.is_empty());
+    e
+}
+
 /// SPSC through an OS pipe: one 8-byte write and one 8-byte read per message.
 fn pipe_throughput(n: u64) -> Duration {
     let (r, w) = rustix::pipe::pipe().unwrap();
@@ -540,6 +702,23 @@ fn main() {
             |n| subject(parties, parties, n),
         );
     }
+    // The rings alone: crossbeam's between processes too, with its own loop on both sides.
+    paired(
+        "queue MPMC 2x2, try_put/try_get + yield, vs crossbeam ArrayQueue between processes",
+        "msg",
+        n,
+        reps / 2,
+        |n| crossbeam_process_throughput(2, 2, n),
+        |n| queue_throughput_try_yield(2, 2, n),
+    );
+    paired(
+        "crossbeam ArrayQueue MPMC 2x2, processes vs threads",
+        "msg",
+        n,
+        reps / 2,
+        |n| crossbeam_throughput(2, 2, n),
+        |n| crossbeam_process_throughput(2, 2, n),
+    );
     paired(
         "queue SPSC throughput vs OS pipe (8-byte write/read)",
         "msg",

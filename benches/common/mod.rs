@@ -141,9 +141,16 @@ pub fn wait_child(pid: i32) {
 /// `round_trips(n)` returns the time of `n` round trips; one way is half of it. Between
 /// calls the peer sleeps in a futex, so it does not steal a core from whatever is measured
 /// in between (the subject of a `paired` run).
+///
+/// [`Floor::start`] pings and pongs through one word, so a round trip moves one cache
+/// line there and back. [`Floor::two_lines`] pings through one line and pongs through
+/// another: the least any channel with a line (a ring) per direction can cost, as each
+/// way moves a line the receiver polls.
 pub struct Floor {
     page: SharedPage,
     pid: i32,
+    /// Index (`SharedPage::atomic`) of the pong word: 0 (the ping word itself) or 2.
+    pong: usize,
 }
 
 const STOP: u64 = u64::MAX;
@@ -163,14 +170,30 @@ impl SharedPage {
 }
 
 impl Floor {
+    /// The one-word floor.
     pub fn start() -> Floor {
+        Floor::with_pong(0)
+    }
+
+    /// The two-line floor: ping on one 128-byte line, pong on another.
+    pub fn two_lines() -> Floor {
+        Floor::with_pong(2)
+    }
+
+    fn with_pong(pong: usize) -> Floor {
         use rustix::thread::futex;
         let page = SharedPage::new(4096);
+        type Words = (
+            &'static AtomicU64,
+            &'static AtomicU64,
+            &'static std::sync::atomic::AtomicU32,
+        );
         // SAFETY: the page outlives the child (the child exits before we unmap it, and the
         // child's own copy of the mapping stays valid in the child).
-        let (word, active): (&'static AtomicU64, &'static std::sync::atomic::AtomicU32) = unsafe {
+        let (word, pong_word, active): Words = unsafe {
             (
                 &*(page.atomic(0) as *const AtomicU64),
+                &*(page.atomic(pong) as *const AtomicU64),
                 &*(page.atomic32(0) as *const _),
             )
         };
@@ -185,7 +208,7 @@ impl Floor {
                 if v != seen && v % 2 == 1 {
                     seen = v + 1;
                     // Release: pairs with the parent's Acquire load of the pong.
-                    word.store(v + 1, Ordering::Release);
+                    pong_word.store(v + 1, Ordering::Release);
                 } else if active.load(Ordering::Acquire) == 0 {
                     // Not being measured: sleep until `round_trips` (or drop) wakes us.
                     let _ = futex::wait(active, futex::Flags::empty(), 0, None);
@@ -194,7 +217,7 @@ impl Floor {
                 }
             }
         });
-        Floor { page, pid }
+        Floor { page, pid, pong }
     }
 
     fn wake(&self, active: u32) {
@@ -204,12 +227,13 @@ impl Floor {
     }
 
     pub fn round_trips(&self, n: u64) -> Duration {
-        let word = self.page.atomic(0);
+        let (word, pong) = (self.page.atomic(0), self.page.atomic(self.pong));
         self.wake(1);
-        let mut v = word.load(Ordering::Relaxed);
+        // The last pong (even); the next ping is one above it.
+        let mut v = pong.load(Ordering::Relaxed);
         // One untimed round trip: the peer is awake and spinning before the clock starts.
         word.store(v + 1, Ordering::Release);
-        while word.load(Ordering::Acquire) != v + 2 {
+        while pong.load(Ordering::Acquire) != v + 2 {
             std::hint::spin_loop();
         }
         v += 2;
@@ -217,7 +241,7 @@ impl Floor {
         for _ in 0..n {
             // Release/Acquire: pair with the child's loop above.
             word.store(v + 1, Ordering::Release);
-            while word.load(Ordering::Acquire) != v + 2 {
+            while pong.load(Ordering::Acquire) != v + 2 {
                 std::hint::spin_loop();
             }
             v += 2;
