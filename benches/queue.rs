@@ -450,6 +450,32 @@ fn queue_throughput_with(
 /// A throughput run: `(producers, consumers, n)` to the time from go to the last get.
 type Throughput = fn(u64, u64, u64) -> Duration;
 
+/// A crossbeam producer: pushes `0..n`, yielding while the queue is full.
+fn crossbeam_produce(q: &ArrayQueue<u64>, n: u64) {
+    for i in 0..n {
+        let mut v = i;
+        while let Err(back) = q.push(v) {
+            v = back;
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// A crossbeam consumer: pops `n` values, yielding while the queue is empty.
+fn crossbeam_consume(q: &ArrayQueue<u64>, n: u64) {
+    let mut sum = 0u64;
+    for _ in 0..n {
+        let v = loop {
+            match q.pop() {
+                Some(v) => break v,
+                None => std::thread::yield_now(),
+            }
+        };
+        sum = sum.wrapping_add(v);
+    }
+    std::hint::black_box(sum);
+}
+
 /// The same with crossbeam's `ArrayQueue` between threads (spinning with `yield_now` on
 /// full / empty: it has no blocking operations).
 fn crossbeam_throughput(producers: u64, consumers: u64, n: u64) -> Duration {
@@ -464,17 +490,7 @@ fn crossbeam_throughput(producers: u64, consumers: u64, n: u64) -> Duration {
             while gate.load(Ordering::Acquire) == 0 {
                 std::hint::spin_loop();
             }
-            let mut sum = 0u64;
-            for _ in 0..per_c {
-                let v = loop {
-                    match q.pop() {
-                        Some(v) => break v,
-                        None => std::thread::yield_now(),
-                    }
-                };
-                sum = sum.wrapping_add(v);
-            }
-            std::hint::black_box(sum);
+            crossbeam_consume(&q, per_c);
         }));
     }
     let mut ps = Vec::new();
@@ -484,13 +500,7 @@ fn crossbeam_throughput(producers: u64, consumers: u64, n: u64) -> Duration {
             while gate.load(Ordering::Acquire) == 0 {
                 std::hint::spin_loop();
             }
-            for i in 0..per_p {
-                let mut v = i;
-                while let Err(back) = q.push(v) {
-                    v = back;
-                    std::thread::yield_now();
-                }
-            }
+            crossbeam_produce(&q, per_p);
         }));
     }
     let t = Instant::now();
@@ -523,17 +533,7 @@ fn crossbeam_process_throughput(producers: u64, consumers: u64, n: u64) -> Durat
         let gate = &gate;
         pids.push(fork_child(move || {
             gate.wait_go();
-            let mut sum = 0u64;
-            for _ in 0..per_c {
-                let v = loop {
-                    match q.pop() {
-                        Some(v) => break v,
-                        None => std::thread::yield_now(),
-                    }
-                };
-                sum = sum.wrapping_add(v);
-            }
-            std::hint::black_box(sum);
+            crossbeam_consume(q, per_c);
             gate.finish();
         }));
     }
@@ -541,13 +541,7 @@ fn crossbeam_process_throughput(producers: u64, consumers: u64, n: u64) -> Durat
         let gate = &gate;
         pids.push(fork_child(move || {
             gate.wait_go();
-            for i in 0..per_p {
-                let mut v = i;
-                while let Err(back) = q.push(v) {
-                    v = back;
-                    std::thread::yield_now();
-                }
-            }
+            crossbeam_produce(q, per_p);
         }));
     }
     let t = gate.start();
