@@ -114,7 +114,8 @@ impl BenchAlloc {
 // nothing allocated from it is alive); everything else is the system allocator's.
 unsafe impl std::alloc::GlobalAlloc for BenchAlloc {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        // Relaxed: switched by the allocating thread itself.
+        // Relaxed: switched only while the bench runs one thread (`SharedHeap`), which is
+        // the thread that allocates.
         if !SHARED_ON.load(Ordering::Relaxed) {
             // SAFETY: forwarded as is.
             return unsafe { std::alloc::System.alloc(layout) };
@@ -141,7 +142,9 @@ unsafe impl std::alloc::GlobalAlloc for BenchAlloc {
 #[global_allocator]
 static ALLOC: BenchAlloc = BenchAlloc;
 
-/// While alive, this thread's allocations go to the shared region (see [`BenchAlloc`]).
+/// While alive, every allocation of the process goes to the shared region (see
+/// [`BenchAlloc`]): the switch is one global flag, so turn it on only while a single
+/// thread runs.
 struct SharedHeap;
 
 impl SharedHeap {
