@@ -1,6 +1,6 @@
 //! The user-facing handles: [`Pipe`] and [`Connection`].
 
-use super::ring::{self, Buf, RawRing, RingError, Sink, Source};
+use super::ring::{self, Buf, Fast, RawRing, RingError, Sink, Source};
 use super::token::{PeerWatch, Token};
 use super::{RecvError, SendError};
 use crate::arena::{fingerprint, Arena, ObjectKind, Shm};
@@ -11,6 +11,9 @@ use crate::SpinPolicy;
 use std::fmt;
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
+
+/// Plain-data values up to this size are received through a buffer on the stack.
+const SMALL_TYPED: usize = 64;
 
 /// The default capacity of each direction: 64 KiB, like a Linux pipe buffer.
 pub const DEFAULT_CAPACITY: usize = 64 << 10;
@@ -380,16 +383,28 @@ impl Connection {
         self.send_source(len as u64, &mut SendFn(fill))
     }
 
-    fn recv_with<T>(
+    /// Holds the consumer side and receives one message: first `fast` (the straight-line
+    /// small-message path, given `ctx`), then, if it did not finish, [`RawRing::peek`] and
+    /// `take` (given the message length and `ctx`).
+    #[inline]
+    fn recv_with<C, T>(
         &self,
         deadline: Option<Instant>,
-        take: impl FnOnce(&Inner, &Side, &RawRing, u64) -> std::result::Result<T, RecvError>,
+        mut ctx: C,
+        fast: impl FnOnce(&RawRing, &Buf, SpinPolicy, &mut C) -> Fast<T>,
+        take: impl FnOnce(&Inner, &Side, &RawRing, u64, C) -> std::result::Result<T, RecvError>,
     ) -> std::result::Result<T, RecvError> {
         let (i, s) = self.rx()?;
         let _held = i.hold(s.ring, false);
         let r = &i.raw().rings[s.ring];
-        let result = match r.peek(&s.buf, deadline, i.spin, &PeerWatch(&i.token)) {
-            Ok(len) => take(i, s, r, len),
+        let spin = match fast(r, &s.buf, i.spin, &mut ctx) {
+            Fast::Done(v) => return Ok(v),
+            // It spun in full and nothing came: look once more, then sleep.
+            Fast::Spun => SpinPolicy::NEVER,
+            Fast::Slow => i.spin,
+        };
+        let result = match r.peek(&s.buf, deadline, spin, &PeerWatch(&i.token)) {
+            Ok(len) => take(i, s, r, len, ctx),
             Err(e) => Err(e.into()),
         };
         if matches!(result, Err(RecvError::Eof)) {
@@ -403,18 +418,23 @@ impl Connection {
         max: u64,
         deadline: Option<Instant>,
     ) -> std::result::Result<Vec<u8>, RecvError> {
-        self.recv_with(deadline, |i, s, r, len| {
-            if len > max {
-                return Err(RecvError::TooLong { len, max });
-            }
-            // Never trust a length from shared memory with an allocation: grow as the
-            // bytes arrive (from at most one ring's worth, plus 1 MiB).
-            let mut v = VecSink(Vec::with_capacity(
-                len.min(u64::from(s.buf.cap()) + (1 << 20)) as usize,
-            ));
-            r.recv_peeked(&s.buf, len, &mut v, i.spin, &PeerWatch(&i.token))?;
-            Ok(v.0)
-        })
+        self.recv_with(
+            deadline,
+            (),
+            |_, _, _, _| Fast::Slow,
+            |i, s, r, len, ()| {
+                if len > max {
+                    return Err(RecvError::TooLong { len, max });
+                }
+                // Never trust a length from shared memory with an allocation: grow as the
+                // bytes arrive (from at most one ring's worth, plus 1 MiB).
+                let mut v = VecSink(Vec::with_capacity(
+                    len.min(u64::from(s.buf.cap()) + (1 << 20)) as usize,
+                ));
+                r.recv_peeked(&s.buf, len, &mut v, i.spin, &PeerWatch(&i.token))?;
+                Ok(v.0)
+            },
+        )
     }
 
     /// Receives one whole message (Python's `recv_bytes`). Blocks until one arrives.
@@ -493,19 +513,34 @@ impl Connection {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn recv_bytes_into(&self, buf: &mut [u8]) -> std::result::Result<usize, RecvError> {
-        self.recv_with(None, |i, s, r, len| {
-            let w = PeerWatch(&i.token);
-            if len > buf.len() as u64 {
-                let mut v = VecSink(Vec::with_capacity(
-                    len.min(u64::from(s.buf.cap()) + (1 << 20)) as usize,
-                ));
-                r.recv_peeked(&s.buf, len, &mut v, i.spin, &w)?;
-                return Err(RecvError::BufferTooShort(v.0));
-            }
-            let mut dst = &mut buf[..len as usize];
-            r.recv_peeked(&s.buf, len, &mut dst, i.spin, &w)?;
-            Ok(len as usize)
-        })
+        self.recv_into(None, buf)
+    }
+
+    /// [`recv_bytes_into`](Self::recv_bytes_into) with a deadline for the message to begin.
+    #[inline]
+    fn recv_into(
+        &self,
+        deadline: Option<Instant>,
+        buf: &mut [u8],
+    ) -> std::result::Result<usize, RecvError> {
+        self.recv_with(
+            deadline,
+            buf,
+            |r, rb, spin, buf| r.recv_small(rb, buf, spin),
+            |i, s, r, len, buf| {
+                let w = PeerWatch(&i.token);
+                if len > buf.len() as u64 {
+                    let mut v = VecSink(Vec::with_capacity(
+                        len.min(u64::from(s.buf.cap()) + (1 << 20)) as usize,
+                    ));
+                    r.recv_peeked(&s.buf, len, &mut v, i.spin, &w)?;
+                    return Err(RecvError::BufferTooShort(v.0));
+                }
+                let mut dst = &mut buf[..len as usize];
+                r.recv_peeked(&s.buf, len, &mut dst, i.spin, &w)?;
+                Ok(len as usize)
+            },
+        )
     }
 
     /// Sends a plain-data value as one message of `size_of::<T>()` bytes.
@@ -558,8 +593,20 @@ impl Connection {
         &self,
         deadline: Option<Instant>,
     ) -> std::result::Result<T, RecvError> {
+        let size = core::mem::size_of::<T>();
+        if size <= SMALL_TYPED {
+            // No allocation: into a buffer on the stack, exactly `size` long, so a longer
+            // message comes back whole in the error.
+            let mut b = [0u8; SMALL_TYPED];
+            return match self.recv_into(deadline, &mut b[..size]) {
+                Ok(n) if n == size => Ok(bytemuck::pod_read_unaligned(&b[..size])),
+                Ok(n) => Err(RecvError::WrongSize(b[..n].to_vec())),
+                Err(RecvError::BufferTooShort(v)) => Err(RecvError::WrongSize(v)),
+                Err(e) => Err(e),
+            };
+        }
         let v = self.recv_vec(u64::MAX, deadline)?;
-        if v.len() != core::mem::size_of::<T>() {
+        if v.len() != size {
             return Err(RecvError::WrongSize(v));
         }
         Ok(bytemuck::pod_read_unaligned(&v))

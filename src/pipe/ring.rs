@@ -549,6 +549,18 @@ impl Chunk {
     }
 }
 
+/// What a fast path did (see [`RawRing::recv_small`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fast<T> {
+    /// Done: the operation completed with this result.
+    Done(T),
+    /// Nothing came while the spin policy ran: nothing was consumed, and the general path
+    /// need not spin again before it sleeps.
+    Spun,
+    /// Not the fast path's case: nothing was consumed; the general path does it.
+    Slow,
+}
+
 /// Which side a wait is for.
 #[derive(Clone, Copy)]
 enum Side {
@@ -1089,6 +1101,57 @@ impl RawRing {
             return Ok(());
         }
         self.recv_chunks(buf, head, h, len, sink, spin, watch)
+    }
+
+    /// Consumer: the common case of receiving, as one straight line with its spin inline:
+    /// waits (spinning as `spin` says, no sleep) for the chunk at `head`, and if it is a
+    /// whole message of at most a piece that fits in `dst`, contiguous in the buffer, on a
+    /// ring that is not broken, copies it into `dst`, consumes it and returns
+    /// [`Fast::Done`] with its length.
+    ///
+    /// Anything else consumes nothing: [`Fast::Spun`] when the spin ran out with no chunk
+    /// there (the general path may go straight to sleep), [`Fast::Slow`] when a chunk or a
+    /// closed or broken state is there but is not this case (the general path sorts it
+    /// out: a longer or chunked message, a too-small `dst`, EOF, a corrupt header).
+    ///
+    /// This is [`peek`](Self::peek) + [`recv_peeked`](Self::recv_peeked) without the
+    /// layers between them: the one header load that saw the chunk is the one decoded, and
+    /// the spin exits into the copy. The caller holds the consumer side.
+    #[inline]
+    pub fn recv_small(&self, buf: &Buf, dst: &mut [u8], spin: SpinPolicy) -> Fast<usize> {
+        // Relaxed: we hold the consumer side (see `peek`).
+        let head = self.head.load(Ordering::Relaxed);
+        let h = match self.chunk_at(buf, head) {
+            Some(h) => h,
+            None => match spin.spin(|| match self.chunk_at(buf, head) {
+                Some(h) => Some(Some(h)),
+                None if self.state() & (WRITER_CLOSED | BROKEN) != 0 => Some(None),
+                None => None,
+            }) {
+                Some(Some(h)) => h,
+                Some(None) => return Fast::Slow,
+                None => return Fast::Spun,
+            },
+        };
+        let cap = buf.cap();
+        let n = (h & LEN_MASK) as u32;
+        let pos = head.wrapping_add(HEADER);
+        // The header is a whole message; its length is at most a piece (so the chunk and
+        // its terminator fit in the ring: what `Chunk::decode` checks) and fits `dst`; the
+        // position is a chunk position and the payload does not wrap; the ring is not
+        // broken (`peek` reports that before anything else).
+        if h & !LEN_MASK != MARK | FIRST | LAST
+            || n > piece(cap)
+            || n as usize > dst.len()
+            || head % HEADER != 0
+            || buf.contiguous(pos) < n
+            || self.state() & BROKEN != 0
+        {
+            return Fast::Slow;
+        }
+        buf.read(pos, &mut dst[..n as usize]);
+        self.publish_head(head.wrapping_add(chunk_size(n, false)));
+        Fast::Done(n as usize)
     }
 
     /// [`recv_peeked`](Self::recv_peeked), any message: chunk by chunk from `head`, whose

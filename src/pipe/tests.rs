@@ -187,3 +187,108 @@ fn io_write_and_read_stream() {
     let want: String = (0..100u32).map(|i| format!("{i},")).collect();
     assert_eq!(s, want);
 }
+
+/// The straight-line receive (`RawRing::recv_small`) takes only its own case and leaves
+/// everything else, unconsumed, to the general path.
+#[test]
+fn small_receive_takes_only_its_case() {
+    use super::ring::{Fast, WRITER_CLOSED};
+    let ring = RawRing::new();
+    let mut mem = vec![0u64; 8]; // 64 bytes, 8-aligned
+                                 // SAFETY: `mem` is 64 bytes, 8-aligned, outlives `buf`, and only the ring touches it.
+    let buf = unsafe { Buf::from_raw(mem.as_mut_ptr().cast(), 64) };
+    let send = |m: &[u8]| {
+        let mut src = m;
+        ring.send(&buf, m.len() as u64, &mut src, SpinPolicy::NEVER, &NoWatch)
+            .unwrap()
+    };
+    let mut out = [0u8; 32];
+    // Empty: it spins (here: not at all) and says so.
+    assert_eq!(
+        ring.recv_small(&buf, &mut out, SpinPolicy::NEVER),
+        Fast::Spun
+    );
+    send(b"hey");
+    // A destination one byte short: nothing consumed.
+    assert_eq!(
+        ring.recv_small(&buf, &mut out[..2], SpinPolicy::NEVER),
+        Fast::Slow
+    );
+    assert_eq!(
+        ring.recv_small(&buf, &mut out, SpinPolicy::NEVER),
+        Fast::Done(3)
+    );
+    assert_eq!(&out[..3], b"hey");
+    // Longer than a piece (16 bytes in a 64-byte ring): sent as chunks, received slowly.
+    let long: Vec<u8> = (0..40).collect();
+    let t = std::thread::scope(|s| {
+        let h = s.spawn(|| send(&long));
+        let slow = ring.recv_small(&buf, &mut out, SpinPolicy::default());
+        let got = ring
+            .recv_vec(&buf, u64::MAX, None, SpinPolicy::default(), &NoWatch)
+            .unwrap();
+        h.join().unwrap();
+        (slow, got)
+    });
+    assert_ne!(t.0, Fast::Done(40));
+    assert_eq!(t.1, long);
+    // Positions now sit where the next small message wraps the buffer end: slow again,
+    // but whole.
+    let mut wrapped = 0;
+    for i in 0..8u8 {
+        send(&[i; 12]);
+        match ring.recv_small(&buf, &mut out, SpinPolicy::NEVER) {
+            Fast::Done(n) => assert_eq!(&out[..n], &[i; 12]),
+            Fast::Slow => {
+                wrapped += 1;
+                let m = ring
+                    .recv_vec(&buf, u64::MAX, None, SpinPolicy::NEVER, &NoWatch)
+                    .unwrap();
+                assert_eq!(m, [i; 12]);
+            }
+            Fast::Spun => panic!("message {i} not seen"),
+        }
+    }
+    assert!(wrapped > 0, "no message wrapped the buffer end");
+    // Closed and empty: the spin stops at once and the general path reports EOF.
+    ring.set_state(WRITER_CLOSED);
+    assert_eq!(
+        ring.recv_small(&buf, &mut out, SpinPolicy::default()),
+        Fast::Slow
+    );
+    assert_eq!(
+        ring.recv_vec(&buf, u64::MAX, None, SpinPolicy::NEVER, &NoWatch),
+        Err(RingError::Eof)
+    );
+}
+
+/// `recv_bytes_into` and typed `recv` through the straight-line path and off it: a short
+/// buffer gets the whole message back in the error; a value of the wrong size too, in
+/// either direction; a wrapped message and EOF come through the general path.
+#[test]
+fn receive_into_falls_back_whole() {
+    let (a, b) = small(64);
+    let mut buf = [0u8; 8];
+    a.send_bytes(b"0123456789").unwrap();
+    let e = b.recv_bytes_into(&mut buf).unwrap_err();
+    assert_eq!(e.into_message().unwrap(), b"0123456789");
+    a.send(&7u32).unwrap();
+    assert!(matches!(b.recv::<u64>(), Err(RecvError::WrongSize(v)) if v == 7u32.to_ne_bytes()));
+    a.send(&[1u64, 2]).unwrap();
+    assert!(matches!(b.recv::<u64>(), Err(RecvError::WrongSize(v)) if v.len() == 16));
+    for i in 0..50u64 {
+        a.send(&i).unwrap();
+        assert_eq!(b.recv::<u64>().unwrap(), i);
+        a.send_bytes(&[i as u8; 5]).unwrap();
+        assert_eq!(b.recv_bytes_into(&mut buf).unwrap(), 5);
+        assert_eq!(buf[..5], [i as u8; 5]);
+    }
+    let big = [3u8; 100]; // larger than a 64-byte ring: typed recv of a big value
+    let h = std::thread::scope(|s| {
+        s.spawn(|| a.send(&big).unwrap());
+        b.recv::<[u8; 100]>().unwrap()
+    });
+    assert_eq!(h, big);
+    drop(a);
+    assert_eq!(b.recv_bytes_into(&mut buf), Err(RecvError::Eof));
+}
