@@ -4,9 +4,10 @@
 //!
 //! The round trip is also measured against a *two-line* floor (ping on one line, pong on
 //! another: what a channel with a ring per direction costs at least), and that floor
-//! against the one-word floor. Two runs of 2026-11-23: two-line floor 1.07x and 1.73x the
-//! floor (the machine's phase moves it), the pipe 2.23x and 1.60x the two-line floor and
-//! 2.54x and 2.70x the floor.
+//! against the one-word floor. Two runs of 2026-11-23 after the straight-line receive
+//! (`RawRing::recv_small`), in the machine's usual phase: the pipe 2.26x and 2.43x the
+//! floor, 1.81x and 2.13x the two-line floor; the two-line floor 1.64x and 1.04x the floor
+//! (the machine's phase moves it).
 //!
 //! `cargo bench --bench pipe` (about 2 minutes); `cargo test --benches` runs it once, tiny.
 
