@@ -290,6 +290,17 @@ impl Inner {
     }
 }
 
+/// Receives the peeked message of `len` bytes into a new `Vec`.
+fn take_vec(i: &Inner, s: &Side, r: &RawRing, len: u64) -> std::result::Result<Vec<u8>, RecvError> {
+    // Never trust a length from shared memory with an allocation: grow as the bytes
+    // arrive (from at most one ring's worth, plus 1 MiB).
+    let mut v = VecSink(Vec::with_capacity(
+        len.min(u64::from(s.buf.cap()) + (1 << 20)) as usize,
+    ));
+    r.recv_peeked(&s.buf, len, &mut v, i.spin, &PeerWatch(&i.token))?;
+    Ok(v.0)
+}
+
 fn deadline(timeout: Duration) -> Option<Instant> {
     crate::sync::time::deadline_after(timeout)
 }
@@ -426,13 +437,7 @@ impl Connection {
                 if len > max {
                     return Err(RecvError::TooLong { len, max });
                 }
-                // Never trust a length from shared memory with an allocation: grow as the
-                // bytes arrive (from at most one ring's worth, plus 1 MiB).
-                let mut v = VecSink(Vec::with_capacity(
-                    len.min(u64::from(s.buf.cap()) + (1 << 20)) as usize,
-                ));
-                r.recv_peeked(&s.buf, len, &mut v, i.spin, &PeerWatch(&i.token))?;
-                Ok(v.0)
+                take_vec(i, s, r, len)
             },
         )
     }
@@ -528,16 +533,11 @@ impl Connection {
             buf,
             |r, rb, spin, buf| r.recv_small(rb, buf, spin),
             |i, s, r, len, buf| {
-                let w = PeerWatch(&i.token);
                 if len > buf.len() as u64 {
-                    let mut v = VecSink(Vec::with_capacity(
-                        len.min(u64::from(s.buf.cap()) + (1 << 20)) as usize,
-                    ));
-                    r.recv_peeked(&s.buf, len, &mut v, i.spin, &w)?;
-                    return Err(RecvError::BufferTooShort(v.0));
+                    return Err(RecvError::BufferTooShort(take_vec(i, s, r, len)?));
                 }
                 let mut dst = &mut buf[..len as usize];
-                r.recv_peeked(&s.buf, len, &mut dst, i.spin, &w)?;
+                r.recv_peeked(&s.buf, len, &mut dst, i.spin, &PeerWatch(&i.token))?;
                 Ok(len as usize)
             },
         )
