@@ -726,6 +726,24 @@ impl RawRing {
         self.wake_producer();
     }
 
+    /// Spins as `spin` says, calling `look` after every PAUSE (`SpinPolicy::spin`), until
+    /// it gives `Some` (then `Some(Some(_))`) or the ring is `closed` (the peer's bit) or
+    /// broken (then `Some(None)`); `None` when the spin ran out. No system call but the
+    /// policy's yields.
+    #[inline]
+    fn spin_look<R>(
+        &self,
+        closed: u32,
+        spin: SpinPolicy,
+        mut look: impl FnMut() -> Option<R>,
+    ) -> Option<Option<R>> {
+        spin.spin(|| match look() {
+            Some(r) => Some(Some(r)),
+            None if self.state() & (closed | BROKEN) != 0 => Some(None),
+            None => None,
+        })
+    }
+
     /// Blocks until `ready()` gives `Some`, the deadline passes, or the peer is gone.
     ///
     /// `ready` re-checks the index; it is called after `waiting` is set, so a publish
@@ -743,20 +761,13 @@ impl RawRing {
             Side::Producer => (&self.tx_waiting, &self.tx_evt, READER_CLOSED),
             Side::Consumer => (&self.rx_waiting, &self.rx_evt, WRITER_CLOSED),
         };
-        // Look first (the common case: it is there), then spin as `spin` says, looking
-        // after every PAUSE (`SpinPolicy::spin`); a closed or broken ring stops the spin
-        // early, and the sleep path below sorts out why.
+        // Look first (the common case: it is there), then spin; a closed or broken ring
+        // stops the spin early, and the sleep path below sorts out why.
         if let Some(v) = ready()? {
             return Ok(v);
         }
-        let spun = spin.spin(|| match ready() {
-            Ok(Some(v)) => Some(Ok(Some(v))),
-            Err(e) => Some(Err(e)),
-            Ok(None) if self.state() & (closed | BROKEN) != 0 => Some(Ok(None)),
-            Ok(None) => None,
-        });
-        if let Some(Some(v)) = spun.transpose()? {
-            return Ok(v);
+        if let Some(Some(r)) = self.spin_look(closed, spin, || ready().transpose()) {
+            return r;
         }
         let mut check_every = watch.interval();
         loop {
@@ -1123,11 +1134,7 @@ impl RawRing {
         let head = self.head.load(Ordering::Relaxed);
         let h = match self.chunk_at(buf, head) {
             Some(h) => h,
-            None => match spin.spin(|| match self.chunk_at(buf, head) {
-                Some(h) => Some(Some(h)),
-                None if self.state() & (WRITER_CLOSED | BROKEN) != 0 => Some(None),
-                None => None,
-            }) {
+            None => match self.spin_look(WRITER_CLOSED, spin, || self.chunk_at(buf, head)) {
                 Some(Some(h)) => h,
                 Some(None) => return Fast::Slow,
                 None => return Fast::Spun,

@@ -194,8 +194,9 @@ fn io_write_and_read_stream() {
 fn small_receive_takes_only_its_case() {
     use super::ring::{Fast, WRITER_CLOSED};
     let ring = RawRing::new();
-    let mut mem = vec![0u64; 8]; // 64 bytes, 8-aligned
-                                 // SAFETY: `mem` is 64 bytes, 8-aligned, outlives `buf`, and only the ring touches it.
+    // 64 bytes, 8-aligned.
+    let mut mem = vec![0u64; 8];
+    // SAFETY: `mem` is 64 bytes, 8-aligned, outlives `buf`, and only the ring touches it.
     let buf = unsafe { Buf::from_raw(mem.as_mut_ptr().cast(), 64) };
     let send = |m: &[u8]| {
         let mut src = m;
