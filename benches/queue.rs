@@ -374,6 +374,21 @@ fn queue_throughput(producers: u64, consumers: u64, n: u64) -> Duration {
         producers,
         consumers,
         n,
+        SpinPolicy::rounds(THROUGHPUT_SPIN_ROUNDS),
+        |q, v| q.put(v).unwrap(),
+        |q| q.get().unwrap(),
+    )
+}
+
+/// [`queue_throughput`] with parties that sleep at once when they must wait
+/// (`SpinPolicy::NEVER`): what the sleep / wake protocol costs when it is used all the time
+/// (each wait is a `futex_wait`, each claim that finds a party waiting a `futex_wake`).
+fn queue_throughput_sleeping(producers: u64, consumers: u64, n: u64) -> Duration {
+    queue_throughput_with(
+        producers,
+        consumers,
+        n,
+        SpinPolicy::NEVER,
         |q, v| q.put(v).unwrap(),
         |q| q.get().unwrap(),
     )
@@ -399,23 +414,33 @@ fn queue_throughput_try_yield(producers: u64, consumers: u64, n: u64) -> Duratio
             Err(e) => panic!("{e}"),
         }
     };
-    queue_throughput_with(producers, consumers, n, put, get)
+    queue_throughput_with(
+        producers,
+        consumers,
+        n,
+        SpinPolicy::rounds(THROUGHPUT_SPIN_ROUNDS),
+        put,
+        get,
+    )
 }
 
-/// The run of [`queue_throughput`], with `put` and `get` as the parties' operations (each
-/// pair of closures gets its own monomorphized copy of the loops).
+/// The run of [`queue_throughput`], with the queue's spin policy `spin` and `put` and `get`
+/// as the parties' operations (each pair of closures gets its own monomorphized copy of
+/// the loops).
 fn queue_throughput_with(
     producers: u64,
     consumers: u64,
     n: u64,
+    spin: SpinPolicy,
     put: impl Fn(&Queue<u64>, u64) + Copy,
     get: impl Fn(&Queue<u64>) -> u64 + Copy,
 ) -> Duration {
     let arena = Arena::anonymous(1 << 20).unwrap();
     let mut q = Queue::<u64>::new_in(&arena, CAP).unwrap();
-    // Spin (PAUSE, then yield) for longer before sleeping, as crossbeam's side never sleeps:
-    // on a full / empty ring each side yields, like the baseline's `yield_now` loop.
-    q.set_spin(SpinPolicy::rounds(THROUGHPUT_SPIN_ROUNDS));
+    // The callers spin (PAUSE, then yield) for longer than the default before sleeping, as
+    // crossbeam's side never sleeps: on a full / empty ring each side yields, like the
+    // baseline's `yield_now` loop; or not at all (`queue_throughput_sleeping`).
+    q.set_spin(spin);
     let gate = Gate::new();
     let per_p = n / producers;
     let per_c = per_p * producers / consumers;
@@ -672,7 +697,7 @@ fn main() {
         b.iter_custom(|iters| (0..iters).map(|_| queue_throughput(1, 1, n)).sum())
     });
     // The same parties and the same n against crossbeam, with each subject loop.
-    let pairs: [(&str, u64, Throughput); 3] = [
+    let pairs: [(&str, u64, Throughput); 4] = [
         (
             "queue SPSC throughput vs crossbeam ArrayQueue (threads)",
             1,
@@ -687,6 +712,11 @@ fn main() {
             "queue MPMC 2x2 throughput, try_put/try_get + yield (the baseline's loop), vs crossbeam",
             2,
             queue_throughput_try_yield,
+        ),
+        (
+            "queue MPMC 2x2 throughput, parties that sleep at once (SpinPolicy::NEVER), vs crossbeam",
+            2,
+            queue_throughput_sleeping,
         ),
     ];
     for (name, parties, subject) in pairs {

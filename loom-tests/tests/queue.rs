@@ -244,6 +244,28 @@ fn spmc_one_message_then_close_wakes_both() {
     });
 }
 
+/// Two consumers sleep on an empty ring; two messages: each consumer gets one. A signal
+/// is not addressed (`Waiters`): the first publish may signal while both sleep, the
+/// second finds a consumer that took the first signal's place, or none left waiting; no
+/// interleaving leaves a consumer asleep with a message in the ring.
+#[test]
+fn two_sleeping_consumers_two_messages() {
+    model_2(|| {
+        let q = Q::new(2);
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                let q = q.clone();
+                thread::spawn(move || q.get())
+            })
+            .collect();
+        assert!(q.put(1));
+        assert!(q.put(2));
+        let mut got: Vec<_> = consumers.into_iter().map(|c| c.join().unwrap()).collect();
+        got.sort();
+        assert_eq!(got, vec![Some(1), Some(2)]);
+    });
+}
+
 /// A producer sleeping on a full ring is woken by `close` and gets `Closed`; the message
 /// already in the ring is still delivered.
 #[test]

@@ -79,3 +79,67 @@ fn impossible_message_length_is_corrupt_and_the_queue_goes_on() {
     assert_eq!(q.get_bytes(), Err(GetError::Corrupt));
     assert_eq!(q.get_bytes().unwrap(), b"second");
 }
+
+/// Offsets of the sleep / wake words in the block (`ring::Wake`, on the third line).
+const NOT_EMPTY: usize = 256;
+const GET_WAITERS: usize = 260;
+const NOT_FULL: usize = 264;
+const PUT_WAITERS: usize = 268;
+
+fn word32(base: *mut u8, offset: usize) -> *mut u32 {
+    base.wrapping_add(offset).cast()
+}
+
+/// A party registered to sleep is woken once, not by every claim made before it leaves:
+/// with one consumer registered (as if asleep, or on its way out of the kernel), ten puts
+/// bump the futex word once and leave one signal out; the consumer's leave takes it.
+/// (Before `Waiters`, each of the ten woke again: ten bumps, ten `futex_wake` calls.)
+#[test]
+fn a_registered_consumer_is_woken_once() {
+    let q = Queue::<u64>::new_in(&arena(), 16).unwrap();
+    let base = q.core_for_tests().base_for_tests();
+    // SAFETY: offsets 256 and 260 are `not_empty` and `get_waiters`, u32s of the block's
+    // wake line, written here as a registered consumer would (`Waiters::register`).
+    unsafe { word32(base, GET_WAITERS).write_volatile(1) };
+    for v in 0..10 {
+        q.put(v).unwrap();
+    }
+    // SAFETY: as above.
+    let (bumps, count) = unsafe {
+        (
+            word32(base, NOT_EMPTY).read_volatile(),
+            word32(base, GET_WAITERS).read_volatile(),
+        )
+    };
+    assert_eq!(bumps, 1, "one wake-up for one waiting consumer");
+    assert_eq!(count, 1 << 16, "no consumer waiting, one signal out");
+    // Every message is there, in order: the signals cost nothing.
+    for v in 0..10 {
+        assert_eq!(q.try_get(), Ok(v));
+    }
+}
+
+/// The same on the producer side: one registered producer, ten slots released, one
+/// wake-up.
+#[test]
+fn a_registered_producer_is_woken_once() {
+    let q = Queue::<u64>::new_in(&arena(), 16).unwrap();
+    let base = q.core_for_tests().base_for_tests();
+    for v in 0..10 {
+        q.put(v).unwrap();
+    }
+    // SAFETY: offsets 264 and 268 are `not_full` and `put_waiters` (see above).
+    unsafe { word32(base, PUT_WAITERS).write_volatile(1) };
+    for v in 0..10 {
+        assert_eq!(q.get(), Ok(v));
+    }
+    // SAFETY: as above.
+    let (bumps, count) = unsafe {
+        (
+            word32(base, NOT_FULL).read_volatile(),
+            word32(base, PUT_WAITERS).read_volatile(),
+        )
+    };
+    assert_eq!(bumps, 1);
+    assert_eq!(count, 1 << 16);
+}
