@@ -224,22 +224,33 @@ fn mpmc_two_by_two() {
     });
 }
 
+/// `n` threads, each blocking for one message of `q`.
+fn consumers(q: &Arc<Q>, n: usize) -> Vec<thread::JoinHandle<Option<u64>>> {
+    (0..n)
+        .map(|_| {
+            let q = q.clone();
+            thread::spawn(move || q.get())
+        })
+        .collect()
+}
+
+/// What the `consumers` got, sorted.
+fn joined(consumers: Vec<thread::JoinHandle<Option<u64>>>) -> Vec<Option<u64>> {
+    let mut got: Vec<_> = consumers.into_iter().map(|c| c.join().unwrap()).collect();
+    got.sort();
+    got
+}
+
 /// Two consumers sleep on an empty ring; one message, then close: exactly one consumer
 /// gets the message, the other is woken by the close (no lost wake-up, no duplicate).
 #[test]
 fn spmc_one_message_then_close_wakes_both() {
     model_2(|| {
         let q = Q::new(1);
-        let consumers: Vec<_> = (0..2)
-            .map(|_| {
-                let q = q.clone();
-                thread::spawn(move || q.get())
-            })
-            .collect();
+        let consumers = consumers(&q, 2);
         assert!(q.put(1));
         q.ring.close(&*q);
-        let mut got: Vec<_> = consumers.into_iter().map(|c| c.join().unwrap()).collect();
-        got.sort();
+        let got = joined(consumers);
         assert_eq!(got, vec![None, Some(1)]);
     });
 }
@@ -252,16 +263,10 @@ fn spmc_one_message_then_close_wakes_both() {
 fn two_sleeping_consumers_two_messages() {
     model_2(|| {
         let q = Q::new(2);
-        let consumers: Vec<_> = (0..2)
-            .map(|_| {
-                let q = q.clone();
-                thread::spawn(move || q.get())
-            })
-            .collect();
+        let consumers = consumers(&q, 2);
         assert!(q.put(1));
         assert!(q.put(2));
-        let mut got: Vec<_> = consumers.into_iter().map(|c| c.join().unwrap()).collect();
-        got.sort();
+        let got = joined(consumers);
         assert_eq!(got, vec![Some(1), Some(2)]);
     });
 }

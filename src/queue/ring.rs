@@ -408,70 +408,40 @@ impl Waiters {
     fn register(count: &AtomicU32) -> bool {
         // Relaxed: a count; the caller's SeqCst fence orders it before its look (SYNC
         // POINT with `registered`).
-        let mut w = count.load(Ordering::Relaxed);
-        loop {
-            if Self::waiting(w) == Self::HALF {
-                return false;
-            }
-            // Relaxed: as above.
-            match count.compare_exchange_weak(
-                w,
-                w + Self::WAITING,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return true,
-                Err(x) => w = x,
-            }
-        }
+        count
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                (Self::waiting(w) < Self::HALF).then_some(w + Self::WAITING)
+            })
+            .is_ok()
     }
 
     /// Signals one waiting party; true if there was one (then the caller wakes one).
     fn signal(count: &AtomicU32) -> bool {
         // Relaxed: a count; the wake-up itself is ordered by the bump of the futex word.
-        let mut w = count.load(Ordering::Relaxed);
-        loop {
-            if Self::waiting(w) == 0 {
-                return false;
-            }
-            if Self::signalled(w) == Self::HALF {
-                // No room to count the signal: wake without it (the woken party leaves
-                // by its own registration).
-                return true;
-            }
-            // Relaxed: as above.
-            match count.compare_exchange_weak(
-                w,
-                w - Self::WAITING + Self::SIGNALLED,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return true,
-                Err(x) => w = x,
-            }
+        let r = count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+            // With no room to count the signal, wake without it (the woken party then
+            // leaves by its own registration).
+            (Self::waiting(w) != 0 && Self::signalled(w) < Self::HALF)
+                .then_some(w - Self::WAITING + Self::SIGNALLED)
+        });
+        match r {
+            Ok(_) => true,
+            Err(w) => Self::waiting(w) != 0,
         }
     }
 
     /// A registered party stops waiting: it takes a signal if one is out, else its own
-    /// registration.
+    /// registration. (Neither: only a peer that wrote the word can cause that; nothing
+    /// is taken.)
     fn leave(count: &AtomicU32) {
         // Relaxed: a count (see `signal`).
-        let mut w = count.load(Ordering::Relaxed);
-        loop {
-            let next = if Self::signalled(w) != 0 {
-                w - Self::SIGNALLED
-            } else if Self::waiting(w) != 0 {
-                w - Self::WAITING
+        let _ = count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+            if Self::signalled(w) != 0 {
+                Some(w - Self::SIGNALLED)
             } else {
-                // Nothing to take: only a peer that wrote the word can cause this.
-                return;
-            };
-            // Relaxed: as above.
-            match count.compare_exchange_weak(w, next, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return,
-                Err(x) => w = x,
+                w.checked_sub(Self::WAITING)
             }
-        }
+        });
     }
 }
 
