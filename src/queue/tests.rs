@@ -86,8 +86,22 @@ const GET_WAITERS: usize = 260;
 const NOT_FULL: usize = 264;
 const PUT_WAITERS: usize = 268;
 
-fn word32(base: *mut u8, offset: usize) -> *mut u32 {
-    base.wrapping_add(offset).cast()
+/// Registers one party in the waiter count at `count`, as `Waiters::register` would (the
+/// party never sleeps: it stands for one asleep, or on its way out of the kernel).
+fn register_one(base: *mut u8, count: usize) {
+    // SAFETY: `count` is the offset of a waiter count, a u32 of the block's wake line.
+    unsafe { word(base, count).cast::<u32>().write_volatile(1) };
+}
+
+/// The futex word at `futex` (its bumps) and the waiter count at `count`.
+fn wake_state(base: *mut u8, futex: usize, count: usize) -> (u32, u32) {
+    // SAFETY: both offsets are u32s of the block's wake line.
+    unsafe {
+        (
+            word(base, futex).cast::<u32>().read_volatile(),
+            word(base, count).cast::<u32>().read_volatile(),
+        )
+    }
 }
 
 /// A party registered to sleep is woken once, not by every claim made before it leaves:
@@ -98,19 +112,11 @@ fn word32(base: *mut u8, offset: usize) -> *mut u32 {
 fn a_registered_consumer_is_woken_once() {
     let q = Queue::<u64>::new_in(&arena(), 16).unwrap();
     let base = q.core_for_tests().base_for_tests();
-    // SAFETY: offsets 256 and 260 are `not_empty` and `get_waiters`, u32s of the block's
-    // wake line, written here as a registered consumer would (`Waiters::register`).
-    unsafe { word32(base, GET_WAITERS).write_volatile(1) };
+    register_one(base, GET_WAITERS);
     for v in 0..10 {
         q.put(v).unwrap();
     }
-    // SAFETY: as above.
-    let (bumps, count) = unsafe {
-        (
-            word32(base, NOT_EMPTY).read_volatile(),
-            word32(base, GET_WAITERS).read_volatile(),
-        )
-    };
+    let (bumps, count) = wake_state(base, NOT_EMPTY, GET_WAITERS);
     assert_eq!(bumps, 1, "one wake-up for one waiting consumer");
     assert_eq!(count, 1 << 16, "no consumer waiting, one signal out");
     // Every message is there, in order: the signals cost nothing.
@@ -128,18 +134,11 @@ fn a_registered_producer_is_woken_once() {
     for v in 0..10 {
         q.put(v).unwrap();
     }
-    // SAFETY: offsets 264 and 268 are `not_full` and `put_waiters` (see above).
-    unsafe { word32(base, PUT_WAITERS).write_volatile(1) };
+    register_one(base, PUT_WAITERS);
     for v in 0..10 {
         assert_eq!(q.get(), Ok(v));
     }
-    // SAFETY: as above.
-    let (bumps, count) = unsafe {
-        (
-            word32(base, NOT_FULL).read_volatile(),
-            word32(base, PUT_WAITERS).read_volatile(),
-        )
-    };
+    let (bumps, count) = wake_state(base, NOT_FULL, PUT_WAITERS);
     assert_eq!(bumps, 1);
     assert_eq!(count, 1 << 16);
 }
