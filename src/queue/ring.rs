@@ -410,7 +410,9 @@ impl Waiters {
         // POINT with `registered`).
         count
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
-                (Self::waiting(w) < Self::HALF).then_some(w + Self::WAITING)
+                // `then`, not `then_some`: the sum must not be computed when it could
+                // overflow (a peer may have written the word).
+                (Self::waiting(w) < Self::HALF).then(|| w + Self::WAITING)
             })
             .is_ok()
     }
@@ -421,8 +423,10 @@ impl Waiters {
         let r = count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
             // With no room to count the signal, wake without it (the woken party then
             // leaves by its own registration).
+            // `then`, not `then_some`: with nobody waiting, `w - WAITING` must not be
+            // computed (it underflows).
             (Self::waiting(w) != 0 && Self::signalled(w) < Self::HALF)
-                .then_some(w - Self::WAITING + Self::SIGNALLED)
+                .then(|| w - Self::WAITING + Self::SIGNALLED)
         });
         match r {
             Ok(_) => true,

@@ -142,3 +142,20 @@ fn a_registered_producer_is_woken_once() {
     assert_eq!(bumps, 1);
     assert_eq!(count, 1 << 16);
 }
+
+/// A claim that saw a party waiting, whose party left (woken by another claim, or timed
+/// out) before the claim ended: the publish signals nobody and makes no wake-up.
+#[test]
+fn a_waiter_that_left_before_the_publish_is_not_woken() {
+    let q = Queue::<u64>::new_in(&arena(), 16).unwrap();
+    let base = q.core_for_tests().base_for_tests();
+    register_one(base, GET_WAITERS);
+    let mut loan = q.try_put_loan().unwrap();
+    *loan = 9;
+    // The party leaves between the claim (which saw it) and the commit.
+    // SAFETY: GET_WAITERS is a u32 of the block's wake line (see `register_one`).
+    unsafe { word(base, GET_WAITERS).cast::<u32>().write_volatile(0) };
+    loan.commit();
+    assert_eq!(wake_state(base, NOT_EMPTY, GET_WAITERS), (0, 0));
+    assert_eq!(q.try_get(), Ok(9));
+}
