@@ -17,21 +17,22 @@
 //!
 //! `cargo bench --bench queue` takes about two minutes; `cargo test --benches` seconds.
 //!
-//! Measured on the 2-vCPU machine, median of the per-rep ratios (p10 / p90), 2026-11-23
-//! (third session); the throughput rows as the range of eight runs' medians, as the
-//! machine drifted between them:
+//! Measured on the 2-vCPU machine, median of the per-rep ratios (p10 / p90), or the range
+//! of several runs' medians where the machine drifted between them; 2026-11-23, after the
+//! inlined fast paths of `put` / `get` (`RawRing::push_fast` / `pop_fast`):
 //!
 //! | pair (subject vs baseline)                                   | ratio     | p10 / p90    | subject / baseline       |
 //! |--------------------------------------------------------------|-----------|--------------|--------------------------|
-//! | latency, spinning consumer, vs floor (atomic ping-pong)      | 1.34      | 0.33 / 1.38  | 88 / 65 ns round trip    |
-//! | latency, blocked consumer, vs raw futex ping-pong (pinned)   | 1.09      | 0.94 / 2.34  | 45.6 / 42.4 us round trip |
-//! | uncontended put/get vs try_put/try_get (one process)         | 1.01-1.07 |              | 10.7 / 10.6 ns           |
-//! | SPSC throughput u64 (processes) vs crossbeam ArrayQueue (threads) | 0.44-2.42 |         | 10.6-12.6 / 4.5-61 ns per msg |
-//! | MPMC 2x2 throughput vs crossbeam ArrayQueue                  | 1.21-1.77 |              | 12.7-17.0 / 8.7-9.9 ns per msg |
-//! | MPMC 2x2, try_put / try_get + yield, vs crossbeam            | 1.20-1.71 |              | 11.8-20.1 / 7.5-15.3 ns per msg |
-//! | MPMC 2x2, try + yield, vs crossbeam between processes (two runs) | 1.08-1.09 |           | 11.6 / 10.6-10.8 ns per msg |
-//! | crossbeam MPMC 2x2, processes vs threads (two runs)           | 1.06-1.08 |              | 10.5-11.1 / 9.9-10.7 ns per msg |
-//! | SPSC throughput vs OS pipe (8-byte write / read)             | 0.06      | 0.05 / 0.08  | 16.9 / 283 ns per msg    |
+//! | latency, spinning consumer, vs floor (six runs)              | 1.53-1.62 |              | 96-110 / 63-73 ns round trip |
+//! | latency, blocked consumer, vs raw futex ping-pong (pinned)   | 1.09      | 0.93 / 1.45  | 50.6 / 46.4 us round trip |
+//! | uncontended put/get vs try_put/try_get (one process)         | 1.00      | 0.99 / 1.01  | 8.7 / 8.7 ns             |
+//! | SPSC throughput u64 (processes) vs crossbeam (threads), three runs | 0.58-0.95 |       | 7.9-10.2 / 8.2-17.9 ns per msg |
+//! | MPMC 2x2 throughput vs crossbeam ArrayQueue, four runs       | 1.10-1.17 |              | 11.0-11.2 / 9.8-10.3 ns per msg |
+//! | MPMC 2x2, try_put / try_get + yield, vs crossbeam, four runs | 1.10-1.18 |              | 10.5-10.7 / 9.7-10.2 ns per msg |
+//! | MPMC 2x2, SpinPolicy::NEVER, vs crossbeam, four runs         | 2.17-2.31 |              | 21.1-21.2 / 9.6-9.9 ns per msg |
+//! | MPMC 2x2, try + yield, vs crossbeam between processes, four runs | 1.03-1.21 |          | 10.6-10.7 / 10.2-10.3 ns per msg |
+//! | crossbeam MPMC 2x2, processes vs threads, four runs          | 1.04-1.12 |              | 10.2-10.7 / 9.6-9.8 ns per msg |
+//! | SPSC throughput vs OS pipe (8-byte write / read)             | 0.05      | 0.04 / 0.05  | 12.2 / 260 ns per msg    |
 //!
 //! The blocked pair pins the parent to CPU 0 and the child to CPU 1, for the queue and
 //! for the futex baseline (`common::Pinned`). Unpinned it measured the scheduler: one run
@@ -42,14 +43,11 @@
 //! until 2026-11-23 it spun, which on two cores took a CPU from the parties it timed and
 //! made crossbeam's yielding threads look 20x slower than they are (the old "MPMC 0.20x").
 //!
-//! Throughput against the "at least crossbeam" target: SPSC, our side holds ~11 ns per
-//! message while crossbeam's moves between modes (~4.5 to ~60 ns), so the ratio follows
-//! the baseline (median of eight runs ~1.0; ~2.4x against crossbeam's fast mode). MPMC
-//! misses it by 1.2-1.8x, with the blocking calls and with the baseline's loop alike; of
-//! that, ~1.07x is processes against threads (crossbeam's own ring loses it when moved to
-//! processes) and ~1.08x is our ring against crossbeam's in the same setting (fourth
-//! session, two runs).
-//! Until 2026-11-23 the blocking `get` cost twice `try_get` (a store-forwarding stall, see
+//! Throughput against the "at least crossbeam" target: SPSC meets it. MPMC misses it by
+//! 1.10-1.18x, with the blocking calls and with the baseline's loop alike; of that,
+//! 1.04-1.12x is processes against threads (crossbeam's own ring loses it when moved to
+//! processes). Before the fast paths the MPMC pairs measured 1.37-1.47x; until earlier
+//! that day the blocking `get` cost twice `try_get` (a store-forwarding stall, see
 //! `RawRing::push_step`) and the blocking pairs measured ~2.4-2.8x.
 #[path = "common/mod.rs"]
 mod common;

@@ -39,6 +39,34 @@ const BYTES_HEADER: usize = 16;
 /// The largest alignment a message type may have.
 const MAX_ALIGN: usize = 128;
 
+/// `(payload_off, stride)` of a slot with a `header`-byte header and a `payload`-byte
+/// message aligned to `align` (a power of two), or `None` if it overflows.
+const fn slot_layout(header: usize, payload: usize, align: usize) -> Option<(usize, usize)> {
+    let payload_off = if header > align { header } else { align };
+    let unit = if align > 8 { align } else { 8 };
+    match payload_off.checked_add(payload) {
+        Some(n) => match n.checked_next_multiple_of(unit) {
+            Some(stride) => Some((payload_off, stride)),
+            None => None,
+        },
+        None => None,
+    }
+}
+
+/// `(payload_off, stride)` of a typed queue of `T`, as [`Geometry::new`] computes them, or
+/// `(0, 0)` for a `T` too large for any queue (whose geometry, and so whose queue, can
+/// never be made).
+pub(crate) const fn typed_layout<T>() -> (usize, usize) {
+    match slot_layout(
+        TYPED_HEADER,
+        core::mem::size_of::<T>(),
+        core::mem::align_of::<T>(),
+    ) {
+        Some(l) => l,
+        None => (0, 0),
+    }
+}
+
 /// Process-local, validated geometry of the slot array.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Geometry {
@@ -77,13 +105,9 @@ impl Geometry {
         } else {
             TYPED_HEADER
         };
-        let payload_off = header.max(align);
-        let stride = payload_off
-            .checked_add(payload)
-            .and_then(|n| n.checked_next_multiple_of(align.max(8)))
-            .ok_or_else(|| {
-                Error::InvalidArgument(format!("message of {payload} bytes is too large"))
-            })?;
+        let (payload_off, stride) = slot_layout(header, payload, align).ok_or_else(|| {
+            Error::InvalidArgument(format!("message of {payload} bytes is too large"))
+        })?;
         let g = Geometry {
             cap,
             stride,
@@ -218,16 +242,24 @@ impl Core {
     /// Start of slot `index`.
     #[inline]
     fn slot_ptr(&self, index: u64) -> *mut u8 {
+        // SAFETY: the geometry's own stride.
+        unsafe { self.slot_at(index, self.geo.stride) }
+    }
+
+    /// Start of slot `index`, with the stride passed in (a constant, for [`Fixed`]).
+    ///
+    /// # Safety
+    /// `stride` is `self.geo.stride`.
+    #[inline(always)]
+    unsafe fn slot_at(&self, index: u64, stride: usize) -> *mut u8 {
+        debug_assert_eq!(stride, self.geo.stride);
         // Checked again here (the ring already masks and checks): a bad index must never
         // become an address.
         assert!(index < self.geo.cap, "slot index out of range");
-        // SAFETY: index < cap, and the block holds SLOTS_OFFSET + cap * stride bytes
-        // (checked at create / open), so the slot is inside the block.
-        unsafe {
-            self.raw
-                .base()
-                .add(SLOTS_OFFSET + index as usize * self.geo.stride)
-        }
+        // SAFETY: index < cap, `stride` is the geometry's (the caller's contract), and the
+        // block holds SLOTS_OFFSET + cap * stride bytes (checked at create / open), so the
+        // slot is inside the block.
+        unsafe { self.raw.base().add(SLOTS_OFFSET + index as usize * stride) }
     }
 
     /// The length word of a claimed slot of a byte queue.
@@ -262,6 +294,29 @@ impl Core {
         match wait {
             Wait::Never => self.ring().try_pop_claim(self),
             Wait::Until(d) => self.ring().pop_claim(self, d, self.spin),
+        }
+    }
+
+    /// True if `layout` (`(payload_off, stride)`) is this queue's slot layout: the check
+    /// a typed handle makes once, when it is made, before it calls [`fixed`](Self::fixed).
+    pub(crate) fn fixed_layout_matches(&self, layout: (usize, usize)) -> bool {
+        layout == (self.geo.payload_off, self.geo.stride)
+    }
+
+    /// A view of the slots whose layout is `layout`, a constant of the caller's type:
+    /// every slot address is then a shift and an add, where [`Core`]'s own [`Slots`]
+    /// multiplies by the stride it loads from the geometry (an `imul`, three cycles on the
+    /// path from the index to the stamp, in every claim).
+    ///
+    /// # Safety
+    /// [`fixed_layout_matches(layout)`](Self::fixed_layout_matches) is true.
+    #[inline(always)]
+    pub(crate) unsafe fn fixed(&self, layout: (usize, usize)) -> Fixed<'_> {
+        debug_assert!(self.fixed_layout_matches(layout));
+        Fixed {
+            core: self,
+            payload_off: layout.0,
+            stride: layout.1,
         }
     }
 
@@ -323,6 +378,55 @@ impl Core {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.ring().is_closed(self)
+    }
+}
+
+/// [`Core`]'s slots with a layout the compiler knows (made by [`Core::fixed`], whose
+/// contract is that the layout is the geometry's).
+pub(crate) struct Fixed<'a> {
+    core: &'a Core,
+    payload_off: usize,
+    stride: usize,
+}
+
+impl Fixed<'_> {
+    /// Start of slot `index` (`Core::slot_ptr`).
+    #[inline(always)]
+    fn slot_ptr(&self, index: u64) -> *mut u8 {
+        // SAFETY: `stride` is the geometry's (the contract of `Core::fixed`).
+        unsafe { self.core.slot_at(index, self.stride) }
+    }
+
+    /// The payload of a claimed slot (`Core::payload_ptr`).
+    #[inline(always)]
+    pub(crate) fn payload_ptr(&self, c: &Claim) -> *mut u8 {
+        // SAFETY: `payload_off` is the geometry's (the contract of `Core::fixed`), and
+        // payload_off + payload <= stride, so the payload is inside the slot.
+        unsafe { self.slot_ptr(c.index).add(self.payload_off) }
+    }
+
+    #[inline(always)]
+    pub(crate) fn ring(&self) -> &RawRing {
+        self.core.ring()
+    }
+}
+
+impl Slots for Fixed<'_> {
+    #[inline(always)]
+    fn capacity(&self) -> u64 {
+        self.core.geo.cap
+    }
+
+    #[inline(always)]
+    fn mark_bit(&self) -> u64 {
+        self.core.mark_bit
+    }
+
+    #[inline(always)]
+    fn stamp(&self, index: u64) -> &AtomicU64 {
+        // SAFETY: as in `Core::stamp`: an in-bounds, 8-aligned address, the stamp only
+        // accessed atomically, living as long as the core's block.
+        unsafe { &*self.slot_ptr(index).cast::<AtomicU64>() }
     }
 }
 

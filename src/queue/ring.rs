@@ -46,7 +46,10 @@
 //! A producer claims by CAS-ing `tail` forward, writes the slot, then *publishes* by
 //! storing `p + 1` (Release). A consumer claims by CAS-ing `head` forward, reads the slot,
 //! then *releases* it by storing `p + one_lap` (Release). Between claim and publish /
-//! release the slot belongs to one party: that window is a loan.
+//! release the slot belongs to one party: that window is a loan. Every claim first makes
+//! one attempt at the common case, inlined into its caller (`push_fast` / `pop_fast`: the
+//! slot is ready and the CAS wins); anything else goes to the full loop (`push_step` /
+//! `pop_step`), which retries, backs off and tells the cases apart.
 //!
 //! Every index read from shared memory is checked (`index < cap`) before it reaches
 //! [`Slots::stamp`]. A stamp whose index field is neither the slot's index nor the next
@@ -506,9 +509,55 @@ impl RawRing {
     /// # Errors
     /// [`RingError::Full`] (also while the consumer of the previous lap still reads the
     /// slot), [`RingError::Closed`], [`RingError::Corrupt`].
-    #[inline]
+    #[inline(always)]
     pub fn try_push_claim(&self, s: &impl Slots) -> Result<Claim, RingError> {
+        match self.push_fast(s) {
+            Some(c) => Ok(c),
+            None => self.try_push_claim_slow(s),
+        }
+    }
+
+    #[inline(never)]
+    fn try_push_claim_slow(&self, s: &impl Slots) -> Result<Claim, RingError> {
         self.push_step(s).map_err(Stop::for_push)
+    }
+
+    /// The common case of a push claim, one attempt: the tail is open and in range, its
+    /// slot is free for this lap, and the CAS wins. `None` for anything else (full, a
+    /// lost race, closed, corrupt), with nothing done: the caller then takes the full
+    /// path (`push_step`), which decides. Inlined into every put, where the full path is
+    /// not: the full loop, with its backoff and corruption checks, saved and restored six
+    /// registers per call (see `Queue::put_with` for what that cost).
+    #[inline(always)]
+    pub fn push_fast(&self, s: &impl Slots) -> Option<Claim> {
+        let cap = s.capacity();
+        let (mark_bit, one_lap) = geometry(s);
+        // Relaxed: only a guess; the CAS below (and the stamp's Acquire) decide.
+        let tail = self.tail.0.load(Ordering::Relaxed);
+        let index = tail & (mark_bit - 1);
+        if tail & mark_bit != 0 || index >= cap {
+            return None;
+        }
+        // Acquire: pairs with the Release store in `release` (as in `push_step`).
+        if s.stamp(index).load(Ordering::Acquire) != tail {
+            return None;
+        }
+        let new_tail = if index + 1 < cap {
+            tail.wrapping_add(1)
+        } else {
+            (tail & !(one_lap - 1)).wrapping_add(one_lap)
+        };
+        // SeqCst: as in `push_step`.
+        self.tail
+            .0
+            .compare_exchange_weak(tail, new_tail, Ordering::SeqCst, Ordering::Relaxed)
+            .ok()?;
+        Some(Claim {
+            index,
+            stamp: tail.wrapping_add(1),
+            skip: false,
+            wake: registered(&self.wake.0.get_waiters),
+        })
     }
 
     // Always inlined, here and in `pop_step`: out of line, the `Result<Claim, Stop>` went
@@ -599,9 +648,53 @@ impl RawRing {
     /// # Errors
     /// [`RingError::Empty`] (also while its producer still writes the next slot),
     /// [`RingError::Closed`] when closed and drained, [`RingError::Corrupt`].
-    #[inline]
+    #[inline(always)]
     pub fn try_pop_claim(&self, s: &impl Slots) -> Result<Claim, RingError> {
+        match self.pop_fast(s) {
+            Some(c) => Ok(c),
+            None => self.try_pop_claim_slow(s),
+        }
+    }
+
+    #[inline(never)]
+    fn try_pop_claim_slow(&self, s: &impl Slots) -> Result<Claim, RingError> {
         self.pop_step(s).map_err(Stop::for_pop)
+    }
+
+    /// The common case of a pop claim, one attempt: the slot at `head` holds a message
+    /// of this lap (not a skipped loan) and the CAS wins. `None` for anything else, with
+    /// nothing done (see `push_fast`).
+    #[inline(always)]
+    pub fn pop_fast(&self, s: &impl Slots) -> Option<Claim> {
+        let cap = s.capacity();
+        let (mark_bit, one_lap) = geometry(s);
+        // Relaxed: only a guess; the CAS below (and the stamp's Acquire) decide.
+        let head = self.head.0.load(Ordering::Relaxed);
+        let index = head & (mark_bit - 1);
+        if head & mark_bit != 0 || index >= cap {
+            return None;
+        }
+        // Acquire: pairs with the Release store in `publish` (as in `pop_step`). An exact
+        // match: a skipped slot (marked stamp) takes the full path.
+        if s.stamp(index).load(Ordering::Acquire) != head.wrapping_add(1) {
+            return None;
+        }
+        let new_head = if index + 1 < cap {
+            head.wrapping_add(1)
+        } else {
+            (head & !(one_lap - 1)).wrapping_add(one_lap)
+        };
+        // SeqCst: as in `pop_step`.
+        self.head
+            .0
+            .compare_exchange_weak(head, new_head, Ordering::SeqCst, Ordering::Relaxed)
+            .ok()?;
+        Some(Claim {
+            index,
+            stamp: head.wrapping_add(one_lap),
+            skip: false,
+            wake: registered(&self.wake.0.put_waiters),
+        })
     }
 
     // Always inlined: see `push_step`.
@@ -694,8 +787,8 @@ impl RawRing {
         futex::progress();
         // The claim saw a registered consumer (`registered`, SYNC POINT with `wait_for`):
         // wake one, unless every waiting consumer was signalled since (`Waiters`).
-        if claim.wake && Waiters::signal(&self.wake.0.get_waiters) {
-            self.bump_and_wake(&self.wake.0.not_empty, false);
+        if claim.wake {
+            self.signal_and_wake(&self.wake.0.get_waiters, &self.wake.0.not_empty);
         }
     }
 
@@ -722,8 +815,19 @@ impl RawRing {
         s.stamp(claim.index).store(claim.stamp, Ordering::Release);
         futex::progress();
         // The claim saw a registered producer (see `publish`).
-        if claim.wake && Waiters::signal(&self.wake.0.put_waiters) {
-            self.bump_and_wake(&self.wake.0.not_full, false);
+        if claim.wake {
+            self.signal_and_wake(&self.wake.0.put_waiters, &self.wake.0.not_full);
+        }
+    }
+
+    /// The end of a claim that saw a party of the other side registered on `waiters`:
+    /// signals one and wakes it on `word`, unless every waiting party was signalled since
+    /// ([`Waiters`]). Out of line: a publish / release without sleepers stays a store and
+    /// a test.
+    #[cold]
+    fn signal_and_wake(&self, waiters: &AtomicU32, word: &AtomicU32) {
+        if Waiters::signal(waiters) {
+            self.bump_and_wake(word, false);
         }
     }
 
@@ -754,6 +858,9 @@ impl RawRing {
         deadline: Option<Instant>,
         spin: SpinPolicy,
     ) -> Result<Claim, RingError> {
+        if let Some(c) = self.push_fast(s) {
+            return Ok(c);
+        }
         match self.push_step(s) {
             Ok(c) => Ok(c),
             Err(e) if e.must_wait() => {
@@ -786,6 +893,9 @@ impl RawRing {
         deadline: Option<Instant>,
         spin: SpinPolicy,
     ) -> Result<Claim, RingError> {
+        if let Some(c) = self.pop_fast(s) {
+            return Ok(c);
+        }
         match self.pop_step(s) {
             Ok(c) => Ok(c),
             Err(e) if e.must_wait() => self

@@ -1,6 +1,6 @@
 //! `Queue<T>`, its loans, `SimpleQueue<T>` and `JoinableQueue<T>`.
 
-use super::core::{Core, Geometry, Wait};
+use super::core::{typed_layout, Core, Fixed, Geometry, Wait};
 use super::error::{GetError, JoinTimeout, PutError, TaskDoneError};
 use super::ring::{Claim, RingError};
 use crate::arena::{fingerprint_sized, Arena, ObjectKind};
@@ -70,6 +70,33 @@ impl<T: Pod> fmt::Debug for Queue<T> {
 const QUEUE_DESC: &str = "Queue";
 
 impl<T: Pod> Queue<T> {
+    /// `(payload_off, stride)` of every `Queue<T>`: [`Self::geometry`] computes the same
+    /// (checked in [`Self::from_core`]), and the fast paths use it as a constant.
+    const LAYOUT: (usize, usize) = typed_layout::<T>();
+
+    /// The slots, with the layout as a constant.
+    #[inline(always)]
+    fn slots(&self) -> Fixed<'_> {
+        // SAFETY: every `Queue<T>` was made by `from_core`, which checked the layout.
+        unsafe { self.core.fixed(Self::LAYOUT) }
+    }
+
+    /// A handle on `core`, whose geometry was made by [`Self::geometry`].
+    fn from_core(core: Core) -> Result<Self> {
+        if !core.fixed_layout_matches(Self::LAYOUT) {
+            // Unreachable: both come from `slot_layout` with the same arguments.
+            return Err(crate::Error::Corrupt(format!(
+                "queue slot layout {:?} is not {:?}",
+                (core.geo().payload_off, core.geo().stride),
+                Self::LAYOUT
+            )));
+        }
+        Ok(Queue {
+            core,
+            _t: PhantomData,
+        })
+    }
+
     fn geometry(capacity: usize) -> Result<Geometry> {
         Geometry::new(
             capacity as u64,
@@ -87,10 +114,7 @@ impl<T: Pod> Queue<T> {
     ) -> Result<Self> {
         let geo = Self::geometry(capacity)?;
         let core = Core::create(arena, name, kind, fingerprint_sized::<T>(), geo, geo.cap)?;
-        Ok(Queue {
-            core,
-            _t: PhantomData,
-        })
+        Self::from_core(core)
     }
 
     pub(crate) fn open_kind(
@@ -102,10 +126,7 @@ impl<T: Pod> Queue<T> {
         let core = Core::open(arena, name, kind, fingerprint_sized::<T>(), desc, |e| {
             Self::geometry(usize::try_from(e.param).unwrap_or(usize::MAX))
         })?;
-        Ok(Queue {
-            core,
-            _t: PhantomData,
-        })
+        Self::from_core(core)
     }
 
     /// A new, empty queue of `capacity` slots in the [global arena](Arena::global).
@@ -188,18 +209,43 @@ impl<T: Pod> Queue<T> {
     // ---------------------------------------------------------------------------------
     // put
 
-    #[inline]
+    // `put_with` and `get_with` try the common case inline (`RawRing::push_fast`,
+    // `RawRing::pop_fast`, on the slots with the layout as a constant) and leave the rest
+    // (waiting, retries, skipped loans, errors) to a function out of line. Measured with
+    // callgrind, a `u64` put plus a get that take their slots at once ran 147
+    // instructions through the full path (which saved and restored six registers per
+    // call, and multiplied by the stride loaded from the geometry), and run 86 now
+    // (crossbeam's `ArrayQueue` push plus pop: 83).
+    #[inline(always)]
     fn put_with(&self, value: T, wait: Wait) -> std::result::Result<(), (RingError, T)> {
+        let s = self.slots();
+        match s.ring().push_fast(&s) {
+            Some(c) => {
+                self.write_and_publish(c, value);
+                Ok(())
+            }
+            None => self.put_slow(value, wait),
+        }
+    }
+
+    #[inline(never)]
+    fn put_slow(&self, value: T, wait: Wait) -> std::result::Result<(), (RingError, T)> {
         match self.core.push_claim(wait) {
             Ok(c) => {
-                // SAFETY: we hold the claim on this slot; its payload has room for a `T`
-                // and is aligned for it (Geometry was made from size_of / align_of T).
-                unsafe { self.core.payload_ptr(&c).cast::<T>().write(value) };
-                self.core.publish(c);
+                self.write_and_publish(c, value);
                 Ok(())
             }
             Err(e) => Err((e, value)),
         }
+    }
+
+    #[inline(always)]
+    fn write_and_publish(&self, c: Claim, value: T) {
+        let s = self.slots();
+        // SAFETY: we hold the claim on this slot; its payload has room for a `T` and is
+        // aligned for it (Geometry was made from size_of / align_of T).
+        unsafe { s.payload_ptr(&c).cast::<T>().write(value) };
+        s.ring().publish(&s, c);
     }
 
     /// Puts `value`, waiting while the queue is full.
@@ -261,15 +307,31 @@ impl<T: Pod> Queue<T> {
     // ---------------------------------------------------------------------------------
     // get
 
-    #[inline]
+    // See `put_with`.
+    #[inline(always)]
     fn get_with(&self, wait: Wait) -> std::result::Result<T, RingError> {
+        let s = self.slots();
+        match s.ring().pop_fast(&s) {
+            Some(c) => Ok(self.read_and_release(c)),
+            None => self.get_slow(wait),
+        }
+    }
+
+    #[inline(never)]
+    fn get_slow(&self, wait: Wait) -> std::result::Result<T, RingError> {
         let c = self.core.pop_message(wait)?;
-        // SAFETY: we hold the claim on a published slot (Acquire on its stamp pairs with
-        // the producer's Release publish); the payload is aligned and large enough for
-        // `T`, and any bytes are a valid `T` (Pod).
-        let v = unsafe { self.core.payload_ptr(&c).cast::<T>().read() };
-        self.core.release(c);
-        Ok(v)
+        Ok(self.read_and_release(c))
+    }
+
+    #[inline(always)]
+    fn read_and_release(&self, c: Claim) -> T {
+        let s = self.slots();
+        // SAFETY: we hold the claim on a published slot with a message in it (Acquire on
+        // its stamp pairs with the producer's Release publish); the payload is aligned
+        // and large enough for `T`, and any bytes are a valid `T` (Pod).
+        let v = unsafe { s.payload_ptr(&c).cast::<T>().read() };
+        s.ring().release(&s, c);
+        v
     }
 
     /// Takes the oldest value, waiting while the queue is empty.
