@@ -300,6 +300,17 @@ fn geometry(s: &impl Slots) -> (u64, u64) {
     (mark_bit, mark_bit * 2)
 }
 
+/// The position after `pos` (whose slot is `index`): the next slot of the same lap, or
+/// slot 0 of the next lap.
+#[inline(always)]
+fn next_position(pos: u64, index: u64, cap: u64, one_lap: u64) -> u64 {
+    if index + 1 < cap {
+        pos.wrapping_add(1)
+    } else {
+        (pos & !(one_lap - 1)).wrapping_add(one_lap)
+    }
+}
+
 /// True if `stamp` (its mark cleared) could be a stamp of the slot at `index`: its index
 /// field is `index` (free, released) or `index + 1` (published).
 #[inline]
@@ -530,34 +541,7 @@ impl RawRing {
     /// registers per call (see `Queue::put_with` for what that cost).
     #[inline(always)]
     pub fn push_fast(&self, s: &impl Slots) -> Option<Claim> {
-        let cap = s.capacity();
-        let (mark_bit, one_lap) = geometry(s);
-        // Relaxed: only a guess; the CAS below (and the stamp's Acquire) decide.
-        let tail = self.tail.0.load(Ordering::Relaxed);
-        let index = tail & (mark_bit - 1);
-        if tail & mark_bit != 0 || index >= cap {
-            return None;
-        }
-        // Acquire: pairs with the Release store in `release` (as in `push_step`).
-        if s.stamp(index).load(Ordering::Acquire) != tail {
-            return None;
-        }
-        let new_tail = if index + 1 < cap {
-            tail.wrapping_add(1)
-        } else {
-            (tail & !(one_lap - 1)).wrapping_add(one_lap)
-        };
-        // SeqCst: as in `push_step`.
-        self.tail
-            .0
-            .compare_exchange_weak(tail, new_tail, Ordering::SeqCst, Ordering::Relaxed)
-            .ok()?;
-        Some(Claim {
-            index,
-            stamp: tail.wrapping_add(1),
-            skip: false,
-            wake: registered(&self.wake.0.get_waiters),
-        })
+        self.claim_fast(s, Side::Push)
     }
 
     // Always inlined, here and in `pop_step`: out of line, the `Result<Claim, Stop>` went
@@ -583,12 +567,7 @@ impl RawRing {
             if index >= cap {
                 return Err(Stop::Corrupt);
             }
-            let lap = tail & !(one_lap - 1);
-            let new_tail = if index + 1 < cap {
-                tail.wrapping_add(1)
-            } else {
-                lap.wrapping_add(one_lap)
-            };
+            let new_tail = next_position(tail, index, cap, one_lap);
             // Acquire: pairs with the Release store in `release` of the consumer of the
             // previous lap, so its reads of the slot are done before we write it.
             let stamp = s.stamp(index).load(Ordering::Acquire);
@@ -666,34 +645,44 @@ impl RawRing {
     /// nothing done (see `push_fast`).
     #[inline(always)]
     pub fn pop_fast(&self, s: &impl Slots) -> Option<Claim> {
+        self.claim_fast(s, Side::Pop)
+    }
+
+    /// `push_fast` / `pop_fast`: one side's index, the stamp its slot must hold (`pos`:
+    /// free; `pos + 1`: published, exactly, so a skipped slot takes the full path) and the
+    /// stamp that ends the claim (`pos + 1`: published; `pos + one_lap`: released).
+    #[inline(always)]
+    fn claim_fast(&self, s: &impl Slots, side: Side) -> Option<Claim> {
         let cap = s.capacity();
         let (mark_bit, one_lap) = geometry(s);
-        // Relaxed: only a guess; the CAS below (and the stamp's Acquire) decide.
-        let head = self.head.0.load(Ordering::Relaxed);
-        let index = head & (mark_bit - 1);
-        if head & mark_bit != 0 || index >= cap {
-            return None;
-        }
-        // Acquire: pairs with the Release store in `publish` (as in `pop_step`). An exact
-        // match: a skipped slot (marked stamp) takes the full path.
-        if s.stamp(index).load(Ordering::Acquire) != head.wrapping_add(1) {
-            return None;
-        }
-        let new_head = if index + 1 < cap {
-            head.wrapping_add(1)
-        } else {
-            (head & !(one_lap - 1)).wrapping_add(one_lap)
+        let (at, ready, done, other_waiters) = match side {
+            Side::Push => (&self.tail.0, 0, 1, &self.wake.0.get_waiters),
+            Side::Pop => (&self.head.0, 1, one_lap, &self.wake.0.put_waiters),
         };
-        // SeqCst: as in `pop_step`.
-        self.head
-            .0
-            .compare_exchange_weak(head, new_head, Ordering::SeqCst, Ordering::Relaxed)
-            .ok()?;
+        // Relaxed: only a guess; the CAS below (and the stamp's Acquire) decide.
+        let pos = at.load(Ordering::Relaxed);
+        let index = pos & (mark_bit - 1);
+        if pos & mark_bit != 0 || index >= cap {
+            return None;
+        }
+        // Acquire: pairs with the Release store in `release` (push) or `publish` (pop), as
+        // in `push_step` / `pop_step`.
+        if s.stamp(index).load(Ordering::Acquire) != pos.wrapping_add(ready) {
+            return None;
+        }
+        // SeqCst: as in `push_step` / `pop_step`.
+        at.compare_exchange_weak(
+            pos,
+            next_position(pos, index, cap, one_lap),
+            Ordering::SeqCst,
+            Ordering::Relaxed,
+        )
+        .ok()?;
         Some(Claim {
             index,
-            stamp: head.wrapping_add(one_lap),
+            stamp: pos.wrapping_add(done),
             skip: false,
-            wake: registered(&self.wake.0.put_waiters),
+            wake: registered(other_waiters),
         })
     }
 
@@ -711,18 +700,13 @@ impl RawRing {
             if index >= cap || head & mark_bit != 0 {
                 return Err(Stop::Corrupt);
             }
-            let lap = head & !(one_lap - 1);
             // Acquire: pairs with the Release store in `publish`: the message written
             // before it is visible to us.
             let stamp = s.stamp(index).load(Ordering::Acquire);
             // A skipped slot is a published one here (module docs).
             let unmarked = stamp & !mark_bit;
             if unmarked == head.wrapping_add(1) {
-                let new_head = if index + 1 < cap {
-                    head.wrapping_add(1)
-                } else {
-                    lap.wrapping_add(one_lap)
-                };
+                let new_head = next_position(head, index, cap, one_lap);
                 // SeqCst: see `try_push_claim`.
                 match self.head.0.compare_exchange_weak(
                     head,
