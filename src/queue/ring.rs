@@ -670,7 +670,8 @@ impl RawRing {
         if s.stamp(index).load(Ordering::Acquire) != pos.wrapping_add(ready) {
             return None;
         }
-        // SeqCst: as in `push_step` / `pop_step`.
+        // SeqCst: as in `push_step` / `pop_step`. Relaxed on failure: the value read is
+        // not used (the full path starts over).
         at.compare_exchange_weak(
             pos,
             next_position(pos, index, cap, one_lap),
