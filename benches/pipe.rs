@@ -4,10 +4,12 @@
 //!
 //! The round trip is also measured against a *two-line* floor (ping on one line, pong on
 //! another: what a channel with a ring per direction costs at least), and that floor
-//! against the one-word floor. Two runs of 2026-11-23 after the straight-line receive
-//! (`RawRing::recv_small`), in the machine's usual phase: the pipe 2.26x and 2.43x the
-//! floor, 1.81x and 2.13x the two-line floor; the two-line floor 1.64x and 1.04x the floor
-//! (the machine's phase moves it).
+//! against the one-word floor. Runs of 2026-11-23 after the straight-line send and receive
+//! (`RawRing::send_small`, `RawRing::recv_small`), in the machine's usual phase (the floor
+//! at 66-72 ns): the pipe 1.95-2.28x the floor (thirteen runs, median 2.12; the build
+//! before, alternated with it, 2.48-2.68x), 1.30-1.87x the two-line floor; the two-line
+//! floor 1.04-1.64x the floor. The phase moves the floor itself from 28 to 800 ns (see the
+//! README), so compare runs whose floors agree.
 //!
 //! `cargo bench --bench pipe` (about 2 minutes); `cargo test --benches` runs it once, tiny.
 

@@ -27,7 +27,7 @@
 
 use crate::arena::{fingerprint, Arena, ObjectKind, Shm};
 use crate::error::Result;
-use crate::owner::{Liveness, Procfs, PID_MASK};
+use crate::owner::{Liveness, Procfs, IDENT_PID_SHIFT, IDENT_START_MASK, PID_MASK};
 use crate::sync::futex::{self, WaitResult};
 use crate::sync::{time, AtomicU32, AtomicU64, Ordering};
 use crate::SpinPolicy;
@@ -56,16 +56,6 @@ pub enum Acquired {
     Normal,
     /// The previous holder died holding it; we hold it now.
     OwnerDied,
-}
-
-/// `owner_start` holds the holder's pid above this bit and its start time below.
-const IDENT_PID_SHIFT: u32 = 40;
-const IDENT_START_MASK: u64 = (1 << IDENT_PID_SHIFT) - 1;
-
-/// A holder's identity: pid and start time (in clock ticks: 2^40 of them are centuries).
-#[inline]
-fn ident(pid: u32, start: u64) -> u64 {
-    (u64::from(pid) << IDENT_PID_SHIFT) | (start & IDENT_START_MASK)
 }
 
 /// The lock's shared state: the word described in the module docs, and the holder's
@@ -115,8 +105,7 @@ impl RawLock {
     fn record_start(&self, who: &impl Liveness) {
         // Relaxed: read only by `recover`, which tolerates a stale value: the word names
         // its pid, and a value that names another pid than the holder's is ignored.
-        self.owner_start
-            .store(ident(who.me(), who.my_start()), Ordering::Relaxed);
+        self.owner_start.store(who.my_ident(), Ordering::Relaxed);
     }
 
     /// Like [`try_lock`](Self::try_lock), but takes over a lock whose holder is dead.

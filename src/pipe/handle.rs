@@ -10,6 +10,7 @@ use crate::owner::Procfs;
 use crate::SpinPolicy;
 use std::fmt;
 use std::os::fd::BorrowedFd;
+use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 /// Plain-data values up to this size are received through a buffer on the stack.
@@ -36,6 +37,20 @@ pub struct RawPipe {
 
 #[repr(C, align(128))]
 struct PaddedLock(RawLock);
+
+impl RawPipe {
+    /// Ring `i` (0 or 1; masked, so never out of bounds).
+    #[inline]
+    fn ring(&self, i: usize) -> &RawRing {
+        &self.rings[i & 1]
+    }
+
+    /// The lock of the producer or consumer side of ring `i` (masked as in `ring`).
+    #[inline]
+    fn lock(&self, i: usize, producer: bool) -> &RawLock {
+        &self.locks[2 * (i & 1) + usize::from(!producer)].0
+    }
+}
 
 static_assertions::const_assert_eq!(core::mem::size_of::<RawLock>(), 16);
 static_assertions::const_assert_eq!(core::mem::size_of::<PaddedLock>(), 128);
@@ -142,20 +157,27 @@ impl Pipe {
             // `shm`. Only ring code touches it.
             unsafe { Buf::from_raw(shm.base().add(data + i * capacity), cap) }
         };
-        let side = |ring: usize| Side {
-            ring,
+        let raw: &RawPipe = &shm;
+        let side = |ring: usize, producer: bool| Side {
+            ring: NonNull::from(raw.ring(ring)),
+            lock: NonNull::from(raw.lock(ring, producer)),
             buf: buf(ring),
         };
         // End 0 reads ring 0 and (duplex) writes ring 1; end 1 writes ring 0 and reads
         // ring 1.
         let (rx0, tx0, rx1, tx1) = if duplex {
-            (Some(side(0)), Some(side(1)), Some(side(1)), Some(side(0)))
+            (
+                Some(side(0, false)),
+                Some(side(1, true)),
+                Some(side(1, false)),
+                Some(side(0, true)),
+            )
         } else {
-            (Some(side(0)), None, None, Some(side(0)))
+            (Some(side(0, false)), None, None, Some(side(0, true)))
         };
         let mk = |rx, tx, token| Connection {
             inner: Some(Inner {
-                shm: shm.clone(),
+                _shm: shm.clone(),
                 rx,
                 tx,
                 token,
@@ -168,13 +190,47 @@ impl Pipe {
     }
 }
 
+/// One end's use of one ring: the ring, the lock of this end's side of it (the producer
+/// side for sending, the consumer side for receiving) and the ring's bytes.
+///
+/// The pointers lead into the pipe's block, which the `Inner` holding this `Side` keeps
+/// mapped (its `_shm`); a `Side` exists only inside one. They are worked out once, in
+/// `Pipe::new_in`: from the ring's index, on every message, they cost a dozen
+/// instructions of the small-message round trip.
 struct Side {
-    ring: usize,
+    ring: NonNull<RawRing>,
+    lock: NonNull<RawLock>,
     buf: Buf,
 }
 
+// SAFETY: the pointers lead to a `RawRing` and a `RawLock`, which are `Sync` (their shared
+// state is all atomics) and live in shared memory that the owning `Inner` keeps mapped;
+// `Buf` is `Send + Sync` for the same reason.
+unsafe impl Send for Side {}
+// SAFETY: as above.
+unsafe impl Sync for Side {}
+
+impl Side {
+    /// The ring.
+    #[inline(always)]
+    fn ring(&self) -> &RawRing {
+        // SAFETY: `ring` was made from a reference into the block that the owning
+        // `Inner`'s `_shm` maps (`Pipe::new_in`), which stays mapped while that `Inner`,
+        // and so `self`, lives; the ring is only accessed through atomics.
+        unsafe { self.ring.as_ref() }
+    }
+
+    /// This end's lock of its side of the ring.
+    #[inline(always)]
+    fn lock(&self) -> &RawLock {
+        // SAFETY: as in `ring`.
+        unsafe { self.lock.as_ref() }
+    }
+}
+
 struct Inner {
-    shm: Shm<RawPipe>,
+    /// Keeps the pipe's block mapped: the `Side`s point into it.
+    _shm: Shm<RawPipe>,
     rx: Option<Side>,
     tx: Option<Side>,
     token: Token,
@@ -205,18 +261,18 @@ impl fmt::Debug for Connection {
     }
 }
 
-/// Holds one side of a ring; on drop, marks the ring broken if a message was left
-/// half-done (a panic in a zero-copy fill, or corrupt state), then unlocks.
-struct Held<'a> {
+/// Holds one side of a ring (the producer side if `PRODUCER`); on drop, marks the ring
+/// broken if a message was left half-done (a panic in a zero-copy fill, or corrupt
+/// state), then unlocks.
+struct Held<'a, const PRODUCER: bool> {
     lock: &'a RawLock,
     ring: &'a RawRing,
-    producer: bool,
 }
 
-impl Drop for Held<'_> {
+impl<const PRODUCER: bool> Drop for Held<'_, PRODUCER> {
     #[inline]
     fn drop(&mut self) {
-        let mid = if self.producer {
+        let mid = if PRODUCER {
             self.ring.tx_mid()
         } else {
             self.ring.rx_mid()
@@ -252,40 +308,51 @@ impl Sink for VecSink {
 }
 
 impl Inner {
-    fn raw(&self) -> &RawPipe {
-        &self.shm
+    /// Takes this end's side of the ring of `s` if it is free now (one CAS): the fast
+    /// paths' lock. Taken this way, the previous holder let go normally, so there is
+    /// nothing to repair.
+    #[inline(always)]
+    fn try_hold<const PRODUCER: bool>(s: &Side) -> Option<Held<'_, PRODUCER>> {
+        let lock = s.lock();
+        lock.try_lock(&Procfs).then(|| Held {
+            lock,
+            ring: s.ring(),
+        })
     }
 
-    #[inline]
-    fn hold(&self, ring: usize, producer: bool) -> Held<'_> {
-        let raw = self.raw();
-        let lock = &raw.locks[2 * ring + usize::from(!producer)].0;
-        let r = &raw.rings[ring];
-        let acquired = if lock.try_lock(&Procfs) {
-            Acquired::Normal
-        } else {
-            lock.lock_slow(&Procfs, None, self.spin)
-                .unwrap_or(Acquired::Normal)
-        };
+    /// Takes this end's side of the ring of `s`, waiting while another holder has it, and
+    /// taking it over from a dead one.
+    #[inline(always)]
+    fn hold<'a, const PRODUCER: bool>(&self, s: &'a Side) -> Held<'a, PRODUCER> {
+        match Self::try_hold(s) {
+            Some(held) => held,
+            None => self.hold_slow(s),
+        }
+    }
+
+    /// [`hold`](Self::hold) when the side is not free at once.
+    #[inline(never)]
+    fn hold_slow<'a, const PRODUCER: bool>(&self, s: &'a Side) -> Held<'a, PRODUCER> {
+        let lock = s.lock();
+        let r = s.ring();
+        let acquired = lock
+            .lock_slow(&Procfs, None, self.spin)
+            .unwrap_or(Acquired::Normal);
         // A holder that died between messages left nothing to repair; one that died
         // mid-message left a frame nobody can finish: the ring is broken for good.
-        if acquired == Acquired::OwnerDied && (if producer { r.tx_mid() } else { r.rx_mid() }) {
+        if acquired == Acquired::OwnerDied && (if PRODUCER { r.tx_mid() } else { r.rx_mid() }) {
             r.set_state(ring::BROKEN);
         }
-        Held {
-            lock,
-            ring: r,
-            producer,
-        }
+        Held { lock, ring: r }
     }
 
     /// The peer end is gone for good: record it on both rings so every copy knows.
     fn peer_gone(&self) {
         if let Some(rx) = &self.rx {
-            self.raw().rings[rx.ring].set_state(ring::WRITER_CLOSED);
+            rx.ring().set_state(ring::WRITER_CLOSED);
         }
         if let Some(tx) = &self.tx {
-            self.raw().rings[tx.ring].set_state(ring::READER_CLOSED);
+            tx.ring().set_state(ring::READER_CLOSED);
         }
     }
 }
@@ -322,13 +389,17 @@ impl Connection {
         Ok((i, s))
     }
 
+    /// The general send: any message, any state of the ring (waits for space, streams a
+    /// long message, reports errors). Out of line: `send_bytes` inlines only its fast
+    /// path.
+    #[inline(never)]
     fn send_source(&self, len: u64, src: &mut impl Source) -> std::result::Result<(), SendError> {
         if len > ring::MAX_MESSAGE {
             return Err(SendError::TooLarge(len));
         }
         let (i, s) = self.tx()?;
-        let _held = i.hold(s.ring, true);
-        let r = &i.raw().rings[s.ring];
+        let _held = i.hold::<true>(s);
+        let r = s.ring();
         match r.send(&s.buf, len, src, i.spin, &PeerWatch(&i.token)) {
             Ok(()) => Ok(()),
             Err(RingError::BrokenPipe) => {
@@ -360,6 +431,18 @@ impl Connection {
     /// ```
     #[inline]
     pub fn send_bytes(&self, bytes: &[u8]) -> std::result::Result<(), SendError> {
+        // The fast path: the producer side is free, and the message goes whole into free,
+        // contiguous space of an open ring (`RawRing::send_small`). Anything else, nothing
+        // written, takes the general path.
+        if let Some(i) = &self.inner {
+            if let Some(s) = &i.tx {
+                if let Some(held) = Inner::try_hold::<true>(s) {
+                    if held.ring.send_small(&s.buf, bytes) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
         let mut src = bytes;
         self.send_source(bytes.len() as u64, &mut src)
     }
@@ -406,14 +489,28 @@ impl Connection {
         take: impl FnOnce(&Inner, &Side, &RawRing, u64, C) -> std::result::Result<T, RecvError>,
     ) -> std::result::Result<T, RecvError> {
         let (i, s) = self.rx()?;
-        let _held = i.hold(s.ring, false);
-        let r = &i.raw().rings[s.ring];
-        let spin = match fast(r, &s.buf, i.spin, &mut ctx) {
-            Fast::Done(v) => return Ok(v),
-            // It spun in full and nothing came: look once more, then sleep.
-            Fast::Spun => SpinPolicy::NEVER,
-            Fast::Slow => i.spin,
-        };
+        let held = i.hold::<false>(s);
+        match fast(held.ring, &s.buf, i.spin, &mut ctx) {
+            Fast::Done(v) => Ok(v),
+            f => Self::recv_rest(i, s, held, matches!(f, Fast::Spun), deadline, ctx, take),
+        }
+    }
+
+    /// The rest of [`recv_with`](Self::recv_with) when its fast path did not finish
+    /// (`spun`: it spun in full and nothing came, so look once more, then sleep). Out of
+    /// line, so the fast path keeps its registers.
+    #[inline(never)]
+    fn recv_rest<C, T>(
+        i: &Inner,
+        s: &Side,
+        held: Held<'_, false>,
+        spun: bool,
+        deadline: Option<Instant>,
+        ctx: C,
+        take: impl FnOnce(&Inner, &Side, &RawRing, u64, C) -> std::result::Result<T, RecvError>,
+    ) -> std::result::Result<T, RecvError> {
+        let r = held.ring;
+        let spin = if spun { SpinPolicy::NEVER } else { i.spin };
         let result = match r.peek(&s.buf, deadline, spin, &PeerWatch(&i.token)) {
             Ok(len) => take(i, s, r, len, ctx),
             Err(e) => Err(e.into()),
@@ -680,8 +777,8 @@ impl Connection {
         nowait: bool,
     ) -> std::result::Result<bool, RecvError> {
         let (i, s) = self.rx()?;
-        let _held = i.hold(s.ring, false);
-        let r = &i.raw().rings[s.ring];
+        let _held = i.hold::<false>(s);
+        let r = s.ring();
         let spin = if nowait { SpinPolicy::NEVER } else { i.spin };
         let ready = r
             .poll(&s.buf, deadline, spin, &PeerWatch(&i.token))
@@ -715,10 +812,10 @@ impl Connection {
             if i.token.release() {
                 // We were the last holder of this end anywhere: tell the peer now.
                 if let Some(rx) = &i.rx {
-                    i.raw().rings[rx.ring].set_state(ring::READER_CLOSED);
+                    rx.ring().set_state(ring::READER_CLOSED);
                 }
                 if let Some(tx) = &i.tx {
-                    i.raw().rings[tx.ring].set_state(ring::WRITER_CLOSED);
+                    tx.ring().set_state(ring::WRITER_CLOSED);
                 }
             }
         }

@@ -264,10 +264,23 @@ impl Buf {
     }
 
     /// Copies `src` to positions `pos..` (wrapping). At most `cap` bytes are copied.
+    ///
+    /// The callers' bytes are almost always contiguous in the buffer (a chunk's payload
+    /// never wraps): that case is one copy, and the split copy is out of line.
     #[inline]
     fn write(&self, pos: u32, src: &[u8]) {
-        let cap = self.cap() as usize;
         let idx = (pos & self.mask) as usize;
+        if src.len() <= self.cap() as usize - idx {
+            self.copy_in(idx, src);
+        } else {
+            self.write_wrapped(idx, src);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn write_wrapped(&self, idx: usize, src: &[u8]) {
+        let cap = self.cap() as usize;
         let len = src.len().min(cap);
         let first = len.min(cap - idx);
         self.copy_in(idx, &src[..first]);
@@ -275,10 +288,35 @@ impl Buf {
     }
 
     /// Copies positions `pos..` (wrapping) into `dst`. At most `cap` bytes are copied.
+    /// As [`write`](Self::write): one copy when contiguous, the split out of line.
     #[inline]
     fn read(&self, pos: u32, dst: &mut [u8]) {
-        let cap = self.cap() as usize;
         let idx = (pos & self.mask) as usize;
+        if dst.len() <= self.cap() as usize - idx {
+            self.copy_out(idx, dst);
+        } else {
+            self.read_wrapped(idx, dst);
+        }
+    }
+
+    /// Copies positions `pos..pos + dst.len()`, which do not wrap, into `dst` (nothing is
+    /// copied if they would: never out of bounds).
+    #[inline]
+    fn read_contiguous(&self, pos: u32, dst: &mut [u8]) {
+        self.copy_out((pos & self.mask) as usize, dst);
+    }
+
+    /// Copies `src` to positions `pos..pos + src.len()`, which do not wrap (nothing is
+    /// copied if they would: never out of bounds).
+    #[inline]
+    fn write_contiguous(&self, pos: u32, src: &[u8]) {
+        self.copy_in((pos & self.mask) as usize, src);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn read_wrapped(&self, idx: usize, dst: &mut [u8]) {
+        let cap = self.cap() as usize;
         let len = dst.len().min(cap);
         let first = len.min(cap - idx);
         let (a, b) = dst[..len].split_at_mut(first);
@@ -468,7 +506,7 @@ impl Source for &[u8] {
     fn fill(&mut self, buf: &Buf, pos: u32, offset: u64, len: u32) {
         let o = offset as usize;
         if let Some(src) = self.get(o..o + len as usize) {
-            buf.write(pos, src);
+            buf.write_contiguous(pos, src);
         }
     }
 }
@@ -478,7 +516,7 @@ impl Sink for &mut [u8] {
     fn take(&mut self, buf: &Buf, pos: u32, offset: u64, len: u32) {
         let o = offset as usize;
         if let Some(dst) = self.get_mut(o..o + len as usize) {
-            buf.read(pos, dst);
+            buf.read_contiguous(pos, dst);
         }
     }
 }
@@ -489,7 +527,7 @@ impl Sink for Vec<u8> {
         debug_assert_eq!(offset, self.len() as u64);
         let old = self.len();
         self.resize(old + len as usize, 0);
-        buf.read(pos, &mut self[old..]);
+        buf.read_contiguous(pos, &mut self[old..]);
     }
 }
 
@@ -508,9 +546,11 @@ impl Sink for Discard {
 /// while the producer writes the next (the two copies overlap), large enough that the
 /// fence and waiter check of each publish cost nothing next to the copy. A power of two
 /// (so every chunk but a message's last needs no padding), at least 8.
+/// (`cap / 4`: at least 8, as every `Buf` holds at least `MIN_CAPACITY` = 32 bytes.)
 #[inline]
 fn piece(cap: u32) -> u32 {
-    (cap / 4).max(HEADER)
+    const _: () = assert!(MIN_CAPACITY / 4 >= HEADER);
+    cap / 4
 }
 
 /// The longest message sent as one chunk when the free space holds it (a longer one is
@@ -883,6 +923,15 @@ impl RawRing {
         true
     }
 
+    /// `send_whole` for a message in a slice: the caller's fast path, inlined into it
+    /// (`Connection::send_bytes`). True when sent; false, with nothing written, when the
+    /// general path must do it.
+    #[inline(always)]
+    pub fn send_small(&self, buf: &Buf, src: &[u8]) -> bool {
+        let mut src = src;
+        self.send_whole(buf, src.len() as u64, &mut src)
+    }
+
     /// Producer: publishes the chunk of `size` bytes at `tail` whose payload (and length
     /// word) is written, under header `h`, after zeroing the terminator after it; advances
     /// `tail` and wakes the consumer if it sleeps.
@@ -1147,8 +1196,9 @@ impl RawRing {
         // its terminator fit in the ring: what `Chunk::decode` checks) and fits `dst`; the
         // position is a chunk position and the payload does not wrap; the ring is not
         // broken (`peek` reports that before anything else).
-        if h & !LEN_MASK != MARK | FIRST | LAST
-            || n > piece(cap)
+        // (The first test is `h & !LEN_MASK == MARK | FIRST | LAST && n <= piece` in one
+        // comparison: any other high bits put `h - (MARK | FIRST | LAST)` above 2^32.)
+        if h.wrapping_sub(MARK | FIRST | LAST) > u64::from(piece(cap))
             || n as usize > dst.len()
             || head % HEADER != 0
             || buf.contiguous(pos) < n
@@ -1156,7 +1206,9 @@ impl RawRing {
         {
             return Fast::Slow;
         }
-        buf.read(pos, &mut dst[..n as usize]);
+        if let Some(dst) = dst.get_mut(..n as usize) {
+            buf.read_contiguous(pos, dst);
+        }
         self.publish_head(head.wrapping_add(chunk_size(n, false)));
         Fast::Done(n as usize)
     }

@@ -293,3 +293,60 @@ fn receive_into_falls_back_whole() {
     drop(a);
     assert_eq!(b.recv_bytes_into(&mut buf), Err(RecvError::Eof));
 }
+
+/// Two threads send and two receive on the same two ends at once, so the fast paths' lock
+/// (one CAS) often finds the side taken and the general path waits for it: every message
+/// arrives once, whole, and in its sender's order.
+#[test]
+fn contended_ends_keep_every_message() {
+    const PER: u64 = 20_000;
+    let (a, b) = small(256);
+    let seen = std::thread::scope(|s| {
+        for k in 0..2u64 {
+            let b = &b;
+            s.spawn(move || {
+                for i in 0..PER {
+                    // Sender in the top byte, sequence below; 8 or 12 bytes (both sizes
+                    // take the straight-line paths).
+                    let v = (k << 56) | i;
+                    let mut m = [0u8; 12];
+                    m[..8].copy_from_slice(&v.to_le_bytes());
+                    b.send_bytes(&m[..8 + 4 * (i % 2) as usize]).unwrap();
+                }
+            });
+        }
+        let rx: Vec<_> = (0..2)
+            .map(|_| {
+                let a = &a;
+                s.spawn(move || {
+                    let mut got = Vec::new();
+                    let mut buf = [0u8; 16];
+                    for _ in 0..PER {
+                        let n = a.recv_bytes_into(&mut buf).unwrap();
+                        let v = u64::from_le_bytes(buf[..8].try_into().unwrap());
+                        assert_eq!(n, 8 + 4 * (v & 1) as usize, "message torn or merged");
+                        got.push(v);
+                    }
+                    got
+                })
+            })
+            .collect();
+        rx.into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    // Each receiver sees each sender's messages in order; together, each exactly once.
+    let mut all = Vec::new();
+    for got in &seen {
+        for k in 0..2u64 {
+            let mine: Vec<u64> = got.iter().copied().filter(|v| v >> 56 == k).collect();
+            assert!(mine.windows(2).all(|w| w[0] < w[1]), "out of order");
+        }
+        all.extend_from_slice(got);
+    }
+    all.sort_unstable();
+    let want: Vec<u64> = (0..2u64)
+        .flat_map(|k| (0..PER).map(move |i| (k << 56) | i))
+        .collect();
+    assert_eq!(all, want);
+}
