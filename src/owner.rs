@@ -68,36 +68,40 @@ fn current_pid_slow() -> u32 {
     pid
 }
 
-/// This process's start time, as the kernel reports it in `/proc/self/stat` (cached).
-pub(crate) fn current_start_time() -> u64 {
-    // Relaxed: a per-process cache, see `current_pid`.
-    let s = START.load(Ordering::Relaxed);
-    if s != 0 {
-        return s;
-    }
-    let s = proc_stat(current_pid()).map(|p| p.start_time).unwrap_or(1);
-    START.store(s, Ordering::Relaxed);
-    s
-}
-
-/// This process's [`ident`] (cached, as `current_pid`): one load on the path of every
-/// lock acquisition, where composing it from the two caches cost a dozen instructions.
+/// The value cached in `cell`, computing it with `compute` on first use (0 means "not yet":
+/// a computed 0 is computed again next time). Like `PID`, every such cache is dropped in
+/// the child of a `fork` (`forget_after_fork`).
 #[inline]
-pub(crate) fn current_ident() -> u64 {
-    // Relaxed: a per-process cache, see `current_pid`.
-    let i = IDENT.load(Ordering::Relaxed);
-    if i != 0 {
-        return i;
+fn cached(cell: &AtomicU64, compute: fn() -> u64) -> u64 {
+    // Relaxed: every thread of this process computes the same value; the cache carries no
+    // other data with it.
+    match cell.load(Ordering::Relaxed) {
+        0 => fill(cell, compute),
+        v => v,
     }
-    current_ident_slow()
 }
 
 #[cold]
-fn current_ident_slow() -> u64 {
-    let i = ident(current_pid(), current_start_time());
-    // Relaxed: see `current_pid`. Never 0: the pid is not.
-    IDENT.store(i, Ordering::Relaxed);
-    i
+fn fill(cell: &AtomicU64, compute: fn() -> u64) -> u64 {
+    let v = compute();
+    // Relaxed: see `cached`.
+    cell.store(v, Ordering::Relaxed);
+    v
+}
+
+/// This process's start time, as the kernel reports it in `/proc/self/stat` (cached).
+pub(crate) fn current_start_time() -> u64 {
+    cached(&START, || {
+        proc_stat(current_pid()).map(|p| p.start_time).unwrap_or(1)
+    })
+}
+
+/// This process's [`ident`] (cached): one load on the path of every lock acquisition,
+/// where composing it from the two caches cost a dozen instructions.
+#[inline]
+pub(crate) fn current_ident() -> u64 {
+    // Never 0: the pid is not.
+    cached(&IDENT, || ident(current_pid(), current_start_time()))
 }
 
 /// What `/proc/<pid>/stat` says of a process.

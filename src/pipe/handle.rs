@@ -226,6 +226,18 @@ impl Side {
         // SAFETY: as in `ring`.
         unsafe { self.lock.as_ref() }
     }
+
+    /// Takes this end's side of the ring if it is free now (one CAS): the fast paths'
+    /// lock. Taken this way, the previous holder let go normally, so there is nothing to
+    /// repair.
+    #[inline(always)]
+    fn try_hold<const PRODUCER: bool>(&self) -> Option<Held<'_, PRODUCER>> {
+        let lock = self.lock();
+        lock.try_lock(&Procfs).then(|| Held {
+            lock,
+            ring: self.ring(),
+        })
+    }
 }
 
 struct Inner {
@@ -308,23 +320,11 @@ impl Sink for VecSink {
 }
 
 impl Inner {
-    /// Takes this end's side of the ring of `s` if it is free now (one CAS): the fast
-    /// paths' lock. Taken this way, the previous holder let go normally, so there is
-    /// nothing to repair.
-    #[inline(always)]
-    fn try_hold<const PRODUCER: bool>(s: &Side) -> Option<Held<'_, PRODUCER>> {
-        let lock = s.lock();
-        lock.try_lock(&Procfs).then(|| Held {
-            lock,
-            ring: s.ring(),
-        })
-    }
-
-    /// Takes this end's side of the ring of `s`, waiting while another holder has it, and
-    /// taking it over from a dead one.
+    /// Takes this end's side of the ring of `s` (as [`Side::try_hold`]), waiting while
+    /// another holder has it, and taking it over from a dead one.
     #[inline(always)]
     fn hold<'a, const PRODUCER: bool>(&self, s: &'a Side) -> Held<'a, PRODUCER> {
-        match Self::try_hold(s) {
+        match s.try_hold() {
             Some(held) => held,
             None => self.hold_slow(s),
         }
@@ -431,12 +431,12 @@ impl Connection {
     /// ```
     #[inline]
     pub fn send_bytes(&self, bytes: &[u8]) -> std::result::Result<(), SendError> {
-        // The fast path: the producer side is free, and the message goes whole into free,
-        // contiguous space of an open ring (`RawRing::send_small`). Anything else, nothing
+        // The fast path: the producer side is free (`Side::try_hold`), and the message goes
+        // whole into free, contiguous space of an open ring (`RawRing::send_small`). Anything else, nothing
         // written, takes the general path.
         if let Some(i) = &self.inner {
             if let Some(s) = &i.tx {
-                if let Some(held) = Inner::try_hold::<true>(s) {
+                if let Some(held) = s.try_hold::<true>() {
                     if held.ring.send_small(&s.buf, bytes) {
                         return Ok(());
                     }

@@ -1206,9 +1206,7 @@ impl RawRing {
         {
             return Fast::Slow;
         }
-        if let Some(dst) = dst.get_mut(..n as usize) {
-            buf.read_contiguous(pos, dst);
-        }
+        buf.read_contiguous(pos, &mut dst[..n as usize]);
         self.publish_head(head.wrapping_add(chunk_size(n, false)));
         Fast::Done(n as usize)
     }
