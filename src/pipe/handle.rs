@@ -39,16 +39,9 @@ pub struct RawPipe {
 struct PaddedLock(RawLock);
 
 impl RawPipe {
-    /// Ring `i` (0 or 1; masked, so never out of bounds).
-    #[inline]
-    fn ring(&self, i: usize) -> &RawRing {
-        &self.rings[i & 1]
-    }
-
-    /// The lock of the producer or consumer side of ring `i` (masked as in `ring`).
-    #[inline]
+    /// The lock of the producer or consumer side of ring `i`.
     fn lock(&self, i: usize, producer: bool) -> &RawLock {
-        &self.locks[2 * (i & 1) + usize::from(!producer)].0
+        &self.locks[2 * i + usize::from(!producer)].0
     }
 }
 
@@ -159,7 +152,7 @@ impl Pipe {
         };
         let raw: &RawPipe = &shm;
         let side = |ring: usize, producer: bool| Side {
-            ring: NonNull::from(raw.ring(ring)),
+            ring: NonNull::from(&raw.rings[ring]),
             lock: NonNull::from(raw.lock(ring, producer)),
             buf: buf(ring),
         };
@@ -284,15 +277,21 @@ struct Held<'a, const PRODUCER: bool> {
 impl<const PRODUCER: bool> Drop for Held<'_, PRODUCER> {
     #[inline]
     fn drop(&mut self) {
-        let mid = if PRODUCER {
-            self.ring.tx_mid()
-        } else {
-            self.ring.rx_mid()
-        };
-        if mid {
+        if mid_message::<PRODUCER>(self.ring) {
             self.ring.set_state(ring::BROKEN);
         }
         self.lock.unlock();
+    }
+}
+
+/// True while the producer (`PRODUCER`) or consumer side of `ring` is part-way through a
+/// message.
+#[inline]
+fn mid_message<const PRODUCER: bool>(ring: &RawRing) -> bool {
+    if PRODUCER {
+        ring.tx_mid()
+    } else {
+        ring.rx_mid()
     }
 }
 
@@ -340,7 +339,7 @@ impl Inner {
             .unwrap_or(Acquired::Normal);
         // A holder that died between messages left nothing to repair; one that died
         // mid-message left a frame nobody can finish: the ring is broken for good.
-        if acquired == Acquired::OwnerDied && (if PRODUCER { r.tx_mid() } else { r.rx_mid() }) {
+        if acquired == Acquired::OwnerDied && mid_message::<PRODUCER>(r) {
             r.set_state(ring::BROKEN);
         }
         Held { lock, ring: r }
@@ -432,8 +431,8 @@ impl Connection {
     #[inline]
     pub fn send_bytes(&self, bytes: &[u8]) -> std::result::Result<(), SendError> {
         // The fast path: the producer side is free (`Side::try_hold`), and the message goes
-        // whole into free, contiguous space of an open ring (`RawRing::send_small`). Anything else, nothing
-        // written, takes the general path.
+        // whole into free, contiguous space of an open ring (`RawRing::send_small`).
+        // Anything else, nothing written, takes the general path.
         if let Some(i) = &self.inner {
             if let Some(s) = &i.tx {
                 if let Some(held) = s.try_hold::<true>() {

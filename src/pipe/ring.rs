@@ -263,65 +263,19 @@ impl Buf {
         self.mask + 1
     }
 
-    /// Copies `src` to positions `pos..` (wrapping). At most `cap` bytes are copied.
-    ///
-    /// The callers' bytes are almost always contiguous in the buffer (a chunk's payload
-    /// never wraps): that case is one copy, and the split copy is out of line.
-    #[inline]
-    fn write(&self, pos: u32, src: &[u8]) {
-        let idx = (pos & self.mask) as usize;
-        if src.len() <= self.cap() as usize - idx {
-            self.copy_in(idx, src);
-        } else {
-            self.write_wrapped(idx, src);
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn write_wrapped(&self, idx: usize, src: &[u8]) {
-        let cap = self.cap() as usize;
-        let len = src.len().min(cap);
-        let first = len.min(cap - idx);
-        self.copy_in(idx, &src[..first]);
-        self.copy_in(0, &src[first..len]);
-    }
-
-    /// Copies positions `pos..` (wrapping) into `dst`. At most `cap` bytes are copied.
-    /// As [`write`](Self::write): one copy when contiguous, the split out of line.
+    /// Copies positions `pos..pos + dst.len()` into `dst`. The bytes never wrap: every
+    /// caller reads a stretch of one chunk (cut where the buffer wraps, `stretches`) or an
+    /// 8-aligned length word; if they did, nothing is copied (never out of bounds).
     #[inline]
     fn read(&self, pos: u32, dst: &mut [u8]) {
-        let idx = (pos & self.mask) as usize;
-        if dst.len() <= self.cap() as usize - idx {
-            self.copy_out(idx, dst);
-        } else {
-            self.read_wrapped(idx, dst);
-        }
-    }
-
-    /// Copies positions `pos..pos + dst.len()`, which do not wrap, into `dst` (nothing is
-    /// copied if they would: never out of bounds).
-    #[inline]
-    fn read_contiguous(&self, pos: u32, dst: &mut [u8]) {
         self.copy_out((pos & self.mask) as usize, dst);
     }
 
-    /// Copies `src` to positions `pos..pos + src.len()`, which do not wrap (nothing is
-    /// copied if they would: never out of bounds).
+    /// Copies `src` to positions `pos..pos + src.len()`, which never wrap (as in `read`;
+    /// nothing is copied if they did).
     #[inline]
-    fn write_contiguous(&self, pos: u32, src: &[u8]) {
+    fn write(&self, pos: u32, src: &[u8]) {
         self.copy_in((pos & self.mask) as usize, src);
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn read_wrapped(&self, idx: usize, dst: &mut [u8]) {
-        let cap = self.cap() as usize;
-        let len = dst.len().min(cap);
-        let first = len.min(cap - idx);
-        let (a, b) = dst[..len].split_at_mut(first);
-        self.copy_out(idx, a);
-        self.copy_out(0, b);
     }
 
     /// The chunk header word at `pos` (rounded down to a multiple of 8; callers check
@@ -506,7 +460,7 @@ impl Source for &[u8] {
     fn fill(&mut self, buf: &Buf, pos: u32, offset: u64, len: u32) {
         let o = offset as usize;
         if let Some(src) = self.get(o..o + len as usize) {
-            buf.write_contiguous(pos, src);
+            buf.write(pos, src);
         }
     }
 }
@@ -516,7 +470,7 @@ impl Sink for &mut [u8] {
     fn take(&mut self, buf: &Buf, pos: u32, offset: u64, len: u32) {
         let o = offset as usize;
         if let Some(dst) = self.get_mut(o..o + len as usize) {
-            buf.read_contiguous(pos, dst);
+            buf.read(pos, dst);
         }
     }
 }
@@ -527,7 +481,7 @@ impl Sink for Vec<u8> {
         debug_assert_eq!(offset, self.len() as u64);
         let old = self.len();
         self.resize(old + len as usize, 0);
-        buf.read_contiguous(pos, &mut self[old..]);
+        buf.read(pos, &mut self[old..]);
     }
 }
 
@@ -1206,7 +1160,7 @@ impl RawRing {
         {
             return Fast::Slow;
         }
-        buf.read_contiguous(pos, &mut dst[..n as usize]);
+        buf.read(pos, &mut dst[..n as usize]);
         self.publish_head(head.wrapping_add(chunk_size(n, false)));
         Fast::Done(n as usize)
     }
