@@ -4,12 +4,13 @@
 //!
 //! The round trip is also measured against a *two-line* floor (ping on one line, pong on
 //! another: what a channel with a ring per direction costs at least), and that floor
-//! against the one-word floor. Runs of 2026-11-23 after the straight-line send and receive
-//! (`RawRing::send_small`, `RawRing::recv_small`), in the machine's usual phase (the floor
-//! at 66-72 ns): the pipe 1.95-2.28x the floor (thirteen runs, median 2.12; the build
-//! before, alternated with it, 2.48-2.68x), 1.30-1.87x the two-line floor; the two-line
-//! floor 1.04-1.64x the floor. The phase moves the floor itself from 28 to 800 ns (see the
-//! README), so compare runs whose floors agree.
+//! against the one-word floor. Runs of 2026-11-23 after the sleeper's announcement moved
+//! into the other side's lock word (the release's swap is the waker's half of the
+//! handshake; no fence per publish), in the machine's usual phase (the floor at 64-74 ns):
+//! the pipe 1.80-2.11x the floor (eighteen runs, median 1.92; the build before 1.95-2.28x,
+//! median 2.12), 1.71-2.05x the two-line floor; the two-line floor 1.00-1.58x the floor.
+//! The phase moves the floor itself from 28 to 800 ns (see the README), so compare runs
+//! whose floors agree.
 //!
 //! `cargo bench --bench pipe` (about 2 minutes); `cargo test --benches` runs it once, tiny.
 

@@ -7,11 +7,19 @@
 //! | `0`                 | unlocked                                        |
 //! | `pid`               | locked by process `pid`, nobody sleeping        |
 //! | `pid \| WAITERS`    | locked by `pid`, a waiter may sleep in futex    |
+//! | `... \| PEER`       | as without it; someone outside the lock asked to be told of the next unlock |
 //!
 //! This is the classic three-state futex mutex (unlocked / locked / locked with waiters),
 //! with the holder's pid in place of the `1`. Unlocking swaps in `0` and calls
 //! `futex_wake` only when the `WAITERS` bit was set, so the uncontended path is one CAS to
 //! lock and one swap to unlock, with no system call.
+//!
+//! The `PEER` bit belongs to the lock's user, not to the lock: a pipe's ring side that is
+//! about to sleep sets it in the lock of the *other* side ([`RawLock::announce_peer`]),
+//! and that side's unlock, whose swap returns the old word, wakes it (see
+//! `pipe::ring`). The lock only carries the bit: it is kept when the lock is taken or
+//! taken over, and an unlocked word with it set is still unlocked. `Lock` and the other
+//! primitives never set it.
 //!
 //! # A holder that dies
 //!
@@ -36,6 +44,12 @@ use std::time::{Duration, Instant};
 
 /// Bit 31 of the lock word: a waiter may be asleep in `futex_wait`.
 pub(crate) const WAITERS: u32 = 1 << 31;
+
+/// Bit 30 of the lock word: the user's "tell me of the next unlock" flag (module docs).
+/// Above every pid (`PID_MASK`), below `WAITERS`.
+pub(crate) const PEER: u32 = 1 << 30;
+
+static_assertions::const_assert_eq!(PEER & (PID_MASK | WAITERS), 0);
 
 /// A raw lock operation with a deadline reached it first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,11 +103,17 @@ impl RawLock {
     /// One attempt; true if the caller now holds the lock.
     #[inline]
     pub fn try_lock(&self, who: &impl Liveness) -> bool {
+        self.try_lock_from(0, who)
+    }
+
+    /// One attempt from the unlocked word `free` (`0`, or `PEER`, which is kept).
+    #[inline]
+    fn try_lock_from(&self, free: u32, who: &impl Liveness) -> bool {
         // Acquire: pairs with the Release swap in `unlock`, so the previous holder's writes
         // to the protected data are visible to us.
         let ok = self
             .word
-            .compare_exchange(0, who.me(), Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(free, who.me() | free, Ordering::Acquire, Ordering::Relaxed)
             .is_ok();
         if ok {
             self.record_start(who);
@@ -137,13 +157,13 @@ impl RawLock {
             return false;
         }
         // Acquire: pairs with the Release swap in `unlock` of whoever held the lock before
-        // the dead holder (the dead holder itself published nothing). Keep the WAITERS bit:
-        // other waiters may still sleep.
+        // the dead holder (the dead holder itself published nothing). Keep the WAITERS bit
+        // (other waiters may still sleep) and PEER (the next unlock must report it).
         let ok = self
             .word
             .compare_exchange(
                 seen,
-                who.me() | (seen & WAITERS),
+                who.me() | (seen & (WAITERS | PEER)),
                 Ordering::Acquire,
                 // Failure: nothing was taken over, nothing to order.
                 Ordering::Relaxed,
@@ -187,7 +207,7 @@ impl RawLock {
         for round in 0..spin.rounds {
             // Relaxed: only a hint; the CAS in `try_lock` synchronises.
             let v = self.word.load(Ordering::Relaxed);
-            if v == 0 && self.try_lock(who) {
+            if v & !PEER == 0 && self.try_lock_from(v, who) {
                 return Ok(Acquired::Normal);
             }
             if v & WAITERS != 0 {
@@ -200,13 +220,18 @@ impl RawLock {
         loop {
             // Relaxed: every transition below is a CAS that re-checks the value.
             let v = self.word.load(Ordering::Relaxed);
-            if v == 0 {
+            if v & !PEER == 0 {
                 // Take it with WAITERS set: we cannot know whether others sleep, so the
-                // unlock must wake (mutex_3's "lock with state 2").
+                // unlock must wake (mutex_3's "lock with state 2"). PEER stays.
                 // Acquire: pairs with the Release swap in `unlock`.
                 if self
                     .word
-                    .compare_exchange(0, who.me() | WAITERS, Ordering::Acquire, Ordering::Relaxed)
+                    .compare_exchange(
+                        v,
+                        who.me() | WAITERS | v,
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    )
                     .is_ok()
                 {
                     self.record_start(who);
@@ -244,22 +269,63 @@ impl RawLock {
         }
     }
 
-    /// Releases the lock; returns the word it held (`0`: it was not locked).
+    /// Releases the lock; returns the word it held (no pid in it: it was not locked; the
+    /// `PEER` bit: someone asked to be told, and it is cleared now).
     #[inline]
     pub fn unlock(&self) -> u32 {
-        // Release: pairs with the Acquire CAS in `try_lock` / `lock_slow` / `recover` of
-        // the next holder, publishing our writes to the protected data.
-        let old = self.word.swap(0, Ordering::Release);
+        let old = self.unlock_word();
         if old & WAITERS != 0 {
-            futex::wake_one(&self.word);
+            self.wake_waiter();
         }
         old
+    }
+
+    /// The first half of [`unlock`](Self::unlock): swaps in `0` and returns the old word.
+    /// The caller must call [`wake_waiter`](Self::wake_waiter) if it has `WAITERS`; it
+    /// can then test for `WAITERS` and its own `PEER` at once.
+    #[inline(always)]
+    pub(crate) fn unlock_word(&self) -> u32 {
+        // Release: pairs with the Acquire CAS in `try_lock` / `lock_slow` / `recover` of
+        // the next holder, publishing our writes to the protected data. Acquire: pairs with
+        // the SeqCst fetch_or in `announce_peer`, for a caller that wakes on PEER: the
+        // announcer's read of the word it sleeps on happens before that caller's bump.
+        self.word.swap(0, Ordering::AcqRel)
+    }
+
+    /// The second half of [`unlock`](Self::unlock), when the old word had `WAITERS`.
+    #[cold]
+    pub(crate) fn wake_waiter(&self) {
+        futex::wake_one(&self.word);
+    }
+
+    /// Sets `PEER` (module docs): the next [`unlock`](Self::unlock) or
+    /// [`take_peer`](Self::take_peer) reports it. Free or held, the lock is unchanged.
+    ///
+    /// A sleeper's half of a Dekker handshake without a fence: the waker publishes, then
+    /// unlocks (or calls `take_peer`), an RMW of this word; the sleeper announces, an RMW of
+    /// the same word, then re-checks. The two RMWs are ordered: if the announcement comes
+    /// first, the waker's RMW sees `PEER`; if the waker's comes first, the announcement
+    /// reads from it (or from a later RMW: a release sequence) and so sees the publish.
+    #[inline]
+    pub fn announce_peer(&self) {
+        // SeqCst (Release + Acquire, as the handshake above needs): pairs with the AcqRel
+        // swap in `unlock` and fetch_and in `take_peer`.
+        self.word.fetch_or(PEER, Ordering::SeqCst);
+    }
+
+    /// Clears `PEER`; true if it was set. For a holder that publishes while it keeps the
+    /// lock (a long message, chunk by chunk), and for an announcer that will not sleep
+    /// after all.
+    #[inline]
+    pub fn take_peer(&self) -> bool {
+        // AcqRel: pairs with the SeqCst fetch_or in `announce_peer` (see there).
+        self.word.fetch_and(!PEER, Ordering::AcqRel) & PEER != 0
     }
 
     /// True while some process holds the lock.
     pub fn is_locked(&self) -> bool {
         // Relaxed: a snapshot for callers; it orders nothing.
-        self.word.load(Ordering::Relaxed) != 0
+        self.word.load(Ordering::Relaxed) & PID_MASK != 0
     }
 
     /// The pid recorded as holder, if locked.
@@ -600,7 +666,7 @@ impl Lock {
         if !self.raw.is_locked() {
             return Err(NotLocked);
         }
-        match self.raw.unlock() {
+        match self.raw.unlock() & PID_MASK {
             0 => Err(NotLocked),
             _ => Ok(()),
         }
@@ -627,3 +693,54 @@ impl Lock {
 static_assertions::assert_impl_all!(Lock: Clone, Send, Sync);
 #[cfg(not(shmproc_loom))]
 static_assertions::assert_impl_all!(crate::Arena: Clone, Send, Sync);
+
+#[cfg(all(test, not(shmproc_loom)))]
+mod tests {
+    use super::*;
+
+    /// A scripted process with pid `.0`, for whom the process with pid `.1` is dead.
+    struct P(u32, u32);
+
+    impl Liveness for P {
+        fn me(&self) -> u32 {
+            self.0
+        }
+        fn my_start(&self) -> u64 {
+            1
+        }
+        fn is_dead(&self, pid: u32, _start: u64) -> bool {
+            pid == self.1
+        }
+    }
+
+    /// `PEER` in a free word: still unlocked, the one-CAS attempt declines, the blocking
+    /// one takes it and keeps the bit, and the unlock reports it once.
+    #[test]
+    fn peer_bit_is_carried_to_the_unlock() {
+        let l = RawLock::new();
+        l.announce_peer();
+        assert!(!l.is_locked());
+        assert_eq!(l.holder(), None);
+        assert!(!l.try_lock(&P(7, 0)));
+        assert_eq!(l.lock(&P(7, 0), None), Ok(Acquired::Normal));
+        assert!(l.is_locked());
+        assert_eq!(l.holder(), Some(7));
+        assert_eq!(l.unlock(), 7 | PEER);
+        assert!(l.try_lock(&P(7, 0)));
+        assert!(!l.take_peer());
+        l.announce_peer();
+        assert!(l.take_peer());
+        assert_eq!(l.unlock(), 7);
+    }
+
+    /// Taking the lock over from a dead holder keeps `PEER` for the new holder's unlock.
+    #[test]
+    fn takeover_keeps_the_peer_bit() {
+        let l = RawLock::new();
+        assert!(l.try_lock(&P(5, 0)));
+        l.announce_peer();
+        assert_eq!(l.try_lock_or_recover(&P(6, 5)), Some(Acquired::OwnerDied));
+        assert_eq!(l.holder(), Some(6));
+        assert_eq!(l.unlock(), 6 | PEER);
+    }
+}

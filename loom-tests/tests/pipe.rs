@@ -1,16 +1,22 @@
-//! Model checks of the pipe's SPSC byte ring (`shmproc::pipe::RawRing`): chunks across
-//! the wrap, a message larger than the ring streamed through it in chunks, the consumer
-//! polling the chunk header in the buffer (published by a Release store after the payload
-//! and the zero terminator of the next slot; a payload read before it is a loom
-//! causality error), the sleep/wake protocol (waits are untimed here, so a lost wake-up
-//! shows up as a deadlock), close and timeout. Rings are 32 bytes (the minimum), so the
-//! models reach the wrap and the full ring.
+//! Model checks of the pipe's SPSC byte ring (`shmproc::pipe::RawRing`) together with its
+//! two side locks: chunks across the wrap, a message larger than the ring streamed
+//! through it in chunks, the consumer polling the chunk header in the buffer (published
+//! by a Release store after the payload and the zero terminator of the next slot; a
+//! payload read before it is a loom causality error), the sleep/wake protocol (waits are
+//! untimed here, so a lost wake-up shows up as a deadlock), close and timeout. Rings are
+//! 32 bytes (the minimum), so the models reach the wrap and the full ring.
+//!
+//! Every operation holds its side's lock and ends with `RawRing::release`, as
+//! `Connection` does: a sleeper announces itself in the other side's lock word, and a
+//! whole message wakes it only through that release (the wake is folded into the unlock).
 //!
 //! RUSTFLAGS="--cfg shmproc_loom" LOOM_MAX_PREEMPTIONS=3 cargo test -p loom-tests --release --test pipe
 #![cfg(shmproc_loom)]
 
 use loom::sync::Arc;
 use loom::thread;
+use shmproc::lock::Acquired;
+use shmproc::owner::Liveness;
 use shmproc::pipe::ring::{Buf, Fast, NoWatch, RawRing, RingError, WRITER_CLOSED};
 use shmproc::SpinPolicy;
 use std::time::Instant;
@@ -19,27 +25,69 @@ fn setup(cap: u32) -> (Arc<RawRing>, Arc<Buf>) {
     (Arc::new(RawRing::new()), Arc::new(Buf::new_model(cap)))
 }
 
+/// The one process of a model: each side has one user, so its lock is always free.
+struct Solo;
+
+impl Liveness for Solo {
+    fn me(&self) -> u32 {
+        1
+    }
+    fn my_start(&self) -> u64 {
+        1
+    }
+    fn is_dead(&self, _pid: u32, _start: u64) -> bool {
+        false
+    }
+}
+
+/// Runs `op` holding the producer side (`producer`) or the consumer side, then releases
+/// it as `Connection` does (`RawRing::release`, which wakes a sleeping peer). The lock is
+/// free, but a sleeping peer's announcement (`PEER`) may be in its word: `lock` takes it
+/// anyway, as `Connection`'s slow path does.
+fn holding<R>(ring: &RawRing, producer: bool, op: impl FnOnce() -> R) -> R {
+    let got = ring.lock(producer).lock(&Solo, None);
+    assert_eq!(got, Ok(Acquired::Normal), "one user per side");
+    let r = op();
+    ring.release(producer);
+    r
+}
+
 fn send(ring: &RawRing, buf: &Buf, msg: &[u8], spin: SpinPolicy) {
     let mut src = msg;
-    ring.send(buf, msg.len() as u64, &mut src, spin, &NoWatch)
-        .expect("send");
+    holding(ring, true, || {
+        ring.send(buf, msg.len() as u64, &mut src, spin, &NoWatch)
+    })
+    .expect("send");
 }
 
 fn recv(ring: &RawRing, buf: &Buf, spin: SpinPolicy) -> Result<Vec<u8>, RingError> {
-    ring.recv_vec(buf, u64::MAX, None, spin, &NoWatch)
+    recv_until(ring, buf, None, spin)
+}
+
+fn recv_until(
+    ring: &RawRing,
+    buf: &Buf,
+    deadline: Option<Instant>,
+    spin: SpinPolicy,
+) -> Result<Vec<u8>, RingError> {
+    holding(ring, false, || {
+        ring.recv_vec(buf, u64::MAX, deadline, spin, &NoWatch)
+    })
 }
 
 /// Receives as `Connection::recv_bytes_into` does: the straight-line path first, then,
 /// when it did not finish, the general one (straight to sleep after a spin that saw
-/// nothing).
+/// nothing), under one hold of the consumer side.
 fn recv_fast(ring: &RawRing, buf: &Buf, spin: SpinPolicy) -> Result<Vec<u8>, RingError> {
-    let mut out = [0u8; 8];
-    let spin = match ring.recv_small(buf, &mut out, spin) {
-        Fast::Done(n) => return Ok(out[..n].to_vec()),
-        Fast::Spun => SpinPolicy::NEVER,
-        Fast::Slow => spin,
-    };
-    ring.recv_vec(buf, u64::MAX, None, spin, &NoWatch)
+    holding(ring, false, || {
+        let mut out = [0u8; 8];
+        let spin = match ring.recv_small(buf, &mut out, spin) {
+            Fast::Done(n) => return Ok(out[..n].to_vec()),
+            Fast::Spun => SpinPolicy::NEVER,
+            Fast::Slow => spin,
+        };
+        ring.recv_vec(buf, u64::MAX, None, spin, &NoWatch)
+    })
 }
 
 /// Three messages through a 32-byte ring: the third's payload wraps past the end and its
@@ -109,13 +157,7 @@ fn timeout_consumes_nothing() {
         let (ring, buf) = setup(32);
         let (r2, b2) = (ring.clone(), buf.clone());
         let p = thread::spawn(move || send(&r2, &b2, b"hi", SpinPolicy::default()));
-        let first = ring.recv_vec(
-            &buf,
-            u64::MAX,
-            Some(Instant::now()),
-            SpinPolicy::default(),
-            &NoWatch,
-        );
+        let first = recv_until(&ring, &buf, Some(Instant::now()), SpinPolicy::default());
         match first {
             Ok(m) => assert_eq!(m, b"hi"),
             Err(RingError::Timeout) => {

@@ -5,7 +5,7 @@ use super::token::{PeerWatch, Token};
 use super::{RecvError, SendError};
 use crate::arena::{fingerprint, Arena, ObjectKind, Shm};
 use crate::error::{Error, Result};
-use crate::lock::{Acquired, RawLock};
+use crate::lock::Acquired;
 use crate::owner::Procfs;
 use crate::SpinPolicy;
 use std::fmt;
@@ -19,36 +19,18 @@ const SMALL_TYPED: usize = 64;
 /// The default capacity of each direction: 64 KiB, like a Linux pipe buffer.
 pub const DEFAULT_CAPACITY: usize = 64 << 10;
 
-/// The shared state of a pipe: two rings and a lock per ring side, followed by the ring
-/// buffers (`cap` bytes each; the second only for a duplex pipe).
+/// The shared state of a pipe: two rings (each with a lock per side, on that side's
+/// line), followed by the ring buffers (`cap` bytes each; the second only for a duplex
+/// pipe).
 ///
 /// `rings[i]` is read by end `i`: `rings[0]` carries end 1 -> end 0 and `rings[1]` carries
-/// end 0 -> end 1. `locks[2 * i]` guards the producer side of `rings[i]`,
-/// `locks[2 * i + 1]` its consumer side.
-///
-/// Each lock has a 128-byte line of its own: a lock is taken by the process using that
-/// side, and the four sides are normally used by two processes, so a shared line would
-/// move between their cores on every message.
+/// end 0 -> end 1.
 #[repr(C)]
 pub struct RawPipe {
-    locks: [PaddedLock; 4],
     rings: [RawRing; 2],
 }
 
-#[repr(C, align(128))]
-struct PaddedLock(RawLock);
-
-impl RawPipe {
-    /// The lock of the producer or consumer side of ring `i`.
-    fn lock(&self, i: usize, producer: bool) -> &RawLock {
-        &self.locks[2 * i + usize::from(!producer)].0
-    }
-}
-
-static_assertions::const_assert_eq!(core::mem::size_of::<RawLock>(), 16);
-static_assertions::const_assert_eq!(core::mem::size_of::<PaddedLock>(), 128);
-static_assertions::const_assert_eq!(core::mem::offset_of!(RawPipe, rings), 4 * 128);
-static_assertions::assert_eq_size!(RawPipe, [u8; 4 * 128 + 2 * 384]);
+static_assertions::assert_eq_size!(RawPipe, [u8; 2 * 384]);
 static_assertions::assert_impl_all!(Connection: Send, Sync);
 
 /// Makes pipes: Python's `multiprocessing.Pipe`.
@@ -151,22 +133,16 @@ impl Pipe {
             unsafe { Buf::from_raw(shm.base().add(data + i * capacity), cap) }
         };
         let raw: &RawPipe = &shm;
-        let side = |ring: usize, producer: bool| Side {
+        let side = |ring: usize| Side {
             ring: NonNull::from(&raw.rings[ring]),
-            lock: NonNull::from(raw.lock(ring, producer)),
             buf: buf(ring),
         };
         // End 0 reads ring 0 and (duplex) writes ring 1; end 1 writes ring 0 and reads
         // ring 1.
         let (rx0, tx0, rx1, tx1) = if duplex {
-            (
-                Some(side(0, false)),
-                Some(side(1, true)),
-                Some(side(1, false)),
-                Some(side(0, true)),
-            )
+            (Some(side(0)), Some(side(1)), Some(side(1)), Some(side(0)))
         } else {
-            (Some(side(0, false)), None, None, Some(side(0, true)))
+            (Some(side(0)), None, None, Some(side(0)))
         };
         let mk = |rx, tx, token| Connection {
             inner: Some(Inner {
@@ -183,22 +159,21 @@ impl Pipe {
     }
 }
 
-/// One end's use of one ring: the ring, the lock of this end's side of it (the producer
-/// side for sending, the consumer side for receiving) and the ring's bytes.
+/// One end's use of one ring: the ring (whose side this end uses: the producer side for
+/// sending, the consumer side for receiving) and the ring's bytes.
 ///
-/// The pointers lead into the pipe's block, which the `Inner` holding this `Side` keeps
-/// mapped (its `_shm`); a `Side` exists only inside one. They are worked out once, in
-/// `Pipe::new_in`: from the ring's index, on every message, they cost a dozen
-/// instructions of the small-message round trip.
+/// The pointer leads into the pipe's block, which the `Inner` holding this `Side` keeps
+/// mapped (its `_shm`); a `Side` exists only inside one. It is worked out once, in
+/// `Pipe::new_in`: from the ring's index, on every message, it cost a dozen instructions
+/// of the small-message round trip.
 struct Side {
     ring: NonNull<RawRing>,
-    lock: NonNull<RawLock>,
     buf: Buf,
 }
 
-// SAFETY: the pointers lead to a `RawRing` and a `RawLock`, which are `Sync` (their shared
-// state is all atomics) and live in shared memory that the owning `Inner` keeps mapped;
-// `Buf` is `Send + Sync` for the same reason.
+// SAFETY: the pointer leads to a `RawRing`, which is `Sync` (its shared state is all
+// atomics) and lives in shared memory that the owning `Inner` keeps mapped; `Buf` is
+// `Send + Sync` for the same reason.
 unsafe impl Send for Side {}
 // SAFETY: as above.
 unsafe impl Sync for Side {}
@@ -213,23 +188,13 @@ impl Side {
         unsafe { self.ring.as_ref() }
     }
 
-    /// This end's lock of its side of the ring.
-    #[inline(always)]
-    fn lock(&self) -> &RawLock {
-        // SAFETY: as in `ring`.
-        unsafe { self.lock.as_ref() }
-    }
-
-    /// Takes this end's side of the ring if it is free now (one CAS): the fast paths'
-    /// lock. Taken this way, the previous holder let go normally, so there is nothing to
-    /// repair.
+    /// Takes the producer (`PRODUCER`) or consumer side of the ring if it is free now
+    /// (one CAS): the fast paths' lock. Taken this way, the previous holder let go
+    /// normally, so there is nothing to repair.
     #[inline(always)]
     fn try_hold<const PRODUCER: bool>(&self) -> Option<Held<'_, PRODUCER>> {
-        let lock = self.lock();
-        lock.try_lock(&Procfs).then(|| Held {
-            lock,
-            ring: self.ring(),
-        })
+        let ring = self.ring();
+        ring.lock(PRODUCER).try_lock(&Procfs).then(|| Held { ring })
     }
 }
 
@@ -268,10 +233,23 @@ impl fmt::Debug for Connection {
 
 /// Holds one side of a ring (the producer side if `PRODUCER`); on drop, marks the ring
 /// broken if a message was left half-done (a panic in a zero-copy fill, or corrupt
-/// state), then unlocks.
+/// state), then releases the side (`RawRing::release`: unlocks, and wakes the other side
+/// if it sleeps).
 struct Held<'a, const PRODUCER: bool> {
-    lock: &'a RawLock,
     ring: &'a RawRing,
+}
+
+impl<const PRODUCER: bool> Held<'_, PRODUCER> {
+    /// Releases the side after a fast path moved a whole message, skipping `drop`'s
+    /// mid-message check: a fast path ends every message it begins, and runs only on a
+    /// ring that is not broken, while a holder that died mid-message is taken over only
+    /// by `hold_slow`, which breaks the ring (the send fast path takes only a free lock).
+    #[inline(always)]
+    fn finished(self) {
+        let ring = self.ring;
+        std::mem::forget(self);
+        ring.release(PRODUCER);
+    }
 }
 
 impl<const PRODUCER: bool> Drop for Held<'_, PRODUCER> {
@@ -280,7 +258,7 @@ impl<const PRODUCER: bool> Drop for Held<'_, PRODUCER> {
         if mid_message::<PRODUCER>(self.ring) {
             self.ring.set_state(ring::BROKEN);
         }
-        self.lock.unlock();
+        self.ring.release(PRODUCER);
     }
 }
 
@@ -332,9 +310,9 @@ impl Inner {
     /// [`hold`](Self::hold) when the side is not free at once.
     #[inline(never)]
     fn hold_slow<'a, const PRODUCER: bool>(&self, s: &'a Side) -> Held<'a, PRODUCER> {
-        let lock = s.lock();
         let r = s.ring();
-        let acquired = lock
+        let acquired = r
+            .lock(PRODUCER)
             .lock_slow(&Procfs, None, self.spin)
             .unwrap_or(Acquired::Normal);
         // A holder that died between messages left nothing to repair; one that died
@@ -342,7 +320,7 @@ impl Inner {
         if acquired == Acquired::OwnerDied && mid_message::<PRODUCER>(r) {
             r.set_state(ring::BROKEN);
         }
-        Held { lock, ring: r }
+        Held { ring: r }
     }
 
     /// The peer end is gone for good: record it on both rings so every copy knows.
@@ -437,6 +415,7 @@ impl Connection {
             if let Some(s) = &i.tx {
                 if let Some(held) = s.try_hold::<true>() {
                     if held.ring.send_small(&s.buf, bytes) {
+                        held.finished();
                         return Ok(());
                     }
                 }
@@ -490,7 +469,10 @@ impl Connection {
         let (i, s) = self.rx()?;
         let held = i.hold::<false>(s);
         match fast(held.ring, &s.buf, i.spin, &mut ctx) {
-            Fast::Done(v) => Ok(v),
+            Fast::Done(v) => {
+                held.finished();
+                Ok(v)
+            }
             f => Self::recv_rest(i, s, held, matches!(f, Fast::Spun), deadline, ctx, take),
         }
     }

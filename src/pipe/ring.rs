@@ -13,15 +13,17 @@
 //!
 //! | field        | written by                 | read by                              |
 //! |--------------|----------------------------|--------------------------------------|
+//! | `tx_lock`    | producers (one holds it)   | producers; a consumer about to sleep sets its `PEER` bit |
 //! | `tail`       | producer                   | producer (its position; diagnostics) |
 //! | `head_cache` | producer                   | producer (rtrb's cached peer index)  |
+//! | `rx_lock`    | consumers (one holds it)   | consumers; a producer about to sleep sets its `PEER` bit |
 //! | `head`       | consumer (publish)         | producer (when its cache says full)  |
 //! | chunk headers| producer (publish)         | consumer (polls the one at `head`)   |
 //! | `state`      | closers, poisoners         | both, at the start of every operation|
-//! | `*_waiting`  | a side about to sleep      | the other side, after each publish   |
 //! | `*_evt`      | wakers (bump + wake)       | sleepers (the futex word)            |
 //!
-//! Each group lives on its own 128-byte line. The consumer learns of new data from the
+//! Each group lives on its own 128-byte line: the producer's (its lock and indices), the
+//! consumer's, and the control line. The consumer learns of new data from the
 //! data itself (the chunk header at `head`), not from an index: a small message moves
 //! from one core to the other as the one or two lines that hold it, as in the atomic
 //! ping-pong floor, instead of an index line and then a data line.
@@ -61,29 +63,41 @@
 //! # Waking
 //!
 //! A side that finds the ring full (producer) or empty (consumer) spins for a while
-//! ([`SpinPolicy`]), then sleeps on its futex word, an event count:
+//! ([`SpinPolicy`]), then sleeps on its futex word, an event count. It announces itself
+//! in the `PEER` bit of the *other* side's lock word ([`RawLock::announce_peer`]), and
+//! the other side learns of it from an RMW it makes anyway: the swap that releases its
+//! lock after a message, which returns the old word.
 //!
 //! ```text
-//! sleeper                                   waker
-//! e = evt.load()                            publish: header / head .store(Release)
-//! waiting.store(1, Release)                 fence(SeqCst)
-//! fence(SeqCst)                             if waiting.load(Acquire) == 1:
-//! re-check header / head (Acquire), state       waiting.store(0); evt += 1; wake_all(evt)
-//! futex_wait(evt, e)
+//! sleeper (e.g. the consumer)               waker (the producer, holding tx_lock)
+//! e = evt.load()                            publish: header .store(Release)
+//! tx_lock.fetch_or(PEER)                    old = tx_lock.swap(0)      (the unlock)
+//! re-check header (Acquire), state          if old & PEER:
+//! futex_wait(evt, e)                            evt += 1; wake_all(evt)
 //! ```
 //!
-//! The two store-fence-load sequences form a Dekker handshake: either the sleeper's
-//! re-check sees the new header (consumer) or index (producer), or the waker sees `waiting == 1`, bumps `evt` and wakes.
-//! Because `e` was read before `waiting` was set, a bump that comes before the sleeper
-//! reaches the kernel makes `futex_wait` return at once. Closing bumps both event counts
-//! unconditionally. A publish that finds nobody waiting makes no system call.
+//! The two RMWs of one word form a Dekker handshake without a fence: they are ordered,
+//! and if the announcement comes first, the unlock sees `PEER`, bumps `evt` and wakes;
+//! if the unlock comes first, the announcement reads from it (or from a later RMW of the
+//! word: a release sequence), so the re-check sees the header. Because `e` was read
+//! before the announcement, a bump that comes before the sleeper reaches the kernel makes
+//! `futex_wait` return at once. A side that keeps its lock while it publishes (a message
+//! streamed chunk by chunk) clears the bit after each chunk instead
+//! ([`RawLock::take_peer`]), and wakes if it was set. Closing bumps both event counts
+//! unconditionally. A publish that finds nobody waiting makes no system call, and a small
+//! message makes no RMW beyond its side's lock and unlock (an earlier version stored a
+//! `waiting` flag and fenced after each publish: one full fence more per message).
+//!
+//! Only the holder of a side waits, so each side has at most one sleeper, and a sleeper
+//! that does not sleep after all clears its own announcement.
 //!
 //! A peer that dies cannot wake anyone: a sleeper therefore also wakes periodically
 //! (every 1 ms, doubling to 100 ms) to ask its [`Watch`] whether the peer is gone.
 
+use crate::lock::{RawLock, PEER, WAITERS};
 use crate::spin::SpinPolicy;
 use crate::sync::futex::{self, WaitResult};
-use crate::sync::{fence, time, AtomicU32, AtomicU64, Ordering};
+use crate::sync::{time, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Bytes of a chunk header word (and of the message-length word that follows the header
@@ -163,35 +177,39 @@ impl Watch for NoWatch {
 ///
 /// Three 128-byte lines, so that a message moves as few lines between the two cores as
 /// possible: the producer's words (the consumer never reads them: it polls the chunk
-/// header in the buffer), the consumer's words (`head` is read by the producer only when
-/// its cached copy says "full"), the control line (read-mostly).
+/// header in the buffer, and touches `tx_lock` only to announce that it sleeps), the
+/// consumer's words (`head` is read by the producer only when its cached copy says
+/// "full"), the control line (read-mostly). Each side's lock is on its side's line, so a
+/// message's lock, unlock and index updates touch one line that stays in its core.
 #[repr(C)]
 pub struct RawRing {
     // Producer line: touched only by (holders of) the producer side.
+    tx_lock: RawLock,
     tail: AtomicU32,
     head_cache: AtomicU32,
     tx_mid: AtomicU32,
-    _p: [u8; LINE - 12],
+    _p: [u8; LINE - 28],
     // Consumer line: the producer reads `head` only when its cached copy says "full".
+    rx_lock: RawLock,
     head: AtomicU32,
     rx_mid: AtomicU32,
-    _c: [u8; LINE - 8],
+    _c: [u8; LINE - 24],
     // Control line: written rarely (close, sleep), read by both.
     state: AtomicU32,
-    rx_waiting: AtomicU32,
     rx_evt: AtomicU32,
-    tx_waiting: AtomicU32,
     tx_evt: AtomicU32,
-    _x: [u8; LINE - 20],
+    _x: [u8; LINE - 12],
 }
 
 #[cfg(not(shmproc_loom))]
 mod layout {
     use super::*;
     static_assertions::assert_eq_size!(RawRing, [u8; 3 * LINE]);
-    static_assertions::const_assert_eq!(core::mem::offset_of!(RawRing, head), LINE);
+    static_assertions::const_assert_eq!(core::mem::offset_of!(RawRing, tail), 16);
+    static_assertions::const_assert_eq!(core::mem::offset_of!(RawRing, rx_lock), LINE);
+    static_assertions::const_assert_eq!(core::mem::offset_of!(RawRing, head), LINE + 16);
     static_assertions::const_assert_eq!(core::mem::offset_of!(RawRing, state), 2 * LINE);
-    static_assertions::const_assert_eq!(core::mem::offset_of!(RawRing, tx_evt), 2 * LINE + 16);
+    static_assertions::const_assert_eq!(core::mem::offset_of!(RawRing, tx_evt), 2 * LINE + 8);
 }
 
 impl Default for RawRing {
@@ -268,14 +286,25 @@ impl Buf {
     /// 8-aligned length word; if they did, nothing is copied (never out of bounds).
     #[inline]
     fn read(&self, pos: u32, dst: &mut [u8]) {
-        self.copy_out((pos & self.mask) as usize, dst);
+        // The same test as the callers' `contiguous(pos) >= len`, so the compiler drops
+        // one of the two where both are inlined.
+        if dst.len() as u64 > u64::from(self.contiguous(pos)) {
+            return; // unreachable by construction; never out of bounds.
+        }
+        // SAFETY: `dst.len() <= contiguous(pos) = cap - idx` (checked above).
+        unsafe { self.copy_out((pos & self.mask) as usize, dst) }
     }
 
     /// Copies `src` to positions `pos..pos + src.len()`, which never wrap (as in `read`;
     /// nothing is copied if they did).
     #[inline]
     fn write(&self, pos: u32, src: &[u8]) {
-        self.copy_in((pos & self.mask) as usize, src);
+        // As in `read`.
+        if src.len() as u64 > u64::from(self.contiguous(pos)) {
+            return; // unreachable by construction; never out of bounds.
+        }
+        // SAFETY: `src.len() <= contiguous(pos) = cap - idx` (checked above).
+        unsafe { self.copy_in((pos & self.mask) as usize, src) }
     }
 
     /// The chunk header word at `pos` (rounded down to a multiple of 8; callers check
@@ -329,25 +358,29 @@ impl Buf {
         }
     }
 
+    /// Copies `src` to buffer index `idx`.
+    ///
+    /// # Safety
+    /// `idx + src.len() <= cap` (`write` checks it).
     #[cfg(not(shmproc_loom))]
     #[inline]
-    fn copy_in(&self, idx: usize, src: &[u8]) {
-        if idx + src.len() > self.cap() as usize {
-            return; // unreachable by construction; never out of bounds.
-        }
-        // SAFETY: idx + len <= cap (checked above), so the destination is inside the
+    unsafe fn copy_in(&self, idx: usize, src: &[u8]) {
+        debug_assert!(idx + src.len() <= self.cap() as usize);
+        // SAFETY: idx + len <= cap (our contract), so the destination is inside the
         // buffer (`from_raw` contract); the bytes are free (not readable by the consumer)
         // by the ring protocol, and `src` is process-local memory, so they do not overlap.
         unsafe { copy_bytes(src.as_ptr(), self.ptr.add(idx), src.len()) }
     }
 
+    /// Copies from buffer index `idx` into `dst`.
+    ///
+    /// # Safety
+    /// `idx + dst.len() <= cap` (`read` checks it).
     #[cfg(not(shmproc_loom))]
     #[inline]
-    fn copy_out(&self, idx: usize, dst: &mut [u8]) {
-        if idx + dst.len() > self.cap() as usize {
-            return; // unreachable by construction; never out of bounds.
-        }
-        // SAFETY: in bounds as in `copy_in`; the bytes were published by the producer
+    unsafe fn copy_out(&self, idx: usize, dst: &mut [u8]) {
+        debug_assert!(idx + dst.len() <= self.cap() as usize);
+        // SAFETY: in bounds (our contract); the bytes were published by the producer
         // (Acquire on the chunk header) and it will not write them before we publish
         // `head`; `dst` is process-local memory, so they do not overlap.
         unsafe { copy_bytes(self.ptr.add(idx), dst.as_mut_ptr(), dst.len()) }
@@ -384,8 +417,9 @@ impl Buf {
         unsafe { core::slice::from_raw_parts(self.ptr.add(idx), len) }
     }
 
+    /// The model's `copy_in` (checked per cell; `unsafe` only to match).
     #[cfg(shmproc_loom)]
-    fn copy_in(&self, idx: usize, src: &[u8]) {
+    unsafe fn copy_in(&self, idx: usize, src: &[u8]) {
         for (i, b) in src.iter().enumerate() {
             if let Some(c) = self.cells.get(idx + i) {
                 // SAFETY: the producer owns free bytes (ring protocol); loom checks it.
@@ -394,8 +428,9 @@ impl Buf {
         }
     }
 
+    /// The model's `copy_out` (checked per cell; `unsafe` only to match).
     #[cfg(shmproc_loom)]
-    fn copy_out(&self, idx: usize, dst: &mut [u8]) {
+    unsafe fn copy_out(&self, idx: usize, dst: &mut [u8]) {
         for (i, b) in dst.iter_mut().enumerate() {
             if let Some(c) = self.cells.get(idx + i) {
                 // SAFETY: the consumer owns published bytes (ring protocol); loom checks it.
@@ -566,19 +601,55 @@ impl RawRing {
     /// An empty, open ring (all zero bytes).
     pub fn new() -> Self {
         RawRing {
+            tx_lock: RawLock::new(),
             tail: AtomicU32::new(0),
             head_cache: AtomicU32::new(0),
             tx_mid: AtomicU32::new(0),
-            _p: [0; LINE - 12],
+            _p: [0; LINE - 28],
+            rx_lock: RawLock::new(),
             head: AtomicU32::new(0),
             rx_mid: AtomicU32::new(0),
-            _c: [0; LINE - 8],
+            _c: [0; LINE - 24],
             state: AtomicU32::new(0),
-            rx_waiting: AtomicU32::new(0),
             rx_evt: AtomicU32::new(0),
-            tx_waiting: AtomicU32::new(0),
             tx_evt: AtomicU32::new(0),
-            _x: [0; LINE - 20],
+            _x: [0; LINE - 12],
+        }
+    }
+
+    /// The lock of the producer side (`producer`) or of the consumer side: one holder at
+    /// a time uses a side. Release it with [`release`](Self::release), not
+    /// [`RawLock::unlock`], which would not wake a sleeping peer.
+    #[inline(always)]
+    pub fn lock(&self, producer: bool) -> &RawLock {
+        if producer {
+            &self.tx_lock
+        } else {
+            &self.rx_lock
+        }
+    }
+
+    /// Releases the producer side (`producer`) or the consumer side, which the caller
+    /// holds, and wakes the other side if it announced that it sleeps (module docs): what
+    /// the caller published is then seen or woken for.
+    #[inline(always)]
+    pub fn release(&self, producer: bool) {
+        let lock = self.lock(producer);
+        let old = lock.unlock_word();
+        // One test for the two rare cases: other holders sleep, the peer sleeps.
+        if old & (WAITERS | PEER) != 0 {
+            self.release_wake(lock, old, producer);
+        }
+    }
+
+    /// The wake-ups of [`release`](Self::release), out of line.
+    #[cold]
+    fn release_wake(&self, lock: &RawLock, old: u32, producer: bool) {
+        if old & WAITERS != 0 {
+            lock.wake_waiter();
+        }
+        if old & PEER != 0 {
+            self.bump_and_wake(if producer { &self.rx_evt } else { &self.tx_evt });
         }
     }
 
@@ -592,8 +663,10 @@ impl RawRing {
 
     /// Sets `bits` in `state` and wakes both sides, so sleepers re-check.
     pub fn set_state(&self, bits: u32) {
-        // SeqCst: part of the handshake with the sleeper's `state` load after it set
-        // `waiting` (see the module docs); also Release for the publishes before it.
+        // SeqCst (Release is what counts): a sleeper whose SeqCst read of an event count
+        // sees the bump below synchronises with it, so its `state` load sees these bits;
+        // one whose read does not will find the count changed in `futex_wait`. Also
+        // Release for the publishes before it.
         self.state.fetch_or(bits, Ordering::SeqCst);
         self.bump_and_wake(&self.rx_evt);
         self.bump_and_wake(&self.tx_evt);
@@ -637,32 +710,22 @@ impl RawRing {
         futex::wake_all(evt);
     }
 
-    /// After the producer published a chunk: wake the consumer if it sleeps.
+    /// After the producer published a chunk of a message it goes on sending (it keeps its
+    /// lock): wake the consumer if it announced that it sleeps. The waker's half of the
+    /// handshake in the module docs, without the unlock.
     #[inline]
     fn wake_consumer(&self) {
-        self.wake_if_waiting(&self.rx_waiting, &self.rx_evt);
+        if self.tx_lock.take_peer() {
+            self.bump_and_wake(&self.rx_evt);
+        }
     }
 
-    /// After the consumer published `head`: wake the producer if it sleeps.
+    /// After the consumer published `head` part-way through a message: wake the producer
+    /// if it announced that it sleeps.
     #[inline]
     fn wake_producer(&self) {
-        self.wake_if_waiting(&self.tx_waiting, &self.tx_evt);
-    }
-
-    /// The waker side of the Dekker handshake (see `wait`), for one side's `waiting` flag
-    /// and event count.
-    #[inline]
-    fn wake_if_waiting(&self, waiting: &AtomicU32, evt: &AtomicU32) {
-        // SYNC POINT: the SeqCst fence orders the caller's publish (chunk header or `head`)
-        // before this load; pairs with the fence after the sleeper's store of `waiting`.
-        // Acquire: reads-from that store, so the sleeper's earlier read of `evt` cannot see
-        // the bump below.
-        fence(Ordering::SeqCst);
-        if waiting.load(Ordering::Acquire) != 0 {
-            // Relaxed: only saves later publishes a wake-up; the sleeper sets it again
-            // (Release, after reading `evt`) each time it is about to sleep.
-            waiting.store(0, Ordering::Relaxed);
-            self.bump_and_wake(evt);
+        if self.rx_lock.take_peer() {
+            self.bump_and_wake(&self.tx_evt);
         }
     }
 
@@ -712,12 +775,14 @@ impl RawRing {
         })
     }
 
+    /// Consumer: consumes the bytes below `head`. Wakes nobody: the release of the side
+    /// does, or `wake_producer` part-way through a message.
     #[inline]
     fn publish_head(&self, head: u32) {
         // Release: the bytes below `head` have been read; pairs with the Acquire load in
-        // `free`. The fence in `wake_producer` orders it before the `tx_waiting` load.
+        // `free`. The RMW of `rx_lock` that follows (the release, or `take_peer`) orders it
+        // before the producer's re-check (module docs).
         self.head.store(head, Ordering::Release);
-        self.wake_producer();
     }
 
     /// Spins as `spin` says, calling `look` after every PAUSE (`SpinPolicy::spin`), until
@@ -751,9 +816,10 @@ impl RawRing {
         watch: &impl Watch,
         mut ready: impl FnMut() -> Result<Option<T>, RingError>,
     ) -> Result<T, RingError> {
-        let (waiting, evt, closed) = match side {
-            Side::Producer => (&self.tx_waiting, &self.tx_evt, READER_CLOSED),
-            Side::Consumer => (&self.rx_waiting, &self.rx_evt, WRITER_CLOSED),
+        // The peer's lock is where we announce ourselves (module docs).
+        let (peer, evt, closed) = match side {
+            Side::Producer => (&self.rx_lock, &self.tx_evt, READER_CLOSED),
+            Side::Consumer => (&self.tx_lock, &self.rx_evt, WRITER_CLOSED),
         };
         // Look first (the common case: it is there), then spin; a closed or broken ring
         // stops the spin early, and the sleep path below sorts out why.
@@ -768,30 +834,25 @@ impl RawRing {
             // SeqCst: read before announcing ourselves (see the module docs); any bump
             // after this read makes the futex wait below return at once.
             let e = evt.load(Ordering::SeqCst);
-            // Release: the waker's Acquire load of `waiting` reads from it, so our read of
-            // `evt` above happens before the waker's bump (it cannot see the bump).
-            waiting.store(1, Ordering::Release);
-            // SYNC POINT (sleeper side of the Dekker handshake): store `waiting`, fence,
-            // re-read the peer's index in `ready`; the waker publishes its index, fences,
-            // reads `waiting` (`wake_consumer` / `wake_producer`). Of the two SeqCst
-            // fences one comes first: if ours, the waker sees `waiting == 1` and wakes us;
-            // if theirs, `ready` sees the published index. Without the fences (Acquire
-            // re-read, SeqCst accesses only) loom finds the lost wake-up as a deadlock.
-            fence(Ordering::SeqCst);
+            // SYNC POINT (sleeper side of the Dekker handshake): announce in the peer's
+            // lock word, then re-check in `ready`; the waker publishes, then makes its RMW
+            // of that word (its release, or `take_peer`) and wakes if it finds PEER. The
+            // two RMWs are ordered: if ours is first, the waker sees PEER and wakes us
+            // (our read of `evt` happens before its bump: its RMW is Acquire); if theirs
+            // is first, ours reads from it and `ready` sees the publish.
+            peer.announce_peer();
             if let Some(v) = ready()? {
-                // Relaxed: only saves the peer a wake-up; a stale 1 costs one syscall.
-                waiting.store(0, Ordering::Relaxed);
+                // Only saves the peer a wake-up: a stale PEER costs it one syscall.
+                peer.take_peer();
                 return Ok(v);
             }
             let st = self.state();
             if st & BROKEN != 0 {
-                // Relaxed: as above.
-                waiting.store(0, Ordering::Relaxed);
+                peer.take_peer();
                 return Err(RingError::Broken);
             }
             if st & closed != 0 {
-                // Relaxed: as above.
-                waiting.store(0, Ordering::Relaxed);
+                peer.take_peer();
                 // The peer's last publish happened before its close: one more look.
                 if let Some(v) = ready()? {
                     return Ok(v);
@@ -808,8 +869,7 @@ impl RawRing {
                     continue; // drain what is left, then report
                 }
                 if time::expired(deadline) {
-                    // Relaxed: see above.
-                    waiting.store(0, Ordering::Relaxed);
+                    peer.take_peer();
                     return Err(RingError::Timeout);
                 }
                 check_every = check_every.map(|c| (c * 2).min(Duration::from_millis(100)));
@@ -888,7 +948,8 @@ impl RawRing {
 
     /// Producer: publishes the chunk of `size` bytes at `tail` whose payload (and length
     /// word) is written, under header `h`, after zeroing the terminator after it; advances
-    /// `tail` and wakes the consumer if it sleeps.
+    /// `tail`. Wakes nobody: the release of the side does, or `wake_consumer` part-way
+    /// through a message.
     #[inline]
     fn publish_chunk(&self, buf: &Buf, tail: u32, size: u32, h: u64) {
         let next = tail.wrapping_add(size);
@@ -901,7 +962,6 @@ impl RawRing {
         // Relaxed: our own position, read by the next holder of the producer side
         // (through the lock).
         self.tail.store(next, Ordering::Relaxed);
-        self.wake_consumer();
     }
 
     /// [`send`](Self::send), any message: cut into pieces when it is longer than a piece
@@ -974,6 +1034,8 @@ impl RawRing {
                 h |= LAST;
             }
             self.publish_chunk(buf, tail, size, h);
+            // Not left to the release: the consumer may sleep until this chunk comes.
+            self.wake_consumer();
             tail = tail.wrapping_add(size);
             off += u64::from(n);
             if last {
@@ -1200,6 +1262,8 @@ impl RawRing {
             off += n;
             head = head.wrapping_add(chunk_size(c.n, len_word));
             self.publish_head(head);
+            // Not left to the release: the producer may sleep until this room is free.
+            self.wake_producer();
             if c.last {
                 break;
             }
