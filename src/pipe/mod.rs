@@ -84,11 +84,11 @@
 //! Through the default 64 KiB ring every line crosses between the two cores' L2s, which
 //! caps it near 8 GB/s whatever the piece size (measured with a stripped-down ring too):
 //! give a pipe that carries large messages a large capacity. The small-message round
-//! trip misses its 2x-of-floor target: a message of one chunk takes a straight-line path
-//! on both sides (an 8-byte send + receive: 424 instructions, 25 ns in one process), but a
-//! bare ring with this frame format and none of the checks, lock or fence is itself
-//! 1.5-1.8x the floor here (two lines cross per round trip where the floor moves one),
-//! which leaves ~15 ns per hop for everything else.
+//! trip is about 1.9x the floor (the README has the runs): a message of one chunk takes a
+//! straight-line path on both sides (an 8-byte send + receive: 163 instructions), each
+//! side's lock shares a line with that side's indices, and the release of a side is also
+//! its half of the sleep handshake, so a message costs two locked instructions (the
+//! side's lock and unlock) and no fence.
 pub mod ring;
 #[cfg(not(shmproc_loom))]
 mod token;

@@ -533,7 +533,8 @@ impl Sink for Discard {
 
 /// The most payload bytes in one chunk: small enough that the consumer copies one chunk
 /// while the producer writes the next (the two copies overlap), large enough that the
-/// fence and waiter check of each publish cost nothing next to the copy. A power of two
+/// waiter check of each chunk (an RMW of the side's lock word) costs nothing next to the
+/// copy. A power of two
 /// (so every chunk but a message's last needs no padding), at least 8.
 /// (`cap / 4`: at least 8, as every `Buf` holds at least `MIN_CAPACITY` = 32 bytes.)
 #[inline]
@@ -805,8 +806,8 @@ impl RawRing {
 
     /// Blocks until `ready()` gives `Some`, the deadline passes, or the peer is gone.
     ///
-    /// `ready` re-checks the index; it is called after `waiting` is set, so a publish
-    /// racing with the sleep is either seen by it or wakes the futex.
+    /// `ready` re-checks the index; it is called after the announcement in the peer's lock
+    /// word, so a publish racing with the sleep is either seen by it or wakes the futex.
     #[cold]
     fn wait<T>(
         &self,
