@@ -100,7 +100,9 @@ impl RawLock {
         }
     }
 
-    /// One attempt; true if the caller now holds the lock.
+    /// One attempt (one CAS from `0`); true if the caller now holds the lock. A free word
+    /// that carries `PEER` fails it too: [`lock`](Self::lock) and
+    /// [`try_lock_or_recover`](Self::try_lock_or_recover) take such a word.
     #[inline]
     pub fn try_lock(&self, who: &impl Liveness) -> bool {
         self.try_lock_from(0, who)
@@ -133,9 +135,13 @@ impl RawLock {
         if self.try_lock(who) {
             return Some(Acquired::Normal);
         }
-        // Relaxed: the CAS in `recover` re-checks the value.
+        // Relaxed: the CAS in `try_lock_from` / `recover` re-checks the value.
         let v = self.word.load(Ordering::Relaxed);
-        if v != 0 && self.recover(v, who) {
+        if v & !PEER == 0 {
+            // Free (perhaps just now), perhaps with PEER set.
+            return self.try_lock_from(v, who).then_some(Acquired::Normal);
+        }
+        if self.recover(v, who) {
             return Some(Acquired::OwnerDied);
         }
         None
@@ -722,6 +728,9 @@ mod tests {
         assert!(!l.is_locked());
         assert_eq!(l.holder(), None);
         assert!(!l.try_lock(&P(7, 0)));
+        assert_eq!(l.try_lock_or_recover(&P(7, 0)), Some(Acquired::Normal));
+        assert_eq!(l.unlock(), 7 | PEER);
+        l.announce_peer();
         assert_eq!(l.lock(&P(7, 0), None), Ok(Acquired::Normal));
         assert!(l.is_locked());
         assert_eq!(l.holder(), Some(7));
