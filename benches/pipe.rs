@@ -4,11 +4,11 @@
 //!
 //! The round trip is also measured against a *two-line* floor (ping on one line, pong on
 //! another: what a channel with a ring per direction costs at least), and that floor
-//! against the one-word floor. Runs of 2026-11-23 after the sleeper's announcement moved
-//! into the other side's lock word (the release's swap is the waker's half of the
-//! handshake; no fence per publish), in the machine's usual phase (the floor at 64-74 ns):
-//! the pipe 1.80-2.11x the floor (eighteen runs, median 1.92; the build before 1.95-2.28x,
-//! median 2.12), 1.71-2.05x the two-line floor; the two-line floor 1.00-1.58x the floor.
+//! against the one-word floor. Runs of 2026-11-23 with the producer priming the next cache
+//! line after each publish (`RawRing::prime`), in the machine's usual phase (the floor at
+//! 66-74 ns): the pipe 1.54-1.74x the floor (seven runs, median 1.68; the build before,
+//! alternated with it, 1.85-2.06x). Before the priming: 1.80-2.11x (eighteen runs, median
+//! 1.92), 1.71-2.05x the two-line floor; the two-line floor 1.00-1.58x the floor.
 //! The phase moves the floor itself from 28 to 800 ns (see the README), so compare runs
 //! whose floors agree.
 //!
