@@ -211,7 +211,7 @@ impl RawLock {
         // Spin while the lock is held without sleepers: a short critical section ends
         // sooner than a futex round trip.
         for round in 0..spin.rounds {
-            // Relaxed: only a hint; the CAS in `try_lock` synchronises.
+            // Relaxed: only a hint; the CAS in `try_lock_from` synchronises.
             let v = self.word.load(Ordering::Relaxed);
             if v & !PEER == 0 && self.try_lock_from(v, who) {
                 return Ok(Acquired::Normal);

@@ -653,7 +653,18 @@ impl RawRing {
             lock.wake_waiter();
         }
         if old & PEER != 0 {
-            self.bump_and_wake(if producer { &self.rx_evt } else { &self.tx_evt });
+            self.bump_and_wake(self.peer_evt(producer));
+        }
+    }
+
+    /// The event count the other side of the producer side (`producer`) or of the
+    /// consumer side sleeps on.
+    #[inline(always)]
+    fn peer_evt(&self, producer: bool) -> &AtomicU32 {
+        if producer {
+            &self.rx_evt
+        } else {
+            &self.tx_evt
         }
     }
 
@@ -714,22 +725,13 @@ impl RawRing {
         futex::wake_all(evt);
     }
 
-    /// After the producer published a chunk of a message it goes on sending (it keeps its
-    /// lock): wake the consumer if it announced that it sleeps. The waker's half of the
-    /// handshake in the module docs, without the unlock.
+    /// After the producer (`producer`) published a chunk, or the consumer `head`, part-way
+    /// through a message (it keeps its lock): wake the other side if it announced that it
+    /// sleeps. The waker's half of the handshake in the module docs, without the unlock.
     #[inline]
-    fn wake_consumer(&self) {
-        if self.tx_lock.take_peer() {
-            self.bump_and_wake(&self.rx_evt);
-        }
-    }
-
-    /// After the consumer published `head` part-way through a message: wake the producer
-    /// if it announced that it sleeps.
-    #[inline]
-    fn wake_producer(&self) {
-        if self.rx_lock.take_peer() {
-            self.bump_and_wake(&self.tx_evt);
+    fn wake_peer(&self, producer: bool) {
+        if self.lock(producer).take_peer() {
+            self.bump_and_wake(self.peer_evt(producer));
         }
     }
 
@@ -780,7 +782,7 @@ impl RawRing {
     }
 
     /// Consumer: consumes the bytes below `head`. Wakes nobody: the release of the side
-    /// does, or `wake_producer` part-way through a message.
+    /// does, or `wake_peer` part-way through a message.
     #[inline]
     fn publish_head(&self, head: u32) {
         // Release: the bytes below `head` have been read; pairs with the Acquire load in
@@ -954,7 +956,7 @@ impl RawRing {
     /// word) is written, under header `h`, after zeroing the terminator after it; advances
     /// `tail`, then makes the next cache line ready for the next chunk (`prime`). `head`
     /// is a head the producer has read (its cache): the bytes below `head + cap` are free.
-    /// Wakes nobody: the release of the side does, or `wake_consumer` part-way through a
+    /// Wakes nobody: the release of the side does, or `wake_peer` part-way through a
     /// message.
     #[inline]
     fn publish_chunk(&self, buf: &Buf, tail: u32, head: u32, size: u32, h: u64) {
@@ -1069,7 +1071,7 @@ impl RawRing {
             }
             self.publish_chunk(buf, tail, head, size, h);
             // Not left to the release: the consumer may sleep until this chunk comes.
-            self.wake_consumer();
+            self.wake_peer(true);
             tail = tail.wrapping_add(size);
             off += u64::from(n);
             if last {
@@ -1297,7 +1299,7 @@ impl RawRing {
             head = head.wrapping_add(chunk_size(c.n, len_word));
             self.publish_head(head);
             // Not left to the release: the producer may sleep until this room is free.
-            self.wake_producer();
+            self.wake_peer(false);
             if c.last {
                 break;
             }
