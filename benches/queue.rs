@@ -18,21 +18,22 @@
 //! `cargo bench --bench queue` takes about two minutes; `cargo test --benches` seconds.
 //!
 //! Measured on the 2-vCPU machine, median of the per-rep ratios (p10 / p90), or the range
-//! of several runs' medians where the machine drifted between them; 2026-11-23, after the
-//! inlined fast paths of `put` / `get` (`RawRing::push_fast` / `pop_fast`):
+//! (and median) of several runs' medians where the machine drifted between them;
+//! 2026-11-23, after the claims kept the slot view's fields in registers
+//! (`queue::core::Fixed`, `RawRing::claim_fast`):
 //!
 //! | pair (subject vs baseline)                                   | ratio     | p10 / p90    | subject / baseline       |
 //! |--------------------------------------------------------------|-----------|--------------|--------------------------|
-//! | latency, spinning consumer, vs floor (six runs)              | 1.53-1.62 |              | 96-110 / 63-73 ns round trip |
-//! | latency, blocked consumer, vs raw futex ping-pong (pinned)   | 1.09      | 0.93 / 1.45  | 50.6 / 46.4 us round trip |
-//! | uncontended put/get vs try_put/try_get (one process)         | 1.00      | 0.99 / 1.01  | 8.7 / 8.7 ns             |
-//! | SPSC throughput u64 (processes) vs crossbeam (threads), three runs | 0.58-0.95 |       | 7.9-10.2 / 8.2-17.9 ns per msg |
-//! | MPMC 2x2 throughput vs crossbeam ArrayQueue, four runs       | 1.10-1.17 |              | 11.0-11.2 / 9.8-10.3 ns per msg |
-//! | MPMC 2x2, try_put / try_get + yield, vs crossbeam, four runs | 1.10-1.18 |              | 10.5-10.7 / 9.7-10.2 ns per msg |
-//! | MPMC 2x2, SpinPolicy::NEVER, vs crossbeam, four runs         | 2.17-2.31 |              | 21.1-21.2 / 9.6-9.9 ns per msg |
-//! | MPMC 2x2, try + yield, vs crossbeam between processes, four runs | 1.03-1.21 |          | 10.6-10.7 / 10.2-10.3 ns per msg |
-//! | crossbeam MPMC 2x2, processes vs threads, four runs          | 1.04-1.12 |              | 10.2-10.7 / 9.6-9.8 ns per msg |
-//! | SPSC throughput vs OS pipe (8-byte write / read)             | 0.05      | 0.04 / 0.05  | 12.2 / 260 ns per msg    |
+//! | latency, spinning consumer, vs floor (five runs)             | 1.37-1.42 |              | 88-91 / 64-65 ns round trip |
+//! | latency, blocked consumer, vs raw futex ping-pong (pinned)   | 1.06      | 1.00 / 1.72  | 44.0 / 42.3 us round trip |
+//! | uncontended put/get vs try_put/try_get (one process)         | 0.98      | 0.97 / 0.99  | 6.8 / 6.9 ns             |
+//! | SPSC throughput u64 (processes) vs crossbeam (threads), two runs | 0.56-0.58 |         | 10.4 / 18.4-18.8 ns per msg |
+//! | MPMC 2x2 throughput vs crossbeam ArrayQueue, thirteen runs   | 1.04-1.18, median 1.12 |  | 10.5-10.8 / 8.9-10.3 ns per msg |
+//! | MPMC 2x2, try_put / try_get + yield, vs crossbeam, thirteen runs | 1.04-1.18, median 1.06 | | 9.7-10.2 / 9.1-9.8 ns per msg |
+//! | MPMC 2x2, SpinPolicy::NEVER, vs crossbeam, nine runs         | 2.21-2.86, median 2.33 |  | 21.2-28.4 / 9.3-9.8 ns per msg |
+//! | MPMC 2x2, try + yield, vs crossbeam between processes, thirteen runs | 0.96-1.02, median 0.99 | | 9.8-10.2 / 9.8-10.4 ns per msg |
+//! | crossbeam MPMC 2x2, processes vs threads, thirteen runs      | 1.05-1.15, median 1.08 |  | 9.8-10.5 / 8.9-9.5 ns per msg |
+//! | SPSC throughput vs OS pipe (8-byte write / read), two runs   | 0.04-0.05 |              | 10.7-11.7 / 236-254 ns per msg |
 //!
 //! The blocked pair pins the parent to CPU 0 and the child to CPU 1, for the queue and
 //! for the futex baseline (`common::Pinned`). Unpinned it measured the scheduler: one run
@@ -44,11 +45,15 @@
 //! made crossbeam's yielding threads look 20x slower than they are (the old "MPMC 0.20x").
 //!
 //! Throughput against the "at least crossbeam" target: SPSC meets it. MPMC misses it by
-//! 1.10-1.18x, with the blocking calls and with the baseline's loop alike; of that,
-//! 1.04-1.12x is processes against threads (crossbeam's own ring loses it when moved to
-//! processes). Before the fast paths the MPMC pairs measured 1.37-1.47x; until earlier
-//! that day the blocking `get` cost twice `try_get` (a store-forwarding stall, see
-//! `RawRing::push_step`) and the blocking pairs measured ~2.4-2.8x.
+//! 1.04-1.18x (medians 1.12x blocking, 1.06x with the baseline's loop), and all of that is
+//! processes against threads: crossbeam's own ring loses 1.05-1.15x when moved to
+//! processes, and ours matches it there (0.96-1.02x). Before the registers were kept the
+//! MPMC pairs measured 1.10-1.18x, before the fast paths 1.37-1.47x; until earlier that day
+//! the blocking `get` cost twice `try_get` (a store-forwarding stall, see
+//! `RawRing::push_step`) and the blocking pairs measured ~2.4-2.8x. The blocking pair
+//! trails the try + yield one by ~5%: a blocked consumer spins, and takes each message as
+//! soon as it is published, where one that yields comes back to a batch; waiting for a
+//! batch would cost the spinning round trip the same wait.
 #[path = "common/mod.rs"]
 mod common;
 

@@ -314,7 +314,12 @@ impl Core {
     pub(crate) unsafe fn fixed(&self, layout: (usize, usize)) -> Fixed<'_> {
         debug_assert!(self.fixed_layout_matches(layout));
         Fixed {
-            core: self,
+            ring: self.ring(),
+            // SAFETY: the block holds SLOTS_OFFSET + cap * stride bytes (checked at create /
+            // open), so SLOTS_OFFSET is inside it or one past its end (cap is at least 1).
+            slots: unsafe { self.raw.base().add(SLOTS_OFFSET) },
+            cap: self.geo.cap,
+            mark_bit: self.mark_bit,
             payload_off: layout.0,
             stride: layout.1,
         }
@@ -383,18 +388,33 @@ impl Core {
 
 /// [`Core`]'s slots with a layout the compiler knows (made by [`Core::fixed`], whose
 /// contract is that the layout is the geometry's).
+///
+/// The view holds its own copies of the slots' address, the capacity and the mark bit,
+/// where `Core`'s [`Slots`] reads them through `&Core`: a view is a local value, so they
+/// stay in registers across a claim's SeqCst CAS, which the compiler must otherwise treat
+/// as a write to any memory the handle could be reached through. A put or get then
+/// checks the slot index it claimed against the same `cap` it checked before the CAS, and
+/// the compiler drops the second check (callgrind: 6 fewer instructions per put plus get).
 pub(crate) struct Fixed<'a> {
-    core: &'a Core,
+    ring: &'a RawRing,
+    /// Start of slot 0 (`SLOTS_OFFSET` into the block).
+    slots: *mut u8,
+    cap: u64,
+    mark_bit: u64,
     payload_off: usize,
     stride: usize,
 }
 
 impl Fixed<'_> {
-    /// Start of slot `index` (`Core::slot_ptr`).
+    /// Start of slot `index` (`Core::slot_at`).
     #[inline(always)]
     fn slot_ptr(&self, index: u64) -> *mut u8 {
-        // SAFETY: `stride` is the geometry's (the contract of `Core::fixed`).
-        unsafe { self.core.slot_at(index, self.stride) }
+        // As in `Core::slot_at`: a bad index must never become an address.
+        assert!(index < self.cap, "slot index out of range");
+        // SAFETY: index < cap and `stride` is the geometry's (the contract of
+        // `Core::fixed`); the block holds SLOTS_OFFSET + cap * stride bytes, and `slots`
+        // is its SLOTS_OFFSET, so the slot is inside the block.
+        unsafe { self.slots.add(index as usize * self.stride) }
     }
 
     /// The payload of a claimed slot (`Core::payload_ptr`).
@@ -407,19 +427,19 @@ impl Fixed<'_> {
 
     #[inline(always)]
     pub(crate) fn ring(&self) -> &RawRing {
-        self.core.ring()
+        self.ring
     }
 }
 
 impl Slots for Fixed<'_> {
     #[inline(always)]
     fn capacity(&self) -> u64 {
-        self.core.geo.cap
+        self.cap
     }
 
     #[inline(always)]
     fn mark_bit(&self) -> u64 {
-        self.core.mark_bit
+        self.mark_bit
     }
 
     #[inline(always)]

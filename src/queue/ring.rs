@@ -48,7 +48,7 @@
 //! then *releases* it by storing `p + one_lap` (Release). Between claim and publish /
 //! release the slot belongs to one party: that window is a loan. Every claim first makes
 //! one attempt at the common case, inlined into its caller (`push_fast` / `pop_fast`: the
-//! slot is ready and the CAS wins); anything else goes to the full loop (`push_step` /
+//! slot is ready, is not the last of its lap, and the CAS wins); anything else goes to the full loop (`push_step` /
 //! `pop_step`), which retries, backs off and tells the cases apart.
 //!
 //! Every index read from shared memory is checked (`index < cap`) before it reaches
@@ -650,19 +650,27 @@ impl RawRing {
 
     /// `push_fast` / `pop_fast`: one side's index, the stamp its slot must hold (`pos`:
     /// free; `pos + 1`: published, exactly, so a skipped slot takes the full path) and the
-    /// stamp that ends the claim (`pos + 1`: published; `pos + one_lap`: released).
+    /// stamp that ends the claim (`pos + 1`: published; `pos + one_lap`: released). Only
+    /// claims that stay within the lap (`pos + 1` is the next position).
     #[inline(always)]
     fn claim_fast(&self, s: &impl Slots, side: Side) -> Option<Claim> {
         let cap = s.capacity();
-        let (mark_bit, one_lap) = geometry(s);
+        let (_, one_lap) = geometry(s);
         let (at, ready, done, other_waiters) = match side {
             Side::Push => (&self.tail.0, 0, 1, &self.wake.0.get_waiters),
             Side::Pop => (&self.head.0, 1, one_lap, &self.wake.0.put_waiters),
         };
         // Relaxed: only a guess; the CAS below (and the stamp's Acquire) decide.
         let pos = at.load(Ordering::Relaxed);
-        let index = pos & (mark_bit - 1);
-        if pos & mark_bit != 0 || index >= cap {
+        // The index with the mark bit: one comparison turns away a closed tail (a marked
+        // index is at least `mark_bit > cap`), an index out of range, and the last slot of
+        // a lap, whose next position is the next lap's first (the full path takes it, once
+        // per lap; a ring of one slot always). Every other claim moves to `pos + 1`, where
+        // `next_position` chose between the two with a conditional move in every claim.
+        // `saturating_sub` rather than `cap - 1`: from it the compiler knows `index <
+        // cap`, and drops the slot accessor's own bounds check.
+        let index = pos & (one_lap - 1);
+        if index >= cap.saturating_sub(1) {
             return None;
         }
         // Acquire: pairs with the Release store in `release` (push) or `publish` (pop), as
@@ -674,7 +682,7 @@ impl RawRing {
         // not used (the full path starts over).
         at.compare_exchange_weak(
             pos,
-            next_position(pos, index, cap, one_lap),
+            pos.wrapping_add(1),
             Ordering::SeqCst,
             Ordering::Relaxed,
         )
