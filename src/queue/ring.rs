@@ -48,8 +48,9 @@
 //! then *releases* it by storing `p + one_lap` (Release). Between claim and publish /
 //! release the slot belongs to one party: that window is a loan. Every claim first makes
 //! one attempt at the common case, inlined into its caller (`push_fast` / `pop_fast`: the
-//! slot is ready, is not the last of its lap, and the CAS wins); anything else goes to the full loop (`push_step` /
-//! `pop_step`), which retries, backs off and tells the cases apart.
+//! slot is ready, is not the last of its lap, and the CAS wins); anything else goes to the
+//! full loop (`push_step` / `pop_step`), which retries, backs off and tells the cases
+//! apart.
 //!
 //! Every index read from shared memory is checked (`index < cap`) before it reaches
 //! [`Slots::stamp`]. A stamp whose index field is neither the slot's index nor the next
