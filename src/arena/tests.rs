@@ -7,6 +7,7 @@ fn uniq(tag: &str) -> String {
     format!(
         "shmproc-test-{tag}-{}-{}",
         std::process::id(),
+        // Relaxed: a counter for unique names; it orders nothing.
         N.fetch_add(1, Ordering::Relaxed)
     )
 }

@@ -537,9 +537,8 @@ impl Sink for Discard {
 /// The most payload bytes in one chunk: small enough that the consumer copies one chunk
 /// while the producer writes the next (the two copies overlap), large enough that the
 /// waiter check of each chunk (an RMW of the side's lock word) costs nothing next to the
-/// copy. A power of two
-/// (so every chunk but a message's last needs no padding), at least 8.
-/// (`cap / 4`: at least 8, as every `Buf` holds at least `MIN_CAPACITY` = 32 bytes.)
+/// copy. A power of two (so every chunk but a message's last needs no padding), and at
+/// least 8, as every `Buf` holds at least `MIN_CAPACITY` = 32 bytes.
 #[inline]
 fn piece(cap: u32) -> u32 {
     const _: () = assert!(MIN_CAPACITY / 4 >= HEADER);

@@ -576,7 +576,8 @@ impl RawRing {
             let unmarked = stamp & !mark_bit;
             if stamp == tail {
                 // SeqCst: the tail is part of the total order that `len` and `close`
-                // rely on.
+                // rely on. Relaxed on failure: the value read is only the next guess (the
+                // stamp's Acquire load orders the retry).
                 match self.tail.0.compare_exchange_weak(
                     tail,
                     new_tail,
@@ -717,7 +718,7 @@ impl RawRing {
             let unmarked = stamp & !mark_bit;
             if unmarked == head.wrapping_add(1) {
                 let new_head = next_position(head, index, cap, one_lap);
-                // SeqCst: see `try_push_claim`.
+                // SeqCst: see `push_step`. Relaxed on failure: as there.
                 match self.head.0.compare_exchange_weak(
                     head,
                     new_head,
