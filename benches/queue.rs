@@ -60,7 +60,7 @@ mod common;
 use common::{bench_mode, fork_child, paired, wait_child, Floor, Pinned, SharedPage};
 use crossbeam_queue::ArrayQueue;
 use shmproc::queue::{GetError, PutError, Queue};
-use shmproc::sync::futex;
+use shmproc::raw::sync::futex;
 use shmproc::{Arena, SpinPolicy};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -259,10 +259,10 @@ struct FutexPingPong {
     pid: i32,
 }
 
-fn word(page: &SharedPage) -> &'static shmproc::sync::AtomicU32 {
+fn word(page: &SharedPage) -> &'static shmproc::raw::sync::AtomicU32 {
     // SAFETY: the page is 128-aligned, zeroed, shared, and outlives every use (the child
     // exits before the parent unmaps it).
-    unsafe { &*(page.ptr() as *const shmproc::sync::AtomicU32) }
+    unsafe { &*(page.ptr() as *const shmproc::raw::sync::AtomicU32) }
 }
 
 impl FutexPingPong {

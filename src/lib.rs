@@ -8,15 +8,14 @@ pub mod condition;
 mod error;
 pub mod event;
 pub mod lock;
-pub mod owner;
 pub mod pipe;
 pub mod process;
 pub mod queue;
+pub mod raw;
 pub mod rlock;
 pub mod semaphore;
 pub mod shared;
-mod spin;
-pub mod sync;
+use raw::sync;
 
 pub use arena::Arena;
 pub use barrier::{Barrier, BarrierError};
@@ -39,4 +38,4 @@ pub use semaphore::{BoundedSemaphore, PermitError, Semaphore, SemaphoreGuard, To
 #[cfg(feature = "serde")]
 pub use shared::SerdeDict;
 pub use shared::{cleanup_orphans, Array, DictError, SharedDict, SharedMemory, TypedDict, Value};
-pub use spin::SpinPolicy;
+pub use sync::spin::SpinPolicy;

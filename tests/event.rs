@@ -2,7 +2,8 @@
 //! own process under the harness's watchdog.
 mod common;
 
-use shmproc::event::{Event, WAITERS};
+use shmproc::event::Event;
+use shmproc::raw::event::WAITERS;
 use shmproc::{Arena, Error, SpinPolicy};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

@@ -6,7 +6,7 @@
 use loom::sync::atomic::{AtomicU32, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use shmproc::barrier::{BarrierError, RawBarrier};
+use shmproc::raw::barrier::{BarrierError, RawBarrier};
 use shmproc::SpinPolicy;
 use std::time::{Duration, Instant};
 

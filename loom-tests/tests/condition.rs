@@ -5,12 +5,12 @@
 use loom::sync::atomic::{AtomicU32, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use shmproc::condition::{CondLock, RLockRef, RawCondvar};
-use shmproc::lock::Acquired;
-use shmproc::owner::Liveness;
-use shmproc::rlock::NotOwner;
-use shmproc::rlock::RawRLock;
-use shmproc::sync::futex;
+use shmproc::raw::condvar::{CondLock, RLockRef, RawCondvar};
+use shmproc::raw::lock::Acquired;
+use shmproc::raw::rlock::NotOwner;
+use shmproc::raw::rlock::RawRLock;
+use shmproc::raw::sync::futex;
+use shmproc::raw::sync::liveness::Liveness;
 use shmproc::SpinPolicy;
 use std::time::{Duration, Instant};
 

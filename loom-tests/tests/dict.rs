@@ -11,8 +11,8 @@
 use loom::sync::atomic::AtomicU64;
 use loom::sync::Arc;
 use loom::thread;
-use shmproc::owner::Liveness;
-use shmproc::shared::dict::{DictTable, Geometry, RawDict};
+use shmproc::raw::dict::{DictTable, Geometry, RawDict};
+use shmproc::raw::sync::liveness::Liveness;
 
 /// Model threads never die; each has its own id.
 #[derive(Clone, Copy)]

@@ -9,7 +9,7 @@
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
-use shmproc::event::{RawEvent, WAITERS};
+use shmproc::raw::event::{RawEvent, WAITERS};
 use shmproc::SpinPolicy;
 use std::time::Instant;
 

@@ -6,8 +6,8 @@ use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicU32, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use shmproc::lock::{Acquired, RawLock};
-use shmproc::owner::Liveness;
+use shmproc::raw::lock::{Acquired, RawLock};
+use shmproc::raw::sync::liveness::Liveness;
 
 /// A thread playing a process: `id` is its pid; `dead` holds the pid of a "process" that
 /// died, or 0. `watch` says whether waiters check on the holder (see `watches_holder`).

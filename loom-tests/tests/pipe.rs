@@ -15,9 +15,11 @@
 
 use loom::sync::Arc;
 use loom::thread;
-use shmproc::lock::Acquired;
-use shmproc::owner::Liveness;
-use shmproc::pipe::ring::{Buf, Fast, NoWatch, RawRing, RingError, WRITER_CLOSED};
+use shmproc::raw::lock::Acquired;
+use shmproc::raw::spsc::{
+    Buf, ByteRing as RawRing, ByteRingError as RingError, Fast, NoWatch, WRITER_CLOSED,
+};
+use shmproc::raw::sync::liveness::Liveness;
 use shmproc::SpinPolicy;
 use std::time::Instant;
 

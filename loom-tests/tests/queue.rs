@@ -9,7 +9,9 @@ use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use shmproc::queue::ring::{initial_stamp, Claim, RawRing, RingError, Slots};
+use shmproc::raw::mpmc::{
+    initial_stamp, Claim, MpmcError as RingError, MpmcRing as RawRing, Slots,
+};
 use shmproc::SpinPolicy;
 use std::time::Instant;
 

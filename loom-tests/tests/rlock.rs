@@ -5,9 +5,9 @@
 use loom::sync::atomic::{AtomicU32, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use shmproc::lock::Acquired;
-use shmproc::owner::Liveness;
-use shmproc::rlock::{NotOwner, RawRLock};
+use shmproc::raw::lock::Acquired;
+use shmproc::raw::rlock::{NotOwner, RawRLock};
+use shmproc::raw::sync::liveness::Liveness;
 use shmproc::SpinPolicy;
 
 /// A scripted process: its pid, always alive.

@@ -10,7 +10,7 @@
 use loom::sync::atomic::{AtomicU32, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use shmproc::semaphore::{RawSemaphore, VALUE_MAX};
+use shmproc::raw::semaphore::{RawSemaphore, VALUE_MAX};
 use shmproc::SpinPolicy;
 use std::time::Instant;
 

@@ -14,7 +14,7 @@
 //! [`HeaderCopy::validate`] check a private copy, and only the copy is used.
 
 use crate::error::Error;
-use crate::lock::RawLock;
+use crate::raw::lock::RawLock;
 use crate::sync::{AtomicU32, AtomicU64};
 
 /// "SHMPROC" + format byte, little-endian.

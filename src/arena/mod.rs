@@ -31,7 +31,7 @@ pub(crate) use layout::{DirEntry, EntryCopy, Header};
 pub use layout::{CACHE_LINE, MAX_NAME, MIN_SIZE};
 
 use crate::error::{Error, Result};
-use crate::owner::Procfs;
+use crate::sync::liveness::Procfs;
 use crate::sync::Ordering;
 use layout::*;
 use memmap2::{MmapOptions, MmapRaw};
@@ -352,7 +352,7 @@ impl Arena {
             (&raw mut (*h).dir_capacity).write(DIR_CAPACITY);
             (&raw mut (*h).layout_hash).write(LAYOUT_HASH);
             (&raw mut (*h).total_size).write(self.inner.len);
-            (&raw mut (*h).creator_pid).write(crate::owner::current_pid());
+            (&raw mut (*h).creator_pid).write(crate::sync::liveness::current_pid());
         }
         let header = self.header();
         // Relaxed: published by the Release store of `magic` below.

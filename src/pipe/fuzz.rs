@@ -7,8 +7,8 @@
 //! the peer gone at once) and the buffer's guard bytes must be intact: hostile state gives
 //! errors, never out-of-bounds access.
 
-use super::ring::{Buf, RawRing, RingError, Watch, MAX_MESSAGE};
-use crate::spin::SpinPolicy;
+use crate::raw::spsc::{Buf, ByteRing, ByteRingError, Watch, MAX_MESSAGE};
+use crate::sync::spin::SpinPolicy;
 use std::time::{Duration, Instant};
 
 /// A watch that checks at once and always finds the peer gone: every wait ends.
@@ -48,7 +48,7 @@ impl Input<'_> {
 pub fn ring(data: &[u8]) {
     let mut inp = Input(data);
     let cap = 1u32 << (5 + inp.u8() % 6); // 32 ..= 1024
-    let ring = Box::new(RawRing::new());
+    let ring = Box::new(ByteRing::new());
     let (tail, head, head_cache) = (inp.u32(), inp.u32(), inp.u32());
     let _ = inp.u32(); // (was the consumer's cached tail; kept so the corpus means the same)
     ring.scribble(tail, head, head_cache, inp.u32());
@@ -107,12 +107,12 @@ pub fn ring(data: &[u8]) {
         };
         match result {
             Ok(())
-            | Err(RingError::Timeout)
-            | Err(RingError::Eof)
-            | Err(RingError::BrokenPipe)
-            | Err(RingError::Broken)
-            | Err(RingError::Corrupt(_))
-            | Err(RingError::TooLong(_)) => {}
+            | Err(ByteRingError::Timeout)
+            | Err(ByteRingError::Eof)
+            | Err(ByteRingError::BrokenPipe)
+            | Err(ByteRingError::Broken)
+            | Err(ByteRingError::Corrupt(_))
+            | Err(ByteRingError::TooLong(_)) => {}
         }
     }
     assert!(

@@ -1,12 +1,12 @@
 //! The user-facing handles: [`Pipe`] and [`Connection`].
 
-use super::ring::{self, Buf, Fast, RawRing, RingError, Sink, Source};
 use super::token::{PeerWatch, Token};
 use super::{RecvError, SendError};
 use crate::arena::{fingerprint, Arena, ObjectKind, Shm};
 use crate::error::{Error, Result};
 use crate::lock::Acquired;
-use crate::owner::Procfs;
+use crate::raw::spsc::{self as ring, Buf, ByteRing, ByteRingError, Fast, Sink, Source};
+use crate::sync::liveness::Procfs;
 use crate::SpinPolicy;
 use std::fmt;
 use std::os::fd::BorrowedFd;
@@ -27,7 +27,7 @@ pub const DEFAULT_CAPACITY: usize = 64 << 10;
 /// end 0 -> end 1.
 #[repr(C)]
 pub struct RawPipe {
-    rings: [RawRing; 2],
+    rings: [ByteRing; 2],
 }
 
 static_assertions::assert_eq_size!(RawPipe, [u8; 2 * 384]);
@@ -167,11 +167,11 @@ impl Pipe {
 /// `Pipe::new_in`: from the ring's index, on every message, it cost a dozen instructions
 /// of the small-message round trip.
 struct Side {
-    ring: NonNull<RawRing>,
+    ring: NonNull<ByteRing>,
     buf: Buf,
 }
 
-// SAFETY: the pointer leads to a `RawRing`, which is `Sync` (its shared state is all
+// SAFETY: the pointer leads to a `ByteRing`, which is `Sync` (its shared state is all
 // atomics) and lives in shared memory that the owning `Inner` keeps mapped; `Buf` is
 // `Send + Sync` for the same reason.
 unsafe impl Send for Side {}
@@ -181,7 +181,7 @@ unsafe impl Sync for Side {}
 impl Side {
     /// The ring.
     #[inline(always)]
-    fn ring(&self) -> &RawRing {
+    fn ring(&self) -> &ByteRing {
         // SAFETY: `ring` was made from a reference into the block that the owning
         // `Inner`'s `_shm` maps (`Pipe::new_in`), which stays mapped while that `Inner`,
         // and so `self`, lives; the ring is only accessed through atomics.
@@ -233,10 +233,10 @@ impl fmt::Debug for Connection {
 
 /// Holds one side of a ring (the producer side if `PRODUCER`); on drop, marks the ring
 /// broken if a message was left half-done (a panic in a zero-copy fill, or corrupt
-/// state), then releases the side (`RawRing::release`: unlocks, and wakes the other side
+/// state), then releases the side (`ByteRing::release`: unlocks, and wakes the other side
 /// if it sleeps).
 struct Held<'a, const PRODUCER: bool> {
-    ring: &'a RawRing,
+    ring: &'a ByteRing,
 }
 
 impl<const PRODUCER: bool> Held<'_, PRODUCER> {
@@ -265,7 +265,7 @@ impl<const PRODUCER: bool> Drop for Held<'_, PRODUCER> {
 /// True while the producer (`PRODUCER`) or consumer side of `ring` is part-way through a
 /// message.
 #[inline]
-fn mid_message<const PRODUCER: bool>(ring: &RawRing) -> bool {
+fn mid_message<const PRODUCER: bool>(ring: &ByteRing) -> bool {
     if PRODUCER {
         ring.tx_mid()
     } else {
@@ -277,7 +277,7 @@ struct SendFn<F>(F);
 
 impl<F: FnMut(usize, &mut [u8])> Source for SendFn<F> {
     fn fill(&mut self, buf: &Buf, pos: u32, offset: u64, len: u32) {
-        // SAFETY: `RawRing::send` passes only free, contiguous bytes of the ring it holds
+        // SAFETY: `ByteRing::send` passes only free, contiguous bytes of the ring it holds
         // the producer side of; the slice is dropped before they are published.
         let chunk = unsafe { buf.slice_mut(pos, len) };
         (self.0)(offset as usize, chunk);
@@ -335,7 +335,12 @@ impl Inner {
 }
 
 /// Receives the peeked message of `len` bytes into a new `Vec`.
-fn take_vec(i: &Inner, s: &Side, r: &RawRing, len: u64) -> std::result::Result<Vec<u8>, RecvError> {
+fn take_vec(
+    i: &Inner,
+    s: &Side,
+    r: &ByteRing,
+    len: u64,
+) -> std::result::Result<Vec<u8>, RecvError> {
     // Never trust a length from shared memory with an allocation: grow as the bytes
     // arrive (from at most one ring's worth, plus 1 MiB).
     let mut v = VecSink(Vec::with_capacity(
@@ -379,7 +384,7 @@ impl Connection {
         let r = s.ring();
         match r.send(&s.buf, len, src, i.spin, &PeerWatch(&i.token)) {
             Ok(()) => Ok(()),
-            Err(RingError::BrokenPipe) => {
+            Err(ByteRingError::BrokenPipe) => {
                 i.peer_gone();
                 Err(SendError::BrokenPipe)
             }
@@ -409,7 +414,7 @@ impl Connection {
     #[inline]
     pub fn send_bytes(&self, bytes: &[u8]) -> std::result::Result<(), SendError> {
         // The fast path: the producer side is free (`Side::try_hold`), and the message goes
-        // whole into free, contiguous space of an open ring (`RawRing::send_small`).
+        // whole into free, contiguous space of an open ring (`ByteRing::send_small`).
         // Anything else, nothing written, takes the general path.
         if let Some(i) = &self.inner {
             if let Some(s) = &i.tx {
@@ -456,15 +461,15 @@ impl Connection {
     }
 
     /// Holds the consumer side and receives one message: first `fast` (the straight-line
-    /// small-message path, given `ctx`), then, if it did not finish, [`RawRing::peek`] and
+    /// small-message path, given `ctx`), then, if it did not finish, [`ByteRing::peek`] and
     /// `take` (given the message length and `ctx`).
     #[inline]
     fn recv_with<C, T>(
         &self,
         deadline: Option<Instant>,
         mut ctx: C,
-        fast: impl FnOnce(&RawRing, &Buf, SpinPolicy, &mut C) -> Fast<T>,
-        take: impl FnOnce(&Inner, &Side, &RawRing, u64, C) -> std::result::Result<T, RecvError>,
+        fast: impl FnOnce(&ByteRing, &Buf, SpinPolicy, &mut C) -> Fast<T>,
+        take: impl FnOnce(&Inner, &Side, &ByteRing, u64, C) -> std::result::Result<T, RecvError>,
     ) -> std::result::Result<T, RecvError> {
         let (i, s) = self.rx()?;
         let held = i.hold::<false>(s);
@@ -488,7 +493,7 @@ impl Connection {
         spun: bool,
         deadline: Option<Instant>,
         ctx: C,
-        take: impl FnOnce(&Inner, &Side, &RawRing, u64, C) -> std::result::Result<T, RecvError>,
+        take: impl FnOnce(&Inner, &Side, &ByteRing, u64, C) -> std::result::Result<T, RecvError>,
     ) -> std::result::Result<T, RecvError> {
         let r = held.ring;
         let spin = if spun { SpinPolicy::NEVER } else { i.spin };

@@ -1,7 +1,7 @@
 //! `Pipe` and `Connection`: Python's `multiprocessing.Pipe`, on SPSC byte rings in the
 //! arena.
 //!
-//! [`Pipe::new`] returns two [`Connection`]s. Each direction is a [`RawRing`] (rtrb style:
+//! [`Pipe::new`] returns two [`Connection`]s. Each direction is a [`ByteRing`] (rtrb style:
 //! free-running indices, a cached copy of the peer's index, one cache line per side)
 //! carrying messages as chunks with an in-band header that the reader polls: messages are
 //! never merged or split, an empty message is a message, and a message larger than the
@@ -90,7 +90,7 @@
 //! half of the sleep handshake, so a message costs two locked instructions (the side's
 //! lock and unlock) and no fence, and the producer readies the next cache line after
 //! each publish so that no header waits behind a store to a line the consumer holds.
-pub mod ring;
+use crate::raw::spsc as ring;
 #[cfg(not(shmproc_loom))]
 mod token;
 
@@ -103,8 +103,6 @@ mod tests;
 mod handle;
 #[cfg(not(shmproc_loom))]
 pub use handle::*;
-
-pub use ring::RawRing;
 
 use std::fmt;
 
@@ -265,9 +263,9 @@ impl RecvError {
     }
 }
 
-impl From<ring::RingError> for SendError {
-    fn from(e: ring::RingError) -> Self {
-        use ring::RingError as R;
+impl From<ring::ByteRingError> for SendError {
+    fn from(e: ring::ByteRingError) -> Self {
+        use ring::ByteRingError as R;
         match e {
             R::BrokenPipe | R::Eof => SendError::BrokenPipe,
             R::Broken | R::Timeout | R::TooLong(_) => SendError::Broken,
@@ -276,9 +274,9 @@ impl From<ring::RingError> for SendError {
     }
 }
 
-impl From<ring::RingError> for RecvError {
-    fn from(e: ring::RingError) -> Self {
-        use ring::RingError as R;
+impl From<ring::ByteRingError> for RecvError {
+    fn from(e: ring::ByteRingError) -> Self {
+        use ring::ByteRingError as R;
         match e {
             R::Eof | R::BrokenPipe => RecvError::Eof,
             R::Timeout => RecvError::Timeout,

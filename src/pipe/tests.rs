@@ -1,8 +1,8 @@
 //! Unit tests of the ring and the handles in one process, and the fuzz corpus replay.
 
-use super::ring::{Buf, NoWatch, RawRing, RingError, MAX_MESSAGE};
 use super::{Pipe, RecvError, SendError};
-use crate::spin::SpinPolicy;
+use crate::raw::spsc::{Buf, ByteRing, ByteRingError, NoWatch, MAX_MESSAGE};
+use crate::sync::spin::SpinPolicy;
 use crate::Arena;
 use std::time::{Duration, Instant};
 
@@ -44,7 +44,7 @@ fn fuzz_random_inputs_never_go_out_of_bounds() {
 
 #[test]
 fn hostile_indices_are_errors() {
-    let ring = RawRing::new();
+    let ring = ByteRing::new();
     let mut words = [0u64; 8];
     let ptr = words.as_mut_ptr().cast::<u8>();
     // SAFETY: `words` outlives `buf` and is 8-aligned; 64 is a power of two in range.
@@ -58,13 +58,13 @@ fn hostile_indices_are_errors() {
     ring.scribble(0, 3, 0, 0);
     assert!(matches!(
         ring.peek(&buf, past, SpinPolicy::NEVER, &NoWatch),
-        Err(RingError::Corrupt(_))
+        Err(ByteRingError::Corrupt(_))
     ));
     // The producer trusts its cache only while it says "room": make it lie too.
     ring.scribble(0, 1000, 1000, 0);
     assert!(matches!(
         ring.send(&buf, 1, &mut [1u8].as_slice(), SpinPolicy::NEVER, &NoWatch),
-        Err(RingError::Corrupt(_))
+        Err(ByteRingError::Corrupt(_))
     ));
     // A header that is not a header, a chunk longer than the ring, and a message length
     // word claiming more than 2^48 bytes.
@@ -73,12 +73,12 @@ fn hostile_indices_are_errors() {
         ((1 << 63) | (1 << 62) | (1 << 61) | 60, 0),
         ((1 << 63) | (1 << 62) | 8, MAX_MESSAGE + 1),
     ] {
-        let ring = RawRing::new();
+        let ring = ByteRing::new();
         set(0, hdr);
         set(1, word);
         assert!(matches!(
             ring.peek(&buf, past, SpinPolicy::NEVER, &NoWatch),
-            Err(RingError::Corrupt(_))
+            Err(ByteRingError::Corrupt(_))
         ));
     }
 }
@@ -188,12 +188,12 @@ fn io_write_and_read_stream() {
     assert_eq!(s, want);
 }
 
-/// The straight-line receive (`RawRing::recv_small`) takes only its own case and leaves
+/// The straight-line receive (`ByteRing::recv_small`) takes only its own case and leaves
 /// everything else, unconsumed, to the general path.
 #[test]
 fn small_receive_takes_only_its_case() {
-    use super::ring::{Fast, WRITER_CLOSED};
-    let ring = RawRing::new();
+    use crate::raw::spsc::{Fast, WRITER_CLOSED};
+    let ring = ByteRing::new();
     // 64 bytes, 8-aligned.
     let mut mem = vec![0u64; 8];
     // SAFETY: `mem` is 64 bytes, 8-aligned, outlives `buf`, and only the ring touches it.
@@ -259,7 +259,7 @@ fn small_receive_takes_only_its_case() {
     );
     assert_eq!(
         ring.recv_vec(&buf, u64::MAX, None, SpinPolicy::NEVER, &NoWatch),
-        Err(RingError::Eof)
+        Err(ByteRingError::Eof)
     );
 }
 

@@ -11,7 +11,7 @@
 //!
 //! All descriptors are `O_CLOEXEC`: a program started by `exec` does not hold an end.
 
-use super::ring::Watch;
+use crate::raw::spsc::Watch;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;

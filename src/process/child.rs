@@ -1,7 +1,7 @@
 //! The parent's view of one started child: its pid, its pidfd, its exit code.
 
 use super::error::ProcessError;
-use crate::owner::current_pid;
+use crate::sync::liveness::current_pid;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::io::Errno;

@@ -395,7 +395,7 @@ impl<T: Run> Process<T> {
         reg.prune();
         reg.ensure_exit_hook();
         install_panic_hook();
-        let parent = crate::owner::current_pid();
+        let parent = crate::sync::liveness::current_pid();
         // Allocate now whatever either side needs after the fork: from the fork until
         // the child exits, every page one of them writes is copied (a fault of a few
         // microseconds each on a VM). The child moves its registry record out of
@@ -477,7 +477,7 @@ fn child_main<T: Run>(
     // this very thread, the only one in the child). The children listed are our
     // siblings: forget them without touching them (dropping would write to each one's
     // shared, copy-on-write page; the handful of bytes stays allocated until `_exit`).
-    reg.owner = crate::owner::current_pid();
+    reg.owner = crate::sync::liveness::current_pid();
     std::mem::forget(std::mem::take(&mut reg.children));
     reg.counter = 0;
     if let Some(me) = reg.pending.take() {
@@ -744,7 +744,8 @@ impl ProcessInfo {
     /// processes that are not the current one: a pid can be reused after the process is
     /// reaped.
     pub fn is_alive(&self) -> bool {
-        crate::owner::proc_stat(self.pid).is_some_and(|s| s.state != b'Z' && s.state != b'X')
+        crate::sync::liveness::proc_stat(self.pid)
+            .is_some_and(|s| s.state != b'Z' && s.state != b'X')
     }
 }
 

@@ -8,7 +8,7 @@
 
 use super::child::ChildState;
 use super::ProcessInfo;
-use crate::owner::current_pid;
+use crate::sync::liveness::current_pid;
 use crate::sync::plain::{AtomicBool, Ordering};
 use rustix::process::Signal;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

@@ -3,9 +3,9 @@
 
 use super::core::{Core, Geometry, Wait};
 use super::error::{BytePutError, GetError, PutError};
-use super::ring::{Claim, RingError};
 use crate::arena::{fingerprint, Arena, ObjectKind};
 use crate::error::{Error, Result};
+use crate::raw::mpmc::{Claim, MpmcError};
 use crate::SpinPolicy;
 use std::fmt;
 use std::ops::Deref;
@@ -508,14 +508,14 @@ impl ByteQueue {
     }
 }
 
-fn ring_put_error(e: RingError, wait: Wait) -> BytePutError {
+fn ring_put_error(e: MpmcError, wait: Wait) -> BytePutError {
     BytePutError::from_put(match wait {
         Wait::Never => PutError::from_ring(e, ()),
         Wait::Until(_) => PutError::timeout_from_ring(e, ()),
     })
 }
 
-fn ring_get_error(e: RingError, wait: Wait) -> GetError {
+fn ring_get_error(e: MpmcError, wait: Wait) -> GetError {
     match wait {
         Wait::Never => GetError::from_ring(e),
         Wait::Until(_) => GetError::timeout_from_ring(e),

@@ -15,21 +15,23 @@
 //! of that alignment: a `Queue<u64>` slot is 16 bytes, four to a cache line. A slot
 //! published without a message (a dropped put loan) is marked in its stamp, not here.
 //!
-//! The slot array starts right after the [`RawRing`], at [`SLOTS_OFFSET`]. The geometry
+//! The slot array starts right after the [`MpmcRing`], at [`SLOTS_OFFSET`]. The geometry
 //! (capacity, stride, payload size) is decided when the queue is made, recorded in the
 //! arena's directory entry (`param`), and re-derived and checked against the block's size
 //! when another process opens the queue: after that, every slot address this process
 //! computes is inside the block, whatever a peer writes into the arena.
 
-use super::ring::{self, initial_stamp, Claim, RawRing, RingError, Slots, MAX_CAPACITY};
 use crate::arena::{Arena, EntryCopy, ObjectKind, Shm};
 use crate::error::{Error, Result};
+use crate::raw::mpmc::{
+    self as ring, initial_stamp, Claim, MpmcError, MpmcRing, Slots, MAX_CAPACITY,
+};
 use crate::sync::AtomicU64;
 use crate::SpinPolicy;
 use std::time::Instant;
 
 /// Where the slot array starts in the block.
-pub(crate) const SLOTS_OFFSET: usize = core::mem::size_of::<RawRing>();
+pub(crate) const SLOTS_OFFSET: usize = core::mem::size_of::<MpmcRing>();
 
 /// Bytes of a typed queue's slot header (the stamp).
 const TYPED_HEADER: usize = 8;
@@ -136,7 +138,7 @@ impl Geometry {
 /// The shared ring plus this process's view of its slots.
 #[derive(Clone)]
 pub(crate) struct Core {
-    raw: Shm<RawRing>,
+    raw: Shm<MpmcRing>,
     geo: Geometry,
     /// `Slots::mark_bit`, computed once.
     mark_bit: u64,
@@ -164,7 +166,7 @@ impl Slots for Core {
 
 impl Core {
     /// This process's view of a ring block with geometry `geo`.
-    fn new(raw: Shm<RawRing>, geo: Geometry) -> Core {
+    fn new(raw: Shm<MpmcRing>, geo: Geometry) -> Core {
         Core {
             raw,
             mark_bit: ring::mark_bit(geo.cap),
@@ -183,7 +185,7 @@ impl Core {
         param: u64,
     ) -> Result<Core> {
         let size = geo.block_size()?;
-        let raw = arena.create_object::<RawRing>(name, kind, type_fp, size, param, |base| {
+        let raw = arena.create_object::<MpmcRing>(name, kind, type_fp, size, param, |base| {
             for i in 0..geo.cap {
                 // SAFETY: the block has `size` = SLOTS_OFFSET + cap * stride bytes, so the
                 // slot's stamp (8 bytes at the start of an 8-aligned slot) is in bounds;
@@ -209,7 +211,7 @@ impl Core {
         desc: &str,
         geo_of: impl FnOnce(&EntryCopy) -> Result<Geometry>,
     ) -> Result<Core> {
-        let (raw, entry) = arena.open_object::<RawRing>(name, kind, type_fp, desc)?;
+        let (raw, entry) = arena.open_object::<MpmcRing>(name, kind, type_fp, desc)?;
         let geo = geo_of(&entry).map_err(|e| {
             Error::Corrupt(format!("queue {name:?} has an impossible geometry: {e}"))
         })?;
@@ -230,7 +232,7 @@ impl Core {
     }
 
     #[inline]
-    pub(crate) fn ring(&self) -> &RawRing {
+    pub(crate) fn ring(&self) -> &MpmcRing {
         &self.raw
     }
 
@@ -274,7 +276,7 @@ impl Core {
     }
 
     #[inline]
-    pub(crate) fn push_claim(&self, wait: Wait) -> Result<Claim, RingError> {
+    pub(crate) fn push_claim(&self, wait: Wait) -> Result<Claim, MpmcError> {
         match wait {
             Wait::Never => self.ring().try_push_claim(self),
             Wait::Until(d) => self.ring().push_claim(self, d, self.spin),
@@ -282,7 +284,7 @@ impl Core {
     }
 
     #[inline]
-    pub(crate) fn pop_claim(&self, wait: Wait) -> Result<Claim, RingError> {
+    pub(crate) fn pop_claim(&self, wait: Wait) -> Result<Claim, MpmcError> {
         match wait {
             Wait::Never => self.ring().try_pop_claim(self),
             Wait::Until(d) => self.ring().pop_claim(self, d, self.spin),
@@ -352,7 +354,7 @@ impl Core {
 
     /// Pops the next message that is not a skipped loan.
     #[inline]
-    pub(crate) fn pop_message(&self, wait: Wait) -> Result<Claim, RingError> {
+    pub(crate) fn pop_message(&self, wait: Wait) -> Result<Claim, MpmcError> {
         loop {
             let c = self.pop_claim(wait)?;
             if c.is_skip() {
@@ -400,7 +402,7 @@ unsafe fn slot_in(slots: *mut u8, cap: u64, stride: usize, index: u64) -> *mut u
 /// checks the slot index it claimed against the same `cap` it checked before the CAS, and
 /// the compiler drops the second check (what it saved: see `Queue::put_with`).
 pub(crate) struct Fixed<'a> {
-    ring: &'a RawRing,
+    ring: &'a MpmcRing,
     /// Start of slot 0 (`SLOTS_OFFSET` into the block).
     slots: *mut u8,
     cap: u64,
@@ -427,7 +429,7 @@ impl Fixed<'_> {
     }
 
     #[inline(always)]
-    pub(crate) fn ring(&self) -> &RawRing {
+    pub(crate) fn ring(&self) -> &MpmcRing {
         self.ring
     }
 }

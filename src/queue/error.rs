@@ -1,6 +1,7 @@
 //! Operation errors of the queues: the value comes back on failure.
 
-use super::ring::RingError;
+use crate::raw::mpmc::MpmcError;
+pub use crate::raw::mpmc::TaskDoneError;
 use std::fmt;
 
 /// Why a `put` did not enqueue its value. The value comes back in every variant.
@@ -35,17 +36,17 @@ impl<T> PutError<T> {
         matches!(self, PutError::Disconnected(_))
     }
 
-    pub(crate) fn from_ring(e: RingError, v: T) -> PutError<T> {
+    pub(crate) fn from_ring(e: MpmcError, v: T) -> PutError<T> {
         match e {
-            RingError::Full => PutError::Full(v),
-            RingError::Closed => PutError::Disconnected(v),
-            RingError::Empty | RingError::Corrupt => PutError::Corrupt(v),
+            MpmcError::Full => PutError::Full(v),
+            MpmcError::Closed => PutError::Disconnected(v),
+            MpmcError::Empty | MpmcError::Corrupt => PutError::Corrupt(v),
         }
     }
 
-    pub(crate) fn timeout_from_ring(e: RingError, v: T) -> PutError<T> {
+    pub(crate) fn timeout_from_ring(e: MpmcError, v: T) -> PutError<T> {
         match e {
-            RingError::Full => PutError::Timeout(v),
+            MpmcError::Full => PutError::Timeout(v),
             e => PutError::from_ring(e, v),
         }
     }
@@ -120,17 +121,17 @@ pub enum GetError {
 }
 
 impl GetError {
-    pub(crate) fn from_ring(e: RingError) -> GetError {
+    pub(crate) fn from_ring(e: MpmcError) -> GetError {
         match e {
-            RingError::Empty => GetError::Empty,
-            RingError::Closed => GetError::Disconnected,
-            RingError::Full | RingError::Corrupt => GetError::Corrupt,
+            MpmcError::Empty => GetError::Empty,
+            MpmcError::Closed => GetError::Disconnected,
+            MpmcError::Full | MpmcError::Corrupt => GetError::Corrupt,
         }
     }
 
-    pub(crate) fn timeout_from_ring(e: RingError) -> GetError {
+    pub(crate) fn timeout_from_ring(e: MpmcError) -> GetError {
         match e {
-            RingError::Empty => GetError::Timeout,
+            MpmcError::Empty => GetError::Timeout,
             e => GetError::from_ring(e),
         }
     }
@@ -220,19 +221,6 @@ impl fmt::Display for BytePutError {
 }
 
 impl std::error::Error for BytePutError {}
-
-/// [`JoinableQueue::task_done`](super::JoinableQueue::task_done) was called more times
-/// than items were put.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TaskDoneError;
-
-impl fmt::Display for TaskDoneError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("task_done() called more times than there were items put in the queue")
-    }
-}
-
-impl std::error::Error for TaskDoneError {}
 
 /// [`JoinableQueue::join_timeout`](super::JoinableQueue::join_timeout): some tasks were
 /// still unfinished at the timeout.

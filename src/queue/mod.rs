@@ -13,7 +13,7 @@
 //! mirror image. A side that must wait (queue full / empty) spins briefly, then sleeps on
 //! a futex word; the other side calls `futex_wake` only when it sees a registered sleeper,
 //! so an uncontended `put` or `get` makes no system call. The algorithm, with its state
-//! tables and the sleep / wake handshake, is documented in [`ring`] ([`RawRing`]), and is
+//! tables and the sleep / wake handshake, is documented in [`ring`] ([`MpmcRing`]), and is
 //! model-checked with loom in `loom-tests/tests/queue.rs`.
 //!
 //! **Close** is queue-wide (unlike Python's per-process `close`): after
@@ -61,7 +61,6 @@
 mod bytes;
 mod core;
 mod error;
-pub mod ring;
 mod typed;
 
 #[cfg(all(test, not(shmproc_loom)))]
@@ -69,5 +68,4 @@ mod tests;
 
 pub use bytes::{ByteQueue, ByteReadLoan, ByteWriteLoan, MAX_MESSAGE};
 pub use error::{BytePutError, GetError, JoinTimeout, PutError, TaskDoneError};
-pub use ring::RawRing;
 pub use typed::{GetLoan, JoinableQueue, PutLoan, Queue, SimpleQueue};

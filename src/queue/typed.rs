@@ -2,9 +2,9 @@
 
 use super::core::{typed_layout, Core, Fixed, Geometry, Wait};
 use super::error::{GetError, JoinTimeout, PutError, TaskDoneError};
-use super::ring::{Claim, RingError};
 use crate::arena::{fingerprint_sized, Arena, ObjectKind};
 use crate::error::Result;
+use crate::raw::mpmc::{Claim, MpmcError};
 use crate::sync::time;
 use crate::SpinPolicy;
 use bytemuck::Pod;
@@ -209,18 +209,18 @@ impl<T: Pod> Queue<T> {
     // ---------------------------------------------------------------------------------
     // put
 
-    // `put_with` and `get_with` try the common case inline (`RawRing::push_fast`,
-    // `RawRing::pop_fast`, on the slots with the layout as a constant) and leave the rest
+    // `put_with` and `get_with` try the common case inline (`MpmcRing::push_fast`,
+    // `MpmcRing::pop_fast`, on the slots with the layout as a constant) and leave the rest
     // (waiting, retries, skipped loans, errors) to a function out of line. Measured with
     // callgrind, a `u64` put plus a get that take their slots at once ran 147
     // instructions through the full path (which saved and restored six registers per
     // call, and multiplied by the stride loaded from the geometry), then 86, and 58 since
     // the claims take the view's registers through their CAS and leave the lap's last
-    // slot to the full path (see `Fixed` and `RawRing::claim_fast`). Crossbeam's
+    // slot to the full path (see `Fixed` and `MpmcRing::claim_fast`). Crossbeam's
     // `ArrayQueue` push plus pop, in the same loop: 83 (its `pop` is not inlined there;
     // inlined into the throughput bench's loops, ~57 against our ~60 per message).
     #[inline(always)]
-    fn put_with(&self, value: T, wait: Wait) -> std::result::Result<(), (RingError, T)> {
+    fn put_with(&self, value: T, wait: Wait) -> std::result::Result<(), (MpmcError, T)> {
         let s = self.slots();
         match s.ring().push_fast(&s) {
             Some(c) => {
@@ -237,7 +237,7 @@ impl<T: Pod> Queue<T> {
     // makes its one fast attempt again before the full loop: two loads of lines the
     // failed attempt has just read, on a path that goes on to retry, spin or sleep.
     #[inline(never)]
-    fn put_slow(&self, value: T, wait: Wait) -> std::result::Result<(), (RingError, T)> {
+    fn put_slow(&self, value: T, wait: Wait) -> std::result::Result<(), (MpmcError, T)> {
         match self.core.push_claim(wait) {
             Ok(c) => {
                 Self::write_and_publish(&self.slots(), c, value);
@@ -318,7 +318,7 @@ impl<T: Pod> Queue<T> {
 
     // See `put_with`.
     #[inline(always)]
-    fn get_with(&self, wait: Wait) -> std::result::Result<T, RingError> {
+    fn get_with(&self, wait: Wait) -> std::result::Result<T, MpmcError> {
         let s = self.slots();
         match s.ring().pop_fast(&s) {
             Some(c) => Ok(Self::read_and_release(&s, c)),
@@ -328,7 +328,7 @@ impl<T: Pod> Queue<T> {
 
     // Through `Core`'s slots: see `put_slow`.
     #[inline(never)]
-    fn get_slow(&self, wait: Wait) -> std::result::Result<T, RingError> {
+    fn get_slow(&self, wait: Wait) -> std::result::Result<T, MpmcError> {
         let c = self.core.pop_message(wait)?;
         Ok(Self::read_and_release(&self.slots(), c))
     }
@@ -400,7 +400,7 @@ impl<T: Pod> Queue<T> {
     // ---------------------------------------------------------------------------------
     // loans
 
-    fn put_loan_with(&self, wait: Wait) -> std::result::Result<PutLoan<'_, T>, RingError> {
+    fn put_loan_with(&self, wait: Wait) -> std::result::Result<PutLoan<'_, T>, MpmcError> {
         let c = self.core.push_claim(wait)?;
         Ok(PutLoan {
             q: self,
@@ -444,7 +444,7 @@ impl<T: Pod> Queue<T> {
             .map_err(|e| PutError::from_ring(e, ()))
     }
 
-    fn get_loan_with(&self, wait: Wait) -> std::result::Result<GetLoan<'_, T>, RingError> {
+    fn get_loan_with(&self, wait: Wait) -> std::result::Result<GetLoan<'_, T>, MpmcError> {
         let c = self.core.pop_message(wait)?;
         Ok(GetLoan { q: self, claim: c })
     }

@@ -27,7 +27,7 @@
 //! segments.
 
 use crate::error::{Error, Result};
-use crate::owner::{Liveness, Procfs};
+use crate::sync::liveness::{Liveness, Procfs};
 use memmap2::{MmapOptions, MmapRaw};
 use rustix::fd::OwnedFd;
 use std::fmt;
@@ -137,7 +137,10 @@ fn unique_name() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    format!("shmproc-{}-{n}-{nanos:08x}", crate::owner::current_pid())
+    format!(
+        "shmproc-{}-{n}-{nanos:08x}",
+        crate::sync::liveness::current_pid()
+    )
 }
 
 impl SharedMemory {

@@ -33,8 +33,9 @@
 
 use crate::arena::{fingerprint_sized, Arena, ObjectKind, Shm};
 use crate::error::{Error, Result};
-use crate::lock::{Acquired, OwnerDied, RawLock, TimedOut, TryAcquireError};
-use crate::owner::Procfs;
+use crate::lock::{Acquired, OwnerDied, TimedOut, TryAcquireError};
+use crate::raw::lock::RawLock;
+use crate::sync::liveness::Procfs;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::SpinPolicy;
 use bytemuck::Pod;

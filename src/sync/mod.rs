@@ -10,6 +10,8 @@
 //! code using it compiles unchanged in both builds.
 
 pub mod futex;
+pub mod liveness;
+pub mod spin;
 
 #[cfg(not(shmproc_loom))]
 mod imp {

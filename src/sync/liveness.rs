@@ -196,6 +196,27 @@ impl Liveness for Procfs {
     }
 }
 
+// Thread identity.
+
+/// This thread's id for RLock ownership: the kernel tid, cached per thread and re-read
+/// when the cached pid is not the current one (i.e. after `fork`).
+pub fn current_tid() -> u32 {
+    use std::cell::Cell;
+    thread_local! {
+        static CACHE: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
+    }
+    let pid = current_pid();
+    CACHE.with(|c| {
+        let (cached_pid, tid) = c.get();
+        if cached_pid == pid {
+            return tid;
+        }
+        let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+        c.set((pid, tid));
+        tid
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! The algorithm: a bounded MPMC ring with Vyukov stamps, and its sleep / wake protocol.
 //!
 //! This is crossbeam's `ArrayQueue` reshaped for shared memory: the state is a
-//! `#[repr(C)]` block of fixed-width atomics ([`RawRing`]), the slots live in memory the
+//! `#[repr(C)]` block of fixed-width atomics ([`MpmcRing`]), the slots live in memory the
 //! ring does not own (reached through the [`Slots`] trait, so that a loom model can supply
 //! its own), and an operation is split into a *claim* and a *publish* / *release*, which
 //! is what lets a handle write or read a message in place (the zero-copy loans).
@@ -37,7 +37,7 @@
 //!
 //! A put loan dropped without a commit must still publish its slot (the ring cannot go
 //! back), but with nothing in it: it stores `p + 1` with the mark bit set
-//! ([`RawRing::publish_skip`]), and the consumer that claims it gets a [`Claim`] that
+//! ([`MpmcRing::publish_skip`]), and the consumer that claims it gets a [`Claim`] that
 //! [`is_skip`](Claim::is_skip), releases it and moves on. The mark cannot carry into the
 //! lap: `p + 1`'s index field is at most `cap < mark_bit`. Keeping the skip in the stamp
 //! lets a slot be just the stamp and the message (16 bytes for a `u64`), where a separate
@@ -55,7 +55,7 @@
 //! Every index read from shared memory is checked (`index < cap`) before it reaches
 //! [`Slots::stamp`]. A stamp whose index field is neither the slot's index nor the next
 //! one can only come from a corrupted ring, and is reported as
-//! [`RingError::Corrupt`]; so is a claim that keeps retrying for millions of rounds.
+//! [`MpmcError::Corrupt`]; so is a claim that keeps retrying for millions of rounds.
 //!
 //! # Sleeping and waking
 //!
@@ -93,10 +93,10 @@
 //!
 //! `close` sets the mark bit in `tail` and wakes every sleeper on both words.
 
-use super::error::TaskDoneError;
-use crate::spin::{Backoff, SpinPolicy};
 use crate::sync::futex::{self, WaitResult};
+use crate::sync::spin::{Backoff, SpinPolicy};
 use crate::sync::{fence, time, AtomicU32, AtomicU64, Ordering};
+use std::fmt;
 use std::time::{Duration, Instant};
 
 /// A producer that found the ring full waits, while it spins, until this many slots
@@ -135,8 +135,8 @@ pub const fn initial_stamp(index: u64) -> u64 {
     index
 }
 
-/// A slot claimed by [`RawRing::try_push_claim`] / [`RawRing::try_pop_claim`], to be
-/// handed back to [`RawRing::publish`] / [`RawRing::release`].
+/// A slot claimed by [`MpmcRing::try_push_claim`] / [`MpmcRing::try_pop_claim`], to be
+/// handed back to [`MpmcRing::publish`] / [`MpmcRing::release`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use = "a claimed slot blocks the ring until it is published or released"]
 pub struct Claim {
@@ -152,7 +152,7 @@ pub struct Claim {
 }
 
 impl Claim {
-    /// True for a pop claim on a slot published empty by [`RawRing::publish_skip`]: there
+    /// True for a pop claim on a slot published empty by [`MpmcRing::publish_skip`]: there
     /// is no message in it; release it and pop again.
     #[inline]
     pub fn is_skip(&self) -> bool {
@@ -162,7 +162,7 @@ impl Claim {
 
 /// Why a ring operation did not claim a slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RingError {
+pub enum MpmcError {
     /// Push: no free slot (or the next one is still being read). Blocking: the deadline
     /// passed.
     Full,
@@ -198,19 +198,19 @@ impl Stop {
         )
     }
 
-    fn for_push(self) -> RingError {
+    fn for_push(self) -> MpmcError {
         match self {
-            Stop::NeedRelease(_) | Stop::Lap => RingError::Full,
-            Stop::Closed => RingError::Closed,
-            Stop::NeedPublish(_) | Stop::Corrupt => RingError::Corrupt,
+            Stop::NeedRelease(_) | Stop::Lap => MpmcError::Full,
+            Stop::Closed => MpmcError::Closed,
+            Stop::NeedPublish(_) | Stop::Corrupt => MpmcError::Corrupt,
         }
     }
 
-    fn for_pop(self) -> RingError {
+    fn for_pop(self) -> MpmcError {
         match self {
-            Stop::NeedPublish(_) | Stop::Lap => RingError::Empty,
-            Stop::Closed => RingError::Closed,
-            Stop::NeedRelease(_) | Stop::Corrupt => RingError::Corrupt,
+            Stop::NeedPublish(_) | Stop::Lap => MpmcError::Empty,
+            Stop::Closed => MpmcError::Closed,
+            Stop::NeedRelease(_) | Stop::Corrupt => MpmcError::Corrupt,
         }
     }
 }
@@ -262,7 +262,7 @@ struct Join {
 /// All zero is an empty, open ring (the slots' stamps must be set to
 /// [`initial_stamp`]). See the [module docs](self) for the protocol.
 #[repr(C)]
-pub struct RawRing {
+pub struct MpmcRing {
     head: Padded<AtomicU64>,
     tail: Padded<AtomicU64>,
     wake: Padded<Wake>,
@@ -273,16 +273,16 @@ pub struct RawRing {
 mod layout_checks {
     use super::*;
     use static_assertions::const_assert_eq;
-    const_assert_eq!(core::mem::size_of::<RawRing>(), 512);
-    const_assert_eq!(core::mem::offset_of!(RawRing, head), 0);
-    const_assert_eq!(core::mem::offset_of!(RawRing, tail), 128);
-    const_assert_eq!(core::mem::offset_of!(RawRing, wake), 256);
-    const_assert_eq!(core::mem::offset_of!(RawRing, join), 384);
+    const_assert_eq!(core::mem::size_of::<MpmcRing>(), 512);
+    const_assert_eq!(core::mem::offset_of!(MpmcRing, head), 0);
+    const_assert_eq!(core::mem::offset_of!(MpmcRing, tail), 128);
+    const_assert_eq!(core::mem::offset_of!(MpmcRing, wake), 256);
+    const_assert_eq!(core::mem::offset_of!(MpmcRing, join), 384);
     const_assert_eq!(core::mem::size_of::<Wake>(), 32);
     const_assert_eq!(core::mem::size_of::<Join>(), 16);
 }
 
-impl Default for RawRing {
+impl Default for MpmcRing {
     fn default() -> Self {
         Self::new()
     }
@@ -342,9 +342,9 @@ fn occupancy(head: u64, tail: u64, cap: u64, mark_bit: u64) -> u64 {
 /// registered to sleep on `waiters`? Then the publish / release that ends the claim wakes
 /// one.
 ///
-/// SYNC POINT (claim / sleeping waiter): pairs with the fence in `RawRing::wait_for`,
+/// SYNC POINT (claim / sleeping waiter): pairs with the fence in `MpmcRing::wait_for`,
 /// issued between a waiter's registration and its look at the index we just moved
-/// (`RawRing::claim_is_ahead`). Either the waiter's look sees our claim (and it naps), or
+/// (`MpmcRing::claim_is_ahead`). Either the waiter's look sees our claim (and it naps), or
 /// this load sees its registration. In the C++20 model a SeqCst load right after the
 /// SeqCst CAS is enough: the waiter's look read an older index than our CAS, so its fence
 /// precedes the CAS in the single total order ([atomics.order] p4.3), the CAS precedes
@@ -491,10 +491,10 @@ impl Stuck {
     }
 }
 
-impl RawRing {
+impl MpmcRing {
     /// An empty, open ring (all zero).
     pub fn new() -> Self {
-        RawRing {
+        MpmcRing {
             head: Padded(AtomicU64::new(0)),
             tail: Padded(AtomicU64::new(0)),
             wake: Padded(Wake {
@@ -519,10 +519,10 @@ impl RawRing {
     /// Claims the next free slot for writing, without waiting.
     ///
     /// # Errors
-    /// [`RingError::Full`] (also while the consumer of the previous lap still reads the
-    /// slot), [`RingError::Closed`], [`RingError::Corrupt`].
+    /// [`MpmcError::Full`] (also while the consumer of the previous lap still reads the
+    /// slot), [`MpmcError::Closed`], [`MpmcError::Corrupt`].
     #[inline(always)]
-    pub fn try_push_claim(&self, s: &impl Slots) -> Result<Claim, RingError> {
+    pub fn try_push_claim(&self, s: &impl Slots) -> Result<Claim, MpmcError> {
         match self.push_fast(s) {
             Some(c) => Ok(c),
             None => self.try_push_claim_slow(s),
@@ -530,7 +530,7 @@ impl RawRing {
     }
 
     #[inline(never)]
-    fn try_push_claim_slow(&self, s: &impl Slots) -> Result<Claim, RingError> {
+    fn try_push_claim_slow(&self, s: &impl Slots) -> Result<Claim, MpmcError> {
         self.push_step(s).map_err(Stop::for_push)
     }
 
@@ -627,10 +627,10 @@ impl RawRing {
     /// Claims the oldest published message for reading, without waiting.
     ///
     /// # Errors
-    /// [`RingError::Empty`] (also while its producer still writes the next slot),
-    /// [`RingError::Closed`] when closed and drained, [`RingError::Corrupt`].
+    /// [`MpmcError::Empty`] (also while its producer still writes the next slot),
+    /// [`MpmcError::Closed`] when closed and drained, [`MpmcError::Corrupt`].
     #[inline(always)]
-    pub fn try_pop_claim(&self, s: &impl Slots) -> Result<Claim, RingError> {
+    pub fn try_pop_claim(&self, s: &impl Slots) -> Result<Claim, MpmcError> {
         match self.pop_fast(s) {
             Some(c) => Ok(c),
             None => self.try_pop_claim_slow(s),
@@ -638,7 +638,7 @@ impl RawRing {
     }
 
     #[inline(never)]
-    fn try_pop_claim_slow(&self, s: &impl Slots) -> Result<Claim, RingError> {
+    fn try_pop_claim_slow(&self, s: &impl Slots) -> Result<Claim, MpmcError> {
         self.pop_step(s).map_err(Stop::for_pop)
     }
 
@@ -845,14 +845,14 @@ impl RawRing {
     /// until `deadline` (`None`: forever).
     ///
     /// # Errors
-    /// [`RingError::Full`] at the deadline, [`RingError::Closed`], [`RingError::Corrupt`].
+    /// [`MpmcError::Full`] at the deadline, [`MpmcError::Closed`], [`MpmcError::Corrupt`].
     #[inline]
     pub fn push_claim(
         &self,
         s: &impl Slots,
         deadline: Option<Instant>,
         spin: SpinPolicy,
-    ) -> Result<Claim, RingError> {
+    ) -> Result<Claim, MpmcError> {
         if let Some(c) = self.push_fast(s) {
             return Ok(c);
         }
@@ -879,15 +879,15 @@ impl RawRing {
     /// then sleep, until `deadline` (`None`: forever).
     ///
     /// # Errors
-    /// [`RingError::Empty`] at the deadline, [`RingError::Closed`] when closed and
-    /// drained, [`RingError::Corrupt`].
+    /// [`MpmcError::Empty`] at the deadline, [`MpmcError::Closed`] when closed and
+    /// drained, [`MpmcError::Corrupt`].
     #[inline]
     pub fn pop_claim(
         &self,
         s: &impl Slots,
         deadline: Option<Instant>,
         spin: SpinPolicy,
-    ) -> Result<Claim, RingError> {
+    ) -> Result<Claim, MpmcError> {
         if let Some(c) = self.pop_fast(s) {
             return Ok(c);
         }
@@ -1156,3 +1156,16 @@ impl RawRing {
         }
     }
 }
+
+/// [`JoinableQueue::task_done`](super::JoinableQueue::task_done) was called more times
+/// than items were put.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskDoneError;
+
+impl fmt::Display for TaskDoneError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("task_done() called more times than there were items put in the queue")
+    }
+}
+
+impl std::error::Error for TaskDoneError {}

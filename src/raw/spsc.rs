@@ -8,7 +8,7 @@
 //! `tail - head` (wrapping) is the number of bytes in the ring and `pos & (cap - 1)` is
 //! where a position lives in the buffer. Every value read from shared memory is checked
 //! before use: `tail - head > cap`, a position that is not a multiple of 8 or an
-//! impossible chunk header is [`RingError::Corrupt`], never an out-of-bounds access (the
+//! impossible chunk header is [`ByteRingError::Corrupt`], never an out-of-bounds access (the
 //! buffer index is always masked, and every copy is clipped to the buffer).
 //!
 //! | field        | written by                 | read by                              |
@@ -57,7 +57,7 @@
 //! only once its first chunk is published; from then on it reads the message to its end
 //! (its deadline no longer applies), so a timed-out reader never leaves the ring
 //! mid-message. The only way a message stops mid-way is its writer dying (or panicking):
-//! the reader then reports EOF (the peer is gone) or [`RingError::Broken`] (another copy
+//! the reader then reports EOF (the peer is gone) or [`ByteRingError::Broken`] (another copy
 //! of the writer end saw the dead holder mid-message), never a partial message.
 //!
 //! # Waking
@@ -94,9 +94,9 @@
 //! A peer that dies cannot wake anyone: a sleeper therefore also wakes periodically
 //! (every 1 ms, doubling to 100 ms) to ask its [`Watch`] whether the peer is gone.
 
-use crate::lock::{RawLock, PEER, WAITERS};
-use crate::spin::SpinPolicy;
+use crate::raw::lock::{RawLock, PEER, WAITERS};
 use crate::sync::futex::{self, WaitResult};
+use crate::sync::spin::SpinPolicy;
 use crate::sync::{time, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -133,12 +133,12 @@ pub const BROKEN: u32 = 4;
 
 const LINE: usize = 128;
 
-/// The hardware cache line (x86-64, most ARM cores): the unit `RawRing::prime` prepares.
+/// The hardware cache line (x86-64, most ARM cores): the unit `ByteRing::prime` prepares.
 const PRIME_LINE: u32 = 64;
 
 /// Why a ring operation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RingError {
+pub enum ByteRingError {
     /// The deadline passed before a message (or the space for it) was there.
     Timeout,
     /// Consumer: the writer is gone and every whole message has been read.
@@ -185,7 +185,7 @@ impl Watch for NoWatch {
 /// "full"), the control line (read-mostly). Each side's lock is on its side's line, so a
 /// message's lock, unlock and index updates touch one line that stays in its core.
 #[repr(C)]
-pub struct RawRing {
+pub struct ByteRing {
     // Producer line: touched only by (holders of) the producer side.
     tx_lock: RawLock,
     tail: AtomicU32,
@@ -207,15 +207,15 @@ pub struct RawRing {
 #[cfg(not(shmproc_loom))]
 mod layout {
     use super::*;
-    static_assertions::assert_eq_size!(RawRing, [u8; 3 * LINE]);
-    static_assertions::const_assert_eq!(core::mem::offset_of!(RawRing, tail), 16);
-    static_assertions::const_assert_eq!(core::mem::offset_of!(RawRing, rx_lock), LINE);
-    static_assertions::const_assert_eq!(core::mem::offset_of!(RawRing, head), LINE + 16);
-    static_assertions::const_assert_eq!(core::mem::offset_of!(RawRing, state), 2 * LINE);
-    static_assertions::const_assert_eq!(core::mem::offset_of!(RawRing, tx_evt), 2 * LINE + 8);
+    static_assertions::assert_eq_size!(ByteRing, [u8; 3 * LINE]);
+    static_assertions::const_assert_eq!(core::mem::offset_of!(ByteRing, tail), 16);
+    static_assertions::const_assert_eq!(core::mem::offset_of!(ByteRing, rx_lock), LINE);
+    static_assertions::const_assert_eq!(core::mem::offset_of!(ByteRing, head), LINE + 16);
+    static_assertions::const_assert_eq!(core::mem::offset_of!(ByteRing, state), 2 * LINE);
+    static_assertions::const_assert_eq!(core::mem::offset_of!(ByteRing, tx_evt), 2 * LINE + 8);
 }
 
-impl Default for RawRing {
+impl Default for ByteRing {
     fn default() -> Self {
         Self::new()
     }
@@ -480,14 +480,14 @@ unsafe fn copy_bytes(src: *const u8, dst: *mut u8, len: usize) {
     }
 }
 
-/// Where a message's payload comes from (the producer side of [`RawRing::send`]).
+/// Where a message's payload comes from (the producer side of [`ByteRing::send`]).
 pub trait Source {
     /// Writes payload bytes `offset..offset + len` at ring position `pos` (contiguous in
     /// the buffer: `len <= buf.contiguous(pos)`).
     fn fill(&mut self, buf: &Buf, pos: u32, offset: u64, len: u32);
 }
 
-/// Where a message's payload goes (the consumer side of [`RawRing::recv_peeked`]).
+/// Where a message's payload goes (the consumer side of [`ByteRing::recv_peeked`]).
 pub trait Sink {
     /// Takes payload bytes `offset..offset + len` from ring position `pos` (contiguous).
     fn take(&mut self, buf: &Buf, pos: u32, offset: u64, len: u32);
@@ -566,22 +566,22 @@ struct Chunk {
 impl Chunk {
     /// Decodes a published header (never 0), checking it against the capacity.
     #[inline]
-    fn decode(h: u64, cap: u32) -> Result<Chunk, RingError> {
+    fn decode(h: u64, cap: u32) -> Result<Chunk, ByteRingError> {
         if h & MARK == 0 || h & !(MARK | FIRST | LAST | LEN_MASK) != 0 {
-            return Err(RingError::Corrupt("chunk header is not a header"));
+            return Err(ByteRingError::Corrupt("chunk header is not a header"));
         }
         let first = h & FIRST != 0;
         let last = h & LAST != 0;
         let n = (h & LEN_MASK) as u32;
         // The producer always keeps the terminator's 8 bytes free after a chunk.
         if n > cap || chunk_size(n, first && !last) + HEADER > cap {
-            return Err(RingError::Corrupt("chunk longer than the ring"));
+            return Err(ByteRingError::Corrupt("chunk longer than the ring"));
         }
         Ok(Chunk { n, first, last })
     }
 }
 
-/// What a fast path did (see [`RawRing::recv_small`]).
+/// What a fast path did (see [`ByteRing::recv_small`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fast<T> {
     /// Done: the operation completed with this result.
@@ -600,10 +600,10 @@ enum Side {
     Consumer,
 }
 
-impl RawRing {
+impl ByteRing {
     /// An empty, open ring (all zero bytes).
     pub fn new() -> Self {
-        RawRing {
+        ByteRing {
             tx_lock: RawLock::new(),
             tail: AtomicU32::new(0),
             head_cache: AtomicU32::new(0),
@@ -736,7 +736,7 @@ impl RawRing {
 
     /// Producer: free bytes, refreshing the cached head when the cache says `< need`.
     #[inline]
-    fn free(&self, cap: u32, tail: u32, head: &mut u32, need: u32) -> Result<u32, RingError> {
+    fn free(&self, cap: u32, tail: u32, head: &mut u32, need: u32) -> Result<u32, ByteRingError> {
         let used = tail.wrapping_sub(*head);
         if used <= cap && cap - used >= need {
             return Ok(cap - used);
@@ -748,7 +748,7 @@ impl RawRing {
         self.head_cache.store(*head, Ordering::Relaxed);
         let used = tail.wrapping_sub(*head);
         if used > cap {
-            return Err(RingError::Corrupt("ring indices out of range"));
+            return Err(ByteRingError::Corrupt("ring indices out of range"));
         }
         Ok(cap - used)
     }
@@ -771,7 +771,7 @@ impl RawRing {
         deadline: Option<Instant>,
         spin: SpinPolicy,
         watch: &impl Watch,
-    ) -> Result<u64, RingError> {
+    ) -> Result<u64, ByteRingError> {
         if let Some(h) = self.chunk_at(buf, head) {
             return Ok(h);
         }
@@ -819,8 +819,8 @@ impl RawRing {
         deadline: Option<Instant>,
         spin: SpinPolicy,
         watch: &impl Watch,
-        mut ready: impl FnMut() -> Result<Option<T>, RingError>,
-    ) -> Result<T, RingError> {
+        mut ready: impl FnMut() -> Result<Option<T>, ByteRingError>,
+    ) -> Result<T, ByteRingError> {
         // The peer's lock is where we announce ourselves (module docs).
         let (peer, evt, closed) = match side {
             Side::Producer => (&self.rx_lock, &self.tx_evt, READER_CLOSED),
@@ -854,7 +854,7 @@ impl RawRing {
             let st = self.state();
             if st & BROKEN != 0 {
                 peer.take_peer();
-                return Err(RingError::Broken);
+                return Err(ByteRingError::Broken);
             }
             if st & closed != 0 {
                 peer.take_peer();
@@ -863,8 +863,8 @@ impl RawRing {
                     return Ok(v);
                 }
                 return Err(match side {
-                    Side::Producer => RingError::BrokenPipe,
-                    Side::Consumer => RingError::Eof,
+                    Side::Producer => ByteRingError::BrokenPipe,
+                    Side::Consumer => ByteRingError::Eof,
                 });
             }
             let wake_at = check_every.map_or(deadline, |c| time::earlier(deadline, c));
@@ -875,7 +875,7 @@ impl RawRing {
                 }
                 if time::expired(deadline) {
                     peer.take_peer();
-                    return Err(RingError::Timeout);
+                    return Err(ByteRingError::Timeout);
                 }
                 check_every = check_every.map(|c| (c * 2).min(Duration::from_millis(100)));
             }
@@ -890,8 +890,8 @@ impl RawRing {
     /// ring broken, so no reader ever sees the partial message.
     ///
     /// # Errors
-    /// [`RingError::BrokenPipe`] (reader gone), [`RingError::Broken`],
-    /// [`RingError::Corrupt`], or `Corrupt` when `len > MAX_MESSAGE`.
+    /// [`ByteRingError::BrokenPipe`] (reader gone), [`ByteRingError::Broken`],
+    /// [`ByteRingError::Corrupt`], or `Corrupt` when `len > MAX_MESSAGE`.
     #[inline]
     pub fn send(
         &self,
@@ -900,7 +900,7 @@ impl RawRing {
         src: &mut impl Source,
         spin: SpinPolicy,
         watch: &impl Watch,
-    ) -> Result<(), RingError> {
+    ) -> Result<(), ByteRingError> {
         if self.send_whole(buf, len, src) {
             return Ok(());
         }
@@ -1008,16 +1008,16 @@ impl RawRing {
         src: &mut impl Source,
         spin: SpinPolicy,
         watch: &impl Watch,
-    ) -> Result<(), RingError> {
+    ) -> Result<(), ByteRingError> {
         if len > MAX_MESSAGE {
-            return Err(RingError::Corrupt("message longer than 2^48 bytes"));
+            return Err(ByteRingError::Corrupt("message longer than 2^48 bytes"));
         }
         let st = self.state();
         if st & BROKEN != 0 {
-            return Err(RingError::Broken);
+            return Err(ByteRingError::Broken);
         }
         if st & READER_CLOSED != 0 {
-            return Err(RingError::BrokenPipe);
+            return Err(ByteRingError::BrokenPipe);
         }
         let cap = buf.cap();
         let piece = piece(cap);
@@ -1026,7 +1026,7 @@ impl RawRing {
         let mut tail = self.tail.load(Ordering::Relaxed);
         let mut head = self.head_cache.load(Ordering::Relaxed);
         if tail % HEADER != 0 {
-            return Err(RingError::Corrupt("ring position not a multiple of 8"));
+            return Err(ByteRingError::Corrupt("ring position not a multiple of 8"));
         }
         // Relaxed: read by a successor of the producer lock only.
         self.tx_mid.store(1, Ordering::Relaxed);
@@ -1086,8 +1086,8 @@ impl RawRing {
     /// message length, consuming nothing.
     ///
     /// # Errors
-    /// [`RingError::Timeout`], [`RingError::Eof`], [`RingError::Broken`],
-    /// [`RingError::Corrupt`] (impossible position, chunk header or length).
+    /// [`ByteRingError::Timeout`], [`ByteRingError::Eof`], [`ByteRingError::Broken`],
+    /// [`ByteRingError::Corrupt`] (impossible position, chunk header or length).
     #[inline]
     pub fn peek(
         &self,
@@ -1095,20 +1095,22 @@ impl RawRing {
         deadline: Option<Instant>,
         spin: SpinPolicy,
         watch: &impl Watch,
-    ) -> Result<u64, RingError> {
+    ) -> Result<u64, ByteRingError> {
         if self.state() & BROKEN != 0 {
-            return Err(RingError::Broken);
+            return Err(ByteRingError::Broken);
         }
         // Relaxed: we hold the consumer side (see `send`).
         let head = self.head.load(Ordering::Relaxed);
         if head % HEADER != 0 {
-            return Err(RingError::Corrupt("ring position not a multiple of 8"));
+            return Err(ByteRingError::Corrupt("ring position not a multiple of 8"));
         }
         let h = self.next_chunk(buf, head, deadline, spin, watch)?;
         let c = Chunk::decode(h, buf.cap()).inspect_err(|_| self.set_state(BROKEN))?;
         if !c.first {
             self.set_state(BROKEN);
-            return Err(RingError::Corrupt("a message begins with a middle chunk"));
+            return Err(ByteRingError::Corrupt(
+                "a message begins with a middle chunk",
+            ));
         }
         if c.last {
             return Ok(u64::from(c.n));
@@ -1118,7 +1120,7 @@ impl RawRing {
         let len = u64::from_le_bytes(w);
         if len > MAX_MESSAGE || len <= u64::from(c.n) {
             self.set_state(BROKEN);
-            return Err(RingError::Corrupt("message length word out of range"));
+            return Err(ByteRingError::Corrupt("message length word out of range"));
         }
         Ok(len)
     }
@@ -1126,7 +1128,7 @@ impl RawRing {
     /// Consumer: whether the message of `len` bytes at `head` is whole in the ring (its
     /// last chunk is published), or is too long to ever be whole in it (then it counts
     /// once it has begun).
-    fn ready_whole(&self, buf: &Buf, head: u32, len: u64) -> Result<bool, RingError> {
+    fn ready_whole(&self, buf: &Buf, head: u32, len: u64) -> Result<bool, ByteRingError> {
         let cap = buf.cap();
         let pieces = len.div_ceil(u64::from(piece(cap))).max(1);
         // Headers, length word, the last piece's padding, the terminator.
@@ -1144,7 +1146,9 @@ impl RawRing {
             }
             pos = pos.wrapping_add(chunk_size(c.n, c.first));
         }
-        Err(RingError::Corrupt("chunks without an end fill the ring"))
+        Err(ByteRingError::Corrupt(
+            "chunks without an end fill the ring",
+        ))
     }
 
     /// Consumer: like [`peek`](Self::peek), then waits (same deadline) until the whole
@@ -1159,11 +1163,11 @@ impl RawRing {
         deadline: Option<Instant>,
         spin: SpinPolicy,
         watch: &impl Watch,
-    ) -> Result<bool, RingError> {
+    ) -> Result<bool, ByteRingError> {
         let len = match self.peek(buf, deadline, spin, watch) {
             Ok(len) => len,
-            Err(RingError::Timeout) => return Ok(false),
-            Err(RingError::Eof) => return Ok(true),
+            Err(ByteRingError::Timeout) => return Ok(false),
+            Err(ByteRingError::Eof) => return Ok(true),
             Err(e) => return Err(e),
         };
         // Relaxed: we hold the consumer side.
@@ -1174,8 +1178,8 @@ impl RawRing {
         match self.wait(Side::Consumer, deadline, spin, watch, || {
             self.ready_whole(buf, head, len).map(|w| w.then_some(()))
         }) {
-            Ok(()) | Err(RingError::Eof) => Ok(true),
-            Err(RingError::Timeout) => Ok(false),
+            Ok(()) | Err(ByteRingError::Eof) => Ok(true),
+            Err(ByteRingError::Timeout) => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -1185,8 +1189,8 @@ impl RawRing {
     /// Reads to the end of the message (no deadline): a begun message is never left.
     ///
     /// # Errors
-    /// [`RingError::Eof`] when the writer died mid-message (the part is discarded),
-    /// [`RingError::Broken`], [`RingError::Corrupt`].
+    /// [`ByteRingError::Eof`] when the writer died mid-message (the part is discarded),
+    /// [`ByteRingError::Broken`], [`ByteRingError::Corrupt`].
     #[inline]
     pub fn recv_peeked(
         &self,
@@ -1195,11 +1199,11 @@ impl RawRing {
         sink: &mut impl Sink,
         spin: SpinPolicy,
         watch: &impl Watch,
-    ) -> Result<(), RingError> {
+    ) -> Result<(), ByteRingError> {
         // Relaxed: we hold the consumer side.
         let head = self.head.load(Ordering::Relaxed);
         let Some(h) = self.chunk_at(buf, head) else {
-            return Err(RingError::Corrupt("chunk header vanished"));
+            return Err(ByteRingError::Corrupt("chunk header vanished"));
         };
         // The common case in one straight line: the whole message is this one chunk
         // (`peek` checked the header against the capacity), contiguous in the buffer. One
@@ -1274,7 +1278,7 @@ impl RawRing {
         sink: &mut impl Sink,
         spin: SpinPolicy,
         watch: &impl Watch,
-    ) -> Result<(), RingError> {
+    ) -> Result<(), ByteRingError> {
         let cap = buf.cap();
         // Relaxed: read by a successor of the consumer lock only.
         self.rx_mid.store(1, Ordering::Relaxed);
@@ -1287,7 +1291,9 @@ impl RawRing {
                 || c.last != (off + n == len)
                 || (n == 0 && !c.last)
             {
-                return Err(RingError::Corrupt("chunks do not add up to the message"));
+                return Err(ByteRingError::Corrupt(
+                    "chunks do not add up to the message",
+                ));
             }
             let len_word = c.first && !c.last;
             let pos = head.wrapping_add(if len_word { 2 * HEADER } else { HEADER });
@@ -1304,12 +1310,12 @@ impl RawRing {
             }
             h = match self.next_chunk(buf, head, None, spin, watch) {
                 Ok(h) => h,
-                Err(RingError::Eof) => {
+                Err(ByteRingError::Eof) => {
                     // The writer died mid-message: drop the part (nothing follows it)
                     // and report EOF; the reader never sees a partial message.
                     // Relaxed: see above.
                     self.rx_mid.store(0, Ordering::Relaxed);
-                    return Err(RingError::Eof);
+                    return Err(ByteRingError::Eof);
                 }
                 Err(e) => return Err(e),
             };
@@ -1323,7 +1329,7 @@ impl RawRing {
     /// `Vec`, refusing (and leaving in the ring) a message longer than `max`.
     ///
     /// # Errors
-    /// As `peek` and `recv_peeked`, and [`RingError::TooLong`].
+    /// As `peek` and `recv_peeked`, and [`ByteRingError::TooLong`].
     pub fn recv_vec(
         &self,
         buf: &Buf,
@@ -1331,10 +1337,10 @@ impl RawRing {
         deadline: Option<Instant>,
         spin: SpinPolicy,
         watch: &impl Watch,
-    ) -> Result<Vec<u8>, RingError> {
+    ) -> Result<Vec<u8>, ByteRingError> {
         let len = self.peek(buf, deadline, spin, watch)?;
         if len > max {
-            return Err(RingError::TooLong(len));
+            return Err(ByteRingError::TooLong(len));
         }
         // Never trust a length from shared memory with an allocation: grow as bytes come.
         let mut v = Vec::with_capacity(len.min(1 << 20) as usize);

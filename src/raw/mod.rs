@@ -1,0 +1,36 @@
+//! The algorithms (layer 7 of the design): every shared-memory protocol of shmproc,
+//! written once against the [`sync`] shim, with no system call but the shim's futex.
+//!
+//! **Unstable.** This module is public so that the loom models in `loom-tests/` and the
+//! fuzz targets can drive the algorithms directly, and for readers who want the state
+//! tables and the ordering arguments. It is not part of the semver surface: the handles
+//! ([`Lock`](crate::Lock), [`Queue`](crate::Queue), ...) are the API.
+//!
+//! | module        | algorithm                                                        | used by |
+//! |---------------|------------------------------------------------------------------|---------|
+//! | [`lock`]      | the robust futex mutex ([`RawLock`](lock::RawLock)) and the [`RobustLock`](lock::RobustLock) trait | `Lock`, `Value`, `Array`, the arena, the pipe sides |
+//! | [`rlock`]     | the re-entrant robust lock                                        | `RLock`, `Condition` |
+//! | [`condvar`]   | the two-generation condition variable                            | `Condition` |
+//! | [`semaphore`] | the counting semaphore word                                      | `Semaphore`, `BoundedSemaphore` |
+//! | [`event`]     | the event word with its epoch                                    | `Event` |
+//! | [`barrier`]   | the barrier word                                                 | `Barrier` |
+//! | [`mpmc`]      | the bounded MPMC ring of slots (Vyukov stamps)                   | the queue family |
+//! | [`spsc`]      | the SPSC byte ring with its frame and wake protocol              | `Pipe` / `Connection` |
+//! | [`dict`]      | the open-addressing table with its seqlock                       | `SharedDict`, `TypedDict`, `SerdeDict` |
+//!
+//! The loom models of each live in `loom-tests/tests/<module>.rs`.
+
+pub mod barrier;
+pub mod condvar;
+pub mod dict;
+pub mod event;
+pub mod lock;
+pub mod mpmc;
+pub mod rlock;
+pub mod semaphore;
+pub mod spsc;
+
+// The shim lives in `src/sync/` (layer 8, below this one); it is published here, with
+// the algorithms, as part of the unstable surface.
+#[path = "../sync/mod.rs"]
+pub mod sync;
