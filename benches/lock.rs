@@ -7,7 +7,7 @@ mod common;
 
 use common::{bench_mode, fork_child, paired, wait_child, SharedPage};
 use criterion::{black_box, Criterion};
-use shmproc::arena::RawBlock;
+use shmproc::shared::RawBlock;
 use shmproc::{Arena, Lock};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

@@ -9,17 +9,17 @@
 //!
 //! The algorithm: [`raw::barrier`](crate::raw::barrier).
 
-use crate::arena::{fingerprint, Arena, ObjectKind, Shm};
+use crate::arena::{Arena, ObjectKind};
 use crate::error::{Error, Result};
+use crate::object::{self, Fresh, Handle, Inspect, Obj, Object};
 use crate::raw::barrier::RawBarrier;
 pub use crate::raw::barrier::{BarrierError, MAX_PARTIES};
 use crate::sync::time;
 use crate::SpinPolicy;
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-// ---------------------------------------------------------------------------------------
-// The handle.
 
 /// The action a [`Barrier`] handle runs when its process arrives last.
 type Action = Arc<dyn Fn() + Send + Sync>;
@@ -44,23 +44,67 @@ type Action = Arc<dyn Fn() + Send + Sync>;
 /// ```
 #[derive(Clone)]
 pub struct Barrier {
-    raw: Shm<RawBarrier>,
+    raw: Obj<Barrier>,
     action: Option<Action>,
     timeout: Option<Duration>,
     spin: SpinPolicy,
 }
 
-impl fmt::Debug for Barrier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Barrier")
-            .field("parties", &self.raw.parties())
-            .field("n_waiting", &self.raw.n_waiting())
-            .field("broken", &self.raw.is_broken())
-            .finish_non_exhaustive()
+impl Object for Barrier {
+    type State = RawBarrier;
+    type Params = u32;
+    const KIND: ObjectKind = ObjectKind::Barrier;
+
+    fn type_name() -> Cow<'static, str> {
+        "Barrier".into()
+    }
+
+    fn size(&parties: &u32) -> Result<usize> {
+        if !(1..=MAX_PARTIES).contains(&parties) {
+            return Err(Error::InvalidArgument(format!(
+                "a barrier needs 1 to {MAX_PARTIES} parties, not {parties}"
+            )));
+        }
+        Ok(core::mem::size_of::<RawBarrier>())
+    }
+
+    fn encode(&parties: &u32) -> u64 {
+        u64::from(parties)
+    }
+
+    fn decode(param: u64, b: &RawBarrier) -> Result<u32> {
+        b.parties()
+            .filter(|&p| u64::from(p) == param)
+            .ok_or_else(|| Error::Corrupt("invalid party count".into()))
+    }
+
+    fn init(&parties: &u32, mut fresh: Fresh<'_, RawBarrier>) {
+        fresh.write(RawBarrier::new(parties));
+    }
+
+    fn inspect(b: &RawBarrier, _: &u32, out: &mut Inspect) {
+        out.field("parties", b.parties());
+        out.field("n_waiting", b.n_waiting());
+        out.field("broken", b.is_broken());
     }
 }
 
-const KIND_DESC: &str = "Barrier";
+impl Handle for Barrier {
+    fn from_obj(raw: Obj<Barrier>) -> Result<Barrier> {
+        Ok(Barrier {
+            raw,
+            action: None,
+            timeout: None,
+            spin: SpinPolicy::default(),
+        })
+    }
+}
+
+impl fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.raw.debug(f, &[("timeout", &self.timeout)])
+    }
+}
 
 impl Barrier {
     /// A barrier for `parties` parties in the [global arena](Arena::global).
@@ -83,7 +127,7 @@ impl Barrier {
     /// # Ok::<(), shmproc::Error>(())
     /// ```
     pub fn new_in(arena: &Arena, parties: u32) -> Result<Barrier> {
-        Self::make(arena, None, parties)
+        object::make(arena, None, parties)
     }
 
     /// A barrier named `name` in `arena`, for [`open`](Self::open).
@@ -91,7 +135,7 @@ impl Barrier {
     /// # Errors
     /// As [`new`](Self::new); [`Error::AlreadyExists`] or a bad name.
     pub fn create(arena: &Arena, name: &str, parties: u32) -> Result<Barrier> {
-        Self::make(arena, Some(name), parties)
+        object::make(arena, Some(name), parties)
     }
 
     /// The barrier named `name` in `arena` (with no action and no default timeout: set
@@ -109,54 +153,7 @@ impl Barrier {
     /// # Ok::<(), shmproc::Error>(())
     /// ```
     pub fn open(arena: &Arena, name: &str) -> Result<Barrier> {
-        let (raw, _) = arena.open_object::<RawBarrier>(
-            name,
-            ObjectKind::Barrier,
-            fingerprint::<RawBarrier>(),
-            KIND_DESC,
-        )?;
-        if raw.parties().is_none() {
-            return Err(Error::Corrupt(format!(
-                "barrier {name:?} has an invalid party count"
-            )));
-        }
-        Ok(Barrier {
-            raw,
-            action: None,
-            timeout: None,
-            spin: SpinPolicy::default(),
-        })
-    }
-
-    fn make(arena: &Arena, name: Option<&str>, parties: u32) -> Result<Barrier> {
-        if !(1..=MAX_PARTIES).contains(&parties) {
-            return Err(Error::InvalidArgument(format!(
-                "a barrier needs 1 to {MAX_PARTIES} parties, not {parties}"
-            )));
-        }
-        let raw = arena.create_object::<RawBarrier>(
-            name,
-            ObjectKind::Barrier,
-            fingerprint::<RawBarrier>(),
-            core::mem::size_of::<RawBarrier>(),
-            u64::from(parties),
-            |p| {
-                // SAFETY: `p` is the start of a fresh, zeroed, 128-byte-aligned block of at
-                // least size_of::<RawBarrier>() bytes that nobody else can see yet (it is
-                // published after `init`).
-                unsafe {
-                    p.cast::<RawBarrier>()
-                        .as_ptr()
-                        .write(RawBarrier::new(parties))
-                };
-            },
-        )?;
-        Ok(Barrier {
-            raw,
-            action: None,
-            timeout: None,
-            spin: SpinPolicy::default(),
-        })
+        object::find(arena, name)
     }
 
     /// Sets the action this handle runs when its caller arrives last (Python's `action`).

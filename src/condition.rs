@@ -9,19 +9,20 @@
 //!
 //! The algorithm (two generations of waiters): [`raw::condvar`](crate::raw::condvar).
 
-use crate::arena::{fingerprint, Arena, ObjectKind, Shm};
-use crate::error::Result;
-use crate::lock::{Acquired, Lock, OwnerDied, TimedOut, TryAcquireError};
+use crate::arena::{Arena, ObjectKind};
+use crate::error::{Error, Result};
+use crate::lock::{self, Acquired, Lock, OwnerDied, TimedOut, TryAcquireError};
+use crate::object::{Inspect, Obj, Object};
 use crate::raw::condvar::{CondLock, LockRef, RLockRef, RawCondvar, Waited};
+use crate::raw::lock::{RawLock, RobustLock};
 use crate::raw::rlock::RawRLock;
 use crate::rlock::{NotOwner, RLock};
-use crate::sync::liveness::{current_tid, Procfs};
+use crate::sync::liveness::{Liveness, Procfs};
 use crate::sync::time;
 use crate::SpinPolicy;
+use std::borrow::Cow;
 use std::fmt;
 use std::time::{Duration, Instant};
-// ---------------------------------------------------------------------------------------
-// The handle.
 
 /// The state block of a [`Condition`]: the condition variable and, for a condition with
 /// its own lock, that lock.
@@ -30,6 +31,10 @@ pub struct RawCondition {
     cv: RawCondvar,
     own_lock: RawRLock,
 }
+
+// SAFETY: `#[repr(C)]`, aligned to at most 128; a `RawCondvar` and a `RawRLock`, both
+// `SharedState` themselves.
+unsafe impl crate::raw::SharedState for RawCondition {}
 
 #[cfg(not(shmproc_loom))]
 static_assertions::assert_eq_size!(RawCondition, [u64; 8]);
@@ -45,6 +50,104 @@ enum Which {
 /// `param` of the directory entry: which lock the condition was created with.
 const PARAM_OWN: u64 = 0;
 const PARAM_EXTERNAL: u64 = 1;
+
+/// The parameter of a condition: whether it works with its own lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OwnLock(bool);
+
+impl Object for Condition {
+    type State = RawCondition;
+    type Params = OwnLock;
+    const KIND: ObjectKind = ObjectKind::Condition;
+
+    fn type_name() -> Cow<'static, str> {
+        "Condition".into()
+    }
+
+    fn encode(own: &OwnLock) -> u64 {
+        if own.0 {
+            PARAM_OWN
+        } else {
+            PARAM_EXTERNAL
+        }
+    }
+
+    fn decode(param: u64, _: &RawCondition) -> Result<OwnLock> {
+        match param {
+            PARAM_OWN => Ok(OwnLock(true)),
+            PARAM_EXTERNAL => Ok(OwnLock(false)),
+            p => Err(Error::Corrupt(format!("unknown lock choice {p}"))),
+        }
+    }
+
+    fn inspect(c: &RawCondition, own: &OwnLock, out: &mut Inspect) {
+        out.field("n_waiting", c.cv.n_waiting());
+        if own.0 {
+            out.field("holder", c.own_lock.holder());
+        }
+    }
+}
+
+/// The condition's lock, whichever it is, as one robust lock (so the acquisition code
+/// of every lock handle serves this one too).
+enum AnyLock<'a> {
+    Re(&'a RawRLock),
+    Plain(&'a RawLock),
+}
+
+impl RobustLock for AnyLock<'_> {
+    #[inline]
+    fn fast_lock(&self, who: &impl Liveness) -> bool {
+        match self {
+            AnyLock::Re(l) => l.fast_lock(who),
+            AnyLock::Plain(l) => l.fast_lock(who),
+        }
+    }
+
+    fn try_lock_or_recover(&self, who: &impl Liveness) -> Option<Acquired> {
+        match self {
+            AnyLock::Re(l) => l.try_lock_or_recover(who),
+            AnyLock::Plain(l) => l.try_lock_or_recover(who),
+        }
+    }
+
+    fn lock_slow(
+        &self,
+        who: &impl Liveness,
+        deadline: Option<Instant>,
+        spin: SpinPolicy,
+    ) -> core::result::Result<Acquired, TimedOut> {
+        match self {
+            AnyLock::Re(l) => l.lock_slow(who, deadline, spin),
+            AnyLock::Plain(l) => l.lock_slow(who, deadline, spin),
+        }
+    }
+
+    fn unlock_held(&self, who: &impl Liveness) -> core::result::Result<u32, NotOwner> {
+        match self {
+            AnyLock::Re(l) => l.unlock_held(who),
+            // A `Lock` may be released by any process, as Python allows.
+            AnyLock::Plain(l) => match l.unlock() & crate::sync::liveness::PID_MASK {
+                0 => Err(NotOwner),
+                _ => Ok(0),
+            },
+        }
+    }
+
+    fn is_locked(&self) -> bool {
+        match self {
+            AnyLock::Re(l) => l.is_locked(),
+            AnyLock::Plain(l) => l.is_locked(),
+        }
+    }
+
+    fn holder(&self) -> Option<u32> {
+        match self {
+            AnyLock::Re(l) => l.holder(),
+            AnyLock::Plain(l) => l.holder(),
+        }
+    }
+}
 
 /// A condition variable shared between processes: Python's `multiprocessing.Condition`.
 ///
@@ -71,16 +174,14 @@ const PARAM_EXTERNAL: u64 = 1;
 /// ```
 #[derive(Clone)]
 pub struct Condition {
-    raw: Shm<RawCondition>,
+    raw: Obj<Condition>,
     which: Which,
     spin: SpinPolicy,
 }
 
 impl fmt::Debug for Condition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Condition")
-            .field("n_waiting", &self.raw.cv.n_waiting())
-            .finish_non_exhaustive()
+        self.raw.debug(f, &[])
     }
 }
 
@@ -151,8 +252,6 @@ impl<'a> ConditionGuard<'a> {
         self.cond
     }
 }
-
-const KIND_DESC: &str = "Condition";
 
 impl Condition {
     /// A condition with its own [`RLock`], in the [global arena](Arena::global).
@@ -267,26 +366,17 @@ impl Condition {
     }
 
     fn attach(arena: &Arena, name: &str, which: Which) -> Result<Condition> {
-        let (raw, entry) = arena.open_object::<RawCondition>(
-            name,
-            ObjectKind::Condition,
-            fingerprint::<RawCondition>(),
-            KIND_DESC,
-        )?;
-        let want = if matches!(which, Which::Own) {
-            PARAM_OWN
-        } else {
-            PARAM_EXTERNAL
-        };
-        if entry.param != want {
-            return Err(crate::Error::InvalidArgument(format!(
+        let raw = Obj::<Condition>::open(arena, name)?;
+        let own = raw.params().0;
+        if own != matches!(which, Which::Own) {
+            return Err(Error::InvalidArgument(format!(
                 "condition {name:?} was made {}; open it with {}",
-                if entry.param == PARAM_OWN {
+                if own {
                     "with its own lock"
                 } else {
                     "over an external lock"
                 },
-                if entry.param == PARAM_OWN {
+                if own {
                     "Condition::open"
                 } else {
                     "Condition::open_with_lock or open_with_rlock"
@@ -301,22 +391,10 @@ impl Condition {
     }
 
     fn make(arena: &Arena, name: Option<&str>, which: Which) -> Result<Condition> {
-        let param = if matches!(which, Which::Own) {
-            PARAM_OWN
-        } else {
-            PARAM_EXTERNAL
-        };
-        let raw = arena.create_object::<RawCondition>(
-            name,
-            ObjectKind::Condition,
-            fingerprint::<RawCondition>(),
-            core::mem::size_of::<RawCondition>(),
-            param,
-            // Zeroed memory is an idle condition and a free RLock.
-            |_| {},
-        )?;
+        let own = OwnLock(matches!(which, Which::Own));
         Ok(Condition {
-            raw,
+            // Zeroed memory is an idle condition and a free RLock: no `init`.
+            raw: Obj::create(arena, name, own)?,
             which,
             spin: SpinPolicy::default(),
         })
@@ -334,13 +412,11 @@ impl Condition {
             Which::Own => f(&RLockRef {
                 lock: &self.raw.own_lock,
                 who: &Procfs,
-                tid: current_tid(),
                 spin: self.spin,
             }),
             Which::RLock(l) => f(&RLockRef {
                 lock: l.raw(),
                 who: &Procfs,
-                tid: current_tid(),
                 spin: self.spin,
             }),
             Which::Lock(l) => f(&LockRef {
@@ -351,6 +427,16 @@ impl Condition {
         }
     }
 
+    /// The condition's lock.
+    #[inline]
+    fn lock(&self) -> AnyLock<'_> {
+        match &self.which {
+            Which::Own => AnyLock::Re(&self.raw.own_lock),
+            Which::RLock(l) => AnyLock::Re(l.raw()),
+            Which::Lock(l) => AnyLock::Plain(l.raw()),
+        }
+    }
+
     /// Takes the condition's lock (one level, for an RLock); blocks.
     ///
     /// # Errors
@@ -358,10 +444,7 @@ impl Condition {
     pub fn acquire(
         &self,
     ) -> core::result::Result<ConditionGuard<'_>, OwnerDied<ConditionGuard<'_>>> {
-        match self.lock_raw(None) {
-            Ok(Acquired::OwnerDied) => Err(OwnerDied::new(ConditionGuard::new(self))),
-            _ => Ok(ConditionGuard::new(self)),
-        }
+        lock::acquire(&self.lock(), self.spin, || ConditionGuard::new(self))
     }
 
     /// Takes the condition's lock if that does not block.
@@ -372,18 +455,7 @@ impl Condition {
     pub fn try_acquire(
         &self,
     ) -> core::result::Result<ConditionGuard<'_>, TryAcquireError<ConditionGuard<'_>>> {
-        let got = match &self.which {
-            Which::Own => self.raw.own_lock.try_lock(&Procfs, current_tid()),
-            Which::RLock(l) => l.raw().try_lock(&Procfs, current_tid()),
-            Which::Lock(l) => l.raw().try_lock_or_recover(&Procfs),
-        };
-        match got {
-            Some(Acquired::Normal) => Ok(ConditionGuard::new(self)),
-            Some(Acquired::OwnerDied) => Err(TryAcquireError::OwnerDied(OwnerDied::new(
-                ConditionGuard::new(self),
-            ))),
-            None => Err(TryAcquireError::WouldBlock),
-        }
+        lock::try_acquire(&self.lock(), || ConditionGuard::new(self))
     }
 
     /// Takes the condition's lock, waiting at most `timeout`.
@@ -395,30 +467,9 @@ impl Condition {
         &self,
         timeout: Duration,
     ) -> core::result::Result<ConditionGuard<'_>, TryAcquireError<ConditionGuard<'_>>> {
-        match self.lock_raw(time::deadline_after(timeout)) {
-            Ok(Acquired::Normal) => Ok(ConditionGuard::new(self)),
-            Ok(Acquired::OwnerDied) => Err(TryAcquireError::OwnerDied(OwnerDied::new(
-                ConditionGuard::new(self),
-            ))),
-            Err(TimedOut) => Err(TryAcquireError::WouldBlock),
-        }
-    }
-
-    fn lock_raw(&self, deadline: Option<Instant>) -> core::result::Result<Acquired, TimedOut> {
-        match &self.which {
-            Which::Own => self
-                .raw
-                .own_lock
-                .lock(&Procfs, current_tid(), deadline, self.spin),
-            Which::RLock(l) => l.raw().lock(&Procfs, current_tid(), deadline, self.spin),
-            Which::Lock(l) => {
-                if l.raw().try_lock(&Procfs) {
-                    Ok(Acquired::Normal)
-                } else {
-                    l.raw().lock_slow(&Procfs, deadline, self.spin)
-                }
-            }
-        }
+        lock::acquire_timeout(&self.lock(), self.spin, timeout, || {
+            ConditionGuard::new(self)
+        })
     }
 
     /// Releases one level of the condition's lock taken without a guard (Python's
@@ -427,18 +478,14 @@ impl Condition {
     /// # Errors
     /// [`ConditionError::NotOwner`] when the caller does not hold it.
     pub fn release(&self) -> core::result::Result<(), ConditionError> {
-        match &self.which {
-            Which::Own => self.raw.own_lock.unlock(&Procfs, current_tid()).map(drop)?,
-            Which::RLock(l) => l.raw().unlock(&Procfs, current_tid()).map(drop)?,
-            Which::Lock(l) => l.release().map_err(|_| ConditionError::NotOwner)?,
-        }
+        self.lock().unlock_held(&Procfs)?;
         Ok(())
     }
 
     /// Acquires the lock without a guard (Python's `acquire()`); pair with
     /// [`release`](Self::release). Returns whether the previous holder had died.
     pub fn acquire_forever(&self) -> Acquired {
-        self.lock_raw(None).unwrap_or(Acquired::Normal)
+        lock::acquire_forever(&self.lock(), self.spin)
     }
 
     fn wait_raw(&self, deadline: Option<Instant>) -> core::result::Result<bool, ConditionError> {

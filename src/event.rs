@@ -8,15 +8,15 @@
 //!
 //! The algorithm: [`raw::event`](crate::raw::event).
 
-use crate::arena::{fingerprint, Arena, ObjectKind, Shm};
+use crate::arena::{Arena, ObjectKind};
 use crate::error::Result;
+use crate::object::{self, Handle, Inspect, Obj, Object};
 use crate::raw::event::RawEvent;
 use crate::sync::time;
 use crate::SpinPolicy;
+use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
-// ---------------------------------------------------------------------------------------
-// The handle.
 
 /// An event shared between processes: Python's `multiprocessing.Event`.
 ///
@@ -38,19 +38,46 @@ use std::time::Duration;
 /// ```
 #[derive(Clone)]
 pub struct Event {
-    raw: Shm<RawEvent>,
+    raw: Obj<Event>,
     spin: SpinPolicy,
+}
+
+impl Object for Event {
+    type State = RawEvent;
+    type Params = ();
+    const KIND: ObjectKind = ObjectKind::Event;
+
+    fn type_name() -> Cow<'static, str> {
+        "Event".into()
+    }
+
+    fn encode(_: &()) -> u64 {
+        0
+    }
+
+    fn decode(_: u64, _: &RawEvent) -> Result<()> {
+        Ok(())
+    }
+
+    fn inspect(ev: &RawEvent, _: &(), out: &mut Inspect) {
+        out.field("is_set", ev.is_set());
+    }
+}
+
+impl Handle for Event {
+    fn from_obj(raw: Obj<Event>) -> Result<Event> {
+        Ok(Event {
+            raw,
+            spin: SpinPolicy::default(),
+        })
+    }
 }
 
 impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Event")
-            .field("is_set", &self.raw.is_set())
-            .finish()
+        self.raw.debug(f, &[])
     }
 }
-
-const KIND_DESC: &str = "Event";
 
 impl Event {
     /// A new, clear event in the [global arena](Arena::global).
@@ -67,7 +94,7 @@ impl Event {
     /// [`Error::OutOfSpace`](crate::Error::OutOfSpace) /
     /// [`Error::DirectoryFull`](crate::Error::DirectoryFull) when the arena is full.
     pub fn new_in(arena: &Arena) -> Result<Event> {
-        Self::make(arena, None)
+        object::make(arena, None, ())
     }
 
     /// A new, clear event named `name` in `arena`, for [`Event::open`] to find.
@@ -76,7 +103,7 @@ impl Event {
     /// [`Error::AlreadyExists`](crate::Error::AlreadyExists),
     /// [`Error::InvalidName`](crate::Error::InvalidName), or a full arena.
     pub fn create(arena: &Arena, name: &str) -> Result<Event> {
-        Self::make(arena, Some(name))
+        object::make(arena, Some(name), ())
     }
 
     /// The event named `name` in `arena`.
@@ -95,32 +122,7 @@ impl Event {
     /// # Ok::<(), shmproc::Error>(())
     /// ```
     pub fn open(arena: &Arena, name: &str) -> Result<Event> {
-        let (raw, _) = arena.open_object::<RawEvent>(
-            name,
-            ObjectKind::Event,
-            fingerprint::<RawEvent>(),
-            KIND_DESC,
-        )?;
-        Ok(Event {
-            raw,
-            spin: SpinPolicy::default(),
-        })
-    }
-
-    fn make(arena: &Arena, name: Option<&str>) -> Result<Event> {
-        let raw = arena.create_object::<RawEvent>(
-            name,
-            ObjectKind::Event,
-            fingerprint::<RawEvent>(),
-            core::mem::size_of::<RawEvent>(),
-            0,
-            // Zeroed memory is a clear RawEvent: nothing to write.
-            |_| {},
-        )?;
-        Ok(Event {
-            raw,
-            spin: SpinPolicy::default(),
-        })
+        object::find(arena, name)
     }
 
     /// Sets how long this handle spins before sleeping (see [`SpinPolicy`]).

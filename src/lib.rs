@@ -7,7 +7,10 @@ pub mod barrier;
 pub mod condition;
 mod error;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod lock;
+mod object;
 pub mod pipe;
 pub mod process;
 pub mod queue;

@@ -9,14 +9,86 @@
 //!
 //! The algorithm, its state table and its model checks: [`raw::lock`](crate::raw::lock).
 
-use crate::arena::{fingerprint, Arena, ObjectKind, Shm};
+use crate::arena::{Arena, ObjectKind};
 use crate::error::Result;
-use crate::raw::lock::RawLock;
+use crate::object::{self, Handle, Inspect, Obj, Object};
 pub use crate::raw::lock::{Acquired, TimedOut};
-use crate::sync::liveness::{Procfs, PID_MASK};
+use crate::raw::lock::{RawLock, RobustLock};
+use crate::sync::liveness::Procfs;
+use crate::sync::time;
 use crate::SpinPolicy;
+use std::borrow::Cow;
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// ---------------------------------------------------------------------------------------
+// Acquiring any robust lock: written once for every handle that holds one.
+
+/// Blocks until `lock` is held, spinning as `spin` says first; `guard` makes the guard.
+/// What every handle's `acquire` is.
+#[inline]
+pub(crate) fn acquire<L: RobustLock, G>(
+    lock: &L,
+    spin: SpinPolicy,
+    guard: impl FnOnce() -> G,
+) -> core::result::Result<G, OwnerDied<G>> {
+    loop {
+        match lock.lock(&Procfs, None, spin) {
+            Ok(Acquired::Normal) => return Ok(guard()),
+            Ok(Acquired::OwnerDied) => return Err(OwnerDied::new(guard())),
+            // Cannot happen without a deadline; were it to, the lock is not held and no
+            // guard may be made: block again.
+            Err(TimedOut) => continue,
+        }
+    }
+}
+
+/// One attempt at `lock`, taking it over from a dead holder. What every handle's
+/// `try_acquire` is.
+#[inline]
+pub(crate) fn try_acquire<L: RobustLock, G>(
+    lock: &L,
+    guard: impl FnOnce() -> G,
+) -> core::result::Result<G, TryAcquireError<G>> {
+    outcome(lock.try_lock_or_recover(&Procfs).ok_or(TimedOut), guard)
+}
+
+/// Blocks until `lock` is held or `timeout` has passed. What every handle's
+/// `acquire_timeout` is.
+pub(crate) fn acquire_timeout<L: RobustLock, G>(
+    lock: &L,
+    spin: SpinPolicy,
+    timeout: Duration,
+    guard: impl FnOnce() -> G,
+) -> core::result::Result<G, TryAcquireError<G>> {
+    outcome(
+        lock.lock(&Procfs, time::deadline_after(timeout), spin),
+        guard,
+    )
+}
+
+/// Acquires and forgets the guard (Python's bare `acquire()`); whether the previous
+/// holder had died.
+pub(crate) fn acquire_forever<L: RobustLock>(lock: &L, spin: SpinPolicy) -> Acquired {
+    match acquire(lock, spin, || ()) {
+        Ok(()) => Acquired::Normal,
+        Err(_) => Acquired::OwnerDied,
+    }
+}
+
+/// How an attempt ended, as the public error types say it.
+#[inline]
+fn outcome<G>(
+    got: core::result::Result<Acquired, TimedOut>,
+    guard: impl FnOnce() -> G,
+) -> core::result::Result<G, TryAcquireError<G>> {
+    match got {
+        Ok(Acquired::Normal) => Ok(guard()),
+        Ok(Acquired::OwnerDied) => Err(TryAcquireError::OwnerDied(OwnerDied::new(guard()))),
+        Err(TimedOut) => Err(TryAcquireError::WouldBlock),
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // The handle.
 
@@ -40,15 +112,44 @@ use std::time::{Duration, Instant};
 /// ```
 #[derive(Clone)]
 pub struct Lock {
-    raw: Shm<RawLock>,
+    raw: Obj<Lock>,
     spin: SpinPolicy,
+}
+
+impl Object for Lock {
+    type State = RawLock;
+    type Params = ();
+    const KIND: ObjectKind = ObjectKind::Lock;
+
+    fn type_name() -> Cow<'static, str> {
+        "Lock".into()
+    }
+
+    fn encode(_: &()) -> u64 {
+        0
+    }
+
+    fn decode(_: u64, _: &RawLock) -> Result<()> {
+        Ok(())
+    }
+
+    fn inspect(lock: &RawLock, _: &(), out: &mut Inspect) {
+        out.field("holder", lock.holder());
+    }
+}
+
+impl Handle for Lock {
+    fn from_obj(raw: Obj<Lock>) -> Result<Lock> {
+        Ok(Lock {
+            raw,
+            spin: SpinPolicy::default(),
+        })
+    }
 }
 
 impl fmt::Debug for Lock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lock")
-            .field("holder", &self.raw.holder())
-            .finish()
+        self.raw.debug(f, &[])
     }
 }
 
@@ -175,8 +276,6 @@ impl fmt::Display for NotLocked {
 
 impl std::error::Error for NotLocked {}
 
-const KIND_DESC: &str = "Lock";
-
 impl Lock {
     /// A new, unlocked lock in the [global arena](Arena::global).
     ///
@@ -192,7 +291,7 @@ impl Lock {
     /// [`Error::OutOfSpace`](crate::Error::OutOfSpace) /
     /// [`Error::DirectoryFull`](crate::Error::DirectoryFull) when the arena is full.
     pub fn new_in(arena: &Arena) -> Result<Lock> {
-        Self::make(arena, None)
+        object::make(arena, None, ())
     }
 
     /// A new, unlocked lock named `name` in `arena`, for [`Lock::open`] to find.
@@ -200,7 +299,7 @@ impl Lock {
     /// # Errors
     /// [`Error::AlreadyExists`](crate::Error::AlreadyExists), a bad name, or a full arena.
     pub fn create(arena: &Arena, name: &str) -> Result<Lock> {
-        Self::make(arena, Some(name))
+        object::make(arena, Some(name), ())
     }
 
     /// The lock named `name` in `arena`.
@@ -219,32 +318,7 @@ impl Lock {
     /// # Ok::<(), shmproc::Error>(())
     /// ```
     pub fn open(arena: &Arena, name: &str) -> Result<Lock> {
-        let (raw, _) = arena.open_object::<RawLock>(
-            name,
-            ObjectKind::Lock,
-            fingerprint::<RawLock>(),
-            KIND_DESC,
-        )?;
-        Ok(Lock {
-            raw,
-            spin: SpinPolicy::default(),
-        })
-    }
-
-    fn make(arena: &Arena, name: Option<&str>) -> Result<Lock> {
-        let raw = arena.create_object::<RawLock>(
-            name,
-            ObjectKind::Lock,
-            fingerprint::<RawLock>(),
-            core::mem::size_of::<RawLock>(),
-            0,
-            // Zeroed memory is an unlocked RawLock: nothing to write.
-            |_| {},
-        )?;
-        Ok(Lock {
-            raw,
-            spin: SpinPolicy::default(),
-        })
+        object::find(arena, name)
     }
 
     /// Sets how long this handle spins before sleeping (see [`SpinPolicy`]).
@@ -257,12 +331,8 @@ impl Lock {
     /// # Errors
     /// [`OwnerDied`] (holding the guard) when the previous holder died holding the lock.
     #[inline]
-    pub fn acquire(&self) -> Result<LockGuard<'_>, OwnerDied<LockGuard<'_>>> {
-        match self.acquire_raw(None) {
-            Ok(Acquired::Normal) => Ok(LockGuard { lock: self }),
-            Ok(Acquired::OwnerDied) => Err(OwnerDied::new(LockGuard { lock: self })),
-            Err(TimedOut) => unreachable!("no deadline, no timeout"),
-        }
+    pub fn acquire(&self) -> core::result::Result<LockGuard<'_>, OwnerDied<LockGuard<'_>>> {
+        acquire(&*self.raw, self.spin, || LockGuard { lock: self })
     }
 
     /// Takes the lock if it is free (or its holder is dead); never blocks.
@@ -271,16 +341,10 @@ impl Lock {
     /// [`TryAcquireError::WouldBlock`] when held; [`TryAcquireError::OwnerDied`] when
     /// taken over from a dead holder.
     #[inline]
-    pub fn try_acquire(&self) -> Result<LockGuard<'_>, TryAcquireError<LockGuard<'_>>> {
-        match self.raw.try_lock_or_recover(&Procfs) {
-            Some(Acquired::Normal) => Ok(LockGuard { lock: self }),
-            Some(Acquired::OwnerDied) => {
-                Err(TryAcquireError::OwnerDied(OwnerDied::new(LockGuard {
-                    lock: self,
-                })))
-            }
-            None => Err(TryAcquireError::WouldBlock),
-        }
+    pub fn try_acquire(
+        &self,
+    ) -> core::result::Result<LockGuard<'_>, TryAcquireError<LockGuard<'_>>> {
+        try_acquire(&*self.raw, || LockGuard { lock: self })
     }
 
     /// Blocks until the lock is held or `timeout` has passed.
@@ -301,22 +365,8 @@ impl Lock {
     pub fn acquire_timeout(
         &self,
         timeout: Duration,
-    ) -> Result<LockGuard<'_>, TryAcquireError<LockGuard<'_>>> {
-        match self.acquire_raw(crate::sync::time::deadline_after(timeout)) {
-            Ok(Acquired::Normal) => Ok(LockGuard { lock: self }),
-            Ok(Acquired::OwnerDied) => Err(TryAcquireError::OwnerDied(OwnerDied::new(LockGuard {
-                lock: self,
-            }))),
-            Err(TimedOut) => Err(TryAcquireError::WouldBlock),
-        }
-    }
-
-    #[inline]
-    fn acquire_raw(&self, deadline: Option<Instant>) -> Result<Acquired, TimedOut> {
-        if self.raw.try_lock(&Procfs) {
-            return Ok(Acquired::Normal);
-        }
-        self.raw.lock_slow(&Procfs, deadline, self.spin)
+    ) -> core::result::Result<LockGuard<'_>, TryAcquireError<LockGuard<'_>>> {
+        acquire_timeout(&*self.raw, self.spin, timeout, || LockGuard { lock: self })
     }
 
     /// Acquires and forgets the guard: the lock stays held until [`release`](Self::release)
@@ -324,7 +374,7 @@ impl Lock {
     ///
     /// Returns whether the previous holder had died (`Acquired::OwnerDied`).
     pub fn acquire_forever(&self) -> Acquired {
-        self.acquire_raw(None).unwrap_or(Acquired::Normal)
+        acquire_forever(&*self.raw, self.spin)
     }
 
     /// Releases the lock, whoever holds it (Python allows a release from another process).
@@ -345,7 +395,7 @@ impl Lock {
         if !self.raw.is_locked() {
             return Err(NotLocked);
         }
-        match self.raw.unlock() & PID_MASK {
+        match self.raw.unlock() & crate::sync::liveness::PID_MASK {
             0 => Err(NotLocked),
             _ => Ok(()),
         }

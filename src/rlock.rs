@@ -7,17 +7,18 @@
 //!
 //! The algorithm: [`raw::rlock`](crate::raw::rlock).
 
-use crate::arena::{fingerprint, Arena, ObjectKind, Shm};
+use crate::arena::{Arena, ObjectKind};
 use crate::error::Result;
-use crate::lock::{Acquired, OwnerDied, TimedOut, TryAcquireError};
+use crate::lock::{self, Acquired, OwnerDied, TryAcquireError};
+use crate::object::{self, Handle, Inspect, Obj, Object};
+use crate::raw::lock::RobustLock;
 pub use crate::raw::rlock::NotOwner;
 use crate::raw::rlock::RawRLock;
-use crate::sync::liveness::{current_tid, Procfs};
+use crate::sync::liveness::Procfs;
 use crate::SpinPolicy;
+use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
-// ---------------------------------------------------------------------------------------
-// The handle.
 
 /// A re-entrant lock shared between processes: Python's `multiprocessing.RLock`.
 ///
@@ -39,16 +40,45 @@ use std::time::Duration;
 /// ```
 #[derive(Clone)]
 pub struct RLock {
-    raw: Shm<RawRLock>,
+    raw: Obj<RLock>,
     spin: SpinPolicy,
+}
+
+impl Object for RLock {
+    type State = RawRLock;
+    type Params = ();
+    const KIND: ObjectKind = ObjectKind::RLock;
+
+    fn type_name() -> Cow<'static, str> {
+        "RLock".into()
+    }
+
+    fn encode(_: &()) -> u64 {
+        0
+    }
+
+    fn decode(_: u64, _: &RawRLock) -> Result<()> {
+        Ok(())
+    }
+
+    fn inspect(lock: &RawRLock, _: &(), out: &mut Inspect) {
+        out.field("holder", lock.holder());
+        out.field("depth", lock.depth());
+    }
+}
+
+impl Handle for RLock {
+    fn from_obj(raw: Obj<RLock>) -> Result<RLock> {
+        Ok(RLock {
+            raw,
+            spin: SpinPolicy::default(),
+        })
+    }
 }
 
 impl fmt::Debug for RLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RLock")
-            .field("holder", &self.raw.holder())
-            .field("depth", &self.raw.depth())
-            .finish()
+        self.raw.debug(f, &[])
     }
 }
 
@@ -70,7 +100,7 @@ impl Drop for RLockGuard<'_> {
     fn drop(&mut self) {
         // The guard proves ownership, unless the owner released levels by hand with
         // `release`: then there is nothing left to release and the error is moot.
-        let _ = self.lock.raw.unlock(&Procfs, current_tid());
+        let _ = self.lock.raw.unlock_held(&Procfs);
     }
 }
 
@@ -88,8 +118,6 @@ impl<'a> RLockGuard<'a> {
     }
 }
 
-const KIND_DESC: &str = "RLock";
-
 impl RLock {
     /// A new, free RLock in the [global arena](Arena::global).
     ///
@@ -105,7 +133,7 @@ impl RLock {
     /// [`Error::OutOfSpace`](crate::Error::OutOfSpace) /
     /// [`Error::DirectoryFull`](crate::Error::DirectoryFull) when the arena is full.
     pub fn new_in(arena: &Arena) -> Result<RLock> {
-        Self::make(arena, None)
+        object::make(arena, None, ())
     }
 
     /// A new, free RLock named `name` in `arena`, for [`RLock::open`] to find.
@@ -113,7 +141,7 @@ impl RLock {
     /// # Errors
     /// [`Error::AlreadyExists`](crate::Error::AlreadyExists), a bad name, or a full arena.
     pub fn create(arena: &Arena, name: &str) -> Result<RLock> {
-        Self::make(arena, Some(name))
+        object::make(arena, Some(name), ())
     }
 
     /// The RLock named `name` in `arena`.
@@ -132,32 +160,7 @@ impl RLock {
     /// # Ok::<(), shmproc::Error>(())
     /// ```
     pub fn open(arena: &Arena, name: &str) -> Result<RLock> {
-        let (raw, _) = arena.open_object::<RawRLock>(
-            name,
-            ObjectKind::RLock,
-            fingerprint::<RawRLock>(),
-            KIND_DESC,
-        )?;
-        Ok(RLock {
-            raw,
-            spin: SpinPolicy::default(),
-        })
-    }
-
-    fn make(arena: &Arena, name: Option<&str>) -> Result<RLock> {
-        let raw = arena.create_object::<RawRLock>(
-            name,
-            ObjectKind::RLock,
-            fingerprint::<RawRLock>(),
-            core::mem::size_of::<RawRLock>(),
-            0,
-            // Zeroed memory is a free RawRLock.
-            |_| {},
-        )?;
-        Ok(RLock {
-            raw,
-            spin: SpinPolicy::default(),
-        })
+        object::find(arena, name)
     }
 
     /// Sets how long this handle spins before sleeping (see [`SpinPolicy`]).
@@ -170,10 +173,7 @@ impl RLock {
     /// # Errors
     /// [`OwnerDied`] (holding the guard) when the previous holder process died holding it.
     pub fn acquire(&self) -> core::result::Result<RLockGuard<'_>, OwnerDied<RLockGuard<'_>>> {
-        match self.raw.lock(&Procfs, current_tid(), None, self.spin) {
-            Ok(Acquired::OwnerDied) => Err(OwnerDied::new(RLockGuard::new(self))),
-            _ => Ok(RLockGuard::new(self)),
-        }
+        lock::acquire(&*self.raw, self.spin, || RLockGuard::new(self))
     }
 
     /// Acquires if free, owned by the caller, or held by a dead process; never blocks.
@@ -198,13 +198,7 @@ impl RLock {
     pub fn try_acquire(
         &self,
     ) -> core::result::Result<RLockGuard<'_>, TryAcquireError<RLockGuard<'_>>> {
-        match self.raw.try_lock(&Procfs, current_tid()) {
-            Some(Acquired::Normal) => Ok(RLockGuard::new(self)),
-            Some(Acquired::OwnerDied) => Err(TryAcquireError::OwnerDied(OwnerDied::new(
-                RLockGuard::new(self),
-            ))),
-            None => Err(TryAcquireError::WouldBlock),
-        }
+        lock::try_acquire(&*self.raw, || RLockGuard::new(self))
     }
 
     /// Blocks until the calling thread holds the lock or `timeout` has passed.
@@ -216,23 +210,14 @@ impl RLock {
         &self,
         timeout: Duration,
     ) -> core::result::Result<RLockGuard<'_>, TryAcquireError<RLockGuard<'_>>> {
-        let deadline = crate::sync::time::deadline_after(timeout);
-        match self.raw.lock(&Procfs, current_tid(), deadline, self.spin) {
-            Ok(Acquired::Normal) => Ok(RLockGuard::new(self)),
-            Ok(Acquired::OwnerDied) => Err(TryAcquireError::OwnerDied(OwnerDied::new(
-                RLockGuard::new(self),
-            ))),
-            Err(TimedOut) => Err(TryAcquireError::WouldBlock),
-        }
+        lock::acquire_timeout(&*self.raw, self.spin, timeout, || RLockGuard::new(self))
     }
 
     /// Acquires one level without a guard (Python's `acquire()`): pair it with
     /// [`release`](Self::release) on the same thread. Returns whether the previous holder
     /// had died.
     pub fn acquire_forever(&self) -> Acquired {
-        self.raw
-            .lock(&Procfs, current_tid(), None, self.spin)
-            .unwrap_or(Acquired::Normal)
+        lock::acquire_forever(&*self.raw, self.spin)
     }
 
     /// Releases one level (Python's `release()`); returns the depth left.
@@ -252,12 +237,12 @@ impl RLock {
     /// # Ok::<(), shmproc::Error>(())
     /// ```
     pub fn release(&self) -> core::result::Result<u32, NotOwner> {
-        self.raw.unlock(&Procfs, current_tid())
+        self.raw.unlock_held(&Procfs)
     }
 
     /// True when the calling thread holds the lock.
     pub fn is_owned(&self) -> bool {
-        self.raw.is_owned_by(&Procfs, current_tid())
+        self.raw.is_owned_by(&Procfs)
     }
 
     /// True while any thread of any process holds the lock (a snapshot).

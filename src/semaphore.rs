@@ -7,12 +7,14 @@
 //!
 //! The algorithm and why no wake-up is lost: [`raw::semaphore`](crate::raw::semaphore).
 
-use crate::arena::{fingerprint, Arena, EntryCopy, ObjectKind, Shm};
+use crate::arena::{Arena, ObjectKind};
 use crate::error::{Error, Result};
+use crate::object::{self, Fresh, Handle, Inspect, Obj, Object};
 use crate::raw::semaphore::RawSemaphore;
 pub use crate::raw::semaphore::VALUE_MAX;
 use crate::sync::time;
 use crate::SpinPolicy;
+use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 // ---------------------------------------------------------------------------------------
@@ -123,13 +125,6 @@ impl Drop for SemaphoreGuard<'_> {
 // ---------------------------------------------------------------------------------------
 // The handles.
 
-const SEMAPHORE_DESC: &str = "Semaphore";
-const BOUNDED_DESC: &str = "BoundedSemaphore";
-
-/// What the directory entry's `param` says: 0 for a `Semaphore`, the bound (>= 1) for a
-/// `BoundedSemaphore`.
-const PARAM_UNBOUNDED: u64 = 0;
-
 fn check_value(value: u32) -> Result<()> {
     if value > VALUE_MAX {
         return Err(Error::InvalidArgument(format!(
@@ -139,59 +134,142 @@ fn check_value(value: u32) -> Result<()> {
     Ok(())
 }
 
-fn make_raw(
-    arena: &Arena,
-    name: Option<&str>,
-    value: u32,
-    limit: u32,
-    param: u64,
-) -> Result<Shm<RawSemaphore>> {
-    arena.create_object::<RawSemaphore>(
-        name,
-        ObjectKind::Semaphore,
-        fingerprint::<RawSemaphore>(),
-        core::mem::size_of::<RawSemaphore>(),
-        param,
-        |block| {
-            // SAFETY: `block` points to at least size_of::<RawSemaphore>() zeroed bytes,
-            // aligned to 128 (>= align_of::<RawSemaphore>()), not yet published, so no other
-            // process or thread can see them while we write.
-            unsafe {
-                block
-                    .cast::<RawSemaphore>()
-                    .as_ptr()
-                    .write(RawSemaphore::new(value, limit))
-            }
-        },
-    )
+/// What both handles are: the permits of a [`RawSemaphore`] object of kind `O`, and how
+/// long this handle spins. Every method of both is written once here.
+struct Permits<O: Object<State = RawSemaphore>> {
+    raw: Obj<O>,
+    spin: SpinPolicy,
 }
 
-fn open_raw(arena: &Arena, name: &str, bounded: bool) -> Result<Shm<RawSemaphore>> {
-    let desc = if bounded {
-        BOUNDED_DESC
-    } else {
-        SEMAPHORE_DESC
-    };
-    let (raw, entry): (Shm<RawSemaphore>, EntryCopy) = arena.open_object::<RawSemaphore>(
-        name,
-        ObjectKind::Semaphore,
-        fingerprint::<RawSemaphore>(),
-        desc,
-    )?;
-    let is_bounded = entry.param != PARAM_UNBOUNDED;
-    if is_bounded != bounded {
-        return Err(Error::WrongType {
-            name: name.to_string(),
-            expected: desc.to_string(),
-            found: if is_bounded {
-                BOUNDED_DESC
-            } else {
-                SEMAPHORE_DESC
-            }
-            .to_string(),
-        });
+impl<O: Object<State = RawSemaphore>> Clone for Permits<O> {
+    fn clone(&self) -> Self {
+        Permits {
+            raw: self.raw.clone(),
+            spin: self.spin,
+        }
     }
-    Ok(raw)
+}
+
+impl<O: Object<State = RawSemaphore>> Permits<O> {
+    fn new(raw: Obj<O>) -> Self {
+        Permits {
+            raw,
+            spin: SpinPolicy::default(),
+        }
+    }
+
+    #[inline]
+    fn acquire(&self) -> SemaphoreGuard<'_> {
+        self.raw.acquire(None, self.spin);
+        SemaphoreGuard { raw: &self.raw }
+    }
+
+    #[inline]
+    fn try_acquire(&self) -> core::result::Result<SemaphoreGuard<'_>, PermitError> {
+        if self.raw.try_acquire() {
+            Ok(SemaphoreGuard { raw: &self.raw })
+        } else {
+            Err(PermitError::WouldBlock)
+        }
+    }
+
+    fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> core::result::Result<SemaphoreGuard<'_>, PermitError> {
+        if self.raw.acquire(time::deadline_after(timeout), self.spin) {
+            Ok(SemaphoreGuard { raw: &self.raw })
+        } else {
+            Err(PermitError::Timeout)
+        }
+    }
+
+    #[inline]
+    fn release(&self) -> core::result::Result<(), TooManyReleases> {
+        self.raw
+            .release()
+            .map_err(|limit| TooManyReleases { limit })
+    }
+}
+
+/// The one parameter of both kinds, recorded in the directory: the initial value (for a
+/// `BoundedSemaphore` also its bound, which `limit_ok` checks against the state).
+fn decode_value(param: u64, limit_ok: impl FnOnce(u32) -> bool) -> Result<u32> {
+    u32::try_from(param)
+        .ok()
+        .filter(|&v| v <= VALUE_MAX && limit_ok(v))
+        .ok_or_else(|| Error::Corrupt(format!("initial value {param} does not fit its state")))
+}
+
+impl Object for Semaphore {
+    type State = RawSemaphore;
+    type Params = u32;
+    const KIND: ObjectKind = ObjectKind::Semaphore;
+
+    fn type_name() -> Cow<'static, str> {
+        "Semaphore".into()
+    }
+
+    fn encode(value: &u32) -> u64 {
+        u64::from(*value)
+    }
+
+    fn decode(param: u64, _: &RawSemaphore) -> Result<u32> {
+        decode_value(param, |_| true)
+    }
+
+    fn init(value: &u32, mut fresh: Fresh<'_, RawSemaphore>) {
+        fresh.write(RawSemaphore::new(*value, VALUE_MAX));
+    }
+
+    fn inspect(sem: &RawSemaphore, _: &u32, out: &mut Inspect) {
+        out.field("value", sem.value());
+        out.field("waiters", sem.waiters());
+    }
+}
+
+impl Handle for Semaphore {
+    fn from_obj(raw: Obj<Semaphore>) -> Result<Semaphore> {
+        Ok(Semaphore {
+            p: Permits::new(raw),
+        })
+    }
+}
+
+impl Object for BoundedSemaphore {
+    type State = RawSemaphore;
+    type Params = u32;
+    const KIND: ObjectKind = ObjectKind::BoundedSemaphore;
+
+    fn type_name() -> Cow<'static, str> {
+        "BoundedSemaphore".into()
+    }
+
+    fn encode(value: &u32) -> u64 {
+        u64::from(*value)
+    }
+
+    fn decode(param: u64, sem: &RawSemaphore) -> Result<u32> {
+        decode_value(param, |v| v >= 1 && v == sem.limit())
+    }
+
+    fn init(value: &u32, mut fresh: Fresh<'_, RawSemaphore>) {
+        fresh.write(RawSemaphore::new(*value, *value));
+    }
+
+    fn inspect(sem: &RawSemaphore, _: &u32, out: &mut Inspect) {
+        out.field("value", sem.value());
+        out.field("bound", sem.limit());
+        out.field("waiters", sem.waiters());
+    }
+}
+
+impl Handle for BoundedSemaphore {
+    fn from_obj(raw: Obj<BoundedSemaphore>) -> Result<BoundedSemaphore> {
+        Ok(BoundedSemaphore {
+            p: Permits::new(raw),
+        })
+    }
 }
 
 /// A counting semaphore shared between processes: Python's `multiprocessing.Semaphore`.
@@ -217,15 +295,12 @@ fn open_raw(arena: &Arena, name: &str, bounded: bool) -> Result<Shm<RawSemaphore
 /// ```
 #[derive(Clone)]
 pub struct Semaphore {
-    raw: Shm<RawSemaphore>,
-    spin: SpinPolicy,
+    p: Permits<Semaphore>,
 }
 
 impl fmt::Debug for Semaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Semaphore")
-            .field("value", &self.raw.value())
-            .finish()
+        self.p.raw.debug(f, &[])
     }
 }
 
@@ -253,7 +328,8 @@ impl Semaphore {
     /// [`Error::InvalidArgument`] when `value` is above [`VALUE_MAX`];
     /// [`Error::OutOfSpace`] / [`Error::DirectoryFull`] when the arena is full.
     pub fn new_in(arena: &Arena, value: u32) -> Result<Semaphore> {
-        Self::make(arena, None, value)
+        check_value(value)?;
+        object::make(arena, None, value)
     }
 
     /// A new semaphore named `name` in `arena`, for [`Semaphore::open`] to find.
@@ -262,7 +338,8 @@ impl Semaphore {
     /// As [`new_in`](Self::new_in), and [`Error::AlreadyExists`] or
     /// [`Error::InvalidName`].
     pub fn create(arena: &Arena, name: &str, value: u32) -> Result<Semaphore> {
-        Self::make(arena, Some(name), value)
+        check_value(value)?;
+        object::make(arena, Some(name), value)
     }
 
     /// The semaphore named `name` in `arena`.
@@ -281,30 +358,18 @@ impl Semaphore {
     /// # Ok::<(), shmproc::Error>(())
     /// ```
     pub fn open(arena: &Arena, name: &str) -> Result<Semaphore> {
-        Ok(Semaphore {
-            raw: open_raw(arena, name, false)?,
-            spin: SpinPolicy::default(),
-        })
-    }
-
-    fn make(arena: &Arena, name: Option<&str>, value: u32) -> Result<Semaphore> {
-        check_value(value)?;
-        Ok(Semaphore {
-            raw: make_raw(arena, name, value, VALUE_MAX, PARAM_UNBOUNDED)?,
-            spin: SpinPolicy::default(),
-        })
+        object::find(arena, name)
     }
 
     /// Sets how long this handle spins before sleeping (see [`SpinPolicy`]).
     pub fn set_spin(&mut self, spin: SpinPolicy) {
-        self.spin = spin;
+        self.p.spin = spin;
     }
 
     /// Takes a permit, blocking while there is none.
     #[inline]
     pub fn acquire(&self) -> SemaphoreGuard<'_> {
-        self.raw.acquire(None, self.spin);
-        SemaphoreGuard { raw: &self.raw }
+        self.p.acquire()
     }
 
     /// Takes a permit if one is available; never blocks.
@@ -320,11 +385,7 @@ impl Semaphore {
     /// ```
     #[inline]
     pub fn try_acquire(&self) -> core::result::Result<SemaphoreGuard<'_>, PermitError> {
-        if self.raw.try_acquire() {
-            Ok(SemaphoreGuard { raw: &self.raw })
-        } else {
-            Err(PermitError::WouldBlock)
-        }
+        self.p.try_acquire()
     }
 
     /// Takes a permit, blocking at most `timeout` while there is none.
@@ -344,11 +405,7 @@ impl Semaphore {
         &self,
         timeout: Duration,
     ) -> core::result::Result<SemaphoreGuard<'_>, PermitError> {
-        if self.raw.acquire(time::deadline_after(timeout), self.spin) {
-            Ok(SemaphoreGuard { raw: &self.raw })
-        } else {
-            Err(PermitError::Timeout)
-        }
+        self.p.acquire_timeout(timeout)
     }
 
     /// Takes a permit and keeps it (no guard): Python's `acquire()`. Give it back with
@@ -371,19 +428,17 @@ impl Semaphore {
     /// ```
     #[inline]
     pub fn release(&self) -> core::result::Result<(), TooManyReleases> {
-        self.raw
-            .release()
-            .map_err(|limit| TooManyReleases { limit })
+        self.p.release()
     }
 
     /// Permits available now (a snapshot): Python's `get_value()`.
     pub fn value(&self) -> u32 {
-        self.raw.value()
+        self.p.raw.value()
     }
 
     /// The shared state, for model checks and diagnostics.
     pub fn raw(&self) -> &RawSemaphore {
-        &self.raw
+        &self.p.raw
     }
 }
 
@@ -406,15 +461,12 @@ impl Semaphore {
 /// ```
 #[derive(Clone)]
 pub struct BoundedSemaphore {
-    inner: Semaphore,
+    p: Permits<BoundedSemaphore>,
 }
 
 impl fmt::Debug for BoundedSemaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BoundedSemaphore")
-            .field("value", &self.inner.raw.value())
-            .field("bound", &self.inner.raw.limit())
-            .finish()
+        self.p.raw.debug(f, &[])
     }
 }
 
@@ -444,7 +496,8 @@ impl BoundedSemaphore {
     /// As [`new`](Self::new), and [`Error::OutOfSpace`] / [`Error::DirectoryFull`] when the
     /// arena is full.
     pub fn new_in(arena: &Arena, value: u32) -> Result<BoundedSemaphore> {
-        Self::make(arena, None, value)
+        Self::check(value)?;
+        object::make(arena, None, value)
     }
 
     /// A new bounded semaphore named `name` in `arena`, for [`BoundedSemaphore::open`].
@@ -453,7 +506,8 @@ impl BoundedSemaphore {
     /// As [`new_in`](Self::new_in), and [`Error::AlreadyExists`] or
     /// [`Error::InvalidName`].
     pub fn create(arena: &Arena, name: &str, value: u32) -> Result<BoundedSemaphore> {
-        Self::make(arena, Some(name), value)
+        Self::check(value)?;
+        object::make(arena, Some(name), value)
     }
 
     /// The bounded semaphore named `name` in `arena`.
@@ -471,12 +525,7 @@ impl BoundedSemaphore {
     /// # Ok::<(), shmproc::Error>(())
     /// ```
     pub fn open(arena: &Arena, name: &str) -> Result<BoundedSemaphore> {
-        Ok(BoundedSemaphore {
-            inner: Semaphore {
-                raw: open_raw(arena, name, true)?,
-                spin: SpinPolicy::default(),
-            },
-        })
+        object::find(arena, name)
     }
 
     fn check(value: u32) -> Result<()> {
@@ -488,25 +537,15 @@ impl BoundedSemaphore {
         check_value(value)
     }
 
-    fn make(arena: &Arena, name: Option<&str>, value: u32) -> Result<BoundedSemaphore> {
-        Self::check(value)?;
-        Ok(BoundedSemaphore {
-            inner: Semaphore {
-                raw: make_raw(arena, name, value, value, u64::from(value))?,
-                spin: SpinPolicy::default(),
-            },
-        })
-    }
-
     /// Sets how long this handle spins before sleeping (see [`SpinPolicy`]).
     pub fn set_spin(&mut self, spin: SpinPolicy) {
-        self.inner.set_spin(spin);
+        self.p.spin = spin;
     }
 
     /// Takes a permit, blocking while there is none.
     #[inline]
     pub fn acquire(&self) -> SemaphoreGuard<'_> {
-        self.inner.acquire()
+        self.p.acquire()
     }
 
     /// Takes a permit if one is available; never blocks.
@@ -515,7 +554,7 @@ impl BoundedSemaphore {
     /// [`PermitError::WouldBlock`] when the value is 0.
     #[inline]
     pub fn try_acquire(&self) -> core::result::Result<SemaphoreGuard<'_>, PermitError> {
-        self.inner.try_acquire()
+        self.p.try_acquire()
     }
 
     /// Takes a permit, blocking at most `timeout` while there is none.
@@ -526,13 +565,13 @@ impl BoundedSemaphore {
         &self,
         timeout: Duration,
     ) -> core::result::Result<SemaphoreGuard<'_>, PermitError> {
-        self.inner.acquire_timeout(timeout)
+        self.p.acquire_timeout(timeout)
     }
 
     /// Takes a permit and keeps it (no guard): Python's `acquire()`. Give it back with
     /// [`release`](Self::release).
     pub fn acquire_forever(&self) {
-        self.inner.acquire_forever();
+        self.p.acquire().forget();
     }
 
     /// Gives a permit back, from any process, and wakes one waiting process, if any.
@@ -542,21 +581,21 @@ impl BoundedSemaphore {
     /// matching acquire (Python raises `ValueError`). The value is unchanged.
     #[inline]
     pub fn release(&self) -> core::result::Result<(), TooManyReleases> {
-        self.inner.release()
+        self.p.release()
     }
 
     /// Permits available now (a snapshot): Python's `get_value()`.
     pub fn value(&self) -> u32 {
-        self.inner.value()
+        self.p.raw.value()
     }
 
     /// The bound: the initial value, which `release` never exceeds.
     pub fn bound(&self) -> u32 {
-        self.inner.raw.limit()
+        self.p.raw.limit()
     }
 
     /// The shared state, for model checks and diagnostics.
     pub fn raw(&self) -> &RawSemaphore {
-        &self.inner.raw
+        &self.p.raw
     }
 }

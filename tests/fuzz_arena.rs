@@ -5,7 +5,8 @@
 //!
 //! `SHMPROC_WRITE_CORPUS=1 cargo test --test fuzz_arena` rewrites the seed corpus.
 
-use shmproc::arena::{fuzz_open_bytes, RawBlock};
+use shmproc::fuzz::open_arena_bytes as fuzz_open_bytes;
+use shmproc::shared::RawBlock;
 use shmproc::{Arena, Lock};
 use std::path::PathBuf;
 

@@ -4,5 +4,5 @@
 //! to look objects up in.
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    shmproc::arena::fuzz_open_bytes(data);
+    shmproc::fuzz::open_arena_bytes(data);
 });

@@ -7,27 +7,13 @@ use loom::sync::Arc;
 use loom::thread;
 use shmproc::raw::condvar::{CondLock, RLockRef, RawCondvar};
 use shmproc::raw::lock::Acquired;
+use shmproc::raw::lock::RobustLock;
 use shmproc::raw::rlock::NotOwner;
 use shmproc::raw::rlock::RawRLock;
 use shmproc::raw::sync::futex;
-use shmproc::raw::sync::liveness::Liveness;
+use shmproc::raw::sync::liveness::Scripted;
 use shmproc::SpinPolicy;
 use std::time::{Duration, Instant};
-
-/// A scripted process: its pid, always alive.
-struct P(u32);
-
-impl Liveness for P {
-    fn me(&self) -> u32 {
-        self.0
-    }
-    fn my_start(&self) -> u64 {
-        1
-    }
-    fn is_dead(&self, _: u32, _: u64) -> bool {
-        false
-    }
-}
 
 const SPIN: SpinPolicy = SpinPolicy::NEVER;
 
@@ -256,33 +242,31 @@ fn rlock_depth_is_restored() {
         let flag = Arc::new(AtomicU32::new(0));
         let (l2, c2, f2) = (lock.clone(), cv.clone(), flag.clone());
         let waiter = thread::spawn(move || {
-            let who = P(2);
-            l2.lock(&who, 7, None, SPIN).unwrap();
-            l2.lock(&who, 7, None, SPIN).unwrap();
+            let who = Scripted::alive(2).thread(7);
+            l2.lock(&who, None, SPIN).unwrap();
+            l2.lock(&who, None, SPIN).unwrap();
             let r = RLockRef {
                 lock: &l2,
                 who: &who,
-                tid: 7,
                 spin: SPIN,
             };
             while f2.load(Ordering::Relaxed) == 0 {
                 c2.wait(&r, None, SPIN).unwrap();
             }
             assert_eq!(l2.depth(), 2);
-            assert_eq!(l2.unlock(&who, 7), Ok(1));
-            assert_eq!(l2.unlock(&who, 7), Ok(0));
+            assert_eq!(l2.unlock_held(&who), Ok(1));
+            assert_eq!(l2.unlock_held(&who), Ok(0));
         });
-        let who = P(1);
-        lock.lock(&who, 1, None, SPIN).unwrap();
+        let who = Scripted::alive(1);
+        lock.lock(&who, None, SPIN).unwrap();
         flag.store(1, Ordering::Relaxed);
         let r = RLockRef {
             lock: &lock,
             who: &who,
-            tid: 1,
             spin: SPIN,
         };
         cv.notify(&r, 1).unwrap();
-        lock.unlock(&who, 1).unwrap();
+        lock.unlock_held(&who).unwrap();
         waiter.join().unwrap();
         assert!(!lock.is_locked());
     });

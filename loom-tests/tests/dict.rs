@@ -12,23 +12,7 @@ use loom::sync::atomic::AtomicU64;
 use loom::sync::Arc;
 use loom::thread;
 use shmproc::raw::dict::{DictTable, Geometry, RawDict};
-use shmproc::raw::sync::liveness::Liveness;
-
-/// Model threads never die; each has its own id.
-#[derive(Clone, Copy)]
-struct Alive(u32);
-
-impl Liveness for Alive {
-    fn me(&self) -> u32 {
-        self.0
-    }
-    fn my_start(&self) -> u64 {
-        1
-    }
-    fn is_dead(&self, _pid: u32, _start: u64) -> bool {
-        false
-    }
-}
+use shmproc::raw::sync::liveness::Scripted;
 
 struct State {
     raw: RawDict,
@@ -43,8 +27,9 @@ fn state(capacity: usize) -> Arc<State> {
     })
 }
 
-fn table(s: &State, id: u32) -> DictTable<'_, Alive> {
-    DictTable::new(&s.raw, &s.words, Alive(id)).unwrap()
+/// Model threads never die; each has its own id.
+fn table(s: &State, id: u32) -> DictTable<'_, Scripted> {
+    DictTable::new(&s.raw, &s.words, Scripted::alive(id)).unwrap()
 }
 
 /// A 16-byte value whose two words are equal: a torn copy has two different words.

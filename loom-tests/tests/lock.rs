@@ -6,49 +6,14 @@ use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicU32, Ordering};
 use loom::sync::Arc;
 use loom::thread;
+use shmproc::raw::lock::RobustLock;
 use shmproc::raw::lock::{Acquired, RawLock};
-use shmproc::raw::sync::liveness::Liveness;
+use shmproc::raw::sync::liveness::Scripted;
+use shmproc::SpinPolicy;
 
-/// A thread playing a process: `id` is its pid; `dead` holds the pid of a "process" that
-/// died, or 0. `watch` says whether waiters check on the holder (see `watches_holder`).
-#[derive(Clone)]
-struct Proc {
-    id: u32,
-    dead: Arc<AtomicU32>,
-    watch: bool,
-}
-
-impl Liveness for Proc {
-    fn me(&self) -> u32 {
-        self.id
-    }
-    fn my_start(&self) -> u64 {
-        start_of(self.id)
-    }
-    /// Dead if killed, or if the recorded start time is not the live pid's (pid reuse),
-    /// as `Procfs` decides; a start time of 0 gives no verdict.
-    fn is_dead(&self, pid: u32, start: u64) -> bool {
-        self.dead.load(Ordering::SeqCst) == pid || (start != 0 && start != start_of(pid))
-    }
-    fn watches_holder(&self, holder: u32) -> bool {
-        self.watch && self.is_dead(holder, 0)
-    }
-}
-
-/// Every model process started at its own time.
-fn start_of(pid: u32) -> u64 {
-    100 + u64::from(pid)
-}
-
-fn procs(n: u32, watch: bool) -> Vec<Proc> {
-    let dead = Arc::new(AtomicU32::new(0));
-    (1..=n)
-        .map(|id| Proc {
-            id,
-            dead: dead.clone(),
-            watch,
-        })
-        .collect()
+/// Processes `1..=n` sharing one view of who died (see `Scripted`).
+fn procs(n: u32, watch: bool) -> Vec<Scripted> {
+    Scripted::team(n, watch)
 }
 
 struct Shared {
@@ -82,13 +47,19 @@ fn mutual_exclusion_and_no_lost_wakeup() {
             .map(|p| {
                 let s = s.clone();
                 thread::spawn(move || {
-                    assert_eq!(s.lock.lock(&p, None), Ok(Acquired::Normal));
+                    assert_eq!(
+                        s.lock.lock(&p, None, SpinPolicy::default()),
+                        Ok(Acquired::Normal)
+                    );
                     bump(&s);
                     s.lock.unlock();
                 })
             })
             .collect();
-        assert_eq!(s.lock.lock(&ps[0], None), Ok(Acquired::Normal));
+        assert_eq!(
+            s.lock.lock(&ps[0], None, SpinPolicy::default()),
+            Ok(Acquired::Normal)
+        );
         bump(&s);
         s.lock.unlock();
         for h in handles {
@@ -113,7 +84,7 @@ fn timeouts_leave_no_trace() {
         let (p1, p2) = (ps[1].clone(), ps[2].clone());
         let s1 = s.clone();
         let t1 = thread::spawn(move || {
-            if s1.lock.lock(&p1, deadline).is_ok() {
+            if s1.lock.lock(&p1, deadline, SpinPolicy::default()).is_ok() {
                 bump(&s1);
                 s1.lock.unlock();
                 1
@@ -123,11 +94,11 @@ fn timeouts_leave_no_trace() {
         });
         let s2 = s.clone();
         let t2 = thread::spawn(move || {
-            s2.lock.lock(&p2, None).unwrap();
+            s2.lock.lock(&p2, None, SpinPolicy::default()).unwrap();
             bump(&s2);
             s2.lock.unlock();
         });
-        s.lock.lock(&ps[0], None).unwrap();
+        s.lock.lock(&ps[0], None, SpinPolicy::default()).unwrap();
         bump(&s);
         s.lock.unlock();
         let got = t1.join().unwrap();
@@ -147,9 +118,12 @@ fn owner_died_is_taken_over_exactly_once() {
             data: UnsafeCell::new(0),
         });
         let ps = procs(3, true);
-        assert_eq!(s.lock.lock(&ps[0], None), Ok(Acquired::Normal));
+        assert_eq!(
+            s.lock.lock(&ps[0], None, SpinPolicy::default()),
+            Ok(Acquired::Normal)
+        );
         // Process 1 "dies": it never unlocks.
-        ps[0].dead.store(1, Ordering::SeqCst);
+        ps[0].kill(1);
         let died = Arc::new(AtomicU32::new(0));
         let waiters: Vec<_> = ps[1..]
             .iter()
@@ -157,7 +131,7 @@ fn owner_died_is_taken_over_exactly_once() {
             .map(|p| {
                 let (s, died) = (s.clone(), died.clone());
                 thread::spawn(move || {
-                    let how = s.lock.lock(&p, None).unwrap();
+                    let how = s.lock.lock(&p, None, SpinPolicy::default()).unwrap();
                     if how == Acquired::OwnerDied {
                         died.fetch_add(1, Ordering::SeqCst);
                     }
@@ -187,12 +161,12 @@ fn live_holder_is_not_taken_over() {
         let p1 = ps[1].clone();
         let s1 = s.clone();
         let t = thread::spawn(move || {
-            let how = s1.lock.lock(&p1, None).unwrap();
+            let how = s1.lock.lock(&p1, None, SpinPolicy::default()).unwrap();
             assert_eq!(how, Acquired::Normal);
             bump(&s1);
             s1.lock.unlock();
         });
-        s.lock.lock(&ps[0], None).unwrap();
+        s.lock.lock(&ps[0], None, SpinPolicy::default()).unwrap();
         bump(&s);
         s.lock.unlock();
         t.join().unwrap();
@@ -214,10 +188,10 @@ fn stale_identity_is_no_evidence_of_death() {
         let ps = procs(3, false);
         let p2 = ps[1].clone();
         let s2 = s.clone();
-        s.lock.lock(&ps[0], None).unwrap();
+        s.lock.lock(&ps[0], None, SpinPolicy::default()).unwrap();
         s.lock.unlock();
         let t = thread::spawn(move || {
-            s2.lock.lock(&p2, None).unwrap();
+            s2.lock.lock(&p2, None, SpinPolicy::default()).unwrap();
             s2.lock.unlock();
         });
         if let Some(how) = s.lock.try_lock_or_recover(&ps[2]) {

@@ -16,10 +16,11 @@
 use loom::sync::Arc;
 use loom::thread;
 use shmproc::raw::lock::Acquired;
+use shmproc::raw::lock::RobustLock;
 use shmproc::raw::spsc::{
     Buf, ByteRing as RawRing, ByteRingError as RingError, Fast, NoWatch, WRITER_CLOSED,
 };
-use shmproc::raw::sync::liveness::Liveness;
+use shmproc::raw::sync::liveness::Scripted;
 use shmproc::SpinPolicy;
 use std::time::Instant;
 
@@ -27,27 +28,15 @@ fn setup(cap: u32) -> (Arc<RawRing>, Arc<Buf>) {
     (Arc::new(RawRing::new()), Arc::new(Buf::new_model(cap)))
 }
 
-/// The one process of a model: each side has one user, so its lock is always free.
-struct Solo;
-
-impl Liveness for Solo {
-    fn me(&self) -> u32 {
-        1
-    }
-    fn my_start(&self) -> u64 {
-        1
-    }
-    fn is_dead(&self, _pid: u32, _start: u64) -> bool {
-        false
-    }
-}
-
 /// Runs `op` holding the producer side (`producer`) or the consumer side, then releases
 /// it as `Connection` does (`RawRing::release`, which wakes a sleeping peer). The lock is
 /// free, but a sleeping peer's announcement (`PEER`) may be in its word: `lock` takes it
 /// anyway, as `Connection`'s slow path does.
 fn holding<R>(ring: &RawRing, producer: bool, op: impl FnOnce() -> R) -> R {
-    let got = ring.lock(producer).lock(&Solo, None);
+    // The one process of a model: each side has one user, so its lock is always free.
+    let got = ring
+        .lock(producer)
+        .lock(&Scripted::alive(1), None, SpinPolicy::default());
     assert_eq!(got, Ok(Acquired::Normal), "one user per side");
     let r = op();
     ring.release(producer);

@@ -6,38 +6,14 @@ use loom::sync::atomic::{AtomicU32, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 use shmproc::raw::lock::Acquired;
+use shmproc::raw::lock::RobustLock;
 use shmproc::raw::rlock::{NotOwner, RawRLock};
-use shmproc::raw::sync::liveness::Liveness;
+use shmproc::raw::sync::liveness::Scripted;
 use shmproc::SpinPolicy;
 
-/// A scripted process: its pid, always alive.
-struct P(u32);
-
-impl Liveness for P {
-    fn me(&self) -> u32 {
-        self.0
-    }
-    fn my_start(&self) -> u64 {
-        1
-    }
-    fn is_dead(&self, _: u32, _: u64) -> bool {
-        false
-    }
-}
-
-/// A process whose every peer is dead.
-struct Survivor(u32);
-
-impl Liveness for Survivor {
-    fn me(&self) -> u32 {
-        self.0
-    }
-    fn my_start(&self) -> u64 {
-        1
-    }
-    fn is_dead(&self, pid: u32, _: u64) -> bool {
-        pid != self.0
-    }
+/// Thread `tid` of process `pid`, in a world where nobody dies.
+fn p(pid: u32, tid: u32) -> Scripted {
+    Scripted::alive(pid).thread(tid)
 }
 
 /// Enters the critical section: no one else may be inside.
@@ -60,25 +36,25 @@ fn owner_is_a_thread_of_a_process() {
         for (pid, tid) in [(1, 12), (2, 21)] {
             let (lock, inside) = (lock.clone(), inside.clone());
             threads.push(thread::spawn(move || {
-                let who = P(pid);
-                if lock.try_lock(&who, tid).is_some() {
-                    assert!(lock.is_owned_by(&who, tid));
+                let who = p(pid, tid);
+                if lock.try_lock_or_recover(&who).is_some() {
+                    assert!(lock.is_owned_by(&who));
                     critical(&inside);
-                    assert_eq!(lock.unlock(&who, tid), Ok(0));
+                    assert_eq!(lock.unlock_held(&who), Ok(0));
                 } else {
-                    assert!(!lock.is_owned_by(&who, tid));
-                    assert_eq!(lock.unlock(&who, tid), Err(NotOwner));
+                    assert!(!lock.is_owned_by(&who));
+                    assert_eq!(lock.unlock_held(&who), Err(NotOwner));
                 }
             }));
         }
-        let who = P(1);
-        if lock.try_lock(&who, 11).is_some() {
-            assert_eq!(lock.try_lock(&who, 11), Some(Acquired::Normal));
+        let who = p(1, 11);
+        if lock.try_lock_or_recover(&who).is_some() {
+            assert_eq!(lock.try_lock_or_recover(&who), Some(Acquired::Normal));
             assert_eq!(lock.depth(), 2);
             critical(&inside);
-            assert_eq!(lock.unlock(&who, 11), Ok(1));
+            assert_eq!(lock.unlock_held(&who), Ok(1));
             critical(&inside);
-            assert_eq!(lock.unlock(&who, 11), Ok(0));
+            assert_eq!(lock.unlock_held(&who), Ok(0));
         }
         for t in threads {
             t.join().unwrap();
@@ -94,22 +70,22 @@ fn owner_is_a_thread_of_a_process() {
 fn a_sibling_thread_never_looks_like_the_owner() {
     loom::model(|| {
         let lock = Arc::new(RawRLock::new());
-        let who = P(1);
-        lock.lock(&who, 11, None, SpinPolicy::NEVER).unwrap();
-        lock.unlock(&who, 11).unwrap();
+        let who = p(1, 11);
+        lock.lock(&who, None, SpinPolicy::NEVER).unwrap();
+        lock.unlock_held(&who).unwrap();
         let l2 = lock.clone();
         let sibling = thread::spawn(move || {
-            let who = P(1);
-            if l2.try_lock(&who, 12).is_some() {
-                l2.unlock(&who, 12).unwrap();
+            let who = p(1, 12);
+            if l2.try_lock_or_recover(&who).is_some() {
+                l2.unlock_held(&who).unwrap();
             }
         });
         let l3 = lock.clone();
         let first = thread::spawn(move || {
             // Whatever the sibling is doing, thread 11 holds nothing.
-            let who = P(1);
-            assert!(!l3.is_owned_by(&who, 11));
-            assert_eq!(l3.unlock(&who, 11), Err(NotOwner));
+            let who = p(1, 11);
+            assert!(!l3.is_owned_by(&who));
+            assert_eq!(l3.unlock_held(&who), Err(NotOwner));
         });
         first.join().unwrap();
         sibling.join().unwrap();
@@ -121,17 +97,17 @@ fn a_sibling_thread_never_looks_like_the_owner() {
 fn a_dead_holder_is_recovered() {
     loom::model(|| {
         let lock = Arc::new(RawRLock::new());
-        let dead = P(7);
+        let dead = p(7, 70);
         for _ in 0..3 {
-            lock.try_lock(&dead, 70).unwrap();
+            lock.try_lock_or_recover(&dead).unwrap();
         }
         let l2 = lock.clone();
         let t = thread::spawn(move || {
-            let me = Survivor(2);
-            let got = l2.try_lock(&me, 20);
+            let me = Scripted::survivor(2).thread(20);
+            let got = l2.try_lock_or_recover(&me);
             assert_eq!(got, Some(Acquired::OwnerDied));
             assert_eq!(l2.depth(), 1);
-            assert_eq!(l2.unlock(&me, 20), Ok(0));
+            assert_eq!(l2.unlock_held(&me), Ok(0));
         });
         t.join().unwrap();
         assert!(!lock.is_locked());

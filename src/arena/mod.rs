@@ -31,7 +31,10 @@ pub(crate) use layout::{DirEntry, EntryCopy, Header};
 pub use layout::{CACHE_LINE, MAX_NAME, MIN_SIZE};
 
 use crate::error::{Error, Result};
+use crate::raw::lock::RobustLock;
+use crate::raw::SharedState;
 use crate::sync::liveness::Procfs;
+use crate::sync::spin::SpinPolicy;
 use crate::sync::Ordering;
 use layout::*;
 use memmap2::{MmapOptions, MmapRaw};
@@ -50,7 +53,7 @@ pub enum ObjectKind {
     Lock = 1,
     /// `RLock`.
     RLock = 2,
-    /// [`Semaphore`](crate::Semaphore) or `BoundedSemaphore`.
+    /// [`Semaphore`](crate::Semaphore).
     Semaphore = 3,
     /// [`Event`](crate::Event).
     Event = 4,
@@ -74,11 +77,13 @@ pub enum ObjectKind {
     SharedDict = 13,
     /// A raw block of bytes.
     Raw = 14,
+    /// [`BoundedSemaphore`](crate::BoundedSemaphore).
+    BoundedSemaphore = 15,
 }
 
 impl ObjectKind {
     /// Every kind, in numeric order.
-    pub const ALL: [ObjectKind; 14] = [
+    pub const ALL: [ObjectKind; 15] = [
         ObjectKind::Lock,
         ObjectKind::RLock,
         ObjectKind::Semaphore,
@@ -93,6 +98,7 @@ impl ObjectKind {
         ObjectKind::Array,
         ObjectKind::SharedDict,
         ObjectKind::Raw,
+        ObjectKind::BoundedSemaphore,
     ];
 
     /// The kind with this number, if any.
@@ -571,14 +577,14 @@ impl Arena {
     /// runs `init` on its zero-filled memory, then publishes it in the directory.
     ///
     /// `init` runs while the directory lock is held: keep it to writing initial values.
-    pub(crate) fn create_object<T>(
+    pub(crate) fn create_object<T: SharedState>(
         &self,
         name: Option<&str>,
         kind: ObjectKind,
         type_fp: u64,
         size: usize,
         param: u64,
-        init: impl FnOnce(NonNull<u8>),
+        init: impl FnOnce(NonNull<u8>, usize),
     ) -> Result<Shm<T>> {
         assert!(core::mem::align_of::<T>() as u64 <= CACHE_LINE);
         if let Some(name) = name {
@@ -598,7 +604,7 @@ impl Arena {
         // bytes (leaked, never handed out twice). A live process that keeps the lock far
         // longer than any insert takes is a hostile or wedged peer: an error, not a hang.
         let deadline = crate::sync::time::deadline_after(DIR_LOCK_PATIENCE);
-        if header.dir_lock.lock(&Procfs, deadline).is_err() {
+        if RobustLock::lock(&header.dir_lock, &Procfs, deadline, SpinPolicy::default()).is_err() {
             return Err(Error::Corrupt(format!(
                 "the directory lock has been held by pid {} for more than {DIR_LOCK_PATIENCE:?}",
                 header.dir_lock.holder().unwrap_or(0)
@@ -629,7 +635,7 @@ impl Arena {
             // else references it.
             let ptr =
                 unsafe { NonNull::new_unchecked(self.inner.map.as_mut_ptr().add(offset as usize)) };
-            init(ptr);
+            init(ptr, aligned as usize);
             let e = self.entry_ptr(slot);
             let mut name_buf = [0u8; MAX_NAME];
             let name_len = name.map_or(0, |n| {
@@ -679,14 +685,15 @@ impl Arena {
     }
 
     /// Finds the object `name` and checks that it is a `kind` holding `type_fp` and at
-    /// least `size_of::<T>()` bytes. Returns the handle and the validated entry.
-    pub(crate) fn open_object<T>(
+    /// least `size_of::<T>()` bytes. Returns the handle and the entry's parameter word
+    /// (for the object layer to decode and check).
+    pub(crate) fn open_object<T: SharedState>(
         &self,
         name: &str,
         kind: ObjectKind,
         type_fp: u64,
         type_desc: &str,
-    ) -> Result<(Shm<T>, EntryCopy)> {
+    ) -> Result<(Shm<T>, u64)> {
         assert!(core::mem::align_of::<T>() as u64 <= CACHE_LINE);
         check_name(name, MAX_NAME)?;
         let e = self
@@ -720,122 +727,19 @@ impl Arena {
                 ptr: ptr.cast(),
                 len: e.size as usize,
             },
-            e,
+            e.param,
         ))
     }
-}
-
-/// A block of raw shared bytes in an arena: zero-filled, [`CACHE_LINE`]-aligned, found by
-/// name like any object. What lives in it is up to the caller (a `pthread_mutex_t`, a
-/// struct of atomics, ...); the arena only guarantees that the bytes are shared and stay
-/// mapped while the handle lives.
-///
-/// ```
-/// use shmproc::arena::{Arena, RawBlock};
-/// let arena = Arena::anonymous(1 << 20)?;
-/// let a = RawBlock::create(&arena, "scratch", 100)?;
-/// let b = RawBlock::open(&arena, "scratch")?;
-/// assert_eq!(a.as_ptr(), b.as_ptr());
-/// assert!(b.len() >= 100);
-/// # Ok::<(), shmproc::Error>(())
-/// ```
-#[derive(Clone)]
-pub struct RawBlock {
-    shm: Shm<u8>,
-}
-
-impl fmt::Debug for RawBlock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RawBlock")
-            .field("len", &self.shm.len())
-            .finish()
-    }
-}
-
-impl RawBlock {
-    /// A new unnamed block of at least `len` bytes.
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`] for `len == 0`; a full arena.
-    pub fn new_in(arena: &Arena, len: usize) -> Result<RawBlock> {
-        Self::make(arena, None, len)
-    }
-
-    /// A new block of at least `len` bytes named `name`.
-    ///
-    /// # Errors
-    /// As [`RawBlock::new_in`], plus [`Error::AlreadyExists`] and bad names.
-    pub fn create(arena: &Arena, name: &str, len: usize) -> Result<RawBlock> {
-        Self::make(arena, Some(name), len)
-    }
-
-    /// The block named `name`.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`], or [`Error::WrongType`] when `name` is another kind of object.
-    pub fn open(arena: &Arena, name: &str) -> Result<RawBlock> {
-        let (shm, _) = arena.open_object::<u8>(name, ObjectKind::Raw, 0, "raw block")?;
-        Ok(RawBlock { shm })
-    }
-
-    fn make(arena: &Arena, name: Option<&str>, len: usize) -> Result<RawBlock> {
-        if len == 0 {
-            return Err(Error::InvalidArgument("a raw block of 0 bytes".into()));
-        }
-        let shm = arena.create_object::<u8>(name, ObjectKind::Raw, 0, len, len as u64, |_| {})?;
-        Ok(RawBlock { shm })
-    }
-
-    /// The first byte; valid for [`len`](Self::len) bytes while `self` lives.
-    pub fn as_ptr(&self) -> *mut u8 {
-        self.shm.base()
-    }
-
-    /// Usable bytes (the request, rounded up to [`CACHE_LINE`]).
-    pub fn len(&self) -> usize {
-        self.shm.len()
-    }
-
-    /// Never true: blocks have at least one byte.
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-}
-
-/// The body of the `arena_open` fuzz target, public so the fuzz crate and the stable
-/// replay test (`tests/fuzz_arena.rs`) run the very same code: write `data` to a `memfd`,
-/// attach to it, and if that succeeds look up every object it lists and a few it does
-/// not. It must never panic; errors are the expected outcome.
-#[doc(hidden)]
-pub fn fuzz_open_bytes(data: &[u8]) {
-    use rustix::fs::{memfd_create, MemfdFlags};
-    let Ok(fd) = memfd_create("fuzz", MemfdFlags::CLOEXEC) else {
-        return;
-    };
-    let mut off = 0;
-    while off < data.len() {
-        match rustix::io::write(&fd, &data[off..]) {
-            Ok(n) if n > 0 => off += n,
-            _ => return,
-        }
-    }
-    let Ok(arena) = Arena::from_fd(fd) else {
-        return;
-    };
-    let _ = (arena.size(), arena.used(), arena.available());
-    for (name, _kind) in arena.objects() {
-        let _ = crate::Lock::open(&arena, &name).map(|l| (l.is_locked(), l.holder()));
-        let _ = RawBlock::open(&arena, &name).map(|b| b.len());
-    }
-    let _ = crate::Lock::open(&arena, "lock");
 }
 
 /// A process-local handle to a state block of type `T` inside an arena: a pointer into
 /// the mapping plus a clone of the [`Arena`] that keeps the mapping alive.
 ///
-/// `T` is made only of atomics and `UnsafeCell`s whose access is synchronised by the
-/// algorithm that owns them, so `&T` may be shared between threads and processes.
-pub(crate) struct Shm<T> {
+/// `T` is a [`SharedState`]: made only of atomics and cells whose access the algorithm
+/// that owns them synchronises, valid for any bytes a peer may leave, so `&T` may be
+/// shared between threads and processes (the trait's safety contract, which this type
+/// relies on instead of a convention).
+pub(crate) struct Shm<T: SharedState> {
     arena: Arena,
     ptr: NonNull<T>,
     /// Bytes of the whole block (the state `T` and whatever trails it).
@@ -843,11 +747,11 @@ pub(crate) struct Shm<T> {
 }
 
 // SAFETY: a `Shm<T>` only hands out `&T`; with `T: Sync` that is safe from any thread.
-unsafe impl<T: Sync> Send for Shm<T> {}
+unsafe impl<T: SharedState> Send for Shm<T> {}
 // SAFETY: as above.
-unsafe impl<T: Sync> Sync for Shm<T> {}
+unsafe impl<T: SharedState> Sync for Shm<T> {}
 
-impl<T> Clone for Shm<T> {
+impl<T: SharedState> Clone for Shm<T> {
     fn clone(&self) -> Self {
         Shm {
             arena: self.arena.clone(),
@@ -857,19 +761,19 @@ impl<T> Clone for Shm<T> {
     }
 }
 
-impl<T> Deref for Shm<T> {
+impl<T: SharedState> Deref for Shm<T> {
     type Target = T;
     #[inline]
     fn deref(&self) -> &T {
         // SAFETY: `ptr` lies inside the mapping, aligned, and the mapping lives as long as
         // `self.arena`. The block was initialised before it was published (create) or is a
-        // validated block of another process (open); T is valid for any bit pattern of
-        // its atomic fields.
+        // validated block of another process (open); `T: SharedState` is valid for any
+        // bytes and shareable between processes (the trait's contract).
         unsafe { self.ptr.as_ref() }
     }
 }
 
-impl<T> Shm<T> {
+impl<T: SharedState> Shm<T> {
     /// Start of the block.
     #[inline]
     pub(crate) fn base(&self) -> *mut u8 {

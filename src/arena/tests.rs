@@ -1,4 +1,5 @@
 use super::*;
+use crate::raw::Opaque;
 use crate::Lock;
 
 fn uniq(tag: &str) -> String {
@@ -223,19 +224,19 @@ fn wrong_kind_and_missing_names() {
     ));
     assert!(matches!(Lock::open(&a, "y"), Err(Error::NotFound(_))));
     let raw = a
-        .create_object::<u64>(Some("raw"), ObjectKind::Raw, 1, 8, 0, |_| {})
+        .create_object::<Opaque>(Some("raw"), ObjectKind::Raw, 1, 8, 0, |_, _| {})
         .unwrap();
     drop(raw);
     let r = Lock::open(&a, "raw");
     assert!(matches!(r, Err(Error::WrongType { .. })), "{r:?}");
-    let r = a.open_object::<u64>("raw", ObjectKind::Raw, 2, "raw of type 2");
+    let r = a.open_object::<Opaque>("raw", ObjectKind::Raw, 2, "raw of type 2");
     assert!(matches!(r, Err(Error::WrongType { .. })));
 }
 
 #[test]
 fn space_and_directory_run_out_cleanly() {
     let a = Arena::anonymous(MIN_SIZE as usize).unwrap();
-    let big = a.create_object::<u8>(None, ObjectKind::Raw, 0, 1 << 20, 0, |_| {});
+    let big = a.create_object::<Opaque>(None, ObjectKind::Raw, 0, 1 << 20, 0, |_, _| {});
     assert!(matches!(big, Err(Error::OutOfSpace { .. })));
     let a = Arena::anonymous(1 << 20).unwrap();
     let mut n = 0;
@@ -253,10 +254,10 @@ fn space_and_directory_run_out_cleanly() {
 fn objects_are_aligned_and_disjoint() {
     let a = Arena::anonymous(1 << 20).unwrap();
     let x = a
-        .create_object::<u8>(None, ObjectKind::Raw, 0, 1, 0, |_| {})
+        .create_object::<Opaque>(None, ObjectKind::Raw, 0, 1, 0, |_, _| {})
         .unwrap();
     let y = a
-        .create_object::<u8>(None, ObjectKind::Raw, 0, 200, 0, |p| unsafe {
+        .create_object::<Opaque>(None, ObjectKind::Raw, 0, 200, 0, |p, _| unsafe {
             // SAFETY: the block is 200+ bytes, fresh and ours.
             p.as_ptr().write_bytes(7, 200)
         })

@@ -2,12 +2,15 @@
 
 use super::token::{PeerWatch, Token};
 use super::{RecvError, SendError};
-use crate::arena::{fingerprint, Arena, ObjectKind, Shm};
+use crate::arena::{Arena, ObjectKind};
 use crate::error::{Error, Result};
 use crate::lock::Acquired;
+use crate::object::{Inspect, Obj, Object};
+use crate::raw::lock::RobustLock;
 use crate::raw::spsc::{self as ring, Buf, ByteRing, ByteRingError, Fast, Sink, Source};
 use crate::sync::liveness::Procfs;
 use crate::SpinPolicy;
+use std::borrow::Cow;
 use std::fmt;
 use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
@@ -30,6 +33,10 @@ pub struct RawPipe {
     rings: [ByteRing; 2],
 }
 
+// SAFETY: `#[repr(C)]`, aligned to at most 128; two `ByteRing`s, whose words are all
+// atomics checked before use (see `raw::spsc`).
+unsafe impl crate::raw::SharedState for RawPipe {}
+
 static_assertions::assert_eq_size!(RawPipe, [u8; 2 * 384]);
 static_assertions::assert_impl_all!(Connection: Send, Sync);
 
@@ -46,6 +53,66 @@ static_assertions::assert_impl_all!(Connection: Send, Sync);
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Pipe;
+
+/// The parameters of a pipe object: bytes per direction, and whether it has two.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shape {
+    cap: u32,
+    duplex: bool,
+}
+
+impl Shape {
+    fn rings(&self) -> usize {
+        if self.duplex {
+            2
+        } else {
+            1
+        }
+    }
+}
+
+impl Object for Pipe {
+    type State = RawPipe;
+    type Params = Shape;
+    const KIND: ObjectKind = ObjectKind::Pipe;
+
+    fn type_name() -> Cow<'static, str> {
+        "Pipe".into()
+    }
+
+    fn size(s: &Shape) -> Result<usize> {
+        if !s.cap.is_power_of_two() || s.cap < ring::MIN_CAPACITY || s.cap > ring::MAX_CAPACITY {
+            return Err(Error::InvalidArgument(format!(
+                "pipe capacity {}: must be a power of two from {} to 2^30 bytes",
+                s.cap,
+                ring::MIN_CAPACITY
+            )));
+        }
+        Ok(core::mem::size_of::<RawPipe>() + s.rings() * s.cap as usize)
+    }
+
+    fn encode(s: &Shape) -> u64 {
+        u64::from(s.cap) | (u64::from(s.duplex) << 32)
+    }
+
+    fn decode(param: u64, _: &RawPipe) -> Result<Shape> {
+        match param >> 32 {
+            d @ (0 | 1) => Ok(Shape {
+                cap: param as u32,
+                duplex: d == 1,
+            }),
+            _ => Err(Error::Corrupt(format!("pipe parameter {param:#x}"))),
+        }
+    }
+
+    fn inspect(p: &RawPipe, s: &Shape, out: &mut Inspect) {
+        out.field("capacity", s.cap);
+        out.field("duplex", s.duplex);
+        for (i, r) in p.rings.iter().take(s.rings()).enumerate() {
+            out.field(["state_0", "state_1"][i], r.state());
+        }
+    }
+}
 
 impl Pipe {
     /// A new pipe in the [global arena](Arena::global), each direction
@@ -94,31 +161,16 @@ impl Pipe {
         duplex: bool,
         capacity: usize,
     ) -> Result<(Connection, Connection)> {
-        if !capacity.is_power_of_two()
-            || capacity < ring::MIN_CAPACITY as usize
-            || capacity > ring::MAX_CAPACITY as usize
-        {
-            return Err(Error::InvalidArgument(format!(
-                "pipe capacity {capacity}: must be a power of two from {} to 2^30 bytes",
-                ring::MIN_CAPACITY
-            )));
-        }
-        let cap = capacity as u32;
-        let nrings = if duplex { 2 } else { 1 };
-        let size = core::mem::size_of::<RawPipe>() + nrings * capacity;
+        let cap = u32::try_from(capacity).unwrap_or(0);
+        let shape = Shape { cap, duplex };
+        let size = Pipe::size(&shape)?;
         let (t0, t1) = Token::pair().map_err(|e| Error::Os {
             op: "pipe2 (liveness token)",
             source: e,
         })?;
-        let shm = arena.create_object::<RawPipe>(
-            None,
-            ObjectKind::Pipe,
-            fingerprint::<RawPipe>(),
-            size,
-            u64::from(cap) | (u64::from(duplex) << 32),
-            // Zeroed memory is two empty, open rings and four unlocked locks.
-            |_| {},
-        )?;
+        // Zeroed memory is two empty, open rings and four unlocked locks: no `init`.
+        let obj = Obj::<Pipe>::create(arena, None, shape)?;
+        let shm = obj.block();
         let data = core::mem::size_of::<RawPipe>();
         if shm.len() < size {
             return Err(Error::Corrupt(format!(
@@ -127,8 +179,8 @@ impl Pipe {
             )));
         }
         let buf = |i: usize| {
-            // SAFETY: `data + (i + 1) * capacity <= size <= shm.len()` for i < nrings
-            // (checked above): the buffer is inside the block, which lives as long as
+            // SAFETY: `data + (i + 1) * capacity <= size <= shm.len()` for i < the number of
+            // rings (checked above): the buffer is inside the block, which lives as long as
             // `shm`. Only ring code touches it.
             unsafe { Buf::from_raw(shm.base().add(data + i * capacity), cap) }
         };
@@ -146,7 +198,7 @@ impl Pipe {
         };
         let mk = |rx, tx, token| Connection {
             inner: Some(Inner {
-                _shm: shm.clone(),
+                _obj: obj.clone(),
                 rx,
                 tx,
                 token,
@@ -200,7 +252,7 @@ impl Side {
 
 struct Inner {
     /// Keeps the pipe's block mapped: the `Side`s point into it.
-    _shm: Shm<RawPipe>,
+    _obj: Obj<Pipe>,
     rx: Option<Side>,
     tx: Option<Side>,
     token: Token,

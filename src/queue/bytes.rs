@@ -1,10 +1,12 @@
 //! `ByteQueue`: variable-length byte messages up to a per-queue maximum, zero-copy loans,
 //! and serde values (feature `serde`) encoded straight into the slot.
 
+use super::core::queue_object;
 use super::core::{Core, Geometry, Wait};
 use super::error::{BytePutError, GetError, PutError};
 use crate::arena::{fingerprint, Arena, ObjectKind};
 use crate::error::{Error, Result};
+use crate::object::Obj;
 use crate::raw::mpmc::{Claim, MpmcError};
 use crate::SpinPolicy;
 use std::fmt;
@@ -43,16 +45,22 @@ pub struct ByteQueue {
 
 impl fmt::Debug for ByteQueue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ByteQueue")
-            .field("capacity", &self.capacity())
-            .field("max_message", &self.max_message())
-            .field("qsize", &self.qsize())
-            .field("closed", &self.is_closed())
-            .finish()
+        let max = self.max_message();
+        self.core
+            .obj_as::<ByteQueue>()
+            .debug(f, &[("max_message", &max)])
     }
 }
 
-const DESC: &str = "ByteQueue";
+queue_object!(
+    impl<> for ByteQueue, ObjectKind::ByteQueue, "ByteQueue".into(),
+    fingerprint::<ByteQueue>(),
+    encode(g) { g.cap | ((g.payload as u64) << 32) },
+    decode(param) {
+        geometry(param & 0xffff_ffff, param >> 32)
+            .map_err(|e| Error::Corrupt(format!("impossible geometry: {e}")))
+    }
+);
 
 fn geometry(capacity: u64, max_message: u64) -> Result<Geometry> {
     if max_message == 0 || max_message > MAX_MESSAGE as u64 {
@@ -71,16 +79,9 @@ impl ByteQueue {
         max_message: usize,
     ) -> Result<Self> {
         let geo = geometry(capacity as u64, max_message as u64)?;
-        let param = geo.cap | ((geo.payload as u64) << 32);
-        let core = Core::create(
-            arena,
-            name,
-            ObjectKind::ByteQueue,
-            fingerprint::<ByteQueue>(),
-            geo,
-            param,
-        )?;
-        Ok(ByteQueue { core })
+        Ok(ByteQueue {
+            core: Core::new(Obj::<ByteQueue>::create(arena, name, geo)?.recast()),
+        })
     }
 
     /// A new queue of `capacity` messages of up to `max_message` bytes, in the [global
@@ -133,15 +134,9 @@ impl ByteQueue {
     /// # Ok::<(), shmproc::Error>(())
     /// ```
     pub fn open(arena: &Arena, name: &str) -> Result<Self> {
-        let core = Core::open(
-            arena,
-            name,
-            ObjectKind::ByteQueue,
-            fingerprint::<ByteQueue>(),
-            DESC,
-            |e| geometry(e.param & 0xffff_ffff, e.param >> 32),
-        )?;
-        Ok(ByteQueue { core })
+        Ok(ByteQueue {
+            core: Core::new(Obj::<ByteQueue>::open(arena, name)?.recast()),
+        })
     }
 
     /// Sets how long this handle spins before sleeping (see [`SpinPolicy`]).

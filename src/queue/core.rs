@@ -21,13 +21,15 @@
 //! when another process opens the queue: after that, every slot address this process
 //! computes is inside the block, whatever a peer writes into the arena.
 
-use crate::arena::{Arena, EntryCopy, ObjectKind, Shm};
+use crate::arena::ObjectKind;
 use crate::error::{Error, Result};
+use crate::object::{Fresh, Inspect, Obj, Object};
 use crate::raw::mpmc::{
     self as ring, initial_stamp, Claim, MpmcError, MpmcRing, Slots, MAX_CAPACITY,
 };
 use crate::sync::AtomicU64;
 use crate::SpinPolicy;
+use std::borrow::Cow;
 use std::time::Instant;
 
 /// Where the slot array starts in the block.
@@ -138,7 +140,7 @@ impl Geometry {
 /// The shared ring plus this process's view of its slots.
 #[derive(Clone)]
 pub(crate) struct Core {
-    raw: Shm<MpmcRing>,
+    raw: Obj<Ring>,
     geo: Geometry,
     /// `Slots::mark_bit`, computed once.
     mark_bit: u64,
@@ -164,9 +166,106 @@ impl Slots for Core {
     }
 }
 
+/// The ring as the core sees it: what every queue kind's object is, once opened (each
+/// kind recasts its own object into this one; see [`queue_object!`]).
+pub(crate) enum Ring {}
+
+impl Object for Ring {
+    type State = MpmcRing;
+    type Params = Geometry;
+    const KIND: ObjectKind = ObjectKind::Queue;
+
+    fn type_name() -> Cow<'static, str> {
+        "queue ring".into()
+    }
+
+    fn encode(g: &Geometry) -> u64 {
+        g.cap
+    }
+
+    fn decode(_: u64, _: &MpmcRing) -> Result<Geometry> {
+        // Never opened as itself: every kind opens as its own type, then recasts.
+        Err(Error::Corrupt(
+            "a queue ring is opened through its kind".into(),
+        ))
+    }
+}
+
+/// What every queue kind declares alike: its block is the ring and the slots of
+/// `geometry`, whose stamps start as `initial_stamp(i)`; `inspect` shows the queue's
+/// depth. The kind gives its `KIND`, name, fingerprint and how its parameter word encodes
+/// the geometry.
+macro_rules! queue_object {
+    (
+        impl<$($gen:ident: $bound:path),*> for $ty:ty, $kind:expr, $name:expr, $fp:expr,
+        encode($ge:ident) $encode:block,
+        decode($param:ident) $decode:block
+    ) => {
+        impl<$($gen: $bound),*> crate::object::Object for $ty {
+            type State = crate::raw::mpmc::MpmcRing;
+            type Params = crate::queue::core::Geometry;
+            const KIND: crate::arena::ObjectKind = $kind;
+
+            fn type_name() -> std::borrow::Cow<'static, str> {
+                $name
+            }
+
+            fn fingerprint() -> u64 {
+                $fp
+            }
+
+            fn size(g: &crate::queue::core::Geometry) -> crate::error::Result<usize> {
+                g.block_size()
+            }
+
+            fn encode($ge: &crate::queue::core::Geometry) -> u64 $encode
+
+            fn decode(
+                $param: u64,
+                _: &crate::raw::mpmc::MpmcRing,
+            ) -> crate::error::Result<crate::queue::core::Geometry> $decode
+
+            fn init(
+                g: &crate::queue::core::Geometry,
+                fresh: crate::object::Fresh<'_, crate::raw::mpmc::MpmcRing>,
+            ) {
+                crate::queue::core::init_slots(g, fresh)
+            }
+
+            fn inspect(
+                ring: &crate::raw::mpmc::MpmcRing,
+                g: &crate::queue::core::Geometry,
+                out: &mut crate::object::Inspect,
+            ) {
+                crate::queue::core::inspect(ring, g, out)
+            }
+        }
+    };
+}
+pub(crate) use queue_object;
+
+/// Writes every slot's initial stamp (zeroed memory is an empty ring otherwise).
+pub(crate) fn init_slots(g: &Geometry, mut fresh: Fresh<'_, MpmcRing>) {
+    let slots = fresh.tail(SLOTS_OFFSET);
+    for i in 0..g.cap {
+        let at = i as usize * g.stride;
+        // In bounds: the block is SLOTS_OFFSET + cap * stride bytes (`block_size`), and a
+        // stride is at least 8.
+        slots[at..at + 8].copy_from_slice(&initial_stamp(i).to_ne_bytes());
+    }
+}
+
+/// The live state every queue kind shows.
+pub(crate) fn inspect(ring: &MpmcRing, g: &Geometry, out: &mut Inspect) {
+    out.field("capacity", g.cap);
+    out.field("qsize", ring.len_in(g.cap));
+    out.field("closed", ring.is_closed_in(g.cap));
+}
+
 impl Core {
     /// This process's view of a ring block with geometry `geo`.
-    fn new(raw: Shm<MpmcRing>, geo: Geometry) -> Core {
+    pub(crate) fn new(raw: Obj<Ring>) -> Core {
+        let geo = *raw.params();
         Core {
             raw,
             mark_bit: ring::mark_bit(geo.cap),
@@ -175,60 +274,15 @@ impl Core {
         }
     }
 
-    /// Makes the block in `arena` and initialises its stamps.
-    pub(crate) fn create(
-        arena: &Arena,
-        name: Option<&str>,
-        kind: ObjectKind,
-        type_fp: u64,
-        geo: Geometry,
-        param: u64,
-    ) -> Result<Core> {
-        let size = geo.block_size()?;
-        let raw = arena.create_object::<MpmcRing>(name, kind, type_fp, size, param, |base| {
-            for i in 0..geo.cap {
-                // SAFETY: the block has `size` = SLOTS_OFFSET + cap * stride bytes, so the
-                // slot's stamp (8 bytes at the start of an 8-aligned slot) is in bounds;
-                // nobody else sees the block before it is published.
-                unsafe {
-                    base.as_ptr()
-                        .add(SLOTS_OFFSET + i as usize * geo.stride)
-                        .cast::<u64>()
-                        .write(initial_stamp(i));
-                }
-            }
-        })?;
-        Ok(Core::new(raw, geo))
-    }
-
-    /// Opens the block `name`, checking that `geo` (re-derived from the entry's `param`)
-    /// fits in it.
-    pub(crate) fn open(
-        arena: &Arena,
-        name: &str,
-        kind: ObjectKind,
-        type_fp: u64,
-        desc: &str,
-        geo_of: impl FnOnce(&EntryCopy) -> Result<Geometry>,
-    ) -> Result<Core> {
-        let (raw, entry) = arena.open_object::<MpmcRing>(name, kind, type_fp, desc)?;
-        let geo = geo_of(&entry).map_err(|e| {
-            Error::Corrupt(format!("queue {name:?} has an impossible geometry: {e}"))
-        })?;
-        let needed = geo.block_size()?;
-        if needed > raw.len() {
-            return Err(Error::Corrupt(format!(
-                "queue {name:?} needs {needed} bytes but its block has {}",
-                raw.len()
-            )));
-        }
-        Ok(Core::new(raw, geo))
+    /// The ring, seen as the object of kind `O` (for that kind's `Debug`).
+    pub(crate) fn obj_as<O: Object<State = MpmcRing, Params = Geometry>>(&self) -> Obj<O> {
+        self.raw.clone().recast()
     }
 
     /// Start of the block, for tests that scribble on the shared state.
     #[cfg(test)]
     pub(crate) fn base_for_tests(&self) -> *mut u8 {
-        self.raw.base()
+        self.raw.block().base()
     }
 
     #[inline]
@@ -253,7 +307,7 @@ impl Core {
     fn slots_base(&self) -> *mut u8 {
         // SAFETY: the block holds SLOTS_OFFSET + cap * stride bytes (checked at create /
         // open), so SLOTS_OFFSET is inside it or one past its end.
-        unsafe { self.raw.base().add(SLOTS_OFFSET) }
+        unsafe { self.raw.block().base().add(SLOTS_OFFSET) }
     }
 
     /// The length word of a claimed slot of a byte queue.

@@ -1,9 +1,12 @@
 //! `Queue<T>`, its loans, `SimpleQueue<T>` and `JoinableQueue<T>`.
 
+use super::core::queue_object;
 use super::core::{typed_layout, Core, Fixed, Geometry, Wait};
 use super::error::{GetError, JoinTimeout, PutError, TaskDoneError};
 use crate::arena::{fingerprint_sized, Arena, ObjectKind};
 use crate::error::Result;
+use crate::object::{Obj, Object};
+use crate::raw::mpmc::MpmcRing;
 use crate::raw::mpmc::{Claim, MpmcError};
 use crate::sync::time;
 use crate::SpinPolicy;
@@ -59,15 +62,36 @@ impl<T: Pod> Clone for Queue<T> {
 
 impl<T: Pod> fmt::Debug for Queue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Queue")
-            .field("capacity", &self.capacity())
-            .field("qsize", &self.qsize())
-            .field("closed", &self.is_closed())
-            .finish()
+        self.core.obj_as::<Queue<T>>().debug(f, &[])
     }
 }
 
-const QUEUE_DESC: &str = "Queue";
+/// The parameter word of a typed queue: its capacity (the slot layout follows from `T`).
+fn typed_geometry<T>(param: u64) -> Result<Geometry> {
+    Geometry::new(
+        param,
+        core::mem::size_of::<T>(),
+        core::mem::align_of::<T>(),
+        false,
+    )
+    .map_err(|e| crate::Error::Corrupt(format!("impossible geometry: {e}")))
+}
+
+queue_object!(
+    impl<T: Pod> for Queue<T>, ObjectKind::Queue,
+    format!("Queue<{}>", core::any::type_name::<T>()).into(),
+    fingerprint_sized::<T>(),
+    encode(g) { g.cap },
+    decode(param) { typed_geometry::<T>(param) }
+);
+
+queue_object!(
+    impl<T: Pod> for JoinableQueue<T>, ObjectKind::JoinableQueue,
+    format!("JoinableQueue<{}>", core::any::type_name::<T>()).into(),
+    fingerprint_sized::<T>(),
+    encode(g) { g.cap },
+    decode(param) { typed_geometry::<T>(param) }
+);
 
 impl<T: Pod> Queue<T> {
     /// `(payload_off, stride)` of every `Queue<T>`: [`Self::geometry`] computes the same
@@ -106,27 +130,22 @@ impl<T: Pod> Queue<T> {
         )
     }
 
-    pub(crate) fn make(
+    /// A new queue of kind `K` (a `Queue<T>` or a `JoinableQueue<T>`).
+    fn make<K: Object<State = MpmcRing, Params = Geometry>>(
         arena: &Arena,
         name: Option<&str>,
-        kind: ObjectKind,
         capacity: usize,
     ) -> Result<Self> {
         let geo = Self::geometry(capacity)?;
-        let core = Core::create(arena, name, kind, fingerprint_sized::<T>(), geo, geo.cap)?;
-        Self::from_core(core)
+        Self::from_core(Core::new(Obj::<K>::create(arena, name, geo)?.recast()))
     }
 
-    pub(crate) fn open_kind(
+    /// The queue of kind `K` named `name`.
+    fn open_as<K: Object<State = MpmcRing, Params = Geometry>>(
         arena: &Arena,
         name: &str,
-        kind: ObjectKind,
-        desc: &str,
     ) -> Result<Self> {
-        let core = Core::open(arena, name, kind, fingerprint_sized::<T>(), desc, |e| {
-            Self::geometry(usize::try_from(e.param).unwrap_or(usize::MAX))
-        })?;
-        Self::from_core(core)
+        Self::from_core(Core::new(Obj::<K>::open(arena, name)?.recast()))
     }
 
     /// A new, empty queue of `capacity` slots in the [global arena](Arena::global).
@@ -161,7 +180,7 @@ impl<T: Pod> Queue<T> {
     /// # Ok::<(), shmproc::Error>(())
     /// ```
     pub fn new_in(arena: &Arena, capacity: usize) -> Result<Self> {
-        Self::make(arena, None, ObjectKind::Queue, capacity)
+        Self::make::<Self>(arena, None, capacity)
     }
 
     /// A new queue named `name` in `arena`, for [`Queue::open`] to find.
@@ -170,7 +189,7 @@ impl<T: Pod> Queue<T> {
     /// As [`new`](Self::new), and [`Error::AlreadyExists`](crate::Error::AlreadyExists)
     /// or a bad name.
     pub fn create(arena: &Arena, name: &str, capacity: usize) -> Result<Self> {
-        Self::make(arena, Some(name), ObjectKind::Queue, capacity)
+        Self::make::<Self>(arena, Some(name), capacity)
     }
 
     /// The queue named `name` in `arena`.
@@ -192,7 +211,7 @@ impl<T: Pod> Queue<T> {
     /// # Ok::<(), shmproc::Error>(())
     /// ```
     pub fn open(arena: &Arena, name: &str) -> Result<Self> {
-        Self::open_kind(arena, name, ObjectKind::Queue, QUEUE_DESC)
+        Self::open_as::<Self>(arena, name)
     }
 
     /// Sets how long this handle spins before sleeping when it must wait (see
@@ -685,9 +704,19 @@ impl<T: Pod> SimpleQueue<T> {
 /// assert!(q.task_done().is_err()); // one more than was put
 /// # Ok::<(), shmproc::Error>(())
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct JoinableQueue<T: Pod> {
     q: Queue<T>,
+}
+
+impl<T: Pod> fmt::Debug for JoinableQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unfinished = self.unfinished_tasks();
+        self.q
+            .core
+            .obj_as::<JoinableQueue<T>>()
+            .debug(f, &[("unfinished_tasks", &unfinished)])
+    }
 }
 
 impl<T: Pod> JoinableQueue<T> {
@@ -705,7 +734,7 @@ impl<T: Pod> JoinableQueue<T> {
     /// As [`Queue::new`].
     pub fn new_in(arena: &Arena, capacity: usize) -> Result<Self> {
         Ok(JoinableQueue {
-            q: Queue::make(arena, None, ObjectKind::JoinableQueue, capacity)?,
+            q: Queue::make::<Self>(arena, None, capacity)?,
         })
     }
 
@@ -715,7 +744,7 @@ impl<T: Pod> JoinableQueue<T> {
     /// As [`Queue::create`].
     pub fn create(arena: &Arena, name: &str, capacity: usize) -> Result<Self> {
         Ok(JoinableQueue {
-            q: Queue::make(arena, Some(name), ObjectKind::JoinableQueue, capacity)?,
+            q: Queue::make::<Self>(arena, Some(name), capacity)?,
         })
     }
 
@@ -725,7 +754,7 @@ impl<T: Pod> JoinableQueue<T> {
     /// As [`Queue::open`].
     pub fn open(arena: &Arena, name: &str) -> Result<Self> {
         Ok(JoinableQueue {
-            q: Queue::open_kind(arena, name, ObjectKind::JoinableQueue, "JoinableQueue")?,
+            q: Queue::open_as::<Self>(arena, name)?,
         })
     }
 

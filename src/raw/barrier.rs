@@ -96,6 +96,9 @@ pub struct RawBarrier {
     parties: AtomicU32,
 }
 
+// SAFETY: `#[repr(C)]`, aligned to at most 128; atomic words only; every bit pattern decodes to a count, flags and a generation, and a count above `parties` is treated as broken.
+unsafe impl crate::raw::SharedState for RawBarrier {}
+
 #[cfg(not(shmproc_loom))]
 static_assertions::assert_eq_size!(RawBarrier, u64);
 

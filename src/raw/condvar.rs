@@ -52,7 +52,7 @@
 //! still wakes every live waiter. Python's `Condition` has the same limit. Waiting with a
 //! timeout (or [`Condition::wait_for`] with one) bounds the damage.
 
-use crate::raw::lock::{Acquired, RawLock};
+use crate::raw::lock::{Acquired, RawLock, RobustLock};
 use crate::raw::rlock::{NotOwner, RawRLock};
 use crate::sync::futex::{self, WaitResult};
 use crate::sync::liveness::Liveness;
@@ -111,34 +111,31 @@ impl<L: Liveness> CondLock for LockRef<'_, L> {
     }
 
     fn relock(&self, _token: u32) -> Acquired {
-        if self.lock.try_lock(self.who) {
-            return Acquired::Normal;
-        }
+        // Never times out without a deadline.
         self.lock
-            .lock_slow(self.who, None, self.spin)
+            .lock(self.who, None, self.spin)
             .unwrap_or(Acquired::Normal)
     }
 }
 
-/// A [`RawRLock`] as a [`CondLock`]: held means "held by thread `tid` of the caller".
+/// A [`RawRLock`] as a [`CondLock`]: held means "held by the calling thread"
+/// (`who.my_thread()`).
 pub struct RLockRef<'a, L: Liveness> {
     /// The lock.
     pub lock: &'a RawRLock,
-    /// Who the caller is.
+    /// Who the caller is (its process and thread).
     pub who: &'a L,
-    /// The calling thread.
-    pub tid: u32,
     /// How long to spin when retaking it.
     pub spin: SpinPolicy,
 }
 
 impl<L: Liveness> CondLock for RLockRef<'_, L> {
     fn is_held(&self) -> bool {
-        self.lock.is_owned_by(self.who, self.tid)
+        self.lock.is_owned_by(self.who)
     }
 
     fn unlock_all(&self) -> core::result::Result<u32, NotOwner> {
-        self.lock.unlock_all(self.who, self.tid)
+        self.lock.unlock_all(self.who)
     }
 
     fn is_locked_hint(&self) -> bool {
@@ -146,7 +143,7 @@ impl<L: Liveness> CondLock for RLockRef<'_, L> {
     }
 
     fn relock(&self, depth: u32) -> Acquired {
-        self.lock.relock(self.who, self.tid, depth, self.spin)
+        self.lock.relock(self.who, depth, self.spin)
     }
 }
 
@@ -174,6 +171,9 @@ pub struct RawCondvar {
     g2_waiting: AtomicU32,
     _pad: [u32; 2],
 }
+
+// SAFETY: `#[repr(C)]`, aligned to at most 128; atomic counters only, touched under the condition's lock; wrong counts make notifications go astray, never touch memory.
+unsafe impl crate::raw::SharedState for RawCondvar {}
 
 #[cfg(not(shmproc_loom))]
 static_assertions::assert_eq_size!(RawCondvar, [u64; 4]);

@@ -64,7 +64,7 @@
 //! existing key: a writer killed in the middle of that leaves that one value torn.
 
 use crate::error::{Error, Result};
-use crate::raw::lock::{Acquired, RawLock};
+use crate::raw::lock::{Acquired, RawLock, RobustLock};
 use crate::sync::liveness::Liveness;
 use crate::sync::spin::SpinPolicy;
 use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
@@ -102,6 +102,9 @@ pub struct RawDict {
     max_key: AtomicU32,
     max_value: AtomicU32,
 }
+
+// SAFETY: `#[repr(C)]`, aligned to at most 128; atomics only; its geometry is validated (`Geometry::validate`) before any table index is computed from it.
+unsafe impl crate::raw::SharedState for RawDict {}
 
 #[cfg(not(shmproc_loom))]
 mod layout_checks {
@@ -207,6 +210,17 @@ impl Geometry {
 }
 
 impl RawDict {
+    /// Entries in the table (a snapshot, for inspection).
+    pub fn len(&self) -> u64 {
+        // Relaxed: a snapshot.
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// True when the table holds no entry (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// An empty dict's header with geometry `g` (for loom models; arena dicts are made
     /// in zeroed memory by the handle).
     pub fn new(g: Geometry) -> RawDict {
@@ -427,14 +441,12 @@ impl<'a, L: Liveness> DictTable<'a, L> {
     // ---- writer side -------------------------------------------------------------------
 
     fn lock(&self) -> WriteGuard<'_, 'a, L> {
-        let how = if self.raw.lock.try_lock(&self.who) {
-            Acquired::Normal
-        } else {
-            self.raw
-                .lock
-                .lock_slow(&self.who, None, self.spin)
-                .unwrap_or(Acquired::Normal)
-        };
+        // Never times out without a deadline.
+        let how = self
+            .raw
+            .lock
+            .lock(&self.who, None, self.spin)
+            .unwrap_or(Acquired::Normal);
         let guard = WriteGuard { t: self };
         // Relaxed: only lock holders write `seq`, and the lock's Acquire ordered us after
         // the previous holder's last store.

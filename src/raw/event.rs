@@ -62,6 +62,9 @@ pub struct RawEvent {
     _pad: u32,
 }
 
+// SAFETY: `#[repr(C)]`, aligned to at most 128; one atomic word; every value is a state (set / clear / waiters / epoch).
+unsafe impl crate::raw::SharedState for RawEvent {}
+
 #[cfg(not(shmproc_loom))]
 mod layout {
     use super::RawEvent;

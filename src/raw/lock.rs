@@ -1,4 +1,7 @@
-//! `Lock`: a robust futex mutex in shared memory.
+//! [`RawLock`]: the robust futex mutex, and [`RobustLock`], the trait every robust lock
+//! algorithm implements (lock_api's split: the handles' `acquire` / `try_acquire` /
+//! `acquire_timeout` and their [`OwnerDied`](crate::OwnerDied) reports are written once
+//! over it, in `crate::lock`).
 //!
 //! # The lock word
 //!
@@ -7,19 +10,21 @@
 //! | `0`                 | unlocked                                        |
 //! | `pid`               | locked by process `pid`, nobody sleeping        |
 //! | `pid \| WAITERS`    | locked by `pid`, a waiter may sleep in futex    |
-//! | `... \| PEER`       | as without it; someone outside the lock asked to be told of the next unlock |
+//! | `... \| USER_FLAG`  | as without it; the flag belongs to the lock's user |
 //!
 //! This is the classic three-state futex mutex (unlocked / locked / locked with waiters),
 //! with the holder's pid in place of the `1`. Unlocking swaps in `0` and calls
 //! `futex_wake` only when the `WAITERS` bit was set, so the uncontended path is one CAS to
 //! lock and one swap to unlock, with no system call.
 //!
-//! The `PEER` bit belongs to the lock's user, not to the lock: a pipe's ring side that is
-//! about to sleep sets it in the lock of the *other* side ([`RawLock::announce_peer`]),
-//! and that side's unlock, whose swap returns the old word, wakes it (see
-//! `pipe::ring`). The lock only carries the bit: it is kept when the lock is taken or
-//! taken over, and an unlocked word with it set is still unlocked. `Lock` and the other
-//! primitives never set it.
+//! [`USER_FLAG`] is not the lock's: a user may set and clear it
+//! ([`set_user_flag`](RawLock::set_user_flag), [`take_user_flag`](RawLock::take_user_flag))
+//! and learns whether it was set from the swap that unlocks
+//! ([`unlock_word`](RawLock::unlock_word) returns the old word). The lock carries it
+//! unchanged through every transition (taken, taken over, released) and ignores it: a
+//! free word with the flag is free. A user can so fold a handshake of its own into the
+//! lock's RMWs (the pipe's sleep handshake, in [`spsc`](crate::raw::spsc), is the one
+//! user today).
 //!
 //! # A holder that dies
 //!
@@ -27,11 +32,12 @@
 //! the recorded holder is still alive (see [`crate::sync::liveness`]: `/proc/<pid>` gone, a
 //! zombie, or a reused pid). If it is dead, the waiter takes the lock over with a CAS from
 //! the dead holder's word to its own, so exactly one waiter wins, and it is told so:
-//! [`OwnerDied`] carries its guard, so it can repair what the lock protects. A dead holder
-//! is therefore noticed within about 100 ms by a blocked waiter, at once by `try_acquire`.
+//! [`Acquired::OwnerDied`] says so, so it can repair what the lock protects. A dead holder
+//! is therefore noticed within about 100 ms by a blocked waiter, at once by
+//! [`try_lock_or_recover`](RobustLock::try_lock_or_recover).
 //!
-//! Like Python's `multiprocessing.Lock`, the lock is not bound to its holder: any process
-//! may [`release`](Lock::release) it.
+//! Like Python's `multiprocessing.Lock`, the lock is not bound to its holder:
+//! [`unlock`](RawLock::unlock) releases it for whoever holds it.
 
 use crate::sync::futex::{self, WaitResult};
 use crate::sync::liveness::{Liveness, IDENT_PID_SHIFT, IDENT_START_MASK, PID_MASK};
@@ -41,13 +47,84 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 /// Bit 31 of the lock word: a waiter may be asleep in `futex_wait`.
-pub(crate) const WAITERS: u32 = 1 << 31;
+pub const WAITERS: u32 = 1 << 31;
 
-/// Bit 30 of the lock word: the user's "tell me of the next unlock" flag (module docs).
-/// Above every pid (`PID_MASK`), below `WAITERS`.
-pub(crate) const PEER: u32 = 1 << 30;
+/// Bit 30 of the lock word: the user's flag (module docs). Above every pid (`PID_MASK`),
+/// below `WAITERS`.
+pub const USER_FLAG: u32 = 1 << 30;
 
-static_assertions::const_assert_eq!(PEER & (PID_MASK | WAITERS), 0);
+static_assertions::const_assert_eq!(USER_FLAG & (PID_MASK | WAITERS), 0);
+
+/// A lock in shared memory whose holders are processes (and, for a re-entrant lock, their
+/// threads), robust against a holder's death: the algorithm half of lock_api's split.
+///
+/// The handles write `acquire` / `try_acquire` / `acquire_timeout` and their
+/// [`OwnerDied`](crate::OwnerDied) reports once over this trait; "try, else the slow path"
+/// is written once here ([`lock`](Self::lock)). `who` says who the caller is (its pid,
+/// thread and how it judges a holder dead): [`Procfs`](crate::raw::sync::liveness::Procfs)
+/// for real processes, a scripted one in models.
+pub trait RobustLock {
+    /// One attempt without recovery: the uncontended fast path (one CAS).
+    fn fast_lock(&self, who: &impl Liveness) -> bool;
+
+    /// One attempt that also takes over the lock of a dead holder; `None` when it is held.
+    fn try_lock_or_recover(&self, who: &impl Liveness) -> Option<Acquired>;
+
+    /// Blocks until held or until `deadline`, spinning as `spin` says before it sleeps:
+    /// what [`lock`](Self::lock) runs after a failed fast attempt.
+    ///
+    /// # Errors
+    /// [`TimedOut`] when `deadline` passed first.
+    fn lock_slow(
+        &self,
+        who: &impl Liveness,
+        deadline: Option<Instant>,
+        spin: SpinPolicy,
+    ) -> Result<Acquired, TimedOut>;
+
+    /// Blocks until held or until `deadline`: the fast attempt, else the slow path.
+    ///
+    /// # Errors
+    /// [`TimedOut`] when `deadline` passed first.
+    #[inline]
+    fn lock(
+        &self,
+        who: &impl Liveness,
+        deadline: Option<Instant>,
+        spin: SpinPolicy,
+    ) -> Result<Acquired, TimedOut> {
+        if self.fast_lock(who) {
+            return Ok(Acquired::Normal);
+        }
+        self.lock_slow(who, deadline, spin)
+    }
+
+    /// Releases what `who` holds (one level of a re-entrant lock); returns the levels it
+    /// still holds.
+    ///
+    /// # Errors
+    /// [`NotOwner`] when `who` does not hold the lock.
+    fn unlock_held(&self, who: &impl Liveness) -> Result<u32, NotOwner>;
+
+    /// True while some process holds the lock (a snapshot).
+    fn is_locked(&self) -> bool;
+
+    /// The pid of the holding process, if held (a snapshot).
+    fn holder(&self) -> Option<u32>;
+}
+
+/// A release (or a condition's `wait` / `notify`) by a caller that does not hold the lock,
+/// or of a free lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotOwner;
+
+impl fmt::Display for NotOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the lock is not held by the caller: acquire it first")
+    }
+}
+
+impl std::error::Error for NotOwner {}
 
 /// A raw lock operation with a deadline reached it first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +156,9 @@ pub struct RawLock {
     owner_start: AtomicU64,
 }
 
+// SAFETY: `#[repr(C)]`, aligned to at most 128; the lock word and the holder's identity are atomics; any value of either is handled (a word naming a dead or unknown pid is recovered or waited on, an identity that does not match the word's pid is ignored).
+unsafe impl crate::raw::SharedState for RawLock {}
+
 #[cfg(not(shmproc_loom))]
 static_assertions::assert_eq_size!(RawLock, [u64; 2]);
 
@@ -99,14 +179,14 @@ impl RawLock {
     }
 
     /// One attempt (one CAS from `0`); true if the caller now holds the lock. A free word
-    /// that carries `PEER` fails it too: [`lock`](Self::lock) and
-    /// [`try_lock_or_recover`](Self::try_lock_or_recover) take such a word.
+    /// that carries [`USER_FLAG`] fails it too: [`lock`](RobustLock::lock) and
+    /// [`try_lock_or_recover`](RobustLock::try_lock_or_recover) take such a word.
     #[inline]
     pub fn try_lock(&self, who: &impl Liveness) -> bool {
         self.try_lock_from(0, who)
     }
 
-    /// One attempt from the unlocked word `free` (`0`, or `PEER`, which is kept).
+    /// One attempt from the unlocked word `free` (`0`, or `USER_FLAG`, which is kept).
     #[inline]
     fn try_lock_from(&self, free: u32, who: &impl Liveness) -> bool {
         // Acquire: pairs with the Release swap in `unlock`, so the previous holder's writes
@@ -129,14 +209,14 @@ impl RawLock {
     }
 
     /// Like [`try_lock`](Self::try_lock), but takes over a lock whose holder is dead.
-    pub fn try_lock_or_recover(&self, who: &impl Liveness) -> Option<Acquired> {
+    fn try_or_recover(&self, who: &impl Liveness) -> Option<Acquired> {
         if self.try_lock(who) {
             return Some(Acquired::Normal);
         }
         // Relaxed: the CAS in `try_lock_from` / `recover` re-checks the value.
         let v = self.word.load(Ordering::Relaxed);
-        if v & !PEER == 0 {
-            // Free (perhaps just now), perhaps with PEER set.
+        if v & !USER_FLAG == 0 {
+            // Free (perhaps just now), perhaps with USER_FLAG set.
             return self.try_lock_from(v, who).then_some(Acquired::Normal);
         }
         if self.recover(v, who) {
@@ -162,12 +242,12 @@ impl RawLock {
         }
         // Acquire: pairs with the Release swap in `unlock` of whoever held the lock before
         // the dead holder (the dead holder itself published nothing). Keep the WAITERS bit
-        // (other waiters may still sleep) and PEER (the next unlock must report it).
+        // (other waiters may still sleep) and USER_FLAG (the next unlock must report it).
         let ok = self
             .word
             .compare_exchange(
                 seen,
-                who.me() | (seen & (WAITERS | PEER)),
+                who.me() | (seen & (WAITERS | USER_FLAG)),
                 Ordering::Acquire,
                 // Failure: nothing was taken over, nothing to order.
                 Ordering::Relaxed,
@@ -179,28 +259,9 @@ impl RawLock {
         ok
     }
 
-    /// Blocks until the lock is held, or until `deadline`.
-    ///
-    /// # Errors
-    /// [`TimedOut`] when `deadline` passed first.
-    #[inline]
-    pub fn lock(
-        &self,
-        who: &impl Liveness,
-        deadline: Option<Instant>,
-    ) -> Result<Acquired, TimedOut> {
-        if self.try_lock(who) {
-            return Ok(Acquired::Normal);
-        }
-        self.lock_slow(who, deadline, SpinPolicy::default())
-    }
-
-    /// Blocks as [`lock`](Self::lock), spinning as `spin` says before sleeping.
-    ///
-    /// # Errors
-    /// [`TimedOut`] when `deadline` passed first.
+    /// The slow path of [`RobustLock::lock`].
     #[cold]
-    pub fn lock_slow(
+    fn slow(
         &self,
         who: &impl Liveness,
         deadline: Option<Instant>,
@@ -211,7 +272,7 @@ impl RawLock {
         for round in 0..spin.rounds {
             // Relaxed: only a hint; the CAS in `try_lock_from` synchronises.
             let v = self.word.load(Ordering::Relaxed);
-            if v & !PEER == 0 && self.try_lock_from(v, who) {
+            if v & !USER_FLAG == 0 && self.try_lock_from(v, who) {
                 return Ok(Acquired::Normal);
             }
             if v & WAITERS != 0 {
@@ -224,9 +285,9 @@ impl RawLock {
         loop {
             // Relaxed: every transition below is a CAS that re-checks the value.
             let v = self.word.load(Ordering::Relaxed);
-            if v & !PEER == 0 {
+            if v & !USER_FLAG == 0 {
                 // Take it with WAITERS set: we cannot know whether others sleep, so the
-                // unlock must wake (mutex_3's "lock with state 2"). PEER stays.
+                // unlock must wake (mutex_3's "lock with state 2"). USER_FLAG stays.
                 // Acquire: pairs with the Release swap in `unlock`.
                 if self
                     .word
@@ -274,7 +335,7 @@ impl RawLock {
     }
 
     /// Releases the lock; returns the word it held (no pid in it: it was not locked; the
-    /// `PEER` bit: someone asked to be told, and it is cleared now).
+    /// [`USER_FLAG`]: the user's flag, cleared now).
     #[inline]
     pub fn unlock(&self) -> u32 {
         let old = self.unlock_word();
@@ -286,44 +347,42 @@ impl RawLock {
 
     /// The first half of [`unlock`](Self::unlock): swaps in `0` and returns the old word.
     /// The caller must call [`wake_waiter`](Self::wake_waiter) if it has `WAITERS`; it
-    /// can then test for `WAITERS` and its own `PEER` at once.
+    /// can then test for `WAITERS` and [`USER_FLAG`] at once.
     #[inline(always)]
-    pub(crate) fn unlock_word(&self) -> u32 {
+    pub fn unlock_word(&self) -> u32 {
         // Release: pairs with the Acquire CAS in `try_lock` / `lock_slow` / `recover` of
         // the next holder, publishing our writes to the protected data. Acquire: pairs with
-        // the SeqCst fetch_or in `announce_peer`, for a caller that wakes on PEER: the
-        // announcer's read of the word it sleeps on happens before that caller's bump.
+        // the SeqCst fetch_or in `set_user_flag`, for a user whose handshake reads the flag
+        // from this swap (the pipe: the announcer's read of the word it sleeps on happens
+        // before the unlocker's bump; see `spsc`, SYNC POINT "sleep handshake").
         self.word.swap(0, Ordering::AcqRel)
     }
 
     /// The second half of [`unlock`](Self::unlock), when the old word had `WAITERS`.
     #[cold]
-    pub(crate) fn wake_waiter(&self) {
+    pub fn wake_waiter(&self) {
         futex::wake_one(&self.word);
     }
 
-    /// Sets `PEER` (module docs): the next [`unlock`](Self::unlock) or
-    /// [`take_peer`](Self::take_peer) reports it. Free or held, the lock is unchanged.
+    /// Sets [`USER_FLAG`] (module docs): the next [`unlock`](Self::unlock),
+    /// [`unlock_word`](Self::unlock_word) or [`take_user_flag`](Self::take_user_flag)
+    /// reports it. Free or held, the lock is unchanged.
     ///
-    /// A sleeper's half of a Dekker handshake without a fence: the waker publishes, then
-    /// unlocks (or calls `take_peer`), an RMW of this word; the sleeper announces, an RMW of
-    /// the same word, then re-checks. The two RMWs are ordered: if the announcement comes
-    /// first, the waker's RMW sees `PEER`; if the waker's comes first, the announcement
-    /// reads from it (or from a later RMW: a release sequence) and so sees the publish.
+    /// A read-modify-write of the lock word, SeqCst, so a user can build a Dekker
+    /// handshake on it without a fence: two RMWs of one word are always ordered, and the
+    /// later one reads from the earlier (or from a later RMW: a release sequence).
     #[inline]
-    pub fn announce_peer(&self) {
-        // SeqCst (Release + Acquire, as the handshake above needs): pairs with the AcqRel
-        // swap in `unlock` and fetch_and in `take_peer`.
-        self.word.fetch_or(PEER, Ordering::SeqCst);
+    pub fn set_user_flag(&self) {
+        // SeqCst (Release + Acquire, as a handshake needs): pairs with the AcqRel swap in
+        // `unlock_word` and the fetch_and in `take_user_flag`.
+        self.word.fetch_or(USER_FLAG, Ordering::SeqCst);
     }
 
-    /// Clears `PEER`; true if it was set. For a holder that publishes while it keeps the
-    /// lock (a long message, chunk by chunk), and for an announcer that will not sleep
-    /// after all.
+    /// Clears [`USER_FLAG`]; true if it was set. Free or held, the lock is unchanged.
     #[inline]
-    pub fn take_peer(&self) -> bool {
-        // AcqRel: pairs with the SeqCst fetch_or in `announce_peer` (see there).
-        self.word.fetch_and(!PEER, Ordering::AcqRel) & PEER != 0
+    pub fn take_user_flag(&self) -> bool {
+        // AcqRel: pairs with the SeqCst fetch_or in `set_user_flag` (see there).
+        self.word.fetch_and(!USER_FLAG, Ordering::AcqRel) & USER_FLAG != 0
     }
 
     /// True while some process holds the lock.
@@ -342,56 +401,95 @@ impl RawLock {
     }
 }
 
+impl RobustLock for RawLock {
+    #[inline(always)]
+    fn fast_lock(&self, who: &impl Liveness) -> bool {
+        self.try_lock(who)
+    }
+
+    #[inline]
+    fn try_lock_or_recover(&self, who: &impl Liveness) -> Option<Acquired> {
+        self.try_or_recover(who)
+    }
+
+    #[inline]
+    fn lock_slow(
+        &self,
+        who: &impl Liveness,
+        deadline: Option<Instant>,
+        spin: SpinPolicy,
+    ) -> Result<Acquired, TimedOut> {
+        self.slow(who, deadline, spin)
+    }
+
+    /// Releases the lock if `who`'s process holds it (a `Lock` is not bound to a
+    /// thread); `Ok(0)`.
+    fn unlock_held(&self, who: &impl Liveness) -> Result<u32, NotOwner> {
+        if self.holder() != Some(who.me()) {
+            return Err(NotOwner);
+        }
+        self.unlock();
+        Ok(0)
+    }
+
+    fn is_locked(&self) -> bool {
+        RawLock::is_locked(self)
+    }
+
+    fn holder(&self) -> Option<u32> {
+        RawLock::holder(self)
+    }
+}
+
 #[cfg(all(test, not(shmproc_loom)))]
 mod tests {
     use super::*;
 
-    /// A scripted process with pid `.0`, for whom the process with pid `.1` is dead.
-    struct P(u32, u32);
+    use crate::sync::liveness::Scripted;
 
-    impl Liveness for P {
-        fn me(&self) -> u32 {
-            self.0
+    /// Process `pid`, for whom process `dead` is dead.
+    fn p(pid: u32, dead: u32) -> Scripted {
+        let p = Scripted::alive(pid);
+        if dead != 0 {
+            p.kill(dead);
         }
-        fn my_start(&self) -> u64 {
-            1
-        }
-        fn is_dead(&self, pid: u32, _start: u64) -> bool {
-            pid == self.1
-        }
+        p
     }
 
-    /// `PEER` in a free word: still unlocked, the one-CAS attempt declines, the blocking
+    /// `USER_FLAG` in a free word: still unlocked, the one-CAS attempt declines, the blocking
     /// one takes it and keeps the bit, and the unlock reports it once.
     #[test]
-    fn peer_bit_is_carried_to_the_unlock() {
+    fn user_flag_is_carried_to_the_unlock() {
         let l = RawLock::new();
-        l.announce_peer();
+        l.set_user_flag();
         assert!(!l.is_locked());
         assert_eq!(l.holder(), None);
-        assert!(!l.try_lock(&P(7, 0)));
-        assert_eq!(l.try_lock_or_recover(&P(7, 0)), Some(Acquired::Normal));
-        assert_eq!(l.unlock(), 7 | PEER);
-        l.announce_peer();
-        assert_eq!(l.lock(&P(7, 0), None), Ok(Acquired::Normal));
+        assert!(!l.try_lock(&p(7, 0)));
+        assert_eq!(l.try_lock_or_recover(&p(7, 0)), Some(Acquired::Normal));
+        assert_eq!(l.unlock(), 7 | USER_FLAG);
+        l.set_user_flag();
+        assert_eq!(
+            l.lock(&p(7, 0), None, SpinPolicy::default()),
+            Ok(Acquired::Normal)
+        );
         assert!(l.is_locked());
         assert_eq!(l.holder(), Some(7));
-        assert_eq!(l.unlock(), 7 | PEER);
-        assert!(l.try_lock(&P(7, 0)));
-        assert!(!l.take_peer());
-        l.announce_peer();
-        assert!(l.take_peer());
+        assert_eq!(l.unlock(), 7 | USER_FLAG);
+        assert!(l.try_lock(&p(7, 0)));
+        assert!(!l.take_user_flag());
+        l.set_user_flag();
+        assert!(l.take_user_flag());
         assert_eq!(l.unlock(), 7);
     }
 
-    /// Taking the lock over from a dead holder keeps `PEER` for the new holder's unlock.
+    /// Taking the lock over from a dead holder keeps `USER_FLAG` for the new holder's unlock.
     #[test]
-    fn takeover_keeps_the_peer_bit() {
+    fn takeover_keeps_the_user_flag() {
         let l = RawLock::new();
-        assert!(l.try_lock(&P(5, 0)));
-        l.announce_peer();
-        assert_eq!(l.try_lock_or_recover(&P(6, 5)), Some(Acquired::OwnerDied));
+        assert!(l.try_lock(&p(5, 0)));
+        l.set_user_flag();
+        assert_eq!(l.try_lock_or_recover(&p(6, 5)), Some(Acquired::OwnerDied));
         assert_eq!(l.holder(), Some(6));
-        assert_eq!(l.unlock(), 6 | PEER);
+        assert_eq!(l.unlock(), 6 | USER_FLAG);
     }
 }

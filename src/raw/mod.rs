@@ -20,6 +20,30 @@
 //!
 //! The loom models of each live in `loom-tests/tests/<module>.rs`.
 
+/// A state block that lives in shared memory: what the arena may hand out as `&Self` to
+/// every thread of every process that maps it.
+///
+/// # Safety
+/// An implementor promises:
+/// * `#[repr(C)]`, with an alignment of at most 128 bytes (the arena's object alignment);
+/// * every field another thread or process may write is an atomic, or a cell whose
+///   accesses the algorithm orders, so sharing `&Self` is sound (`Sync`);
+/// * any bytes at all are a value of the type (a peer may have written them): the
+///   algorithm validates whatever it reads from the block before it trusts it.
+pub unsafe trait SharedState: Sync {}
+
+/// The state of an object that is raw bytes (`RawBlock`): the arena hands out its
+/// address, never a reference to its contents.
+#[repr(C)]
+#[derive(Debug)]
+pub struct Opaque {
+    _private: [u8; 0],
+}
+
+// SAFETY: no fields, so nothing to share or validate; `RawBlock` only hands out the
+// address.
+unsafe impl SharedState for Opaque {}
+
 pub mod barrier;
 pub mod condvar;
 pub mod dict;

@@ -269,6 +269,9 @@ pub struct MpmcRing {
     join: Padded<Join>,
 }
 
+// SAFETY: `#[repr(C)]`, aligned to at most 128; atomic words only; every index and stamp read from them is checked against the caller's validated capacity before it reaches a slot.
+unsafe impl crate::raw::SharedState for MpmcRing {}
+
 #[cfg(not(shmproc_loom))]
 mod layout_checks {
     use super::*;
@@ -1044,8 +1047,19 @@ impl MpmcRing {
     }
 
     /// True once [`close`](Self::close) was called.
+    #[inline]
     pub fn is_closed(&self, s: &impl Slots) -> bool {
-        let mark_bit = s.mark_bit();
+        self.closed_at(s.mark_bit())
+    }
+
+    /// [`is_closed`](Self::is_closed) of a ring of `cap` slots (for inspection, which has
+    /// the capacity but no slots).
+    pub fn is_closed_in(&self, cap: u64) -> bool {
+        self.closed_at(mark_bit(cap))
+    }
+
+    #[inline]
+    fn closed_at(&self, mark_bit: u64) -> bool {
         // SeqCst: a snapshot in the same total order as `close`.
         self.tail.0.load(Ordering::SeqCst) & mark_bit != 0
     }
@@ -1053,8 +1067,14 @@ impl MpmcRing {
     /// Messages in the ring, claimed-but-unpublished and claimed-but-unreleased slots
     /// included: exact when no operation is under way, a snapshot otherwise. Never more
     /// than the capacity.
+    #[inline]
     pub fn len(&self, s: &impl Slots) -> u64 {
-        let (cap, mark_bit) = (s.capacity(), s.mark_bit());
+        self.len_in(s.capacity())
+    }
+
+    /// [`len`](Self::len) of a ring of `cap` slots.
+    pub fn len_in(&self, cap: u64) -> u64 {
+        let mark_bit = mark_bit(cap);
         loop {
             // SeqCst: a consistent snapshot of both ends (crossbeam's `len`).
             let tail = self.tail.0.load(Ordering::SeqCst);

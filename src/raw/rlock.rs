@@ -28,11 +28,11 @@
 //! told so with [`OwnerDied`]; it becomes owner at depth 1. A holding *thread* that exits
 //! while its process lives on is not detected (neither does Python): the lock stays held.
 
-use crate::raw::lock::{Acquired, RawLock, TimedOut};
+pub use crate::raw::lock::NotOwner;
+use crate::raw::lock::{Acquired, RawLock, RobustLock, TimedOut};
 use crate::sync::liveness::Liveness;
 use crate::sync::spin::SpinPolicy;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
-use std::fmt;
 use std::time::Instant;
 
 /// The shared state of an [`RLock`]; see the [module docs](self) for the fields.
@@ -47,6 +47,9 @@ pub struct RawRLock {
     _pad: u32,
 }
 
+// SAFETY: `#[repr(C)]`, aligned to at most 128; a `RawLock` plus the owner key and depth, atomics only the holder writes; a scribbled key makes ownership checks fail, a scribbled depth saturates.
+unsafe impl crate::raw::SharedState for RawRLock {}
+
 #[cfg(not(shmproc_loom))]
 static_assertions::assert_eq_size!(RawRLock, [u64; 4]);
 #[cfg(not(shmproc_loom))]
@@ -60,9 +63,10 @@ impl Default for RawRLock {
     }
 }
 
+/// The owner key of the calling thread: its pid above bit 32, its thread id below.
 #[inline]
-fn key(who: &impl Liveness, tid: u32) -> u64 {
-    (u64::from(who.me()) << 32) | u64::from(tid)
+fn key(who: &impl Liveness) -> u64 {
+    (u64::from(who.me()) << 32) | u64::from(who.my_thread())
 }
 
 impl RawRLock {
@@ -76,16 +80,16 @@ impl RawRLock {
         }
     }
 
-    /// True when thread `tid` of process `who` holds the lock.
+    /// True when the calling thread of process `who` holds the lock.
     #[inline]
-    pub fn is_owned_by(&self, who: &impl Liveness, tid: u32) -> bool {
+    pub fn is_owned_by(&self, who: &impl Liveness) -> bool {
         // Relaxed (both loads): if the word names our pid, a thread of ours wrote it and
         // the `owner` store that follows (program order in that thread); if that thread is
         // us, coherence shows us our own latest write; if it is another thread, `owner`
         // holds its key, or 0 (cleared by the previous holder before its unlock), or a
         // value we wrote ourselves before our own clearing store, which we cannot read
         // again. Either way we never see our key unless we own the lock.
-        self.lock.holder() == Some(who.me()) && self.owner.load(Ordering::Relaxed) == key(who, tid)
+        self.lock.holder() == Some(who.me()) && self.owner.load(Ordering::Relaxed) == key(who)
     }
 
     /// The recursion depth (a snapshot; `0` when free).
@@ -114,86 +118,20 @@ impl RawRLock {
     }
 
     #[inline]
-    fn become_owner(&self, who: &impl Liveness, tid: u32, depth: u32) {
+    fn become_owner(&self, who: &impl Liveness, depth: u32) {
         // Relaxed: the lock's Acquire CAS (just done) orders these stores after the
         // previous holder's; the next holder reads them only after our Release unlock.
-        self.owner.store(key(who, tid), Ordering::Relaxed);
+        self.owner.store(key(who), Ordering::Relaxed);
         self.depth.store(depth, Ordering::Relaxed);
-    }
-
-    /// One attempt: acquires again if owned, takes a free lock, or recovers one whose
-    /// holder died. `None`: held by someone else. The depth saturates at `u32::MAX`.
-    pub fn try_lock(&self, who: &impl Liveness, tid: u32) -> Option<Acquired> {
-        if self.is_owned_by(who, tid) {
-            self.enter_again();
-            return Some(Acquired::Normal);
-        }
-        let got = self.lock.try_lock_or_recover(who)?;
-        self.become_owner(who, tid, 1);
-        Some(got)
-    }
-
-    /// Blocks until owned or until `deadline`.
-    ///
-    /// # Errors
-    /// [`TimedOut`] when `deadline` passed first.
-    pub fn lock(
-        &self,
-        who: &impl Liveness,
-        tid: u32,
-        deadline: Option<Instant>,
-        spin: SpinPolicy,
-    ) -> core::result::Result<Acquired, TimedOut> {
-        if self.is_owned_by(who, tid) {
-            self.enter_again();
-            return Ok(Acquired::Normal);
-        }
-        self.lock_at_depth(who, tid, 1, deadline, spin)
-    }
-
-    /// Blocks until the (not owned) lock is held, then records `depth`.
-    fn lock_at_depth(
-        &self,
-        who: &impl Liveness,
-        tid: u32,
-        depth: u32,
-        deadline: Option<Instant>,
-        spin: SpinPolicy,
-    ) -> core::result::Result<Acquired, TimedOut> {
-        let got = if self.lock.try_lock(who) {
-            Acquired::Normal
-        } else {
-            self.lock.lock_slow(who, deadline, spin)?
-        };
-        self.become_owner(who, tid, depth);
-        Ok(got)
-    }
-
-    /// Releases one level; returns the depth left (`0`: the lock is now free).
-    ///
-    /// # Errors
-    /// [`NotOwner`] when thread `tid` of `who` does not hold the lock.
-    pub fn unlock(&self, who: &impl Liveness, tid: u32) -> core::result::Result<u32, NotOwner> {
-        if !self.is_owned_by(who, tid) {
-            return Err(NotOwner);
-        }
-        // Relaxed: we own it, so only we write `depth`.
-        let d = self.depth.load(Ordering::Relaxed);
-        if d > 1 {
-            self.depth.store(d - 1, Ordering::Relaxed);
-            return Ok(d - 1);
-        }
-        self.unlock_fully();
-        Ok(0)
     }
 
     /// Releases every level at once; returns the depth that was held (for
     /// [`relock`](Self::relock), as a condition variable does).
     ///
     /// # Errors
-    /// [`NotOwner`] when thread `tid` of `who` does not hold the lock.
-    pub fn unlock_all(&self, who: &impl Liveness, tid: u32) -> core::result::Result<u32, NotOwner> {
-        if !self.is_owned_by(who, tid) {
+    /// [`NotOwner`] when the calling thread of `who` does not hold the lock.
+    pub fn unlock_all(&self, who: &impl Liveness) -> core::result::Result<u32, NotOwner> {
+        if !self.is_owned_by(who) {
             return Err(NotOwner);
         }
         // Relaxed: we own it. A corrupt 0 is treated as 1, so the lock comes back usable.
@@ -204,9 +142,11 @@ impl RawRLock {
 
     /// Blocks until the lock is held again, at `depth` (a value from
     /// [`unlock_all`](Self::unlock_all)).
-    pub fn relock(&self, who: &impl Liveness, tid: u32, depth: u32, spin: SpinPolicy) -> Acquired {
-        self.lock_at_depth(who, tid, depth.max(1), None, spin)
-            .unwrap_or(Acquired::Normal)
+    pub fn relock(&self, who: &impl Liveness, depth: u32, spin: SpinPolicy) -> Acquired {
+        // Never times out without a deadline.
+        let got = self.lock.lock(who, None, spin).unwrap_or(Acquired::Normal);
+        self.become_owner(who, depth.max(1));
+        got
     }
 
     fn unlock_fully(&self) {
@@ -219,15 +159,66 @@ impl RawRLock {
     }
 }
 
-/// [`RLock::release`] (or a condition's `wait`/`notify`) was called by a thread that does
-/// not hold the lock, or on a free lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NotOwner;
+/// Owned by a thread: `who.my_thread()` of `who.me()`. Acquiring again while owning only
+/// increments the depth (saturating at `u32::MAX`); [`unlock_held`](RobustLock::unlock_held)
+/// releases one level.
+impl RobustLock for RawRLock {
+    #[inline]
+    fn fast_lock(&self, who: &impl Liveness) -> bool {
+        if self.is_owned_by(who) {
+            self.enter_again();
+            return true;
+        }
+        if self.lock.try_lock(who) {
+            self.become_owner(who, 1);
+            return true;
+        }
+        false
+    }
 
-impl fmt::Display for NotOwner {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the lock is not held by the calling thread: acquire it first")
+    fn try_lock_or_recover(&self, who: &impl Liveness) -> Option<Acquired> {
+        if self.is_owned_by(who) {
+            self.enter_again();
+            return Some(Acquired::Normal);
+        }
+        let got = self.lock.try_lock_or_recover(who)?;
+        self.become_owner(who, 1);
+        Some(got)
+    }
+
+    fn lock_slow(
+        &self,
+        who: &impl Liveness,
+        deadline: Option<Instant>,
+        spin: SpinPolicy,
+    ) -> core::result::Result<Acquired, TimedOut> {
+        // Not owned by the caller (`fast_lock` would have entered again), so the inner
+        // lock is held by another thread or process: wait for it.
+        let got = self.lock.lock_slow(who, deadline, spin)?;
+        self.become_owner(who, 1);
+        Ok(got)
+    }
+
+    /// Releases one level; returns the depth left (`0`: the lock is now free).
+    fn unlock_held(&self, who: &impl Liveness) -> core::result::Result<u32, NotOwner> {
+        if !self.is_owned_by(who) {
+            return Err(NotOwner);
+        }
+        // Relaxed: we own it, so only we write `depth`.
+        let d = self.depth.load(Ordering::Relaxed);
+        if d > 1 {
+            self.depth.store(d - 1, Ordering::Relaxed);
+            return Ok(d - 1);
+        }
+        self.unlock_fully();
+        Ok(0)
+    }
+
+    fn is_locked(&self) -> bool {
+        RawRLock::is_locked(self)
+    }
+
+    fn holder(&self) -> Option<u32> {
+        RawRLock::holder(self)
     }
 }
-
-impl std::error::Error for NotOwner {}

@@ -70,6 +70,9 @@ pub struct RawSemaphore {
     _pad: u32,
 }
 
+// SAFETY: `#[repr(C)]`, aligned to at most 128; atomic words only; a value above the limit or a wrong waiter count makes calls fail or wake spuriously, never touch memory.
+unsafe impl crate::raw::SharedState for RawSemaphore {}
+
 #[cfg(not(shmproc_loom))]
 mod layout {
     use super::RawSemaphore;

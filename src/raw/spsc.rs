@@ -64,7 +64,7 @@
 //!
 //! A side that finds the ring full (producer) or empty (consumer) spins for a while
 //! ([`SpinPolicy`]), then sleeps on its futex word, an event count. It announces itself
-//! in the `PEER` bit of the *other* side's lock word ([`RawLock::announce_peer`]), and
+//! in the `PEER` bit of the *other* side's lock word ([`RawLock::set_user_flag`]: the lock's user flag), and
 //! the other side learns of it from an RMW it makes anyway: the swap that releases its
 //! lock after a message, which returns the old word.
 //!
@@ -83,7 +83,7 @@
 //! before the announcement, a bump that comes before the sleeper reaches the kernel makes
 //! `futex_wait` return at once. A side that keeps its lock while it publishes (a message
 //! streamed chunk by chunk) clears the bit after each chunk instead
-//! ([`RawLock::take_peer`]), and wakes if it was set. Closing bumps both event counts
+//! ([`RawLock::take_user_flag`]), and wakes if it was set. Closing bumps both event counts
 //! unconditionally. A publish that finds nobody waiting makes no system call, and a small
 //! message makes no RMW beyond its side's lock and unlock (an earlier version stored a
 //! `waiting` flag and fenced after each publish: one full fence more per message).
@@ -94,11 +94,16 @@
 //! A peer that dies cannot wake anyone: a sleeper therefore also wakes periodically
 //! (every 1 ms, doubling to 100 ms) to ask its [`Watch`] whether the peer is gone.
 
-use crate::raw::lock::{RawLock, PEER, WAITERS};
+use crate::raw::lock::{RawLock, USER_FLAG, WAITERS};
 use crate::sync::futex::{self, WaitResult};
 use crate::sync::spin::SpinPolicy;
 use crate::sync::{time, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+/// The bit of a side's lock word in which the *other* side announces that it sleeps
+/// (module docs, "Waking"): the lock's [`USER_FLAG`], which the lock carries through all
+/// its transitions and reports from the swap that unlocks.
+const PEER: u32 = USER_FLAG;
 
 /// Bytes of a chunk header word (and of the message-length word that follows the header
 /// of a `FIRST` chunk that is not `LAST`, and of the zero terminator).
@@ -638,6 +643,8 @@ impl ByteRing {
     #[inline(always)]
     pub fn release(&self, producer: bool) {
         let lock = self.lock(producer);
+        // SYNC POINT "sleep handshake" (the waker's side): this swap is the RMW of the
+        // lock word that reads the peer's announcement, after what we published.
         let old = lock.unlock_word();
         // One test for the two rare cases: other holders sleep, the peer sleeps.
         if old & (WAITERS | PEER) != 0 {
@@ -729,7 +736,8 @@ impl ByteRing {
     /// sleeps. The waker's half of the handshake in the module docs, without the unlock.
     #[inline]
     fn wake_peer(&self, producer: bool) {
-        if self.lock(producer).take_peer() {
+        // SYNC POINT "sleep handshake" (the waker's side, holding the lock).
+        if self.lock(producer).take_user_flag() {
             self.bump_and_wake(self.peer_evt(producer));
         }
     }
@@ -785,7 +793,7 @@ impl ByteRing {
     #[inline]
     fn publish_head(&self, head: u32) {
         // Release: the bytes below `head` have been read; pairs with the Acquire load in
-        // `free`. The RMW of `rx_lock` that follows (the release, or `take_peer`) orders it
+        // `free`. The RMW of `rx_lock` that follows (the release, or `take_user_flag`) orders it
         // before the producer's re-check (module docs).
         self.head.store(head, Ordering::Release);
     }
@@ -839,25 +847,25 @@ impl ByteRing {
             // SeqCst: read before announcing ourselves (see the module docs); any bump
             // after this read makes the futex wait below return at once.
             let e = evt.load(Ordering::SeqCst);
-            // SYNC POINT (sleeper side of the Dekker handshake): announce in the peer's
+            // SYNC POINT "sleep handshake" (the sleeper's side): announce in the peer's
             // lock word, then re-check in `ready`; the waker publishes, then makes its RMW
-            // of that word (its release, or `take_peer`) and wakes if it finds PEER. The
+            // of that word (its release, or `take_user_flag`) and wakes if it finds PEER. The
             // two RMWs are ordered: if ours is first, the waker sees PEER and wakes us
             // (our read of `evt` happens before its bump: its RMW is Acquire); if theirs
             // is first, ours reads from it and `ready` sees the publish.
-            peer.announce_peer();
+            peer.set_user_flag();
             if let Some(v) = ready()? {
                 // Only saves the peer a wake-up: a stale PEER costs it one syscall.
-                peer.take_peer();
+                peer.take_user_flag();
                 return Ok(v);
             }
             let st = self.state();
             if st & BROKEN != 0 {
-                peer.take_peer();
+                peer.take_user_flag();
                 return Err(ByteRingError::Broken);
             }
             if st & closed != 0 {
-                peer.take_peer();
+                peer.take_user_flag();
                 // The peer's last publish happened before its close: one more look.
                 if let Some(v) = ready()? {
                     return Ok(v);
@@ -874,7 +882,7 @@ impl ByteRing {
                     continue; // drain what is left, then report
                 }
                 if time::expired(deadline) {
-                    peer.take_peer();
+                    peer.take_user_flag();
                     return Err(ByteRingError::Timeout);
                 }
                 check_every = check_every.map(|c| (c * 2).min(Duration::from_millis(100)));

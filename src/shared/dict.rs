@@ -9,20 +9,83 @@
 //!
 //! The table, the seqlock and the recovery: [`raw::dict`](crate::raw::dict).
 
-use crate::arena::{fingerprint_sized, Arena, ObjectKind, Shm};
+use crate::arena::{fingerprint_sized, Arena, ObjectKind};
 use crate::error::{Error, Result};
+use crate::object::{Fresh, Inspect, Obj, Object};
 pub use crate::raw::dict::DictError;
 use crate::raw::dict::{DictTable, Geometry, RawDict, TABLE_OFFSET};
 use crate::sync::liveness::Procfs;
 use crate::sync::AtomicU64;
 use crate::SpinPolicy;
 use bytemuck::Pod;
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
-// ---------------------------------------------------------------------------------------
-// The handle.
+/// What the three dict kinds share as objects: the table's geometry is the parameter,
+/// recorded in the state block itself (and its capacity in the directory).
+fn dict_size(g: &Geometry) -> Result<usize> {
+    g.validate()?;
+    Ok(g.block_bytes())
+}
 
-const DESC: &str = "SharedDict";
+fn dict_decode(param: u64, raw: &RawDict) -> Result<Geometry> {
+    let g = raw.geometry();
+    g.validate()?;
+    if u64::from(g.capacity) != param {
+        return Err(Error::Corrupt(format!(
+            "capacity {param} in the directory, {} in the table",
+            g.capacity
+        )));
+    }
+    Ok(g)
+}
+
+macro_rules! dict_object {
+    ($($gen:ident),* ; $ty:ty, $name:expr, $fp:expr, $bound:path) => {
+        impl<$($gen: $bound),*> Object for $ty {
+            type State = RawDict;
+            type Params = Geometry;
+            const KIND: ObjectKind = ObjectKind::SharedDict;
+
+            fn type_name() -> Cow<'static, str> {
+                $name
+            }
+
+            fn fingerprint() -> u64 {
+                $fp
+            }
+
+            fn size(g: &Geometry) -> Result<usize> {
+                dict_size(g)
+            }
+
+            fn encode(g: &Geometry) -> u64 {
+                u64::from(g.capacity)
+            }
+
+            fn decode(param: u64, raw: &RawDict) -> Result<Geometry> {
+                dict_decode(param, raw)
+            }
+
+            fn init(g: &Geometry, mut fresh: Fresh<'_, RawDict>) {
+                // A zeroed table is all empty slots.
+                fresh.write(RawDict::new(*g));
+            }
+
+            fn inspect(raw: &RawDict, g: &Geometry, out: &mut Inspect) {
+                out.field("len", raw.len());
+                out.field("capacity", g.capacity);
+                out.field("max_key", g.max_key);
+                out.field("max_value", g.max_value);
+            }
+        }
+    };
+}
+
+dict_object!(; SharedDict, "SharedDict".into(), fingerprint_sized::<RawDict>(), Sized);
+dict_object!(K, V; TypedDict<K, V>,
+    format!("TypedDict<{}, {}>", core::any::type_name::<K>(), core::any::type_name::<V>()).into(),
+    fingerprint_sized::<(K, V)>(), Pod);
 
 /// A fixed-capacity hash map of byte strings in shared memory: Python's
 /// `Manager().dict()` without the manager process.
@@ -51,17 +114,14 @@ const DESC: &str = "SharedDict";
 /// ```
 #[derive(Clone)]
 pub struct SharedDict {
-    shm: Shm<RawDict>,
+    shm: Obj<SharedDict>,
     g: Geometry,
     spin: SpinPolicy,
 }
 
 impl fmt::Debug for SharedDict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedDict")
-            .field("len", &self.len())
-            .field("geometry", &self.g)
-            .finish()
+        self.shm.debug(f, &[])
     }
 }
 
@@ -87,7 +147,7 @@ impl SharedDict {
         max_value: usize,
     ) -> Result<SharedDict> {
         let g = Geometry::new(capacity, max_key, max_value)?;
-        Self::make(arena, None, g, fingerprint_sized::<RawDict>())
+        Ok(Self::from_obj(Obj::create(arena, None, g)?))
     }
 
     /// As [`new`](Self::new), named `name` in `arena` for [`open`](Self::open) to find.
@@ -102,7 +162,7 @@ impl SharedDict {
         max_value: usize,
     ) -> Result<SharedDict> {
         let g = Geometry::new(capacity, max_key, max_value)?;
-        Self::make(arena, Some(name), g, fingerprint_sized::<RawDict>())
+        Ok(Self::from_obj(Obj::create(arena, Some(name), g)?))
     }
 
     /// The dict named `name` in `arena`.
@@ -120,46 +180,18 @@ impl SharedDict {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(arena: &Arena, name: &str) -> Result<SharedDict> {
-        Self::open_fp(arena, name, fingerprint_sized::<RawDict>(), DESC)
+        Ok(Self::from_obj(Obj::open(arena, name)?))
     }
 
-    fn make(arena: &Arena, name: Option<&str>, g: Geometry, fp: u64) -> Result<SharedDict> {
-        let shm = arena.create_object::<RawDict>(
-            name,
-            ObjectKind::SharedDict,
-            fp,
-            g.block_bytes(),
-            u64::from(g.capacity),
-            |base| {
-                // SAFETY: the block is block_bytes() >= TABLE_OFFSET >= size_of::<RawDict>()
-                // bytes, 128-byte aligned, zero-filled and not yet published; a zeroed
-                // table is all empty slots.
-                unsafe { base.cast::<RawDict>().as_ptr().write(RawDict::new(g)) };
-            },
-        )?;
-        Ok(SharedDict {
+    /// The byte dict over `obj`: its own, or the table of a typed or serde dict (whose
+    /// geometry the object layer has validated against the block).
+    fn from_obj(shm: Obj<SharedDict>) -> SharedDict {
+        let g = *shm.params();
+        SharedDict {
             shm,
             g,
             spin: SpinPolicy::default(),
-        })
-    }
-
-    fn open_fp(arena: &Arena, name: &str, fp: u64, desc: &str) -> Result<SharedDict> {
-        let (shm, _) = arena.open_object::<RawDict>(name, ObjectKind::SharedDict, fp, desc)?;
-        let g = shm.geometry();
-        g.validate()?;
-        if g.block_bytes() > shm.len() {
-            return Err(Error::Corrupt(format!(
-                "dict {name:?}: geometry {g:?} needs {} bytes, its block has {}",
-                g.block_bytes(),
-                shm.len()
-            )));
         }
-        Ok(SharedDict {
-            shm,
-            g,
-            spin: SpinPolicy::default(),
-        })
     }
 
     /// Sets how long a reader retries optimistically (and a writer spins) before taking
@@ -175,7 +207,11 @@ impl SharedDict {
         // written memory is a valid AtomicU64, and the mapping lives as long as `shm`.
         let words = unsafe {
             core::slice::from_raw_parts(
-                self.shm.base().add(TABLE_OFFSET).cast::<AtomicU64>(),
+                self.shm
+                    .block()
+                    .base()
+                    .add(TABLE_OFFSET)
+                    .cast::<AtomicU64>(),
                 self.g.table_words(),
             )
         };
@@ -377,12 +413,7 @@ impl<K: Pod, V: Pod> TypedDict<K, V> {
     /// As [`new`](Self::new).
     pub fn new_in(arena: &Arena, capacity: usize) -> Result<Self> {
         let g = typed_geometry::<K, V>(capacity)?;
-        Ok(Self::wrap(SharedDict::make(
-            arena,
-            None,
-            g,
-            fingerprint_sized::<(K, V)>(),
-        )?))
+        Ok(Self::wrap(Obj::create(arena, None, g)?))
     }
 
     /// An empty dict named `name` in `arena`.
@@ -391,12 +422,7 @@ impl<K: Pod, V: Pod> TypedDict<K, V> {
     /// As [`new`](Self::new); [`Error::AlreadyExists`]; [`Error::InvalidName`].
     pub fn create(arena: &Arena, name: &str, capacity: usize) -> Result<Self> {
         let g = typed_geometry::<K, V>(capacity)?;
-        Ok(Self::wrap(SharedDict::make(
-            arena,
-            Some(name),
-            g,
-            fingerprint_sized::<(K, V)>(),
-        )?))
+        Ok(Self::wrap(Obj::create(arena, Some(name), g)?))
     }
 
     /// The typed dict named `name` in `arena`.
@@ -405,17 +431,21 @@ impl<K: Pod, V: Pod> TypedDict<K, V> {
     /// [`Error::NotFound`]; [`Error::WrongType`] for another `K` / `V` or a byte dict;
     /// [`Error::Corrupt`] when its sizes do not match `K` and `V`.
     pub fn open(arena: &Arena, name: &str) -> Result<Self> {
-        let d = SharedDict::open_fp(arena, name, fingerprint_sized::<(K, V)>(), "TypedDict")?;
-        let want = typed_geometry::<K, V>(d.capacity())?;
-        if (d.g.max_key, d.g.max_value) != (want.max_key, want.max_value) {
+        let obj = Obj::<Self>::open(arena, name)?;
+        let (g, want) = (
+            *obj.params(),
+            typed_geometry::<K, V>(obj.params().capacity as usize)?,
+        );
+        if (g.max_key, g.max_value) != (want.max_key, want.max_value) {
             return Err(Error::Corrupt(format!(
                 "typed dict {name:?} has key/value sizes that do not match its type"
             )));
         }
-        Ok(Self::wrap(d))
+        Ok(Self::wrap(obj))
     }
 
-    fn wrap(inner: SharedDict) -> Self {
+    fn wrap(obj: Obj<Self>) -> Self {
+        let inner = SharedDict::from_obj(obj.recast());
         TypedDict {
             inner,
             _kv: PhantomData,
@@ -547,6 +577,11 @@ impl<K, V> fmt::Debug for SerdeDict<K, V> {
 }
 
 #[cfg(feature = "serde")]
+dict_object!(K, V; SerdeDict<K, V>,
+    format!("SerdeDict<{}, {}>", core::any::type_name::<K>(), core::any::type_name::<V>()).into(),
+    crate::arena::fingerprint::<SerdeDict<K, V>>(), Sized);
+
+#[cfg(feature = "serde")]
 impl<K, V> SerdeDict<K, V>
 where
     K: serde::Serialize + serde::de::DeserializeOwned,
@@ -572,12 +607,7 @@ where
         max_value: usize,
     ) -> Result<Self> {
         let g = Geometry::new(capacity, max_key, max_value)?;
-        Ok(Self::wrap(SharedDict::make(
-            arena,
-            None,
-            g,
-            crate::arena::fingerprint::<SerdeDict<K, V>>(),
-        )?))
+        Ok(Self::wrap(Obj::create(arena, None, g)?))
     }
 
     /// As [`new`](Self::new), named `name` in `arena`.
@@ -592,12 +622,7 @@ where
         max_value: usize,
     ) -> Result<Self> {
         let g = Geometry::new(capacity, max_key, max_value)?;
-        Ok(Self::wrap(SharedDict::make(
-            arena,
-            Some(name),
-            g,
-            crate::arena::fingerprint::<SerdeDict<K, V>>(),
-        )?))
+        Ok(Self::wrap(Obj::create(arena, Some(name), g)?))
     }
 
     /// The serde dict named `name` in `arena`.
@@ -605,15 +630,11 @@ where
     /// # Errors
     /// As [`SharedDict::open`].
     pub fn open(arena: &Arena, name: &str) -> Result<Self> {
-        Ok(Self::wrap(SharedDict::open_fp(
-            arena,
-            name,
-            crate::arena::fingerprint::<SerdeDict<K, V>>(),
-            "SerdeDict",
-        )?))
+        Ok(Self::wrap(Obj::open(arena, name)?))
     }
 
-    fn wrap(inner: SharedDict) -> Self {
+    fn wrap(obj: Obj<Self>) -> Self {
+        let inner = SharedDict::from_obj(obj.recast());
         SerdeDict {
             inner,
             _kv: PhantomData,

@@ -10,15 +10,18 @@
 //! | `Array('d', 10)` / `RawArray`           | [`Array::new`] / [`Array::raw_in`]          |
 //! | `Manager().dict()`                      | [`SharedDict`] (no server process)          |
 //! | `shared_memory.SharedMemory`            | [`SharedMemory`] + [`cleanup_orphans`]      |
+//! | (raw bytes in the arena, by name)       | [`RawBlock`]                                |
 //!
 //! `Value`, `Array` and `SharedDict` live in an [`Arena`](crate::Arena) (the global one by
 //! default): make them before forking, and the children share them. `SharedMemory` is a
 //! segment of its own in `/dev/shm`, for processes that share nothing else.
 
+mod block;
 pub mod dict;
 pub mod segment;
 pub mod value;
 
+pub use block::RawBlock;
 #[cfg(feature = "serde")]
 pub use dict::SerdeDict;
 pub use dict::{DictError, SharedDict, TypedDict};

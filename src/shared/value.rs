@@ -31,18 +31,18 @@
 //! processes, which the compiler cannot see); `T` is [`bytemuck::Pod`], so any bytes a
 //! peer leaves there are a valid `T`.
 
-use crate::arena::{fingerprint_sized, Arena, ObjectKind, Shm};
+use crate::arena::{fingerprint_sized, Arena, ObjectKind};
 use crate::error::{Error, Result};
-use crate::lock::{Acquired, OwnerDied, TimedOut, TryAcquireError};
+use crate::lock::{self, OwnerDied, TryAcquireError};
+use crate::object::{Inspect, Obj, Object};
 use crate::raw::lock::RawLock;
-use crate::sync::liveness::Procfs;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::SpinPolicy;
 use bytemuck::Pod;
+use std::borrow::Cow;
 use std::fmt;
-use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Offset of the data in the block: the lock sits before it, on its own.
 pub const DATA_OFFSET: usize = 64;
@@ -56,23 +56,22 @@ const MAX_LEN: u64 = (1 << 48) - 1;
 static_assertions::const_assert!(core::mem::size_of::<RawLock>() <= DATA_OFFSET);
 
 /// The block both handles share: the lock at offset 0 and `len` elements at
-/// [`DATA_OFFSET`].
-struct Block<T> {
-    shm: Shm<RawLock>,
+/// [`DATA_OFFSET`]. `ARRAY` picks the kind: a `Value` is an array of one, of another kind.
+struct Block<T: Pod, const ARRAY: bool> {
+    obj: Obj<Block<T, ARRAY>>,
+    /// The element count and the raw flag, from the validated parameters.
     len: usize,
     raw: bool,
     spin: SpinPolicy,
-    _t: PhantomData<T>,
 }
 
-impl<T> Clone for Block<T> {
+impl<T: Pod, const ARRAY: bool> Clone for Block<T, ARRAY> {
     fn clone(&self) -> Self {
         Block {
-            shm: self.shm.clone(),
+            obj: self.obj.clone(),
             len: self.len,
             raw: self.raw,
             spin: self.spin,
-            _t: PhantomData,
         }
     }
 }
@@ -88,81 +87,102 @@ fn check_type<T>() -> Result<()> {
     Ok(())
 }
 
-fn data_bytes<T>(len: usize) -> Result<usize> {
-    (len as u64)
-        .checked_mul(core::mem::size_of::<T>() as u64)
-        .and_then(|b| b.checked_add(DATA_OFFSET as u64))
-        .filter(|_| len as u64 <= MAX_LEN)
-        .and_then(|b| usize::try_from(b).ok())
-        .ok_or_else(|| Error::InvalidArgument(format!("{len} elements do not fit in an arena")))
+/// The parameters of a value or array: how many elements, and whether `get` / `set`
+/// skip the lock.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shape {
+    len: usize,
+    raw: bool,
 }
 
-impl<T: Pod> Block<T> {
-    fn make(
-        arena: &Arena,
-        name: Option<&str>,
-        kind: ObjectKind,
-        init: &[T],
-        len: usize,
-        raw: bool,
-    ) -> Result<Self> {
+impl<T: Pod, const ARRAY: bool> Object for Block<T, ARRAY> {
+    type State = RawLock;
+    type Params = Shape;
+    const KIND: ObjectKind = if ARRAY {
+        ObjectKind::Array
+    } else {
+        ObjectKind::Value
+    };
+
+    fn type_name() -> Cow<'static, str> {
+        let kind = if ARRAY { "Array" } else { "Value" };
+        format!("{kind}<{}>", core::any::type_name::<T>()).into()
+    }
+
+    fn fingerprint() -> u64 {
+        fingerprint_sized::<T>()
+    }
+
+    fn size(shape: &Shape) -> Result<usize> {
         check_type::<T>()?;
-        debug_assert!(init.is_empty() || init.len() == len);
-        let size = data_bytes::<T>(len)?;
-        let param = len as u64 | if raw { RAW_FLAG } else { 0 };
-        let shm = arena.create_object::<RawLock>(
-            name,
-            kind,
-            fingerprint_sized::<T>(),
-            size,
-            param,
-            |base| {
-                // SAFETY: the block is `size` = DATA_OFFSET + len * size_of::<T>() bytes,
-                // zero-filled, 128-byte aligned (so the data is aligned for T, whose
-                // alignment is at most DATA_OFFSET), and not yet visible to anyone.
-                // Zeroed memory is an unlocked RawLock. `init` holds `len` Ts or none.
-                unsafe {
-                    let data = base.as_ptr().add(DATA_OFFSET).cast::<T>();
-                    core::ptr::copy_nonoverlapping(init.as_ptr(), data, init.len());
-                }
-            },
-        )?;
-        Ok(Block {
-            shm,
-            len,
-            raw,
-            spin: SpinPolicy::default(),
-            _t: PhantomData,
+        if !ARRAY && shape.len != 1 {
+            return Err(Error::InvalidArgument(format!(
+                "a value holds 1 element, not {}",
+                shape.len
+            )));
+        }
+        (shape.len as u64)
+            .checked_mul(core::mem::size_of::<T>() as u64)
+            .and_then(|b| b.checked_add(DATA_OFFSET as u64))
+            .filter(|_| shape.len as u64 <= MAX_LEN)
+            .and_then(|b| usize::try_from(b).ok())
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("{} elements do not fit in an arena", shape.len))
+            })
+    }
+
+    fn encode(shape: &Shape) -> u64 {
+        shape.len as u64 | if shape.raw { RAW_FLAG } else { 0 }
+    }
+
+    fn decode(param: u64, _: &RawLock) -> Result<Shape> {
+        Ok(Shape {
+            len: usize::try_from(param & MAX_LEN)
+                .map_err(|_| Error::Corrupt(format!("length {param} is too large")))?,
+            raw: param & RAW_FLAG != 0,
         })
     }
 
-    fn open(arena: &Arena, name: &str, kind: ObjectKind, desc: &str) -> Result<Self> {
-        check_type::<T>()?;
-        let (shm, e) = arena.open_object::<RawLock>(name, kind, fingerprint_sized::<T>(), desc)?;
-        let len = e.param & MAX_LEN;
-        let raw = e.param & RAW_FLAG != 0;
-        let len = usize::try_from(len)
-            .ok()
-            .filter(|&l| data_bytes::<T>(l).is_ok_and(|b| b <= shm.len()))
-            .ok_or_else(|| {
-                Error::Corrupt(format!(
-                    "object {name:?} claims {len} elements, more than its block holds"
-                ))
-            })?;
-        Ok(Block {
-            shm,
+    fn inspect(lock: &RawLock, shape: &Shape, out: &mut Inspect) {
+        if ARRAY {
+            out.field("len", shape.len);
+        }
+        out.field("raw", shape.raw);
+        out.field("holder", lock.holder());
+    }
+}
+
+impl<T: Pod, const ARRAY: bool> Block<T, ARRAY> {
+    fn make(arena: &Arena, name: Option<&str>, init: &[T], len: usize, raw: bool) -> Result<Self> {
+        debug_assert!(init.is_empty() || init.len() == len);
+        let obj = Obj::create_with(arena, name, Shape { len, raw }, |fresh| {
+            // Zeroed memory is an unlocked RawLock; the data follows at DATA_OFFSET.
+            let data = fresh.tail(DATA_OFFSET);
+            let init = bytemuck::cast_slice::<T, u8>(init);
+            data[..init.len()].copy_from_slice(init);
+        })?;
+        Ok(Self::from_obj(obj))
+    }
+
+    fn open(arena: &Arena, name: &str) -> Result<Self> {
+        Ok(Self::from_obj(Obj::open(arena, name)?))
+    }
+
+    fn from_obj(obj: Obj<Self>) -> Self {
+        let Shape { len, raw } = *obj.params();
+        Block {
+            obj,
             len,
             raw,
             spin: SpinPolicy::default(),
-            _t: PhantomData,
-        })
+        }
     }
 
     #[inline]
     fn data(&self) -> *mut T {
         // SAFETY: the block holds DATA_OFFSET + len * size_of::<T>() bytes (checked at
         // creation and on open), so the offset stays inside it.
-        unsafe { self.shm.base().add(DATA_OFFSET).cast::<T>() }
+        unsafe { self.obj.block().base().add(DATA_OFFSET).cast::<T>() }
     }
 
     #[inline]
@@ -181,26 +201,13 @@ impl<T: Pod> Block<T> {
         unsafe { self.data().add(i).write_volatile(v) }
     }
 
-    fn lock(&self) -> Acquired {
-        if self.shm.try_lock(&Procfs) {
-            return Acquired::Normal;
+    /// The guard of this block's lock over `data`, acquired as `acquire` says: every
+    /// `get_lock` of both handles.
+    fn guard<'a, D: ?Sized>(&'a self, data: *mut D) -> impl FnOnce() -> SharedGuard<'a, D> {
+        move || SharedGuard {
+            lock: &self.obj,
+            data,
         }
-        self.shm
-            .lock_slow(&Procfs, None, self.spin)
-            .unwrap_or(Acquired::Normal)
-    }
-
-    /// One attempt (taking over from a dead holder); `None` when held.
-    fn try_lock(&self) -> Option<Acquired> {
-        self.shm.try_lock_or_recover(&Procfs)
-    }
-
-    /// Blocks until locked or `deadline`; `Err(TimedOut)` at the deadline.
-    fn lock_until(&self, deadline: Option<Instant>) -> std::result::Result<Acquired, TimedOut> {
-        if self.shm.try_lock(&Procfs) {
-            return Ok(Acquired::Normal);
-        }
-        self.shm.lock_slow(&Procfs, deadline, self.spin)
     }
 
     /// Runs `f` with the lock held unless the object is raw.
@@ -209,8 +216,8 @@ impl<T: Pod> Block<T> {
         if self.raw {
             return f();
         }
-        self.lock();
-        let _unlock = Unlock(&self.shm);
+        lock::acquire_forever(&*self.obj, self.spin);
+        let _unlock = Unlock(&self.obj);
         f()
     }
 
@@ -220,7 +227,7 @@ impl<T: Pod> Block<T> {
         debug_assert_eq!(core::mem::size_of::<A>(), core::mem::size_of::<T>());
         // SAFETY: element 0 exists (a Value has len 1), is 64-byte aligned and as large
         // as `A` (AtomicU32 / AtomicU64, chosen by `AtomicInt` to match T's size); the
-        // memory is shared, which atomics are made for, and lives as long as `self.shm`.
+        // memory is shared, which atomics are made for, and lives as long as `self.obj`.
         unsafe { &*self.data().cast::<A>() }
     }
 }
@@ -256,11 +263,11 @@ impl Drop for Unlock<'_> {
 /// assert_eq!(v.load(), 44);
 /// # Ok::<(), shmproc::Error>(())
 /// ```
-pub struct Value<T> {
-    block: Block<T>,
+pub struct Value<T: Pod> {
+    block: Block<T, false>,
 }
 
-impl<T> Clone for Value<T> {
+impl<T: Pod> Clone for Value<T> {
     fn clone(&self) -> Self {
         Value {
             block: self.block.clone(),
@@ -325,30 +332,8 @@ unsafe impl<T: ?Sized + Sync> Sync for SharedGuard<'_, T> {}
 pub type TryLockResult<'a, T> =
     std::result::Result<SharedGuard<'a, T>, TryAcquireError<SharedGuard<'a, T>>>;
 
-fn try_guard<'a, T: ?Sized>(
-    how: Option<Acquired>,
-    lock: &'a RawLock,
-    data: *mut T,
-) -> TryLockResult<'a, T> {
-    match how {
-        None => Err(TryAcquireError::WouldBlock),
-        Some(how) => guard(how, lock, data).map_err(TryAcquireError::OwnerDied),
-    }
-}
-
 /// What [`Value::get_lock`] and [`Array::get_lock`] return.
 pub type LockResult<'a, T> = std::result::Result<SharedGuard<'a, T>, OwnerDied<SharedGuard<'a, T>>>;
-
-fn guard<'a, T: ?Sized>(how: Acquired, lock: &'a RawLock, data: *mut T) -> LockResult<'a, T> {
-    let g = SharedGuard { lock, data };
-    match how {
-        Acquired::Normal => Ok(g),
-        Acquired::OwnerDied => Err(OwnerDied::new(g)),
-    }
-}
-
-const VALUE_DESC: &str = "Value";
-const ARRAY_DESC: &str = "Array";
 
 impl<T: Pod> Value<T> {
     /// A locked value holding `v`, in the [global arena](Arena::global).
@@ -417,19 +402,14 @@ impl<T: Pod> Value<T> {
     /// # Ok::<(), shmproc::Error>(())
     /// ```
     pub fn open(arena: &Arena, name: &str) -> Result<Self> {
-        let block = Block::open(arena, name, ObjectKind::Value, VALUE_DESC)?;
-        if block.len != 1 {
-            return Err(Error::Corrupt(format!(
-                "value {name:?} holds {} elements, not 1",
-                block.len
-            )));
-        }
-        Ok(Value { block })
+        Ok(Value {
+            block: Block::open(arena, name)?,
+        })
     }
 
     fn make(arena: &Arena, name: Option<&str>, v: T, raw: bool) -> Result<Self> {
         Ok(Value {
-            block: Block::make(arena, name, ObjectKind::Value, &[v], 1, raw)?,
+            block: Block::make(arena, name, &[v], 1, raw)?,
         })
     }
 
@@ -476,8 +456,11 @@ impl<T: Pod> Value<T> {
     /// # Ok::<(), shmproc::Error>(())
     /// ```
     pub fn get_lock(&self) -> LockResult<'_, T> {
-        let how = self.block.lock();
-        guard(how, &self.block.shm, self.block.data())
+        lock::acquire(
+            &*self.block.obj,
+            self.block.spin,
+            self.block.guard(self.block.data()),
+        )
     }
 
     /// Like [`get_lock`](Self::get_lock), but never blocks.
@@ -497,7 +480,7 @@ impl<T: Pod> Value<T> {
     /// # Ok::<(), shmproc::Error>(())
     /// ```
     pub fn try_get_lock(&self) -> TryLockResult<'_, T> {
-        try_guard(self.block.try_lock(), &self.block.shm, self.block.data())
+        lock::try_acquire(&*self.block.obj, self.block.guard(self.block.data()))
     }
 
     /// Like [`get_lock`](Self::get_lock), giving up after `timeout`.
@@ -506,11 +489,12 @@ impl<T: Pod> Value<T> {
     /// [`TryAcquireError::WouldBlock`] at the timeout; [`TryAcquireError::OwnerDied`] as
     /// for [`try_get_lock`](Self::try_get_lock).
     pub fn get_lock_timeout(&self, timeout: Duration) -> TryLockResult<'_, T> {
-        let how = self
-            .block
-            .lock_until(crate::sync::time::deadline_after(timeout))
-            .ok();
-        try_guard(how, &self.block.shm, self.block.data())
+        lock::acquire_timeout(
+            &*self.block.obj,
+            self.block.spin,
+            timeout,
+            self.block.guard(self.block.data()),
+        )
     }
 }
 
@@ -787,11 +771,11 @@ impl std::error::Error for OutOfRange {}
 /// assert!(a.set(3, 0).is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct Array<T> {
-    block: Block<T>,
+pub struct Array<T: Pod> {
+    block: Block<T, true>,
 }
 
-impl<T> Clone for Array<T> {
+impl<T: Pod> Clone for Array<T> {
     fn clone(&self) -> Self {
         Array {
             block: self.block.clone(),
@@ -874,13 +858,13 @@ impl<T: Pod> Array<T> {
     /// ```
     pub fn open(arena: &Arena, name: &str) -> Result<Self> {
         Ok(Array {
-            block: Block::open(arena, name, ObjectKind::Array, ARRAY_DESC)?,
+            block: Block::open(arena, name)?,
         })
     }
 
     fn make(arena: &Arena, name: Option<&str>, init: &[T], len: usize, raw: bool) -> Result<Self> {
         Ok(Array {
-            block: Block::make(arena, name, ObjectKind::Array, init, len, raw)?,
+            block: Block::make(arena, name, init, len, raw)?,
         })
     }
 
@@ -982,8 +966,11 @@ impl<T: Pod> Array<T> {
     /// # Errors
     /// [`OwnerDied`] (holding the guard) when the previous holder died holding the lock.
     pub fn get_lock(&self) -> LockResult<'_, [T]> {
-        let how = self.block.lock();
-        guard(how, &self.block.shm, self.slice_ptr())
+        lock::acquire(
+            &*self.block.obj,
+            self.block.spin,
+            self.block.guard(self.slice_ptr()),
+        )
     }
 
     fn slice_ptr(&self) -> *mut [T] {
@@ -996,7 +983,7 @@ impl<T: Pod> Array<T> {
     /// [`TryAcquireError::WouldBlock`] when held; [`TryAcquireError::OwnerDied`] (with
     /// the guard) when taken over from a dead holder.
     pub fn try_get_lock(&self) -> TryLockResult<'_, [T]> {
-        try_guard(self.block.try_lock(), &self.block.shm, self.slice_ptr())
+        lock::try_acquire(&*self.block.obj, self.block.guard(self.slice_ptr()))
     }
 
     /// Like [`get_lock`](Self::get_lock), giving up after `timeout`.
@@ -1005,10 +992,11 @@ impl<T: Pod> Array<T> {
     /// [`TryAcquireError::WouldBlock`] at the timeout; [`TryAcquireError::OwnerDied`] as
     /// for [`try_get_lock`](Self::try_get_lock).
     pub fn get_lock_timeout(&self, timeout: Duration) -> TryLockResult<'_, [T]> {
-        let how = self
-            .block
-            .lock_until(crate::sync::time::deadline_after(timeout))
-            .ok();
-        try_guard(how, &self.block.shm, self.slice_ptr())
+        lock::acquire_timeout(
+            &*self.block.obj,
+            self.block.spin,
+            timeout,
+            self.block.guard(self.slice_ptr()),
+        )
     }
 }

@@ -139,6 +139,9 @@ pub trait Liveness {
     fn me(&self) -> u32;
     /// The caller's start time, recorded next to its id.
     fn my_start(&self) -> u64;
+    /// The calling thread's id, for locks held by a thread (an `RLock`): the kernel's
+    /// tid for real processes; a model gives each of its threads its own.
+    fn my_thread(&self) -> u32;
     /// True when `pid`, recorded with start time `start`, has certainly exited.
     fn is_dead(&self, pid: u32, start: u64) -> bool;
 
@@ -181,6 +184,11 @@ impl Liveness for Procfs {
         current_ident()
     }
 
+    #[inline]
+    fn my_thread(&self) -> u32 {
+        current_tid()
+    }
+
     fn is_dead(&self, pid: u32, start: u64) -> bool {
         if pid == current_pid() {
             return false;
@@ -196,6 +204,111 @@ impl Liveness for Procfs {
     }
 }
 
+/// A scripted process, for the loom models and unit tests: the one [`Liveness`] of the
+/// models (each algorithm's model used to carry its own copy).
+///
+/// It has a pid and a thread id of its own, and a view of who is dead that the processes
+/// of one model share ([`team`](Self::team), [`kill`](Self::kill)). Every scripted
+/// process "started" at `100 + pid`, so a recorded start time that is not that one means
+/// the pid was reused, as [`Procfs`] decides; a start time of 0 gives no verdict.
+///
+/// `watch` decides [`watches_holder`](Liveness::watches_holder): a model whose waiters
+/// must not poll (so that a lost wake-up shows up as a deadlock instead of being papered
+/// over by the periodic check) leaves it off; a model of a holder's death turns it on,
+/// and its waiters then poll only a holder that is already dead.
+///
+/// ```
+/// use shmproc::raw::sync::liveness::{Liveness, Scripted};
+/// let team = Scripted::team(2, true);
+/// assert!(!team[0].is_dead(2, 0));
+/// team[0].kill(2);
+/// assert!(team[1].is_dead(2, 0)); // the view of death is shared
+/// assert!(team[0].watches_holder(2));
+/// ```
+#[derive(Clone, Debug)]
+pub struct Scripted {
+    pid: u32,
+    thread: u32,
+    watch: bool,
+    survivor: bool,
+    dead: std::sync::Arc<crate::sync::AtomicU32>,
+}
+
+impl Scripted {
+    /// Process `pid` (thread 1) in a world where nobody dies and waiters never poll.
+    pub fn alive(pid: u32) -> Scripted {
+        Scripted {
+            pid,
+            thread: 1,
+            watch: false,
+            survivor: false,
+            dead: std::sync::Arc::new(crate::sync::AtomicU32::new(0)),
+        }
+    }
+
+    /// Processes `1..=n`, sharing one view of who died; their waiters poll a dead holder
+    /// when `watch` is set.
+    pub fn team(n: u32, watch: bool) -> Vec<Scripted> {
+        let first = Scripted {
+            watch,
+            ..Scripted::alive(1)
+        };
+        (1..=n)
+            .map(|pid| Scripted {
+                pid,
+                ..first.clone()
+            })
+            .collect()
+    }
+
+    /// Process `pid` for whom every other process is dead (it has survived them all).
+    pub fn survivor(pid: u32) -> Scripted {
+        Scripted {
+            survivor: true,
+            ..Scripted::alive(pid)
+        }
+    }
+
+    /// The same process, as its thread `thread`.
+    pub fn thread(&self, thread: u32) -> Scripted {
+        Scripted {
+            thread,
+            ..self.clone()
+        }
+    }
+
+    /// Marks process `pid` dead, for every member of the team.
+    pub fn kill(&self, pid: u32) {
+        self.dead.store(pid, crate::sync::Ordering::SeqCst);
+    }
+
+    /// The start time every scripted process `pid` has.
+    pub fn start_of(pid: u32) -> u64 {
+        100 + u64::from(pid)
+    }
+}
+
+impl Liveness for Scripted {
+    fn me(&self) -> u32 {
+        self.pid
+    }
+    fn my_start(&self) -> u64 {
+        Scripted::start_of(self.pid)
+    }
+    fn my_thread(&self) -> u32 {
+        self.thread
+    }
+    fn is_dead(&self, pid: u32, start: u64) -> bool {
+        (self.survivor && pid != self.pid)
+            || self.dead.load(crate::sync::Ordering::SeqCst) == pid
+            || (start != 0 && start != Scripted::start_of(pid))
+    }
+    fn watches_holder(&self, holder: u32) -> bool {
+        self.watch && self.is_dead(holder, 0)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // Thread identity.
 
 /// This thread's id for RLock ownership: the kernel tid, cached per thread and re-read

@@ -1,0 +1,31 @@
+//! Fuzz entry points, public so that the fuzz crate (`fuzz/`) and the stable replay tests
+//! (`tests/fuzz_*.rs`) run the very same code. Above every layer: it may call anything.
+//! Not API.
+
+use crate::arena::Arena;
+
+/// The body of the `arena_open` fuzz target: write `data` to a `memfd`, attach to it, and
+/// if that succeeds look up every object it lists and a few it does not. It must never
+/// panic; errors are the expected outcome.
+pub fn open_arena_bytes(data: &[u8]) {
+    use rustix::fs::{memfd_create, MemfdFlags};
+    let Ok(fd) = memfd_create("fuzz", MemfdFlags::CLOEXEC) else {
+        return;
+    };
+    let mut off = 0;
+    while off < data.len() {
+        match rustix::io::write(&fd, &data[off..]) {
+            Ok(n) if n > 0 => off += n,
+            _ => return,
+        }
+    }
+    let Ok(arena) = Arena::from_fd(fd) else {
+        return;
+    };
+    let _ = (arena.size(), arena.used(), arena.available());
+    for (name, _kind) in arena.objects() {
+        let _ = crate::Lock::open(&arena, &name).map(|l| (l.is_locked(), l.holder()));
+        let _ = crate::shared::RawBlock::open(&arena, &name).map(|b| b.len());
+    }
+    let _ = crate::Lock::open(&arena, "lock");
+}
