@@ -18,7 +18,7 @@ use loom::thread;
 use shmproc::raw::lock::Acquired;
 use shmproc::raw::lock::RobustLock;
 use shmproc::raw::spsc::{
-    Buf, ByteRing as RawRing, ByteRingError as RingError, Fast, NoWatch, WRITER_CLOSED,
+    Buf, ByteRing as RawRing, ByteRingError as RingError, Fast, WRITER_CLOSED,
 };
 use shmproc::raw::sync::liveness::Scripted;
 use shmproc::SpinPolicy;
@@ -46,7 +46,7 @@ fn holding<R>(ring: &RawRing, producer: bool, op: impl FnOnce() -> R) -> R {
 fn send(ring: &RawRing, buf: &Buf, msg: &[u8], spin: SpinPolicy) {
     let mut src = msg;
     holding(ring, true, || {
-        ring.send(buf, msg.len() as u64, &mut src, spin, &NoWatch)
+        ring.send(buf, msg.len() as u64, &mut src, spin, &Scripted::alive(1))
     })
     .expect("send");
 }
@@ -62,7 +62,7 @@ fn recv_until(
     spin: SpinPolicy,
 ) -> Result<Vec<u8>, RingError> {
     holding(ring, false, || {
-        ring.recv_vec(buf, u64::MAX, deadline, spin, &NoWatch)
+        ring.recv_vec(buf, u64::MAX, deadline, spin, &Scripted::alive(1))
     })
 }
 
@@ -77,7 +77,7 @@ fn recv_fast(ring: &RawRing, buf: &Buf, spin: SpinPolicy) -> Result<Vec<u8>, Rin
             Fast::Spun => SpinPolicy::NEVER,
             Fast::Slow => spin,
         };
-        ring.recv_vec(buf, u64::MAX, None, spin, &NoWatch)
+        ring.recv_vec(buf, u64::MAX, None, spin, &Scripted::alive(1))
     })
 }
 

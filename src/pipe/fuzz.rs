@@ -7,21 +7,10 @@
 //! the peer gone at once) and the buffer's guard bytes must be intact: hostile state gives
 //! errors, never out-of-bounds access.
 
-use crate::raw::spsc::{Buf, ByteRing, ByteRingError, Watch, MAX_MESSAGE};
+use crate::raw::spsc::{Buf, ByteRing, ByteRingError, MAX_MESSAGE};
+use crate::sync::liveness::Scripted;
 use crate::sync::spin::SpinPolicy;
-use std::time::{Duration, Instant};
-
-/// A watch that checks at once and always finds the peer gone: every wait ends.
-struct Gone;
-
-impl Watch for Gone {
-    fn interval(&self) -> Option<Duration> {
-        Some(Duration::ZERO)
-    }
-    fn gone(&self) -> bool {
-        true
-    }
-}
+use std::time::Instant;
 
 const GUARD: usize = 64;
 const CANARY: u8 = 0xA5;
@@ -69,18 +58,18 @@ pub fn ring(data: &[u8]) {
     while !inp.0.is_empty() && ops < 64 {
         ops += 1;
         let result = match inp.u8() % 7 {
-            0 => ring.peek(&buf, past, spin, &Gone).map(drop),
+            0 => ring.peek(&buf, past, spin, &gone()).map(drop),
             1 => {
                 let max = u64::from(inp.u32());
-                ring.recv_vec(&buf, max, past, spin, &Gone).map(|v| {
+                ring.recv_vec(&buf, max, past, spin, &gone()).map(|v| {
                     assert!(v.len() as u64 <= max && v.len() as u64 <= MAX_MESSAGE);
                 })
             }
-            2 => ring.poll(&buf, past, spin, &Gone).map(drop),
+            2 => ring.poll(&buf, past, spin, &gone()).map(drop),
             3 => {
                 let len = usize::from(inp.u8()) * 7;
                 let payload = vec![0x5Au8; len];
-                ring.send(&buf, len as u64, &mut payload.as_slice(), spin, &Gone)
+                ring.send(&buf, len as u64, &mut payload.as_slice(), spin, &gone())
             }
             4 => {
                 let (t, h) = (inp.u32(), inp.u32());
@@ -91,10 +80,10 @@ pub fn ring(data: &[u8]) {
             }
             5 => {
                 let mut out = vec![0u8; usize::from(inp.u8())];
-                match ring.peek(&buf, past, spin, &Gone) {
+                match ring.peek(&buf, past, spin, &gone()) {
                     Ok(len) if len <= out.len() as u64 => {
                         let mut dst = &mut out[..len as usize];
-                        ring.recv_peeked(&buf, len, &mut dst, spin, &Gone)
+                        ring.recv_peeked(&buf, len, &mut dst, spin, &gone())
                     }
                     Ok(_) => Ok(()),
                     Err(e) => Err(e),
@@ -102,7 +91,7 @@ pub fn ring(data: &[u8]) {
             }
             _ => {
                 let len = u64::from(inp.u32()) << (inp.u8() % 32);
-                ring.send(&buf, len, &mut [].as_slice(), spin, &Gone)
+                ring.send(&buf, len, &mut [].as_slice(), spin, &gone())
             }
         };
         match result {
@@ -123,4 +112,9 @@ pub fn ring(data: &[u8]) {
         mem[GUARD + cap as usize..].iter().all(|b| *b == CANARY),
         "ring wrote past its buffer"
     );
+}
+
+/// Who waits: a process whose peer is always gone, looked at once, so every wait ends.
+fn gone() -> Scripted {
+    Scripted::alive(1).peer_gone()
 }

@@ -1,7 +1,8 @@
 //! Unit tests of the ring and the handles in one process, and the fuzz corpus replay.
 
 use super::{Pipe, RecvError, SendError};
-use crate::raw::spsc::{Buf, ByteRing, ByteRingError, NoWatch, MAX_MESSAGE};
+use crate::raw::spsc::{Buf, ByteRing, ByteRingError, MAX_MESSAGE};
+use crate::sync::liveness::Scripted;
 use crate::sync::spin::SpinPolicy;
 use crate::Arena;
 use std::time::{Duration, Instant};
@@ -57,13 +58,19 @@ fn hostile_indices_are_errors() {
     // A position that is not a multiple of 8.
     ring.scribble(0, 3, 0, 0);
     assert!(matches!(
-        ring.peek(&buf, past, SpinPolicy::NEVER, &NoWatch),
+        ring.peek(&buf, past, SpinPolicy::NEVER, &Scripted::alive(1)),
         Err(ByteRingError::Corrupt(_))
     ));
     // The producer trusts its cache only while it says "room": make it lie too.
     ring.scribble(0, 1000, 1000, 0);
     assert!(matches!(
-        ring.send(&buf, 1, &mut [1u8].as_slice(), SpinPolicy::NEVER, &NoWatch),
+        ring.send(
+            &buf,
+            1,
+            &mut [1u8].as_slice(),
+            SpinPolicy::NEVER,
+            &Scripted::alive(1)
+        ),
         Err(ByteRingError::Corrupt(_))
     ));
     // A header that is not a header, a chunk longer than the ring, and a message length
@@ -77,7 +84,7 @@ fn hostile_indices_are_errors() {
         set(0, hdr);
         set(1, word);
         assert!(matches!(
-            ring.peek(&buf, past, SpinPolicy::NEVER, &NoWatch),
+            ring.peek(&buf, past, SpinPolicy::NEVER, &Scripted::alive(1)),
             Err(ByteRingError::Corrupt(_))
         ));
     }
@@ -200,8 +207,14 @@ fn small_receive_takes_only_its_case() {
     let buf = unsafe { Buf::from_raw(mem.as_mut_ptr().cast(), 64) };
     let send = |m: &[u8]| {
         let mut src = m;
-        ring.send(&buf, m.len() as u64, &mut src, SpinPolicy::NEVER, &NoWatch)
-            .unwrap()
+        ring.send(
+            &buf,
+            m.len() as u64,
+            &mut src,
+            SpinPolicy::NEVER,
+            &Scripted::alive(1),
+        )
+        .unwrap()
     };
     let mut out = [0u8; 32];
     // Empty: it spins (here: not at all) and says so.
@@ -226,7 +239,13 @@ fn small_receive_takes_only_its_case() {
         let h = s.spawn(|| send(&long));
         let slow = ring.recv_small(&buf, &mut out, SpinPolicy::default());
         let got = ring
-            .recv_vec(&buf, u64::MAX, None, SpinPolicy::default(), &NoWatch)
+            .recv_vec(
+                &buf,
+                u64::MAX,
+                None,
+                SpinPolicy::default(),
+                &Scripted::alive(1),
+            )
             .unwrap();
         h.join().unwrap();
         (slow, got)
@@ -243,7 +262,7 @@ fn small_receive_takes_only_its_case() {
             Fast::Slow => {
                 wrapped += 1;
                 let m = ring
-                    .recv_vec(&buf, u64::MAX, None, SpinPolicy::NEVER, &NoWatch)
+                    .recv_vec(&buf, u64::MAX, None, SpinPolicy::NEVER, &Scripted::alive(1))
                     .unwrap();
                 assert_eq!(m, [i; 12]);
             }
@@ -258,7 +277,7 @@ fn small_receive_takes_only_its_case() {
         Fast::Slow
     );
     assert_eq!(
-        ring.recv_vec(&buf, u64::MAX, None, SpinPolicy::NEVER, &NoWatch),
+        ring.recv_vec(&buf, u64::MAX, None, SpinPolicy::NEVER, &Scripted::alive(1)),
         Err(ByteRingError::Eof)
     );
 }

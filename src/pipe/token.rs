@@ -11,10 +11,9 @@
 //!
 //! All descriptors are `O_CLOEXEC`: a program started by `exec` does not hold an end.
 
-use crate::raw::spsc::Watch;
+use crate::sync::liveness::{Liveness, Procfs};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
-use std::time::Duration;
 
 /// The three descriptors of one end.
 #[derive(Debug)]
@@ -83,14 +82,27 @@ impl Token {
     }
 }
 
-/// The [`Watch`] of a ring operation: asks the token every 1 ms (doubling to 100 ms).
+/// Who waits in a ring operation: this process (as [`Procfs`] knows it), whose peer is
+/// the pipe's other end, gone once its token says so.
 pub(crate) struct PeerWatch<'a>(pub(crate) &'a Token);
 
-impl Watch for PeerWatch<'_> {
-    fn interval(&self) -> Option<Duration> {
-        Some(Duration::from_millis(1))
+impl Liveness for PeerWatch<'_> {
+    fn me(&self) -> u32 {
+        Procfs.me()
     }
-    fn gone(&self) -> bool {
+    fn my_start(&self) -> u64 {
+        Procfs.my_start()
+    }
+    fn my_ident(&self) -> u64 {
+        Procfs.my_ident()
+    }
+    fn my_thread(&self) -> u32 {
+        Procfs.my_thread()
+    }
+    fn is_dead(&self, pid: u32, start: u64) -> bool {
+        Procfs.is_dead(pid, start)
+    }
+    fn peer_gone(&self) -> bool {
         self.0.peer_gone()
     }
 }

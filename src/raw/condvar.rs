@@ -54,9 +54,10 @@
 
 use crate::raw::lock::{Acquired, RawLock, RobustLock};
 use crate::raw::rlock::{NotOwner, RawRLock};
-use crate::sync::futex::{self, WaitResult};
+use crate::sync::futex::WaitResult;
 use crate::sync::liveness::Liveness;
-use crate::sync::spin::SpinPolicy;
+use crate::sync::spin::{Round, SpinPolicy};
+use crate::sync::wait::EventCount;
 use crate::sync::{time, AtomicU32, Ordering};
 use std::time::Instant;
 
@@ -164,7 +165,7 @@ pub struct Waited {
 /// All zero bytes is a condition nobody waits on.
 #[repr(C)]
 pub struct RawCondvar {
-    seq: [AtomicU32; 2],
+    seq: [EventCount; 2],
     g1: AtomicU32,
     g1_waiting: AtomicU32,
     g1_signals: AtomicU32,
@@ -196,7 +197,7 @@ impl RawCondvar {
     /// A condition nobody waits on.
     pub fn new() -> Self {
         RawCondvar {
-            seq: [AtomicU32::new(0), AtomicU32::new(0)],
+            seq: [EventCount::new(), EventCount::new()],
             g1: AtomicU32::new(0),
             g1_waiting: AtomicU32::new(0),
             g1_signals: AtomicU32::new(0),
@@ -256,21 +257,22 @@ impl RawCondvar {
             g1.wrapping_add(1)
         };
         let word = &self.seq[(g & 1) as usize];
-        // Relaxed: read under the lock; a grant to our generation bumps it under the lock
-        // too, so if it differs when we sleep, the futex returns at once.
-        let mut seen = word.load(Ordering::Relaxed);
+        // Read under the lock; a grant to our generation bumps it under the lock too, so
+        // if it differs when we sleep, the futex returns at once.
+        let mut seen = word.key();
         let token = lock.unlock_all()?;
         let mut owner_died = false;
         loop {
             let timed_out = Self::sleep(word, seen, deadline, spin);
             // The notifier still holds the lock (it notifies with it held): let it go
             // before contending, so that the hand-off does not also cost a lock wake-up.
-            for round in 0..spin.rounds {
-                if !lock.is_locked_hint() {
-                    break;
+            spin.attempts(|| {
+                if lock.is_locked_hint() {
+                    Round::<()>::Again
+                } else {
+                    Round::Sleep
                 }
-                spin.pause(round);
-            }
+            });
             owner_died |= lock.relock(token) == Acquired::OwnerDied;
             if let Some(notified) = self.leave(g, timed_out) {
                 return Ok(Waited {
@@ -278,30 +280,32 @@ impl RawCondvar {
                     owner_died,
                 });
             }
-            // Spurious wake-up, or a grant that another member took: wait again.
-            // Relaxed: under the lock, as above.
-            seen = word.load(Ordering::Relaxed);
+            // Spurious wake-up, or a grant that another member took: wait again (the
+            // count read under the lock, as above).
+            seen = word.key();
             lock.unlock_all()?;
         }
     }
 
     /// Sleeps (the lock released) until `word` moves past `seen`; true when `deadline`
     /// passed first.
-    fn sleep(word: &AtomicU32, seen: u32, deadline: Option<Instant>, spin: SpinPolicy) -> bool {
-        for round in 0..spin.rounds {
-            // Relaxed: a hint; the decision is taken under the lock.
-            if word.load(Ordering::Relaxed) != seen {
-                return false;
+    fn sleep(word: &EventCount, seen: u32, deadline: Option<Instant>, spin: SpinPolicy) -> bool {
+        let moved = spin.attempts(|| {
+            // A hint; the decision is taken under the lock.
+            if word.key() != seen {
+                Round::Done(())
+            } else {
+                Round::Again
             }
-            spin.pause(round);
+        });
+        if moved.is_some() {
+            return false;
         }
         loop {
-            // Relaxed: as above.
-            if word.load(Ordering::Relaxed) != seen {
+            if word.key() != seen {
                 return false;
             }
-            if futex::wait(word, seen, deadline) == WaitResult::TimedOut && time::expired(deadline)
-            {
+            if word.wait(seen, deadline) == WaitResult::TimedOut && time::expired(deadline) {
                 return true;
             }
         }
@@ -371,10 +375,9 @@ impl RawCondvar {
                     Self::get(&self.g1_signals).saturating_add(a),
                 );
                 let word = &self.seq[(g1 & 1) as usize];
-                // Relaxed: the waiters decide under the lock; the futex only needs the
-                // value to differ from the one they sleep on (compared in the kernel).
-                word.fetch_add(1, Ordering::Relaxed);
-                futex::wake_n(word, a);
+                // The waiters decide under the lock; the futex only needs the value to
+                // differ from the one they sleep on (compared in the kernel).
+                word.notify(a);
                 left -= a;
                 granted += a;
             }

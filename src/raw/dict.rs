@@ -66,7 +66,7 @@
 use crate::error::{Error, Result};
 use crate::raw::lock::{Acquired, RawLock, RobustLock};
 use crate::sync::liveness::Liveness;
-use crate::sync::spin::SpinPolicy;
+use crate::sync::spin::{Round, SpinPolicy};
 use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
 use std::fmt;
 
@@ -763,8 +763,13 @@ impl<'a, L: Liveness> DictTable<'a, L> {
     /// tolerate torn data (it only copies and compares, with bounds).
     #[inline]
     pub fn read<R>(&self, mut f: impl FnMut() -> R) -> R {
-        let attempts = self.spin.rounds.max(1) + 1;
-        for round in 0..attempts {
+        // At least two optimistic attempts, whatever the policy: a reader that meets one
+        // write in progress usually succeeds at the next.
+        let attempts = SpinPolicy {
+            rounds: self.spin.rounds.max(1) + 1,
+            ..self.spin
+        };
+        let read = attempts.attempts(|| {
             // Acquire: pairs with the Release store in `end_write`.
             let s1 = self.raw.seq.load(Ordering::Acquire);
             if s1 & 1 == 0 {
@@ -775,12 +780,15 @@ impl<'a, L: Liveness> DictTable<'a, L> {
                 fence(Ordering::Acquire);
                 // Relaxed: ordered by the fence above.
                 if self.raw.seq.load(Ordering::Relaxed) == s1 {
-                    return r;
+                    return Round::Done(r);
                 }
             }
-            self.spin.pause(round);
+            Round::Again
+        });
+        match read {
+            Some(r) => r,
+            None => self.read_locked(f),
         }
-        self.read_locked(f)
     }
 
     #[cold]

@@ -40,9 +40,10 @@
 //! The epoch has 30 bits: a waiter that is descheduled for exactly 2^30 set/clear cycles
 //! between two looks could miss them. Nothing else can go wrong with a wrapped epoch.
 
-use crate::sync::futex::{self, WaitResult};
+use crate::sync::futex;
 use crate::sync::spin::SpinPolicy;
-use crate::sync::{time, AtomicU32, Ordering};
+use crate::sync::wait::{block_on, Sleep, Waitable};
+use crate::sync::{AtomicU32, Ordering};
 use std::time::Instant;
 
 /// Bit 0 of the event word: the flag is set.
@@ -148,49 +149,80 @@ impl RawEvent {
     /// The blocking part of [`wait`](Self::wait): `epoch` is the epoch seen at the start.
     #[cold]
     pub fn wait_slow(&self, epoch: u32, deadline: Option<Instant>, spin: SpinPolicy) -> bool {
-        // Acquire (every load below): pairs with the Release CAS in `set`.
-        let fired = |v: u32| v & SET != 0 || v & EPOCH_MASK != epoch;
-        for round in 0..spin.rounds {
-            let v = self.word.load(Ordering::Acquire);
-            if fired(v) {
-                return true;
-            }
-            if v & WAITERS != 0 {
-                break; // others already sleep: so will we
-            }
-            spin.pause(round);
-        }
-        loop {
-            // Acquire: pairs with the Release CAS in `set`, so what the setter wrote
-            // before `set` is visible once we see it fired.
-            let v = self.word.load(Ordering::Acquire);
-            if fired(v) {
-                return true;
-            }
-            // Announce ourselves, or `set` would not wake us.
-            // Relaxed: the announcement is a read-modify-write on the word, so it is
-            // ordered against every `set` (also an RMW); the futex re-checks the word under
-            // the kernel's lock, which `futex_wake` takes too.
-            if v & WAITERS == 0
-                && self
-                    .word
-                    .compare_exchange(v, v | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
-            {
-                continue;
-            }
-            if futex::wait(&self.word, v | WAITERS, deadline) == WaitResult::TimedOut
-                && time::expired(deadline)
-            {
-                // Acquire: as above, pairs with `set`'s Release.
-                return fired(self.word.load(Ordering::Acquire));
-            }
-        }
+        block_on(&self.waiter(epoch), deadline, spin).is_some()
+    }
+
+    /// A wait for the event to fire after epoch `epoch` (the epoch of a word read before):
+    /// the event's half of the wait engine, which [`wait`](Self::wait) drives.
+    pub fn waiter(&self, epoch: u32) -> EventWait<'_> {
+        EventWait { ev: self, epoch }
     }
 
     /// The raw word (a snapshot, for diagnostics and tests).
     pub fn word(&self) -> u32 {
         // Relaxed: a snapshot.
         self.word.load(Ordering::Relaxed)
+    }
+}
+
+/// A wait for a [`RawEvent`] to fire (set, or set and cleared again) after an epoch: a
+/// [`Waitable`].
+#[derive(Clone, Copy)]
+pub struct EventWait<'a> {
+    ev: &'a RawEvent,
+    epoch: u32,
+}
+
+impl EventWait<'_> {
+    #[inline]
+    fn fired(&self, v: u32) -> bool {
+        v & SET != 0 || v & EPOCH_MASK != self.epoch
+    }
+}
+
+impl Waitable for EventWait<'_> {
+    /// Always `()`: the event fired.
+    type Output = ();
+
+    #[inline]
+    fn attempt(&self) -> Option<()> {
+        // Acquire: pairs with the Release CAS in `set`, so what the setter wrote before
+        // `set` is visible once we see it fired.
+        self.fired(self.ev.word.load(Ordering::Acquire))
+            .then_some(())
+    }
+
+    /// Sets `WAITERS` (`set` wakes only then) and sleeps on the word with it.
+    fn register(&self) -> Sleep<'_> {
+        let word = &self.ev.word;
+        loop {
+            // Acquire: as in `attempt`.
+            let v = word.load(Ordering::Acquire);
+            if self.fired(v) {
+                // The driver's re-check will see it; this key is never slept on.
+                return Sleep { word, key: v };
+            }
+            // Relaxed: the announcement is a read-modify-write on the word, so it is
+            // ordered against every `set` (also an RMW); the futex re-checks the word
+            // under the kernel's lock, which `futex_wake` takes too.
+            if v & WAITERS != 0
+                || word
+                    .compare_exchange(v, v | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return Sleep {
+                    word,
+                    key: v | WAITERS,
+                };
+            }
+        }
+    }
+
+    /// Nothing: `WAITERS` stays until the next `set` (a spurious wake-up at most).
+    fn unregister(&self) {}
+
+    fn sleepers(&self) -> bool {
+        // Relaxed: a hint to stop spinning.
+        self.ev.word.load(Ordering::Relaxed) & WAITERS != 0
     }
 }

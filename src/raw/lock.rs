@@ -41,10 +41,11 @@
 
 use crate::sync::futex::{self, WaitResult};
 use crate::sync::liveness::{Liveness, IDENT_PID_SHIFT, IDENT_START_MASK, PID_MASK};
-use crate::sync::spin::SpinPolicy;
+use crate::sync::spin::{Round, SpinPolicy};
+use crate::sync::wait::Recheck;
 use crate::sync::{time, AtomicU32, AtomicU64, Ordering};
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Bit 31 of the lock word: a waiter may be asleep in `futex_wait`.
 pub const WAITERS: u32 = 1 << 31;
@@ -269,19 +270,22 @@ impl RawLock {
     ) -> Result<Acquired, TimedOut> {
         // Spin while the lock is held without sleepers: a short critical section ends
         // sooner than a futex round trip.
-        for round in 0..spin.rounds {
+        let got = spin.attempts(|| {
             // Relaxed: only a hint; the CAS in `try_lock_from` synchronises.
             let v = self.word.load(Ordering::Relaxed);
             if v & !USER_FLAG == 0 && self.try_lock_from(v, who) {
-                return Ok(Acquired::Normal);
+                Round::Done(())
+            } else if v & WAITERS != 0 {
+                Round::Sleep
+            } else {
+                Round::Again
             }
-            if v & WAITERS != 0 {
-                break;
-            }
-            spin.pause(round);
+        });
+        if got.is_some() {
+            return Ok(Acquired::Normal);
         }
 
-        let mut check_every = Duration::from_millis(1);
+        let mut recheck = who.recheck().unwrap_or(Recheck::LIVENESS);
         loop {
             // Relaxed: every transition below is a CAS that re-checks the value.
             let v = self.word.load(Ordering::Relaxed);
@@ -318,7 +322,7 @@ impl RawLock {
             // Sleep until woken, until the deadline, or until the holder's liveness is due
             // for a check, whichever is first.
             let wake_at = if who.watches_holder(v & PID_MASK) {
-                time::earlier(deadline, check_every)
+                recheck.wake_at(deadline)
             } else {
                 deadline
             };
@@ -329,7 +333,7 @@ impl RawLock {
                 if time::expired(deadline) {
                     return Err(TimedOut);
                 }
-                check_every = (check_every * 2).min(Duration::from_millis(100));
+                recheck.backoff();
             }
         }
     }

@@ -94,22 +94,16 @@
 //! `close` sets the mark bit in `tail` and wakes every sleeper on both words.
 
 use crate::sync::futex::{self, WaitResult};
-use crate::sync::spin::{Backoff, SpinPolicy};
+use crate::sync::spin::{Backoff, Round, SpinPolicy};
+use crate::sync::wait::{EventCount, Recheck};
 use crate::sync::{fence, time, AtomicU32, AtomicU64, Ordering};
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// A producer that found the ring full waits, while it spins, until this many slots
 /// (at most a quarter of the ring) are free, rather than taking each slot the moment it
 /// frees: a put that follows the consumer slot by slot moves a cache line per message.
 const SLACK: u64 = 32;
-
-/// The first nap of a waiter whose party had already claimed when it registered (and so
-/// may never wake it).
-const NAP_MIN: Duration = Duration::from_micros(50);
-
-/// Naps double up to this.
-const NAP_MAX: Duration = Duration::from_millis(10);
 
 /// The largest capacity a ring may have.
 pub const MAX_CAPACITY: u64 = 1 << 31;
@@ -231,11 +225,11 @@ struct Padded<T>(T);
 #[repr(C)]
 struct Wake {
     /// Bumped (then woken) when a message was published and a consumer may sleep.
-    not_empty: AtomicU32,
+    not_empty: EventCount,
     /// Consumers registered to sleep on `not_empty` (a [waiter count](Waiters)).
     get_waiters: AtomicU32,
     /// Bumped (then woken) when a slot was released and a producer may sleep.
-    not_full: AtomicU32,
+    not_full: EventCount,
     /// Producers registered to sleep on `not_full` (a [waiter count](Waiters)).
     put_waiters: AtomicU32,
     /// 1 once `close` has marked the tail. A copy of the mark on a line that no hot path
@@ -253,7 +247,7 @@ struct Join {
     /// Items put and not yet marked done.
     unfinished: AtomicU64,
     /// Bumped (then woken) when `unfinished` reaches 0 and a joiner may sleep.
-    done_seq: AtomicU32,
+    done_seq: EventCount,
     /// Joiners registered to sleep on `done_seq`.
     join_waiters: AtomicU32,
 }
@@ -501,16 +495,16 @@ impl MpmcRing {
             head: Padded(AtomicU64::new(0)),
             tail: Padded(AtomicU64::new(0)),
             wake: Padded(Wake {
-                not_empty: AtomicU32::new(0),
+                not_empty: EventCount::new(),
                 get_waiters: AtomicU32::new(0),
-                not_full: AtomicU32::new(0),
+                not_full: EventCount::new(),
                 put_waiters: AtomicU32::new(0),
                 closed: AtomicU32::new(0),
                 _reserved: [0; 3],
             }),
             join: Padded(Join {
                 unfinished: AtomicU64::new(0),
-                done_seq: AtomicU32::new(0),
+                done_seq: EventCount::new(),
                 join_waiters: AtomicU32::new(0),
             }),
         }
@@ -823,21 +817,9 @@ impl MpmcRing {
     /// ([`Waiters`]). Out of line: a publish / release without sleepers stays a store and
     /// a test.
     #[cold]
-    fn signal_and_wake(&self, waiters: &AtomicU32, word: &AtomicU32) {
+    fn signal_and_wake(&self, waiters: &AtomicU32, word: &EventCount) {
         if Waiters::signal(waiters) {
-            self.bump_and_wake(word, false);
-        }
-    }
-
-    #[cold]
-    fn bump_and_wake(&self, word: &AtomicU32, all: bool) {
-        // Release: pairs with the Acquire load of the word in `wait_for`; the bump makes a
-        // waiter that read the old value and has not slept yet return at once.
-        word.fetch_add(1, Ordering::Release);
-        if all {
-            futex::wake_all(word);
-        } else {
-            futex::wake_one(word);
+            word.notify_one();
         }
     }
 
@@ -940,14 +922,15 @@ impl MpmcRing {
             Side::Pop => (&w.not_empty, &w.get_waiters),
             Side::Push => (&w.not_full, &w.put_waiters),
         };
-        let mut nap = NAP_MIN;
+        // A waiter whose party had already claimed when it registered naps (and so may
+        // never be woken): on the claim schedule, 50 µs doubling to 10 ms.
+        let mut nap = Recheck::CLAIM;
         loop {
             // The model's clock, before the look that may decide to nap (`futex::nap`).
             let since = futex::tick();
-            // Acquire: pairs with the Release bump in `bump_and_wake`. Read before the
-            // re-check below, so a bump after the re-check changes the word and
-            // `futex::wait` will not sleep on a stale value.
-            let seq = word.load(Ordering::Acquire);
+            // Read before the re-check below (SYNC POINT "event count"), so a bump after
+            // the re-check changes the word and the wait will not sleep on a stale value.
+            let seq = word.key();
             let registered = Waiters::register(waiters);
             // SYNC POINT (waiter / claim): pairs with `registered`, right after the claim
             // CAS of the other side, and with the fence in `close`.
@@ -966,12 +949,12 @@ impl MpmcRing {
             // may have looked before we registered: nap, and look again. (So does a party
             // that found no room to register.)
             let res = if registered && self.claim_is_ahead(why, geo) {
-                futex::wait(word, seq, deadline)
+                word.wait(seq, deadline)
             } else {
                 // A nap: the claimer normally finishes within nanoseconds, but a loan, or
                 // a process the scheduler paused, can hold its claim for longer.
-                let res = futex::nap(word, seq, since, deadline, nap);
-                nap = (nap * 2).min(NAP_MAX);
+                let res = futex::nap(word.word(), seq, since, deadline, nap.interval());
+                nap.backoff();
                 res
             };
             if registered {
@@ -1026,11 +1009,11 @@ impl MpmcRing {
         fence(Ordering::SeqCst);
         // Relaxed: ordered by the fence above.
         if self.wake.0.get_waiters.load(Ordering::Relaxed) != 0 {
-            self.bump_and_wake(&self.wake.0.not_empty, true);
+            self.wake.0.not_empty.notify_all();
         }
         // Relaxed: ordered by the fence above.
         if self.wake.0.put_waiters.load(Ordering::Relaxed) != 0 {
-            self.bump_and_wake(&self.wake.0.not_full, true);
+            self.wake.0.not_full.notify_all();
         }
         old & mark_bit == 0
     }
@@ -1127,7 +1110,7 @@ impl MpmcRing {
             fence(Ordering::SeqCst);
             // Relaxed: ordered by the fence above.
             if self.join.0.join_waiters.load(Ordering::Relaxed) != 0 {
-                self.bump_and_wake(&self.join.0.done_seq, true);
+                self.join.0.done_seq.notify_all();
             }
         }
         Ok(())
@@ -1146,16 +1129,20 @@ impl MpmcRing {
         if j.unfinished.load(Ordering::Acquire) == 0 {
             return true;
         }
-        for round in 0..spin.rounds {
-            spin.pause(round);
+        let done = spin.attempts(|| {
             // Acquire: as above.
             if j.unfinished.load(Ordering::Acquire) == 0 {
-                return true;
+                Round::Done(())
+            } else {
+                Round::Again
             }
+        });
+        if done.is_some() {
+            return true;
         }
         loop {
-            // Acquire: pairs with the Release bump in `bump_and_wake`.
-            let seq = j.done_seq.load(Ordering::Acquire);
+            // Read before the registration and re-check (SYNC POINT "event count").
+            let seq = j.done_seq.key();
             // Relaxed: ordered by the fence below.
             j.join_waiters.fetch_add(1, Ordering::Relaxed);
             // SYNC POINT: pairs with the fence in `task_done`.
@@ -1166,7 +1153,7 @@ impl MpmcRing {
                 j.join_waiters.fetch_sub(1, Ordering::Relaxed);
                 return true;
             }
-            let w = futex::wait(&j.done_seq, seq, deadline);
+            let w = j.done_seq.wait(seq, deadline);
             // Relaxed: a count.
             j.join_waiters.fetch_sub(1, Ordering::Relaxed);
             if w == WaitResult::TimedOut && time::expired(deadline) {

@@ -48,7 +48,7 @@
 //! that blocked acquirers skip their spin phase (they believe others already sleep).
 
 use crate::sync::futex::{self, WaitResult};
-use crate::sync::spin::SpinPolicy;
+use crate::sync::spin::{Round, SpinPolicy};
 use crate::sync::{time, AtomicU32, Ordering};
 use std::time::Instant;
 
@@ -127,15 +127,18 @@ impl RawSemaphore {
     #[cold]
     pub fn acquire_slow(&self, deadline: Option<Instant>, spin: SpinPolicy) -> bool {
         // Spin while a release may be near: not worth it once others already sleep.
-        for round in 0..spin.rounds {
+        let got = spin.attempts(|| {
             if self.try_acquire() {
-                return true;
-            }
+                Round::Done(())
             // Relaxed: only a hint to stop spinning.
-            if self.waiters.load(Ordering::Relaxed) != 0 {
-                break;
+            } else if self.waiters.load(Ordering::Relaxed) != 0 {
+                Round::Sleep
+            } else {
+                Round::Again
             }
-            spin.pause(round);
+        });
+        if got.is_some() {
+            return true;
         }
 
         // SYNC POINT (step 1): announce before the re-check in step 2. Relaxed: ordered

@@ -92,13 +92,16 @@
 //! that does not sleep after all clears its own announcement.
 //!
 //! A peer that dies cannot wake anyone: a sleeper therefore also wakes periodically
-//! (every 1 ms, doubling to 100 ms) to ask its [`Watch`] whether the peer is gone.
+//! (on its [`Liveness::recheck`] schedule: 1 ms, doubling to 100 ms) to ask whether the
+//! peer is gone ([`Liveness::peer_gone`]).
 
 use crate::raw::lock::{RawLock, USER_FLAG, WAITERS};
-use crate::sync::futex::{self, WaitResult};
+use crate::sync::futex::WaitResult;
+use crate::sync::liveness::Liveness;
 use crate::sync::spin::SpinPolicy;
+use crate::sync::wait::EventCount;
 use crate::sync::{time, AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The bit of a side's lock word in which the *other* side announces that it sleeps
 /// (module docs, "Waking"): the lock's [`USER_FLAG`], which the lock carries through all
@@ -159,28 +162,6 @@ pub enum ByteRingError {
     TooLong(u64),
 }
 
-/// How a sleeping side learns that its peer died (it cannot wake anyone).
-pub trait Watch {
-    /// How often to ask [`gone`](Self::gone) while sleeping; `None`: never (loom models,
-    /// where a lost wake-up must show up as a deadlock rather than be hidden by a poll).
-    fn interval(&self) -> Option<Duration>;
-    /// True when every copy of the peer end is closed or dead.
-    fn gone(&self) -> bool;
-}
-
-/// A [`Watch`] that never reports the peer gone and never polls.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoWatch;
-
-impl Watch for NoWatch {
-    fn interval(&self) -> Option<Duration> {
-        None
-    }
-    fn gone(&self) -> bool {
-        false
-    }
-}
-
 /// The shared state of one direction. All zero bytes is an empty, open ring.
 ///
 /// Three 128-byte lines, so that a message moves as few lines between the two cores as
@@ -204,8 +185,8 @@ pub struct ByteRing {
     _c: [u8; LINE - 24],
     // Control line: written rarely (close, sleep), read by both.
     state: AtomicU32,
-    rx_evt: AtomicU32,
-    tx_evt: AtomicU32,
+    rx_evt: EventCount,
+    tx_evt: EventCount,
     _x: [u8; LINE - 12],
 }
 
@@ -619,8 +600,8 @@ impl ByteRing {
             rx_mid: AtomicU32::new(0),
             _c: [0; LINE - 24],
             state: AtomicU32::new(0),
-            rx_evt: AtomicU32::new(0),
-            tx_evt: AtomicU32::new(0),
+            rx_evt: EventCount::new(),
+            tx_evt: EventCount::new(),
             _x: [0; LINE - 12],
         }
     }
@@ -659,14 +640,14 @@ impl ByteRing {
             lock.wake_waiter();
         }
         if old & PEER != 0 {
-            self.bump_and_wake(self.peer_evt(producer));
+            self.peer_evt(producer).notify_all();
         }
     }
 
     /// The event count the other side of the producer side (`producer`) or of the
     /// consumer side sleeps on.
     #[inline(always)]
-    fn peer_evt(&self, producer: bool) -> &AtomicU32 {
+    fn peer_evt(&self, producer: bool) -> &EventCount {
         if producer {
             &self.rx_evt
         } else {
@@ -689,8 +670,8 @@ impl ByteRing {
         // one whose read does not will find the count changed in `futex_wait`. Also
         // Release for the publishes before it.
         self.state.fetch_or(bits, Ordering::SeqCst);
-        self.bump_and_wake(&self.rx_evt);
-        self.bump_and_wake(&self.tx_evt);
+        self.rx_evt.notify_all();
+        self.tx_evt.notify_all();
     }
 
     /// True while a producer was part-way through a message (read by whoever takes the
@@ -723,14 +704,6 @@ impl ByteRing {
         self.state.store(state, Ordering::Relaxed);
     }
 
-    #[inline]
-    fn bump_and_wake(&self, evt: &AtomicU32) {
-        // SeqCst: the bump must not be ordered before the caller's publish / state store,
-        // so a sleeper that read `evt` earlier sees a changed word in `futex_wait`.
-        evt.fetch_add(1, Ordering::SeqCst);
-        futex::wake_all(evt);
-    }
-
     /// After the producer (`producer`) published a chunk, or the consumer `head`, part-way
     /// through a message (it keeps its lock): wake the other side if it announced that it
     /// sleeps. The waker's half of the handshake in the module docs, without the unlock.
@@ -738,7 +711,7 @@ impl ByteRing {
     fn wake_peer(&self, producer: bool) {
         // SYNC POINT "sleep handshake" (the waker's side, holding the lock).
         if self.lock(producer).take_user_flag() {
-            self.bump_and_wake(self.peer_evt(producer));
+            self.peer_evt(producer).notify_all();
         }
     }
 
@@ -778,12 +751,12 @@ impl ByteRing {
         head: u32,
         deadline: Option<Instant>,
         spin: SpinPolicy,
-        watch: &impl Watch,
+        who: &impl Liveness,
     ) -> Result<u64, ByteRingError> {
         if let Some(h) = self.chunk_at(buf, head) {
             return Ok(h);
         }
-        self.wait(Side::Consumer, deadline, spin, watch, || {
+        self.wait(Side::Consumer, deadline, spin, who, || {
             Ok(self.chunk_at(buf, head))
         })
     }
@@ -826,7 +799,7 @@ impl ByteRing {
         side: Side,
         deadline: Option<Instant>,
         spin: SpinPolicy,
-        watch: &impl Watch,
+        who: &impl Liveness,
         mut ready: impl FnMut() -> Result<Option<T>, ByteRingError>,
     ) -> Result<T, ByteRingError> {
         // The peer's lock is where we announce ourselves (module docs).
@@ -842,11 +815,11 @@ impl ByteRing {
         if let Some(Some(r)) = self.spin_look(closed, spin, || ready().transpose()) {
             return r;
         }
-        let mut check_every = watch.interval();
+        let mut recheck = who.recheck();
         loop {
             // SeqCst: read before announcing ourselves (see the module docs); any bump
             // after this read makes the futex wait below return at once.
-            let e = evt.load(Ordering::SeqCst);
+            let e = evt.key();
             // SYNC POINT "sleep handshake" (the sleeper's side): announce in the peer's
             // lock word, then re-check in `ready`; the waker publishes, then makes its RMW
             // of that word (its release, or `take_user_flag`) and wakes if it finds PEER. The
@@ -875,9 +848,9 @@ impl ByteRing {
                     Side::Consumer => ByteRingError::Eof,
                 });
             }
-            let wake_at = check_every.map_or(deadline, |c| time::earlier(deadline, c));
-            if futex::wait(evt, e, wake_at) == WaitResult::TimedOut {
-                if check_every.is_some() && watch.gone() {
+            let wake_at = recheck.map_or(deadline, |r| r.wake_at(deadline));
+            if evt.wait(e, wake_at) == WaitResult::TimedOut {
+                if recheck.is_some() && who.peer_gone() {
                     self.set_state(closed);
                     continue; // drain what is left, then report
                 }
@@ -885,7 +858,9 @@ impl ByteRing {
                     peer.take_user_flag();
                     return Err(ByteRingError::Timeout);
                 }
-                check_every = check_every.map(|c| (c * 2).min(Duration::from_millis(100)));
+                if let Some(r) = &mut recheck {
+                    r.backoff();
+                }
             }
         }
     }
@@ -907,12 +882,12 @@ impl ByteRing {
         len: u64,
         src: &mut impl Source,
         spin: SpinPolicy,
-        watch: &impl Watch,
+        who: &impl Liveness,
     ) -> Result<(), ByteRingError> {
         if self.send_whole(buf, len, src) {
             return Ok(());
         }
-        self.send_chunks(buf, len, src, spin, watch)
+        self.send_chunks(buf, len, src, spin, who)
     }
 
     /// The common case of [`send`](Self::send) as one straight line: a message of at most
@@ -1015,7 +990,7 @@ impl ByteRing {
         len: u64,
         src: &mut impl Source,
         spin: SpinPolicy,
-        watch: &impl Watch,
+        who: &impl Liveness,
     ) -> Result<(), ByteRingError> {
         if len > MAX_MESSAGE {
             return Err(ByteRingError::Corrupt("message longer than 2^48 bytes"));
@@ -1056,7 +1031,7 @@ impl ByteRing {
             // The chunk and the terminator after it (`size + HEADER <= cap`: n <= cap / 4).
             let need = size + HEADER;
             if self.free(cap, tail, &mut head, need)? < need {
-                self.wait(Side::Producer, None, spin, watch, || {
+                self.wait(Side::Producer, None, spin, who, || {
                     self.free(cap, tail, &mut head, need)
                         .map(|f| (f >= need).then_some(()))
                 })?;
@@ -1102,7 +1077,7 @@ impl ByteRing {
         buf: &Buf,
         deadline: Option<Instant>,
         spin: SpinPolicy,
-        watch: &impl Watch,
+        who: &impl Liveness,
     ) -> Result<u64, ByteRingError> {
         if self.state() & BROKEN != 0 {
             return Err(ByteRingError::Broken);
@@ -1112,7 +1087,7 @@ impl ByteRing {
         if head % HEADER != 0 {
             return Err(ByteRingError::Corrupt("ring position not a multiple of 8"));
         }
-        let h = self.next_chunk(buf, head, deadline, spin, watch)?;
+        let h = self.next_chunk(buf, head, deadline, spin, who)?;
         let c = Chunk::decode(h, buf.cap()).inspect_err(|_| self.set_state(BROKEN))?;
         if !c.first {
             self.set_state(BROKEN);
@@ -1170,9 +1145,9 @@ impl ByteRing {
         buf: &Buf,
         deadline: Option<Instant>,
         spin: SpinPolicy,
-        watch: &impl Watch,
+        who: &impl Liveness,
     ) -> Result<bool, ByteRingError> {
-        let len = match self.peek(buf, deadline, spin, watch) {
+        let len = match self.peek(buf, deadline, spin, who) {
             Ok(len) => len,
             Err(ByteRingError::Timeout) => return Ok(false),
             Err(ByteRingError::Eof) => return Ok(true),
@@ -1183,7 +1158,7 @@ impl ByteRing {
         if self.ready_whole(buf, head, len)? {
             return Ok(true);
         }
-        match self.wait(Side::Consumer, deadline, spin, watch, || {
+        match self.wait(Side::Consumer, deadline, spin, who, || {
             self.ready_whole(buf, head, len).map(|w| w.then_some(()))
         }) {
             Ok(()) | Err(ByteRingError::Eof) => Ok(true),
@@ -1206,7 +1181,7 @@ impl ByteRing {
         len: u64,
         sink: &mut impl Sink,
         spin: SpinPolicy,
-        watch: &impl Watch,
+        who: &impl Liveness,
     ) -> Result<(), ByteRingError> {
         // Relaxed: we hold the consumer side.
         let head = self.head.load(Ordering::Relaxed);
@@ -1223,7 +1198,7 @@ impl ByteRing {
             self.publish_head(head.wrapping_add(chunk_size(len as u32, false)));
             return Ok(());
         }
-        self.recv_chunks(buf, head, h, len, sink, spin, watch)
+        self.recv_chunks(buf, head, h, len, sink, spin, who)
     }
 
     /// Consumer: the common case of receiving, as one straight line with its spin inline:
@@ -1285,7 +1260,7 @@ impl ByteRing {
         len: u64,
         sink: &mut impl Sink,
         spin: SpinPolicy,
-        watch: &impl Watch,
+        who: &impl Liveness,
     ) -> Result<(), ByteRingError> {
         let cap = buf.cap();
         // Relaxed: read by a successor of the consumer lock only.
@@ -1316,7 +1291,7 @@ impl ByteRing {
             if c.last {
                 break;
             }
-            h = match self.next_chunk(buf, head, None, spin, watch) {
+            h = match self.next_chunk(buf, head, None, spin, who) {
                 Ok(h) => h,
                 Err(ByteRingError::Eof) => {
                     // The writer died mid-message: drop the part (nothing follows it)
@@ -1344,15 +1319,15 @@ impl ByteRing {
         max: u64,
         deadline: Option<Instant>,
         spin: SpinPolicy,
-        watch: &impl Watch,
+        who: &impl Liveness,
     ) -> Result<Vec<u8>, ByteRingError> {
-        let len = self.peek(buf, deadline, spin, watch)?;
+        let len = self.peek(buf, deadline, spin, who)?;
         if len > max {
             return Err(ByteRingError::TooLong(len));
         }
         // Never trust a length from shared memory with an allocation: grow as bytes come.
         let mut v = Vec::with_capacity(len.min(1 << 20) as usize);
-        self.recv_peeked(buf, len, &mut v, spin, watch)?;
+        self.recv_peeked(buf, len, &mut v, spin, who)?;
         Ok(v)
     }
 }

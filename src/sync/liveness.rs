@@ -10,6 +10,7 @@
 //! never while a lock is free or held briefly.
 
 use crate::sync::plain::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::wait::Recheck;
 use std::sync::Once;
 
 /// The largest pid Linux hands out is 2^22; lock words keep the pid in their low 30 bits.
@@ -152,15 +153,29 @@ pub trait Liveness {
         ident(self.me(), self.my_start())
     }
 
-    /// Whether a waiter blocked on a lock held by `holder` should wake now and then to
-    /// check on it.
+    /// How often a sleeper wakes to look at what cannot wake it (a holder that may have
+    /// died, a peer that may be gone): the one re-check schedule, [`Recheck::LIVENESS`]
+    /// for real processes. `None`: never (a model, where a lost wake-up must show up as a
+    /// deadlock instead of being papered over by the periodic look).
+    fn recheck(&self) -> Option<Recheck> {
+        Some(Recheck::LIVENESS)
+    }
+
+    /// Whether a waiter blocked on a lock held by `holder` should wake now and then (on
+    /// the [`recheck`](Self::recheck) schedule) to check on it.
     ///
-    /// Always true for real processes. A model returns true only for a holder it has
-    /// already killed: its other waiters sleep without a deadline, so a lost wake-up shows
-    /// up as a deadlock instead of being papered over by the periodic check.
+    /// By default, whenever it re-checks at all. A model returns true only for a holder
+    /// it has already killed: its other waiters sleep without a deadline, so a lost
+    /// wake-up shows up as a deadlock.
     fn watches_holder(&self, holder: u32) -> bool {
         let _ = holder;
-        true
+        self.recheck().is_some()
+    }
+
+    /// For a wait on a party that no lock word names (a pipe's other end, known by its
+    /// liveness token): true once every copy of it is gone. By default never.
+    fn peer_gone(&self) -> bool {
+        false
     }
 }
 
@@ -231,6 +246,7 @@ pub struct Scripted {
     thread: u32,
     watch: bool,
     survivor: bool,
+    peer_gone: bool,
     dead: std::sync::Arc<crate::sync::AtomicU32>,
 }
 
@@ -242,6 +258,7 @@ impl Scripted {
             thread: 1,
             watch: false,
             survivor: false,
+            peer_gone: false,
             dead: std::sync::Arc::new(crate::sync::AtomicU32::new(0)),
         }
     }
@@ -266,6 +283,16 @@ impl Scripted {
         Scripted {
             survivor: true,
             ..Scripted::alive(pid)
+        }
+    }
+
+    /// The same process, for which the peer of a pipe is gone and every wait looks again
+    /// at once: so no wait can block (the fuzz targets).
+    pub fn peer_gone(&self) -> Scripted {
+        Scripted {
+            peer_gone: true,
+            watch: true,
+            ..self.clone()
         }
     }
 
@@ -303,8 +330,21 @@ impl Liveness for Scripted {
             || self.dead.load(crate::sync::Ordering::SeqCst) == pid
             || (start != 0 && start != Scripted::start_of(pid))
     }
+    fn recheck(&self) -> Option<Recheck> {
+        match (self.watch, self.peer_gone) {
+            (_, true) => Some(Recheck::new(
+                std::time::Duration::ZERO,
+                std::time::Duration::ZERO,
+            )),
+            (true, false) => Some(Recheck::LIVENESS),
+            (false, false) => None,
+        }
+    }
     fn watches_holder(&self, holder: u32) -> bool {
         self.watch && self.is_dead(holder, 0)
+    }
+    fn peer_gone(&self) -> bool {
+        self.peer_gone
     }
 }
 

@@ -12,6 +12,7 @@
 pub mod futex;
 pub mod liveness;
 pub mod spin;
+pub mod wait;
 
 #[cfg(not(shmproc_loom))]
 mod imp {

@@ -95,6 +95,24 @@ impl SpinPolicy {
         None
     }
 
+    /// Spins as this policy says, calling `attempt` once per round (an attempt may write:
+    /// a CAS on a lock word): [`Round::Done`] returns its value, [`Round::Sleep`] ends the
+    /// spin early (others already sleep, so the caller will too), [`Round::Again`] pauses
+    /// for the round. `None`: the rounds are spent or stopped, time to sleep. The one loop
+    /// of every wait that spins on attempts; [`spin`](Self::spin) is the one for looks
+    /// that only read.
+    #[inline]
+    pub(crate) fn attempts<R>(&self, mut attempt: impl FnMut() -> Round<R>) -> Option<R> {
+        for round in 0..self.rounds {
+            match attempt() {
+                Round::Done(r) => return Some(r),
+                Round::Sleep => return None,
+                Round::Again => self.pause(round),
+            }
+        }
+        None
+    }
+
     /// One round of waiting: round `round` of `self.rounds`: [`looks`](Self::looks)
     /// PAUSEs, then [`end_round`](Self::end_round).
     #[inline]
@@ -122,6 +140,17 @@ impl SpinPolicy {
             yield_now();
         }
     }
+}
+
+/// What one round of [`SpinPolicy::attempts`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Round<R> {
+    /// Done: stop spinning with this value.
+    Done(R),
+    /// Not yet: pause for this round, then try again.
+    Again,
+    /// Stop spinning and sleep (others already sleep on the word: so will we).
+    Sleep,
 }
 
 /// Round `i` spins `2^min(i, MAX_SHIFT)` PAUSEs.
