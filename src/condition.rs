@@ -265,8 +265,8 @@ impl Condition {
     /// A condition with its own [`RLock`], in `arena`.
     ///
     /// # Errors
-    /// [`Error::OutOfSpace`](crate::Error::OutOfSpace) /
-    /// [`Error::DirectoryFull`](crate::Error::DirectoryFull) when the arena is full.
+    /// [`Error::OutOfSpace`] /
+    /// [`Error::DirectoryFull`] when the arena is full.
     pub fn new_in(arena: &Arena) -> Result<Condition> {
         Self::make(arena, None, Which::Own)
     }
@@ -301,7 +301,7 @@ impl Condition {
     /// A condition with its own RLock, named `name` in `arena`, for [`open`](Self::open).
     ///
     /// # Errors
-    /// [`Error::AlreadyExists`](crate::Error::AlreadyExists), a bad name, or a full arena.
+    /// [`Error::AlreadyExists`], a bad name, or a full arena.
     pub fn create(arena: &Arena, name: &str) -> Result<Condition> {
         Self::make(arena, Some(name), Which::Own)
     }
@@ -328,9 +328,9 @@ impl Condition {
     /// [`create`](Self::create).
     ///
     /// # Errors
-    /// [`Error::NotFound`](crate::Error::NotFound);
-    /// [`Error::WrongType`](crate::Error::WrongType) when `name` is not a condition;
-    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) when it was made over an
+    /// [`Error::NotFound`];
+    /// [`Error::WrongType`] when `name` is not a condition;
+    /// [`Error::InvalidArgument`] when it was made over an
     /// external lock (open it with `open_with_lock` / `open_with_rlock`).
     ///
     /// ```

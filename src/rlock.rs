@@ -2,7 +2,7 @@
 //!
 //! Owned by one thread of one process at a time; the owner may acquire it again and must
 //! release it as many times. When the holding *process* dies, the next acquirer takes it
-//! over and is told so with [`OwnerDied`](crate::OwnerDied); a holding *thread* that exits
+//! over and is told so with [`OwnerDied`]; a holding *thread* that exits
 //! while its process lives on is not detected (nor is it in Python).
 //!
 //! The algorithm: [`raw::rlock`](crate::raw::rlock).

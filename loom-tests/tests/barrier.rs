@@ -1,4 +1,4 @@
-//! Model checks of `shmproc::barrier::RawBarrier`'s generation protocol: distinct
+//! Model checks of `shmproc::raw::barrier::RawBarrier`'s generation protocol: distinct
 //! indices, the action once per pass before anyone is released, breaking by timeout and
 //! abort, and reset while a party waits.
 #![cfg(shmproc_loom)]

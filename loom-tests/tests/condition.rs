@@ -1,4 +1,4 @@
-//! Model checks of `shmproc::condition::RawCondvar`: notify one / n / all against
+//! Model checks of `shmproc::raw::condvar::RawCondvar`: notify one / n / all against
 //! waiters that time out, generation promotion, and an RLock held recursively.
 #![cfg(shmproc_loom)]
 

@@ -11,7 +11,7 @@
 use loom::sync::atomic::AtomicU64;
 use loom::sync::Arc;
 use loom::thread;
-use shmproc::raw::dict::{DictTable, Geometry, RawDict};
+use shmproc::raw::dict::{DictGeometry, DictTable, RawDict};
 use shmproc::raw::sync::liveness::Scripted;
 
 struct State {
@@ -20,7 +20,7 @@ struct State {
 }
 
 fn state(capacity: usize) -> Arc<State> {
-    let g = Geometry::new(capacity, 8, 16).unwrap();
+    let g = DictGeometry::new(capacity, 8, 16).unwrap();
     Arc::new(State {
         raw: RawDict::new(g),
         words: (0..g.table_words()).map(|_| AtomicU64::new(0)).collect(),

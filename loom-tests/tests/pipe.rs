@@ -1,4 +1,4 @@
-//! Model checks of the pipe's SPSC byte ring (`shmproc::pipe::RawRing`) together with its
+//! Model checks of the pipe's SPSC byte ring (`shmproc::pipe::ByteRing`) together with its
 //! two side locks: chunks across the wrap, a message larger than the ring streamed
 //! through it in chunks, the consumer polling the chunk header in the buffer (published
 //! by a Release store after the payload and the zero terminator of the next slot; a
@@ -6,7 +6,7 @@
 //! untimed here, so a lost wake-up shows up as a deadlock), close and timeout. Rings are
 //! 32 bytes (the minimum), so the models reach the wrap and the full ring.
 //!
-//! Every operation holds its side's lock and ends with `RawRing::release`, as
+//! Every operation holds its side's lock and ends with `ByteRing::release`, as
 //! `Connection` does: a sleeper announces itself in the other side's lock word, and a
 //! whole message wakes it only through that release (the wake is folded into the unlock).
 //!
@@ -17,51 +17,50 @@ use loom::sync::Arc;
 use loom::thread;
 use shmproc::raw::lock::Acquired;
 use shmproc::raw::lock::RobustLock;
-use shmproc::raw::spsc::{
-    Buf, ByteRing as RawRing, ByteRingError as RingError, Fast, WRITER_CLOSED,
-};
+use shmproc::raw::spsc::{Buf, ByteRing, ByteRingError, Fast, WRITER_CLOSED};
 use shmproc::raw::sync::liveness::Scripted;
+use shmproc::raw::Side;
 use shmproc::SpinPolicy;
 use std::time::Instant;
 
-fn setup(cap: u32) -> (Arc<RawRing>, Arc<Buf>) {
-    (Arc::new(RawRing::new()), Arc::new(Buf::new_model(cap)))
+fn setup(cap: u32) -> (Arc<ByteRing>, Arc<Buf>) {
+    (Arc::new(ByteRing::new()), Arc::new(Buf::new_model(cap)))
 }
 
-/// Runs `op` holding the producer side (`producer`) or the consumer side, then releases
-/// it as `Connection` does (`RawRing::release`, which wakes a sleeping peer). The lock is
+/// Runs `op` holding `side` of the ring, then releases
+/// it as `Connection` does (`ByteRing::release`, which wakes a sleeping peer). The lock is
 /// free, but a sleeping peer's announcement (`PEER`) may be in its word: `lock` takes it
 /// anyway, as `Connection`'s slow path does.
-fn holding<R>(ring: &RawRing, producer: bool, op: impl FnOnce() -> R) -> R {
+fn holding<R>(ring: &ByteRing, side: Side, op: impl FnOnce() -> R) -> R {
     // The one process of a model: each side has one user, so its lock is always free.
     let got = ring
-        .lock(producer)
+        .lock(side)
         .lock(&Scripted::alive(1), None, SpinPolicy::default());
     assert_eq!(got, Ok(Acquired::Normal), "one user per side");
     let r = op();
-    ring.release(producer);
+    ring.release(side);
     r
 }
 
-fn send(ring: &RawRing, buf: &Buf, msg: &[u8], spin: SpinPolicy) {
+fn send(ring: &ByteRing, buf: &Buf, msg: &[u8], spin: SpinPolicy) {
     let mut src = msg;
-    holding(ring, true, || {
+    holding(ring, Side::Producer, || {
         ring.send(buf, msg.len() as u64, &mut src, spin, &Scripted::alive(1))
     })
     .expect("send");
 }
 
-fn recv(ring: &RawRing, buf: &Buf, spin: SpinPolicy) -> Result<Vec<u8>, RingError> {
+fn recv(ring: &ByteRing, buf: &Buf, spin: SpinPolicy) -> Result<Vec<u8>, ByteRingError> {
     recv_until(ring, buf, None, spin)
 }
 
 fn recv_until(
-    ring: &RawRing,
+    ring: &ByteRing,
     buf: &Buf,
     deadline: Option<Instant>,
     spin: SpinPolicy,
-) -> Result<Vec<u8>, RingError> {
-    holding(ring, false, || {
+) -> Result<Vec<u8>, ByteRingError> {
+    holding(ring, Side::Consumer, || {
         ring.recv_vec(buf, u64::MAX, deadline, spin, &Scripted::alive(1))
     })
 }
@@ -69,8 +68,8 @@ fn recv_until(
 /// Receives as `Connection::recv_bytes_into` does: the straight-line path first, then,
 /// when it did not finish, the general one (straight to sleep after a spin that saw
 /// nothing), under one hold of the consumer side.
-fn recv_fast(ring: &RawRing, buf: &Buf, spin: SpinPolicy) -> Result<Vec<u8>, RingError> {
-    holding(ring, false, || {
+fn recv_fast(ring: &ByteRing, buf: &Buf, spin: SpinPolicy) -> Result<Vec<u8>, ByteRingError> {
+    holding(ring, Side::Consumer, || {
         let mut out = [0u8; 8];
         let spin = match ring.recv_small(buf, &mut out, spin) {
             Fast::Done(n) => return Ok(out[..n].to_vec()),
@@ -135,7 +134,10 @@ fn close_wakes_the_consumer() {
             r2.set_state(WRITER_CLOSED);
         });
         assert_eq!(recv(&ring, &buf, SpinPolicy::NEVER).unwrap(), b"last");
-        assert_eq!(recv(&ring, &buf, SpinPolicy::NEVER), Err(RingError::Eof));
+        assert_eq!(
+            recv(&ring, &buf, SpinPolicy::NEVER),
+            Err(ByteRingError::Eof)
+        );
         p.join().unwrap();
     });
 }
@@ -151,7 +153,7 @@ fn timeout_consumes_nothing() {
         let first = recv_until(&ring, &buf, Some(Instant::now()), SpinPolicy::default());
         match first {
             Ok(m) => assert_eq!(m, b"hi"),
-            Err(RingError::Timeout) => {
+            Err(ByteRingError::Timeout) => {
                 assert_eq!(recv(&ring, &buf, SpinPolicy::default()).unwrap(), b"hi")
             }
             Err(e) => panic!("{e:?}"),
@@ -179,7 +181,7 @@ fn straight_line_receive() {
             assert_eq!(recv_fast(&ring, &buf, spin).unwrap(), b"abc");
             assert_eq!(recv_fast(&ring, &buf, spin).unwrap(), b"0123456789ab");
             assert_eq!(recv_fast(&ring, &buf, spin).unwrap(), b"xyz");
-            assert_eq!(recv_fast(&ring, &buf, spin), Err(RingError::Eof));
+            assert_eq!(recv_fast(&ring, &buf, spin), Err(ByteRingError::Eof));
             p.join().unwrap();
         });
     }

@@ -1,4 +1,4 @@
-//! Model checks of the queue ring (`shmproc::queue::ring`): claims, publish / release,
+//! Model checks of the queue ring (`shmproc::raw::mpmc`): claims, publish / release,
 //! close, the sleep / wake handshake and the JoinableQueue task counter.
 //!
 //! Run with:
@@ -9,16 +9,14 @@ use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use shmproc::raw::mpmc::{
-    initial_stamp, Claim, MpmcError as RingError, MpmcRing as RawRing, Slots,
-};
+use shmproc::raw::mpmc::{initial_stamp, Claim, MpmcError, MpmcRing, Slots};
 use shmproc::SpinPolicy;
 use std::time::Instant;
 
 /// A ring with its slots: stamps and a `u64` payload per slot, in loom cells so that the
 /// model checks that a payload access never races with another.
 struct Q {
-    ring: RawRing,
+    ring: MpmcRing,
     stamps: Vec<AtomicU64>,
     data: Vec<UnsafeCell<u64>>,
 }
@@ -37,7 +35,7 @@ const NEVER: SpinPolicy = SpinPolicy::NEVER;
 impl Q {
     fn new(cap: u64) -> Arc<Q> {
         Arc::new(Q {
-            ring: RawRing::new(),
+            ring: MpmcRing::new(),
             stamps: (0..cap).map(|i| AtomicU64::new(initial_stamp(i))).collect(),
             data: (0..cap).map(|_| UnsafeCell::new(0)).collect(),
         })
@@ -63,7 +61,7 @@ impl Q {
                 self.write(c, v);
                 true
             }
-            Err(RingError::Closed) => false,
+            Err(MpmcError::Closed) => false,
             Err(e) => panic!("put: {e:?}"),
         }
     }
@@ -80,13 +78,13 @@ impl Q {
             match self.ring.pop_claim(self, None, NEVER) {
                 Ok(c) if c.is_skip() => self.ring.release(self, c),
                 Ok(c) => return Some(self.read(c)),
-                Err(RingError::Closed) => return None,
+                Err(MpmcError::Closed) => return None,
                 Err(e) => panic!("get: {e:?}"),
             }
         }
     }
 
-    fn try_get(&self) -> Result<u64, RingError> {
+    fn try_get(&self) -> Result<u64, MpmcError> {
         self.ring.try_pop_claim(self).map(|c| {
             assert!(!c.is_skip(), "no model publishes skipped slots here");
             self.read(c)
@@ -138,7 +136,7 @@ fn spsc_blocking_wraps_in_order() {
             assert_eq!(q.get(), Some(v));
         }
         p.join().unwrap();
-        assert_eq!(q.try_get(), Err(RingError::Empty));
+        assert_eq!(q.try_get(), Err(MpmcError::Empty));
     });
 }
 
@@ -161,7 +159,7 @@ fn skipped_slots_are_passed_over() {
         assert_eq!(q.get(), Some(1));
         assert_eq!(q.get(), Some(2));
         p.join().unwrap();
-        assert_eq!(q.try_get(), Err(RingError::Empty));
+        assert_eq!(q.try_get(), Err(MpmcError::Empty));
     });
 }
 
@@ -222,7 +220,7 @@ fn mpmc_two_by_two() {
         for p in producers {
             p.join().unwrap();
         }
-        assert_eq!(q.try_get(), Err(RingError::Empty));
+        assert_eq!(q.try_get(), Err(MpmcError::Empty));
     });
 }
 
@@ -302,7 +300,7 @@ fn timed_get_loses_nothing() {
         };
         let first = match q.ring.pop_claim(&*q, Some(Instant::now()), NEVER) {
             Ok(c) => Some(q.read(c)),
-            Err(RingError::Empty) => None,
+            Err(MpmcError::Empty) => None,
             Err(e) => panic!("{e:?}"),
         };
         p.join().unwrap();
@@ -310,7 +308,7 @@ fn timed_get_loses_nothing() {
             Some(v) => assert_eq!(v, 7),
             None => assert_eq!(q.try_get(), Ok(7)),
         }
-        assert_eq!(q.try_get(), Err(RingError::Empty));
+        assert_eq!(q.try_get(), Err(MpmcError::Empty));
     });
 }
 

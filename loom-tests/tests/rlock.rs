@@ -1,4 +1,4 @@
-//! Model checks of `shmproc::rlock::RawRLock`: ownership by (process, thread), depth, and
+//! Model checks of `shmproc::raw::rlock::RawRLock`: ownership by (process, thread), depth, and
 //! mutual exclusion between threads of one process and of another.
 #![cfg(shmproc_loom)]
 

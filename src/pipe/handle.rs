@@ -8,10 +8,12 @@ use crate::lock::Acquired;
 use crate::object::{Inspect, Obj, Object};
 use crate::raw::lock::RobustLock;
 use crate::raw::spsc::{self as ring, Buf, ByteRing, ByteRingError, Fast, Sink, Source};
+use crate::raw::{Consumer, KnownSide, Producer, Side};
 use crate::sync::liveness::Procfs;
 use crate::SpinPolicy;
 use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
@@ -184,8 +186,8 @@ impl Pipe {
             // `shm`. Only ring code touches it.
             unsafe { Buf::from_raw(shm.base().add(data + i * capacity), cap) }
         };
-        let raw: &RawPipe = &shm;
-        let side = |ring: usize| Side {
+        let raw: &RawPipe = shm;
+        let side = |ring: usize| Lane {
             ring: NonNull::from(&raw.rings[ring]),
             buf: buf(ring),
         };
@@ -214,11 +216,11 @@ impl Pipe {
 /// One end's use of one ring: the ring (whose side this end uses: the producer side for
 /// sending, the consumer side for receiving) and the ring's bytes.
 ///
-/// The pointer leads into the pipe's block, which the `Inner` holding this `Side` keeps
-/// mapped (its `_shm`); a `Side` exists only inside one. It is worked out once, in
+/// The pointer leads into the pipe's block, which the `Inner` holding this `Lane` keeps
+/// mapped (its `_shm`); a `Lane` exists only inside one. It is worked out once, in
 /// `Pipe::new_in`: from the ring's index, on every message, it cost a dozen instructions
 /// of the small-message round trip.
-struct Side {
+struct Lane {
     ring: NonNull<ByteRing>,
     buf: Buf,
 }
@@ -226,11 +228,11 @@ struct Side {
 // SAFETY: the pointer leads to a `ByteRing`, which is `Sync` (its shared state is all
 // atomics) and lives in shared memory that the owning `Inner` keeps mapped; `Buf` is
 // `Send + Sync` for the same reason.
-unsafe impl Send for Side {}
+unsafe impl Send for Lane {}
 // SAFETY: as above.
-unsafe impl Sync for Side {}
+unsafe impl Sync for Lane {}
 
-impl Side {
+impl Lane {
     /// The ring.
     #[inline(always)]
     fn ring(&self) -> &ByteRing {
@@ -240,21 +242,24 @@ impl Side {
         unsafe { self.ring.as_ref() }
     }
 
-    /// Takes the producer (`PRODUCER`) or consumer side of the ring if it is free now
+    /// Takes side `S` of the ring if it is free now
     /// (one CAS): the fast paths' lock. Taken this way, the previous holder let go
     /// normally, so there is nothing to repair.
     #[inline(always)]
-    fn try_hold<const PRODUCER: bool>(&self) -> Option<Held<'_, PRODUCER>> {
+    fn try_hold<S: KnownSide>(&self) -> Option<Held<'_, S>> {
         let ring = self.ring();
-        ring.lock(PRODUCER).try_lock(&Procfs).then(|| Held { ring })
+        ring.lock(S::SIDE).try_lock(&Procfs).then(|| Held {
+            ring,
+            side: PhantomData,
+        })
     }
 }
 
 struct Inner {
-    /// Keeps the pipe's block mapped: the `Side`s point into it.
+    /// Keeps the pipe's block mapped: the `Lane`s point into it.
     _obj: Obj<Pipe>,
-    rx: Option<Side>,
-    tx: Option<Side>,
+    rx: Option<Lane>,
+    tx: Option<Lane>,
     token: Token,
     spin: SpinPolicy,
 }
@@ -283,15 +288,16 @@ impl fmt::Debug for Connection {
     }
 }
 
-/// Holds one side of a ring (the producer side if `PRODUCER`); on drop, marks the ring
+/// Holds side `S` of a ring; on drop, marks the ring
 /// broken if a message was left half-done (a panic in a zero-copy fill, or corrupt
 /// state), then releases the side (`ByteRing::release`: unlocks, and wakes the other side
 /// if it sleeps).
-struct Held<'a, const PRODUCER: bool> {
+struct Held<'a, S: KnownSide> {
     ring: &'a ByteRing,
+    side: PhantomData<S>,
 }
 
-impl<const PRODUCER: bool> Held<'_, PRODUCER> {
+impl<S: KnownSide> Held<'_, S> {
     /// Releases the side after a fast path moved a whole message, skipping `drop`'s
     /// mid-message check: a fast path ends every message it begins, and runs only on a
     /// ring that is not broken, while a holder that died mid-message is taken over only
@@ -300,25 +306,24 @@ impl<const PRODUCER: bool> Held<'_, PRODUCER> {
     fn finished(self) {
         let ring = self.ring;
         std::mem::forget(self);
-        ring.release(PRODUCER);
+        ring.release(S::SIDE);
     }
 }
 
-impl<const PRODUCER: bool> Drop for Held<'_, PRODUCER> {
+impl<S: KnownSide> Drop for Held<'_, S> {
     #[inline]
     fn drop(&mut self) {
-        if mid_message::<PRODUCER>(self.ring) {
+        if mid_message::<S>(self.ring) {
             self.ring.set_state(ring::BROKEN);
         }
-        self.ring.release(PRODUCER);
+        self.ring.release(S::SIDE);
     }
 }
 
-/// True while the producer (`PRODUCER`) or consumer side of `ring` is part-way through a
-/// message.
+/// True while side `S` of `ring` is part-way through a message.
 #[inline]
-fn mid_message<const PRODUCER: bool>(ring: &ByteRing) -> bool {
-    if PRODUCER {
+fn mid_message<S: KnownSide>(ring: &ByteRing) -> bool {
+    if S::SIDE == Side::Producer {
         ring.tx_mid()
     } else {
         ring.rx_mid()
@@ -349,11 +354,11 @@ impl Sink for VecSink {
 }
 
 impl Inner {
-    /// Takes this end's side of the ring of `s` (as [`Side::try_hold`]), waiting while
+    /// Takes this end's side of the ring of `s` (as [`Lane::try_hold`]), waiting while
     /// another holder has it, and taking it over from a dead one.
     #[inline(always)]
-    fn hold<'a, const PRODUCER: bool>(&self, s: &'a Side) -> Held<'a, PRODUCER> {
-        match s.try_hold() {
+    fn hold<'a, S: KnownSide>(&self, s: &'a Lane) -> Held<'a, S> {
+        match s.try_hold::<S>() {
             Some(held) => held,
             None => self.hold_slow(s),
         }
@@ -361,18 +366,21 @@ impl Inner {
 
     /// [`hold`](Self::hold) when the side is not free at once.
     #[inline(never)]
-    fn hold_slow<'a, const PRODUCER: bool>(&self, s: &'a Side) -> Held<'a, PRODUCER> {
+    fn hold_slow<'a, S: KnownSide>(&self, s: &'a Lane) -> Held<'a, S> {
         let r = s.ring();
         let acquired = r
-            .lock(PRODUCER)
+            .lock(S::SIDE)
             .lock_slow(&Procfs, None, self.spin)
             .unwrap_or(Acquired::Normal);
         // A holder that died between messages left nothing to repair; one that died
         // mid-message left a frame nobody can finish: the ring is broken for good.
-        if acquired == Acquired::OwnerDied && mid_message::<PRODUCER>(r) {
+        if acquired == Acquired::OwnerDied && mid_message::<S>(r) {
             r.set_state(ring::BROKEN);
         }
-        Held { ring: r }
+        Held {
+            ring: r,
+            side: PhantomData,
+        }
     }
 
     /// The peer end is gone for good: record it on both rings so every copy knows.
@@ -389,7 +397,7 @@ impl Inner {
 /// Receives the peeked message of `len` bytes into a new `Vec`.
 fn take_vec(
     i: &Inner,
-    s: &Side,
+    s: &Lane,
     r: &ByteRing,
     len: u64,
 ) -> std::result::Result<Vec<u8>, RecvError> {
@@ -411,13 +419,13 @@ impl Connection {
         self.inner.as_ref().ok_or(true)
     }
 
-    fn tx(&self) -> std::result::Result<(&Inner, &Side), SendError> {
+    fn tx(&self) -> std::result::Result<(&Inner, &Lane), SendError> {
         let i = self.inner.as_ref().ok_or(SendError::Closed)?;
         let s = i.tx.as_ref().ok_or(SendError::WrongDirection)?;
         Ok((i, s))
     }
 
-    fn rx(&self) -> std::result::Result<(&Inner, &Side), RecvError> {
+    fn rx(&self) -> std::result::Result<(&Inner, &Lane), RecvError> {
         let i = self.inner.as_ref().ok_or(RecvError::Closed)?;
         let s = i.rx.as_ref().ok_or(RecvError::WrongDirection)?;
         Ok((i, s))
@@ -432,7 +440,7 @@ impl Connection {
             return Err(SendError::TooLarge(len));
         }
         let (i, s) = self.tx()?;
-        let _held = i.hold::<true>(s);
+        let _held = i.hold::<Producer>(s);
         let r = s.ring();
         match r.send(&s.buf, len, src, i.spin, &PeerWatch(&i.token)) {
             Ok(()) => Ok(()),
@@ -465,12 +473,12 @@ impl Connection {
     /// ```
     #[inline]
     pub fn send_bytes(&self, bytes: &[u8]) -> std::result::Result<(), SendError> {
-        // The fast path: the producer side is free (`Side::try_hold`), and the message goes
+        // The fast path: the producer side is free (`Lane::try_hold`), and the message goes
         // whole into free, contiguous space of an open ring (`ByteRing::send_small`).
         // Anything else, nothing written, takes the general path.
         if let Some(i) = &self.inner {
             if let Some(s) = &i.tx {
-                if let Some(held) = s.try_hold::<true>() {
+                if let Some(held) = s.try_hold::<Producer>() {
                     if held.ring.send_small(&s.buf, bytes) {
                         held.finished();
                         return Ok(());
@@ -521,10 +529,10 @@ impl Connection {
         deadline: Option<Instant>,
         mut ctx: C,
         fast: impl FnOnce(&ByteRing, &Buf, SpinPolicy, &mut C) -> Fast<T>,
-        take: impl FnOnce(&Inner, &Side, &ByteRing, u64, C) -> std::result::Result<T, RecvError>,
+        take: impl FnOnce(&Inner, &Lane, &ByteRing, u64, C) -> std::result::Result<T, RecvError>,
     ) -> std::result::Result<T, RecvError> {
         let (i, s) = self.rx()?;
-        let held = i.hold::<false>(s);
+        let held = i.hold::<Consumer>(s);
         match fast(held.ring, &s.buf, i.spin, &mut ctx) {
             Fast::Done(v) => {
                 held.finished();
@@ -540,12 +548,12 @@ impl Connection {
     #[inline(never)]
     fn recv_rest<C, T>(
         i: &Inner,
-        s: &Side,
-        held: Held<'_, false>,
+        s: &Lane,
+        held: Held<'_, Consumer>,
         spun: bool,
         deadline: Option<Instant>,
         ctx: C,
-        take: impl FnOnce(&Inner, &Side, &ByteRing, u64, C) -> std::result::Result<T, RecvError>,
+        take: impl FnOnce(&Inner, &Lane, &ByteRing, u64, C) -> std::result::Result<T, RecvError>,
     ) -> std::result::Result<T, RecvError> {
         let r = held.ring;
         let spin = if spun { SpinPolicy::NEVER } else { i.spin };
@@ -815,7 +823,7 @@ impl Connection {
         nowait: bool,
     ) -> std::result::Result<bool, RecvError> {
         let (i, s) = self.rx()?;
-        let _held = i.hold::<false>(s);
+        let _held = i.hold::<Consumer>(s);
         let r = s.ring();
         let spin = if nowait { SpinPolicy::NEVER } else { i.spin };
         let ready = r

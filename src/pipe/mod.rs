@@ -1,7 +1,7 @@
 //! `Pipe` and `Connection`: Python's `multiprocessing.Pipe`, on SPSC byte rings in the
 //! arena.
 //!
-//! [`Pipe::new`] returns two [`Connection`]s. Each direction is a [`ByteRing`] (rtrb style:
+//! [`Pipe::new`] returns two [`Connection`]s. Each direction is a [`ByteRing`](crate::raw::spsc::ByteRing) (rtrb style:
 //! free-running indices, a cached copy of the peer's index, one cache line per side)
 //! carrying messages as chunks with an in-band header that the reader polls: messages are
 //! never merged or split, an empty message is a message, and a message larger than the
@@ -35,7 +35,7 @@
 //! # Forked copies of one end
 //!
 //! `fork` duplicates a `Connection`. Each side of each ring (sending, receiving) is
-//! guarded by a robust [`RawLock`](crate::lock::RawLock) in shared memory, so copies of one end used at once
+//! guarded by a robust [`RawLock`](crate::raw::lock::RawLock) in shared memory, so copies of one end used at once
 //! from several processes (or threads) take turns, message by message: memory safety and
 //! frame boundaries hold. If a process dies holding the lock while *between* messages, the
 //! next user simply carries on; if it died *in the middle* of a message, the ring is

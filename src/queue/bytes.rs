@@ -2,7 +2,7 @@
 //! and serde values (feature `serde`) encoded straight into the slot.
 
 use super::core::queue_object;
-use super::core::{Core, Geometry, Wait};
+use super::core::{Core, SlotGeometry, Wait};
 use super::error::{BytePutError, GetError, PutError};
 use crate::arena::{fingerprint, Arena, ObjectKind};
 use crate::error::{Error, Result};
@@ -62,13 +62,13 @@ queue_object!(
     }
 );
 
-fn geometry(capacity: u64, max_message: u64) -> Result<Geometry> {
+fn geometry(capacity: u64, max_message: u64) -> Result<SlotGeometry> {
     if max_message == 0 || max_message > MAX_MESSAGE as u64 {
         return Err(Error::InvalidArgument(format!(
             "max_message must be 1 ..= {MAX_MESSAGE} bytes, not {max_message}"
         )));
     }
-    Geometry::new(capacity, max_message as usize, 8, true)
+    SlotGeometry::new(capacity, max_message as usize, 8, true)
 }
 
 impl ByteQueue {

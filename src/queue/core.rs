@@ -57,7 +57,7 @@ const fn slot_layout(header: usize, payload: usize, align: usize) -> Option<(usi
     }
 }
 
-/// `(payload_off, stride)` of a typed queue of `T`, as [`Geometry::new`] computes them, or
+/// `(payload_off, stride)` of a typed queue of `T`, as [`SlotGeometry::new`] computes them, or
 /// `(0, 0)` for a `T` too large for any queue (whose geometry, and so whose queue, can
 /// never be made).
 pub(crate) const fn typed_layout<T>() -> (usize, usize) {
@@ -73,14 +73,14 @@ pub(crate) const fn typed_layout<T>() -> (usize, usize) {
 
 /// Process-local, validated geometry of the slot array.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Geometry {
+pub(crate) struct SlotGeometry {
     pub cap: u64,
     pub stride: usize,
     pub payload_off: usize,
     pub payload: usize,
 }
 
-impl Geometry {
+impl SlotGeometry {
     /// The geometry for `cap` slots of `payload` bytes aligned to `align`, typed
     /// (`with_length: false`) or with a length word per slot (byte queues).
     pub(crate) fn new(
@@ -88,7 +88,7 @@ impl Geometry {
         payload: usize,
         align: usize,
         with_length: bool,
-    ) -> Result<Geometry> {
+    ) -> Result<SlotGeometry> {
         if cap == 0 {
             return Err(Error::InvalidArgument(
                 "queue capacity must be at least 1".into(),
@@ -112,7 +112,7 @@ impl Geometry {
         let (payload_off, stride) = slot_layout(header, payload, align).ok_or_else(|| {
             Error::InvalidArgument(format!("message of {payload} bytes is too large"))
         })?;
-        let g = Geometry {
+        let g = SlotGeometry {
             cap,
             stride,
             payload_off,
@@ -141,7 +141,7 @@ impl Geometry {
 #[derive(Clone)]
 pub(crate) struct Core {
     raw: Obj<Ring>,
-    geo: Geometry,
+    geo: SlotGeometry,
     /// `Slots::mark_bit`, computed once.
     mark_bit: u64,
     pub spin: SpinPolicy,
@@ -172,18 +172,18 @@ pub(crate) enum Ring {}
 
 impl Object for Ring {
     type State = MpmcRing;
-    type Params = Geometry;
+    type Params = SlotGeometry;
     const KIND: ObjectKind = ObjectKind::Queue;
 
     fn type_name() -> Cow<'static, str> {
         "queue ring".into()
     }
 
-    fn encode(g: &Geometry) -> u64 {
+    fn encode(g: &SlotGeometry) -> u64 {
         g.cap
     }
 
-    fn decode(_: u64, _: &MpmcRing) -> Result<Geometry> {
+    fn decode(_: u64, _: &MpmcRing) -> Result<SlotGeometry> {
         // Never opened as itself: every kind opens as its own type, then recasts.
         Err(Error::Corrupt(
             "a queue ring is opened through its kind".into(),
@@ -203,7 +203,7 @@ macro_rules! queue_object {
     ) => {
         impl<$($gen: $bound),*> crate::object::Object for $ty {
             type State = crate::raw::mpmc::MpmcRing;
-            type Params = crate::queue::core::Geometry;
+            type Params = crate::queue::core::SlotGeometry;
             const KIND: crate::arena::ObjectKind = $kind;
 
             fn type_name() -> std::borrow::Cow<'static, str> {
@@ -214,19 +214,19 @@ macro_rules! queue_object {
                 $fp
             }
 
-            fn size(g: &crate::queue::core::Geometry) -> crate::error::Result<usize> {
+            fn size(g: &crate::queue::core::SlotGeometry) -> crate::error::Result<usize> {
                 g.block_size()
             }
 
-            fn encode($ge: &crate::queue::core::Geometry) -> u64 $encode
+            fn encode($ge: &crate::queue::core::SlotGeometry) -> u64 $encode
 
             fn decode(
                 $param: u64,
                 _: &crate::raw::mpmc::MpmcRing,
-            ) -> crate::error::Result<crate::queue::core::Geometry> $decode
+            ) -> crate::error::Result<crate::queue::core::SlotGeometry> $decode
 
             fn init(
-                g: &crate::queue::core::Geometry,
+                g: &crate::queue::core::SlotGeometry,
                 fresh: crate::object::Fresh<'_, crate::raw::mpmc::MpmcRing>,
             ) {
                 crate::queue::core::init_slots(g, fresh)
@@ -234,7 +234,7 @@ macro_rules! queue_object {
 
             fn inspect(
                 ring: &crate::raw::mpmc::MpmcRing,
-                g: &crate::queue::core::Geometry,
+                g: &crate::queue::core::SlotGeometry,
                 out: &mut crate::object::Inspect,
             ) {
                 crate::queue::core::inspect(ring, g, out)
@@ -245,7 +245,7 @@ macro_rules! queue_object {
 pub(crate) use queue_object;
 
 /// Writes every slot's initial stamp (zeroed memory is an empty ring otherwise).
-pub(crate) fn init_slots(g: &Geometry, mut fresh: Fresh<'_, MpmcRing>) {
+pub(crate) fn init_slots(g: &SlotGeometry, mut fresh: Fresh<'_, MpmcRing>) {
     let slots = fresh.tail(SLOTS_OFFSET);
     for i in 0..g.cap {
         let at = i as usize * g.stride;
@@ -256,7 +256,7 @@ pub(crate) fn init_slots(g: &Geometry, mut fresh: Fresh<'_, MpmcRing>) {
 }
 
 /// The live state every queue kind shows.
-pub(crate) fn inspect(ring: &MpmcRing, g: &Geometry, out: &mut Inspect) {
+pub(crate) fn inspect(ring: &MpmcRing, g: &SlotGeometry, out: &mut Inspect) {
     out.field("capacity", g.cap);
     out.field("qsize", ring.len_in(g.cap));
     out.field("closed", ring.is_closed_in(g.cap));
@@ -275,7 +275,7 @@ impl Core {
     }
 
     /// The ring, seen as the object of kind `O` (for that kind's `Debug`).
-    pub(crate) fn obj_as<O: Object<State = MpmcRing, Params = Geometry>>(&self) -> Obj<O> {
+    pub(crate) fn obj_as<O: Object<State = MpmcRing, Params = SlotGeometry>>(&self) -> Obj<O> {
         self.raw.clone().recast()
     }
 
@@ -291,7 +291,7 @@ impl Core {
     }
 
     #[inline]
-    pub(crate) fn geo(&self) -> &Geometry {
+    pub(crate) fn geo(&self) -> &SlotGeometry {
         &self.geo
     }
 

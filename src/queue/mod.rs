@@ -13,7 +13,7 @@
 //! mirror image. A side that must wait (queue full / empty) spins briefly, then sleeps on
 //! a futex word; the other side calls `futex_wake` only when it sees a registered sleeper,
 //! so an uncontended `put` or `get` makes no system call. The algorithm, with its state
-//! tables and the sleep / wake handshake, is documented in [`ring`] ([`MpmcRing`]), and is
+//! tables and the sleep / wake handshake, is documented in [`raw::mpmc`](crate::raw::mpmc) ([`MpmcRing`](crate::raw::mpmc::MpmcRing)), and is
 //! model-checked with loom in `loom-tests/tests/queue.rs`.
 //!
 //! **Close** is queue-wide (unlike Python's per-process `close`): after

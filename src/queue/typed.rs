@@ -1,7 +1,7 @@
 //! `Queue<T>`, its loans, `SimpleQueue<T>` and `JoinableQueue<T>`.
 
 use super::core::queue_object;
-use super::core::{typed_layout, Core, Fixed, Geometry, Wait};
+use super::core::{typed_layout, Core, Fixed, SlotGeometry, Wait};
 use super::error::{GetError, JoinTimeout, PutError, TaskDoneError};
 use crate::arena::{fingerprint_sized, Arena, ObjectKind};
 use crate::error::Result;
@@ -67,8 +67,8 @@ impl<T: Pod> fmt::Debug for Queue<T> {
 }
 
 /// The parameter word of a typed queue: its capacity (the slot layout follows from `T`).
-fn typed_geometry<T>(param: u64) -> Result<Geometry> {
-    Geometry::new(
+fn typed_geometry<T>(param: u64) -> Result<SlotGeometry> {
+    SlotGeometry::new(
         param,
         core::mem::size_of::<T>(),
         core::mem::align_of::<T>(),
@@ -121,8 +121,8 @@ impl<T: Pod> Queue<T> {
         })
     }
 
-    fn geometry(capacity: usize) -> Result<Geometry> {
-        Geometry::new(
+    fn geometry(capacity: usize) -> Result<SlotGeometry> {
+        SlotGeometry::new(
             capacity as u64,
             core::mem::size_of::<T>(),
             core::mem::align_of::<T>(),
@@ -131,7 +131,7 @@ impl<T: Pod> Queue<T> {
     }
 
     /// A new queue of kind `K` (a `Queue<T>` or a `JoinableQueue<T>`).
-    fn make<K: Object<State = MpmcRing, Params = Geometry>>(
+    fn make<K: Object<State = MpmcRing, Params = SlotGeometry>>(
         arena: &Arena,
         name: Option<&str>,
         capacity: usize,
@@ -141,7 +141,7 @@ impl<T: Pod> Queue<T> {
     }
 
     /// The queue of kind `K` named `name`.
-    fn open_as<K: Object<State = MpmcRing, Params = Geometry>>(
+    fn open_as<K: Object<State = MpmcRing, Params = SlotGeometry>>(
         arena: &Arena,
         name: &str,
     ) -> Result<Self> {
@@ -271,7 +271,7 @@ impl<T: Pod> Queue<T> {
     #[inline(always)]
     fn write_and_publish(s: &Fixed<'_>, c: Claim, value: T) {
         // SAFETY: we hold the claim on this slot; its payload has room for a `T` and is
-        // aligned for it (Geometry was made from size_of / align_of T).
+        // aligned for it (SlotGeometry was made from size_of / align_of T).
         unsafe { s.payload_ptr(&c).cast::<T>().write(value) };
         s.ring().publish(s, c);
     }

@@ -66,7 +66,7 @@ fn gen_of(w: u32) -> u32 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BarrierError {
     /// The barrier is broken (another party timed out, `abort` or `reset` was called, or
-    /// an action panicked): Python's `BrokenBarrierError`. Call [`Barrier::reset`] to use
+    /// an action panicked): Python's `BrokenBarrierError`. Call [`Barrier::reset`](crate::Barrier::reset) to use
     /// it again.
     Broken,
     /// This party's timeout passed: it broke the barrier for every party.
@@ -88,7 +88,7 @@ impl fmt::Display for BarrierError {
 
 impl std::error::Error for BarrierError {}
 
-/// The shared state of a [`Barrier`]: the word of the [module docs](self) and the number
+/// The shared state of a [`Barrier`](crate::Barrier): the word of the [module docs](self) and the number
 /// of parties (fixed at creation). All zero bytes with `parties` set is a fresh barrier.
 #[repr(C)]
 pub struct RawBarrier {

@@ -1,6 +1,6 @@
 //! `Condition`: a condition variable shared between processes (Python's
-//! `multiprocessing.Condition`), over its own [`RLock`] or a given
-//! [`Lock`] / [`RLock`].
+//! `multiprocessing.Condition`), over its own [`RLock`](crate::RLock) or a given
+//! [`Lock`](crate::Lock) / [`RLock`](crate::RLock).
 //!
 //! # The algorithm: two generations of waiters
 //!
@@ -50,7 +50,7 @@
 //! A process killed while it waits stays counted (waiters have no identity the others
 //! could check), so a later `notify(1)` may be granted to it and wake nobody; `notify_all`
 //! still wakes every live waiter. Python's `Condition` has the same limit. Waiting with a
-//! timeout (or [`Condition::wait_for`] with one) bounds the damage.
+//! timeout (or [`Condition::wait_for`](crate::Condition::wait_for) with one) bounds the damage.
 
 use crate::raw::lock::{Acquired, RawLock, RobustLock};
 use crate::raw::rlock::{NotOwner, RawRLock};

@@ -1,6 +1,6 @@
-//! The open-addressing table of [`SharedDict`](crate::SharedDict) and its seqlock.
+//! The open-addressing table of [`SharedDict`](crate::SharedDict)(crate::SharedDict) and its seqlock.
 //! A fixed-capacity hash table in one arena block: byte-string keys and values of bounded
-//! size (set at creation), a [typed layer](TypedDict) for plain data, and a serde layer
+//! size (set at creation), a [typed layer](crate::TypedDict) for plain data, and a serde layer
 //! (`SerdeDict`, feature `serde`, postcard encoding).
 //!
 //! # Concurrency: one writer at a time, readers never block each other
@@ -88,7 +88,7 @@ const STATE_MASK: u64 = 3;
 /// [`TABLE_OFFSET`].
 ///
 /// The geometry fields are written once, before the dict is published in the arena
-/// directory, and are validated by every process that opens it ([`Geometry::validate`]).
+/// directory, and are validated by every process that opens it ([`DictGeometry::validate`]).
 #[repr(C)]
 pub struct RawDict {
     /// Serialises writers; robust against a writer that dies.
@@ -103,7 +103,7 @@ pub struct RawDict {
     max_value: AtomicU32,
 }
 
-// SAFETY: `#[repr(C)]`, aligned to at most 128; atomics only; its geometry is validated (`Geometry::validate`) before any table index is computed from it.
+// SAFETY: `#[repr(C)]`, aligned to at most 128; atomics only; its geometry is validated (`DictGeometry::validate`) before any table index is computed from it.
 unsafe impl crate::raw::SharedState for RawDict {}
 
 #[cfg(not(shmproc_loom))]
@@ -119,7 +119,7 @@ mod layout_checks {
 
 /// The shape of a table: how many entries, slots and bytes per key and value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Geometry {
+pub struct DictGeometry {
     /// Most live entries.
     pub capacity: u32,
     /// Slots (a power of two, at least `capacity + 1`).
@@ -130,14 +130,14 @@ pub struct Geometry {
     pub max_value: u32,
 }
 
-impl Geometry {
+impl DictGeometry {
     /// The geometry for `capacity` entries of keys up to `max_key` and values up to
     /// `max_value` bytes.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a capacity of 0 or above [`MAX_CAPACITY`], a
     /// `max_key` of 0 or above [`MAX_KEY`], or a `max_value` above [`MAX_VALUE`].
-    pub fn new(capacity: usize, max_key: usize, max_value: usize) -> Result<Geometry> {
+    pub fn new(capacity: usize, max_key: usize, max_value: usize) -> Result<DictGeometry> {
         if capacity == 0 || capacity > MAX_CAPACITY {
             return Err(Error::InvalidArgument(format!(
                 "dict capacity {capacity} is outside 1..={MAX_CAPACITY}"
@@ -154,7 +154,7 @@ impl Geometry {
             )));
         }
         let slots = (capacity * 2).next_power_of_two().max(2);
-        let g = Geometry {
+        let g = DictGeometry {
             capacity: capacity as u32,
             slots: slots as u32,
             max_key: max_key as u32,
@@ -167,7 +167,7 @@ impl Geometry {
     /// Checks a geometry read from shared memory.
     ///
     /// # Errors
-    /// [`Error::Corrupt`] when it is not one that [`Geometry::new`] makes.
+    /// [`Error::Corrupt`] when it is not one that [`DictGeometry::new`] makes.
     pub fn validate(&self) -> Result<()> {
         let ok = self.capacity >= 1
             && self.capacity as usize <= MAX_CAPACITY
@@ -223,7 +223,7 @@ impl RawDict {
 
     /// An empty dict's header with geometry `g` (for loom models; arena dicts are made
     /// in zeroed memory by the handle).
-    pub fn new(g: Geometry) -> RawDict {
+    pub fn new(g: DictGeometry) -> RawDict {
         RawDict {
             lock: RawLock::new(),
             seq: AtomicU64::new(0),
@@ -236,10 +236,10 @@ impl RawDict {
     }
 
     /// The geometry recorded in the header (not yet validated).
-    pub fn geometry(&self) -> Geometry {
+    pub fn geometry(&self) -> DictGeometry {
         // Relaxed: written once before the dict was published; the directory's
         // Release/Acquire on the entry state (or the model's thread spawn) orders it.
-        Geometry {
+        DictGeometry {
             capacity: self.capacity.load(Ordering::Relaxed),
             slots: self.slots.load(Ordering::Relaxed),
             max_key: self.max_key.load(Ordering::Relaxed),
@@ -343,11 +343,11 @@ fn meta_value_len(m: u64) -> usize {
 
 /// The algorithm: a [`RawDict`] header, its table of words, and the validated geometry.
 ///
-/// Public so that `loom-tests/` can model-check it; the [`SharedDict`] handle wraps it.
+/// Public so that `loom-tests/` can model-check it; the [`SharedDict`](crate::SharedDict) handle wraps it.
 pub struct DictTable<'a, L: Liveness> {
     raw: &'a RawDict,
     words: &'a [AtomicU64],
-    g: Geometry,
+    g: DictGeometry,
     /// `g.stride()` and `g.key_words()`, cached: they index every word access.
     stride: usize,
     kw: usize,
@@ -378,7 +378,7 @@ impl<'a, L: Liveness> DictTable<'a, L> {
     pub(crate) fn with_geometry(
         raw: &'a RawDict,
         words: &'a [AtomicU64],
-        g: Geometry,
+        g: DictGeometry,
         who: L,
         spin: SpinPolicy,
     ) -> Self {
@@ -427,7 +427,7 @@ impl<'a, L: Liveness> DictTable<'a, L> {
     }
 
     /// The geometry.
-    pub fn geometry(&self) -> Geometry {
+    pub fn geometry(&self) -> DictGeometry {
         self.g
     }
 

@@ -1,7 +1,7 @@
 //! `Event`: a flag in shared memory that processes can wait for.
 //!
-//! Python's `multiprocessing.Event`: [`set`](Event::set) raises the flag and wakes every
-//! process waiting for it, [`clear`](Event::clear) lowers it, [`wait`](Event::wait) blocks
+//! Python's `multiprocessing.Event`: [`set`](crate::Event::set) raises the flag and wakes every
+//! process waiting for it, [`clear`](crate::Event::clear) lowers it, [`wait`](crate::Event::wait) blocks
 //! until it is raised.
 //!
 //! # The event word

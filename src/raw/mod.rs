@@ -44,6 +44,39 @@ pub struct Opaque {
 // address.
 unsafe impl SharedState for Opaque {}
 
+/// A side of a ring: the one that puts messages in, or the one that takes them out. The
+/// one name for it in both rings and their handles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Puts messages in (`put`, `send`).
+    Producer,
+    /// Takes messages out (`get`, `recv`).
+    Consumer,
+}
+
+/// A [`Side`] known at compile time, for the hot paths that are compiled once per side
+/// (`Held<'_, Producer>`): the type names the side, and [`SIDE`](Self::SIDE) gives it.
+pub trait KnownSide {
+    /// The side.
+    const SIDE: Side;
+}
+
+/// The producer side, as a type.
+#[derive(Debug)]
+pub enum Producer {}
+
+/// The consumer side, as a type.
+#[derive(Debug)]
+pub enum Consumer {}
+
+impl KnownSide for Producer {
+    const SIDE: Side = Side::Producer;
+}
+
+impl KnownSide for Consumer {
+    const SIDE: Side = Side::Consumer;
+}
+
 pub mod barrier;
 pub mod condvar;
 pub mod dict;

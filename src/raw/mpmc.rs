@@ -93,6 +93,7 @@
 //!
 //! `close` sets the mark bit in `tail` and wakes every sleeper on both words.
 
+use crate::raw::Side;
 use crate::sync::futex::{self, WaitResult};
 use crate::sync::spin::{Backoff, Round, SpinPolicy};
 use crate::sync::wait::{EventCount, Recheck};
@@ -207,13 +208,6 @@ impl Stop {
             Stop::NeedRelease(_) | Stop::Corrupt => MpmcError::Corrupt,
         }
     }
-}
-
-/// Which side a blocking claim is on: the futex word and waiter count it sleeps on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Push,
-    Pop,
 }
 
 /// Aligns its content to its own 128-byte line (two x86 cache lines: the adjacent-line
@@ -539,7 +533,7 @@ impl MpmcRing {
     /// registers per call (see `Queue::put_with` for what that cost).
     #[inline(always)]
     pub fn push_fast(&self, s: &impl Slots) -> Option<Claim> {
-        self.claim_fast(s, Side::Push)
+        self.claim_fast(s, Side::Producer)
     }
 
     // Always inlined, here and in `pop_step`: out of line, the `Result<Claim, Stop>` went
@@ -644,7 +638,7 @@ impl MpmcRing {
     /// nothing done (see `push_fast`).
     #[inline(always)]
     pub fn pop_fast(&self, s: &impl Slots) -> Option<Claim> {
-        self.claim_fast(s, Side::Pop)
+        self.claim_fast(s, Side::Consumer)
     }
 
     /// `push_fast` / `pop_fast`: one side's index, the stamp its slot must hold (`pos`:
@@ -656,8 +650,8 @@ impl MpmcRing {
         let cap = s.capacity();
         let (_, one_lap) = geometry(s);
         let (at, ready, done, other_waiters) = match side {
-            Side::Push => (&self.tail.0, 0, 1, &self.wake.0.get_waiters),
-            Side::Pop => (&self.head.0, 1, one_lap, &self.wake.0.put_waiters),
+            Side::Producer => (&self.tail.0, 0, 1, &self.wake.0.get_waiters),
+            Side::Consumer => (&self.head.0, 1, one_lap, &self.wake.0.put_waiters),
         };
         // Relaxed: only a guess; the CAS below (and the stamp's Acquire) decide.
         let pos = at.load(Ordering::Relaxed);
@@ -847,7 +841,7 @@ impl MpmcRing {
                 let cap = s.capacity();
                 let slack = (cap / 4).clamp(1, SLACK);
                 self.wait_for(
-                    Side::Push,
+                    Side::Producer,
                     geometry(s),
                     || self.push_step(s),
                     || self.free_guess(s) >= slack,
@@ -880,7 +874,7 @@ impl MpmcRing {
             Ok(c) => Ok(c),
             Err(e) if e.must_wait() => self
                 .wait_for(
-                    Side::Pop,
+                    Side::Consumer,
                     geometry(s),
                     || self.pop_step(s),
                     || true,
@@ -919,8 +913,8 @@ impl MpmcRing {
         }
         let w = &self.wake.0;
         let (word, waiters) = match side {
-            Side::Pop => (&w.not_empty, &w.get_waiters),
-            Side::Push => (&w.not_full, &w.put_waiters),
+            Side::Consumer => (&w.not_empty, &w.get_waiters),
+            Side::Producer => (&w.not_full, &w.put_waiters),
         };
         // A waiter whose party had already claimed when it registered naps (and so may
         // never be woken): on the claim schedule, 50 µs doubling to 10 ms.
@@ -1164,7 +1158,7 @@ impl MpmcRing {
     }
 }
 
-/// [`JoinableQueue::task_done`](super::JoinableQueue::task_done) was called more times
+/// [`JoinableQueue::task_done`](crate::JoinableQueue::task_done) was called more times
 /// than items were put.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TaskDoneError;

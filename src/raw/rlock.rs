@@ -25,7 +25,7 @@
 //! # A holder that dies
 //!
 //! When the holding *process* dies, a waiter takes the lock over as for `Lock` and is
-//! told so with [`OwnerDied`]; it becomes owner at depth 1. A holding *thread* that exits
+//! told so with [`OwnerDied`](crate::OwnerDied); it becomes owner at depth 1. A holding *thread* that exits
 //! while its process lives on is not detected (neither does Python): the lock stays held.
 
 pub use crate::raw::lock::NotOwner;
@@ -35,7 +35,7 @@ use crate::sync::spin::SpinPolicy;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
-/// The shared state of an [`RLock`]; see the [module docs](self) for the fields.
+/// The shared state of an [`RLock`](crate::RLock); see the [module docs](self) for the fields.
 ///
 /// All zero bytes is a free lock. Public so that `loom-tests/` can model-check it; the
 /// thread id is a parameter of every method (the model gives each thread its own).

@@ -1,4 +1,4 @@
-//! The SPSC byte ring under each direction of a [`Pipe`](super::Pipe), with its frame
+//! The SPSC byte ring under each direction of a [`Pipe`](crate::pipe::Pipe), with its frame
 //! protocol and wake protocol. No system calls except the shim's futex.
 //!
 //! # Positions
@@ -96,6 +96,7 @@
 //! peer is gone ([`Liveness::peer_gone`]).
 
 use crate::raw::lock::{RawLock, USER_FLAG, WAITERS};
+use crate::raw::Side;
 use crate::sync::futex::WaitResult;
 use crate::sync::liveness::Liveness;
 use crate::sync::spin::SpinPolicy;
@@ -579,13 +580,6 @@ pub enum Fast<T> {
     Slow,
 }
 
-/// Which side a wait is for.
-#[derive(Clone, Copy)]
-enum Side {
-    Producer,
-    Consumer,
-}
-
 impl ByteRing {
     /// An empty, open ring (all zero bytes).
     pub fn new() -> Self {
@@ -606,52 +600,48 @@ impl ByteRing {
         }
     }
 
-    /// The lock of the producer side (`producer`) or of the consumer side: one holder at
-    /// a time uses a side. Release it with [`release`](Self::release), not
+    /// The lock of `side`: one holder at a time uses a side. Release it with [`release`](Self::release), not
     /// [`RawLock::unlock`], which would not wake a sleeping peer.
     #[inline(always)]
-    pub fn lock(&self, producer: bool) -> &RawLock {
-        if producer {
-            &self.tx_lock
-        } else {
-            &self.rx_lock
+    pub fn lock(&self, side: Side) -> &RawLock {
+        match side {
+            Side::Producer => &self.tx_lock,
+            Side::Consumer => &self.rx_lock,
         }
     }
 
-    /// Releases the producer side (`producer`) or the consumer side, which the caller
-    /// holds, and wakes the other side if it announced that it sleeps (module docs): what
+    /// Releases `side`, which the caller holds, and wakes the other side if it announced that it sleeps (module docs): what
     /// the caller published is then seen or woken for.
     #[inline(always)]
-    pub fn release(&self, producer: bool) {
-        let lock = self.lock(producer);
+    pub fn release(&self, side: Side) {
+        let lock = self.lock(side);
         // SYNC POINT "sleep handshake" (the waker's side): this swap is the RMW of the
         // lock word that reads the peer's announcement, after what we published.
         let old = lock.unlock_word();
         // One test for the two rare cases: other holders sleep, the peer sleeps.
         if old & (WAITERS | PEER) != 0 {
-            self.release_wake(lock, old, producer);
+            self.release_wake(lock, old, side);
         }
     }
 
     /// The wake-ups of [`release`](Self::release), out of line.
     #[cold]
-    fn release_wake(&self, lock: &RawLock, old: u32, producer: bool) {
+    fn release_wake(&self, lock: &RawLock, old: u32, side: Side) {
         if old & WAITERS != 0 {
             lock.wake_waiter();
         }
         if old & PEER != 0 {
-            self.peer_evt(producer).notify_all();
+            self.peer_evt(side).notify_all();
         }
     }
 
     /// The event count the other side of the producer side (`producer`) or of the
     /// consumer side sleeps on.
     #[inline(always)]
-    fn peer_evt(&self, producer: bool) -> &EventCount {
-        if producer {
-            &self.rx_evt
-        } else {
-            &self.tx_evt
+    fn peer_evt(&self, side: Side) -> &EventCount {
+        match side {
+            Side::Producer => &self.rx_evt,
+            Side::Consumer => &self.tx_evt,
         }
     }
 
@@ -708,10 +698,10 @@ impl ByteRing {
     /// through a message (it keeps its lock): wake the other side if it announced that it
     /// sleeps. The waker's half of the handshake in the module docs, without the unlock.
     #[inline]
-    fn wake_peer(&self, producer: bool) {
+    fn wake_peer(&self, side: Side) {
         // SYNC POINT "sleep handshake" (the waker's side, holding the lock).
-        if self.lock(producer).take_user_flag() {
-            self.peer_evt(producer).notify_all();
+        if self.lock(side).take_user_flag() {
+            self.peer_evt(side).notify_all();
         }
     }
 
@@ -1053,7 +1043,7 @@ impl ByteRing {
             }
             self.publish_chunk(buf, tail, head, size, h);
             // Not left to the release: the consumer may sleep until this chunk comes.
-            self.wake_peer(true);
+            self.wake_peer(Side::Producer);
             tail = tail.wrapping_add(size);
             off += u64::from(n);
             if last {
@@ -1287,7 +1277,7 @@ impl ByteRing {
             head = head.wrapping_add(chunk_size(c.n, len_word));
             self.publish_head(head);
             // Not left to the release: the producer may sleep until this room is free.
-            self.wake_peer(false);
+            self.wake_peer(Side::Consumer);
             if c.last {
                 break;
             }

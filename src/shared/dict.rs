@@ -13,7 +13,7 @@ use crate::arena::{fingerprint_sized, Arena, ObjectKind};
 use crate::error::{Error, Result};
 use crate::object::{Fresh, Inspect, Obj, Object};
 pub use crate::raw::dict::DictError;
-use crate::raw::dict::{DictTable, Geometry, RawDict, TABLE_OFFSET};
+use crate::raw::dict::{DictGeometry, DictTable, RawDict, TABLE_OFFSET};
 use crate::sync::liveness::Procfs;
 use crate::sync::AtomicU64;
 use crate::SpinPolicy;
@@ -23,12 +23,12 @@ use std::fmt;
 use std::marker::PhantomData;
 /// What the three dict kinds share as objects: the table's geometry is the parameter,
 /// recorded in the state block itself (and its capacity in the directory).
-fn dict_size(g: &Geometry) -> Result<usize> {
+fn dict_size(g: &DictGeometry) -> Result<usize> {
     g.validate()?;
     Ok(g.block_bytes())
 }
 
-fn dict_decode(param: u64, raw: &RawDict) -> Result<Geometry> {
+fn dict_decode(param: u64, raw: &RawDict) -> Result<DictGeometry> {
     let g = raw.geometry();
     g.validate()?;
     if u64::from(g.capacity) != param {
@@ -44,7 +44,7 @@ macro_rules! dict_object {
     ($($gen:ident),* ; $ty:ty, $name:expr, $fp:expr, $bound:path) => {
         impl<$($gen: $bound),*> Object for $ty {
             type State = RawDict;
-            type Params = Geometry;
+            type Params = DictGeometry;
             const KIND: ObjectKind = ObjectKind::SharedDict;
 
             fn type_name() -> Cow<'static, str> {
@@ -55,24 +55,24 @@ macro_rules! dict_object {
                 $fp
             }
 
-            fn size(g: &Geometry) -> Result<usize> {
+            fn size(g: &DictGeometry) -> Result<usize> {
                 dict_size(g)
             }
 
-            fn encode(g: &Geometry) -> u64 {
+            fn encode(g: &DictGeometry) -> u64 {
                 u64::from(g.capacity)
             }
 
-            fn decode(param: u64, raw: &RawDict) -> Result<Geometry> {
+            fn decode(param: u64, raw: &RawDict) -> Result<DictGeometry> {
                 dict_decode(param, raw)
             }
 
-            fn init(g: &Geometry, mut fresh: Fresh<'_, RawDict>) {
+            fn init(g: &DictGeometry, mut fresh: Fresh<'_, RawDict>) {
                 // A zeroed table is all empty slots.
                 fresh.write(RawDict::new(*g));
             }
 
-            fn inspect(raw: &RawDict, g: &Geometry, out: &mut Inspect) {
+            fn inspect(raw: &RawDict, g: &DictGeometry, out: &mut Inspect) {
                 out.field("len", raw.len());
                 out.field("capacity", g.capacity);
                 out.field("max_key", g.max_key);
@@ -115,7 +115,7 @@ dict_object!(K, V; TypedDict<K, V>,
 #[derive(Clone)]
 pub struct SharedDict {
     shm: Obj<SharedDict>,
-    g: Geometry,
+    g: DictGeometry,
     spin: SpinPolicy,
 }
 
@@ -130,7 +130,7 @@ impl SharedDict {
     /// of at most `max_key` bytes and values of at most `max_value` bytes.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for limits out of range (see [`Geometry::new`]); the
+    /// [`Error::InvalidArgument`] for limits out of range (see [`DictGeometry::new`]); the
     /// global arena cannot be made or is full.
     pub fn new(capacity: usize, max_key: usize, max_value: usize) -> Result<SharedDict> {
         Self::new_in(&Arena::global()?, capacity, max_key, max_value)
@@ -146,7 +146,7 @@ impl SharedDict {
         max_key: usize,
         max_value: usize,
     ) -> Result<SharedDict> {
-        let g = Geometry::new(capacity, max_key, max_value)?;
+        let g = DictGeometry::new(capacity, max_key, max_value)?;
         Ok(Self::from_obj(Obj::create(arena, None, g)?))
     }
 
@@ -161,7 +161,7 @@ impl SharedDict {
         max_key: usize,
         max_value: usize,
     ) -> Result<SharedDict> {
-        let g = Geometry::new(capacity, max_key, max_value)?;
+        let g = DictGeometry::new(capacity, max_key, max_value)?;
         Ok(Self::from_obj(Obj::create(arena, Some(name), g)?))
     }
 
@@ -219,7 +219,7 @@ impl SharedDict {
     }
 
     /// The limits this dict was made with.
-    pub fn geometry(&self) -> Geometry {
+    pub fn geometry(&self) -> DictGeometry {
         self.g
     }
 
@@ -389,8 +389,8 @@ impl<K, V> fmt::Debug for TypedDict<K, V> {
     }
 }
 
-fn typed_geometry<K, V>(capacity: usize) -> Result<Geometry> {
-    Geometry::new(
+fn typed_geometry<K, V>(capacity: usize) -> Result<DictGeometry> {
+    DictGeometry::new(
         capacity,
         core::mem::size_of::<K>().max(1),
         core::mem::size_of::<V>(),
@@ -401,8 +401,8 @@ impl<K: Pod, V: Pod> TypedDict<K, V> {
     /// An empty dict for `capacity` entries in the global arena.
     ///
     /// # Errors
-    /// As [`SharedDict::new`] (`K` may be at most [`MAX_KEY`] bytes, `V` at most
-    /// [`MAX_VALUE`]).
+    /// As [`SharedDict::new`] (`K` may be at most [`MAX_KEY`](crate::raw::dict::MAX_KEY) bytes, `V` at most
+    /// [`MAX_VALUE`](crate::raw::dict::MAX_VALUE)).
     pub fn new(capacity: usize) -> Result<Self> {
         Self::new_in(&Arena::global()?, capacity)
     }
@@ -606,7 +606,7 @@ where
         max_key: usize,
         max_value: usize,
     ) -> Result<Self> {
-        let g = Geometry::new(capacity, max_key, max_value)?;
+        let g = DictGeometry::new(capacity, max_key, max_value)?;
         Ok(Self::wrap(Obj::create(arena, None, g)?))
     }
 
@@ -621,7 +621,7 @@ where
         max_key: usize,
         max_value: usize,
     ) -> Result<Self> {
-        let g = Geometry::new(capacity, max_key, max_value)?;
+        let g = DictGeometry::new(capacity, max_key, max_value)?;
         Ok(Self::wrap(Obj::create(arena, Some(name), g)?))
     }
 
