@@ -68,14 +68,11 @@ impl Object for Barrier {
         Ok(core::mem::size_of::<RawBarrier>())
     }
 
-    fn encode(&parties: &u32) -> u64 {
-        u64::from(parties)
-    }
-
-    fn decode(param: u64, b: &RawBarrier) -> Result<u32> {
-        b.parties()
-            .filter(|&p| u64::from(p) == param)
-            .ok_or_else(|| Error::Corrupt("invalid party count".into()))
+    fn check(&parties: &u32, b: &RawBarrier) -> Result<()> {
+        match b.parties() {
+            Some(p) if p == parties => Ok(()),
+            _ => Err(Error::Corrupt("invalid party count".into())),
+        }
     }
 
     fn init(&parties: &u32, mut fresh: Fresh<'_, RawBarrier>) {

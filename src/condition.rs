@@ -12,7 +12,7 @@
 use crate::arena::{Arena, ObjectKind};
 use crate::error::{Error, Result};
 use crate::lock::{self, Acquired, Lock, OwnerDied, TimedOut, TryAcquireError};
-use crate::object::{Inspect, Obj, Object};
+use crate::object::{Inspect, Obj, Object, Word};
 use crate::raw::condvar::{CondLock, LockRef, RLockRef, RawCondvar, Waited};
 use crate::raw::lock::{RawLock, RobustLock};
 use crate::raw::rlock::RawRLock;
@@ -55,6 +55,24 @@ const PARAM_EXTERNAL: u64 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct OwnLock(bool);
 
+impl Word for OwnLock {
+    fn to_word(&self) -> u64 {
+        if self.0 {
+            PARAM_OWN
+        } else {
+            PARAM_EXTERNAL
+        }
+    }
+
+    fn from_word(word: u64) -> Option<OwnLock> {
+        match word {
+            PARAM_OWN => Some(OwnLock(true)),
+            PARAM_EXTERNAL => Some(OwnLock(false)),
+            _ => None,
+        }
+    }
+}
+
 impl Object for Condition {
     type State = RawCondition;
     type Params = OwnLock;
@@ -62,22 +80,6 @@ impl Object for Condition {
 
     fn type_name() -> Cow<'static, str> {
         "Condition".into()
-    }
-
-    fn encode(own: &OwnLock) -> u64 {
-        if own.0 {
-            PARAM_OWN
-        } else {
-            PARAM_EXTERNAL
-        }
-    }
-
-    fn decode(param: u64, _: &RawCondition) -> Result<OwnLock> {
-        match param {
-            PARAM_OWN => Ok(OwnLock(true)),
-            PARAM_EXTERNAL => Ok(OwnLock(false)),
-            p => Err(Error::Corrupt(format!("unknown lock choice {p}"))),
-        }
     }
 
     fn inspect(c: &RawCondition, own: &OwnLock, out: &mut Inspect) {

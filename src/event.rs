@@ -51,14 +51,6 @@ impl Object for Event {
         "Event".into()
     }
 
-    fn encode(_: &()) -> u64 {
-        0
-    }
-
-    fn decode(_: u64, _: &RawEvent) -> Result<()> {
-        Ok(())
-    }
-
     fn inspect(ev: &RawEvent, _: &(), out: &mut Inspect) {
         out.field("is_set", ev.is_set());
     }

@@ -125,14 +125,6 @@ impl Object for Lock {
         "Lock".into()
     }
 
-    fn encode(_: &()) -> u64 {
-        0
-    }
-
-    fn decode(_: u64, _: &RawLock) -> Result<()> {
-        Ok(())
-    }
-
     fn inspect(lock: &RawLock, _: &(), out: &mut Inspect) {
         out.field("holder", lock.holder());
     }

@@ -45,7 +45,7 @@ pub(crate) trait Object: Sized {
     /// What a new object is made from (a capacity, an initial value, ...); what
     /// [`encode`](Self::encode) records in the directory and [`decode`](Self::decode)
     /// gives back when the object is opened.
-    type Params: Copy + fmt::Debug;
+    type Params: Copy + fmt::Debug + Word;
     /// The directory's kind of these objects.
     const KIND: ObjectKind;
 
@@ -65,15 +65,34 @@ pub(crate) trait Object: Sized {
         Ok(core::mem::size_of::<Self::State>())
     }
 
-    /// `params` as the directory's parameter word.
-    fn encode(params: &Self::Params) -> u64;
+    /// `params` as the directory's parameter word. By default the parameters' own
+    /// [`Word`] encoding.
+    fn encode(params: &Self::Params) -> u64 {
+        params.to_word()
+    }
 
     /// The parameters of an existing object, from its directory word and its state (both
-    /// written by a peer, so both validated here).
+    /// written by a peer, so both validated here). By default the [`Word`] decoding,
+    /// then [`check`](Self::check) against the state.
     ///
     /// # Errors
     /// [`Error::Corrupt`] (or [`Error::WrongType`]) when they are impossible.
-    fn decode(param: u64, state: &Self::State) -> Result<Self::Params>;
+    fn decode(param: u64, state: &Self::State) -> Result<Self::Params> {
+        let params = Self::Params::from_word(param)
+            .ok_or_else(|| Error::Corrupt(format!("parameter word {param:#x}")))?;
+        Self::check(&params, state)?;
+        Ok(params)
+    }
+
+    /// Whether decoded parameters agree with the state (a barrier's party count, a bounded
+    /// semaphore's bound). By default they do.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when they disagree.
+    fn check(params: &Self::Params, state: &Self::State) -> Result<()> {
+        let _ = (params, state);
+        Ok(())
+    }
 
     /// Writes the initial state into the block's zeroed memory (before anyone else can
     /// see it). By default nothing: all zero bytes are the initial state.
@@ -86,6 +105,43 @@ pub(crate) trait Object: Sized {
     fn inspect(state: &Self::State, params: &Self::Params, out: &mut Inspect) {
         let _ = state;
         out.field("params", format!("{params:?}"));
+    }
+}
+
+/// A parameter that fits the directory's parameter word.
+pub(crate) trait Word: Sized {
+    /// The word.
+    fn to_word(&self) -> u64;
+    /// The parameter a (peer-written) word describes; `None` when it describes none, or
+    /// when the word alone cannot say (a queue's geometry needs its element type: its
+    /// [`Object::decode`] does the work).
+    fn from_word(word: u64) -> Option<Self>;
+}
+
+impl Word for () {
+    fn to_word(&self) -> u64 {
+        0
+    }
+    fn from_word(word: u64) -> Option<()> {
+        (word == 0).then_some(())
+    }
+}
+
+impl Word for u32 {
+    fn to_word(&self) -> u64 {
+        u64::from(*self)
+    }
+    fn from_word(word: u64) -> Option<u32> {
+        u32::try_from(word).ok()
+    }
+}
+
+impl Word for usize {
+    fn to_word(&self) -> u64 {
+        *self as u64
+    }
+    fn from_word(word: u64) -> Option<usize> {
+        usize::try_from(word).ok()
     }
 }
 

@@ -53,14 +53,6 @@ impl Object for RLock {
         "RLock".into()
     }
 
-    fn encode(_: &()) -> u64 {
-        0
-    }
-
-    fn decode(_: u64, _: &RawRLock) -> Result<()> {
-        Ok(())
-    }
-
     fn inspect(lock: &RawRLock, _: &(), out: &mut Inspect) {
         out.field("holder", lock.holder());
         out.field("depth", lock.depth());

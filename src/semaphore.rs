@@ -192,15 +192,6 @@ impl<O: Object<State = RawSemaphore>> Permits<O> {
     }
 }
 
-/// The one parameter of both kinds, recorded in the directory: the initial value (for a
-/// `BoundedSemaphore` also its bound, which `limit_ok` checks against the state).
-fn decode_value(param: u64, limit_ok: impl FnOnce(u32) -> bool) -> Result<u32> {
-    u32::try_from(param)
-        .ok()
-        .filter(|&v| v <= VALUE_MAX && limit_ok(v))
-        .ok_or_else(|| Error::Corrupt(format!("initial value {param} does not fit its state")))
-}
-
 impl Object for Semaphore {
     type State = RawSemaphore;
     type Params = u32;
@@ -208,14 +199,6 @@ impl Object for Semaphore {
 
     fn type_name() -> Cow<'static, str> {
         "Semaphore".into()
-    }
-
-    fn encode(value: &u32) -> u64 {
-        u64::from(*value)
-    }
-
-    fn decode(param: u64, _: &RawSemaphore) -> Result<u32> {
-        decode_value(param, |_| true)
     }
 
     fn init(value: &u32, mut fresh: Fresh<'_, RawSemaphore>) {
@@ -245,12 +228,14 @@ impl Object for BoundedSemaphore {
         "BoundedSemaphore".into()
     }
 
-    fn encode(value: &u32) -> u64 {
-        u64::from(*value)
-    }
-
-    fn decode(param: u64, sem: &RawSemaphore) -> Result<u32> {
-        decode_value(param, |v| v >= 1 && v == sem.limit())
+    fn check(&bound: &u32, sem: &RawSemaphore) -> Result<()> {
+        if bound == 0 || bound > VALUE_MAX || bound != sem.limit() {
+            return Err(Error::Corrupt(format!(
+                "bound {bound} does not match its state's {}",
+                sem.limit()
+            )));
+        }
+        Ok(())
     }
 
     fn init(value: &u32, mut fresh: Fresh<'_, RawSemaphore>) {

@@ -5,7 +5,7 @@ use super::{RecvError, SendError};
 use crate::arena::{Arena, ObjectKind};
 use crate::error::{Error, Result};
 use crate::lock::Acquired;
-use crate::object::{Inspect, Obj, Object};
+use crate::object::{Inspect, Obj, Object, Word};
 use crate::raw::lock::RobustLock;
 use crate::raw::spsc::{self as ring, Buf, ByteRing, ByteRingError, Fast, Sink, Source};
 use crate::raw::{Consumer, KnownSide, Producer, Side};
@@ -63,6 +63,22 @@ pub(crate) struct Shape {
     duplex: bool,
 }
 
+impl Word for Shape {
+    fn to_word(&self) -> u64 {
+        u64::from(self.cap) | (u64::from(self.duplex) << 32)
+    }
+
+    fn from_word(word: u64) -> Option<Shape> {
+        match word >> 32 {
+            d @ (0 | 1) => Some(Shape {
+                cap: word as u32,
+                duplex: d == 1,
+            }),
+            _ => None,
+        }
+    }
+}
+
 impl Shape {
     fn rings(&self) -> usize {
         if self.duplex {
@@ -91,20 +107,6 @@ impl Object for Pipe {
             )));
         }
         Ok(core::mem::size_of::<RawPipe>() + s.rings() * s.cap as usize)
-    }
-
-    fn encode(s: &Shape) -> u64 {
-        u64::from(s.cap) | (u64::from(s.duplex) << 32)
-    }
-
-    fn decode(param: u64, _: &RawPipe) -> Result<Shape> {
-        match param >> 32 {
-            d @ (0 | 1) => Ok(Shape {
-                cap: param as u32,
-                duplex: d == 1,
-            }),
-            _ => Err(Error::Corrupt(format!("pipe parameter {param:#x}"))),
-        }
     }
 
     fn inspect(p: &RawPipe, s: &Shape, out: &mut Inspect) {

@@ -23,7 +23,7 @@
 
 use crate::arena::ObjectKind;
 use crate::error::{Error, Result};
-use crate::object::{Fresh, Inspect, Obj, Object};
+use crate::object::{Fresh, Inspect, Obj, Object, Word};
 use crate::raw::mpmc::{
     self as ring, initial_stamp, Claim, MpmcError, MpmcRing, Slots, MAX_CAPACITY,
 };
@@ -166,6 +166,18 @@ impl Slots for Core {
     }
 }
 
+/// A geometry in the directory's word: a kind's `encode` and `decode` say how (a typed
+/// queue records its capacity, a byte queue also its message size).
+impl Word for SlotGeometry {
+    fn to_word(&self) -> u64 {
+        self.cap
+    }
+    /// `None`: the element type is needed; every kind decodes its own word.
+    fn from_word(_: u64) -> Option<SlotGeometry> {
+        None
+    }
+}
+
 /// The ring as the core sees it: what every queue kind's object is, once opened (each
 /// kind recasts its own object into this one; see [`queue_object!`]).
 pub(crate) enum Ring {}
@@ -177,10 +189,6 @@ impl Object for Ring {
 
     fn type_name() -> Cow<'static, str> {
         "queue ring".into()
-    }
-
-    fn encode(g: &SlotGeometry) -> u64 {
-        g.cap
     }
 
     fn decode(_: u64, _: &MpmcRing) -> Result<SlotGeometry> {

@@ -47,14 +47,6 @@ impl Object for RawBlock {
         Ok(len)
     }
 
-    fn encode(&len: &usize) -> u64 {
-        len as u64
-    }
-
-    fn decode(param: u64, _: &Opaque) -> Result<usize> {
-        usize::try_from(param).map_err(|_| Error::Corrupt(format!("length {param}")))
-    }
-
     fn inspect(_: &Opaque, len: &usize, out: &mut Inspect) {
         out.field("len", *len);
     }

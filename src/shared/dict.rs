@@ -11,7 +11,7 @@
 
 use crate::arena::{fingerprint_sized, Arena, ObjectKind};
 use crate::error::{Error, Result};
-use crate::object::{Fresh, Inspect, Obj, Object};
+use crate::object::{Fresh, Inspect, Obj, Object, Word};
 pub use crate::raw::dict::DictError;
 use crate::raw::dict::{DictGeometry, DictTable, RawDict, TABLE_OFFSET};
 use crate::sync::liveness::Procfs;
@@ -21,6 +21,17 @@ use bytemuck::Pod;
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
+/// A table's geometry in the directory's word: its capacity (the rest is in the table,
+/// where `dict_decode` reads and checks it).
+impl Word for DictGeometry {
+    fn to_word(&self) -> u64 {
+        u64::from(self.capacity)
+    }
+    fn from_word(_: u64) -> Option<DictGeometry> {
+        None
+    }
+}
+
 /// What the three dict kinds share as objects: the table's geometry is the parameter,
 /// recorded in the state block itself (and its capacity in the directory).
 fn dict_size(g: &DictGeometry) -> Result<usize> {
@@ -57,10 +68,6 @@ macro_rules! dict_object {
 
             fn size(g: &DictGeometry) -> Result<usize> {
                 dict_size(g)
-            }
-
-            fn encode(g: &DictGeometry) -> u64 {
-                u64::from(g.capacity)
             }
 
             fn decode(param: u64, raw: &RawDict) -> Result<DictGeometry> {

@@ -34,7 +34,7 @@
 use crate::arena::{fingerprint_sized, Arena, ObjectKind};
 use crate::error::{Error, Result};
 use crate::lock::{self, OwnerDied, TryAcquireError};
-use crate::object::{Inspect, Obj, Object};
+use crate::object::{Inspect, Obj, Object, Word};
 use crate::raw::lock::RawLock;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::SpinPolicy;
@@ -95,6 +95,19 @@ pub(crate) struct Shape {
     raw: bool,
 }
 
+impl Word for Shape {
+    fn to_word(&self) -> u64 {
+        self.len as u64 | if self.raw { RAW_FLAG } else { 0 }
+    }
+
+    fn from_word(word: u64) -> Option<Shape> {
+        Some(Shape {
+            len: usize::try_from(word & MAX_LEN).ok()?,
+            raw: word & RAW_FLAG != 0,
+        })
+    }
+}
+
 impl<T: Pod, const ARRAY: bool> Object for Block<T, ARRAY> {
     type State = RawLock;
     type Params = Shape;
@@ -129,18 +142,6 @@ impl<T: Pod, const ARRAY: bool> Object for Block<T, ARRAY> {
             .ok_or_else(|| {
                 Error::InvalidArgument(format!("{} elements do not fit in an arena", shape.len))
             })
-    }
-
-    fn encode(shape: &Shape) -> u64 {
-        shape.len as u64 | if shape.raw { RAW_FLAG } else { 0 }
-    }
-
-    fn decode(param: u64, _: &RawLock) -> Result<Shape> {
-        Ok(Shape {
-            len: usize::try_from(param & MAX_LEN)
-                .map_err(|_| Error::Corrupt(format!("length {param} is too large")))?,
-            raw: param & RAW_FLAG != 0,
-        })
     }
 
     fn inspect(lock: &RawLock, shape: &Shape, out: &mut Inspect) {
