@@ -20,7 +20,7 @@ use crate::sync::{AtomicU32, AtomicU64};
 /// "SHMPROC" + format byte, little-endian.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMPROC\x01");
 /// Bumped on any change of the layout or of any shared state block.
-pub const VERSION: u32 = 5;
+pub const VERSION: u32 = 6;
 /// Alignment of every object (and of the data start).
 pub const CACHE_LINE: u64 = 128;
 /// Bytes reserved for the header.

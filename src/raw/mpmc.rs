@@ -560,8 +560,9 @@ impl MpmcRing {
                 return Err(Stop::Corrupt);
             }
             let new_tail = next_position(tail, index, cap, one_lap);
-            // Acquire: pairs with the Release store in `release` of the consumer of the
-            // previous lap, so its reads of the slot are done before we write it.
+            // SYNC POINT "slot released" (the producer's half). Acquire: pairs with the
+            // Release store in `release` of the consumer of the previous lap, so its reads
+            // of the slot are done before we write it.
             let stamp = s.stamp(index).load(Ordering::Acquire);
             // A skipped slot is a published one here (module docs).
             let unmarked = stamp & !mark_bit;
@@ -666,8 +667,8 @@ impl MpmcRing {
         if index >= cap.saturating_sub(1) {
             return None;
         }
-        // Acquire: pairs with the Release store in `release` (push) or `publish` (pop), as
-        // in `push_step` / `pop_step`.
+        // SYNC POINT "slot released" (push) or "slot published" (pop): the Acquire half,
+        // as in `push_step` / `pop_step`.
         if s.stamp(index).load(Ordering::Acquire) != pos.wrapping_add(ready) {
             return None;
         }
@@ -702,8 +703,8 @@ impl MpmcRing {
             if index >= cap || head & mark_bit != 0 {
                 return Err(Stop::Corrupt);
             }
-            // Acquire: pairs with the Release store in `publish`: the message written
-            // before it is visible to us.
+            // SYNC POINT "slot published" (the consumer's half). Acquire: pairs with the
+            // Release store in `publish`: the message written before it is visible to us.
             let stamp = s.stamp(index).load(Ordering::Acquire);
             // A skipped slot is a published one here (module docs).
             let unmarked = stamp & !mark_bit;
@@ -734,8 +735,9 @@ impl MpmcRing {
             if stamp == head {
                 // Nothing published here yet: empty, or a producer holds a claim on this
                 // slot. Closed and drained? Only worth asking once `closed` is set.
-                // Acquire: pairs with the Release store of `closed` in `close`, which
-                // follows the tail's mark: seeing the flag, we see the mark.
+                // SYNC POINT "closed flag". Acquire: pairs with the Release store of
+                // `closed` in `close`, which follows the tail's mark: seeing the flag, we
+                // see the mark.
                 if self.wake.0.closed.load(Ordering::Acquire) != 0 {
                     // Relaxed: ordered after the flag by the Acquire above.
                     let tail = self.tail.0.load(Ordering::Relaxed);
@@ -767,8 +769,9 @@ impl MpmcRing {
     /// otherwise).
     #[inline]
     pub fn publish(&self, s: &impl Slots, claim: Claim) {
-        // Release: pairs with the Acquire stamp load in `try_pop_claim`: our writes to the
-        // slot happen before the consumer's reads.
+        // SYNC POINT "slot published" (the producer's half). Release: pairs with the
+        // Acquire stamp loads in `pop_step` and `claim_fast`: our writes to the slot happen
+        // before the consumer's reads.
         s.stamp(claim.index).store(claim.stamp, Ordering::Release);
         futex::progress();
         // The claim saw a registered consumer (`registered`, SYNC POINT with `wait_for`):
@@ -796,8 +799,9 @@ impl MpmcRing {
     /// the claim saw one registered (no system call otherwise).
     #[inline]
     pub fn release(&self, s: &impl Slots, claim: Claim) {
-        // Release: pairs with the Acquire stamp load in `try_push_claim`: our reads of the
-        // slot happen before the next producer's writes.
+        // SYNC POINT "slot released" (the consumer's half). Release: pairs with the
+        // Acquire stamp loads in `push_step` and `claim_fast`: our reads of the slot happen
+        // before the next producer's writes.
         s.stamp(claim.index).store(claim.stamp, Ordering::Release);
         futex::progress();
         // The claim saw a registered producer (see `publish`).
@@ -994,10 +998,12 @@ impl MpmcRing {
     /// sleeper. Returns false if it was already closed.
     pub fn close(&self, s: &impl Slots) -> bool {
         let mark_bit = s.mark_bit();
-        // SeqCst: in the same total order as the tail CAS in `try_push_claim`: a push
-        // either claimed before the mark (and will publish) or sees it.
+        // SeqCst: in the same total order as the tail CASes in `push_step` and
+        // `claim_fast`: a push either claimed before the mark (and will publish) or sees
+        // it.
         let old = self.tail.0.fetch_or(mark_bit, Ordering::SeqCst);
-        // Release: pairs with the Acquire load in `try_pop_claim` (see `Wake::closed`).
+        // SYNC POINT "closed flag". Release: pairs with the Acquire load of `closed` in
+        // `pop_step` (see `Wake::closed`).
         self.wake.0.closed.store(1, Ordering::Release);
         // SYNC POINT: pairs with the fence in `wait_for`, as for `publish`.
         fence(Ordering::SeqCst);

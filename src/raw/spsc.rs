@@ -727,8 +727,9 @@ impl ByteRing {
     /// Consumer: the header of the chunk at `head`, if it is published.
     #[inline]
     fn chunk_at(&self, buf: &Buf, head: u32) -> Option<u64> {
-        // Acquire: pairs with the producer's Release store of the header in `send`: the
-        // chunk's payload, length word and terminator are written.
+        // SYNC POINT "chunk published" (the consumer's half). Acquire: pairs with the
+        // producer's Release store of the header in `publish_chunk`: the chunk's payload,
+        // length word and terminator are written.
         let h = buf.load_word(head, Ordering::Acquire);
         (h != 0).then_some(h)
     }
@@ -936,8 +937,9 @@ impl ByteRing {
         // Relaxed: the terminator; the consumer reads this slot only after it has read
         // this chunk's header, so the Release store below orders it.
         buf.store_word(next, 0, Ordering::Relaxed);
-        // Release: publishes the payload, length word and terminator written before;
-        // pairs with the consumer's Acquire load in `chunk_at`.
+        // SYNC POINT "chunk published" (the producer's half). Release: publishes the
+        // payload, length word and terminator written before; pairs with the consumer's
+        // Acquire load in `chunk_at`.
         buf.store_word(tail, h, Ordering::Release);
         // Relaxed: our own position, read by the next holder of the producer side
         // (through the lock).
