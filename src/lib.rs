@@ -12,6 +12,7 @@ pub mod owner;
 pub mod pipe;
 pub mod process;
 pub mod queue;
+pub mod raw;
 pub mod rlock;
 pub mod semaphore;
 pub mod shared;

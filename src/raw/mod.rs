@@ -1,0 +1,3 @@
+//! The algorithms, layer 7; unstable, for model checking: not semver surface.
+
+pub mod heap;
