@@ -524,6 +524,15 @@ pub struct RawHeap {
     state: UnsafeCell<State>,
 }
 
+// SAFETY: `state` is only reached inside `with` / `with_mut` while the heap lock is held
+// (`RawHeap::run`), or before the heap is shared (`init`); everything else is atomics.
+unsafe impl Sync for RawHeap {}
+
+#[cfg(not(shmproc_loom))]
+static_assertions::assert_impl_all!(RawHeap: Send, Sync);
+#[cfg(not(shmproc_loom))]
+static_assertions::assert_impl_all!(Region: Send, Sync, Copy);
+
 #[cfg(not(shmproc_loom))]
 mod layout_checks {
     use super::*;
@@ -623,7 +632,7 @@ impl Hook for Live {
 pub struct CrashAfter {
     left: std::cell::Cell<u64>,
     writes: std::cell::Cell<u64>,
-    crashed: std::cell::Cell<bool>,
+    dropped: std::cell::Cell<u64>,
 }
 
 #[cfg(any(test, fuzzing, shmproc_loom))]
@@ -633,19 +642,24 @@ impl CrashAfter {
         CrashAfter {
             left: std::cell::Cell::new(k),
             writes: std::cell::Cell::new(0),
-            crashed: std::cell::Cell::new(false),
+            dropped: std::cell::Cell::new(0),
         }
     }
 
     /// True if some write was dropped: the operation "died" part-way (and its lock is
     /// still held). False: it ran to the end with at most `k` writes.
     pub fn crashed(&self) -> bool {
-        self.crashed.get()
+        self.dropped.get() > 0
     }
 
     /// Writes performed.
     pub fn writes(&self) -> u64 {
         self.writes.get()
+    }
+
+    /// Writes dropped (1: only the lock's release was lost, the operation is complete).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.get()
     }
 }
 
@@ -653,7 +667,7 @@ impl CrashAfter {
 impl Hook for CrashAfter {
     fn allow(&self) -> bool {
         if self.left.get() == 0 {
-            self.crashed.set(true);
+            self.dropped.set(self.dropped.get() + 1);
             return false;
         }
         self.left.set(self.left.get() - 1);
@@ -661,7 +675,7 @@ impl Hook for CrashAfter {
         true
     }
     fn alive(&self) -> bool {
-        !self.crashed.get()
+        self.dropped.get() == 0
     }
 }
 
