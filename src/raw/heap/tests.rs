@@ -977,3 +977,114 @@ fn crash_at_every_write() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// The fuzz target's body, on stable.
+
+fn corpus_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/heap")
+}
+
+/// Seeds: a clean script of every operation (kills included), and each hostile start.
+fn seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let alloc = |size: u16, align_log: u8, zero: bool| {
+        let [a, b] = size.to_le_bytes();
+        vec![0, 1, a, b, align_log, u8::from(!zero)]
+    };
+    let free = |pick: u8| vec![3, pick];
+    let kill = |k: u8, what: u8, arg: u8| vec![11, k, what, arg, 0];
+    let mut clean = vec![0u8];
+    for (i, size) in [40u16, 300, 1000, 64, 5000, 16, 2048]
+        .into_iter()
+        .enumerate()
+    {
+        clean.extend(alloc(size, (i % 8) as u8, i % 2 == 0));
+    }
+    clean.extend(free(1));
+    clean.extend(free(3));
+    clean.extend([5, 40]); // grow
+    clean.extend([6, 7]); // check, recover
+    clean.extend(kill(5, 0, 0)); // alloc killed after 5 writes
+    clean.extend(kill(9, 1, 0)); // free killed after 9 writes
+    clean.extend(kill(7, 2, 20)); // grow killed after 7 writes
+    clean.extend(kill(12, 3, 0)); // recover killed after 12 writes
+    clean.extend(alloc(100, 7, true));
+    clean.extend(free(0));
+    clean.extend([8, 0x10, 0x01]); // usable_size of some offset
+    let mut scribbled = clean.clone();
+    scribbled.extend([9, 12, 0, 0xff, 0xff, 0, 0, 0, 0, 0, 0]); // a state word
+    scribbled.extend([10, 0x20, 0, 1, 2, 3, 4, 5, 6, 7, 8]); // a block word
+    scribbled.extend(alloc(64, 4, false));
+    scribbled.extend([6, 7, 6]);
+    let mut hostile_state = vec![1u8, 6];
+    for i in 0..6u16 {
+        hostile_state.extend((8 + i * 3).to_le_bytes());
+        hostile_state.extend((0x1000u64 * u64::from(i) + 0x20).to_le_bytes());
+    }
+    hostile_state.push(0);
+    hostile_state.extend(&clean[1..]);
+    let mut raw_region = vec![2u8, 64];
+    raw_region.extend((0..64 * 64).map(|i| (i * 37 % 251) as u8));
+    raw_region.extend(&clean[1..]);
+    let mut near = vec![
+        3u8, 3, 0, 1, 0x40, 0x80, 1, 2, 2, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88,
+    ];
+    near.extend(&clean[1..]);
+    vec![
+        ("empty", vec![]),
+        ("clean_every_op", clean),
+        ("scribbled_mid_script", scribbled),
+        ("hostile_state_words", hostile_state),
+        ("raw_region_bytes", raw_region),
+        ("near_miss_bounds", near),
+    ]
+}
+
+/// Replays every file of `fuzz/corpus/heap/` (so CI runs the fuzz target on stable).
+/// `SHMPROC_WRITE_CORPUS=1` rewrites the seeds first.
+#[test]
+fn fuzz_corpus_replays() {
+    let dir = corpus_dir();
+    if std::env::var_os("SHMPROC_WRITE_CORPUS").is_some() {
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, bytes) in seeds() {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+    }
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("fuzz/corpus/heap exists") {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        super::fuzz::run(&data);
+        n += 1;
+    }
+    assert!(n >= 6, "the seed corpus is missing ({n} files)");
+}
+
+/// The seeds, as built here, exercise what they are named for.
+#[test]
+fn fuzz_seeds_run() {
+    for (_, bytes) in seeds() {
+        super::fuzz::run(&bytes);
+    }
+}
+
+#[test]
+fn fuzz_random_inputs_never_go_out_of_bounds() {
+    let mut rng = Rng(0x5eed);
+    for i in 0..1500 {
+        let len = rng.below(600) as usize;
+        let mut data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        if i % 2 == 0 && !data.is_empty() {
+            data[0] = 0; // a clean start: the model checks apply
+        }
+        let t0 = Instant::now();
+        super::fuzz::run(&data);
+        if t0.elapsed() > Duration::from_millis(50) {
+            eprintln!(
+                "slow input {i}: {:?} first byte {:?}",
+                t0.elapsed(),
+                data.first()
+            );
+        }
+    }
+}
