@@ -50,8 +50,9 @@
 //!
 //! The **tag** is one word, written with one store: bits 0..2 the state (1 free,
 //! 2 allocated; 0 is never a valid tag, so zeroed memory holds none), bits 2..39 the size
-//! in 16-byte units, bits 39..64 a 25-bit **check** hashed from the block's offset, size
-//! and state. A tag is believed only if its check matches: an offset that is not a block
+//! in 16-byte units, bits 39..64 a 25-bit **check** hashed from the block's offset and
+//! size (not its state, so a state change is a 2-bit store; state 3 marks a block parked
+//! in a process's [`Cache`]). A tag is believed only if its check matches: an offset that is not a block
 //! start (a random number, a pointer into a payload, a block of another heap) is refused
 //! with odds of 2^-25 per guess, and `free` also checks the neighbours it merges with.
 //! The smallest block is [`MIN_BLOCK`] (32 bytes: header and two links), so the smallest
@@ -219,6 +220,9 @@ const MAGIC: u64 = u64::from_le_bytes(*b"SHMHEAP\x01");
 /// Tag states. 0 is never valid.
 const FREE: u64 = 1;
 const USED: u64 = 2;
+/// Allocated, and parked in a process's [`Cache`]; its owner's identity is in the first
+/// payload word.
+const CACHED: u64 = 3;
 const STATE_BITS: u32 = 2;
 const UNIT_BITS: u32 = 37;
 const CHECK_SHIFT: u32 = STATE_BITS + UNIT_BITS;
@@ -406,10 +410,11 @@ impl Region {
 // ---------------------------------------------------------------------------------------
 // Tags and classes.
 
-/// The 25-bit check of a tag's low bits at `off` (splitmix64's finaliser).
+/// The 25-bit check of a block at `off` of `units` 16-byte units (splitmix64's
+/// finaliser). The state is not hashed: changing it is a 2-bit store.
 #[inline]
-fn check_of(off: u64, low: u64) -> u64 {
-    let mut x = off ^ low.rotate_left(29) ^ 0x5348_4d48_4541_5021;
+fn check_of(off: u64, units: u64) -> u64 {
+    let mut x = off ^ units.rotate_left(29) ^ 0x5348_4d48_4541_5021;
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     (x ^ (x >> 31)) >> CHECK_SHIFT
@@ -418,19 +423,31 @@ fn check_of(off: u64, low: u64) -> u64 {
 /// The tag of a block at `off` of `size` bytes in `state`.
 #[inline]
 fn seal(off: u64, size: u64, state: u64) -> u64 {
-    let low = ((size >> 4) << STATE_BITS) | state;
-    low | (check_of(off, low) << CHECK_SHIFT)
+    let units = size >> 4;
+    (units << STATE_BITS) | state | (check_of(off, units) << CHECK_SHIFT)
+}
+
+/// `tag` with its state replaced.
+#[inline]
+fn restate(tag: u64, state: u64) -> u64 {
+    (tag & !((1 << STATE_BITS) - 1)) | state
+}
+
+/// The size a tag records (not checked).
+#[inline]
+fn tag_size(tag: u64) -> u64 {
+    ((tag & LOW_MASK) >> STATE_BITS) << 4
 }
 
 /// Size and state of the tag `tag` read at `off`, if it is a valid tag for that offset.
 #[inline]
 fn unseal(off: u64, tag: u64) -> Option<(u64, u64)> {
-    let low = tag & LOW_MASK;
-    let state = low & ((1 << STATE_BITS) - 1);
-    if (state != FREE && state != USED) || tag >> CHECK_SHIFT != check_of(off, low) {
+    let units = (tag & LOW_MASK) >> STATE_BITS;
+    let state = tag & ((1 << STATE_BITS) - 1);
+    if state == 0 || tag >> CHECK_SHIFT != check_of(off, units) {
         return None;
     }
-    Some(((low >> STATE_BITS) << 4, state))
+    Some((units << 4, state))
 }
 
 /// The list of a free block of `size` bytes (`size <= MAX_HEAP`).
@@ -577,6 +594,8 @@ pub struct Recovery {
     pub released: Option<(u64, u64)>,
     /// Pairs of adjacent free blocks merged.
     pub merged: u64,
+    /// Cached blocks of dead processes freed ([`RawHeap::reclaim_dead`]).
+    pub reclaimed: u64,
     /// The heap after the repair.
     pub stats: HeapStats,
 }
@@ -846,7 +865,9 @@ impl RawHeap {
         who: &impl Liveness,
         deadline: Option<Instant>,
     ) -> Result<(), HeapError> {
-        self.run(region, who, deadline, &Live, true, |op, _| op.free(offset))
+        self.run(region, who, deadline, &Live, true, |op, _| {
+            op.free(offset, USED)
+        })
     }
 
     /// Usable bytes of the allocated block at `offset` (at least what was asked for).
@@ -866,7 +887,7 @@ impl RawHeap {
             Some((size, USED)) if b.checked_add(size).is_some_and(|e| e <= region.len) => {
                 Ok(size - HEADER)
             }
-            Some((_, FREE)) => Err(HeapError::DoubleFree { offset }),
+            Some((_, FREE | CACHED)) => Err(HeapError::DoubleFree { offset }),
             _ => Err(HeapError::NotAllocated { offset }),
         }
     }
@@ -923,6 +944,57 @@ impl RawHeap {
     ) -> Result<Recovery, HeapError> {
         self.run(region, who, deadline, &Live, false, |op, how| {
             op.repair(how == Acquired::OwnerDied)
+        })
+    }
+
+    /// Frees the blocks parked in the [`Cache`]s of dead processes: a repair walk (see
+    /// [`recover`](Self::recover)) that also frees every cached block whose owner `who`
+    /// finds dead. Returns what it did; `reclaimed` counts those blocks. O(blocks): run it
+    /// when a process is known to have died (the arena's registry of attached processes
+    /// tells), not on every operation.
+    ///
+    /// # Errors
+    /// As [`recover`](Self::recover).
+    pub fn reclaim_dead(
+        &self,
+        region: &Region,
+        who: &impl Liveness,
+        deadline: Option<Instant>,
+    ) -> Result<Recovery, HeapError> {
+        // Owners asked about once each (a procfs read per owner, not per block).
+        let mut seen: Vec<(u64, bool)> = Vec::new();
+        let me = who.my_ident();
+        let mut dead = |ident: u64| {
+            if ident == me {
+                return false;
+            }
+            if let Some(&(_, d)) = seen.iter().find(|(i, _)| *i == ident) {
+                return d;
+            }
+            let pid = (ident >> crate::owner::IDENT_PID_SHIFT) as u32;
+            let start = ident & crate::owner::IDENT_START_MASK;
+            let d = pid != 0 && pid & !crate::owner::PID_MASK == 0 && who.is_dead(pid, start);
+            if seen.len() < 4096 {
+                seen.push((ident, d));
+            }
+            d
+        };
+        self.run(region, who, deadline, &Live, false, |op, how| {
+            op.walk_repair(how == Acquired::OwnerDied, &mut dead)
+        })
+    }
+
+    /// Frees blocks parked in a cache (state `CACHED`) under one lock; stops at the first
+    /// error.
+    fn free_cached(
+        &self,
+        region: &Region,
+        blocks: &[u64],
+        who: &impl Liveness,
+        deadline: Option<Instant>,
+    ) -> Result<(), HeapError> {
+        self.run(region, who, deadline, &Live, true, |op, _| {
+            blocks.iter().try_for_each(|&b| op.free(b + HEADER, CACHED))
         })
     }
 
@@ -1014,6 +1086,300 @@ impl RawHeap {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// The per-process cache.
+
+/// The largest block a [`Cache`] keeps (8 KiB; requests up to 8176 bytes).
+pub const CACHE_MAX_BLOCK: u64 = 8192;
+/// Bytes of blocks a [`Cache`] keeps at most; past this it gives half a list back.
+pub const CACHE_BYTES: u64 = 256 << 10;
+/// Blocks per list of a [`Cache`].
+const CACHE_DEPTH: usize = 16;
+/// One list per TLSF class up to `CACHE_MAX_BLOCK`.
+const CACHE_BINS: usize = (CACHE_MAX_BLOCK.ilog2() as usize - 7) * SL_COUNT + 1;
+
+/// A list of parked blocks: each one's offset and the exact tag it was parked with (so
+/// taking it out is checked by one comparison).
+#[derive(Clone, Copy)]
+struct Bin {
+    len: usize,
+    blocks: [(u64, u64); CACHE_DEPTH],
+}
+
+/// A process's cache of small blocks of one heap: `free` parks a block here instead of
+/// giving it back, `alloc` takes one from here, both without the heap's lock (a few
+/// loads and stores; see `benches/heap.rs` for what this buys).
+///
+/// A parked block stays allocated in the heap: its tag says `CACHED` and its first word
+/// holds its owner's identity (pid and start time). So a process that dies with blocks in
+/// its cache leaks nothing for good: [`RawHeap::reclaim_dead`] frees them. A process that
+/// exits normally gives them back with [`drain`](Self::drain) (dropping a `Cache` does
+/// not: it has no heap to talk to).
+///
+/// The cache is process-local memory, one per thread or behind the caller's own lock
+/// (`&mut self`). A `fork` copies it into the child; the child's first call notices that
+/// it is another process (its identity differs from the owner's) and forgets the copied
+/// blocks, which stay the parent's.
+///
+/// Checks: a block freed into the cache must carry a valid allocated tag (so double frees
+/// and forged offsets are refused, as by [`RawHeap::free`]); the heap's bounds are not
+/// checked here (they need the lock), only the region's. A block taken out must still be
+/// `CACHED`; one that a peer scribbled on is dropped from the cache, not handed out.
+///
+/// ```
+/// # use shmproc::owner::Procfs;
+/// # use shmproc::raw::heap::{Cache, RawHeap, Region};
+/// # let mut mem = vec![0u128; 4096];
+/// # let region = unsafe { Region::new(mem.as_mut_ptr().cast(), 65536) }?;
+/// # let heap = RawHeap::new();
+/// # heap.init(&region, 4096, 65536)?;
+/// let mut cache = Cache::new();
+/// let a = cache.alloc(&heap, &region, 64, 16, &Procfs, None)?; // from the heap
+/// cache.free(&heap, &region, a, &Procfs, None)?; // parked in the cache
+/// assert_eq!(cache.alloc(&heap, &region, 64, 16, &Procfs, None)?, a); // no lock taken
+/// assert_eq!(heap.stats().allocated_blocks, 1);
+/// cache.free(&heap, &region, a, &Procfs, None)?;
+/// cache.drain(&heap, &region, &Procfs, None)?; // back to the heap
+/// assert_eq!(heap.stats().allocated_blocks, 0);
+/// # Ok::<(), shmproc::raw::heap::HeapError>(())
+/// ```
+pub struct Cache {
+    owner: u64,
+    bytes: u64,
+    bins: Box<[Bin; CACHE_BINS]>,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Cache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("owner", &self.owner)
+            .field("bytes", &self.bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cache {
+    /// An empty cache.
+    pub fn new() -> Cache {
+        Cache {
+            owner: 0,
+            bytes: 0,
+            bins: Box::new(
+                [Bin {
+                    len: 0,
+                    blocks: [(0, 0); CACHE_DEPTH],
+                }; CACHE_BINS],
+            ),
+        }
+    }
+
+    /// Bytes of blocks parked here.
+    pub fn cached_bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The cache as `who` may use it: after a `fork` the blocks listed are the parent's.
+    #[inline]
+    fn adopt(&mut self, who: &impl Liveness) -> u64 {
+        let me = who.my_ident();
+        if self.owner != me {
+            self.forget();
+            self.owner = me;
+        }
+        me
+    }
+
+    fn forget(&mut self) {
+        for bin in self.bins.iter_mut() {
+            bin.len = 0;
+        }
+        self.bytes = 0;
+    }
+
+    /// As [`RawHeap::alloc`], from the cache when it holds a block that fits (`align` up
+    /// to 16 and blocks up to [`CACHE_MAX_BLOCK`]), else from the heap.
+    ///
+    /// # Errors
+    /// As [`RawHeap::alloc`].
+    #[inline]
+    pub fn alloc(
+        &mut self,
+        heap: &RawHeap,
+        region: &Region,
+        size: u64,
+        align: u64,
+        who: &impl Liveness,
+        deadline: Option<Instant>,
+    ) -> Result<u64, HeapError> {
+        self.adopt(who);
+        if align <= GRANULE && size <= CACHE_MAX_BLOCK - HEADER {
+            let n = block_size(size)?;
+            let (fl, sl) = class(n);
+            if let Some(p) = self.take(region, fl * SL_COUNT + sl, n) {
+                return Ok(p);
+            }
+            if let Some((fl, sl)) = class_up(n) {
+                let i = fl * SL_COUNT + sl;
+                if i < CACHE_BINS {
+                    if let Some(p) = self.take(region, i, n) {
+                        return Ok(p);
+                    }
+                }
+            }
+        }
+        heap.alloc(region, size, align, who, deadline)
+    }
+
+    /// Takes the last block of list `i` if it holds `n` bytes.
+    #[inline]
+    fn take(&mut self, region: &Region, i: usize, n: u64) -> Option<u64> {
+        let bin = &mut self.bins[i];
+        let (b, tag) = *bin.blocks.get(bin.len.checked_sub(1)?)?;
+        let size = tag_size(tag);
+        if size < n {
+            // Too small for this request (a list holds a range of sizes).
+            return None;
+        }
+        bin.len -= 1;
+        let w = region.word(b)?;
+        // Relaxed: the block is ours (allocated, parked by this process); nobody else
+        // writes its tag.
+        if w.load(Ordering::Relaxed) != tag {
+            // Not as we left it (scribbled on): forget it, do not hand it out.
+            self.bytes = self.bytes.saturating_sub(size);
+            return None;
+        }
+        self.bytes -= size;
+        // Relaxed: as above.
+        w.store(restate(tag, USED), Ordering::Relaxed);
+        Some(b + HEADER)
+    }
+
+    /// As [`RawHeap::free`]: parks a block of up to [`CACHE_MAX_BLOCK`] bytes here (giving
+    /// half a list back to the heap, under one lock, when the list or the byte budget is
+    /// full), frees a larger one in the heap.
+    ///
+    /// # Errors
+    /// As [`RawHeap::free`]; a block already parked here (or in another cache) is
+    /// [`HeapError::DoubleFree`].
+    #[inline]
+    pub fn free(
+        &mut self,
+        heap: &RawHeap,
+        region: &Region,
+        offset: u64,
+        who: &impl Liveness,
+        deadline: Option<Instant>,
+    ) -> Result<(), HeapError> {
+        let me = self.adopt(who);
+        let b = offset.wrapping_sub(HEADER);
+        let (Some(w), Some(owner)) = (region.word(b), region.word(offset)) else {
+            return Err(HeapError::NotAllocated { offset });
+        };
+        if offset % GRANULE != 0 {
+            return Err(HeapError::NotAllocated { offset });
+        }
+        // Relaxed: the block is the caller's until it is parked.
+        let tag = w.load(Ordering::Relaxed);
+        let size = match unseal(b, tag) {
+            Some((size, USED)) if b.checked_add(size).is_some_and(|e| e <= region.len) => size,
+            Some((_, FREE | CACHED)) => return Err(HeapError::DoubleFree { offset }),
+            _ => return Err(HeapError::NotAllocated { offset }),
+        };
+        if size > CACHE_MAX_BLOCK {
+            return heap.free(region, offset, who, deadline);
+        }
+        let (fl, sl) = class(size);
+        let i = fl * SL_COUNT + sl;
+        if self.bins[i].len == CACHE_DEPTH || self.bytes + size > CACHE_BYTES {
+            self.give_back(heap, region, i, size, who, deadline)?;
+        }
+        // Owner first, then the tag: a process killed between the two leaves an
+        // allocated block (the one it was freeing), never a cached one without an owner.
+        // Relaxed: read only by a repair walk under the heap lock, after this process is
+        // known dead (and so after these stores, which its death orders before).
+        owner.store(me, Ordering::Relaxed);
+        let parked = restate(tag, CACHED);
+        w.store(parked, Ordering::Relaxed);
+        let bin = &mut self.bins[i];
+        bin.blocks[bin.len] = (b, parked);
+        bin.len += 1;
+        self.bytes += size;
+        Ok(())
+    }
+
+    /// Makes room for a block of `size` bytes in list `i`: gives half of that list back
+    /// if it is full, then halves the fullest lists until the byte budget has room; all
+    /// under one lock.
+    #[cold]
+    fn give_back(
+        &mut self,
+        heap: &RawHeap,
+        region: &Region,
+        i: usize,
+        size: u64,
+        who: &impl Liveness,
+        deadline: Option<Instant>,
+    ) -> Result<(), HeapError> {
+        let mut out = Vec::new();
+        // Moves the upper half of a list to `out`; returns the bytes moved.
+        let mut halve = |bin: &mut Bin| {
+            let keep = bin.len / 2;
+            let mut moved = 0;
+            for &(b, tag) in &bin.blocks[keep..bin.len] {
+                out.push(b);
+                moved += tag_size(tag);
+            }
+            bin.len = keep;
+            moved
+        };
+        if self.bins[i].len == CACHE_DEPTH {
+            self.bytes = self.bytes.saturating_sub(halve(&mut self.bins[i]));
+        }
+        while self.bytes + size > CACHE_BYTES && self.bytes > 0 {
+            let j = (0..CACHE_BINS)
+                .max_by_key(|&j| self.bins[j].len)
+                .unwrap_or(i);
+            if self.bins[j].len == 0 {
+                self.bytes = 0;
+                break;
+            }
+            self.bytes = self.bytes.saturating_sub(halve(&mut self.bins[j]));
+        }
+        heap.free_cached(region, &out, who, deadline)
+    }
+
+    /// Gives every parked block back to the heap, under one lock.
+    ///
+    /// # Errors
+    /// As [`RawHeap::free`]; the cache is empty afterwards either way.
+    pub fn drain(
+        &mut self,
+        heap: &RawHeap,
+        region: &Region,
+        who: &impl Liveness,
+        deadline: Option<Instant>,
+    ) -> Result<(), HeapError> {
+        self.adopt(who);
+        let out: Vec<u64> = self
+            .bins
+            .iter()
+            .flat_map(|bin| bin.blocks[..bin.len].iter().map(|&(b, _)| b))
+            .collect();
+        self.forget();
+        if out.is_empty() {
+            return Ok(());
+        }
+        heap.free_cached(region, &out, who, deadline)
+    }
+}
+
 /// Test entry points with a crash hook (tests, loom models, the fuzzer).
 #[cfg(any(test, fuzzing, shmproc_loom))]
 #[doc(hidden)]
@@ -1042,7 +1408,9 @@ impl RawHeap {
         deadline: Option<Instant>,
         hook: &CrashAfter,
     ) -> Result<(), HeapError> {
-        self.run(region, who, deadline, hook, true, |op, _| op.free(offset))
+        self.run(region, who, deadline, hook, true, |op, _| {
+            op.free(offset, USED)
+        })
     }
 
     /// [`grow`](Self::grow), each shared write through `hook`.
@@ -1341,6 +1709,31 @@ impl<'a, H: Hook> Op<'a, H> {
         Ok(())
     }
 
+    /// Moves the free block whose unlink `u` prepared to offset `nb` with `size` bytes:
+    /// if it stays in the same list, `nb` takes its place there (nothing to write when
+    /// the offset is the same); else it is unlinked and `nb` pushed on its new list.
+    #[inline]
+    fn relist(&mut self, u: Unlink, old: u64, nb: u64, size: u64) -> Result<(), HeapError> {
+        if class(size) != (u.fl, u.sl) {
+            self.apply_unlink(u)?;
+            return self.insert(nb, size);
+        }
+        if nb != old {
+            self.put(nb + 16, u.next)?;
+            self.put(nb + 24, u.prev)?;
+            if u.next != 0 {
+                self.put(u.next + 24, nb)?;
+            }
+            if u.prev != 0 {
+                self.put(u.prev + 16, nb)?;
+            } else {
+                let st = self.st;
+                self.sput(&st.heads[u.fl][u.sl], nb);
+            }
+        }
+        Ok(())
+    }
+
     fn unlink(&mut self, b: u64, size: u64) -> Result<(), HeapError> {
         let u = self.prep_unlink(b, size)?;
         self.apply_unlink(u)
@@ -1545,7 +1938,6 @@ impl<'a, H: Hook> Op<'a, H> {
         // Writes. Before the commit the chain reads F = [b, b + s) as before.
         self.set_intent(a | ALLOC);
         self.raise(if t > 0 { a + n + MIN_BLOCK } else { a + n });
-        self.apply_unlink(ul)?;
         if t > 0 {
             self.set_tag(a + n, t, FREE)?;
             self.put(a + n + 8, 0)?;
@@ -1556,13 +1948,21 @@ impl<'a, H: Hook> Op<'a, H> {
             self.put(a + 8, g)?;
             // Commit: F becomes the gap; the chain now reads gap, A, remainder.
             self.set_tag(b, g, FREE)?;
-            self.insert(b, g)?;
         } else {
             // Commit: F becomes A (its previous-size word stays 0).
             self.set_tag(b, n, USED)?;
         }
-        if t > 0 {
-            self.insert(a + n, t)?;
+        // The lists: the gap keeps F's place if it stays in F's list, or else the
+        // remainder takes it.
+        match (g > 0, t > 0) {
+            (true, _) => {
+                self.relist(ul, b, b, g)?;
+                if t > 0 {
+                    self.insert(a + n, t)?;
+                }
+            }
+            (false, true) => self.relist(ul, b, a + n, t)?,
+            (false, false) => self.apply_unlink(ul)?,
         }
         let heap = self.heap;
         self.bump(&heap.used, n);
@@ -1575,14 +1975,16 @@ impl<'a, H: Hook> Op<'a, H> {
         Ok((a + HEADER, (a + n).min(f0.max(a + HEADER))))
     }
 
-    fn free(&mut self, p: u64) -> Result<(), HeapError> {
+    /// Frees the block at payload offset `p`, which must be in state `want` (USED, or
+    /// CACHED for a cache's own blocks).
+    fn free(&mut self, p: u64, want: u64) -> Result<(), HeapError> {
         if p % GRANULE != 0 || p < self.start + HEADER || p >= self.end {
             return Err(HeapError::NotAllocated { offset: p });
         }
         let a = p - HEADER;
         let n = match unseal(a, self.get(a)?) {
-            Some((n, USED)) => n,
-            Some((_, FREE)) => return Err(HeapError::DoubleFree { offset: p }),
+            Some((n, s)) if s == want => n,
+            Some((_, FREE | CACHED)) => return Err(HeapError::DoubleFree { offset: p }),
             _ => return Err(HeapError::NotAllocated { offset: p }),
         };
         if n < MIN_BLOCK || n > self.end - a {
@@ -1590,46 +1992,48 @@ impl<'a, H: Hook> Op<'a, H> {
         }
         // The neighbours it merges with, checked before anything is written.
         let ps = self.get(a + 8)?;
-        let lo = if ps != 0 {
+        let pu = if ps != 0 {
             if ps % GRANULE != 0 || ps > a - self.start {
                 return Err(corrupt("previous-size word out of range", a));
             }
             if self.block(a - ps)? != (ps, FREE) {
                 return Err(corrupt("previous-size word names no free block", a));
             }
-            self.prep_unlink(a - ps, ps)?;
-            a - ps
+            Some(self.prep_unlink(a - ps, ps)?)
         } else {
-            a
+            None
         };
+        let lo = a - ps;
         let x = a + n;
-        let nn = if x < self.end {
+        let (nn, nu) = if x < self.end {
             match self.block(x)? {
-                (nn, FREE) => {
-                    self.prep_unlink(x, nn)?;
-                    nn
-                }
-                _ => 0,
+                (nn, FREE) => (nn, Some(self.prep_unlink(x, nn)?)),
+                _ => (0, None),
             }
         } else {
-            0
+            (0, None)
         };
 
         // Writes. The commit (A's tag) comes first: adjacent free blocks are a valid chain.
         self.set_intent(a | FREEING);
         self.set_tag(a, n, FREE)?;
-        if ps != 0 {
-            self.unlink(lo, ps)?;
-        }
-        if nn != 0 {
-            self.unlink(x, nn)?;
-        }
         let m = ps + n + nn;
         if m != n {
             self.set_tag(lo, m, FREE)?;
         }
         self.set_prev(lo + m, m)?;
-        self.insert(lo, m)?;
+        // The lists: the merged block keeps the previous block's place, or takes the next
+        // one's, when it stays in that list.
+        match (pu, nu) {
+            (Some(pu), None) => self.relist(pu, lo, lo, m)?,
+            (Some(pu), Some(_)) => {
+                self.relist(pu, lo, lo, m)?;
+                // That may have moved the next block's neighbours: prepare again.
+                self.unlink(x, nn)?;
+            }
+            (None, Some(nu)) => self.relist(nu, x, a, m)?,
+            (None, None) => self.insert(a, m)?,
+        }
         let heap = self.heap;
         self.bump(&heap.used, n.wrapping_neg());
         self.bump(&heap.blocks, 1u64.wrapping_neg());
@@ -1694,6 +2098,15 @@ impl<'a, H: Hook> Op<'a, H> {
     /// The repair walk (module docs, *Crash consistency*). With `forced` false and no
     /// intent recorded, only counts the recovery: the heap is consistent.
     fn repair(&mut self, owner_died: bool) -> Result<Recovery, HeapError> {
+        self.walk_repair(owner_died, &mut |_| false)
+    }
+
+    /// The repair walk; also frees every cached block whose owner `dead` says is dead.
+    fn walk_repair(
+        &mut self,
+        owner_died: bool,
+        dead: &mut dyn FnMut(u64) -> bool,
+    ) -> Result<Recovery, HeapError> {
         let st = self.st;
         let heap = self.heap;
         let intent = self.sget(&st.intent);
@@ -1735,6 +2148,7 @@ impl<'a, H: Hook> Op<'a, H> {
         let (start, end) = (self.start, self.end);
         let mut released = None;
         let mut merged = 0;
+        let mut reclaimed = 0;
         let mut s = HeapStats {
             size: end - start,
             ..HeapStats::default()
@@ -1763,10 +2177,14 @@ impl<'a, H: Hook> Op<'a, H> {
                     return Err(corrupt("block size out of range", b));
                 }
             }
-            if b == target && state == USED {
+            if b == target && state != FREE {
                 self.set_tag(b, size, FREE)?;
                 state = FREE;
                 released = Some((b + HEADER, size));
+            } else if state == CACHED && dead(self.get(b + HEADER)?) {
+                self.set_tag(b, size, FREE)?;
+                state = FREE;
+                reclaimed += 1;
             } else if state == FREE && target > b && target < b + size {
                 // A header the interrupted operation left inside a free block.
                 if self.get(target)? != 0 {
@@ -1826,6 +2244,7 @@ impl<'a, H: Hook> Op<'a, H> {
             interrupted,
             released,
             merged,
+            reclaimed,
             stats: s,
         })
     }

@@ -187,7 +187,10 @@ fn tags_refuse_other_offsets_and_sizes() {
     assert_eq!(unseal(4096, t), Some((80, USED)));
     assert_eq!(unseal(4112, t), None);
     assert_eq!(unseal(4096, t ^ (1 << 3)), None);
-    assert_eq!(unseal(4096, t ^ 3), None);
+    // The state is not part of the check (changing it is a 2-bit store); 0 is no state.
+    assert_eq!(unseal(4096, t ^ 3), Some((80, FREE)));
+    assert_eq!(unseal(4096, restate(t, CACHED)), Some((80, CACHED)));
+    assert_eq!(unseal(4096, t & !3), None);
     assert_eq!(unseal(4096, 0), None);
     // Random words are (almost) never tags.
     let mut rng = Rng(7);
@@ -1087,4 +1090,186 @@ fn fuzz_random_inputs_never_go_out_of_bounds() {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// The per-process cache.
+
+#[test]
+fn cache_serves_without_the_lock() {
+    let t = T::new(1 << 20, 4096, 1 << 19);
+    let mut c = Cache::new();
+    let a = c.alloc(&t.heap, &t.region, 64, 16, &ME, None).unwrap();
+    c.free(&t.heap, &t.region, a, &ME, None).unwrap();
+    assert_eq!(c.cached_bytes(), 80);
+    // Another process holds the heap lock: the cache still serves.
+    assert!(t.heap.lock.try_lock(&P(3, 0)));
+    assert_eq!(c.alloc(&t.heap, &t.region, 60, 16, &ME, None), Ok(a));
+    c.free(&t.heap, &t.region, a, &ME, None).unwrap();
+    t.heap.lock.unlock();
+    // Parked blocks are allocated as far as the heap is concerned, and refused by free.
+    let s = t.check();
+    assert_eq!(s.allocated_blocks, 1);
+    assert_eq!(t.free(a), Err(HeapError::DoubleFree { offset: a }));
+    assert_eq!(
+        c.free(&t.heap, &t.region, a, &ME, None),
+        Err(HeapError::DoubleFree { offset: a })
+    );
+    assert_eq!(
+        t.heap.usable_size(&t.region, a),
+        Err(HeapError::DoubleFree { offset: a })
+    );
+    for bad in [a + 16, a + 1, 8, 0, u64::MAX] {
+        assert!(c.free(&t.heap, &t.region, bad, &ME, None).is_err());
+    }
+    // Larger blocks and aligned requests go to the heap.
+    let big = c.alloc(&t.heap, &t.region, 10_000, 16, &ME, None).unwrap();
+    c.free(&t.heap, &t.region, big, &ME, None).unwrap();
+    assert_eq!(c.cached_bytes(), 80);
+    let al = c.alloc(&t.heap, &t.region, 64, 128, &ME, None).unwrap();
+    assert_eq!(al % 128, 0);
+    c.free(&t.heap, &t.region, al, &ME, None).unwrap();
+    c.drain(&t.heap, &t.region, &ME, None).unwrap();
+    assert_eq!(c.cached_bytes(), 0);
+    let s = t.check();
+    assert_eq!((s.allocated_blocks, s.free_blocks), (0, 1));
+}
+
+#[test]
+fn cache_gives_back_when_full() {
+    let t = T::new(1 << 22, 4096, 1 << 22);
+    let mut c = Cache::new();
+    // One list overflows: half of it goes back.
+    let ps: Vec<u64> = (0..40)
+        .map(|_| c.alloc(&t.heap, &t.region, 100, 16, &ME, None).unwrap())
+        .collect();
+    for p in &ps {
+        c.free(&t.heap, &t.region, *p, &ME, None).unwrap();
+        assert!(c.cached_bytes() <= (CACHE_DEPTH as u64) * 128);
+    }
+    t.check();
+    // The byte budget: large blocks of several sizes.
+    let ps: Vec<u64> = (0..200)
+        .map(|i| {
+            c.alloc(&t.heap, &t.region, 4000 + (i % 7) * 500, 16, &ME, None)
+                .unwrap()
+        })
+        .collect();
+    for p in &ps {
+        c.free(&t.heap, &t.region, *p, &ME, None).unwrap();
+        assert!(c.cached_bytes() <= CACHE_BYTES);
+    }
+    let s = t.check();
+    assert!(s.allocated_blocks > 0);
+    c.drain(&t.heap, &t.region, &ME, None).unwrap();
+    let s = t.check();
+    assert_eq!((s.allocated_blocks, s.free_blocks), (0, 1));
+}
+
+#[test]
+fn dead_process_cache_is_reclaimed() {
+    let t = T::new(1 << 20, 4096, 1 << 19);
+    let mut theirs = Cache::new();
+    let mut mine = Cache::new();
+    let kept = t.alloc(300, 16).unwrap();
+    fill(&t, kept, 300, 7);
+    // Process 2 parks blocks, process 3 parks blocks; process 2 dies.
+    let two = P(2, 0);
+    let three = P(3, 0);
+    let ps: Vec<u64> = (0..10)
+        .map(|i| {
+            theirs
+                .alloc(&t.heap, &t.region, 50 + i * 40, 16, &two, None)
+                .unwrap()
+        })
+        .collect();
+    for p in &ps {
+        theirs.free(&t.heap, &t.region, *p, &two, None).unwrap();
+    }
+    let q = mine
+        .alloc(&t.heap, &t.region, 64, 16, &three, None)
+        .unwrap();
+    mine.free(&t.heap, &t.region, q, &three, None).unwrap();
+    assert_eq!(t.check().allocated_blocks, 12);
+    // Process 1 (for whom 2 is dead) sweeps: 2's blocks come back, 3's stay.
+    let r = t.heap.reclaim_dead(&t.region, &ME, soon()).unwrap();
+    assert_eq!(r.reclaimed, 10);
+    let s = t.check();
+    assert_eq!(s.allocated_blocks, 2);
+    assert!(intact(&t, kept, 300, 7));
+    assert_eq!(mine.alloc(&t.heap, &t.region, 64, 16, &three, None), Ok(q));
+    // Process 2's cache, were it to run again, finds its blocks gone and does not hand
+    // them out.
+    let fresh = theirs
+        .alloc(&t.heap, &t.region, 50, 16, &two, None)
+        .unwrap();
+    assert_eq!(
+        t.heap.usable_size(&t.region, fresh).map(|u| u >= 50),
+        Ok(true)
+    );
+    assert_eq!(t.check().allocated_blocks, 3);
+}
+
+#[test]
+fn forked_cache_forgets_the_parents_blocks() {
+    let t = T::new(1 << 20, 4096, 1 << 19);
+    let mut c = Cache::new();
+    let parent = P(2, 0);
+    let child = P(5, 0);
+    let a = c.alloc(&t.heap, &t.region, 64, 16, &parent, None).unwrap();
+    c.free(&t.heap, &t.region, a, &parent, None).unwrap();
+    // The same Cache value, used by another process (as after fork): not a's block.
+    let b = c.alloc(&t.heap, &t.region, 64, 16, &child, None).unwrap();
+    assert_ne!(a, b);
+    assert_eq!(c.cached_bytes(), 0);
+    assert_eq!(t.check().allocated_blocks, 2);
+}
+
+#[test]
+fn scribbled_parked_block_is_not_handed_out() {
+    let t = T::new(1 << 20, 4096, 1 << 19);
+    let mut c = Cache::new();
+    let a = c.alloc(&t.heap, &t.region, 64, 16, &ME, None).unwrap();
+    c.free(&t.heap, &t.region, a, &ME, None).unwrap();
+    t.bytes(a - HEADER, 8).fill(0x77);
+    let b = c.alloc(&t.heap, &t.region, 64, 16, &ME, None).unwrap();
+    assert_ne!(a, b);
+    assert_eq!(c.cached_bytes(), 0);
+}
+
+#[test]
+fn random_cache_operations_match_a_model() {
+    let t = T::new(1 << 22, 4096, 1 << 21);
+    let mut c = Cache::new();
+    let mut rng = Rng(99);
+    let mut model = Model::new();
+    for step in 0..3000 {
+        if rng.below(100) < 55 {
+            let size = [rng.below(100), rng.below(1000), rng.below(9000)][rng.below(3) as usize];
+            let p = c.alloc(&t.heap, &t.region, size, 16, &ME, soon()).unwrap();
+            let seed = rng.next() as u8;
+            fill(&t, p, size, seed);
+            assert!(
+                model.insert(p, (size, seed)).is_none(),
+                "step {step}: handed out twice"
+            );
+        } else if let Some(&p) = model
+            .keys()
+            .nth(rng.below(model.len().max(1) as u64) as usize)
+        {
+            let (len, s) = model.remove(&p).unwrap();
+            assert!(intact(&t, p, len, s));
+            c.free(&t.heap, &t.region, p, &ME, soon()).unwrap();
+        }
+        if step % 100 == 0 {
+            t.check();
+            verify_model(&t, &model);
+        }
+    }
+    for (&p, _) in &model {
+        c.free(&t.heap, &t.region, p, &ME, soon()).unwrap();
+    }
+    c.drain(&t.heap, &t.region, &ME, soon()).unwrap();
+    let s = t.check();
+    assert_eq!((s.allocated_blocks, s.free_blocks), (0, 1));
 }
