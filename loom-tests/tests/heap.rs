@@ -60,6 +60,8 @@ fn mem() -> Arc<Mem> {
 }
 
 impl Mem {
+    /// Bytes of the region: shared memory, seen through a shared handle.
+    #[allow(clippy::mut_from_ref)]
     fn bytes(&self, p: u64, len: u64) -> &mut [u8] {
         assert!(p + len <= LEN);
         // SAFETY: in bounds; each block is written by the one thread it was given to.

@@ -154,7 +154,7 @@ pub fn run(data: &[u8]) {
     while !inp.0.is_empty() && ops < 48 {
         ops += 1;
         match inp.u8() % 12 {
-            0 | 1 | 2 => {
+            0..=2 => {
                 let size = match inp.u8() % 4 {
                     0 => inp.u8() as u64,
                     1 => inp.u16() as u64 % 4096,
@@ -191,7 +191,7 @@ pub fn run(data: &[u8]) {
                     }
                 }
             }
-            3 | 4 => {
+            3..=4 => {
                 let pick = inp.u8();
                 let p = match live.keys().nth(pick as usize % live.len().max(1)) {
                     Some(&p) if pick < 200 => p,
