@@ -113,6 +113,7 @@ pub fn run(data: &[u8]) {
             for _ in 0..(inp.u8() % 16) {
                 let off = (inp.u16() as u64 * 8) % END;
                 if let Some(w) = region.word(off) {
+                    // Relaxed: a peer's scribble; the fuzzer runs one thread.
                     w.store(inp.u64(), Ordering::Relaxed);
                 }
             }
@@ -123,6 +124,7 @@ pub fn run(data: &[u8]) {
             hostile = true;
             let n = (inp.u8() as u64 * 64).min(END);
             for off in (0..n).step_by(8) {
+                // Relaxed: the fuzzer runs one thread.
                 region
                     .word(off)
                     .expect("in bounds")
@@ -145,7 +147,7 @@ pub fn run(data: &[u8]) {
         }
     }
 
-    let deadline = || Some(Instant::now() + std::time::Duration::from_millis(200));
+    let deadline = || Some(Instant::now() + std::time::Duration::from_millis(20));
     // Live blocks: payload offset -> bytes filled.
     let mut live: BTreeMap<u64, u64> = BTreeMap::new();
     let mut end = END;
@@ -230,6 +232,7 @@ pub fn run(data: &[u8]) {
                 hostile = true;
                 let off = (inp.u16() as u64 * 8) % LEN;
                 if let Some(w) = region.word(off) {
+                    // Relaxed: a peer's scribble; the fuzzer runs one thread.
                     w.store(inp.u64(), Ordering::Relaxed);
                 }
             }
