@@ -1255,23 +1255,61 @@ impl Cache {
         who: &impl Liveness,
         deadline: Option<Instant>,
     ) -> Result<u64, HeapError> {
-        self.adopt(who);
-        if align <= GRANULE && size <= CACHE_MAX_BLOCK - HEADER {
-            let n = block_size(size)?;
-            let (fl, sl) = class(n);
-            if let Some(p) = self.take(region, fl * SL_COUNT + sl, n) {
-                return Ok(p);
-            }
-            if let Some((fl, sl)) = class_up(n) {
-                let i = fl * SL_COUNT + sl;
-                if i < CACHE_BINS {
-                    if let Some(p) = self.take(region, i, n) {
-                        return Ok(p);
-                    }
-                }
-            }
+        match self.take_fit(region, size, align, who) {
+            Some(p) => Ok(p),
+            None => heap.alloc(region, size, align, who, deadline),
         }
-        heap.alloc(region, size, align, who, deadline)
+    }
+
+    /// As [`alloc`](Self::alloc), with the block's first `size` bytes zero: a block from
+    /// the cache is cleared here, one from the heap comes from
+    /// [`RawHeap::alloc_zeroed`].
+    ///
+    /// # Errors
+    /// As [`RawHeap::alloc`].
+    #[inline]
+    pub fn alloc_zeroed(
+        &mut self,
+        heap: &RawHeap,
+        region: &Region,
+        size: u64,
+        align: u64,
+        who: &impl Liveness,
+        deadline: Option<Instant>,
+    ) -> Result<u64, HeapError> {
+        match self.take_fit(region, size, align, who) {
+            Some(p) => {
+                region.zero(p, size);
+                Ok(p)
+            }
+            None => heap.alloc_zeroed(region, size, align, who, deadline),
+        }
+    }
+
+    /// A parked block that holds `size` bytes at alignment `align`, if there is one.
+    #[inline]
+    fn take_fit(
+        &mut self,
+        region: &Region,
+        size: u64,
+        align: u64,
+        who: &impl Liveness,
+    ) -> Option<u64> {
+        self.adopt(who);
+        if align > GRANULE || size > CACHE_MAX_BLOCK - HEADER {
+            return None;
+        }
+        let n = block_size(size).ok()?;
+        let (fl, sl) = class(n);
+        if let Some(p) = self.take(region, fl * SL_COUNT + sl, n) {
+            return Some(p);
+        }
+        let (fl, sl) = class_up(n)?;
+        let i = fl * SL_COUNT + sl;
+        if i < CACHE_BINS {
+            return self.take(region, i, n);
+        }
+        None
     }
 
     /// Takes the last block of list `i` if it holds `n` bytes.
@@ -1285,14 +1323,14 @@ impl Cache {
             return None;
         }
         bin.len -= 1;
-        let w = region.word(b)?;
+        let w = region.word(b);
         // Relaxed: the block is ours (allocated, parked by this process); nobody else
         // writes its tag.
-        if w.load(Ordering::Relaxed) != tag {
+        let Some(w) = w.filter(|w| w.load(Ordering::Relaxed) == tag) else {
             // Not as we left it (scribbled on): forget it, do not hand it out.
             self.bytes = self.bytes.saturating_sub(size);
             return None;
-        }
+        };
         self.bytes -= size;
         // Relaxed: as above.
         w.store(restate(tag, USED), Ordering::Relaxed);

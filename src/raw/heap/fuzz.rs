@@ -4,7 +4,9 @@
 //! the heap's state and the region with bytes from the input (hostile from the start),
 //! then runs a script of operations from the rest of the input: alloc, alloc_zeroed,
 //! free (of live blocks and of arbitrary offsets), grow, check, recover, usable_size,
-//! scribbles on the state and the blocks, and operations killed after their k-th write.
+//! scribbles on the state and the blocks, operations killed after their k-th write, and
+//! the same process's [`Cache`]: alloc, free, drain, and `reclaim_dead` of the caches of
+//! processes killed while they had blocks parked.
 //!
 //! Always: no panic, no write outside the region (the guards stay intact), every offset
 //! returned lies inside the region. While nothing hostile has happened (no scribble, no
@@ -153,9 +155,10 @@ pub fn run(data: &[u8]) {
     let mut end = END;
     let mut ops = 0;
     let mut pids = 1;
+    let mut cache = Cache::new();
     while !inp.0.is_empty() && ops < 48 {
         ops += 1;
-        match inp.u8() % 12 {
+        match inp.u8() % 15 {
             0..=2 => {
                 let size = match inp.u8() % 4 {
                     0 => inp.u8() as u64,
@@ -234,6 +237,72 @@ pub fn run(data: &[u8]) {
                 if let Some(w) = region.word(off) {
                     // Relaxed: a peer's scribble; the fuzzer runs one thread.
                     w.store(inp.u64(), Ordering::Relaxed);
+                }
+            }
+            12 => {
+                let size = match inp.u8() % 3 {
+                    0 => inp.u8() as u64,
+                    1 => inp.u16() as u64 % 9000,
+                    _ => inp.u16() as u64,
+                };
+                let zero = size % 2 == 0;
+                let r = if zero {
+                    cache.alloc_zeroed(&heap, &region, size, 16, &Fuzzer, deadline())
+                } else {
+                    cache.alloc(&heap, &region, size, 16, &Fuzzer, deadline())
+                };
+                if let Ok(p) = r {
+                    assert!(
+                        p >= HEADER && p + size.min(LEN) <= LEN,
+                        "offset {p:#x} outside"
+                    );
+                    if !hostile {
+                        let usable = heap.usable_size(&region, p).expect("just allocated");
+                        assert!(usable >= size);
+                        // SAFETY: the block is ours and inside the region (checked).
+                        let bytes = unsafe {
+                            std::slice::from_raw_parts_mut(base.add(p as usize), size as usize)
+                        };
+                        if zero {
+                            assert!(bytes.iter().all(|&b| b == 0), "alloc_zeroed not zero");
+                        }
+                        for (i, b) in bytes.iter_mut().enumerate() {
+                            *b = pattern(p, i);
+                        }
+                        assert!(live.insert(p, size).is_none(), "handed out twice");
+                    }
+                }
+            }
+            13 => {
+                let pick = inp.u8();
+                let p = match live.keys().nth(pick as usize % live.len().max(1)) {
+                    Some(&p) if pick < 200 => p,
+                    _ => inp.u16() as u64 * 16,
+                };
+                let known = live.remove(&p).is_some();
+                let r = cache.free(&heap, &region, p, &Fuzzer, deadline());
+                if !hostile && known {
+                    r.expect("parking a live block");
+                }
+            }
+            14 => {
+                if inp.u8() % 2 == 0 {
+                    let r = cache.drain(&heap, &region, &Fuzzer, deadline());
+                    assert!(hostile || r.is_ok(), "{r:?}");
+                } else {
+                    // Another process parks blocks and is killed; a survivor sweeps.
+                    pids += 1;
+                    let gone = Doomed(pids);
+                    let mut theirs = Cache::new();
+                    for _ in 0..(inp.u8() % 8) {
+                        let size = inp.u8() as u64 * 8;
+                        if let Ok(p) = theirs.alloc(&heap, &region, size, 16, &gone, deadline()) {
+                            let _ = theirs.free(&heap, &region, p, &gone, deadline());
+                        }
+                    }
+                    let parked = theirs.cached_bytes();
+                    let r = heap.reclaim_dead(&region, &Fuzzer, deadline());
+                    assert!(hostile || r.is_ok_and(|r| parked == 0 || r.reclaimed > 0));
                 }
             }
             _ => {

@@ -1145,6 +1145,25 @@ fn cache_serves_without_the_lock() {
 }
 
 #[test]
+fn cache_alloc_zeroed_clears_a_parked_block() {
+    let t = T::new(1 << 20, 4096, 1 << 19);
+    let mut c = Cache::new();
+    let a = c
+        .alloc_zeroed(&t.heap, &t.region, 200, 16, &ME, None)
+        .unwrap();
+    assert!(t.bytes(a, 200).iter().all(|&b| b == 0));
+    t.bytes(a, 200).fill(0xEE);
+    c.free(&t.heap, &t.region, a, &ME, None).unwrap();
+    // From the cache (its first word now names the owner): cleared.
+    assert_eq!(
+        c.alloc_zeroed(&t.heap, &t.region, 200, 16, &ME, None),
+        Ok(a)
+    );
+    assert!(t.bytes(a, 200).iter().all(|&b| b == 0));
+    t.check();
+}
+
+#[test]
 fn cache_gives_back_when_full() {
     let t = T::new(1 << 22, 4096, 1 << 22);
     let mut c = Cache::new();
