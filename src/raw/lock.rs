@@ -453,7 +453,7 @@ mod tests {
 
     /// Process `pid`, for whom process `dead` is dead.
     fn p(pid: u32, dead: u32) -> Scripted {
-        let p = Scripted::alive(pid);
+        let p = Scripted::alive(pid).watching();
         if dead != 0 {
             p.kill(dead);
         }

@@ -17,6 +17,7 @@
 //! | [`mpmc`]      | the bounded MPMC ring of slots (Vyukov stamps)                   | the queue family |
 //! | [`spsc`]      | the SPSC byte ring with its frame and wake protocol              | `Pipe` / `Connection` |
 //! | [`dict`]      | the open-addressing table with its seqlock                       | `SharedDict`, `TypedDict`, `SerdeDict` |
+//! | [`heap`]      | the TLSF heap of variable-size blocks, by offset, crash-safe     | the arena |
 //!
 //! The loom models of each live in `loom-tests/tests/<module>.rs`.
 
@@ -81,6 +82,7 @@ pub mod barrier;
 pub mod condvar;
 pub mod dict;
 pub mod event;
+pub mod heap;
 pub mod lock;
 pub mod mpmc;
 pub mod rlock;

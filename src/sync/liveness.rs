@@ -230,7 +230,8 @@ impl Liveness for Procfs {
 /// `watch` decides [`watches_holder`](Liveness::watches_holder): a model whose waiters
 /// must not poll (so that a lost wake-up shows up as a deadlock instead of being papered
 /// over by the periodic check) leaves it off; a model of a holder's death turns it on,
-/// and its waiters then poll only a holder that is already dead.
+/// and its waiters then poll only a holder that is already dead; a model whose holder
+/// dies while others wait makes them poll every holder ([`watching`](Self::watching)).
 ///
 /// ```
 /// use shmproc::raw::sync::liveness::{Liveness, Scripted};
@@ -245,6 +246,7 @@ pub struct Scripted {
     pid: u32,
     thread: u32,
     watch: bool,
+    always: bool,
     survivor: bool,
     peer_gone: bool,
     dead: std::sync::Arc<crate::sync::AtomicU32>,
@@ -257,6 +259,7 @@ impl Scripted {
             pid,
             thread: 1,
             watch: false,
+            always: false,
             survivor: false,
             peer_gone: false,
             dead: std::sync::Arc::new(crate::sync::AtomicU32::new(0)),
@@ -292,6 +295,17 @@ impl Scripted {
         Scripted {
             peer_gone: true,
             watch: true,
+            ..self.clone()
+        }
+    }
+
+    /// The same process, whose waiters look at every holder now and then, live or dead,
+    /// as real processes do ([`Recheck::LIVENESS`]): for a model whose holder dies while
+    /// others already wait (and for unit tests, where a poll costs nothing).
+    pub fn watching(&self) -> Scripted {
+        Scripted {
+            watch: true,
+            always: true,
             ..self.clone()
         }
     }
@@ -341,7 +355,7 @@ impl Liveness for Scripted {
         }
     }
     fn watches_holder(&self, holder: u32) -> bool {
-        self.watch && self.is_dead(holder, 0)
+        self.watch && (self.always || self.is_dead(holder, 0))
     }
     fn peer_gone(&self) -> bool {
         self.peer_gone
