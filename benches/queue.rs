@@ -2,8 +2,9 @@
 //!
 //! * one-way latency between two processes, consumer spinning: `Queue<u64>` ping-pong vs
 //!   the floor (atomic ping-pong between the same two processes);
-//! * one-way latency, consumer blocked in the futex: `Queue<u64>` (no spinning) vs a raw
-//!   futex ping-pong;
+//! * one-way latency, consumer blocked in the futex: `Queue<u64>` (no spinning) vs the raw
+//!   futex ping-pong (`common::FutexPingPong`, the one futex baseline, also the event
+//!   bench's);
 //! * the blocking `put` / `get` vs `try_put` / `try_get` in one process, on a queue that
 //!   never waits (the calls' own cost: should be equal);
 //! * SPSC and MPMC throughput of `u64` between processes vs crossbeam's `ArrayQueue`
@@ -15,7 +16,8 @@
 //!   threads: the ring apart from the processes-vs-threads difference;
 //! * SPSC throughput vs an OS pipe (one 8-byte `write` / `read` per message).
 //!
-//! `cargo bench --bench queue` takes about two minutes; `cargo test --benches` seconds.
+//! `cargo bench -p shmproc-benches --bench queue` takes about two minutes; `cargo test -p
+//! shmproc-benches --benches` seconds.
 //!
 //! Measured on the 2-vCPU machine, median of the per-rep ratios (p10 / p90), or the range
 //! (and median) of several runs' medians where the machine drifted between them;
@@ -36,7 +38,7 @@
 //! | SPSC throughput vs OS pipe (8-byte write / read), two runs   | 0.04-0.05 |              | 10.7-11.7 / 236-254 ns per msg |
 //!
 //! The blocked pair pins the parent to CPU 0 and the child to CPU 1, for the queue and
-//! for the futex baseline (`common::Pinned`). Unpinned it measured the scheduler: one run
+//! for the futex baseline (`common::Pinned`, `common::pin_apart`). Unpinned it measured the scheduler: one run
 //! woke the baseline's peer on the waker's vCPU (3.8 us) and the queue's on the other
 //! (43 us), 7.6x; the next run the other way round, 0.19x.
 //!
@@ -54,13 +56,14 @@
 //! trails the try + yield one by ~5%: a blocked consumer spins, and takes each message as
 //! soon as it is published, where one that yields comes back to a batch; waiting for a
 //! batch would cost the spinning round trip the same wait.
-#[path = "common/mod.rs"]
 mod common;
 
-use common::{bench_mode, fork_child, paired, wait_child, Floor, Pinned, SharedPage};
+use common::{
+    bench_mode, fork, paired, pin_apart, Child, Floor, FutexPingPong, Pinned, SharedPage,
+};
 use crossbeam_queue::ArrayQueue;
+use rustix::thread::futex;
 use shmproc::queue::{GetError, PutError, Queue};
-use shmproc::sync::futex;
 use shmproc::{Arena, SpinPolicy};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -181,7 +184,7 @@ const THROUGHPUT_SPIN_ROUNDS: u32 = 200;
 struct Echo {
     ping: Queue<u64>,
     pong: Queue<u64>,
-    pid: i32,
+    child: Option<Child>,
     spin: bool,
 }
 
@@ -194,11 +197,11 @@ impl Echo {
             ping.set_spin(SpinPolicy::NEVER);
             pong.set_spin(SpinPolicy::NEVER);
         }
-        let pid = {
+        let child = {
             let (ping, pong) = (ping.clone(), pong.clone());
-            fork_child(move || {
-                // Blocked: every wake-up crosses CPUs (see `Pinned`).
-                let _pin = (!spin).then(|| Pinned::to(1));
+            fork(move || {
+                // Blocked: every wake-up crosses CPUs (the parent is pinned, see `Pinned`).
+                pin_apart();
                 loop {
                     let v = if spin {
                         spin_get(&ping)
@@ -215,7 +218,7 @@ impl Echo {
         Echo {
             ping,
             pong,
-            pid,
+            child: Some(child),
             spin,
         }
     }
@@ -238,7 +241,9 @@ impl Echo {
 impl Drop for Echo {
     fn drop(&mut self) {
         self.ping.put(STOP).unwrap();
-        wait_child(self.pid);
+        if let Some(child) = self.child.take() {
+            child.join();
+        }
     }
 }
 
@@ -250,71 +255,6 @@ fn spin_get(q: &Queue<u64>) -> u64 {
             return v;
         }
         std::hint::spin_loop();
-    }
-}
-
-/// The blocked baseline: a futex ping-pong where each side sleeps at once.
-struct FutexPingPong {
-    page: SharedPage,
-    pid: i32,
-}
-
-fn word(page: &SharedPage) -> &'static shmproc::sync::AtomicU32 {
-    // SAFETY: the page is 128-aligned, zeroed, shared, and outlives every use (the child
-    // exits before the parent unmaps it).
-    unsafe { &*(page.ptr() as *const shmproc::sync::AtomicU32) }
-}
-
-impl FutexPingPong {
-    fn start() -> FutexPingPong {
-        let page = SharedPage::new(4096);
-        let w = word(&page);
-        let pid = fork_child(move || {
-            let _pin = Pinned::to(1);
-            let mut expect = 1u32;
-            loop {
-                let v = w.load(Ordering::Acquire);
-                if v == u32::MAX {
-                    return;
-                }
-                if v != expect {
-                    futex::wait(w, v, None);
-                    continue;
-                }
-                w.store(expect + 1, Ordering::Release);
-                futex::wake_one(w);
-                expect += 2;
-            }
-        });
-        FutexPingPong { page, pid }
-    }
-
-    fn round_trips(&self, n: u64) -> Duration {
-        let w = word(&self.page);
-        let mut v = w.load(Ordering::Acquire);
-        let t = Instant::now();
-        for _ in 0..n {
-            w.store(v + 1, Ordering::Release);
-            futex::wake_one(w);
-            loop {
-                let now = w.load(Ordering::Acquire);
-                if now == v + 2 {
-                    break;
-                }
-                futex::wait(w, now, None);
-            }
-            v += 2;
-        }
-        t.elapsed()
-    }
-}
-
-impl Drop for FutexPingPong {
-    fn drop(&mut self) {
-        let w = word(&self.page);
-        w.store(u32::MAX, Ordering::Release);
-        futex::wake_all(w);
-        wait_child(self.pid);
     }
 }
 
@@ -342,7 +282,7 @@ impl Gate {
     fn finish(&self) {
         // Release: pairs with the Acquire load in `wait_done`.
         self.done().fetch_add(1, Ordering::Release);
-        futex::wake_all(self.done());
+        let _ = futex::wake(self.done(), futex::Flags::empty(), u32::MAX);
     }
     fn wait_go(&self) {
         // Acquire: pairs with the Release store in `start`.
@@ -364,7 +304,7 @@ impl Gate {
             if done >= parties {
                 return;
             }
-            futex::wait(self.done(), done, None);
+            let _ = futex::wait(self.done(), futex::Flags::empty(), done, None);
         }
     }
 }
@@ -447,10 +387,10 @@ fn queue_throughput_with(
     let gate = Gate::new();
     let per_p = n / producers;
     let per_c = per_p * producers / consumers;
-    let mut pids = Vec::new();
+    let mut children = Vec::new();
     for _ in 0..consumers {
         let (q, gate) = (q.clone(), &gate);
-        pids.push(fork_child(move || {
+        children.push(fork(move || {
             gate.wait_go();
             let mut sum = 0u64;
             for _ in 0..per_c {
@@ -462,7 +402,7 @@ fn queue_throughput_with(
     }
     for _ in 0..producers {
         let (q, gate) = (q.clone(), &gate);
-        pids.push(fork_child(move || {
+        children.push(fork(move || {
             gate.wait_go();
             for i in 0..per_p {
                 put(&q, i);
@@ -472,8 +412,8 @@ fn queue_throughput_with(
     let t = gate.start();
     gate.wait_done(consumers as u32);
     let e = t.elapsed();
-    for p in pids {
-        wait_child(p);
+    for child in children {
+        child.join();
     }
     e
 }
@@ -559,10 +499,10 @@ fn crossbeam_process_throughput(producers: u64, consumers: u64, n: u64) -> Durat
     let gate = Gate::new();
     let per_p = n / producers;
     let per_c = per_p * producers / consumers;
-    let mut pids = Vec::new();
+    let mut children = Vec::new();
     for _ in 0..consumers {
         let gate = &gate;
-        pids.push(fork_child(move || {
+        children.push(fork(move || {
             gate.wait_go();
             crossbeam_consume(q, per_c);
             gate.finish();
@@ -570,7 +510,7 @@ fn crossbeam_process_throughput(producers: u64, consumers: u64, n: u64) -> Durat
     }
     for _ in 0..producers {
         let gate = &gate;
-        pids.push(fork_child(move || {
+        children.push(fork(move || {
             gate.wait_go();
             crossbeam_produce(q, per_p);
         }));
@@ -578,8 +518,8 @@ fn crossbeam_process_throughput(producers: u64, consumers: u64, n: u64) -> Durat
     let t = gate.start();
     gate.wait_done(consumers as u32);
     let e = t.elapsed();
-    for p in pids {
-        wait_child(p);
+    for child in children {
+        child.join();
     }
     // Every message was taken: the consumers counted them.
     assert!(q.is_empty());
@@ -590,10 +530,10 @@ fn crossbeam_process_throughput(producers: u64, consumers: u64, n: u64) -> Durat
 fn pipe_throughput(n: u64) -> Duration {
     let (r, w) = rustix::pipe::pipe().unwrap();
     let gate = Gate::new();
-    let pid = {
+    let child = {
         let gate = &gate;
         let w = &w;
-        fork_child(move || {
+        fork(move || {
             gate.wait_go();
             for i in 0..n {
                 rustix::io::write(w, &i.to_le_bytes()).unwrap();
@@ -613,7 +553,7 @@ fn pipe_throughput(n: u64) -> Duration {
     }
     std::hint::black_box(sum);
     let e = t.elapsed();
-    wait_child(pid);
+    child.join();
     e
 }
 
