@@ -224,6 +224,10 @@ impl Echo {
     }
 
     fn round_trips(&self, n: u64) -> Duration {
+        // One untimed round trip: the child is awake (it may have slept since the last
+        // rep, see `spin_get`) before the clock starts.
+        self.ping.put(0).unwrap();
+        assert_eq!(spin_get(&self.pong), 0);
         let t = Instant::now();
         for i in 0..n {
             self.ping.put(i).unwrap();
@@ -247,15 +251,23 @@ impl Drop for Echo {
     }
 }
 
-/// A consumer that never sleeps.
+/// Busy polls of [`spin_get`] before it blocks: ~1 ms, far beyond a round trip.
+const SPIN_GETS: u32 = 1 << 16;
+
+/// A consumer that does not sleep while messages keep coming: it polls with `try_get`,
+/// and only after [`SPIN_GETS`] empty polls (~1 ms) blocks in `get`. So the echo child
+/// sleeps between the subject's reps instead of spinning through the baseline's (until
+/// 2026-12 it never slept: during each floor rep three processes spun on two CPUs, and
+/// on a busy machine the floor read 12.7 µs a round trip).
 #[inline]
 fn spin_get(q: &Queue<u64>) -> u64 {
-    loop {
+    for _ in 0..SPIN_GETS {
         if let Ok(v) = q.try_get() {
             return v;
         }
         std::hint::spin_loop();
     }
+    q.get().unwrap()
 }
 
 // ---------------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ pub struct Stats {
 }
 
 /// Ratio statistics of one [`paired`] run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Ratio {
     /// Median of the per-rep `subject / baseline`, over all reps.
     pub median: f64,
@@ -70,12 +70,10 @@ pub struct Ratio {
     /// Median subject time per operation, ns.
     pub subject_ns: f64,
     /// The placement of every rep, if they all agree (`None`: it changed during the run,
-    /// see `near` and `far`, or the pair was filtered out).
+    /// see `by_placement`, or the pair was filtered out).
     pub placement: Option<Placement>,
-    /// The reps taken with the vCPUs near, if any.
-    pub near: Option<Stats>,
-    /// The reps taken with the vCPUs far apart, if any.
-    pub far: Option<Stats>,
+    /// The reps of each placement seen, in the order of [`Placement::ALL`].
+    pub by_placement: Vec<(Placement, Stats)>,
 }
 
 impl Ratio {
@@ -87,8 +85,7 @@ impl Ratio {
             baseline_ns: f64::NAN,
             subject_ns: f64::NAN,
             placement: None,
-            near: None,
-            far: None,
+            by_placement: Vec::new(),
         }
     }
 }
@@ -127,7 +124,8 @@ fn stats(reps: &[Rep]) -> Option<Stats> {
 /// bench`) reads
 /// `name: ratio 1.42 (p10 1.38, p90 1.51) [far, floor 236 ns one way] | subject ... | baseline ... | 20 reps x 20000`;
 /// when the placement changed during the run the bracket reads `[mixed: 12 near, 8 far]`
-/// and the line ends with the ratio of each placement's reps.
+/// and the line ends with the ratio of each placement's reps. `busy` reps (the probe found
+/// no floor: another process holds a CPU) say that the machine was not free.
 ///
 /// Under `cargo test --benches` ([`bench_mode`] false) it runs 2 reps of at most 100
 /// operations: a smoke test. `SHMPROC_PAIRS=<text>` in the environment runs only the
@@ -172,14 +170,40 @@ pub fn paired(
         all.push((sample.placement, per_op(b), per_op(s)));
     }
     drop(probe);
-    let of = |p: Placement| -> Vec<Rep> { all.iter().copied().filter(|r| r.0 == p).collect() };
-    let (near, far) = (stats(&of(Placement::Near)), stats(&of(Placement::Far)));
+    let by_placement: Vec<(Placement, Stats)> = Placement::ALL
+        .into_iter()
+        .filter_map(|p| {
+            let reps: Vec<Rep> = all.iter().copied().filter(|r| r.0 == p).collect();
+            Some((p, stats(&reps)?))
+        })
+        .collect();
     let total = stats(&all).expect("at least one rep");
-    let placement = match (near, far) {
-        (Some(_), None) => Some(Placement::Near),
-        (None, Some(_)) => Some(Placement::Far),
+    let placement = match by_placement.as_slice() {
+        [(p, _)] => Some(*p),
         _ => None,
     };
+    let tag = match placement {
+        Some(p) => format!("{p}, floor {:.0} ns one way", quantile(&mut floor_ns, 0.5)),
+        None => {
+            let counts: Vec<String> = by_placement
+                .iter()
+                .map(|(p, s)| format!("{} {p}", s.reps))
+                .collect();
+            format!("mixed: {}", counts.join(", "))
+        }
+    };
+    let mut line = format!(
+        "{name}: ratio {:.2} (p10 {:.2}, p90 {:.2}) [{tag}] | subject {:.1} ns/{per} | baseline {:.1} ns/{per} | {reps} reps x {iters}",
+        total.median, total.p10, total.p90, total.subject_ns, total.baseline_ns
+    );
+    if placement.is_none() {
+        for (p, s) in &by_placement {
+            line += &format!(
+                " | {p}: ratio {:.2} (p10 {:.2}, p90 {:.2}), {} reps",
+                s.median, s.p10, s.p90, s.reps
+            );
+        }
+    }
     let r = Ratio {
         median: total.median,
         p10: total.p10,
@@ -187,30 +211,8 @@ pub fn paired(
         baseline_ns: total.baseline_ns,
         subject_ns: total.subject_ns,
         placement,
-        near,
-        far,
+        by_placement,
     };
-    let tag = match placement {
-        Some(p) => format!("{p}, floor {:.0} ns one way", quantile(&mut floor_ns, 0.5)),
-        None => format!(
-            "mixed: {} near, {} far",
-            near.map_or(0, |s| s.reps),
-            far.map_or(0, |s| s.reps)
-        ),
-    };
-    let mut line = format!(
-        "{name}: ratio {:.2} (p10 {:.2}, p90 {:.2}) [{tag}] | subject {:.1} ns/{per} | baseline {:.1} ns/{per} | {reps} reps x {iters}",
-        r.median, r.p10, r.p90, r.subject_ns, r.baseline_ns
-    );
-    if placement.is_none() {
-        for (p, s) in [(Placement::Near, near), (Placement::Far, far)] {
-            let s = s.expect("both placements seen");
-            line += &format!(
-                " | {p}: ratio {:.2} (p10 {:.2}, p90 {:.2}), {} reps",
-                s.median, s.p10, s.p90, s.reps
-            );
-        }
-    }
     println!("{line}");
     if bench_mode() {
         let dir = target_dir();
