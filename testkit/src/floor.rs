@@ -56,8 +56,9 @@ unsafe fn child_word(page: &SharedPage, i: usize) -> &'static AtomicU32 {
 /// line moving to the peer's core and back. (The floor the benches used until 2026-12 also
 /// polled a second word, on the adjacent line, on every spin of the peer. Taken minutes
 /// apart it once read 854 ns where a bare ping-pong read ~475 ns, the vCPUs far apart;
-/// interleaved rep by rep with this one it read 1.05x it far apart and 1.09x near,
-/// medians of 15 and 10 runs, 2026-12-07.)
+/// interleaved rep by rep with this one, 2026-12-07, it read 1.09-1.40x it near, median
+/// 1.20 over 12 runs, and 0.93-1.18x far apart, median 1.05 over 15 runs on a busy
+/// machine.)
 ///
 /// [`Floor::two_lines`] pings on one line and pongs on another: the least any channel with
 /// a line (a ring) per direction can cost, as each way moves a line the receiver polls.
