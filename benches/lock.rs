@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{bench_mode, fork_child, paired, wait_child, SharedPage};
+use common::{bench_mode, fork, paired, SharedPage};
 use criterion::{black_box, Criterion};
 use shmproc::shared::RawBlock;
 use shmproc::{Arena, Lock};
@@ -123,7 +123,7 @@ fn contended_run(n: u64, lock: &dyn Fn(), unlock: &dyn Fn(), page: &SharedPage) 
             unlock();
         }
     };
-    let pid = fork_child(|| {
+    let child = fork(|| {
         ready.store(1, Ordering::SeqCst);
         while go.load(Ordering::SeqCst) == 0 {
             std::hint::spin_loop();
@@ -141,7 +141,7 @@ fn contended_run(n: u64, lock: &dyn Fn(), unlock: &dyn Fn(), page: &SharedPage) 
         std::thread::yield_now();
     }
     let elapsed = t.elapsed();
-    wait_child(pid);
+    child.join();
     assert_eq!(counter.load(Ordering::SeqCst), 2 * n, "lost increments");
     elapsed
 }
@@ -175,11 +175,7 @@ fn contended(c: &mut Criterion, arena: &Arena) {
 }
 
 fn main() {
-    let mut c = Criterion::default()
-        .configure_from_args()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(20);
+    let mut c = common::criterion();
     let arena = Arena::anonymous(1 << 20).unwrap();
     uncontended(&mut c, &arena);
     contended(&mut c, &arena);

@@ -5,18 +5,19 @@
 //! The round trip is also measured against a *two-line* floor (ping on one line, pong on
 //! another: what a channel with a ring per direction costs at least), and that floor
 //! against the one-word floor. Runs of 2026-11-23 with the producer priming the next cache
-//! line after each publish (`RawRing::prime`), in the machine's usual phase (the floor at
+//! line after each publish (`ByteRing::prime`), in the machine's usual phase (the floor at
 //! 66-74 ns): the pipe 1.54-1.74x the floor (seven runs, median 1.68; the build before,
 //! alternated with it, 1.85-2.06x). Before the priming: 1.80-2.11x (eighteen runs, median
 //! 1.92), 1.71-2.05x the two-line floor; the two-line floor 1.00-1.58x the floor.
 //! The phase moves the floor itself from 28 to 800 ns (see the README), so compare runs
 //! whose floors agree.
 //!
-//! `cargo bench --bench pipe` (about 2 minutes); `cargo test --benches` runs it once, tiny.
+//! `cargo bench -p shmproc-benches --bench pipe` (about 2 minutes); `cargo test -p
+//! shmproc-benches --benches` runs it once, tiny.
 
 mod common;
 
-use common::{bench_mode, fork_child, paired, wait_child, Floor};
+use common::{bench_mode, fork, paired, Child, Floor};
 use shmproc::pipe::{Connection, Pipe, RecvError};
 use shmproc::Arena;
 use std::hint::black_box;
@@ -33,7 +34,7 @@ const BIG_RING: usize = 4 << 20;
 
 struct PipePeer {
     conn: Connection,
-    pid: i32,
+    peer: Child,
     buf: Vec<u8>,
 }
 
@@ -42,7 +43,7 @@ impl PipePeer {
     fn echo(arena: &Arena) -> PipePeer {
         let (a, b) = Pipe::new_in(arena, true, 64 << 10).unwrap();
         let mut slots = (Some(a), Some(b));
-        let pid = fork_child(|| {
+        let peer = fork(|| {
             drop(slots.0.take());
             let b = slots.1.take().unwrap();
             let mut buf = vec![0u8; 64];
@@ -55,7 +56,7 @@ impl PipePeer {
         drop(slots.1.take());
         PipePeer {
             conn: slots.0.take().unwrap(),
-            pid,
+            peer,
             buf: vec![0u8; 64],
         }
     }
@@ -65,7 +66,7 @@ impl PipePeer {
     fn sink(arena: &Arena, capacity: usize) -> PipePeer {
         let (a, b) = Pipe::new_in(arena, true, capacity).unwrap();
         let mut slots = (Some(a), Some(b));
-        let pid = fork_child(|| {
+        let peer = fork(|| {
             drop(slots.0.take());
             let b = slots.1.take().unwrap();
             let mut buf = vec![0u8; 1 << 20];
@@ -80,7 +81,7 @@ impl PipePeer {
         drop(slots.1.take());
         PipePeer {
             conn: slots.0.take().unwrap(),
-            pid,
+            peer,
             buf: vec![0u8; 64],
         }
     }
@@ -110,7 +111,7 @@ impl PipePeer {
 impl Drop for PipePeer {
     fn drop(&mut self) {
         self.conn.close();
-        wait_child(self.pid);
+        assert_eq!(self.peer.wait(), 0, "bench child failed");
     }
 }
 
@@ -145,7 +146,7 @@ fn write_full(fd: &OwnedFd, mut buf: &[u8]) -> bool {
 struct OsPeer {
     tx: Option<OwnedFd>,
     rx: OwnedFd,
-    pid: i32,
+    peer: Child,
 }
 
 fn os_channels(socket: bool) -> ((OwnedFd, OwnedFd), (OwnedFd, OwnedFd)) {
@@ -174,7 +175,7 @@ impl OsPeer {
         let ((tx, rx), (crx, ctx)) = os_channels(socket);
         let mut child = Some((crx, ctx));
         let mut parent = Some((tx, rx));
-        let pid = fork_child(|| {
+        let peer = fork(|| {
             drop(parent.take());
             let (crx, ctx) = child.take().unwrap();
             let mut buf = [0u8; SMALL];
@@ -185,7 +186,7 @@ impl OsPeer {
         OsPeer {
             tx: Some(tx),
             rx,
-            pid,
+            peer,
         }
     }
 
@@ -193,7 +194,7 @@ impl OsPeer {
         let ((tx, rx), (crx, ctx)) = os_channels(false);
         let mut child = Some((crx, ctx));
         let mut parent = Some((tx, rx));
-        let pid = fork_child(|| {
+        let peer = fork(|| {
             drop(parent.take());
             let (crx, ctx) = child.take().unwrap();
             let mut buf = vec![0u8; 1 << 20];
@@ -212,7 +213,7 @@ impl OsPeer {
         OsPeer {
             tx: Some(tx),
             rx,
-            pid,
+            peer,
         }
     }
 
@@ -252,7 +253,7 @@ impl Drop for OsPeer {
             // SAFETY: plain syscall on a descriptor we own.
             unsafe { libc::shutdown(tx.as_raw_fd(), libc::SHUT_WR) };
         }
-        wait_child(self.pid);
+        assert_eq!(self.peer.wait(), 0, "bench child failed");
     }
 }
 
@@ -310,15 +311,14 @@ fn main() {
     // --- Paired ratios (subject / baseline, interleaved rep by rep).
     {
         let mut p = PipePeer::echo(&arena);
-        // The floor's child spins until it is stopped: start it for each baseline rep
-        // only (outside the timing), or it would take one of the two cores away from
-        // the subject's reps.
+        // The floors' peers sleep between reps: they take no core from the subject's.
+        let (floor, two_lines) = (Floor::start(), Floor::two_lines());
         paired(
             "pipe round trip 8 B vs atomic floor",
             "round trip",
             20_000,
             20,
-            |n| Floor::start().round_trips(n),
+            |n| floor.round_trips(n),
             |n| p.round_trips(n),
         );
         // The least a ring per direction can cost (each way moves a line the receiver
@@ -328,15 +328,15 @@ fn main() {
             "round trip",
             20_000,
             20,
-            |n| Floor::start().round_trips(n),
-            |n| Floor::two_lines().round_trips(n),
+            |n| floor.round_trips(n),
+            |n| two_lines.round_trips(n),
         );
         paired(
             "pipe round trip 8 B vs two-line floor",
             "round trip",
             20_000,
             20,
-            |n| Floor::two_lines().round_trips(n),
+            |n| two_lines.round_trips(n),
             |n| p.round_trips(n),
         );
         let mut o = OsPeer::echo(false);

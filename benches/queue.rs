@@ -2,8 +2,9 @@
 //!
 //! * one-way latency between two processes, consumer spinning: `Queue<u64>` ping-pong vs
 //!   the floor (atomic ping-pong between the same two processes);
-//! * one-way latency, consumer blocked in the futex: `Queue<u64>` (no spinning) vs a raw
-//!   futex ping-pong;
+//! * one-way latency, consumer blocked in the futex: `Queue<u64>` (no spinning) vs the raw
+//!   futex ping-pong (`common::FutexPingPong`, the one futex baseline, also the event
+//!   bench's);
 //! * the blocking `put` / `get` vs `try_put` / `try_get` in one process, on a queue that
 //!   never waits (the calls' own cost: should be equal);
 //! * SPSC and MPMC throughput of `u64` between processes vs crossbeam's `ArrayQueue`
@@ -15,12 +16,13 @@
 //!   threads: the ring apart from the processes-vs-threads difference;
 //! * SPSC throughput vs an OS pipe (one 8-byte `write` / `read` per message).
 //!
-//! `cargo bench --bench queue` takes about two minutes; `cargo test --benches` seconds.
+//! `cargo bench -p shmproc-benches --bench queue` takes about two minutes; `cargo test -p
+//! shmproc-benches --benches` seconds.
 //!
 //! Measured on the 2-vCPU machine, median of the per-rep ratios (p10 / p90), or the range
 //! (and median) of several runs' medians where the machine drifted between them;
 //! 2026-11-23, after the claims kept the slot view's fields in registers
-//! (`queue::core::Fixed`, `RawRing::claim_fast`):
+//! (`queue::core::Fixed`, `MpmcRing::claim_fast`):
 //!
 //! | pair (subject vs baseline)                                   | ratio     | p10 / p90    | subject / baseline       |
 //! |--------------------------------------------------------------|-----------|--------------|--------------------------|
@@ -36,7 +38,7 @@
 //! | SPSC throughput vs OS pipe (8-byte write / read), two runs   | 0.04-0.05 |              | 10.7-11.7 / 236-254 ns per msg |
 //!
 //! The blocked pair pins the parent to CPU 0 and the child to CPU 1, for the queue and
-//! for the futex baseline (`common::Pinned`). Unpinned it measured the scheduler: one run
+//! for the futex baseline (`common::Pinned`, `common::pin_apart`). Unpinned it measured the scheduler: one run
 //! woke the baseline's peer on the waker's vCPU (3.8 us) and the queue's on the other
 //! (43 us), 7.6x; the next run the other way round, 0.19x.
 //!
@@ -50,17 +52,18 @@
 //! processes, and ours matches it there (0.96-1.02x). Before the registers were kept the
 //! MPMC pairs measured 1.10-1.18x, before the fast paths 1.37-1.47x; until earlier that day
 //! the blocking `get` cost twice `try_get` (a store-forwarding stall, see
-//! `RawRing::push_step`) and the blocking pairs measured ~2.4-2.8x. The blocking pair
+//! `MpmcRing::push_step`) and the blocking pairs measured ~2.4-2.8x. The blocking pair
 //! trails the try + yield one by ~5%: a blocked consumer spins, and takes each message as
 //! soon as it is published, where one that yields comes back to a batch; waiting for a
 //! batch would cost the spinning round trip the same wait.
-#[path = "common/mod.rs"]
 mod common;
 
-use common::{bench_mode, fork_child, paired, wait_child, Floor, Pinned, SharedPage};
+use common::{
+    bench_mode, fork, paired, pin_apart, Child, Floor, FutexPingPong, Pinned, SharedPage,
+};
 use crossbeam_queue::ArrayQueue;
+use rustix::thread::futex;
 use shmproc::queue::{GetError, PutError, Queue};
-use shmproc::raw::sync::futex;
 use shmproc::{Arena, SpinPolicy};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -181,7 +184,7 @@ const THROUGHPUT_SPIN_ROUNDS: u32 = 200;
 struct Echo {
     ping: Queue<u64>,
     pong: Queue<u64>,
-    pid: i32,
+    child: Option<Child>,
     spin: bool,
 }
 
@@ -194,11 +197,11 @@ impl Echo {
             ping.set_spin(SpinPolicy::NEVER);
             pong.set_spin(SpinPolicy::NEVER);
         }
-        let pid = {
+        let child = {
             let (ping, pong) = (ping.clone(), pong.clone());
-            fork_child(move || {
-                // Blocked: every wake-up crosses CPUs (see `Pinned`).
-                let _pin = (!spin).then(|| Pinned::to(1));
+            fork(move || {
+                // Blocked: every wake-up crosses CPUs (the parent is pinned, see `Pinned`).
+                pin_apart();
                 loop {
                     let v = if spin {
                         spin_get(&ping)
@@ -215,12 +218,16 @@ impl Echo {
         Echo {
             ping,
             pong,
-            pid,
+            child: Some(child),
             spin,
         }
     }
 
     fn round_trips(&self, n: u64) -> Duration {
+        // One untimed round trip: the child is awake (it may have slept since the last
+        // rep, see `spin_get`) before the clock starts.
+        self.ping.put(0).unwrap();
+        assert_eq!(spin_get(&self.pong), 0);
         let t = Instant::now();
         for i in 0..n {
             self.ping.put(i).unwrap();
@@ -238,84 +245,29 @@ impl Echo {
 impl Drop for Echo {
     fn drop(&mut self) {
         self.ping.put(STOP).unwrap();
-        wait_child(self.pid);
+        if let Some(child) = self.child.take() {
+            child.join();
+        }
     }
 }
 
-/// A consumer that never sleeps.
+/// Busy polls of [`spin_get`] before it blocks: ~1 ms, far beyond a round trip.
+const SPIN_GETS: u32 = 1 << 16;
+
+/// A consumer that does not sleep while messages keep coming: it polls with `try_get`,
+/// and only after [`SPIN_GETS`] empty polls (~1 ms) blocks in `get`. So the echo child
+/// sleeps between the subject's reps instead of spinning through the baseline's (until
+/// 2026-12 it never slept: during each floor rep three processes spun on two CPUs, and
+/// on a busy machine the floor read 12.7 µs a round trip).
 #[inline]
 fn spin_get(q: &Queue<u64>) -> u64 {
-    loop {
+    for _ in 0..SPIN_GETS {
         if let Ok(v) = q.try_get() {
             return v;
         }
         std::hint::spin_loop();
     }
-}
-
-/// The blocked baseline: a futex ping-pong where each side sleeps at once.
-struct FutexPingPong {
-    page: SharedPage,
-    pid: i32,
-}
-
-fn word(page: &SharedPage) -> &'static shmproc::raw::sync::AtomicU32 {
-    // SAFETY: the page is 128-aligned, zeroed, shared, and outlives every use (the child
-    // exits before the parent unmaps it).
-    unsafe { &*(page.ptr() as *const shmproc::raw::sync::AtomicU32) }
-}
-
-impl FutexPingPong {
-    fn start() -> FutexPingPong {
-        let page = SharedPage::new(4096);
-        let w = word(&page);
-        let pid = fork_child(move || {
-            let _pin = Pinned::to(1);
-            let mut expect = 1u32;
-            loop {
-                let v = w.load(Ordering::Acquire);
-                if v == u32::MAX {
-                    return;
-                }
-                if v != expect {
-                    futex::wait(w, v, None);
-                    continue;
-                }
-                w.store(expect + 1, Ordering::Release);
-                futex::wake_one(w);
-                expect += 2;
-            }
-        });
-        FutexPingPong { page, pid }
-    }
-
-    fn round_trips(&self, n: u64) -> Duration {
-        let w = word(&self.page);
-        let mut v = w.load(Ordering::Acquire);
-        let t = Instant::now();
-        for _ in 0..n {
-            w.store(v + 1, Ordering::Release);
-            futex::wake_one(w);
-            loop {
-                let now = w.load(Ordering::Acquire);
-                if now == v + 2 {
-                    break;
-                }
-                futex::wait(w, now, None);
-            }
-            v += 2;
-        }
-        t.elapsed()
-    }
-}
-
-impl Drop for FutexPingPong {
-    fn drop(&mut self) {
-        let w = word(&self.page);
-        w.store(u32::MAX, Ordering::Release);
-        futex::wake_all(w);
-        wait_child(self.pid);
-    }
+    q.get().unwrap()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -342,7 +294,7 @@ impl Gate {
     fn finish(&self) {
         // Release: pairs with the Acquire load in `wait_done`.
         self.done().fetch_add(1, Ordering::Release);
-        futex::wake_all(self.done());
+        let _ = futex::wake(self.done(), futex::Flags::empty(), u32::MAX);
     }
     fn wait_go(&self) {
         // Acquire: pairs with the Release store in `start`.
@@ -364,7 +316,7 @@ impl Gate {
             if done >= parties {
                 return;
             }
-            futex::wait(self.done(), done, None);
+            let _ = futex::wait(self.done(), futex::Flags::empty(), done, None);
         }
     }
 }
@@ -447,10 +399,10 @@ fn queue_throughput_with(
     let gate = Gate::new();
     let per_p = n / producers;
     let per_c = per_p * producers / consumers;
-    let mut pids = Vec::new();
+    let mut children = Vec::new();
     for _ in 0..consumers {
         let (q, gate) = (q.clone(), &gate);
-        pids.push(fork_child(move || {
+        children.push(fork(move || {
             gate.wait_go();
             let mut sum = 0u64;
             for _ in 0..per_c {
@@ -462,7 +414,7 @@ fn queue_throughput_with(
     }
     for _ in 0..producers {
         let (q, gate) = (q.clone(), &gate);
-        pids.push(fork_child(move || {
+        children.push(fork(move || {
             gate.wait_go();
             for i in 0..per_p {
                 put(&q, i);
@@ -472,8 +424,8 @@ fn queue_throughput_with(
     let t = gate.start();
     gate.wait_done(consumers as u32);
     let e = t.elapsed();
-    for p in pids {
-        wait_child(p);
+    for child in children {
+        child.join();
     }
     e
 }
@@ -559,10 +511,10 @@ fn crossbeam_process_throughput(producers: u64, consumers: u64, n: u64) -> Durat
     let gate = Gate::new();
     let per_p = n / producers;
     let per_c = per_p * producers / consumers;
-    let mut pids = Vec::new();
+    let mut children = Vec::new();
     for _ in 0..consumers {
         let gate = &gate;
-        pids.push(fork_child(move || {
+        children.push(fork(move || {
             gate.wait_go();
             crossbeam_consume(q, per_c);
             gate.finish();
@@ -570,7 +522,7 @@ fn crossbeam_process_throughput(producers: u64, consumers: u64, n: u64) -> Durat
     }
     for _ in 0..producers {
         let gate = &gate;
-        pids.push(fork_child(move || {
+        children.push(fork(move || {
             gate.wait_go();
             crossbeam_produce(q, per_p);
         }));
@@ -578,8 +530,8 @@ fn crossbeam_process_throughput(producers: u64, consumers: u64, n: u64) -> Durat
     let t = gate.start();
     gate.wait_done(consumers as u32);
     let e = t.elapsed();
-    for p in pids {
-        wait_child(p);
+    for child in children {
+        child.join();
     }
     // Every message was taken: the consumers counted them.
     assert!(q.is_empty());
@@ -590,10 +542,10 @@ fn crossbeam_process_throughput(producers: u64, consumers: u64, n: u64) -> Durat
 fn pipe_throughput(n: u64) -> Duration {
     let (r, w) = rustix::pipe::pipe().unwrap();
     let gate = Gate::new();
-    let pid = {
+    let child = {
         let gate = &gate;
         let w = &w;
-        fork_child(move || {
+        fork(move || {
             gate.wait_go();
             for i in 0..n {
                 rustix::io::write(w, &i.to_le_bytes()).unwrap();
@@ -613,14 +565,14 @@ fn pipe_throughput(n: u64) -> Duration {
     }
     std::hint::black_box(sum);
     let e = t.elapsed();
-    wait_child(pid);
+    child.join();
     e
 }
 
 /// One process puts and gets `n` values, 512 at a time, with the blocking calls (`put` /
 /// `get`) or the non-blocking ones (`try_put` / `try_get`): the calls' own cost, on a
 /// queue that never waits. The two should cost the same. Before the fix in
-/// `RawRing::push_step` a loop of `get`s alone paid ~5 ns more per call than one of
+/// `MpmcRing::push_step` a loop of `get`s alone paid ~5 ns more per call than one of
 /// `try_get`s; in this loop, where the compiler lays the calls out differently, the old
 /// code measured 1.09x (1.08-1.41), the fixed 1.01x.
 fn uncontended(q: &Queue<u64>, n: u64, blocking: bool) -> Duration {

@@ -2,11 +2,11 @@
 //! uncontended acquire+release, acquire+release contended by a second process, and a
 //! blocking hand-off (ping-pong) between two processes.
 //!
-//! `cargo bench --bench semaphore` (about a minute); `cargo test --benches` runs each once.
-#[path = "common/mod.rs"]
+//! `cargo bench -p shmproc-benches --bench semaphore` (about a minute); `cargo test -p
+//! shmproc-benches --benches` runs each once.
 mod common;
 
-use common::{fork_child, paired, wait_child, SharedPage};
+use common::{fork, paired, SharedPage};
 use criterion::black_box;
 use shmproc::semaphore::Semaphore;
 use shmproc::{Arena, SpinPolicy};
@@ -71,7 +71,7 @@ impl Flags {
 fn contended(flags: &Flags, iters: u64, op: impl Fn()) -> Duration {
     flags.stop().store(0, Ordering::SeqCst);
     flags.ready().store(0, Ordering::SeqCst);
-    let pid = fork_child(|| {
+    let child = fork(|| {
         flags.ready().store(1, Ordering::SeqCst);
         while flags.stop().load(Ordering::Relaxed) == 0 {
             op();
@@ -86,7 +86,7 @@ fn contended(flags: &Flags, iters: u64, op: impl Fn()) -> Duration {
     }
     let d = t.elapsed();
     flags.stop().store(1, Ordering::SeqCst);
-    wait_child(pid);
+    child.join();
     d
 }
 
@@ -101,7 +101,7 @@ fn ping_pong(
     wait_pong: impl Fn(),
 ) -> Duration {
     flags.stop().store(0, Ordering::SeqCst);
-    let pid = fork_child(|| loop {
+    let child = fork(|| loop {
         wait_ping();
         if flags.stop().load(Ordering::SeqCst) != 0 {
             return;
@@ -116,7 +116,7 @@ fn ping_pong(
     let d = t.elapsed();
     flags.stop().store(1, Ordering::SeqCst);
     post_ping();
-    wait_child(pid);
+    child.join();
     d
 }
 

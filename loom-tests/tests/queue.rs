@@ -11,6 +11,7 @@ use loom::sync::Arc;
 use loom::thread;
 use shmproc::raw::mpmc::{initial_stamp, Claim, MpmcError, MpmcRing, Slots};
 use shmproc::SpinPolicy;
+use shmproc_testkit::loom::model;
 use std::time::Instant;
 
 /// A ring with its slots: stamps and a `u64` payload per slot, in loom cells so that the
@@ -92,37 +93,17 @@ impl Q {
     }
 }
 
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut b = loom::model::Builder::new();
-    if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(3);
-    }
-    b.check(f);
-}
-
-/// For the models with three threads that all block: at most 2 preemptions (whatever
-/// `LOOM_MAX_PREEMPTIONS` says), so the file stays well under a minute. Both planted bugs
-/// (a missing fence in `publish`, a Relaxed publish) are still caught at this bound.
-fn model_2(f: impl Fn() + Sync + Send + 'static) {
-    let mut b = loom::model::Builder::new();
-    b.preemption_bound = Some(b.preemption_bound.map_or(2, |p| p.min(2)));
-    b.check(f);
-}
-
-/// For the model with four threads: at most 1 preemption (with 2 it runs for tens of
-/// minutes). The claim-time planted bugs (no fence before the claimer's look under loom;
-/// a waiter that sleeps instead of napping) are still caught at this bound.
-fn model_1(f: impl Fn() + Sync + Send + 'static) {
-    let mut b = loom::model::Builder::new();
-    b.preemption_bound = Some(1);
-    b.check(f);
-}
+// Preemption bounds (`shmproc_testkit::loom::model`, at most the bound given, fewer if
+// `LOOM_MAX_PREEMPTIONS` says fewer): 3 for the models of two threads; 2 for those with
+// three threads that all block, so the file stays well under a minute (both planted bugs
+// of their time, a missing fence in `publish` and a Relaxed publish, were caught at it);
+// 1 for the model with four threads (with 2 it runs for tens of minutes).
 
 /// One producer, one consumer, capacity 2, three messages: wrap-around, both sides sleep
 /// (full and empty), FIFO, no loss, no lost wake-up (loom reports a deadlock otherwise).
 #[test]
 fn spsc_blocking_wraps_in_order() {
-    model(|| {
+    model(3, || {
         let q = Q::new(2);
         let p = {
             let q = q.clone();
@@ -145,7 +126,7 @@ fn spsc_blocking_wraps_in_order() {
 /// the producer, a lap ahead, treats a skipped, unconsumed slot as full, never as corrupt.
 #[test]
 fn skipped_slots_are_passed_over() {
-    model(|| {
+    model(3, || {
         let q = Q::new(2);
         let p = {
             let q = q.clone();
@@ -168,7 +149,7 @@ fn skipped_slots_are_passed_over() {
 /// all of them.
 #[test]
 fn mpsc_close_drains_every_message() {
-    model_2(|| {
+    model(2, || {
         let q = Q::new(1);
         let done = Arc::new(AtomicU64::new(0));
         let producers: Vec<_> = (1..=2u64)
@@ -194,32 +175,30 @@ fn mpsc_close_drains_every_message() {
     });
 }
 
-/// Two producers and two consumers (the main thread is one) on a 1-slot ring: each
+/// Two producers and two consumers (the main thread is a producer) on a 1-slot ring: each
 /// consumer blocks for one message, each producer puts one (the second waits for the
 /// first to be taken). Both messages arrive exactly once and no sleeper is left asleep:
 /// the claim-time wake-up (`registered`) and the naps of waiters that registered after
 /// the claim they wait for, with several parties on each side.
+///
+/// At most 1 preemption. The main thread is the second producer, after the other three
+/// started: until 2026-12 it was the second consumer, with the two producers started
+/// first, which took 65 s alone (137 s on a busy machine, where this shape took 28 s).
+/// Planted bugs, each caught by this shape (re-checked 2026-12-07): no fence before the
+/// claimer's look under loom (`registered`), a waiter that sleeps instead of napping, no
+/// fence in the waiter (`wait_for`), a Relaxed publish.
 #[test]
 fn mpmc_two_by_two() {
-    model_1(|| {
+    model(1, || {
         let q = Q::new(1);
-        let producers: Vec<_> = (1..=2u64)
-            .map(|p| {
-                let q = q.clone();
-                thread::spawn(move || assert!(q.put(p)))
-            })
-            .collect();
-        let c = {
+        let producer = {
             let q = q.clone();
-            thread::spawn(move || q.get())
+            thread::spawn(move || assert!(q.put(2)))
         };
-        let mine = q.get();
-        let mut got = vec![mine.unwrap(), c.join().unwrap().unwrap()];
-        got.sort();
-        assert_eq!(got, vec![1, 2]);
-        for p in producers {
-            p.join().unwrap();
-        }
+        let consumers = consumers(&q, 2);
+        assert!(q.put(1));
+        producer.join().unwrap();
+        assert_eq!(joined(consumers), vec![Some(1), Some(2)]);
         assert_eq!(q.try_get(), Err(MpmcError::Empty));
     });
 }
@@ -245,7 +224,7 @@ fn joined(consumers: Vec<thread::JoinHandle<Option<u64>>>) -> Vec<Option<u64>> {
 /// gets the message, the other is woken by the close (no lost wake-up, no duplicate).
 #[test]
 fn spmc_one_message_then_close_wakes_both() {
-    model_2(|| {
+    model(2, || {
         let q = Q::new(1);
         let consumers = consumers(&q, 2);
         assert!(q.put(1));
@@ -261,7 +240,7 @@ fn spmc_one_message_then_close_wakes_both() {
 /// interleaving leaves a consumer asleep with a message in the ring.
 #[test]
 fn two_sleeping_consumers_two_messages() {
-    model_2(|| {
+    model(2, || {
         let q = Q::new(2);
         let consumers = consumers(&q, 2);
         assert!(q.put(1));
@@ -275,7 +254,7 @@ fn two_sleeping_consumers_two_messages() {
 /// already in the ring is still delivered.
 #[test]
 fn close_wakes_blocked_producer() {
-    model(|| {
+    model(3, || {
         let q = Q::new(1);
         assert!(q.put(1));
         let p = {
@@ -292,7 +271,7 @@ fn close_wakes_blocked_producer() {
 /// A timed get either takes the message or times out; a timed-out get loses nothing.
 #[test]
 fn timed_get_loses_nothing() {
-    model(|| {
+    model(3, || {
         let q = Q::new(2);
         let p = {
             let q = q.clone();
@@ -316,7 +295,7 @@ fn timed_get_loses_nothing() {
 /// the worker did before it.
 #[test]
 fn join_waits_for_task_done() {
-    model(|| {
+    model(3, || {
         let q = Q::new(2);
         let work = Arc::new(UnsafeCell::new(0u64));
         let w = {

@@ -308,10 +308,12 @@ pub fn wake_one(word: &AtomicU32) -> usize {
     imp::wake(word, 1)
 }
 
-/// Wakes at most `n` waiters on `word`, in any process. Returns how many were woken.
+/// Wakes at most `n` waiters on `word`, in any process (`n` above `i32::MAX` means all).
+/// Returns how many were woken.
 #[inline]
 pub fn wake_n(word: &AtomicU32, n: u32) -> usize {
-    imp::wake(word, n)
+    // The kernel reads the count as an `int`: `u32::MAX` would be -1, which wakes one.
+    imp::wake(word, n.min(i32::MAX as u32))
 }
 
 /// Wakes every waiter on `word`, in any process. Returns how many were woken.

@@ -86,6 +86,9 @@ impl EventCount {
         self.notify(u32::MAX)
     }
 
+    // (`futex::wake_n` reads `u32::MAX` as "all": the kernel's count is an `int`, and a
+    // bare `u32::MAX` there is -1, which wakes one. `tests::notify_all_wakes_every_sleeper`.)
+
     /// Sleeps while the count holds `key`, until woken or `deadline` (spurious returns
     /// happen: re-check).
     #[inline]
@@ -213,5 +216,54 @@ pub fn block_on<W: Waitable>(
         if res == WaitResult::TimedOut && time::expired(deadline) {
             return None;
         }
+    }
+}
+
+#[cfg(all(test, not(shmproc_loom)))]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// Regression: `notify_all` once passed `u32::MAX` to the kernel, which reads it as
+    /// -1 and wakes one sleeper; three sleepers then waited for ever (the queue's 4x4
+    /// stress tests hung).
+    #[test]
+    fn notify_all_wakes_every_sleeper() {
+        let ev = Arc::new(EventCount::new());
+        let key = ev.key();
+        // Each sleeper says whether it was woken before its (generous) deadline.
+        let deadline = time::deadline_after(Duration::from_secs(10));
+        let sleepers: Vec<_> = (0..3)
+            .map(|_| {
+                let ev = ev.clone();
+                std::thread::spawn(move || {
+                    while ev.key() == key {
+                        if ev.wait(key, deadline) == WaitResult::TimedOut {
+                            return false;
+                        }
+                    }
+                    true
+                })
+            })
+            .collect();
+        // Wait until all three are asleep in the kernel: a wake now must reach them all.
+        while futex_waiters(&ev) < 3 {
+            std::thread::yield_now();
+        }
+        ev.notify_all();
+        for s in sleepers {
+            assert!(s.join().unwrap(), "a sleeper was not woken by notify_all");
+        }
+    }
+
+    /// How many threads of this process sleep on `ev` (from their kernel wait channel).
+    fn futex_waiters(_ev: &EventCount) -> usize {
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return 3;
+        };
+        tasks
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("wchan")).ok())
+            .filter(|w| w.contains("futex"))
+            .count()
     }
 }
