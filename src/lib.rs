@@ -5,6 +5,8 @@
 pub mod arena;
 pub mod barrier;
 pub mod condition;
+#[cfg(not(shmproc_loom))]
+pub mod connection;
 mod error;
 pub mod event;
 pub mod lock;
@@ -26,9 +28,12 @@ pub use event::Event;
 pub use lock::{Acquired, Lock, LockGuard, NotLocked, OwnerDied, TimedOut, TryAcquireError};
 #[cfg(not(shmproc_loom))]
 pub use pipe::{Connection, Pipe, RecvError as PipeRecvError, SendError as PipeSendError};
+#[cfg(not(shmproc_loom))]
+pub use connection::{Address, Client, ConnectionError, Listener};
 pub use process::{
-    active_children, cpu_count, current_process, parent_process, Builder as ProcessBuilder,
-    Process, ProcessError, ProcessHandle, ProcessInfo, Run, RunResult,
+    active_children, cpu_count, current_process, get_context, init, parent_process,
+    set_start_method, Builder as ProcessBuilder, Context, Process, ProcessError, ProcessHandle,
+    ProcessInfo, Run, RunResult, StartMethod,
 };
 pub use queue::{
     BytePutError, ByteQueue, GetError, JoinTimeout, JoinableQueue, PutError, Queue, SimpleQueue,

@@ -9,7 +9,7 @@ use crate::lock::Acquired;
 use crate::owner::Procfs;
 use crate::SpinPolicy;
 use std::fmt;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
@@ -119,18 +119,48 @@ impl Pipe {
             // Zeroed memory is two empty, open rings and four unlocked locks.
             |_| {},
         )?;
+        Ok((
+            Connection::assemble(shm.clone(), duplex, cap, 0, t0)?,
+            Connection::assemble(shm, duplex, cap, 1, t1)?,
+        ))
+    }
+}
+
+/// What an end is made of, for travel (`crate::process::travel`): its arena, the offset
+/// of the pipe's block, which end it is, its token's three descriptors (see
+/// [`Connection::from_parts`]) and the socket kept beside it, if any.
+pub(crate) struct Parts<'a> {
+    pub(crate) arena: &'a Arena,
+    pub(crate) offset: u64,
+    pub(crate) end: u8,
+    pub(crate) token: [BorrowedFd<'a>; 3],
+    pub(crate) link: Option<BorrowedFd<'a>>,
+}
+
+impl Connection {
+    /// Builds end `end` (0 or 1, as [`Pipe::new_in`] returns them) over a pipe block
+    /// whose geometry (`duplex`, `cap`) has been checked against the block's size.
+    fn assemble(
+        shm: Shm<RawPipe>,
+        duplex: bool,
+        cap: u32,
+        end: u8,
+        token: Token,
+    ) -> Result<Connection> {
+        let nrings = if duplex { 2 } else { 1 };
         let data = core::mem::size_of::<RawPipe>();
-        if shm.len() < size {
+        let size = data + nrings * cap as usize;
+        if shm.len() < size || end > 1 {
             return Err(Error::Corrupt(format!(
-                "pipe block of {} bytes, {size} needed",
+                "pipe block of {} bytes, {size} needed (end {end})",
                 shm.len()
             )));
         }
         let buf = |i: usize| {
-            // SAFETY: `data + (i + 1) * capacity <= size <= shm.len()` for i < nrings
-            // (checked above): the buffer is inside the block, which lives as long as
-            // `shm`. Only ring code touches it.
-            unsafe { Buf::from_raw(shm.base().add(data + i * capacity), cap) }
+            // SAFETY: `data + (i + 1) * cap <= size <= shm.len()` for i < nrings (checked
+            // above): the buffer is inside the block, which lives as long as `shm`. Only
+            // ring code touches it.
+            unsafe { Buf::from_raw(shm.base().add(data + i * cap as usize), cap) }
         };
         let raw: &RawPipe = &shm;
         let side = |ring: usize| Side {
@@ -139,14 +169,15 @@ impl Pipe {
         };
         // End 0 reads ring 0 and (duplex) writes ring 1; end 1 writes ring 0 and reads
         // ring 1.
-        let (rx0, tx0, rx1, tx1) = if duplex {
-            (Some(side(0)), Some(side(1)), Some(side(1)), Some(side(0)))
-        } else {
-            (Some(side(0)), None, None, Some(side(0)))
+        let (rx, tx) = match (duplex, end) {
+            (true, 0) => (Some(side(0)), Some(side(1))),
+            (true, _) => (Some(side(1)), Some(side(0))),
+            (false, 0) => (Some(side(0)), None),
+            (false, _) => (None, Some(side(0))),
         };
-        let mk = |rx, tx, token| Connection {
+        Ok(Connection {
             inner: Some(Inner {
-                _shm: shm.clone(),
+                _shm: shm,
                 rx,
                 tx,
                 token,
@@ -154,8 +185,74 @@ impl Pipe {
             }),
             stash: Vec::new(),
             stash_pos: 0,
+            link: None,
+        })
+    }
+
+    /// What this end is made of (see [`Parts`]); `None` once closed.
+    pub(crate) fn parts(&self) -> Option<Parts<'_>> {
+        let i = self.inner.as_ref()?;
+        let raw: &RawPipe = &i._shm;
+        // End 0 reads ring 0; end 1 reads ring 1 (duplex) or nothing (one-way).
+        let end = match &i.rx {
+            Some(s) if s.ring == NonNull::from(&raw.rings[0]) => 0,
+            _ => 1,
         };
-        Ok((mk(rx0, tx0, t0), mk(rx1, tx1, t1)))
+        Some(Parts {
+            arena: i._shm.arena(),
+            offset: i._shm.offset(),
+            end,
+            token: i.token.fds()?,
+            link: self.link.as_ref().map(|l| l.as_fd()),
+        })
+    }
+
+    /// Rebuilds an end that travelled: the pipe block at `offset` in `arena` (checked to
+    /// be a pipe, of this build's layout, with a geometry that fits the block), end `end`,
+    /// with the token made of `token` (the write and read sides of the end's own pipe,
+    /// the read side of the peer's) and, if given, the socket kept beside it.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] / [`Error::WrongType`] when no pipe starts at `offset`;
+    /// [`Error::Corrupt`] for an impossible geometry or `end`.
+    pub(crate) fn from_parts(
+        arena: &Arena,
+        offset: u64,
+        end: u8,
+        token: [OwnedFd; 3],
+        link: Option<OwnedFd>,
+    ) -> Result<Connection> {
+        let [w, r, p] = token;
+        let token = Token::from_fds(w, r, p);
+        let (shm, entry) = arena.open_object_at::<RawPipe>(
+            offset,
+            ObjectKind::Pipe,
+            fingerprint::<RawPipe>(),
+            "pipe",
+        )?;
+        let cap = entry.param as u32;
+        let duplex = match entry.param >> 32 {
+            0 => false,
+            1 => true,
+            _ => return Err(Error::Corrupt(format!("pipe parameter {:#x}", entry.param))),
+        };
+        if !cap.is_power_of_two() || !(ring::MIN_CAPACITY..=ring::MAX_CAPACITY).contains(&cap)
+        {
+            return Err(Error::Corrupt(format!("pipe capacity {cap}")));
+        }
+        let mut c = Connection::assemble(shm, duplex, cap, end, token)?;
+        c.link = link;
+        Ok(c)
+    }
+
+    /// The socket kept beside this end (ends made by `Listener` / `Client`).
+    pub(crate) fn link(&self) -> Option<BorrowedFd<'_>> {
+        self.link.as_ref().map(|l| l.as_fd())
+    }
+
+    /// Keeps `link` beside this end (it closes with the end).
+    pub(crate) fn set_link(&mut self, link: Option<OwnedFd>) {
+        self.link = link;
     }
 }
 
@@ -216,6 +313,9 @@ pub struct Connection {
     /// The rest of the message being read through `io::Read`.
     stash: Vec<u8>,
     stash_pos: usize,
+    /// The Unix socket beside the end, for handles that travel over the connection
+    /// (`Connection::send_handle`); only ends made by `Listener` / `Client` have one.
+    link: Option<OwnedFd>,
 }
 
 impl fmt::Debug for Connection {
@@ -802,6 +902,7 @@ impl Connection {
         }
         self.stash = Vec::new();
         self.stash_pos = 0;
+        self.link = None;
     }
 
     /// True after [`close`](Self::close).

@@ -16,6 +16,9 @@ pub(crate) struct ChildState {
     /// Readable once the child has exited: the sentinel. Owned here, so it lives as long
     /// as any handle that could poll it.
     pub(crate) pidfd: OwnedFd,
+    /// For a child of the forkserver (which only the server can reap): the read end of
+    /// the pipe its exit code arrives on (non-blocking). `None`: our own child.
+    status: Option<OwnedFd>,
     pub(crate) name: String,
     pub(crate) daemon: bool,
     /// The pid of the process that started the child: only it may reap the child.
@@ -26,7 +29,7 @@ pub(crate) struct ChildState {
 }
 
 /// Decodes a `waitid` status: `n` for `exit(n)`, `-N` for signal `N`.
-fn exit_code(st: &rustix::process::WaitIdStatus) -> i32 {
+pub(crate) fn exit_code(st: &rustix::process::WaitIdStatus) -> i32 {
     if let Some(code) = st.exit_status() {
         code
     } else if let Some(sig) = st.terminating_signal() {
@@ -39,10 +42,18 @@ fn exit_code(st: &rustix::process::WaitIdStatus) -> i32 {
 }
 
 impl ChildState {
-    pub(crate) fn new(pid: Pid, pidfd: OwnedFd, name: String, daemon: bool, parent: u32) -> Self {
+    pub(crate) fn new(
+        pid: Pid,
+        pidfd: OwnedFd,
+        status: Option<OwnedFd>,
+        name: String,
+        daemon: bool,
+        parent: u32,
+    ) -> Self {
         ChildState {
             pid,
             pidfd,
+            status,
             name,
             daemon,
             parent,
@@ -89,6 +100,11 @@ impl ChildState {
         if let Some(code) = *exit {
             return Ok(Some(code));
         }
+        if let Some(status) = &self.status {
+            let code = read_status(status, self.pid_u32())?;
+            *exit = code;
+            return Ok(code);
+        }
         loop {
             // P_PID is safe from pid reuse: the pid stays ours until this very call reaps
             // it, and the mutex makes sure only one thread makes that call.
@@ -119,7 +135,7 @@ impl ChildState {
             tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
             tv_nsec: d.subsec_nanos() as _,
         });
-        let mut fds = [PollFd::new(&self.pidfd, PollFlags::IN)];
+        let mut fds = [PollFd::new(self.status.as_ref().unwrap_or(&self.pidfd), PollFlags::IN)];
         match poll(&mut fds, ts.as_ref()) {
             Ok(n) => Ok(n > 0),
             // A signal: the caller's loop recomputes the time left and polls again.
@@ -199,7 +215,32 @@ impl ChildState {
     }
 
     pub(crate) fn sentinel(&self) -> BorrowedFd<'_> {
-        self.pidfd.as_fd()
+        self.status.as_ref().unwrap_or(&self.pidfd).as_fd()
+    }
+}
+
+/// Reads a forkserver child's exit code from its status pipe without blocking:
+/// `Ok(None)` while the server has not written it.
+fn read_status(status: &OwnedFd, pid: u32) -> Result<Option<i32>, ProcessError> {
+    let mut b = [0u8; 4];
+    loop {
+        match rustix::io::read(status, &mut b) {
+            // Writes of up to PIPE_BUF bytes are atomic: 4 bytes arrive together.
+            Ok(4) => return Ok(Some(i32::from_le_bytes(b))),
+            Ok(0) => {
+                return Err(ProcessError::ForkServer(format!(
+                    "the forkserver exited before it reported the exit code of process {pid}"
+                )))
+            }
+            Ok(n) => {
+                return Err(ProcessError::ForkServer(format!(
+                    "{n} bytes where an exit code of 4 was expected"
+                )))
+            }
+            Err(Errno::AGAIN) => return Ok(None),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(ProcessError::os("read (forkserver status)", e)),
+        }
     }
 }
 
@@ -281,7 +322,8 @@ impl ProcessHandle {
         self.0.signal(Signal::KILL)
     }
 
-    /// A file descriptor (the child's pidfd) that becomes readable when the child exits.
+    /// A file descriptor that becomes readable when the child has exited (its pidfd; for a
+    /// forkserver child, the pipe its exit code arrives on).
     pub fn sentinel(&self) -> BorrowedFd<'_> {
         self.0.sentinel()
     }

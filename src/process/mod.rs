@@ -113,10 +113,20 @@
 
 mod child;
 mod error;
+mod method;
 mod registry;
+mod remote;
+mod server;
+pub mod travel;
+pub(crate) mod wire;
 
 pub use child::ProcessHandle;
 pub use error::ProcessError;
+pub use method::{get_context, set_start_method, start_method, Context, StartMethod};
+#[doc(hidden)]
+pub use remote::Portable;
+pub use remote::init;
+use travel::Outbox;
 
 use crate::sync::plain::{AtomicBool, Ordering};
 use child::ChildState;
@@ -154,6 +164,25 @@ use std::time::{Duration, Instant};
 pub trait Run {
     /// Runs in the child, once. `Err` makes the exit code 1 and is printed to stderr.
     fn run(&mut self) -> RunResult;
+
+    /// Called in the parent once the child is started: closures and function arguments
+    /// drop what they hold (Python's `start` deletes `_target` and `_args`). A
+    /// struct-style target keeps its fields (it is the process object).
+    #[doc(hidden)]
+    fn __shmproc_release(&mut self) {}
+
+    /// The target as it travels to a spawned or forkserver child; `None` if it cannot.
+    #[doc(hidden)]
+    fn __shmproc_portable(&mut self, _out: &mut Outbox) -> Option<Result<Portable, String>> {
+        None
+    }
+
+    /// In a forked child: the descriptors of the pipe ends the target holds, if known
+    /// (function arguments); every other end the child inherited is then released.
+    #[doc(hidden)]
+    fn __shmproc_census(&self) -> Option<Vec<std::os::fd::RawFd>> {
+        None
+    }
 }
 
 /// What [`Run::run`] returns: any error can be returned with `?`.
@@ -163,29 +192,106 @@ impl<R: Run + ?Sized> Run for Box<R> {
     fn run(&mut self) -> RunResult {
         (**self).run()
     }
+    fn __shmproc_release(&mut self) {
+        (**self).__shmproc_release()
+    }
+    fn __shmproc_portable(&mut self, out: &mut Outbox) -> Option<Result<Portable, String>> {
+        (**self).__shmproc_portable(out)
+    }
+    fn __shmproc_census(&self) -> Option<Vec<std::os::fd::RawFd>> {
+        (**self).__shmproc_census()
+    }
+}
+
+/// What a function target returns: `()` (exit code 0) or a `Result` whose `Err` is
+/// printed after `Process <name>:` and makes the exit code 1.
+///
+/// ```
+/// use shmproc::process::Outcome;
+/// assert!(().into_run_result().is_ok());
+/// assert!(Err::<(), _>("no mail server").into_run_result().is_err());
+/// ```
+pub trait Outcome {
+    /// The outcome as a [`RunResult`].
+    fn into_run_result(self) -> RunResult;
+}
+
+impl Outcome for () {
+    fn into_run_result(self) -> RunResult {
+        Ok(())
+    }
+}
+
+impl<E: fmt::Display> Outcome for Result<(), E> {
+    fn into_run_result(self) -> RunResult {
+        self.map_err(|e| e.to_string().into())
+    }
 }
 
 /// A closure as a [`Run`] target: runs once.
 struct FnTarget<F>(Option<F>);
 
-impl<F: FnOnce()> Run for FnTarget<F> {
+impl<F: FnOnce() + 'static> Run for FnTarget<F> {
     fn run(&mut self) -> RunResult {
         if let Some(f) = self.0.take() {
             f();
         }
         Ok(())
     }
+    fn __shmproc_release(&mut self) {
+        self.0 = None;
+    }
+    fn __shmproc_portable(&mut self, _out: &mut Outbox) -> Option<Result<Portable, String>> {
+        Some(Portable::unit::<F>())
+    }
 }
 
 /// A closure returning a `Result` as a [`Run`] target: runs once.
 struct TryFnTarget<F>(Option<F>);
 
-impl<F: FnOnce() -> Result<(), E>, E: fmt::Display> Run for TryFnTarget<F> {
+impl<F: FnOnce() -> Result<(), E> + 'static, E: fmt::Display + 'static> Run for TryFnTarget<F> {
     fn run(&mut self) -> RunResult {
         match self.0.take() {
             Some(f) => f().map_err(|e| e.to_string().into()),
             None => Ok(()),
         }
+    }
+    fn __shmproc_release(&mut self) {
+        self.0 = None;
+    }
+    fn __shmproc_portable(&mut self, _out: &mut Outbox) -> Option<Result<Portable, String>> {
+        Some(Portable::fallible::<F, E>())
+    }
+}
+
+/// A function and its arguments as a [`Run`] target: `f(args)`, once.
+#[cfg(feature = "serde")]
+struct FnCall<A, R> {
+    f: fn(A) -> R,
+    args: Option<A>,
+}
+
+#[cfg(feature = "serde")]
+impl<A, R> Run for FnCall<A, R>
+where
+    A: serde::Serialize + serde::de::DeserializeOwned + 'static,
+    R: Outcome + 'static,
+{
+    fn run(&mut self) -> RunResult {
+        match self.args.take() {
+            Some(a) => (self.f)(a).into_run_result(),
+            None => Ok(()),
+        }
+    }
+    fn __shmproc_release(&mut self) {
+        self.args = None;
+    }
+    fn __shmproc_portable(&mut self, out: &mut Outbox) -> Option<Result<Portable, String>> {
+        let a = self.args.as_ref()?;
+        Some(Portable::call(self.f, a, out))
+    }
+    fn __shmproc_census(&self) -> Option<Vec<std::os::fd::RawFd>> {
+        remote::census(self.args.as_ref()?)
     }
 }
 
@@ -200,18 +306,73 @@ impl<F: FnOnce() -> Result<(), E>, E: fmt::Display> Run for TryFnTarget<F> {
 /// assert_eq!(p.join()?, 0);
 /// # Ok::<(), shmproc::process::ProcessError>(())
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Builder {
     name: Option<String>,
     daemon: Option<bool>,
     allow_threads: bool,
+    method: StartMethod,
+    start_timeout: Duration,
 }
+
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder {
+            name: None,
+            daemon: None,
+            allow_threads: false,
+            method: StartMethod::Auto,
+            start_timeout: DEFAULT_START_TIMEOUT,
+        }
+    }
+}
+
+/// How long `start` waits for a spawned or forkserver child to report in, by default.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Builder {
     /// A builder with the defaults: `Process-N`, the daemon flag of the current process,
-    /// no forking from a multi-threaded process.
+    /// no forking from a multi-threaded process, the default start method.
     pub fn new() -> Builder {
         Builder::default()
+    }
+
+    /// The start method of this process (default [`StartMethod::Auto`]: the process-wide
+    /// default set with [`set_start_method`], itself `Auto` unless set).
+    ///
+    /// ```
+    /// use shmproc::process::{Process, StartMethod};
+    ///
+    /// let mut p = Process::builder().start_method(StartMethod::Fork).target(|| ());
+    /// p.start()?;
+    /// assert_eq!(p.join()?, 0);
+    /// # Ok::<(), shmproc::process::ProcessError>(())
+    /// ```
+    pub fn start_method(mut self, method: StartMethod) -> Builder {
+        self.method = method;
+        self
+    }
+
+    /// How long `start` waits for a spawned or forkserver child to report in (it has
+    /// received and rebuilt its target) before it kills the child and fails with
+    /// [`ProcessError::ChildStart`]. Default [`DEFAULT_START_TIMEOUT`].
+    pub fn start_timeout(mut self, timeout: Duration) -> Builder {
+        self.start_timeout = timeout;
+        self
+    }
+
+    /// Builds a process that runs `f(args)`: Python's `Process(target=f, args=args)`,
+    /// under every start method (see [`Process::function`]).
+    #[cfg(feature = "serde")]
+    pub fn function<A, R>(self, f: fn(A) -> R, args: A) -> Process
+    where
+        A: serde::Serialize + serde::de::DeserializeOwned + 'static,
+        R: Outcome + 'static,
+    {
+        self.run(Box::new(FnCall {
+            f,
+            args: Some(args),
+        }) as Box<dyn Run>)
     }
 
     /// The process's name (Python's `name=`).
@@ -267,6 +428,8 @@ impl Builder {
             name,
             daemon: self.daemon.unwrap_or(reg.me.daemon),
             allow_threads: self.allow_threads,
+            method: self.method,
+            start_timeout: self.start_timeout,
             identity,
             state: State::New,
         }
@@ -289,6 +452,9 @@ pub struct Process<T = Box<dyn Run>> {
     name: String,
     daemon: bool,
     allow_threads: bool,
+    /// As configured before `start`; the method used after it.
+    method: StartMethod,
+    start_timeout: Duration,
     identity: Vec<u32>,
     state: State,
 }
@@ -347,9 +513,48 @@ impl Process {
         Builder::new().fallible(f)
     }
 
-    /// A [`Builder`], to set the name, the daemon flag or the thread opt-in.
+    /// A [`Builder`], to set the name, the daemon flag, the start method or the thread
+    /// opt-in.
     pub fn builder() -> Builder {
         Builder::new()
+    }
+
+    /// A process that runs `f(args)`: Python's `Process(target=f, args=args)`.
+    ///
+    /// `f` is a function (or a closure that captures nothing); `args` any serde type,
+    /// which may hold travelling handles ([`Arena`](crate::Arena), [`Connection`](crate::Connection)
+    /// ends). It works under every start method: a forked child calls `f(args)` on its
+    /// copy; a spawned or forkserver child receives the arguments serialized and their
+    /// handles' descriptors over a socket, and `start` reports an argument that fails to
+    /// deserialize there. Either way **the child holds exactly the pipe ends in its
+    /// arguments** (a forked child releases the others it inherited before `f` runs),
+    /// and the parent drops its copy of the arguments when `start` returns: so an end
+    /// handed to the child is closed everywhere once the child closes it.
+    ///
+    /// ```
+    /// use shmproc::pipe::{Pipe, RecvError};
+    /// use shmproc::{Connection, Process};
+    ///
+    /// fn reader(conn: Connection) -> Result<(), RecvError> {
+    ///     while conn.recv_bytes().is_ok() {} // until EOF
+    ///     Ok(())
+    /// }
+    ///
+    /// let (parent_conn, child_conn) = Pipe::new(true)?;
+    /// let mut p = Process::function(reader, child_conn);
+    /// p.start()?; // the parent's child_conn is dropped here
+    /// parent_conn.send_bytes(b"hello")?;
+    /// drop(parent_conn); // the child sees EOF
+    /// assert_eq!(p.join()?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "serde")]
+    pub fn function<A, R>(f: fn(A) -> R, args: A) -> Process
+    where
+        A: serde::Serialize + serde::de::DeserializeOwned + 'static,
+        R: Outcome + 'static,
+    {
+        Builder::new().function(f, args)
     }
 }
 
@@ -359,7 +564,10 @@ impl<T: Run> Process<T> {
         Builder::new().run(target)
     }
 
-    /// Forks the child, which runs the target once and exits.
+    /// Starts the child, which runs the target once and exits. The start method is the
+    /// process's own ([`Builder::start_method`]) or the default ([`set_start_method`],
+    /// itself [`StartMethod::Auto`] unless set). Once the child runs, the parent drops a
+    /// closure target and a function's arguments (see [`Run`]).
     ///
     /// ```
     /// use shmproc::process::{Process, ProcessError};
@@ -375,13 +583,124 @@ impl<T: Run> Process<T> {
     /// # Errors
     /// - [`ProcessError::AlreadyStarted`]: `start` was called before.
     /// - [`ProcessError::DaemonHasChildren`]: the current process is a daemon.
-    /// - [`ProcessError::Threads`]: the current process has other threads and
+    /// - [`ProcessError::Threads`]: `Fork` (chosen, or `Auto` without
+    ///   [`init`](crate::init)) in a process with other threads, and
     ///   [`allow_threads`](Builder::allow_threads) was not set.
-    /// - [`ProcessError::Os`]: `fork` or `pidfd_open` failed (e.g. too many processes).
+    /// - [`ProcessError::NotInitialized`]: `Spawn` or `ForkServer` without [`init`](crate::init).
+    /// - [`ProcessError::NotPortable`]: `Spawn` or `ForkServer` (chosen, or `Auto` with
+    ///   threads) for a target that cannot leave this process.
+    /// - [`ProcessError::ChildStart`]: a spawned or forkserver child failed before its
+    ///   target ran (the process is started: [`exitcode`](Self::exitcode) has its code).
+    /// - [`ProcessError::SpawnedWithoutInit`]: this process was spawned but skipped
+    ///   [`init`](crate::init).
+    /// - [`ProcessError::ForkServer`], [`ProcessError::Os`]: the forkserver, `fork`,
+    ///   `posix_spawn` or `pidfd_open` failed.
     pub fn start(&mut self) -> Result<(), ProcessError> {
         if !matches!(self.state, State::New) {
             return Err(ProcessError::AlreadyStarted);
         }
+        if remote::spawned_without_init() {
+            return Err(ProcessError::SpawnedWithoutInit);
+        }
+        let method = self.resolve_method()?;
+        match method {
+            StartMethod::Spawn | StartMethod::ForkServer => self.start_remote(method),
+            _ => self.start_fork(),
+        }
+    }
+
+    /// The method `start` uses (never `Auto`); the thread check of `Fork` is left to
+    /// `start_fork`.
+    fn resolve_method(&self) -> Result<StartMethod, ProcessError> {
+        let m = match self.method {
+            StartMethod::Auto => method::start_method(),
+            m => m,
+        };
+        match m {
+            StartMethod::Spawn | StartMethod::ForkServer if !remote::initialized() => {
+                Err(ProcessError::NotInitialized { method: m })
+            }
+            StartMethod::Auto if !self.allow_threads => {
+                // One `stat` of /proc/self/task; fork is right while we are alone.
+                if thread_count()? <= 1 {
+                    Ok(StartMethod::Fork)
+                } else if remote::initialized() {
+                    Ok(StartMethod::ForkServer)
+                } else {
+                    // `start_fork` settles the count and reports the threads.
+                    Ok(StartMethod::Fork)
+                }
+            }
+            StartMethod::Auto => Ok(StartMethod::Fork),
+            m => Ok(m),
+        }
+    }
+
+    /// `start` through a spawned or forkserver child.
+    fn start_remote(&mut self, method: StartMethod) -> Result<(), ProcessError> {
+        let info = {
+            let mut reg = registry::lock();
+            if reg.me.daemon {
+                return Err(ProcessError::DaemonHasChildren);
+            }
+            reg.prune();
+            reg.ensure_exit_hook();
+            remote::StartInfo {
+                name: self.name.clone(),
+                identity: self.identity.clone(),
+                daemon: self.daemon,
+                parent: ProcessInfo {
+                    name: reg.my_name(),
+                    pid: crate::owner::current_pid(),
+                    daemon: reg.me.daemon,
+                },
+            }
+        };
+        let mut out = Outbox::new();
+        let portable = match self.target.__shmproc_portable(&mut out) {
+            Some(Ok(p)) => p,
+            Some(Err(reason)) => return Err(ProcessError::NotPortable { reason }),
+            None => {
+                return Err(ProcessError::NotPortable {
+                    reason: "a struct-style target (Run) lives in this process only: use \
+                             Process::function(f, args) with serde arguments, or \
+                             StartMethod::Fork"
+                        .into(),
+                })
+            }
+        };
+        let _ = std::io::stdout().flush();
+        let deadline = wire::deadline(self.start_timeout);
+        let (child, sock) = remote::launch(method, &info, &portable, out, self.start_timeout)?;
+        drop(portable);
+        let child = Arc::new(child);
+        registry::lock().children.push(child.clone());
+        self.state = State::Started(child.clone());
+        self.method = method;
+        self.target.__shmproc_release();
+        match remote::handshake(&child, &sock, deadline, method == StartMethod::ForkServer) {
+            Ok(()) => Ok(()),
+            Err(reason) => {
+                drop(sock);
+                // Gone already, or about to (FAILED), or hung: kill what is left.
+                let exitcode = match child.wait(wire::deadline(Duration::from_secs(5))) {
+                    Ok(Some(code)) => Some(code),
+                    _ => {
+                        let _ = child.signal(Signal::KILL);
+                        child.wait(wire::deadline(Duration::from_secs(10))).ok().flatten()
+                    }
+                };
+                Err(ProcessError::ChildStart {
+                    pid: child.pid_u32(),
+                    exitcode,
+                    reason,
+                })
+            }
+        }
+    }
+
+    /// `start` by `fork`.
+    fn start_fork(&mut self) -> Result<(), ProcessError> {
         let mut reg = registry::lock();
         if reg.me.daemon {
             return Err(ProcessError::DaemonHasChildren);
@@ -449,9 +768,19 @@ impl<T: Run> Process<T> {
                 ));
             }
         };
-        let state = Arc::new(ChildState::new(pid, pidfd, child_name, self.daemon, parent));
+        let state = Arc::new(ChildState::new(
+            pid,
+            pidfd,
+            None,
+            child_name,
+            self.daemon,
+            parent,
+        ));
         reg.children.push(state.clone());
+        drop(reg);
         self.state = State::Started(state);
+        self.method = StartMethod::Fork;
+        self.target.__shmproc_release();
         Ok(())
     }
 }
@@ -485,10 +814,20 @@ fn child_main<T: Run>(
     }
     drop(reg);
 
-    let code = match panic::catch_unwind(AssertUnwindSafe(|| p.target.run())) {
+    // A function's arguments say which pipe ends the child holds: release the others it
+    // inherited, so that it holds what a spawned child would.
+    if let Some(keep) = p.target.__shmproc_census() {
+        crate::pipe::release_holds_except(&keep);
+    }
+    run_and_exit(&p.name, || p.target.run())
+}
+
+/// Runs a child's target and leaves with its exit code (see the module docs' table).
+fn run_and_exit(name: &str, f: impl FnOnce() -> RunResult) -> ! {
+    let code = match panic::catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => {
-            let _ = writeln!(std::io::stderr(), "Process {}:\n{e}", p.name);
+            let _ = writeln!(std::io::stderr(), "Process {name}:\n{e}");
             1
         }
         Err(payload) => {
@@ -500,7 +839,7 @@ fn child_main<T: Run>(
                     .copied()
                     .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
                     .unwrap_or("(a panic with a non-string payload)");
-                let _ = writeln!(std::io::stderr(), "Process {}:\n{what}", p.name);
+                let _ = writeln!(std::io::stderr(), "Process {name}:\n{what}");
             }
             // Dropping a panic payload can panic again; we are leaving anyway.
             std::mem::forget(payload);
@@ -529,6 +868,33 @@ impl<T> Process<T> {
     /// Whether the process is a daemon.
     pub fn daemon(&self) -> bool {
         self.daemon
+    }
+
+    /// Before `start`: the start method asked for (maybe [`StartMethod::Auto`]); after:
+    /// the one used.
+    ///
+    /// ```
+    /// use shmproc::process::{Process, StartMethod};
+    ///
+    /// let mut p = Process::new(|| ());
+    /// assert_eq!(p.start_method(), StartMethod::Auto);
+    /// p.start()?;
+    /// assert_eq!(p.start_method(), StartMethod::Fork); // one thread: fork
+    /// p.join()?;
+    /// # Ok::<(), shmproc::process::ProcessError>(())
+    /// ```
+    pub fn start_method(&self) -> StartMethod {
+        self.method
+    }
+
+    /// Sets the start method (before `start` only; see [`Builder::start_method`]).
+    ///
+    /// # Errors
+    /// [`ProcessError::AlreadyStarted`] once started.
+    pub fn set_start_method(&mut self, method: StartMethod) -> Result<(), ProcessError> {
+        self.check_new()?;
+        self.method = method;
+        Ok(())
     }
 
     /// Makes the process a daemon or not (before `start` only).
