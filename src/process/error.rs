@@ -136,7 +136,7 @@ impl fmt::Display for ProcessError {
                     None => f.write_str(" (exit code unknown)"),
                 }
             }
-            ProcessError::ForkServer(what) => write!(f, "the forkserver: {what}"),
+            ProcessError::ForkServer(what) => write!(f, "the forkserver failed: {what}"),
             ProcessError::NotOurChild { pid, parent } => write!(
                 f,
                 "process {pid} is a child of process {parent}, not of this process: only its \

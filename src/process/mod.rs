@@ -682,8 +682,13 @@ impl<T: Run> Process<T> {
             Ok(()) => Ok(()),
             Err(reason) => {
                 drop(sock);
-                // Gone already, or about to (FAILED), or hung: kill what is left.
-                let exitcode = match child.wait(wire::deadline(Duration::from_secs(5))) {
+                // A child that failed exits at once; one that is silent is killed now.
+                let grace = if child.is_alive() && reason.contains("did not report in") {
+                    Duration::ZERO
+                } else {
+                    Duration::from_secs(5)
+                };
+                let exitcode = match child.wait(wire::deadline(grace)) {
                     Ok(Some(code)) => Some(code),
                     _ => {
                         let _ = child.signal(Signal::KILL);

@@ -129,8 +129,11 @@ impl Portable {
         A: serde::Serialize + serde::de::DeserializeOwned + 'static,
         R: super::Outcome + 'static,
     {
-        let bytes = super::travel::with_outbox(out, || postcard::to_allocvec(args))
-            .map_err(|e| format!("the arguments could not be serialized: {e}"))?;
+        let _ = super::travel::take_last_error();
+        let bytes = super::travel::with_outbox(out, || postcard::to_allocvec(args)).map_err(|e| {
+            let why = super::travel::take_last_error().unwrap_or_else(|| e.to_string());
+            format!("the arguments could not be serialized: {why}")
+        })?;
         Ok(Portable {
             entry: call_entry::<A, R>,
             func: Some(f as usize),
@@ -188,6 +191,7 @@ where
     A: serde::de::DeserializeOwned + 'static,
     R: super::Outcome + 'static,
 {
+    let _ = super::travel::take_last_error();
     let decoded: Result<(A, &[u8]), _> =
         super::travel::with_inbox(inbox, || postcard::take_from_bytes::<A>(args));
     let a = match decoded {
@@ -200,10 +204,12 @@ where
             ))
         }
         Err(e) => {
+            // postcard drops the text of custom errors: a handle's is kept aside.
+            let why = super::travel::take_last_error().unwrap_or_else(|| e.to_string());
             return Err(format!(
-                "the arguments could not be deserialized as {}: {e}",
+                "the arguments could not be deserialized as {}: {why}",
                 std::any::type_name::<A>()
-            ))
+            ));
         }
     };
     // SAFETY: `func` is the address of an `fn(A) -> R` in the parent (`Portable::call`

@@ -647,6 +647,20 @@ mod glue {
     thread_local! {
         static OUT: Cell<*mut Outbox> = const { Cell::new(std::ptr::null_mut()) };
         static IN: Cell<*mut Inbox> = const { Cell::new(std::ptr::null_mut()) };
+        /// The last travel error of this thread: some formats (postcard) drop the text
+        /// of custom errors, so the transfer reads it back from here.
+        static LAST: Cell<Option<String>> = const { Cell::new(None) };
+    }
+
+    /// Records `e` as this thread's last travel error and returns it.
+    fn note(e: TravelError) -> TravelError {
+        LAST.with(|l| l.set(Some(e.to_string())));
+        e
+    }
+
+    /// Takes this thread's last travel error (see `LAST`).
+    pub(crate) fn take_last_error() -> Option<String> {
+        LAST.with(Cell::take)
     }
 
     /// Restores the previous pointer when the transfer's scope ends (even by a panic).
@@ -684,13 +698,13 @@ mod glue {
         use serde::ser::{Error, Serialize};
         let p = OUT.with(Cell::get);
         if p.is_null() {
-            return Err(S::Error::custom(TravelError::NoTransfer(H::WHAT)));
+            return Err(S::Error::custom(note(TravelError::NoTransfer(H::WHAT))));
         }
         // SAFETY: `p` was set by `with_outbox` from a `&mut Outbox` that is not used while
         // its closure runs, and is reset before that borrow ends; one thread, and no
         // other reference to the outbox is alive during `describe`.
         let out = unsafe { &mut *p };
-        let d = h.describe(out).map_err(S::Error::custom)?;
+        let d = h.describe(out).map_err(|e| S::Error::custom(note(e)))?;
         d.serialize(s)
     }
 
@@ -706,11 +720,11 @@ mod glue {
         let desc = Descriptor::deserialize(d)?;
         let p = IN.with(Cell::get);
         if p.is_null() {
-            return Err(D::Error::custom(TravelError::NoTransfer(H::WHAT)));
+            return Err(D::Error::custom(note(TravelError::NoTransfer(H::WHAT))));
         }
         // SAFETY: as in `serialize_handle`, for the inbox set by `with_inbox`.
         let inbox = unsafe { &mut *p };
-        inbox.open(&desc).map_err(D::Error::custom)
+        inbox.open(&desc).map_err(|e| D::Error::custom(note(e)))
     }
 
     impl serde::Serialize for crate::Arena {
@@ -739,4 +753,4 @@ mod glue {
 }
 
 #[cfg(feature = "serde")]
-pub(crate) use glue::{with_inbox, with_outbox};
+pub(crate) use glue::{take_last_error, with_inbox, with_outbox};
