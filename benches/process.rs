@@ -165,7 +165,11 @@ fn main() {
     shmproc::init();
 
     // Sanity before timing: each subject does what it claims.
-    for m in [StartMethod::Fork, StartMethod::Spawn, StartMethod::ForkServer] {
+    for m in [
+        StartMethod::Fork,
+        StartMethod::Spawn,
+        StartMethod::ForkServer,
+    ] {
         let mut p = Process::builder()
             .start_method(m)
             .target(|| shmproc::process::exit(3));
@@ -191,7 +195,11 @@ fn main() {
     {
         let mut g = c.benchmark_group("start_join");
         g.bench_function("raw_fork_waitpid", |b| b.iter_custom(raw_fork_waitpid));
-        for m in [StartMethod::Fork, StartMethod::ForkServer, StartMethod::Spawn] {
+        for m in [
+            StartMethod::Fork,
+            StartMethod::ForkServer,
+            StartMethod::Spawn,
+        ] {
             g.bench_function(m.name(), |b| b.iter_custom(start_join(m)));
         }
         g.bench_function("procspawn", |b| b.iter_custom(procspawn_spawn_join));

@@ -48,7 +48,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     assert_eq!(conn.recv_bytes()?, b"close");
     assert!(child.wait()?.success());
-    println!("received 1000 messages, sum {sum}; the client counted {} hits", hits.load());
+    println!(
+        "received 1000 messages, sum {sum}; the client counted {} hits",
+        hits.load()
+    );
     assert_eq!(hits.load(), 1000);
     Ok(())
 }

@@ -9,7 +9,7 @@ use shmproc::Pipe;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     shmproc::init(); // forks the server now, while this is the only thread
-    // Threads appear (a logger, a runtime, ...).
+                     // Threads appear (a logger, a runtime, ...).
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let logger = std::thread::spawn(move || {
         for line in rx {

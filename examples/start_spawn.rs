@@ -38,7 +38,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut p = get_context(StartMethod::Spawn).function(count_letters, job);
     p.start()?;
-    println!("child says: {}", String::from_utf8_lossy(&mine.recv_bytes()?));
+    println!(
+        "child says: {}",
+        String::from_utf8_lossy(&mine.recv_bytes()?)
+    );
     assert_eq!(p.join()?, 0);
     assert_eq!(letters.load(), 11);
     println!("letters counted in shared memory: {}", letters.load());

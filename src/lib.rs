@@ -23,13 +23,13 @@ pub mod sync;
 pub use arena::Arena;
 pub use barrier::{Barrier, BarrierError};
 pub use condition::{Condition, ConditionError, ConditionGuard};
+#[cfg(not(shmproc_loom))]
+pub use connection::{Address, Client, ConnectionError, Listener};
 pub use error::{Error, Result};
 pub use event::Event;
 pub use lock::{Acquired, Lock, LockGuard, NotLocked, OwnerDied, TimedOut, TryAcquireError};
 #[cfg(not(shmproc_loom))]
 pub use pipe::{Connection, Pipe, RecvError as PipeRecvError, SendError as PipeSendError};
-#[cfg(not(shmproc_loom))]
-pub use connection::{Address, Client, ConnectionError, Listener};
 pub use process::{
     active_children, cpu_count, current_process, get_context, init, parent_process,
     set_start_method, Builder as ProcessBuilder, Context, Process, ProcessError, ProcessHandle,

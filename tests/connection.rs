@@ -21,7 +21,10 @@ fn main() {
     }
     common::run(&[
         ("million_messages_checksummed", million_messages_checksummed),
-        ("path_socket_and_abstract_name", path_socket_and_abstract_name),
+        (
+            "path_socket_and_abstract_name",
+            path_socket_and_abstract_name,
+        ),
         ("wrong_authkey_refused", wrong_authkey_refused),
         (
             "client_killed_mid_message_gives_eof",
@@ -156,7 +159,10 @@ fn wrong_authkey_refused() {
         Err(ConnectionError::Authentication(why)) => assert!(why.contains("wrong"), "{why}"),
         other => panic!("expected an authentication error, got {other:?}"),
     }
-    assert!(child.wait().unwrap().success(), "the client saw the refusal");
+    assert!(
+        child.wait().unwrap().success(),
+        "the client saw the refusal"
+    );
     // No key against a server that wants one; a key against one that has none.
     let a = address.clone();
     let t = std::thread::spawn(move || Client::connect(&a, None));
@@ -222,7 +228,11 @@ fn handshake_failures_are_clear_errors() {
     raw_client(&address, |s| {
         let mut b = [0u8; 4096];
         let _ = rustix::net::recv(&s, &mut b, rustix::net::RecvFlags::empty());
-        let _ = rustix::net::send(&s, b"GET / HTTP/1.1\r\n\r\n", rustix::net::SendFlags::empty());
+        let _ = rustix::net::send(
+            &s,
+            b"GET / HTTP/1.1\r\n\r\n",
+            rustix::net::SendFlags::empty(),
+        );
         std::thread::sleep(Duration::from_secs(2));
     });
     match listener.accept() {
@@ -263,8 +273,11 @@ fn handshake_failures_are_clear_errors() {
             None,
         )
         .unwrap();
-        rustix::net::bind(&s, &SocketAddrUnix::new_abstract_name(name.as_bytes()).unwrap())
-            .unwrap();
+        rustix::net::bind(
+            &s,
+            &SocketAddrUnix::new_abstract_name(name.as_bytes()).unwrap(),
+        )
+        .unwrap();
         rustix::net::listen(&s, 4).unwrap();
         let server = std::thread::spawn(move || {
             let c = rustix::net::accept(&s).unwrap();
@@ -279,7 +292,8 @@ fn handshake_failures_are_clear_errors() {
             Duration::from_millis(300),
         );
         match (garbage, r) {
-            (true, Err(ConnectionError::Garbage(_))) | (false, Err(ConnectionError::Timeout { .. })) => {}
+            (true, Err(ConnectionError::Garbage(_)))
+            | (false, Err(ConnectionError::Timeout { .. })) => {}
             (_, other) => panic!("{tag}: got {other:?}"),
         }
         server.join().unwrap();

@@ -10,8 +10,8 @@ mod common;
 use serde::{Deserialize, Serialize};
 use shmproc::pipe::{Pipe, RecvError};
 use shmproc::process::{
-    current_process, get_context, parent_process, set_start_method, Process, ProcessError,
-    Run, RunResult, StartMethod,
+    current_process, get_context, parent_process, set_start_method, Process, ProcessError, Run,
+    RunResult, StartMethod,
 };
 use shmproc::{Arena, Connection, Lock, Queue, Value};
 use std::time::{Duration, Instant};
@@ -59,9 +59,15 @@ fn main() {
             "tokio_parent_uses_the_forkserver_by_default",
             tokio_parent_uses_the_forkserver_by_default,
         ),
-        ("default_forks_while_single_threaded", default_forks_while_single_threaded),
+        (
+            "default_forks_while_single_threaded",
+            default_forks_while_single_threaded,
+        ),
         ("context_and_global_default", context_and_global_default),
-        ("spawned_child_adopts_global_arena", spawned_child_adopts_global_arena),
+        (
+            "spawned_child_adopts_global_arena",
+            spawned_child_adopts_global_arena,
+        ),
         (
             "function_child_holds_exactly_its_args",
             function_child_holds_exactly_its_args,
@@ -106,8 +112,7 @@ fn exit_codes_and_names() {
         let mut ok = builder(m).target(|| ());
         let mut err = builder(m).fallible(|| -> Result<(), String> { Err("no mail".into()) });
         let mut boom = builder(m).target(|| panic!("boom"));
-        let mut seven =
-            builder(m).function(|n: i32| -> () { shmproc::process::exit(n) }, 7);
+        let mut seven = builder(m).function(|n: i32| -> () { shmproc::process::exit(n) }, 7);
         let mut res = builder(m).function(
             |v: Vec<u8>| -> Result<(), String> {
                 if v == b"abc" {
@@ -131,9 +136,7 @@ fn exit_codes_and_names() {
 
         // Names: default Process-N and given ones, the parent's identity, the pid.
         let (mine, theirs) = Pipe::new(true).unwrap();
-        let mut named = builder(m)
-            .name("mailer")
-            .function(report_identity, theirs);
+        let mut named = builder(m).name("mailer").function(report_identity, theirs);
         named.start().unwrap();
         let line = String::from_utf8(mine.recv_bytes().unwrap()).unwrap();
         assert_eq!(
@@ -198,7 +201,9 @@ fn daemon_flag_and_no_children() {
     }
     for m in REMOTE {
         let (mine, theirs) = Pipe::new(true).unwrap();
-        let mut d = builder(m).daemon(true).function(daemon_tries_a_child, theirs);
+        let mut d = builder(m)
+            .daemon(true)
+            .function(daemon_tries_a_child, theirs);
         d.start().unwrap();
         assert_eq!(mine.recv_bytes().unwrap(), b"true|true", "{m}");
         assert_eq!(d.join().unwrap(), 0);
@@ -231,7 +236,10 @@ fn alive(pid: i32) -> bool {
 fn wait_dead(pid: i32, what: &str) {
     let t = Instant::now();
     while alive(pid) {
-        assert!(t.elapsed() < Duration::from_secs(30), "{what} {pid} still alive");
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "{what} {pid} still alive"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -455,7 +463,11 @@ fn default_forks_while_single_threaded() {
 }
 
 fn context_and_global_default() {
-    for m in [StartMethod::Fork, StartMethod::Spawn, StartMethod::ForkServer] {
+    for m in [
+        StartMethod::Fork,
+        StartMethod::Spawn,
+        StartMethod::ForkServer,
+    ] {
         let ctx = get_context(m);
         assert_eq!(ctx.method(), m);
         let mut p = ctx.process(|| ());
@@ -516,7 +528,11 @@ fn function_child_holds_exactly_its_args() {
             Err(format!("got {got:?}"))
         }
     }
-    for m in [StartMethod::Fork, StartMethod::Spawn, StartMethod::ForkServer] {
+    for m in [
+        StartMethod::Fork,
+        StartMethod::Spawn,
+        StartMethod::ForkServer,
+    ] {
         let (parent_conn, child_conn) = Pipe::new(true).unwrap();
         let mut p = builder(m).function(reader, child_conn);
         p.start().unwrap();
@@ -603,7 +619,10 @@ impl<'de> Deserialize<'de> for Picky {
 
 fn arguments_that_fail_to_deserialize() {
     for m in REMOTE {
-        let mut ok = builder(m).function(|p: Picky| -> () { shmproc::process::exit(p.0 as i32) }, Picky(4));
+        let mut ok = builder(m).function(
+            |p: Picky| -> () { shmproc::process::exit(p.0 as i32) },
+            Picky(4),
+        );
         ok.start().unwrap();
         assert_eq!(ok.join().unwrap(), 4);
         let mut bad = builder(m).function(|_p: Picky| (), Picky(3));

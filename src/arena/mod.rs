@@ -619,6 +619,7 @@ impl Arena {
     /// The object whose block starts at `offset`, checked as [`open_object`](Self::open_object)
     /// checks a named one (kind, type fingerprint, size): how a handle that travelled as
     /// (arena, offset, kind, fingerprint) is opened again.
+    #[cfg_attr(shmproc_loom, allow(dead_code))]
     pub(crate) fn open_object_at<T>(
         &self,
         offset: u64,
@@ -639,7 +640,9 @@ impl Arena {
             }
         }
         let e = found.ok_or_else(|| {
-            Error::NotFound(format!("{type_desc} at offset {offset} (no object starts there)"))
+            Error::NotFound(format!(
+                "{type_desc} at offset {offset} (no object starts there)"
+            ))
         })?;
         if e.kind != kind as u32 || e.type_fp != type_fp {
             let found = match ObjectKind::from_u32(e.kind) {
@@ -995,6 +998,7 @@ impl<T> Shm<T> {
     }
 
     /// Where the block starts in its arena.
+    #[cfg_attr(shmproc_loom, allow(dead_code))]
     pub(crate) fn offset(&self) -> u64 {
         self.base() as u64 - self.arena.inner.map.as_ptr() as u64
     }

@@ -73,7 +73,11 @@ pub(super) fn deliver(
         let _ = send(sock, FAILURE, &[], "refusing", deadline());
         Err(ConnectionError::Authentication(format!(
             "the digest received from the {} was wrong (another authkey)",
-            if peer == Role::Client { "client" } else { "server" }
+            if peer == Role::Client {
+                "client"
+            } else {
+                "server"
+            }
         )))
     }
 }
@@ -93,7 +97,13 @@ pub(super) fn answer(
         )));
     }
     let digest = mac(key, me, &n).finalize().into_bytes();
-    send(sock, RESPONSE, &digest, "answering the challenge", deadline())?;
+    send(
+        sock,
+        RESPONSE,
+        &digest,
+        "answering the challenge",
+        deadline(),
+    )?;
     let m = crate::process::wire::recv_packet(rustix::fd::AsFd::as_fd(sock), deadline())
         .map_err(super::step("waiting for the verdict"))?;
     match m.kind {

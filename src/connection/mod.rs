@@ -22,7 +22,7 @@
 //!
 //! # Handles over an established connection
 //! The socket stays beside each end. [`Connection::send_handle`] sends any travelling
-//! handle over it (an [`Arena`](crate::Arena), another [`Connection`] end, and, with the
+//! handle over it (an [`Arena`], another [`Connection`] end, and, with the
 //! object layer, every primitive); [`Connection::recv_handle`] receives one, type-checked.
 //! Handles and messages take different paths, so they are not ordered with each other:
 //! send a message after a handle to say "it is there" if the receiver must wait for it.
@@ -421,13 +421,18 @@ impl Listener {
             auth::deliver(&sock, key, auth::Role::Client, deadline)?;
             auth::answer(&sock, key, auth::Role::Server, deadline)?;
         }
-        let arena_size = (crate::arena::MIN_SIZE as usize + 4096 + 2 * self.capacity)
-            .next_multiple_of(4096);
+        let arena_size =
+            (crate::arena::MIN_SIZE as usize + 4096 + 2 * self.capacity).next_multiple_of(4096);
         let arena = Arena::anonymous(arena_size)?;
         let (ours, theirs) = Pipe::new_in(&arena, true, self.capacity)?;
         travel::send_one(sock.as_fd(), PIPE, &theirs, deadline())
             .map_err(travel_step("sending the pipe"))?;
-        expect(&sock, ACK, "waiting for the client's acknowledgement", deadline())?;
+        expect(
+            &sock,
+            ACK,
+            "waiting for the client's acknowledgement",
+            deadline(),
+        )?;
         drop(theirs);
         let mut ours = ours;
         ours.set_link(Some(sock));

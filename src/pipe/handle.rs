@@ -236,8 +236,7 @@ impl Connection {
             1 => true,
             _ => return Err(Error::Corrupt(format!("pipe parameter {:#x}", entry.param))),
         };
-        if !cap.is_power_of_two() || !(ring::MIN_CAPACITY..=ring::MAX_CAPACITY).contains(&cap)
-        {
+        if !cap.is_power_of_two() || !(ring::MIN_CAPACITY..=ring::MAX_CAPACITY).contains(&cap) {
             return Err(Error::Corrupt(format!("pipe capacity {cap}")));
         }
         let mut c = Connection::assemble(shm, duplex, cap, end, token)?;

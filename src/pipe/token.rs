@@ -52,7 +52,11 @@ pub(crate) fn release_holds_except(keep: &[RawFd]) -> usize {
         Err(TryLockError::Poisoned(p)) => p.into_inner(),
         Err(TryLockError::WouldBlock) => return 0,
     };
-    let drop_these: Vec<RawFd> = holds.iter().copied().filter(|h| !keep.contains(h)).collect();
+    let drop_these: Vec<RawFd> = holds
+        .iter()
+        .copied()
+        .filter(|h| !keep.contains(h))
+        .collect();
     if drop_these.is_empty() {
         return 0;
     }
@@ -110,10 +114,7 @@ impl Token {
         let (rb, wb) = pipe_with(PipeFlags::CLOEXEC)?;
         let ra2 = rustix::io::fcntl_dupfd_cloexec(&ra, 0)?;
         let rb2 = rustix::io::fcntl_dupfd_cloexec(&rb, 0)?;
-        Ok((
-            Token::from_fds(wa, ra, rb),
-            Token::from_fds(wb, rb2, ra2),
-        ))
+        Ok((Token::from_fds(wa, ra, rb), Token::from_fds(wb, rb2, ra2)))
     }
 
     /// The token of an end rebuilt from its three descriptors (an end that travelled):

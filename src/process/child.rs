@@ -17,7 +17,10 @@ pub(crate) struct ChildState {
     /// as any handle that could poll it.
     pub(crate) pidfd: OwnedFd,
     /// For a child of the forkserver (which only the server can reap): the read end of
-    /// the pipe its exit code arrives on (non-blocking). `None`: our own child.
+    /// the pipe its exit code arrives on (non-blocking), written by the child itself just
+    /// before `_exit` when it leaves normally, else by the server when it reaps it. The
+    /// code is taken only once the pidfd says the process has exited, so `join` never
+    /// returns while the child still holds anything. `None`: our own child.
     status: Option<OwnedFd>,
     pub(crate) name: String,
     pub(crate) daemon: bool,
@@ -101,6 +104,9 @@ impl ChildState {
             return Ok(Some(code));
         }
         if let Some(status) = &self.status {
+            if !readable(self.pidfd.as_fd(), Some(Duration::ZERO))? {
+                return Ok(None);
+            }
             let code = read_status(status, self.pid_u32())?;
             *exit = code;
             return Ok(code);
@@ -129,18 +135,20 @@ impl ChildState {
         }
     }
 
-    /// True when the pidfd is readable within `timeout` (the child has exited).
+    /// True when the child's exit (and, for a forkserver child, its exit code) can be
+    /// read, waiting at most `timeout`.
     fn wait_readable(&self, timeout: Option<Duration>) -> Result<bool, ProcessError> {
-        let ts = timeout.map(|d| Timespec {
-            tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
-            tv_nsec: d.subsec_nanos() as _,
-        });
-        let mut fds = [PollFd::new(self.status.as_ref().unwrap_or(&self.pidfd), PollFlags::IN)];
-        match poll(&mut fds, ts.as_ref()) {
-            Ok(n) => Ok(n > 0),
-            // A signal: the caller's loop recomputes the time left and polls again.
-            Err(Errno::INTR) => Ok(false),
-            Err(e) => Err(ProcessError::os("poll on the pidfd", e)),
+        match &self.status {
+            None => readable(self.pidfd.as_fd(), timeout),
+            Some(status) => {
+                // Wait for the exit first; then (a child killed by a signal has not
+                // written its code) for the server's report.
+                if readable(self.pidfd.as_fd(), Some(Duration::ZERO))? {
+                    readable(status.as_fd(), timeout)
+                } else {
+                    readable(self.pidfd.as_fd(), timeout)
+                }
+            }
         }
     }
 
@@ -185,10 +193,17 @@ impl ChildState {
     /// Whether the child still runs. In the parent this reaps a finished child; in a
     /// process that merely inherited the handle it asks the pidfd.
     pub(crate) fn is_alive(&self) -> bool {
-        if self.is_ours() {
+        if self.is_ours() && self.status.is_none() {
             matches!(self.poll(), Ok(None))
         } else {
-            matches!(self.wait_readable(Some(Duration::ZERO)), Ok(false))
+            // A forkserver child is dead once its pidfd says so, reported or not.
+            if self.is_ours() {
+                let _ = self.poll();
+            }
+            matches!(
+                readable(self.pidfd.as_fd(), Some(Duration::ZERO)),
+                Ok(false)
+            )
         }
     }
 
@@ -215,7 +230,22 @@ impl ChildState {
     }
 
     pub(crate) fn sentinel(&self) -> BorrowedFd<'_> {
-        self.status.as_ref().unwrap_or(&self.pidfd).as_fd()
+        self.pidfd.as_fd()
+    }
+}
+
+/// True when `fd` is readable within `timeout` (`None`: no limit); a signal is `false`
+/// (callers go round and recompute the time left).
+fn readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<bool, ProcessError> {
+    let ts = timeout.map(|d| Timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: d.subsec_nanos() as _,
+    });
+    let mut fds = [PollFd::from_borrowed_fd(fd, PollFlags::IN)];
+    match poll(&mut fds, ts.as_ref()) {
+        Ok(n) => Ok(n > 0),
+        Err(Errno::INTR) => Ok(false),
+        Err(e) => Err(ProcessError::os("poll on the pidfd", e)),
     }
 }
 
@@ -322,8 +352,7 @@ impl ProcessHandle {
         self.0.signal(Signal::KILL)
     }
 
-    /// A file descriptor that becomes readable when the child has exited (its pidfd; for a
-    /// forkserver child, the pipe its exit code arrives on).
+    /// A file descriptor (the child's pidfd) that becomes readable when the child exits.
     pub fn sentinel(&self) -> BorrowedFd<'_> {
         self.0.sentinel()
     }

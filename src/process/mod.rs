@@ -1,5 +1,5 @@
-//! Processes with the lifecycle of Python's `multiprocessing.Process`, over `fork`,
-//! pidfds and signals.
+//! Processes with the lifecycle of Python's `multiprocessing.Process`, over `fork`, a
+//! fresh run of the binary (`spawn`) or a forkserver, pidfds and signals.
 //!
 //! ```
 //! use shmproc::process::Process;
@@ -14,12 +14,61 @@
 //! # Defining the work
 //! - [`Process::new`] takes a closure returning `()`; [`Process::fallible`] one returning
 //!   `Result<(), E>` with `E: Display`.
+//! - [`Process::function`] takes a function and its arguments, Python's
+//!   `Process(target=f, args=...)`: `f: fn(A) -> R` (a closure that captures nothing
+//!   will do), `A` any serde type, which may hold handles that travel
+//!   ([`Arena`](crate::Arena), [`Connection`](crate::Connection) ends: see [`travel`]),
+//!   `R` an [`Outcome`] (`()` or `Result<(), E>`). It works under every start method.
 //! - [`Process::from_run`] takes any value implementing [`Run`]: the struct-style process
 //!   (Python's subclass overriding `run`). The value stays in the parent's `Process`
 //!   (see [`Process::target`]); the child runs `run` on its own copy, so fields the child
-//!   changes are not seen by the parent (share data through the arena for that).
-//! - [`Process::builder`] sets the name, the daemon flag and the thread opt-in; so do
-//!   [`Process::set_name`] and [`Process::set_daemon`], which fail once started.
+//!   changes are not seen by the parent (share data through the arena for that). It can
+//!   only be forked.
+//! - [`Process::builder`] sets the name, the daemon flag, the start method and the
+//!   thread opt-in; so do [`Process::set_name`], [`Process::set_daemon`] and
+//!   [`Process::set_start_method`], which fail once started.
+//!
+//! **The parent lets go of what it gave the child.** Once the child runs, `start` drops
+//! the parent's copy of a closure (and what it captured) and of a function's arguments,
+//! as Python's `start` deletes `_target` and `_args`: a pipe end moved into the target is
+//! then held by the child alone, and closes everywhere when the child closes it. A
+//! struct-style target is kept (it is the process object). And **a child started with
+//! [`Process::function`] holds exactly the pipe ends in its arguments**: a spawned or
+//! forkserver child receives nothing else, and a forked child releases, before `f` runs,
+//! every other end it inherited (a closure child, like a Python fork child, holds every
+//! end its parent held; close in the child what it must not hold).
+//!
+//! # Start methods
+//! As Python's `set_start_method` / `get_context`: per process
+//! ([`Builder::start_method`]), per [`Context`] ([`get_context`]), or for the whole
+//! process ([`set_start_method`]). See [`StartMethod`] for the table.
+//!
+//! - **`Fork`**: `fork` of the calling thread, as below. Anything can be the target.
+//! - **`Spawn`**: `posix_spawn` of `/proc/self/exe` with the parent's arguments and
+//!   environment. [`init`], **the first line of `main`**, recognises the
+//!   child (an environment variable names a socket it inherited), receives its target
+//!   and runs it instead of `main`. The child attaches to the arenas its arguments need
+//!   (their `memfd`s arrive over the socket with `SCM_RIGHTS`) and adopts the parent's
+//!   global arena, so objects made with `new()` in the parent can be found in the child.
+//! - **`ForkServer`**: [`init`] forks a server while the program is still
+//!   single-threaded; each child is a fork of the server, made on request over a Unix
+//!   socket. Its state is the program's at `init` (so, like `Spawn`, the target travels
+//!   as a function and arguments), and the server reports its exit code to the parent.
+//! - **`Auto`** (the default): `Fork` while the process has one thread, else
+//!   `ForkServer` if [`init`] ran, else [`ProcessError::Threads`], whose
+//!   message names `shmproc::init()` and [`Builder::allow_threads`].
+//!
+//! Under `Spawn` and `ForkServer`, `start` returns once the child has rebuilt its target
+//! and said so; a child that cannot (arguments that fail to deserialize, a `main` without
+//! `init`, a crash) makes `start` fail with [`ProcessError::ChildStart`], carrying the
+//! exit code; a child that stays silent is killed after [`Builder::start_timeout`]. A
+//! spawned program whose `main` skips `init` and tries to start processes itself gets
+//! [`ProcessError::SpawnedWithoutInit`] instead of starting a cascade. Exit codes, names,
+//! `join`, `terminate`, `kill`, daemons and the exit hook behave as with `fork`, with one
+//! difference for a daemon under `ForkServer`: its parent is the server, so it dies with
+//! the server (when the program and every fork of it have exited, or at the program's
+//! normal exit through the exit hook), not with an intermediate process that started it
+//! and was killed.
 //!
 //! # How a child runs and exits
 //! [`Process::start`] flushes the parent's `stdout` (so buffered output is not inherited
@@ -83,9 +132,11 @@
 //! # Forking from a process with threads
 //! `fork` copies only the calling thread; a lock that another thread held at that moment
 //! (inside `malloc`, `stdout`, a `Mutex` of yours) stays locked forever in the child.
-//! `start` therefore counts the threads of the process (procfs) and refuses
-//! with [`ProcessError::Threads`] when there is more than one. Start processes before
-//! spawning threads, or opt in with [`Builder::allow_threads`] /
+//! `start` therefore counts the threads of the process (procfs) and refuses to fork
+//! with [`ProcessError::Threads`] when there is more than one. Call
+//! [`init`] first in `main` (the default start method then takes the
+//! forkserver), start processes before spawning threads, or opt in with
+//! [`Builder::allow_threads`] /
 //! [`Process::set_allow_threads`]. With the opt-in, the child may safely use what no other
 //! thread could have held: async-signal-safe calls, its own fresh data, shmproc's shared
 //! objects (their locks live in shared memory and are robust). Printing is safe only if no
@@ -123,9 +174,9 @@ pub(crate) mod wire;
 pub use child::ProcessHandle;
 pub use error::ProcessError;
 pub use method::{get_context, set_start_method, start_method, Context, StartMethod};
+pub use remote::init;
 #[doc(hidden)]
 pub use remote::Portable;
-pub use remote::init;
 use travel::Outbox;
 
 use crate::sync::plain::{AtomicBool, Ordering};
@@ -584,15 +635,15 @@ impl<T: Run> Process<T> {
     /// - [`ProcessError::AlreadyStarted`]: `start` was called before.
     /// - [`ProcessError::DaemonHasChildren`]: the current process is a daemon.
     /// - [`ProcessError::Threads`]: `Fork` (chosen, or `Auto` without
-    ///   [`init`](crate::init)) in a process with other threads, and
+    ///   [`init`]) in a process with other threads, and
     ///   [`allow_threads`](Builder::allow_threads) was not set.
-    /// - [`ProcessError::NotInitialized`]: `Spawn` or `ForkServer` without [`init`](crate::init).
+    /// - [`ProcessError::NotInitialized`]: `Spawn` or `ForkServer` without [`init`].
     /// - [`ProcessError::NotPortable`]: `Spawn` or `ForkServer` (chosen, or `Auto` with
     ///   threads) for a target that cannot leave this process.
     /// - [`ProcessError::ChildStart`]: a spawned or forkserver child failed before its
     ///   target ran (the process is started: [`exitcode`](Self::exitcode) has its code).
     /// - [`ProcessError::SpawnedWithoutInit`]: this process was spawned but skipped
-    ///   [`init`](crate::init).
+    ///   [`init`].
     /// - [`ProcessError::ForkServer`], [`ProcessError::Os`]: the forkserver, `fork`,
     ///   `posix_spawn` or `pidfd_open` failed.
     pub fn start(&mut self) -> Result<(), ProcessError> {
@@ -670,38 +721,45 @@ impl<T: Run> Process<T> {
             }
         };
         let _ = std::io::stdout().flush();
-        let deadline = wire::deadline(self.start_timeout);
-        let (child, sock) = remote::launch(method, &info, &portable, out, self.start_timeout)?;
+        let started = remote::start_child(method, &info, &portable, out, self.start_timeout);
         drop(portable);
+        let (child, failure) = match started {
+            Ok(child) => (child, None),
+            Err(remote::StartFailure::Child(child, reason)) => (child, Some(reason)),
+            Err(remote::StartFailure::Before(e)) => {
+                self.target.__shmproc_release();
+                return Err(e);
+            }
+        };
         let child = Arc::new(child);
         registry::lock().children.push(child.clone());
         self.state = State::Started(child.clone());
         self.method = method;
         self.target.__shmproc_release();
-        match remote::handshake(&child, &sock, deadline, method == StartMethod::ForkServer) {
-            Ok(()) => Ok(()),
-            Err(reason) => {
-                drop(sock);
-                // A child that failed exits at once; one that is silent is killed now.
-                let grace = if child.is_alive() && reason.contains("did not report in") {
-                    Duration::ZERO
-                } else {
-                    Duration::from_secs(5)
-                };
-                let exitcode = match child.wait(wire::deadline(grace)) {
-                    Ok(Some(code)) => Some(code),
-                    _ => {
-                        let _ = child.signal(Signal::KILL);
-                        child.wait(wire::deadline(Duration::from_secs(10))).ok().flatten()
-                    }
-                };
-                Err(ProcessError::ChildStart {
-                    pid: child.pid_u32(),
-                    exitcode,
-                    reason,
-                })
+        let Some(reason) = failure else {
+            return Ok(());
+        };
+        // A child that failed exits at once; one that is silent is killed now.
+        let grace = if child.is_alive() && reason.contains("did not report in") {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(5)
+        };
+        let exitcode = match child.wait(wire::deadline(grace)) {
+            Ok(Some(code)) => Some(code),
+            _ => {
+                let _ = child.signal(Signal::KILL);
+                child
+                    .wait(wire::deadline(Duration::from_secs(10)))
+                    .ok()
+                    .flatten()
             }
-        }
+        };
+        Err(ProcessError::ChildStart {
+            pid: child.pid_u32(),
+            exitcode,
+            reason,
+        })
     }
 
     /// `start` by `fork`.
@@ -821,6 +879,7 @@ fn child_main<T: Run>(
 
     // A function's arguments say which pipe ends the child holds: release the others it
     // inherited, so that it holds what a spawned child would.
+    #[cfg(not(shmproc_loom))]
     if let Some(keep) = p.target.__shmproc_census() {
         crate::pipe::release_holds_except(&keep);
     }
@@ -1195,6 +1254,7 @@ pub fn exit(code: i32) -> ! {
     let _ = std::io::stdout().flush();
     registry::cleanup_children();
     let _ = std::io::stdout().flush();
+    remote::report_exit(code);
     // SAFETY: `_exit` ends the process at once; nothing is left half-done that another
     // process depends on (output was flushed, children were reaped).
     unsafe { libc::_exit(code) }

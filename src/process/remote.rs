@@ -20,7 +20,10 @@
 //! Parent and child share a `SOCK_SEQPACKET` socket pair (see `wire.rs`). The parent sends
 //! START (who the child is, the entry, the arguments, the arenas and descriptors the
 //! arguments' handles need); the child rebuilds its target and answers READY, or FAILED
-//! with the reason (then exits with code 1). `start` returns once READY arrives, so an
+//! with the reason (then exits with code 1), with its pid and (a forkserver child, which
+//! the parent did not make) a pidfd of itself. For a forkserver child, START is sent
+//! right behind the request to the server, so it waits in the socket when the child
+//! starts: one round trip fewer. `start` returns once READY arrives, so an
 //! argument that does not deserialize, a binary that differs, a child that exits or
 //! hangs before it reports (a `main` that does not call `init` first) is an error of
 //! `start`, with the exit code. Every wait has a deadline.
@@ -47,7 +50,6 @@ pub(crate) const START: u8 = 1;
 pub(crate) const READY: u8 = 2;
 pub(crate) const FAILED: u8 = 3;
 pub(crate) const FORK_REQUEST: u8 = 4;
-pub(crate) const FORKED: u8 = 5;
 
 /// The environment variable that marks a spawned child: `<fd>:<cookie>`.
 pub(crate) const SPAWN_ENV: &str = "SHMPROC_SPAWN";
@@ -130,10 +132,11 @@ impl Portable {
         R: super::Outcome + 'static,
     {
         let _ = super::travel::take_last_error();
-        let bytes = super::travel::with_outbox(out, || postcard::to_allocvec(args)).map_err(|e| {
-            let why = super::travel::take_last_error().unwrap_or_else(|| e.to_string());
-            format!("the arguments could not be serialized: {why}")
-        })?;
+        let bytes =
+            super::travel::with_outbox(out, || postcard::to_allocvec(args)).map_err(|e| {
+                let why = super::travel::take_last_error().unwrap_or_else(|| e.to_string());
+                format!("the arguments could not be serialized: {why}")
+            })?;
         Ok(Portable {
             entry: call_entry::<A, R>,
             func: Some(f as usize),
@@ -153,7 +156,11 @@ fn zero_sized<F>() -> Result<(), String> {
     }
 }
 
-fn unit_entry<F: FnOnce() + 'static>(_: usize, args: &[u8], _: &mut Inbox) -> Result<Runner, String> {
+fn unit_entry<F: FnOnce() + 'static>(
+    _: usize,
+    args: &[u8],
+    _: &mut Inbox,
+) -> Result<Runner, String> {
     zero_sized::<F>()?;
     if !args.is_empty() {
         return Err("arguments for a closure that takes none".into());
@@ -324,58 +331,97 @@ fn encode_start(
     Ok(e.0)
 }
 
-/// Launches the child and delivers its START message; the caller then waits for its
-/// report with [`handshake`]. Returns the parent's view of the child and the socket.
-pub(crate) fn launch(
+/// Why a child did not start: before one was known (nothing to wait for), or a child
+/// that failed (the caller waits for its exit code).
+pub(crate) enum StartFailure {
+    Before(ProcessError),
+    Child(ChildState, String),
+}
+
+/// Launches the child, delivers its START message and waits for its report (READY or
+/// FAILED, with its pid and, from a forkserver child, a pidfd of itself). Returns the
+/// parent's view of the child once it is ready.
+pub(crate) fn start_child(
     method: StartMethod,
     info: &StartInfo,
     portable: &Portable,
     mut out: Outbox,
     timeout: Duration,
-) -> Result<(ChildState, OwnedFd), ProcessError> {
+) -> Result<ChildState, StartFailure> {
     let deadline = wire::deadline(timeout);
     let cookie = if method == StartMethod::Spawn {
         random_u64()
     } else {
         0
     };
-    let body = encode_start(info, cookie, portable, &mut out)?;
-    let (ours, theirs) = wire::pair().map_err(|e| wire_error("socketpair", e))?;
-    let child = match method {
-        StartMethod::Spawn => {
-            let pid = spawn_self(&theirs, SPAWN_ENV, cookie)?;
-            drop(theirs);
-            let pidfd = open_pidfd(pid)?;
-            ChildState::new(
-                pid,
-                pidfd,
-                None,
-                info.name.clone(),
-                info.daemon,
-                info.parent.pid,
-            )
-        }
-        _ => {
-            let (pid, pidfd, status) = super::server::fork_child(&ours, theirs, deadline)?;
-            ChildState::new(
-                pid,
-                pidfd,
-                Some(status),
-                info.name.clone(),
-                info.daemon,
-                info.parent.pid,
-            )
-        }
+    let before = StartFailure::Before;
+    let body = encode_start(info, cookie, portable, &mut out).map_err(before)?;
+    let (ours, theirs) = wire::pair()
+        .map_err(|e| wire_error("socketpair", e))
+        .map_err(before)?;
+    let mk = |pid, pidfd, status| {
+        ChildState::new(
+            pid,
+            pidfd,
+            status,
+            info.name.clone(),
+            info.daemon,
+            info.parent.pid,
+        )
     };
-    match wire::send(ours.as_fd(), START, &body, &out.fds(), deadline) {
-        Ok(()) => Ok((child, ours)),
-        // The child is gone or silent: `handshake` reports why, with its exit code.
-        Err(WireError::Eof | WireError::Timeout) => Ok((child, ours)),
-        Err(e) => {
-            let _ = child.signal(Signal::KILL);
-            let _ = child.wait(wire::deadline(Duration::from_secs(10)));
-            Err(wire_error("sending the start message", e))
-        }
+    if method == StartMethod::Spawn {
+        let pid = spawn_self(&theirs, SPAWN_ENV, cookie).map_err(before)?;
+        drop(theirs);
+        let child = mk(pid, open_pidfd(pid).map_err(before)?, None);
+        return match deliver(&ours, &body, &out, deadline) {
+            Ok(()) => match report(&ours, Some(&child), deadline, false) {
+                Ok(Report { failed: None, .. }) => Ok(child),
+                Ok(Report {
+                    failed: Some(reason),
+                    ..
+                })
+                | Err(reason) => Err(StartFailure::Child(child, reason)),
+            },
+            Err(reason) => Err(StartFailure::Child(child, reason)),
+        };
+    }
+    // ForkServer: the request, then START at once (it waits in the socket for the child,
+    // which reads it right after the fork); the child's report says who it is.
+    let status = super::server::request_fork(theirs, deadline).map_err(before)?;
+    let failed = |reason: String| {
+        StartFailure::Before(ProcessError::ChildStart {
+            pid: 0,
+            exitcode: None,
+            reason,
+        })
+    };
+    deliver(&ours, &body, &out, deadline).map_err(failed)?;
+    match report(&ours, None, deadline, true) {
+        Ok(Report {
+            pid,
+            pidfd: Some(pidfd),
+            failed: None,
+        }) => Ok(mk(pid, pidfd, Some(status))),
+        Ok(Report {
+            pid,
+            pidfd: Some(pidfd),
+            failed: Some(reason),
+        }) => Err(StartFailure::Child(mk(pid, pidfd, Some(status)), reason)),
+        Ok(_) => Err(failed("the forkserver child's report has no pidfd".into())),
+        Err(reason) => Err(failed(reason)),
+    }
+}
+
+/// Sends START. A child that is gone or silent is left for `report` to explain.
+fn deliver(
+    ours: &OwnedFd,
+    body: &[u8],
+    out: &Outbox,
+    deadline: Option<Instant>,
+) -> Result<(), String> {
+    match wire::send(ours.as_fd(), START, body, &out.fds(), deadline) {
+        Ok(()) | Err(WireError::Eof | WireError::Timeout) => Ok(()),
+        Err(e) => Err(format!("sending the start message: {e}")),
     }
 }
 
@@ -398,18 +444,27 @@ fn open_pidfd(pid: Pid) -> Result<OwnedFd, ProcessError> {
     })
 }
 
-/// Waits for the child's report: `Ok` on READY, `Err(reason)` otherwise (FAILED, the
-/// child gone or closed its socket first, garbage, or no word by `deadline`).
-pub(crate) fn handshake(
-    child: &ChildState,
+/// What a child reported: its pid, a pidfd of itself (forkserver children), and the
+/// reason it failed, if it did.
+struct Report {
+    pid: Pid,
+    pidfd: Option<OwnedFd>,
+    failed: Option<String>,
+}
+
+/// Waits for the child's report on `sock` until `deadline`, watching `child`'s pidfd (a
+/// spawned child) to notice a child that exits first. `Err(reason)`: no report (the child
+/// exited or closed its socket first, sent garbage, or stayed silent).
+fn report(
     sock: &OwnedFd,
+    child: Option<&ChildState>,
     deadline: Option<Instant>,
     hook_ran: bool,
-) -> Result<(), String> {
+) -> Result<Report, String> {
     let missing_hook = if hook_ran {
         ""
     } else {
-        ": does this program's main call shmproc::init() as its first line?"
+        ": its main did not call shmproc::init() first (or called it too late)"
     };
     loop {
         let ts = deadline.map(|d| {
@@ -419,28 +474,42 @@ pub(crate) fn handshake(
                 tv_nsec: left.subsec_nanos() as _,
             }
         });
-        let mut fds = [
-            PollFd::new(sock, PollFlags::IN),
-            PollFd::from_borrowed_fd(child.pidfd.as_fd(), PollFlags::IN),
-        ];
+        let mut fds = vec![PollFd::new(sock, PollFlags::IN)];
+        if let Some(c) = child {
+            fds.push(PollFd::from_borrowed_fd(c.pidfd.as_fd(), PollFlags::IN));
+        }
         let n = match poll(&mut fds, ts.as_ref()) {
             Ok(n) => n,
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(format!("poll failed while waiting for the child: {e}")),
         };
         let sock_ready = !fds[0].revents().is_empty();
-        let child_gone = !fds[1].revents().is_empty();
+        let child_gone = fds.get(1).is_some_and(|f| !f.revents().is_empty());
+        drop(fds);
         if sock_ready || child_gone {
             // A report may have been sent just before the child exited: read first.
             let quick = wire::deadline(Duration::from_millis(if sock_ready { 1000 } else { 0 }));
             match wire::recv_packet(sock.as_fd(), quick) {
-                Ok(m) if m.kind == READY => return Ok(()),
-                Ok(m) if m.kind == FAILED => {
-                    return Err(String::from_utf8_lossy(&m.body).into_owned());
+                Ok(m) if m.kind == READY || m.kind == FAILED => {
+                    let mut d = Dec::new(&m.body);
+                    let pid = d
+                        .u32("pid")
+                        .ok()
+                        .and_then(|p| Pid::from_raw(p as i32))
+                        .ok_or("the child's report has no pid")?;
+                    let failed = (m.kind == FAILED)
+                        .then(|| String::from_utf8_lossy(&m.body[4..]).into_owned());
+                    return Ok(Report {
+                        pid,
+                        pidfd: m.fds.into_iter().next(),
+                        failed,
+                    });
                 }
                 Ok(m) => return Err(format!("the child sent a message of kind {}", m.kind)),
                 Err(WireError::Timeout) if child_gone => {
-                    return Err(format!("the child exited before it reported in{missing_hook}"));
+                    return Err(format!(
+                        "the child exited before it reported in{missing_hook}"
+                    ));
                 }
                 Err(WireError::Eof) => {
                     return Err(format!(
@@ -452,10 +521,7 @@ pub(crate) fn handshake(
             }
         }
         if n == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
-            let waited = deadline.map_or(String::new(), |_| " in time".to_string());
-            return Err(format!(
-                "the child did not report in{waited} and was killed{missing_hook}"
-            ));
+            return Err(format!("the child did not report in in time{missing_hook}"));
         }
     }
 }
@@ -463,9 +529,7 @@ pub(crate) fn handshake(
 /// Spawns `/proc/self/exe` with the parent's arguments, its environment plus
 /// `var=<fd>:<cookie>`, and `sock` as descriptor `fd` (inherited across exec).
 pub(crate) fn spawn_self(sock: &OwnedFd, var: &str, cookie: u64) -> Result<Pid, ProcessError> {
-    let os = |op: &'static str| {
-        move |e: std::io::Error| ProcessError::Os { op, source: e }
-    };
+    let os = |op: &'static str| move |e: std::io::Error| ProcessError::Os { op, source: e };
     let target = sock.as_raw_fd();
     // A close-on-exec duplicate is what the child's file action copies onto `target`:
     // dup2 onto a different number clears close-on-exec on the copy (dup2 of a
@@ -496,11 +560,15 @@ pub(crate) fn spawn_self(sock: &OwnedFd, var: &str, cookie: u64) -> Result<Pid, 
     envp.push(
         CString::new(format!("{var}={target}:{cookie:016x}")).expect("no NUL in the variable"),
     );
-    let mut argv_p: Vec<*mut libc::c_char> =
-        argv.iter().map(|c| c.as_ptr() as *mut libc::c_char).collect();
+    let mut argv_p: Vec<*mut libc::c_char> = argv
+        .iter()
+        .map(|c| c.as_ptr() as *mut libc::c_char)
+        .collect();
     argv_p.push(std::ptr::null_mut());
-    let mut envp_p: Vec<*mut libc::c_char> =
-        envp.iter().map(|c| c.as_ptr() as *mut libc::c_char).collect();
+    let mut envp_p: Vec<*mut libc::c_char> = envp
+        .iter()
+        .map(|c| c.as_ptr() as *mut libc::c_char)
+        .collect();
     envp_p.push(std::ptr::null_mut());
     let path = c"/proc/self/exe";
     let mut pid: libc::pid_t = 0;
@@ -594,14 +662,13 @@ fn forget_env(var: &str) {
 /// Calling it again does nothing.
 ///
 /// ```
-/// fn main() {
-///     shmproc::init();
-///     let mut p = shmproc::process::Process::builder()
-///         .start_method(shmproc::process::StartMethod::Spawn)
-///         .target(|| println!("hello from a fresh run of this binary"));
-///     p.start().unwrap();
-///     assert_eq!(p.join().unwrap(), 0);
-/// }
+/// shmproc::init(); // the first line of main
+/// let mut p = shmproc::process::Process::builder()
+///     .start_method(shmproc::process::StartMethod::Spawn)
+///     .target(|| println!("hello from a fresh run of this binary"));
+/// p.start()?;
+/// assert_eq!(p.join()?, 0);
+/// # Ok::<(), shmproc::process::ProcessError>(())
 /// ```
 pub fn init() {
     static ONCE: std::sync::Once = std::sync::Once::new();
@@ -614,7 +681,7 @@ pub fn init() {
         forget_env(SPAWN_ENV);
         // Relaxed: see `initialized`.
         INITIALIZED.store(true, Ordering::Relaxed);
-        run_child(sock, cookie, None);
+        run_child(sock, cookie, None, None);
     }
     if let Some((sock, _)) = inherited(SERVER_ENV) {
         forget_env(SERVER_ENV);
@@ -629,19 +696,60 @@ pub fn init() {
     }
 }
 
+/// Sends the child's report: READY, or FAILED with `reason`; with its pid and, in a
+/// forkserver child (which the parent did not make), a pidfd of itself.
+fn send_report(sock: &OwnedFd, failed: Option<&str>) {
+    let me = rustix::process::getpid();
+    let mut e = Enc::default();
+    e.u32(me.as_raw_nonzero().get() as u32);
+    let kind = match failed {
+        Some(r) => {
+            e.0.extend_from_slice(r.as_bytes());
+            FAILED
+        }
+        None => READY,
+    };
+    let pidfd = if CHILD_OF_SERVER.load(Ordering::Relaxed) {
+        pidfd_open(me, PidfdFlags::empty()).ok()
+    } else {
+        None
+    };
+    let fds: Vec<BorrowedFd<'_>> = pidfd.iter().map(|f| f.as_fd()).collect();
+    let _ = wire::send_packet(
+        sock.as_fd(),
+        kind,
+        &e.0,
+        &fds,
+        wire::deadline(Duration::from_secs(5)),
+    );
+}
+
+/// Set in a forkserver child (relaxed: written before anything reads it, one thread).
+static CHILD_OF_SERVER: AtomicBool = AtomicBool::new(false);
+
+/// A forkserver child's status pipe, and the pid it belongs to (a fork of the child
+/// inherits it, and must not report through it).
+static REPORT: OnceLock<(u32, OwnedFd)> = OnceLock::new();
+
+/// In a forkserver child about to `_exit(code)`: writes the code to its status pipe, so
+/// the parent reads it as soon as the pidfd says the child is gone, without waiting for
+/// the server to reap it.
+pub(crate) fn report_exit(code: i32) {
+    if let Some((pid, fd)) = REPORT.get() {
+        if *pid == crate::owner::current_pid() {
+            let _ = rustix::io::write(fd, &code.to_le_bytes());
+        }
+    }
+}
+
 /// Leaves a child that could not start: the reason on stderr (and to the parent if the
 /// socket is given), exit code 1.
 fn fail(sock: Option<&OwnedFd>, name: &str, reason: &str) -> ! {
     if let Some(s) = sock {
-        let _ = wire::send_packet(
-            s.as_fd(),
-            FAILED,
-            reason.as_bytes(),
-            &[],
-            wire::deadline(Duration::from_secs(5)),
-        );
+        send_report(s, Some(reason));
     }
     let _ = writeln!(std::io::stderr(), "Process {name}:\n{reason}");
+    report_exit(1);
     // SAFETY: leaving a child that has run nothing of its own yet.
     unsafe { libc::_exit(1) }
 }
@@ -649,11 +757,28 @@ fn fail(sock: Option<&OwnedFd>, name: &str, reason: &str) -> ! {
 /// The child's side: receive START, become the process it describes, report, run the
 /// target, exit. `server` is the forkserver's pid in a forkserver child (the parent a
 /// daemon must die with); a spawned child's parent is the one in START.
-pub(crate) fn run_child(sock: OwnedFd, cookie: u64, server: Option<u32>) -> ! {
+pub(crate) fn run_child(
+    sock: OwnedFd,
+    cookie: u64,
+    server: Option<u32>,
+    status: Option<OwnedFd>,
+) -> ! {
+    if let Some(st) = status {
+        CHILD_OF_SERVER.store(true, Ordering::Relaxed);
+        let _ = REPORT.set((crate::owner::current_pid(), st));
+    }
     let m = match wire::recv(sock.as_fd(), MAX_START, wire::deadline(BOOT_TIMEOUT)) {
         Ok(m) if m.kind == START => m,
-        Ok(m) => fail(Some(&sock), "(unknown)", &format!("a message of kind {} instead of START", m.kind)),
-        Err(e) => fail(None, "(unknown)", &format!("no start message from the parent: {e}")),
+        Ok(m) => fail(
+            Some(&sock),
+            "(unknown)",
+            &format!("a message of kind {} instead of START", m.kind),
+        ),
+        Err(e) => fail(
+            None,
+            "(unknown)",
+            &format!("no start message from the parent: {e}"),
+        ),
     };
     let mut d = Dec::new(&m.body);
     let parsed = (|| -> Result<_, WireError> {
@@ -664,7 +789,9 @@ pub(crate) fn run_child(sock: OwnedFd, cookie: u64, server: Option<u32>) -> ! {
         if n > 1024 {
             return Err(WireError::Garbage(format!("an identity of {n} numbers")));
         }
-        let identity = (0..n).map(|_| d.u32("identity")).collect::<Result<Vec<_>, _>>()?;
+        let identity = (0..n)
+            .map(|_| d.u32("identity"))
+            .collect::<Result<Vec<_>, _>>()?;
         let daemon = d.u8("daemon")? != 0;
         let parent = ProcessInfo {
             name: d.str("parent name")?.to_owned(),
@@ -675,15 +802,25 @@ pub(crate) fn run_child(sock: OwnedFd, cookie: u64, server: Option<u32>) -> ! {
         let entry = d.u64("entry")?;
         let func = d.u64("function")?;
         let global = d.u32("global arena")?;
-        Ok((got_cookie, exe, name, identity, daemon, parent, default, entry, func, global))
+        Ok((
+            got_cookie, exe, name, identity, daemon, parent, default, entry, func, global,
+        ))
     })();
     let (got_cookie, exe, name, identity, daemon, parent, default, entry, func, global) =
         match parsed {
             Ok(p) => p,
-            Err(e) => fail(Some(&sock), "(unknown)", &format!("a bad start message: {e}")),
+            Err(e) => fail(
+                Some(&sock),
+                "(unknown)",
+                &format!("a bad start message: {e}"),
+            ),
         };
     if server.is_none() && got_cookie != cookie {
-        fail(Some(&sock), &name, "the start message does not carry this child's cookie");
+        fail(
+            Some(&sock),
+            &name,
+            "the start message does not carry this child's cookie",
+        );
     }
     if exe != exe_id() {
         fail(
@@ -720,7 +857,10 @@ pub(crate) fn run_child(sock: OwnedFd, cookie: u64, server: Option<u32>) -> ! {
         Ok(i) => i,
         Err(e) => fail(Some(&sock), &name, &format!("a bad start message: {e}")),
     };
-    let args = match d.bytes("arguments").and_then(|a| d.finish("the start message").map(|()| a)) {
+    let args = match d
+        .bytes("arguments")
+        .and_then(|a| d.finish("the start message").map(|()| a))
+    {
         Ok(a) => a,
         Err(e) => fail(Some(&sock), &name, &format!("a bad start message: {e}")),
     };
@@ -730,26 +870,28 @@ pub(crate) fn run_child(sock: OwnedFd, cookie: u64, server: Option<u32>) -> ! {
                 super::travel::adopt(&g);
                 Arena::install_global(g);
             }
-            Err(e) => fail(Some(&sock), &name, &format!("the parent's global arena: {e}")),
+            Err(e) => fail(
+                Some(&sock),
+                &name,
+                &format!("the parent's global arena: {e}"),
+            ),
         }
     }
     // SAFETY: `entry` is the offset of an `Entry` function in the parent's executable
     // (`encode_start` checked it lies in the anchor's object), and this process runs the
     // same file (checked above), so the address is that function here.
     let entry = unsafe { std::mem::transmute::<usize, Entry>(from_offset(entry)) };
-    let func = if func == u64::MAX { 0 } else { from_offset(func) };
+    let func = if func == u64::MAX {
+        0
+    } else {
+        from_offset(func)
+    };
     let runner = match entry(func, args, &mut inbox) {
         Ok(r) => r,
         Err(reason) => fail(Some(&sock), &name, &reason),
     };
     drop(inbox);
-    let _ = wire::send_packet(
-        sock.as_fd(),
-        READY,
-        &[],
-        &[],
-        wire::deadline(Duration::from_secs(30)),
-    );
+    send_report(&sock, None);
     drop(sock);
     super::install_panic_hook();
     super::run_and_exit(&name, runner)

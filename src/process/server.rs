@@ -8,11 +8,13 @@
 //! group, and two descriptors: the child's end of a fresh socket pair (the requester
 //! keeps the other) and the write end of a status pipe. The server forks; the child joins
 //! the requester's process group (so a terminal's Ctrl-C and a group kill reach it as
-//! they reach a forked child) and reads its START message from its socket
-//! (`remote::run_child`). The server sends FORKED (the pid, and a pidfd of the child) on
-//! that socket, keeps the status pipe, and when the child exits writes its exit code
-//! there (4 bytes, `n` or `-signal`) and closes it: the requester's `join` reads it, as
-//! only a parent can reap its child.
+//! they reach a forked child), reads its START message from its socket (the requester
+//! sent it right behind the request) and reports to the requester itself, with its pid
+//! and a pidfd (`remote::run_child`). The server keeps the status pipe, and when the
+//! child exits writes its exit code there (4 bytes, `n` or `-signal`) and closes it: only
+//! a parent can reap its child. A child that leaves normally writes its code there itself
+//! just before `_exit`, so the requester's `join` (which takes the code once the pidfd
+//! says the child is gone) does not wait for the server to reap it.
 //!
 //! The server runs no code of the program's but this loop, ignores `SIGINT` (its children
 //! get the disposition back), and exits when every holder of the control socket's other
@@ -25,7 +27,7 @@
 //! process that started it dies. Its state is the program's at `init`, not at `start`.
 
 use super::error::ProcessError;
-use super::remote::{self, FORKED, FORK_REQUEST};
+use super::remote::{self, FORK_REQUEST};
 use super::wire::{self, Dec, Enc, WireError};
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::fd::{AsFd, OwnedFd};
@@ -74,14 +76,13 @@ fn control() -> Result<&'static OwnedFd, ProcessError> {
     Ok(CONTROL.get_or_init(|| ours))
 }
 
-/// Asks the server to fork a child whose socket is `theirs` (the caller keeps `ours`).
-/// Returns the child's pid, a pidfd of it, and the read end of its status pipe.
-pub(crate) fn fork_child(
-    ours: &OwnedFd,
+/// Asks the server to fork a child whose socket is `theirs` (the caller keeps the other
+/// end, and sends START on it). Returns the read end of the child's status pipe
+/// (non-blocking).
+pub(crate) fn request_fork(
     theirs: OwnedFd,
     deadline: Option<Instant>,
-) -> Result<(Pid, OwnedFd, OwnedFd), ProcessError> {
-    let lost = |what: String| ProcessError::ForkServer(what);
+) -> Result<OwnedFd, ProcessError> {
     let ctl = control()?;
     let (status_r, status_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| ProcessError::os("pipe2 (forkserver status)", e))?;
@@ -97,18 +98,8 @@ pub(crate) fn fork_child(
         &[theirs.as_fd(), status_w.as_fd()],
         deadline,
     )
-    .map_err(|e| lost(format!("sending the request: {e}")))?;
-    drop(theirs);
-    drop(status_w);
-    let m = wire::recv_packet(ours.as_fd(), deadline)
-        .map_err(|e| lost(format!("waiting for the server's answer: {e}")))?;
-    let mut d = Dec::new(&m.body);
-    let pid = d.u32("pid").map_err(|e| lost(e.to_string()))?;
-    let pid = Pid::from_raw(pid as i32)
-        .filter(|_| m.kind == FORKED && m.fds.len() == 1 && d.finish("FORKED").is_ok())
-        .ok_or_else(|| lost(format!("a bad answer (kind {})", m.kind)))?;
-    let pidfd = m.fds.into_iter().next().expect("one descriptor, checked");
-    Ok((pid, pidfd, status_r))
+    .map_err(|e| ProcessError::ForkServer(format!("sending the request: {e}")))?;
+    Ok(status_r)
 }
 
 /// One child of the server: its pidfd and the status pipe its exit code goes to.
@@ -128,7 +119,9 @@ pub(crate) fn serve(ctl: OwnedFd) -> ! {
     let mut ctl = Some(ctl);
     let mut kids: Vec<Kid> = Vec::new();
     loop {
-        let c = ctl.as_ref().expect("the control socket lives in the server");
+        let c = ctl
+            .as_ref()
+            .expect("the control socket lives in the server");
         let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(kids.len() + 1);
         fds.push(PollFd::new(c, PollFlags::IN));
         for k in &kids {
@@ -179,34 +172,26 @@ pub(crate) fn serve(ctl: OwnedFd) -> ! {
         // through `_exit`, never returning into this loop.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
-            // The child: nothing of the server's but its own socket.
+            // The child: nothing of the server's but its socket and its status pipe.
             drop(ctl.take());
             drop(std::mem::take(&mut kids));
-            drop(status);
             // SAFETY: restoring the disposition the program had.
             unsafe { libc::signal(libc::SIGINT, old_int) };
             // SAFETY: joining the requester's group; failure (another session) is fine.
             unsafe { libc::setpgid(0, pgid as libc::pid_t) };
-            remote::run_child(sock, 0, Some(me));
+            remote::run_child(sock, 0, Some(me), Some(status));
         }
+        // The child reports itself to the requester; a failed fork closes the socket,
+        // which the requester sees.
+        drop(sock);
         let Some(pid) = Pid::from_raw(pid) else {
-            continue; // fork failed: the requester sees its socket close.
+            continue;
         };
         let Ok(pidfd) = pidfd_open(pid, PidfdFlags::empty()) else {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
             let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
             continue;
         };
-        let mut e = Enc::default();
-        e.u32(pid.as_raw_nonzero().get() as u32);
-        let _ = wire::send_packet(
-            sock.as_fd(),
-            FORKED,
-            &e.0,
-            &[pidfd.as_fd()],
-            wire::deadline(Duration::from_secs(5)),
-        );
-        drop(sock);
         kids.push(Kid { pid, pidfd, status });
     }
 }

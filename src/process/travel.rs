@@ -36,6 +36,7 @@
 
 use super::wire::{Dec, Enc, WireError};
 use crate::arena::{fingerprint, Arena, ObjectKind, WeakArena};
+#[cfg(not(shmproc_loom))]
 use crate::pipe::Connection;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::fmt;
@@ -106,6 +107,7 @@ pub struct Descriptor {
 }
 
 impl Descriptor {
+    #[cfg_attr(shmproc_loom, allow(dead_code))]
     pub(crate) fn encode(&self, e: &mut Enc) {
         e.u32(self.kind)
             .u64(self.type_fp)
@@ -118,6 +120,7 @@ impl Descriptor {
         }
     }
 
+    #[cfg_attr(shmproc_loom, allow(dead_code))]
     pub(crate) fn decode(d: &mut Dec<'_>) -> Result<Descriptor, TravelError> {
         let kind = d.u32("descriptor kind")?;
         let type_fp = d.u64("descriptor fingerprint")?;
@@ -129,7 +132,9 @@ impl Descriptor {
         let param = d.u64("descriptor parameter")?;
         let n = d.u32("descriptor count")?;
         if n as usize > super::wire::MAX_FDS {
-            return Err(TravelError::Garbage(format!("a handle with {n} descriptors")));
+            return Err(TravelError::Garbage(format!(
+                "a handle with {n} descriptors"
+            )));
         }
         let fds = (0..n)
             .map(|_| d.u32("descriptor index"))
@@ -270,6 +275,7 @@ impl Outbox {
 
     /// An outbox that only notes which descriptors the handles hold (no duplicates, no
     /// arenas): which pipe ends a forked child's arguments hold.
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))]
     pub(crate) fn census() -> Outbox {
         Outbox {
             census: Some(Vec::new()),
@@ -278,6 +284,7 @@ impl Outbox {
     }
 
     /// The descriptor numbers a census saw.
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))]
     pub(crate) fn census_fds(&self) -> &[RawFd] {
         self.census.as_deref().unwrap_or(&[])
     }
@@ -470,9 +477,7 @@ impl Inbox {
 static KNOWN: Mutex<Vec<((u64, u64), WeakArena)>> = Mutex::new(Vec::new());
 
 fn file_id(fd: BorrowedFd<'_>) -> Option<(u64, u64)> {
-    rustix::fs::fstat(fd)
-        .ok()
-        .map(|st| (st.st_dev, st.st_ino))
+    rustix::fs::fstat(fd).ok().map(|st| (st.st_dev, st.st_ino))
 }
 
 fn remember(arena: &Arena) {
@@ -528,8 +533,10 @@ impl Travel for Arena {
 }
 
 /// `param` bit: a socket travels beside the pipe end.
+#[cfg(not(shmproc_loom))]
 const PARAM_LINK: u64 = 1 << 8;
 
+#[cfg(not(shmproc_loom))]
 impl Travel for Connection {
     const KIND: u32 = ObjectKind::Pipe as u32;
     const WHAT: &'static str = "pipe Connection";
@@ -600,6 +607,7 @@ impl Travel for Connection {
 }
 
 /// Sends `handle` over the socket `sock` as one packet (kind `kind`).
+#[cfg_attr(shmproc_loom, allow(dead_code))]
 pub(crate) fn send_one<H: Travel>(
     sock: BorrowedFd<'_>,
     kind: u8,
@@ -616,6 +624,7 @@ pub(crate) fn send_one<H: Travel>(
 }
 
 /// Receives a handle sent by [`send_one`] (a message of kind `kind`).
+#[cfg_attr(shmproc_loom, allow(dead_code))]
 pub(crate) fn recv_one<H: Travel>(
     sock: BorrowedFd<'_>,
     kind: u8,
@@ -739,12 +748,14 @@ mod glue {
         }
     }
 
+    #[cfg(not(shmproc_loom))]
     impl serde::Serialize for crate::Connection {
         fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             serialize_handle(self, s)
         }
     }
 
+    #[cfg(not(shmproc_loom))]
     impl<'de> serde::Deserialize<'de> for crate::Connection {
         fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
             deserialize_handle(d)

@@ -261,7 +261,9 @@ fn parse_header(p: &[u8], fds: usize, max_body: usize) -> Result<(u8, usize), Wi
     }
     let magic = u32::from_le_bytes(p[..4].try_into().expect("4 bytes"));
     if magic != MAGIC {
-        return Err(WireError::Garbage(format!("bad magic number {magic:#010x}")));
+        return Err(WireError::Garbage(format!(
+            "bad magic number {magic:#010x}"
+        )));
     }
     let nfds = u16::from_le_bytes(p[6..8].try_into().expect("2 bytes")) as usize;
     if nfds != fds {
@@ -457,11 +459,20 @@ mod tests {
     fn garbage_timeout_and_eof_are_errors() {
         let (a, b) = pair().unwrap();
         let short = deadline(Duration::from_millis(20));
-        assert!(matches!(recv(b.as_fd(), 100, short), Err(WireError::Timeout)));
+        assert!(matches!(
+            recv(b.as_fd(), 100, short),
+            Err(WireError::Timeout)
+        ));
         rustix::net::send(&a, b"not a header at all", SendFlags::empty()).unwrap();
-        assert!(matches!(recv(b.as_fd(), 100, short), Err(WireError::Garbage(_))));
+        assert!(matches!(
+            recv(b.as_fd(), 100, short),
+            Err(WireError::Garbage(_))
+        ));
         send_packet(a.as_fd(), 1, &[0; 200], &[], short).unwrap();
-        assert!(matches!(recv(b.as_fd(), 100, short), Err(WireError::Garbage(_))));
+        assert!(matches!(
+            recv(b.as_fd(), 100, short),
+            Err(WireError::Garbage(_))
+        ));
         drop(a);
         assert!(matches!(recv(b.as_fd(), 100, short), Err(WireError::Eof)));
     }
