@@ -83,6 +83,10 @@ fn main() {
         ),
         ("child_without_the_hook", child_without_the_hook),
         ("errors_have_messages", errors_have_messages),
+        (
+            "forkserver_replaced_when_killed",
+            forkserver_replaced_when_killed,
+        ),
     ]);
 }
 
@@ -710,4 +714,31 @@ fn errors_have_messages() {
     assert!(ProcessError::Threads { count: 3 }
         .to_string()
         .contains("shmproc::init()"));
+}
+
+/// The harness's forkserver (a child of the harness process, which forked it at `init`)
+/// is SIGKILLed; the next `ForkServer` start runs a new server and succeeds.
+fn forkserver_replaced_when_killed() {
+    let mut p = builder(StartMethod::ForkServer).target(|| ());
+    p.start().unwrap();
+    assert_eq!(p.join().unwrap(), 0);
+    let harness = rustix::process::getppid().unwrap().as_raw_nonzero().get();
+    let me = std::process::id() as i32;
+    let children = std::fs::read_to_string(format!("/proc/{harness}/task/{harness}/children"))
+        .expect("/proc/<pid>/task/<tid>/children");
+    let servers: Vec<i32> = children
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .filter(|&c| c != me)
+        .collect();
+    assert_eq!(servers.len(), 1, "the harness's children: {children:?}");
+    // SAFETY: a plain syscall on the forkserver, a process of this test run.
+    unsafe { libc::kill(servers[0], libc::SIGKILL) };
+    wait_dead(servers[0], "forkserver");
+    for _ in 0..3 {
+        let mut q = builder(StartMethod::ForkServer)
+            .function(|x: i32| -> () { shmproc::process::exit(x) }, 11);
+        q.start().unwrap();
+        assert_eq!(q.join().unwrap(), 11);
+    }
 }

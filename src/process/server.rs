@@ -32,13 +32,12 @@ use super::wire::{self, Dec, Enc, WireError};
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::process::{pidfd_open, waitid, Pid, PidfdFlags, WaitId, WaitIdOptions};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// The program's end of the control socket, once the server runs.
-static CONTROL: OnceLock<OwnedFd> = OnceLock::new();
-/// Serialises starting a server on first use.
-static STARTING: Mutex<()> = Mutex::new(());
+/// The program's end of the control socket, once a server runs. Replaced (by a server
+/// started by exec) if the server is found gone.
+static CONTROL: Mutex<Option<Arc<OwnedFd>>> = Mutex::new(None);
 
 /// Forks the server now (from [`init`](crate::init), single-threaded). On failure the
 /// server is started on first use instead.
@@ -56,24 +55,32 @@ pub(crate) fn fork_at_init() {
     }
     drop(theirs);
     if pid > 0 {
-        let _ = CONTROL.set(ours);
+        *CONTROL.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(ours));
     }
 }
 
 /// The control socket, starting a server by running this binary again if none runs
-/// (`init` found threads, or this process is itself a spawned or forkserver child).
-fn control() -> Result<&'static OwnedFd, ProcessError> {
-    if let Some(c) = CONTROL.get() {
-        return Ok(c);
-    }
-    let _guard = STARTING.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(c) = CONTROL.get() {
-        return Ok(c);
+/// (`init` found threads, this process is itself a spawned or forkserver child, or the
+/// server was found gone).
+fn control() -> Result<Arc<OwnedFd>, ProcessError> {
+    let mut c = CONTROL.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(ctl) = c.as_ref() {
+        return Ok(ctl.clone());
     }
     let (ours, theirs) = wire::pair().map_err(|e| ProcessError::ForkServer(e.to_string()))?;
     remote::spawn_self(&theirs, remote::SERVER_ENV, 0)?;
     drop(theirs);
-    Ok(CONTROL.get_or_init(|| ours))
+    let ours = Arc::new(ours);
+    *c = Some(ours.clone());
+    Ok(ours)
+}
+
+/// Forgets `ctl` if it is still the control socket (its server is gone).
+fn forget(ctl: &Arc<OwnedFd>) {
+    let mut c = CONTROL.lock().unwrap_or_else(PoisonError::into_inner);
+    if c.as_ref().is_some_and(|x| Arc::ptr_eq(x, ctl)) {
+        *c = None;
+    }
 }
 
 /// Asks the server to fork a child whose socket is `theirs` (the caller keeps the other
@@ -83,7 +90,6 @@ pub(crate) fn request_fork(
     theirs: OwnedFd,
     deadline: Option<Instant>,
 ) -> Result<OwnedFd, ProcessError> {
-    let ctl = control()?;
     let (status_r, status_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| ProcessError::os("pipe2 (forkserver status)", e))?;
     rustix::fs::fcntl_setfl(&status_r, rustix::fs::OFlags::NONBLOCK)
@@ -91,15 +97,26 @@ pub(crate) fn request_fork(
     let pgid = rustix::process::getpgrp().as_raw_nonzero().get() as u32;
     let mut e = Enc::default();
     e.u32(pgid);
-    wire::send_packet(
-        ctl.as_fd(),
-        FORK_REQUEST,
-        &e.0,
-        &[theirs.as_fd(), status_w.as_fd()],
-        deadline,
-    )
-    .map_err(|e| ProcessError::ForkServer(format!("sending the request: {e}")))?;
-    Ok(status_r)
+    // A server that is gone (killed) is replaced once: the request goes to a new one.
+    for attempt in 0..2 {
+        let ctl = control()?;
+        match wire::send_packet(
+            ctl.as_fd(),
+            FORK_REQUEST,
+            &e.0,
+            &[theirs.as_fd(), status_w.as_fd()],
+            deadline,
+        ) {
+            Ok(()) => return Ok(status_r),
+            Err(WireError::Eof) if attempt == 0 => forget(&ctl),
+            Err(e) => {
+                return Err(ProcessError::ForkServer(format!(
+                    "sending the request: {e}"
+                )));
+            }
+        }
+    }
+    Err(ProcessError::ForkServer("the server is gone".into()))
 }
 
 /// One child of the server: its pidfd and the status pipe its exit code goes to.
