@@ -7,7 +7,9 @@
 //! `_exit(0)`s at once and a parent that `waitpid`s; `procspawn::spawn((), f).join()`;
 //! Python 3's `Process(target=f).start(); p.join()` timed inside one `python3` run per
 //! method (interpreter start-up excluded). Targets: `Fork` within 1.2x of raw fork,
-//! `ForkServer` within 1.5x of `Fork`, `Spawn` no slower than procspawn.
+//! `ForkServer` within 1.5x of `Fork`, `Spawn` no slower than procspawn. One more pair
+//! shows why the forkserver is the default once a program has threads and grows: from a
+//! parent holding 256 MiB, `Fork` pays for the page tables, `ForkServer` does not.
 //!
 //! Each pair is a self-contained function (`pair_*`) so the benches can move to a
 //! workspace member as they are. The binary's `main` calls `procspawn::init()` and
@@ -103,6 +105,23 @@ fn pair_forkserver_vs_fork() {
         start_join(StartMethod::Fork),
         start_join(StartMethod::ForkServer),
     );
+}
+
+/// `ForkServer` against `Fork` from a parent holding 256 MiB of touched memory: `fork`
+/// copies the page tables (and the child's exit tears them down), the forkserver's
+/// children do not grow with the parent.
+fn pair_forkserver_vs_fork_big_parent() {
+    let big = vec![1u8; 256 << 20];
+    std::hint::black_box(&big);
+    common::paired(
+        "process start+join (ForkServer) vs Fork, parent with 256 MiB",
+        "start",
+        5,
+        20,
+        start_join(StartMethod::Fork),
+        start_join(StartMethod::ForkServer),
+    );
+    drop(big);
 }
 
 /// `Spawn` against procspawn.
@@ -209,6 +228,7 @@ fn main() {
 
     pair_fork_vs_raw();
     pair_forkserver_vs_fork();
+    pair_forkserver_vs_fork_big_parent();
     pair_spawn_vs_procspawn();
     against_python();
 }

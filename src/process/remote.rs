@@ -253,16 +253,37 @@ fn object_base(addr: usize) -> Option<usize> {
     (rc != 0 && !info.dli_fbase.is_null()).then_some(info.dli_fbase as usize)
 }
 
-/// `addr` as an offset from the anchor, if it lies in the anchor's object.
+/// `addr` as an offset from the anchor, if it lies in the anchor's object. Addresses
+/// found good are remembered (a few dozen: the targets a program starts over and over),
+/// so a start usually makes no `dladdr` call.
 fn to_offset(addr: usize, what: &str) -> Result<u64, String> {
+    static GOOD: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+    static ANCHOR_BASE: OnceLock<Option<usize>> = OnceLock::new();
     let a = anchor();
-    match (object_base(addr), object_base(a)) {
-        (Some(x), Some(y)) if x == y => Ok(addr.wrapping_sub(a) as u64),
-        _ => Err(format!(
-            "{what} is not in the executable that shmproc is linked into (a shared \
-             library?), so a spawned or forkserver child could not find it"
-        )),
+    let known = GOOD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .contains(&addr);
+    if !known {
+        let base = *ANCHOR_BASE.get_or_init(|| object_base(a));
+        match (object_base(addr), base) {
+            (Some(x), Some(y)) if x == y => {
+                let mut good = GOOD
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if good.len() < 64 {
+                    good.push(addr);
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "{what} is not in the executable that shmproc is linked into (a shared \
+                     library?), so a spawned or forkserver child could not find it"
+                ))
+            }
+        }
     }
+    Ok(addr.wrapping_sub(a) as u64)
 }
 
 fn from_offset(off: u64) -> usize {
@@ -691,6 +712,8 @@ pub fn init() {
     }
     // Relaxed: see `initialized`.
     INITIALIZED.store(true, Ordering::Relaxed);
+    // Worked out once, before the server is forked: its children inherit it.
+    exe_id();
     if super::thread_count().is_ok_and(|n| n <= 1) {
         super::server::fork_at_init();
     }
