@@ -765,3 +765,82 @@ mod glue {
 
 #[cfg(feature = "serde")]
 pub(crate) use glue::{take_last_error, with_inbox, with_outbox};
+
+#[cfg(all(test, not(shmproc_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrong_type_and_missing_pieces_are_errors() {
+        let arena = Arena::anonymous(1 << 20).unwrap();
+        let (a, b) = crate::pipe::Pipe::new_in(&arena, true, 4096).unwrap();
+        let mut out = Outbox::new();
+        let da = arena.describe(&mut out).unwrap();
+        let db = b.describe(&mut out).unwrap();
+        assert_eq!(
+            out.arenas.len(),
+            1,
+            "one arena, however many handles live in it"
+        );
+        let mut inbox = Inbox::from_outbox(out).unwrap();
+        assert!(matches!(
+            inbox.open::<Connection>(&da),
+            Err(TravelError::WrongType { .. })
+        ));
+        assert!(matches!(
+            inbox.open::<Arena>(&db),
+            Err(TravelError::WrongType { .. })
+        ));
+        let mut bad = db.clone();
+        bad.fds = vec![0, 1, 9];
+        assert!(matches!(
+            inbox.open::<Connection>(&bad),
+            Err(TravelError::Missing(_))
+        ));
+        let mut inbox2 = {
+            let mut out = Outbox::new();
+            let d = b.describe(&mut out).unwrap();
+            let mut i = Inbox::from_outbox(out).unwrap();
+            // An offset where no pipe starts.
+            let mut off = d.clone();
+            off.offset += 128;
+            assert!(matches!(
+                i.open::<Connection>(&off),
+                Err(TravelError::Arena(_))
+            ));
+            i
+        };
+        assert!(inbox2.take_fd(99).is_err());
+        drop(a);
+        let (mut c, _d) = crate::pipe::Pipe::new(true).unwrap();
+        c.close();
+        assert!(matches!(
+            c.describe(&mut Outbox::new()),
+            Err(TravelError::Closed)
+        ));
+    }
+
+    #[test]
+    fn an_arena_that_comes_back_is_the_same_mapping() {
+        let arena = Arena::anonymous(1 << 20).unwrap();
+        let mut out = Outbox::new();
+        let d = arena.describe(&mut out).unwrap();
+        let back: Arena = Inbox::from_outbox(out).unwrap().open(&d).unwrap();
+        assert!(back.ptr_eq(&arena));
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn serde_outside_a_transfer_is_an_error() {
+        let arena = Arena::anonymous(1 << 20).unwrap();
+        let _ = take_last_error();
+        assert!(postcard::to_allocvec(&arena).is_err());
+        assert!(take_last_error().is_some_and(|e| e.contains("Process::function")));
+        let mut out = Outbox::new();
+        let bytes = with_outbox(&mut out, || postcard::to_allocvec(&arena)).unwrap();
+        assert!(postcard::from_bytes::<Arena>(&bytes).is_err());
+        let mut inbox = Inbox::from_outbox(out).unwrap();
+        let back: Arena = with_inbox(&mut inbox, || postcard::from_bytes(&bytes)).unwrap();
+        assert_eq!(back.size(), arena.size());
+    }
+}
