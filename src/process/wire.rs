@@ -280,28 +280,47 @@ fn parse_header(p: &[u8], fds: usize, max_body: usize) -> Result<(u8, usize), Wi
     Ok((p[4], len as usize))
 }
 
+/// Runs `f` with this thread's receive buffer of [`PACKET`] bytes. One buffer, made and
+/// zeroed once, not a fresh zeroed one per call: in a forkserver child (and in the server
+/// after each fork) every page written is a copy-on-write fault, and zeroing 32 KiB cost
+/// eight of them per message.
+fn with_buf<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut b) => {
+            if b.len() < PACKET {
+                b.resize(PACKET, 0);
+            }
+            f(&mut b[..PACKET])
+        }
+        // Never nested today; if it were, a buffer of its own.
+        Err(_) => f(&mut vec![0u8; PACKET]),
+    })
+}
+
 /// Receives a message of one packet (see [`send_packet`]).
 pub(crate) fn recv_packet(
     sock: BorrowedFd<'_>,
     deadline: Option<Instant>,
 ) -> Result<Msg, WireError> {
-    let mut buf = vec![0u8; PACKET];
-    let (n, fds) = recv_raw(sock, &mut buf, deadline)?;
-    if n == 0 {
-        return Err(WireError::Eof);
-    }
-    let (kind, len) = parse_header(&buf[..n], fds.len(), PACKET - HEADER)?;
-    if n != HEADER + len {
-        return Err(WireError::Garbage(format!(
-            "a packet of {n} bytes announcing a body of {len}"
-        )));
-    }
-    buf.truncate(n);
-    buf.drain(..HEADER);
-    Ok(Msg {
-        kind,
-        body: buf,
-        fds,
+    with_buf(|buf| {
+        let (n, fds) = recv_raw(sock, buf, deadline)?;
+        if n == 0 {
+            return Err(WireError::Eof);
+        }
+        let (kind, len) = parse_header(&buf[..n], fds.len(), PACKET - HEADER)?;
+        if n != HEADER + len {
+            return Err(WireError::Garbage(format!(
+                "a packet of {n} bytes announcing a body of {len}"
+            )));
+        }
+        Ok(Msg {
+            kind,
+            body: buf[HEADER..n].to_vec(),
+            fds,
+        })
     })
 }
 
@@ -312,38 +331,39 @@ pub(crate) fn recv(
     max_body: usize,
     deadline: Option<Instant>,
 ) -> Result<Msg, WireError> {
-    let mut buf = vec![0u8; PACKET];
-    let (n, fds) = recv_raw(sock, &mut buf, deadline)?;
-    if n == 0 {
-        return Err(WireError::Eof);
-    }
-    let (kind, len) = parse_header(&buf[..n], fds.len(), max_body)?;
-    if n - HEADER > len {
-        return Err(WireError::Garbage(format!(
-            "a first packet of {n} bytes announcing a body of {len}"
-        )));
-    }
-    // Grow with what arrives; never allocate a length read from the socket up front.
-    let mut body = Vec::with_capacity(len.min(1 << 20));
-    body.extend_from_slice(&buf[HEADER..n]);
-    while body.len() < len {
-        let (n, more) = recv_raw(sock, &mut buf, deadline)?;
+    with_buf(|buf| {
+        let (n, fds) = recv_raw(sock, buf, deadline)?;
         if n == 0 {
             return Err(WireError::Eof);
         }
-        if !more.is_empty() {
-            return Err(WireError::Garbage(
-                "descriptors in the middle of a message".into(),
-            ));
-        }
-        if body.len() + n > len {
+        let (kind, len) = parse_header(&buf[..n], fds.len(), max_body)?;
+        if n - HEADER > len {
             return Err(WireError::Garbage(format!(
-                "a message longer than the {len} bytes announced"
+                "a first packet of {n} bytes announcing a body of {len}"
             )));
         }
-        body.extend_from_slice(&buf[..n]);
-    }
-    Ok(Msg { kind, body, fds })
+        // Grow with what arrives; never allocate a length read from the socket up front.
+        let mut body = Vec::with_capacity(len.min(1 << 20));
+        body.extend_from_slice(&buf[HEADER..n]);
+        while body.len() < len {
+            let (n, more) = recv_raw(sock, buf, deadline)?;
+            if n == 0 {
+                return Err(WireError::Eof);
+            }
+            if !more.is_empty() {
+                return Err(WireError::Garbage(
+                    "descriptors in the middle of a message".into(),
+                ));
+            }
+            if body.len() + n > len {
+                return Err(WireError::Garbage(format!(
+                    "a message longer than the {len} bytes announced"
+                )));
+            }
+            body.extend_from_slice(&buf[..n]);
+        }
+        Ok(Msg { kind, body, fds })
+    })
 }
 
 /// Appends little-endian fields to a body.
