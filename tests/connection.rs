@@ -298,6 +298,44 @@ fn handshake_failures_are_clear_errors() {
         }
         server.join().unwrap();
     }
+    // A listener that never accepts, its backlog full: connect gives up in time.
+    {
+        use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+        let name = unique("full");
+        let sa = SocketAddrUnix::new_abstract_name(name.as_bytes()).unwrap();
+        let sock = || {
+            rustix::net::socket_with(
+                AddressFamily::UNIX,
+                SocketType::SEQPACKET,
+                SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+                None,
+            )
+            .unwrap()
+        };
+        let l = sock();
+        rustix::net::bind(&l, &sa).unwrap();
+        rustix::net::listen(&l, 1).unwrap();
+        let mut held = Vec::new();
+        while held.len() < 16 {
+            let c = sock();
+            if rustix::net::connect(&c, &sa).is_err() {
+                break; // the backlog is full
+            }
+            held.push(c);
+        }
+        let t = Instant::now();
+        let r = Client::connect_timeout(
+            &Address::abstract_name(&name),
+            None,
+            Duration::from_millis(300),
+        );
+        assert!(
+            matches!(r, Err(ConnectionError::Timeout { .. })),
+            "{r:?} after {} connections",
+            held.len()
+        );
+        assert!(t.elapsed() >= Duration::from_millis(300));
+    }
     // Nobody listening.
     assert!(matches!(
         Client::connect(&Address::abstract_name(unique("nobody")), None),

@@ -433,7 +433,8 @@ fn tokio_parent_uses_the_forkserver_by_default() {
         let mut r = Process::new(move || drop(data));
         match r.start() {
             Err(ProcessError::NotPortable { reason }) => {
-                assert!(reason.contains("Process::function"), "{reason}")
+                assert!(reason.contains("Process::function"), "{reason}");
+                assert!(reason.contains("allow_threads"), "{reason}");
             }
             other => panic!("expected NotPortable, got {other:?}"),
         }

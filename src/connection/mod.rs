@@ -483,11 +483,42 @@ impl Client {
         timeout: Duration,
     ) -> Result<Connection, ConnectionError> {
         let sa = address.sockaddr()?;
-        let sock = socket()?;
-        rustix::net::connect(&sock, &sa).map_err(|e| ConnectionError::Os {
-            op: "connect",
+        let sock = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+            None,
+        )
+        .map_err(|e| ConnectionError::Os {
+            op: "socket",
             source: e.into(),
         })?;
+        // Non-blocking, so that a listener whose backlog is full (it does not accept)
+        // cannot hold us past the timeout. The kernel has no readiness to wait on for a
+        // full backlog, so that case retries with a growing pause.
+        let until = wire::deadline(timeout);
+        let mut pause = Duration::from_micros(100);
+        loop {
+            match rustix::net::connect(&sock, &sa) {
+                Ok(()) => break,
+                Err(Errno::INTR) => {}
+                Err(Errno::AGAIN) if until.is_none_or(|u| Instant::now() < u) => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                }
+                Err(Errno::AGAIN) => {
+                    return Err(ConnectionError::Timeout {
+                        during: "connecting (the listener's backlog stays full)",
+                    })
+                }
+                Err(e) => {
+                    return Err(ConnectionError::Os {
+                        op: "connect",
+                        source: e.into(),
+                    })
+                }
+            }
+        }
         let deadline = || wire::deadline(timeout);
         let hello = expect(&sock, HELLO, "hello", deadline())?;
         let mut d = Dec::new(&hello);

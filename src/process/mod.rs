@@ -708,15 +708,27 @@ impl<T: Run> Process<T> {
             }
         };
         let mut out = Outbox::new();
+        let why_not_fork = if self.method == StartMethod::Auto {
+            " (the default start method chose the forkserver because this process has \
+             threads; Builder::allow_threads(true) forks anyway, if the child only does \
+             fork-safe work)"
+        } else {
+            ""
+        };
         let portable = match self.target.__shmproc_portable(&mut out) {
             Some(Ok(p)) => p,
-            Some(Err(reason)) => return Err(ProcessError::NotPortable { reason }),
+            Some(Err(reason)) => {
+                return Err(ProcessError::NotPortable {
+                    reason: format!("{reason}{why_not_fork}"),
+                })
+            }
             None => {
                 return Err(ProcessError::NotPortable {
-                    reason: "a struct-style target (Run) lives in this process only: use \
-                             Process::function(f, args) with serde arguments, or \
-                             StartMethod::Fork"
-                        .into(),
+                    reason: format!(
+                        "a struct-style target (Run) lives in this process only: use \
+                         Process::function(f, args) with serde arguments, or \
+                         StartMethod::Fork{why_not_fork}"
+                    ),
                 })
             }
         };
@@ -726,7 +738,8 @@ impl<T: Run> Process<T> {
         let (child, failure) = match started {
             Ok(child) => (child, None),
             Err(remote::StartFailure::Child(child, reason)) => (child, Some(reason)),
-            Err(remote::StartFailure::Before(e)) => {
+            Err(remote::StartFailure::Before(e)) => return Err(e),
+            Err(remote::StartFailure::Lost(e)) => {
                 self.target.__shmproc_release();
                 return Err(e);
             }

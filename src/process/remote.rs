@@ -352,10 +352,12 @@ fn encode_start(
     Ok(e.0)
 }
 
-/// Why a child did not start: before one was known (nothing to wait for), or a child
-/// that failed (the caller waits for its exit code).
+/// Why a child did not start: before any was made (the target is intact: the caller may
+/// try again), a forkserver child that vanished before it said who it is (its target
+/// went with it), or a child that failed (the caller waits for its exit code).
 pub(crate) enum StartFailure {
     Before(ProcessError),
+    Lost(ProcessError),
     Child(ChildState, String),
 }
 
@@ -410,7 +412,7 @@ pub(crate) fn start_child(
     // which reads it right after the fork); the child's report says who it is.
     let status = super::server::request_fork(theirs, deadline).map_err(before)?;
     let failed = |reason: String| {
-        StartFailure::Before(ProcessError::ChildStart {
+        StartFailure::Lost(ProcessError::ChildStart {
             pid: 0,
             exitcode: None,
             reason,
