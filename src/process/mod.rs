@@ -150,13 +150,39 @@
 //! its parent; [`active_children`] lists the running children (reaping finished ones).
 //!
 //! # Cost
-//! `start` + `join` of an empty target costs about 1.25x a bare `fork` + `waitpid`
-//! (`benches/process.rs`: ~140 us against ~110 us on a 2-vCPU VM). The difference is
-//! what the lifecycle needs: the thread check (one `stat` of `/proc/self/task`), the
-//! pidfd (`pidfd_open`, `close`), `poll` + `waitid` instead of one `waitpid`, the child's
-//! `stdout` flush, and a few more copy-on-write page faults on each side (each costs a
-//! few microseconds on a VM), which `start` keeps down by allocating everything before
-//! the fork.
+//! `start` + `join` of an empty target, `benches/process.rs` on a 2-vCPU VM (2026-12,
+//! other builds running beside it, so ranges are wide; ratios are interleaved rep by rep):
+//!
+//! | start method | against | ratio, median of the run (six runs) | times |
+//! |---|---|---|---|
+//! | `Fork` | raw `fork` + `waitpid` | 1.25-1.31 | ~150 / ~120 us |
+//! | `ForkServer` | `Fork` | 1.34-1.80 (target 1.5: missed, see below) | ~250 / ~155 us |
+//! | `ForkServer` | `Fork`, parent holding 256 MiB | **0.03-0.07** | ~0.2-1.2 / 9-18 ms |
+//! | `Spawn` | procspawn's spawn + join | **0.75-0.85** | ~1.0-3.9 / 1.2-4.8 ms |
+//! | `Spawn` | Python 3.11 `spawn` | **0.03-0.07** | ~1-3 / 34-59 ms |
+//! | `ForkServer` | Python 3.11 `forkserver` | **0.04-0.06** | ~0.22-0.27 / 3.6-6.3 ms |
+//!
+//! `Fork`'s cost over a bare `fork` + `waitpid` is what the lifecycle needs: the thread
+//! check (one `stat` of `/proc/self/task`), the pidfd (`pidfd_open`, `close`), `poll` +
+//! `waitid` instead of one `waitpid`, the child's `stdout` flush, and a few more
+//! copy-on-write page faults on each side (each costs a few microseconds on a VM), which
+//! `start` keeps down by allocating everything before the fork.
+//!
+//! `ForkServer` adds two hand-offs between processes to a fork of the (small) server:
+//! the request wakes the server, and the child's report wakes the parent; the START
+//! message travels right behind the request, and a child that leaves normally writes its
+//! own exit code, so `join` does not wait for the server to reap it. It spends ~1.8x
+//! `Fork`'s CPU per start (perf stat: 189 against 106 us, 32 against 20 page faults,
+//! 3.7 against 1 context switches), which on two busy vCPUs is what the ratio shows. Its
+//! cost does not grow with the parent: from a parent holding 256 MiB, `fork` copies page
+//! tables and the child's exit tears them down (9-18 ms), while the forkserver's child is
+//! a fork of a small process. A spare child forked ahead by the server (so that neither
+//! the server's wake-up nor the fork lies between request and report) cut `start` from
+//! ~150 to ~100 us but doubled `join` (the next spare's fork competes with the child),
+//! so it was not kept.
+//!
+//! `Spawn` is an `exec` of the binary: the dynamic loader and the program's start-up
+//! dominate; the socket conversation costs tens of microseconds.
 //!
 //! # No shared memory, so no loom model
 //! This layer has no shared-memory algorithm: its state is process-local (a `Mutex`ed
@@ -439,8 +465,18 @@ impl Builder {
         self
     }
 
-    /// Allows `start` to fork although the current process has other threads. Read the
-    /// module docs (*Forking from a process with threads*) for what the child may do.
+    /// Allows `start` to fork although the current process has other threads (and makes
+    /// the default start method fork rather than use the forkserver). Read the module
+    /// docs (*Forking from a process with threads*) for what the child may do.
+    ///
+    /// ```
+    /// use shmproc::process::Process;
+    ///
+    /// let mut p = Process::builder().allow_threads(true).target(|| ());
+    /// p.start()?;
+    /// assert_eq!(p.join()?, 0);
+    /// # Ok::<(), shmproc::process::ProcessError>(())
+    /// ```
     pub fn allow_threads(mut self, allow: bool) -> Builder {
         self.allow_threads = allow;
         self
@@ -529,6 +565,10 @@ impl<T> fmt::Debug for Process<T> {
 
 impl Process {
     /// A process that runs the closure `f` in the child. Name `Process-N`.
+    ///
+    /// Under `Fork` the closure may capture anything. Under `Spawn` and `ForkServer` only
+    /// a closure that captures nothing can go (it is rebuilt in the child from its type);
+    /// pass data with [`Process::function`] instead.
     ///
     /// ```
     /// use shmproc::process::Process;
