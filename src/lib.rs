@@ -5,6 +5,8 @@
 pub mod arena;
 pub mod barrier;
 pub mod condition;
+#[cfg(not(shmproc_loom))]
+pub mod connection;
 mod error;
 pub mod event;
 #[doc(hidden)]
@@ -23,14 +25,17 @@ use raw::sync;
 pub use arena::Arena;
 pub use barrier::{Barrier, BarrierError};
 pub use condition::{Condition, ConditionError, ConditionGuard};
+#[cfg(not(shmproc_loom))]
+pub use connection::{Address, Client, ConnectionError, Listener};
 pub use error::{Error, Result};
 pub use event::Event;
 pub use lock::{Acquired, Lock, LockGuard, NotLocked, OwnerDied, TimedOut, TryAcquireError};
 #[cfg(not(shmproc_loom))]
 pub use pipe::{Connection, Pipe, RecvError as PipeRecvError, SendError as PipeSendError};
 pub use process::{
-    active_children, cpu_count, current_process, parent_process, Builder as ProcessBuilder,
-    Process, ProcessError, ProcessHandle, ProcessInfo, Run, RunResult,
+    active_children, cpu_count, current_process, get_context, init, parent_process,
+    set_start_method, Builder as ProcessBuilder, Context, Process, ProcessError, ProcessHandle,
+    ProcessInfo, Run, RunResult, StartMethod,
 };
 pub use queue::{
     BytePutError, ByteQueue, GetError, JoinTimeout, JoinableQueue, PutError, Queue, SimpleQueue,

@@ -264,7 +264,13 @@ impl<O: Object> Obj<O> {
     pub(crate) fn open(arena: &Arena, name: &str) -> Result<Self> {
         let (block, param) =
             arena.open_object::<O::State>(name, O::KIND, O::fingerprint(), &O::type_name())?;
-        let corrupt = |why: String| Error::Corrupt(format!("{} {name:?}: {why}", O::type_name()));
+        Self::checked(block, param, &format!("{name:?}"))
+    }
+
+    /// The reference over an opened block, after decoding its parameters and checking
+    /// them against its real size: the check every open makes.
+    fn checked(block: Shm<O::State>, param: u64, name: &str) -> Result<Self> {
+        let corrupt = |why: String| Error::Corrupt(format!("{} {name}: {why}", O::type_name()));
         let params = O::decode(param, &block).map_err(|e| match e {
             Error::Corrupt(why) => corrupt(why),
             e => e,
@@ -277,6 +283,15 @@ impl<O: Object> Obj<O> {
             )));
         }
         Ok(Obj { block, params })
+    }
+
+    /// The object whose block starts at `offset` in `arena` (a handle that travelled),
+    /// checked as [`open`](Self::open) checks a named one.
+    #[cfg_attr(shmproc_loom, allow(dead_code))]
+    pub(crate) fn open_at(arena: &Arena, offset: u64) -> Result<Self> {
+        let (block, param) =
+            arena.open_object_at::<O::State>(offset, O::KIND, O::fingerprint(), &O::type_name())?;
+        Self::checked(block, param, &format!("@{offset}"))
     }
 
     /// The same reference, seen as a `P`: a handle that is a typed view of another

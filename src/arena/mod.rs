@@ -42,7 +42,7 @@ use rustix::fd::{AsFd, OwnedFd};
 use std::fmt;
 use std::ops::Deref;
 use std::ptr::NonNull;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 /// What kind of object a directory entry describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -143,6 +143,20 @@ struct Inner {
     len: u64,
     name: Option<String>,
     _fd: OwnedFd,
+}
+
+/// The process-wide default arena (see [`Arena::global`]).
+static GLOBAL: Mutex<Option<Arena>> = Mutex::new(None);
+
+/// A handle to an arena that does not keep it mapped (see [`Arena::downgrade`]).
+#[derive(Clone)]
+pub(crate) struct WeakArena(Weak<Inner>);
+
+impl WeakArena {
+    /// The arena, if some handle still keeps it mapped.
+    pub(crate) fn upgrade(&self) -> Option<Arena> {
+        self.0.upgrade().map(|inner| Arena { inner })
+    }
 }
 
 /// A handle to a shared arena. Cheap to clone; the mapping lives until the last clone (and
@@ -559,7 +573,6 @@ impl Arena {
     /// # Errors
     /// As [`Arena::anonymous`].
     pub fn global() -> Result<Arena> {
-        static GLOBAL: Mutex<Option<Arena>> = Mutex::new(None);
         let mut g = GLOBAL.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(a) = g.as_ref() {
             return Ok(a.clone());
@@ -571,6 +584,102 @@ impl Arena {
         let a = Arena::anonymous(size)?;
         *g = Some(a.clone());
         Ok(a)
+    }
+
+    /// The global arena if this process has made (or been given) one; never makes it.
+    pub(crate) fn global_if_made() -> Option<Arena> {
+        GLOBAL.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Makes `arena` this process's global arena unless it already has one (a spawned
+    /// child adopts its parent's, as a forked child inherits it). True if installed.
+    pub(crate) fn install_global(arena: Arena) -> bool {
+        let mut g = GLOBAL.lock().unwrap_or_else(|p| p.into_inner());
+        if g.is_some() {
+            return false;
+        }
+        *g = Some(arena);
+        true
+    }
+
+    /// The descriptor of the mapping (a `memfd` or a `/dev/shm` file): what travels.
+    pub(crate) fn fd(&self) -> rustix::fd::BorrowedFd<'_> {
+        self.inner._fd.as_fd()
+    }
+
+    /// Attaches through `fd`, keeping `name` (a named arena that travelled by descriptor).
+    pub(crate) fn attach_fd(fd: OwnedFd, name: Option<String>) -> Result<Arena> {
+        Self::attach(fd, name)
+    }
+
+    /// True when both handles are the same mapping.
+    pub(crate) fn ptr_eq(&self, other: &Arena) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// A handle that does not keep the mapping alive.
+    pub(crate) fn downgrade(&self) -> WeakArena {
+        WeakArena(Arc::downgrade(&self.inner))
+    }
+
+    /// The object whose block starts at `offset`, checked as [`open_object`](Self::open_object)
+    /// checks a named one (kind, type fingerprint, size): how a handle that travelled as
+    /// (arena, offset, kind, fingerprint) is opened again.
+    #[cfg_attr(shmproc_loom, allow(dead_code))]
+    pub(crate) fn open_object_at<T: SharedState>(
+        &self,
+        offset: u64,
+        kind: ObjectKind,
+        type_fp: u64,
+        type_desc: &str,
+    ) -> Result<(Shm<T>, u64)> {
+        assert!(core::mem::align_of::<T>() as u64 <= CACHE_LINE);
+        let mut found = None;
+        for i in 0..DIR_CAPACITY as usize {
+            if let Some(e) = self.entry_copy(i) {
+                if e.offset == offset {
+                    // The mark after the entry: see `bump`.
+                    e.validate(i, self.bump()?)?;
+                    found = Some(e);
+                    break;
+                }
+            }
+        }
+        let e = found.ok_or_else(|| {
+            Error::NotFound(format!(
+                "{type_desc} at offset {offset} (no object starts there)"
+            ))
+        })?;
+        if e.kind != kind as u32 || e.type_fp != type_fp {
+            let found = match ObjectKind::from_u32(e.kind) {
+                Some(k) if k == kind => format!("{k:?} of another element type"),
+                Some(k) => format!("{k:?}"),
+                None => format!("kind {}", e.kind),
+            };
+            return Err(Error::WrongType {
+                name: format!("@{offset}"),
+                expected: type_desc.to_string(),
+                found,
+            });
+        }
+        if (e.size as usize) < core::mem::size_of::<T>() {
+            return Err(Error::Corrupt(format!(
+                "object at offset {offset} is smaller than its state block"
+            )));
+        }
+        // SAFETY: `validate` checked offset + size <= bump <= len and offset % CACHE_LINE
+        // == 0, so the block lies inside the mapping and is aligned for T
+        // (align_of::<T>() <= CACHE_LINE, asserted above).
+        let ptr =
+            unsafe { NonNull::new_unchecked(self.inner.map.as_mut_ptr().add(e.offset as usize)) };
+        Ok((
+            Shm {
+                arena: self.clone(),
+                ptr: ptr.cast(),
+                len: e.size as usize,
+            },
+            e.param,
+        ))
     }
 
     /// Allocates and registers an object of `size` bytes (rounded up to [`CACHE_LINE`]),
@@ -790,6 +899,12 @@ impl<T: SharedState> Shm<T> {
     #[allow(dead_code)]
     pub(crate) fn arena(&self) -> &Arena {
         &self.arena
+    }
+
+    /// Where the block starts in its arena.
+    #[cfg_attr(shmproc_loom, allow(dead_code))]
+    pub(crate) fn offset(&self) -> u64 {
+        self.base() as u64 - self.arena.inner.map.as_ptr() as u64
     }
 }
 

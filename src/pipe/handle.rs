@@ -14,7 +14,7 @@ use crate::SpinPolicy;
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
@@ -167,26 +167,50 @@ impl Pipe {
     ) -> Result<(Connection, Connection)> {
         let cap = u32::try_from(capacity).unwrap_or(0);
         let shape = Shape { cap, duplex };
-        let size = Pipe::size(&shape)?;
+        Pipe::size(&shape)?;
         let (t0, t1) = Token::pair().map_err(|e| Error::Os {
             op: "pipe2 (liveness token)",
             source: e,
         })?;
         // Zeroed memory is two empty, open rings and four unlocked locks: no `init`.
         let obj = Obj::<Pipe>::create(arena, None, shape)?;
+        Ok((
+            Connection::assemble(obj.clone(), 0, t0)?,
+            Connection::assemble(obj, 1, t1)?,
+        ))
+    }
+}
+
+/// What an end is made of, for travel (`crate::process::travel`): its arena, the offset
+/// of the pipe's block, which end it is, its token's three descriptors (see
+/// [`Connection::from_parts`]) and the socket kept beside it, if any.
+pub(crate) struct Parts<'a> {
+    pub(crate) arena: &'a Arena,
+    pub(crate) offset: u64,
+    pub(crate) end: u8,
+    pub(crate) token: [BorrowedFd<'a>; 3],
+    pub(crate) link: Option<BorrowedFd<'a>>,
+}
+
+impl Connection {
+    /// Builds end `end` (0 or 1, as [`Pipe::new_in`] returns them) over a pipe object,
+    /// whose geometry the object layer has checked against its block.
+    fn assemble(obj: Obj<Pipe>, end: u8, token: Token) -> Result<Connection> {
+        let Shape { cap, duplex } = *obj.params();
         let shm = obj.block();
         let data = core::mem::size_of::<RawPipe>();
-        if shm.len() < size {
+        let size = Pipe::size(obj.params())?;
+        if shm.len() < size || end > 1 {
             return Err(Error::Corrupt(format!(
-                "pipe block of {} bytes, {size} needed",
+                "pipe block of {} bytes, {size} needed (end {end})",
                 shm.len()
             )));
         }
         let buf = |i: usize| {
-            // SAFETY: `data + (i + 1) * capacity <= size <= shm.len()` for i < the number of
+            // SAFETY: `data + (i + 1) * cap <= size <= shm.len()` for i < the number of
             // rings (checked above): the buffer is inside the block, which lives as long as
-            // `shm`. Only ring code touches it.
-            unsafe { Buf::from_raw(shm.base().add(data + i * capacity), cap) }
+            // `obj`. Only ring code touches it.
+            unsafe { Buf::from_raw(shm.base().add(data + i * cap as usize), cap) }
         };
         let raw: &RawPipe = shm;
         let side = |ring: usize| Lane {
@@ -195,12 +219,13 @@ impl Pipe {
         };
         // End 0 reads ring 0 and (duplex) writes ring 1; end 1 writes ring 0 and reads
         // ring 1.
-        let (rx0, tx0, rx1, tx1) = if duplex {
-            (Some(side(0)), Some(side(1)), Some(side(1)), Some(side(0)))
-        } else {
-            (Some(side(0)), None, None, Some(side(0)))
+        let (rx, tx) = match (duplex, end) {
+            (true, 0) => (Some(side(0)), Some(side(1))),
+            (true, _) => (Some(side(1)), Some(side(0))),
+            (false, 0) => (Some(side(0)), None),
+            (false, _) => (None, Some(side(0))),
         };
-        let mk = |rx, tx, token| Connection {
+        Ok(Connection {
             inner: Some(Inner {
                 _obj: obj.clone(),
                 rx,
@@ -210,8 +235,59 @@ impl Pipe {
             }),
             stash: Vec::new(),
             stash_pos: 0,
+            link: None,
+        })
+    }
+
+    /// What this end is made of (see [`Parts`]); `None` once closed.
+    pub(crate) fn parts(&self) -> Option<Parts<'_>> {
+        let i = self.inner.as_ref()?;
+        let raw: &RawPipe = &i._obj;
+        // End 0 reads ring 0; end 1 reads ring 1 (duplex) or nothing (one-way).
+        let end = match &i.rx {
+            Some(s) if s.ring == NonNull::from(&raw.rings[0]) => 0,
+            _ => 1,
         };
-        Ok((mk(rx0, tx0, t0), mk(rx1, tx1, t1)))
+        Some(Parts {
+            arena: i._obj.block().arena(),
+            offset: i._obj.block().offset(),
+            end,
+            token: i.token.fds()?,
+            link: self.link.as_ref().map(|l| l.as_fd()),
+        })
+    }
+
+    /// Rebuilds an end that travelled: the pipe block at `offset` in `arena` (checked to
+    /// be a pipe, of this build's layout, with a geometry that fits the block), end `end`,
+    /// with the token made of `token` (the write and read sides of the end's own pipe,
+    /// the read side of the peer's) and, if given, the socket kept beside it.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] / [`Error::WrongType`] when no pipe starts at `offset`;
+    /// [`Error::Corrupt`] for an impossible geometry or `end`.
+    pub(crate) fn from_parts(
+        arena: &Arena,
+        offset: u64,
+        end: u8,
+        token: [OwnedFd; 3],
+        link: Option<OwnedFd>,
+    ) -> Result<Connection> {
+        let [w, r, p] = token;
+        let token = Token::from_fds(w, r, p);
+        let obj = Obj::<Pipe>::open_at(arena, offset)?;
+        let mut c = Connection::assemble(obj, end, token)?;
+        c.link = link;
+        Ok(c)
+    }
+
+    /// The socket kept beside this end (ends made by `Listener` / `Client`).
+    pub(crate) fn link(&self) -> Option<BorrowedFd<'_>> {
+        self.link.as_ref().map(|l| l.as_fd())
+    }
+
+    /// Keeps `link` beside this end (it closes with the end).
+    pub(crate) fn set_link(&mut self, link: Option<OwnedFd>) {
+        self.link = link;
     }
 }
 
@@ -219,7 +295,7 @@ impl Pipe {
 /// sending, the consumer side for receiving) and the ring's bytes.
 ///
 /// The pointer leads into the pipe's block, which the `Inner` holding this `Lane` keeps
-/// mapped (its `_shm`); a `Lane` exists only inside one. It is worked out once, in
+/// mapped (its `_obj`); a `Lane` exists only inside one. It is worked out once, in
 /// `Pipe::new_in`: from the ring's index, on every message, it cost a dozen instructions
 /// of the small-message round trip.
 struct Lane {
@@ -239,7 +315,7 @@ impl Lane {
     #[inline(always)]
     fn ring(&self) -> &ByteRing {
         // SAFETY: `ring` was made from a reference into the block that the owning
-        // `Inner`'s `_shm` maps (`Pipe::new_in`), which stays mapped while that `Inner`,
+        // `Inner`'s `_obj` maps (`Pipe::new_in`), which stays mapped while that `Inner`,
         // and so `self`, lives; the ring is only accessed through atomics.
         unsafe { self.ring.as_ref() }
     }
@@ -275,6 +351,9 @@ pub struct Connection {
     /// The rest of the message being read through `io::Read`.
     stash: Vec<u8>,
     stash_pos: usize,
+    /// The Unix socket beside the end, for handles that travel over the connection
+    /// (`Connection::send_handle`); only ends made by `Listener` / `Client` have one.
+    link: Option<OwnedFd>,
 }
 
 impl fmt::Debug for Connection {
@@ -869,6 +948,7 @@ impl Connection {
         }
         self.stash = Vec::new();
         self.stash_pos = 0;
+        self.link = None;
     }
 
     /// True after [`close`](Self::close).

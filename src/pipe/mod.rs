@@ -93,6 +93,8 @@
 use crate::raw::spsc as ring;
 #[cfg(not(shmproc_loom))]
 mod token;
+#[cfg(not(shmproc_loom))]
+pub(crate) use token::release_holds_except;
 
 #[cfg(any(test, fuzzing))]
 pub mod fuzz;

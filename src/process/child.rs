@@ -16,6 +16,12 @@ pub(crate) struct ChildState {
     /// Readable once the child has exited: the sentinel. Owned here, so it lives as long
     /// as any handle that could poll it.
     pub(crate) pidfd: OwnedFd,
+    /// For a child of the forkserver (which only the server can reap): the read end of
+    /// the pipe its exit code arrives on (non-blocking), written by the child itself just
+    /// before `_exit` when it leaves normally, else by the server when it reaps it. The
+    /// code is taken only once the pidfd says the process has exited, so `join` never
+    /// returns while the child still holds anything. `None`: our own child.
+    status: Option<OwnedFd>,
     pub(crate) name: String,
     pub(crate) daemon: bool,
     /// The pid of the process that started the child: only it may reap the child.
@@ -26,7 +32,7 @@ pub(crate) struct ChildState {
 }
 
 /// Decodes a `waitid` status: `n` for `exit(n)`, `-N` for signal `N`.
-fn exit_code(st: &rustix::process::WaitIdStatus) -> i32 {
+pub(crate) fn exit_code(st: &rustix::process::WaitIdStatus) -> i32 {
     if let Some(code) = st.exit_status() {
         code
     } else if let Some(sig) = st.terminating_signal() {
@@ -39,10 +45,18 @@ fn exit_code(st: &rustix::process::WaitIdStatus) -> i32 {
 }
 
 impl ChildState {
-    pub(crate) fn new(pid: Pid, pidfd: OwnedFd, name: String, daemon: bool, parent: u32) -> Self {
+    pub(crate) fn new(
+        pid: Pid,
+        pidfd: OwnedFd,
+        status: Option<OwnedFd>,
+        name: String,
+        daemon: bool,
+        parent: u32,
+    ) -> Self {
         ChildState {
             pid,
             pidfd,
+            status,
             name,
             daemon,
             parent,
@@ -89,6 +103,14 @@ impl ChildState {
         if let Some(code) = *exit {
             return Ok(Some(code));
         }
+        if let Some(status) = &self.status {
+            if !readable(self.pidfd.as_fd(), Some(Duration::ZERO))? {
+                return Ok(None);
+            }
+            let code = read_status(status, self.pid_u32())?;
+            *exit = code;
+            return Ok(code);
+        }
         loop {
             // P_PID is safe from pid reuse: the pid stays ours until this very call reaps
             // it, and the mutex makes sure only one thread makes that call.
@@ -113,18 +135,20 @@ impl ChildState {
         }
     }
 
-    /// True when the pidfd is readable within `timeout` (the child has exited).
+    /// True when the child's exit (and, for a forkserver child, its exit code) can be
+    /// read, waiting at most `timeout`.
     fn wait_readable(&self, timeout: Option<Duration>) -> Result<bool, ProcessError> {
-        let ts = timeout.map(|d| Timespec {
-            tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
-            tv_nsec: d.subsec_nanos() as _,
-        });
-        let mut fds = [PollFd::new(&self.pidfd, PollFlags::IN)];
-        match poll(&mut fds, ts.as_ref()) {
-            Ok(n) => Ok(n > 0),
-            // A signal: the caller's loop recomputes the time left and polls again.
-            Err(Errno::INTR) => Ok(false),
-            Err(e) => Err(ProcessError::os("poll on the pidfd", e)),
+        match &self.status {
+            None => readable(self.pidfd.as_fd(), timeout),
+            Some(status) => {
+                // Wait for the exit first; then (a child killed by a signal has not
+                // written its code) for the server's report.
+                if readable(self.pidfd.as_fd(), Some(Duration::ZERO))? {
+                    readable(status.as_fd(), timeout)
+                } else {
+                    readable(self.pidfd.as_fd(), timeout)
+                }
+            }
         }
     }
 
@@ -169,10 +193,17 @@ impl ChildState {
     /// Whether the child still runs. In the parent this reaps a finished child; in a
     /// process that merely inherited the handle it asks the pidfd.
     pub(crate) fn is_alive(&self) -> bool {
-        if self.is_ours() {
+        if self.is_ours() && self.status.is_none() {
             matches!(self.poll(), Ok(None))
         } else {
-            matches!(self.wait_readable(Some(Duration::ZERO)), Ok(false))
+            // A forkserver child is dead once its pidfd says so, reported or not.
+            if self.is_ours() {
+                let _ = self.poll();
+            }
+            matches!(
+                readable(self.pidfd.as_fd(), Some(Duration::ZERO)),
+                Ok(false)
+            )
         }
     }
 
@@ -200,6 +231,46 @@ impl ChildState {
 
     pub(crate) fn sentinel(&self) -> BorrowedFd<'_> {
         self.pidfd.as_fd()
+    }
+}
+
+/// True when `fd` is readable within `timeout` (`None`: no limit); a signal is `false`
+/// (callers go round and recompute the time left).
+fn readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<bool, ProcessError> {
+    let ts = timeout.map(|d| Timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: d.subsec_nanos() as _,
+    });
+    let mut fds = [PollFd::from_borrowed_fd(fd, PollFlags::IN)];
+    match poll(&mut fds, ts.as_ref()) {
+        Ok(n) => Ok(n > 0),
+        Err(Errno::INTR) => Ok(false),
+        Err(e) => Err(ProcessError::os("poll on the pidfd", e)),
+    }
+}
+
+/// Reads a forkserver child's exit code from its status pipe without blocking:
+/// `Ok(None)` while the server has not written it.
+fn read_status(status: &OwnedFd, pid: u32) -> Result<Option<i32>, ProcessError> {
+    let mut b = [0u8; 4];
+    loop {
+        match rustix::io::read(status, &mut b) {
+            // Writes of up to PIPE_BUF bytes are atomic: 4 bytes arrive together.
+            Ok(4) => return Ok(Some(i32::from_le_bytes(b))),
+            Ok(0) => {
+                return Err(ProcessError::ForkServer(format!(
+                    "the forkserver exited before it reported the exit code of process {pid}"
+                )))
+            }
+            Ok(n) => {
+                return Err(ProcessError::ForkServer(format!(
+                    "{n} bytes where an exit code of 4 was expected"
+                )))
+            }
+            Err(Errno::AGAIN) => return Ok(None),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(ProcessError::os("read (forkserver status)", e)),
+        }
     }
 }
 

@@ -32,6 +32,35 @@ pub enum ProcessError {
         /// The process that started it.
         parent: u32,
     },
+    /// `Spawn` or `ForkServer` was asked for, but [`init`](crate::init) never ran.
+    NotInitialized {
+        /// The method asked for.
+        method: super::StartMethod,
+    },
+    /// `start` in a process that shmproc spawned but whose `main` did not call
+    /// [`init`](crate::init) first: it is running `main` again instead of its target.
+    SpawnedWithoutInit,
+    /// The target cannot be sent to a process that is not a fork of this one (a closure
+    /// that captures data, a struct-style target, arguments that do not serialize, a
+    /// function in a shared library); `reason` says which and what to do.
+    NotPortable {
+        /// What is wrong, and what to use instead.
+        reason: String,
+    },
+    /// A spawned or forkserver child failed before its target ran: it did not report in
+    /// (its `main` does not call [`init`](crate::init) first, it crashed, it hung), or its
+    /// target could not be rebuilt (arguments that do not deserialize). The child is
+    /// gone (killed if it hung); the `Process` holds its exit code.
+    ChildStart {
+        /// The child's pid.
+        pid: u32,
+        /// Its exit code, if it could be read.
+        exitcode: Option<i32>,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The forkserver could not be reached, or exited before it reported an exit code.
+    ForkServer(String),
     /// A system call failed.
     Os {
         /// What was being done.
@@ -75,10 +104,39 @@ impl fmt::Display for ProcessError {
             ProcessError::Threads { count } => write!(
                 f,
                 "refusing to fork a process that has {count} threads: only the calling thread \
-                 survives in the child and locks held by the others stay locked; start \
-                 processes before spawning threads, or opt in with allow_threads(true) if the \
-                 child only does fork-safe work"
+                 survives in the child and locks held by the others stay locked; call \
+                 shmproc::init() as the first line of main (the default start method then \
+                 uses the forkserver once threads exist), start processes before spawning \
+                 threads, or opt in with Builder::allow_threads(true) if the child only does \
+                 fork-safe work"
             ),
+            ProcessError::NotInitialized { method } => write!(
+                f,
+                "the {method} start method needs shmproc::init() as the first line of main \
+                 (it makes a spawned child run its target instead of main, and starts the \
+                 forkserver)"
+            ),
+            ProcessError::SpawnedWithoutInit => f.write_str(
+                "this process was spawned by shmproc, but its main did not call \
+                 shmproc::init() first, so it is running main again instead of its target: \
+                 call shmproc::init() as the first line of main",
+            ),
+            ProcessError::NotPortable { reason } => write!(
+                f,
+                "the target cannot be sent to a spawned or forkserver child: {reason}"
+            ),
+            ProcessError::ChildStart {
+                pid,
+                exitcode,
+                reason,
+            } => {
+                write!(f, "process {pid} failed to start: {reason}")?;
+                match exitcode {
+                    Some(c) => write!(f, " (exit code {c})"),
+                    None => f.write_str(" (exit code unknown)"),
+                }
+            }
+            ProcessError::ForkServer(what) => write!(f, "the forkserver failed: {what}"),
             ProcessError::NotOurChild { pid, parent } => write!(
                 f,
                 "process {pid} is a child of process {parent}, not of this process: only its \

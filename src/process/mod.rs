@@ -1,5 +1,5 @@
-//! Processes with the lifecycle of Python's `multiprocessing.Process`, over `fork`,
-//! pidfds and signals.
+//! Processes with the lifecycle of Python's `multiprocessing.Process`, over `fork`, a
+//! fresh run of the binary (`spawn`) or a forkserver, pidfds and signals.
 //!
 //! ```
 //! use shmproc::process::Process;
@@ -14,12 +14,61 @@
 //! # Defining the work
 //! - [`Process::new`] takes a closure returning `()`; [`Process::fallible`] one returning
 //!   `Result<(), E>` with `E: Display`.
+//! - [`Process::function`] takes a function and its arguments, Python's
+//!   `Process(target=f, args=...)`: `f: fn(A) -> R` (a closure that captures nothing
+//!   will do), `A` any serde type, which may hold handles that travel
+//!   ([`Arena`](crate::Arena), [`Connection`](crate::Connection) ends: see [`travel`]),
+//!   `R` an [`Outcome`] (`()` or `Result<(), E>`). It works under every start method.
 //! - [`Process::from_run`] takes any value implementing [`Run`]: the struct-style process
 //!   (Python's subclass overriding `run`). The value stays in the parent's `Process`
 //!   (see [`Process::target`]); the child runs `run` on its own copy, so fields the child
-//!   changes are not seen by the parent (share data through the arena for that).
-//! - [`Process::builder`] sets the name, the daemon flag and the thread opt-in; so do
-//!   [`Process::set_name`] and [`Process::set_daemon`], which fail once started.
+//!   changes are not seen by the parent (share data through the arena for that). It can
+//!   only be forked.
+//! - [`Process::builder`] sets the name, the daemon flag, the start method and the
+//!   thread opt-in; so do [`Process::set_name`], [`Process::set_daemon`] and
+//!   [`Process::set_start_method`], which fail once started.
+//!
+//! **The parent lets go of what it gave the child.** Once the child runs, `start` drops
+//! the parent's copy of a closure (and what it captured) and of a function's arguments,
+//! as Python's `start` deletes `_target` and `_args`: a pipe end moved into the target is
+//! then held by the child alone, and closes everywhere when the child closes it. A
+//! struct-style target is kept (it is the process object). And **a child started with
+//! [`Process::function`] holds exactly the pipe ends in its arguments**: a spawned or
+//! forkserver child receives nothing else, and a forked child releases, before `f` runs,
+//! every other end it inherited (a closure child, like a Python fork child, holds every
+//! end its parent held; close in the child what it must not hold).
+//!
+//! # Start methods
+//! As Python's `set_start_method` / `get_context`: per process
+//! ([`Builder::start_method`]), per [`Context`] ([`get_context`]), or for the whole
+//! process ([`set_start_method`]). See [`StartMethod`] for the table.
+//!
+//! - **`Fork`**: `fork` of the calling thread, as below. Anything can be the target.
+//! - **`Spawn`**: `posix_spawn` of `/proc/self/exe` with the parent's arguments and
+//!   environment. [`init`], **the first line of `main`**, recognises the
+//!   child (an environment variable names a socket it inherited), receives its target
+//!   and runs it instead of `main`. The child attaches to the arenas its arguments need
+//!   (their `memfd`s arrive over the socket with `SCM_RIGHTS`) and adopts the parent's
+//!   global arena, so objects made with `new()` in the parent can be found in the child.
+//! - **`ForkServer`**: [`init`] forks a server while the program is still
+//!   single-threaded; each child is a fork of the server, made on request over a Unix
+//!   socket. Its state is the program's at `init` (so, like `Spawn`, the target travels
+//!   as a function and arguments), and the server reports its exit code to the parent.
+//! - **`Auto`** (the default): `Fork` while the process has one thread, else
+//!   `ForkServer` if [`init`] ran, else [`ProcessError::Threads`], whose
+//!   message names `shmproc::init()` and [`Builder::allow_threads`].
+//!
+//! Under `Spawn` and `ForkServer`, `start` returns once the child has rebuilt its target
+//! and said so; a child that cannot (arguments that fail to deserialize, a `main` without
+//! `init`, a crash) makes `start` fail with [`ProcessError::ChildStart`], carrying the
+//! exit code; a child that stays silent is killed after [`Builder::start_timeout`]. A
+//! spawned program whose `main` skips `init` and tries to start processes itself gets
+//! [`ProcessError::SpawnedWithoutInit`] instead of starting a cascade. Exit codes, names,
+//! `join`, `terminate`, `kill`, daemons and the exit hook behave as with `fork`, with one
+//! difference for a daemon under `ForkServer`: its parent is the server, so it dies with
+//! the server (when the program and every fork of it have exited, or at the program's
+//! normal exit through the exit hook), not with an intermediate process that started it
+//! and was killed.
 //!
 //! # How a child runs and exits
 //! [`Process::start`] flushes the parent's `stdout` (so buffered output is not inherited
@@ -83,9 +132,11 @@
 //! # Forking from a process with threads
 //! `fork` copies only the calling thread; a lock that another thread held at that moment
 //! (inside `malloc`, `stdout`, a `Mutex` of yours) stays locked forever in the child.
-//! `start` therefore counts the threads of the process (procfs) and refuses
-//! with [`ProcessError::Threads`] when there is more than one. Start processes before
-//! spawning threads, or opt in with [`Builder::allow_threads`] /
+//! `start` therefore counts the threads of the process (procfs) and refuses to fork
+//! with [`ProcessError::Threads`] when there is more than one. Call
+//! [`init`] first in `main` (the default start method then takes the
+//! forkserver), start processes before spawning threads, or opt in with
+//! [`Builder::allow_threads`] /
 //! [`Process::set_allow_threads`]. With the opt-in, the child may safely use what no other
 //! thread could have held: async-signal-safe calls, its own fresh data, shmproc's shared
 //! objects (their locks live in shared memory and are robust). Printing is safe only if no
@@ -99,13 +150,39 @@
 //! its parent; [`active_children`] lists the running children (reaping finished ones).
 //!
 //! # Cost
-//! `start` + `join` of an empty target costs about 1.25x a bare `fork` + `waitpid`
-//! (`benches/process.rs`: ~140 us against ~110 us on a 2-vCPU VM). The difference is
-//! what the lifecycle needs: the thread check (one `stat` of `/proc/self/task`), the
-//! pidfd (`pidfd_open`, `close`), `poll` + `waitid` instead of one `waitpid`, the child's
-//! `stdout` flush, and a few more copy-on-write page faults on each side (each costs a
-//! few microseconds on a VM), which `start` keeps down by allocating everything before
-//! the fork.
+//! `start` + `join` of an empty target, `benches/process.rs` on a 2-vCPU VM (2026-12,
+//! other builds running beside it, so ranges are wide; ratios are interleaved rep by rep):
+//!
+//! | start method | against | ratio, median of the run (six runs) | times |
+//! |---|---|---|---|
+//! | `Fork` | raw `fork` + `waitpid` | 1.25-1.31 | ~150 / ~120 us |
+//! | `ForkServer` | `Fork` | 1.34-1.80 (target 1.5: missed, see below) | ~250 / ~155 us |
+//! | `ForkServer` | `Fork`, parent holding 256 MiB | **0.03-0.07** | ~0.2-1.2 / 9-18 ms |
+//! | `Spawn` | procspawn's spawn + join | **0.75-0.85** | ~1.0-3.9 / 1.2-4.8 ms |
+//! | `Spawn` | Python 3.11 `spawn` | **0.03-0.07** | ~1-3 / 34-59 ms |
+//! | `ForkServer` | Python 3.11 `forkserver` | **0.04-0.06** | ~0.22-0.27 / 3.6-6.3 ms |
+//!
+//! `Fork`'s cost over a bare `fork` + `waitpid` is what the lifecycle needs: the thread
+//! check (one `stat` of `/proc/self/task`), the pidfd (`pidfd_open`, `close`), `poll` +
+//! `waitid` instead of one `waitpid`, the child's `stdout` flush, and a few more
+//! copy-on-write page faults on each side (each costs a few microseconds on a VM), which
+//! `start` keeps down by allocating everything before the fork.
+//!
+//! `ForkServer` adds two hand-offs between processes to a fork of the (small) server:
+//! the request wakes the server, and the child's report wakes the parent; the START
+//! message travels right behind the request, and a child that leaves normally writes its
+//! own exit code, so `join` does not wait for the server to reap it. It spends ~1.8x
+//! `Fork`'s CPU per start (perf stat: 189 against 106 us, 32 against 20 page faults,
+//! 3.7 against 1 context switches), which on two busy vCPUs is what the ratio shows. Its
+//! cost does not grow with the parent: from a parent holding 256 MiB, `fork` copies page
+//! tables and the child's exit tears them down (9-18 ms), while the forkserver's child is
+//! a fork of a small process. A spare child forked ahead by the server (so that neither
+//! the server's wake-up nor the fork lies between request and report) cut `start` from
+//! ~150 to ~100 us but doubled `join` (the next spare's fork competes with the child),
+//! so it was not kept.
+//!
+//! `Spawn` is an `exec` of the binary: the dynamic loader and the program's start-up
+//! dominate; the socket conversation costs tens of microseconds.
 //!
 //! # No shared memory, so no loom model
 //! This layer has no shared-memory algorithm: its state is process-local (a `Mutex`ed
@@ -113,10 +190,20 @@
 
 mod child;
 mod error;
+mod method;
 mod registry;
+mod remote;
+mod server;
+pub mod travel;
+pub(crate) mod wire;
 
 pub use child::ProcessHandle;
 pub use error::ProcessError;
+pub use method::{get_context, set_start_method, start_method, Context, StartMethod};
+pub use remote::init;
+#[doc(hidden)]
+pub use remote::Portable;
+use travel::Outbox;
 
 use crate::sync::plain::{AtomicBool, Ordering};
 use child::ChildState;
@@ -154,6 +241,25 @@ use std::time::{Duration, Instant};
 pub trait Run {
     /// Runs in the child, once. `Err` makes the exit code 1 and is printed to stderr.
     fn run(&mut self) -> RunResult;
+
+    /// Called in the parent once the child is started: closures and function arguments
+    /// drop what they hold (Python's `start` deletes `_target` and `_args`). A
+    /// struct-style target keeps its fields (it is the process object).
+    #[doc(hidden)]
+    fn __shmproc_release(&mut self) {}
+
+    /// The target as it travels to a spawned or forkserver child; `None` if it cannot.
+    #[doc(hidden)]
+    fn __shmproc_portable(&mut self, _out: &mut Outbox) -> Option<Result<Portable, String>> {
+        None
+    }
+
+    /// In a forked child: the descriptors of the pipe ends the target holds, if known
+    /// (function arguments); every other end the child inherited is then released.
+    #[doc(hidden)]
+    fn __shmproc_census(&self) -> Option<Vec<std::os::fd::RawFd>> {
+        None
+    }
 }
 
 /// What [`Run::run`] returns: any error can be returned with `?`.
@@ -163,29 +269,106 @@ impl<R: Run + ?Sized> Run for Box<R> {
     fn run(&mut self) -> RunResult {
         (**self).run()
     }
+    fn __shmproc_release(&mut self) {
+        (**self).__shmproc_release()
+    }
+    fn __shmproc_portable(&mut self, out: &mut Outbox) -> Option<Result<Portable, String>> {
+        (**self).__shmproc_portable(out)
+    }
+    fn __shmproc_census(&self) -> Option<Vec<std::os::fd::RawFd>> {
+        (**self).__shmproc_census()
+    }
+}
+
+/// What a function target returns: `()` (exit code 0) or a `Result` whose `Err` is
+/// printed after `Process <name>:` and makes the exit code 1.
+///
+/// ```
+/// use shmproc::process::Outcome;
+/// assert!(().into_run_result().is_ok());
+/// assert!(Err::<(), _>("no mail server").into_run_result().is_err());
+/// ```
+pub trait Outcome {
+    /// The outcome as a [`RunResult`].
+    fn into_run_result(self) -> RunResult;
+}
+
+impl Outcome for () {
+    fn into_run_result(self) -> RunResult {
+        Ok(())
+    }
+}
+
+impl<E: fmt::Display> Outcome for Result<(), E> {
+    fn into_run_result(self) -> RunResult {
+        self.map_err(|e| e.to_string().into())
+    }
 }
 
 /// A closure as a [`Run`] target: runs once.
 struct FnTarget<F>(Option<F>);
 
-impl<F: FnOnce()> Run for FnTarget<F> {
+impl<F: FnOnce() + 'static> Run for FnTarget<F> {
     fn run(&mut self) -> RunResult {
         if let Some(f) = self.0.take() {
             f();
         }
         Ok(())
     }
+    fn __shmproc_release(&mut self) {
+        self.0 = None;
+    }
+    fn __shmproc_portable(&mut self, _out: &mut Outbox) -> Option<Result<Portable, String>> {
+        Some(Portable::unit::<F>())
+    }
 }
 
 /// A closure returning a `Result` as a [`Run`] target: runs once.
 struct TryFnTarget<F>(Option<F>);
 
-impl<F: FnOnce() -> Result<(), E>, E: fmt::Display> Run for TryFnTarget<F> {
+impl<F: FnOnce() -> Result<(), E> + 'static, E: fmt::Display + 'static> Run for TryFnTarget<F> {
     fn run(&mut self) -> RunResult {
         match self.0.take() {
             Some(f) => f().map_err(|e| e.to_string().into()),
             None => Ok(()),
         }
+    }
+    fn __shmproc_release(&mut self) {
+        self.0 = None;
+    }
+    fn __shmproc_portable(&mut self, _out: &mut Outbox) -> Option<Result<Portable, String>> {
+        Some(Portable::fallible::<F, E>())
+    }
+}
+
+/// A function and its arguments as a [`Run`] target: `f(args)`, once.
+#[cfg(feature = "serde")]
+struct FnCall<A, R> {
+    f: fn(A) -> R,
+    args: Option<A>,
+}
+
+#[cfg(feature = "serde")]
+impl<A, R> Run for FnCall<A, R>
+where
+    A: serde::Serialize + serde::de::DeserializeOwned + 'static,
+    R: Outcome + 'static,
+{
+    fn run(&mut self) -> RunResult {
+        match self.args.take() {
+            Some(a) => (self.f)(a).into_run_result(),
+            None => Ok(()),
+        }
+    }
+    fn __shmproc_release(&mut self) {
+        self.args = None;
+    }
+    fn __shmproc_portable(&mut self, out: &mut Outbox) -> Option<Result<Portable, String>> {
+        let a = self.args.as_ref()?;
+        Some(Portable::call(self.f, a, out))
+    }
+    fn __shmproc_census(&self) -> Option<Vec<std::os::fd::RawFd>> {
+        remote::census(self.args.as_ref()?)
     }
 }
 
@@ -200,18 +383,73 @@ impl<F: FnOnce() -> Result<(), E>, E: fmt::Display> Run for TryFnTarget<F> {
 /// assert_eq!(p.join()?, 0);
 /// # Ok::<(), shmproc::process::ProcessError>(())
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Builder {
     name: Option<String>,
     daemon: Option<bool>,
     allow_threads: bool,
+    method: StartMethod,
+    start_timeout: Duration,
 }
+
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder {
+            name: None,
+            daemon: None,
+            allow_threads: false,
+            method: StartMethod::Auto,
+            start_timeout: DEFAULT_START_TIMEOUT,
+        }
+    }
+}
+
+/// How long `start` waits for a spawned or forkserver child to report in, by default.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Builder {
     /// A builder with the defaults: `Process-N`, the daemon flag of the current process,
-    /// no forking from a multi-threaded process.
+    /// no forking from a multi-threaded process, the default start method.
     pub fn new() -> Builder {
         Builder::default()
+    }
+
+    /// The start method of this process (default [`StartMethod::Auto`]: the process-wide
+    /// default set with [`set_start_method`], itself `Auto` unless set).
+    ///
+    /// ```
+    /// use shmproc::process::{Process, StartMethod};
+    ///
+    /// let mut p = Process::builder().start_method(StartMethod::Fork).target(|| ());
+    /// p.start()?;
+    /// assert_eq!(p.join()?, 0);
+    /// # Ok::<(), shmproc::process::ProcessError>(())
+    /// ```
+    pub fn start_method(mut self, method: StartMethod) -> Builder {
+        self.method = method;
+        self
+    }
+
+    /// How long `start` waits for a spawned or forkserver child to report in (it has
+    /// received and rebuilt its target) before it kills the child and fails with
+    /// [`ProcessError::ChildStart`]. Default [`DEFAULT_START_TIMEOUT`].
+    pub fn start_timeout(mut self, timeout: Duration) -> Builder {
+        self.start_timeout = timeout;
+        self
+    }
+
+    /// Builds a process that runs `f(args)`: Python's `Process(target=f, args=args)`,
+    /// under every start method (see [`Process::function`]).
+    #[cfg(feature = "serde")]
+    pub fn function<A, R>(self, f: fn(A) -> R, args: A) -> Process
+    where
+        A: serde::Serialize + serde::de::DeserializeOwned + 'static,
+        R: Outcome + 'static,
+    {
+        self.run(Box::new(FnCall {
+            f,
+            args: Some(args),
+        }) as Box<dyn Run>)
     }
 
     /// The process's name (Python's `name=`).
@@ -227,8 +465,18 @@ impl Builder {
         self
     }
 
-    /// Allows `start` to fork although the current process has other threads. Read the
-    /// module docs (*Forking from a process with threads*) for what the child may do.
+    /// Allows `start` to fork although the current process has other threads (and makes
+    /// the default start method fork rather than use the forkserver). Read the module
+    /// docs (*Forking from a process with threads*) for what the child may do.
+    ///
+    /// ```
+    /// use shmproc::process::Process;
+    ///
+    /// let mut p = Process::builder().allow_threads(true).target(|| ());
+    /// p.start()?;
+    /// assert_eq!(p.join()?, 0);
+    /// # Ok::<(), shmproc::process::ProcessError>(())
+    /// ```
     pub fn allow_threads(mut self, allow: bool) -> Builder {
         self.allow_threads = allow;
         self
@@ -267,6 +515,8 @@ impl Builder {
             name,
             daemon: self.daemon.unwrap_or(reg.me.daemon),
             allow_threads: self.allow_threads,
+            method: self.method,
+            start_timeout: self.start_timeout,
             identity,
             state: State::New,
         }
@@ -289,6 +539,9 @@ pub struct Process<T = Box<dyn Run>> {
     name: String,
     daemon: bool,
     allow_threads: bool,
+    /// As configured before `start`; the method used after it.
+    method: StartMethod,
+    start_timeout: Duration,
     identity: Vec<u32>,
     state: State,
 }
@@ -312,6 +565,10 @@ impl<T> fmt::Debug for Process<T> {
 
 impl Process {
     /// A process that runs the closure `f` in the child. Name `Process-N`.
+    ///
+    /// Under `Fork` the closure may capture anything. Under `Spawn` and `ForkServer` only
+    /// a closure that captures nothing can go (it is rebuilt in the child from its type);
+    /// pass data with [`Process::function`] instead.
     ///
     /// ```
     /// use shmproc::process::Process;
@@ -347,9 +604,48 @@ impl Process {
         Builder::new().fallible(f)
     }
 
-    /// A [`Builder`], to set the name, the daemon flag or the thread opt-in.
+    /// A [`Builder`], to set the name, the daemon flag, the start method or the thread
+    /// opt-in.
     pub fn builder() -> Builder {
         Builder::new()
+    }
+
+    /// A process that runs `f(args)`: Python's `Process(target=f, args=args)`.
+    ///
+    /// `f` is a function (or a closure that captures nothing); `args` any serde type,
+    /// which may hold travelling handles ([`Arena`](crate::Arena), [`Connection`](crate::Connection)
+    /// ends). It works under every start method: a forked child calls `f(args)` on its
+    /// copy; a spawned or forkserver child receives the arguments serialized and their
+    /// handles' descriptors over a socket, and `start` reports an argument that fails to
+    /// deserialize there. Either way **the child holds exactly the pipe ends in its
+    /// arguments** (a forked child releases the others it inherited before `f` runs),
+    /// and the parent drops its copy of the arguments when `start` returns: so an end
+    /// handed to the child is closed everywhere once the child closes it.
+    ///
+    /// ```
+    /// use shmproc::pipe::{Pipe, RecvError};
+    /// use shmproc::{Connection, Process};
+    ///
+    /// fn reader(conn: Connection) -> Result<(), RecvError> {
+    ///     while conn.recv_bytes().is_ok() {} // until EOF
+    ///     Ok(())
+    /// }
+    ///
+    /// let (parent_conn, child_conn) = Pipe::new(true)?;
+    /// let mut p = Process::function(reader, child_conn);
+    /// p.start()?; // the parent's child_conn is dropped here
+    /// parent_conn.send_bytes(b"hello")?;
+    /// drop(parent_conn); // the child sees EOF
+    /// assert_eq!(p.join()?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "serde")]
+    pub fn function<A, R>(f: fn(A) -> R, args: A) -> Process
+    where
+        A: serde::Serialize + serde::de::DeserializeOwned + 'static,
+        R: Outcome + 'static,
+    {
+        Builder::new().function(f, args)
     }
 }
 
@@ -359,7 +655,10 @@ impl<T: Run> Process<T> {
         Builder::new().run(target)
     }
 
-    /// Forks the child, which runs the target once and exits.
+    /// Starts the child, which runs the target once and exits. The start method is the
+    /// process's own ([`Builder::start_method`]) or the default ([`set_start_method`],
+    /// itself [`StartMethod::Auto`] unless set). Once the child runs, the parent drops a
+    /// closure target and a function's arguments (see [`Run`]).
     ///
     /// ```
     /// use shmproc::process::{Process, ProcessError};
@@ -375,13 +674,149 @@ impl<T: Run> Process<T> {
     /// # Errors
     /// - [`ProcessError::AlreadyStarted`]: `start` was called before.
     /// - [`ProcessError::DaemonHasChildren`]: the current process is a daemon.
-    /// - [`ProcessError::Threads`]: the current process has other threads and
+    /// - [`ProcessError::Threads`]: `Fork` (chosen, or `Auto` without
+    ///   [`init`]) in a process with other threads, and
     ///   [`allow_threads`](Builder::allow_threads) was not set.
-    /// - [`ProcessError::Os`]: `fork` or `pidfd_open` failed (e.g. too many processes).
+    /// - [`ProcessError::NotInitialized`]: `Spawn` or `ForkServer` without [`init`].
+    /// - [`ProcessError::NotPortable`]: `Spawn` or `ForkServer` (chosen, or `Auto` with
+    ///   threads) for a target that cannot leave this process.
+    /// - [`ProcessError::ChildStart`]: a spawned or forkserver child failed before its
+    ///   target ran (the process is started: [`exitcode`](Self::exitcode) has its code).
+    /// - [`ProcessError::SpawnedWithoutInit`]: this process was spawned but skipped
+    ///   [`init`].
+    /// - [`ProcessError::ForkServer`], [`ProcessError::Os`]: the forkserver, `fork`,
+    ///   `posix_spawn` or `pidfd_open` failed.
     pub fn start(&mut self) -> Result<(), ProcessError> {
         if !matches!(self.state, State::New) {
             return Err(ProcessError::AlreadyStarted);
         }
+        if remote::spawned_without_init() {
+            return Err(ProcessError::SpawnedWithoutInit);
+        }
+        let method = self.resolve_method()?;
+        match method {
+            StartMethod::Spawn | StartMethod::ForkServer => self.start_remote(method),
+            _ => self.start_fork(),
+        }
+    }
+
+    /// The method `start` uses (never `Auto`); the thread check of `Fork` is left to
+    /// `start_fork`.
+    fn resolve_method(&self) -> Result<StartMethod, ProcessError> {
+        let m = match self.method {
+            StartMethod::Auto => method::start_method(),
+            m => m,
+        };
+        match m {
+            StartMethod::Spawn | StartMethod::ForkServer if !remote::initialized() => {
+                Err(ProcessError::NotInitialized { method: m })
+            }
+            StartMethod::Auto if !self.allow_threads => {
+                // One `stat` of /proc/self/task; fork is right while we are alone.
+                if thread_count()? <= 1 {
+                    Ok(StartMethod::Fork)
+                } else if remote::initialized() {
+                    Ok(StartMethod::ForkServer)
+                } else {
+                    // `start_fork` settles the count and reports the threads.
+                    Ok(StartMethod::Fork)
+                }
+            }
+            StartMethod::Auto => Ok(StartMethod::Fork),
+            m => Ok(m),
+        }
+    }
+
+    /// `start` through a spawned or forkserver child.
+    fn start_remote(&mut self, method: StartMethod) -> Result<(), ProcessError> {
+        let info = {
+            let mut reg = registry::lock();
+            if reg.me.daemon {
+                return Err(ProcessError::DaemonHasChildren);
+            }
+            reg.prune();
+            reg.ensure_exit_hook();
+            remote::StartInfo {
+                name: self.name.clone(),
+                identity: self.identity.clone(),
+                daemon: self.daemon,
+                parent: ProcessInfo {
+                    name: reg.my_name(),
+                    pid: crate::sync::liveness::current_pid(),
+                    daemon: reg.me.daemon,
+                },
+            }
+        };
+        let mut out = Outbox::new();
+        let why_not_fork = if self.method == StartMethod::Auto {
+            " (the default start method chose the forkserver because this process has \
+             threads; Builder::allow_threads(true) forks anyway, if the child only does \
+             fork-safe work)"
+        } else {
+            ""
+        };
+        let portable = match self.target.__shmproc_portable(&mut out) {
+            Some(Ok(p)) => p,
+            Some(Err(reason)) => {
+                return Err(ProcessError::NotPortable {
+                    reason: format!("{reason}{why_not_fork}"),
+                })
+            }
+            None => {
+                return Err(ProcessError::NotPortable {
+                    reason: format!(
+                        "a struct-style target (Run) lives in this process only: use \
+                         Process::function(f, args) with serde arguments, or \
+                         StartMethod::Fork{why_not_fork}"
+                    ),
+                })
+            }
+        };
+        let _ = std::io::stdout().flush();
+        let started = remote::start_child(method, &info, &portable, out, self.start_timeout);
+        drop(portable);
+        let (child, failure) = match started {
+            Ok(child) => (child, None),
+            Err(remote::StartFailure::Child(child, reason)) => (child, Some(reason)),
+            Err(remote::StartFailure::Before(e)) => return Err(e),
+            Err(remote::StartFailure::Lost(e)) => {
+                self.target.__shmproc_release();
+                return Err(e);
+            }
+        };
+        let child = Arc::new(child);
+        registry::lock().children.push(child.clone());
+        self.state = State::Started(child.clone());
+        self.method = method;
+        self.target.__shmproc_release();
+        let Some(reason) = failure else {
+            return Ok(());
+        };
+        // A child that failed exits at once; one that is silent is killed now.
+        let grace = if child.is_alive() && reason.contains("did not report in") {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(5)
+        };
+        let exitcode = match child.wait(wire::deadline(grace)) {
+            Ok(Some(code)) => Some(code),
+            _ => {
+                let _ = child.signal(Signal::KILL);
+                child
+                    .wait(wire::deadline(Duration::from_secs(10)))
+                    .ok()
+                    .flatten()
+            }
+        };
+        Err(ProcessError::ChildStart {
+            pid: child.pid_u32(),
+            exitcode,
+            reason,
+        })
+    }
+
+    /// `start` by `fork`.
+    fn start_fork(&mut self) -> Result<(), ProcessError> {
         let mut reg = registry::lock();
         if reg.me.daemon {
             return Err(ProcessError::DaemonHasChildren);
@@ -449,9 +884,19 @@ impl<T: Run> Process<T> {
                 ));
             }
         };
-        let state = Arc::new(ChildState::new(pid, pidfd, child_name, self.daemon, parent));
+        let state = Arc::new(ChildState::new(
+            pid,
+            pidfd,
+            None,
+            child_name,
+            self.daemon,
+            parent,
+        ));
         reg.children.push(state.clone());
+        drop(reg);
         self.state = State::Started(state);
+        self.method = StartMethod::Fork;
+        self.target.__shmproc_release();
         Ok(())
     }
 }
@@ -485,10 +930,21 @@ fn child_main<T: Run>(
     }
     drop(reg);
 
-    let code = match panic::catch_unwind(AssertUnwindSafe(|| p.target.run())) {
+    // A function's arguments say which pipe ends the child holds: release the others it
+    // inherited, so that it holds what a spawned child would.
+    #[cfg(not(shmproc_loom))]
+    if let Some(keep) = p.target.__shmproc_census() {
+        crate::pipe::release_holds_except(&keep);
+    }
+    run_and_exit(&p.name, || p.target.run())
+}
+
+/// Runs a child's target and leaves with its exit code (see the module docs' table).
+fn run_and_exit(name: &str, f: impl FnOnce() -> RunResult) -> ! {
+    let code = match panic::catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => {
-            let _ = writeln!(std::io::stderr(), "Process {}:\n{e}", p.name);
+            let _ = writeln!(std::io::stderr(), "Process {name}:\n{e}");
             1
         }
         Err(payload) => {
@@ -500,7 +956,7 @@ fn child_main<T: Run>(
                     .copied()
                     .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
                     .unwrap_or("(a panic with a non-string payload)");
-                let _ = writeln!(std::io::stderr(), "Process {}:\n{what}", p.name);
+                let _ = writeln!(std::io::stderr(), "Process {name}:\n{what}");
             }
             // Dropping a panic payload can panic again; we are leaving anyway.
             std::mem::forget(payload);
@@ -529,6 +985,33 @@ impl<T> Process<T> {
     /// Whether the process is a daemon.
     pub fn daemon(&self) -> bool {
         self.daemon
+    }
+
+    /// Before `start`: the start method asked for (maybe [`StartMethod::Auto`]); after:
+    /// the one used.
+    ///
+    /// ```
+    /// use shmproc::process::{Process, StartMethod};
+    ///
+    /// let mut p = Process::new(|| ());
+    /// assert_eq!(p.start_method(), StartMethod::Auto);
+    /// p.start()?;
+    /// assert_eq!(p.start_method(), StartMethod::Fork); // one thread: fork
+    /// p.join()?;
+    /// # Ok::<(), shmproc::process::ProcessError>(())
+    /// ```
+    pub fn start_method(&self) -> StartMethod {
+        self.method
+    }
+
+    /// Sets the start method (before `start` only; see [`Builder::start_method`]).
+    ///
+    /// # Errors
+    /// [`ProcessError::AlreadyStarted`] once started.
+    pub fn set_start_method(&mut self, method: StartMethod) -> Result<(), ProcessError> {
+        self.check_new()?;
+        self.method = method;
+        Ok(())
     }
 
     /// Makes the process a daemon or not (before `start` only).
@@ -825,6 +1308,7 @@ pub fn exit(code: i32) -> ! {
     let _ = std::io::stdout().flush();
     registry::cleanup_children();
     let _ = std::io::stdout().flush();
+    remote::report_exit(code);
     // SAFETY: `_exit` ends the process at once; nothing is left half-done that another
     // process depends on (output was flushed, children were reaped).
     unsafe { libc::_exit(code) }

@@ -119,5 +119,5 @@ pub mod time {
 /// counters). Loom's atomics cannot live in a `static`, and these take part in no
 /// cross-process algorithm.
 pub mod plain {
-    pub use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+    pub use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 }
