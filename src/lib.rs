@@ -22,7 +22,7 @@ pub mod semaphore;
 pub mod shared;
 use raw::sync;
 
-pub use arena::Arena;
+pub use arena::{Arena, ArenaStats};
 pub use barrier::{Barrier, BarrierError};
 pub use condition::{Condition, ConditionError, ConditionGuard};
 #[cfg(not(shmproc_loom))]

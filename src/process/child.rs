@@ -109,6 +109,7 @@ impl ChildState {
             }
             let code = read_status(status, self.pid_u32())?;
             *exit = code;
+            crate::arena::sweep_everywhere(self.pid_u32());
             return Ok(code);
         }
         loop {
@@ -121,6 +122,9 @@ impl ChildState {
                 Ok(Some(st)) => {
                     let code = exit_code(&st);
                     *exit = Some(code);
+                    // What the child held in shared arenas goes back now, not at the
+                    // next sweep.
+                    crate::arena::sweep_everywhere(self.pid_u32());
                     return Ok(Some(code));
                 }
                 Ok(None) => return Ok(None),

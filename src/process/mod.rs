@@ -871,6 +871,9 @@ impl<T: Run> Process<T> {
                 source: std::io::Error::other("pid 0"),
             });
         };
+        // The child's registration in the arenas (made before the fork) gets its exact
+        // identity: its start time tells a reused pid apart.
+        crate::arena::child_started(raw as u32);
         // The child cannot be reaped by anyone but us yet, so its pid is still its own
         // (a zombie at worst) and the pidfd names the right process.
         let pidfd = match pidfd_open(pid, PidfdFlags::empty()) {
