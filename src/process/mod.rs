@@ -440,6 +440,8 @@ impl Builder {
 
     /// Builds a process that runs `f(args)`: Python's `Process(target=f, args=args)`,
     /// under every start method (see [`Process::function`]).
+    ///
+    /// Needs the `serde` feature (on by default).
     #[cfg(feature = "serde")]
     pub fn function<A, R>(self, f: fn(A) -> R, args: A) -> Process
     where
@@ -611,6 +613,7 @@ impl Process {
     }
 
     /// A process that runs `f(args)`: Python's `Process(target=f, args=args)`.
+    /// Needs the `serde` feature (on by default).
     ///
     /// `f` is a function (or a closure that captures nothing); `args` any serde type,
     /// which may hold travelling handles ([`Arena`](crate::Arena), [`Connection`](crate::Connection)

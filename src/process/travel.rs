@@ -87,7 +87,8 @@ pub trait Travel: Sized {
 }
 
 /// What a handle travels as: plain data, valid in any process that receives the
-/// [`Outbox`] it was described into.
+/// [`Outbox`] it was described into. `Serialize` and `Deserialize` with the `serde`
+/// feature (on by default).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Descriptor {
@@ -697,6 +698,7 @@ mod glue {
 
     /// Serializes a travelling handle: its [`Descriptor`], its descriptors into the
     /// outbox of the transfer in progress. The one-line `Serialize` of every handle.
+    /// Needs the `serde` feature (on by default).
     ///
     /// # Errors
     /// Outside a transfer, or when the handle cannot travel (closed, ...).
@@ -719,6 +721,7 @@ mod glue {
 
     /// Deserializes a travelling handle from the inbox of the transfer in progress,
     /// after the type check. The one-line `Deserialize` of every handle.
+    /// Needs the `serde` feature (on by default).
     ///
     /// # Errors
     /// Outside a transfer, or when the handle does not check or cannot be rebuilt.
@@ -736,26 +739,38 @@ mod glue {
         inbox.open(&desc).map_err(|e| D::Error::custom(note(e)))
     }
 
+    /// An arena travels in the arguments of [`Process::function`](crate::Process::function)
+    /// (its `memfd` goes along); outside such a transfer, serializing it is an error.
+    /// Needs the `serde` feature (on by default).
     impl serde::Serialize for crate::Arena {
         fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             serialize_handle(self, s)
         }
     }
 
+    /// The arena of a [`Process::function`](crate::Process::function) transfer, attached.
+    /// Needs the `serde` feature (on by default).
     impl<'de> serde::Deserialize<'de> for crate::Arena {
         fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
             deserialize_handle(d)
         }
     }
 
+    /// A pipe end travels in the arguments of
+    /// [`Process::function`](crate::Process::function) (its descriptors go along); outside
+    /// such a transfer, serializing it is an error. Needs the `serde` feature (on by default).
     #[cfg(not(shmproc_loom))]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     impl serde::Serialize for crate::Connection {
         fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             serialize_handle(self, s)
         }
     }
 
+    /// The pipe end of a [`Process::function`](crate::Process::function) transfer, rebuilt.
+    /// Needs the `serde` feature (on by default).
     #[cfg(not(shmproc_loom))]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     impl<'de> serde::Deserialize<'de> for crate::Connection {
         fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
             deserialize_handle(d)
