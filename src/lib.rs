@@ -167,6 +167,9 @@ mod front_page {
         let front = api_rows(include_str!("lib.rs"));
         assert!(front.len() >= 10, "the front page's table went missing");
         let readme: Vec<_> = readme.into_iter().take(front.len()).collect();
-        assert_eq!(readme, front, "README.md and src/lib.rs disagree on the API map");
+        assert_eq!(
+            readme, front,
+            "README.md and src/lib.rs disagree on the API map"
+        );
     }
 }
