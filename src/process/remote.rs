@@ -484,10 +484,22 @@ fn report(
     deadline: Option<Instant>,
     hook_ran: bool,
 ) -> Result<Report, String> {
-    let missing_hook = if hook_ran {
-        ""
+    // What to do, by what went wrong. A forkserver child (`hook_ran`) is past `init`; a
+    // spawned child that never reports in most often has a `main` that does not call
+    // `init` first.
+    let (exited, silent) = if hook_ran {
+        (
+            ": it crashed, or exited, before its target ran (its stderr says why)",
+            ": it may be slow to start (raise Builder::start_timeout), or stuck before \
+             shmproc::init()",
+        )
     } else {
-        ": its main did not call shmproc::init() first (or called it too late)"
+        (
+            ": make shmproc::init() the first line of main (a spawned child runs main until \
+             init; if main does call it first, the child crashed: its stderr says why)",
+            ": make shmproc::init() the first line of main (a spawned child runs main until \
+             init), or raise Builder::start_timeout if the child is slow to start",
+        )
     };
     loop {
         let ts = deadline.map(|d| {
@@ -530,13 +542,11 @@ fn report(
                 }
                 Ok(m) => return Err(format!("the child sent a message of kind {}", m.kind)),
                 Err(WireError::Timeout) if child_gone => {
-                    return Err(format!(
-                        "the child exited before it reported in{missing_hook}"
-                    ));
+                    return Err(format!("the child exited before it reported in{exited}"));
                 }
                 Err(WireError::Eof) => {
                     return Err(format!(
-                        "the child closed its socket before it reported in{missing_hook}"
+                        "the child closed its socket before it reported in{exited}"
                     ));
                 }
                 Err(WireError::Timeout) => {}
@@ -544,7 +554,7 @@ fn report(
             }
         }
         if n == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
-            return Err(format!("the child did not report in in time{missing_hook}"));
+            return Err(format!("the child did not report in in time{silent}"));
         }
     }
 }

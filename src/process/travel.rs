@@ -192,30 +192,48 @@ pub enum TravelError {
 impl fmt::Display for TravelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TravelError::Closed => f.write_str("a closed handle cannot travel"),
+            TravelError::Closed => {
+                f.write_str("a closed handle cannot travel: send it before closing it")
+            }
             TravelError::NoTransfer(what) => write!(
                 f,
                 "{what} can only be serialized as an argument of Process::function or by \
                  Connection::send_handle (its file descriptors travel beside the bytes)"
             ),
-            TravelError::WrongType { expected, found } => {
-                write!(f, "expected a {expected}, but a {found} arrived")
-            }
-            TravelError::Missing(what) => write!(f, "the handle's {what} did not arrive"),
-            TravelError::Arena(e) => write!(f, "the handle's arena: {e}"),
+            TravelError::WrongType { expected, found } => write!(
+                f,
+                "expected a {expected}, but a {found} arrived: receive it as the type that \
+                 was sent"
+            ),
+            TravelError::Missing(what) => write!(
+                f,
+                "the handle's {what} did not arrive with it (the sender and the receiver \
+                 disagree on what was sent, or its descriptors were taken already)"
+            ),
+            TravelError::Arena(e) => write!(f, "the handle's arena could not be used: {e}"),
             TravelError::TooMany(n) => write!(
                 f,
-                "{n} file descriptors are more than one transfer carries ({})",
+                "{n} file descriptors are more than one transfer carries ({}): send the \
+                 handles in several messages or processes",
                 super::wire::MAX_FDS
             ),
             TravelError::NoSocket => f.write_str(
                 "this connection has no socket for handles: only connections made by \
                  Listener / Client have one (hand handles to a child as its arguments instead)",
             ),
-            TravelError::Eof => f.write_str("the peer closed the connection"),
-            TravelError::Timeout => f.write_str("no handle arrived before the timeout"),
-            TravelError::Garbage(what) => write!(f, "not a handle: {what}"),
-            TravelError::Os(op, e) => write!(f, "{op} failed: {e}"),
+            TravelError::Eof => {
+                f.write_str("the peer closed the connection (or exited) before a handle arrived")
+            }
+            TravelError::Timeout => f.write_str(
+                "no handle arrived before the timeout: is the peer sending one with \
+                 send_handle?",
+            ),
+            TravelError::Garbage(what) => write!(
+                f,
+                "what arrived is not a handle ({what}): recv_handle must pair with the \
+                 peer's send_handle"
+            ),
+            TravelError::Os(op, e) => write!(f, "{op} failed: {e}{}", crate::error::os_hint(e)),
         }
     }
 }
