@@ -185,13 +185,20 @@ mod tests {
     use rustix::io::Errno;
 
     fn os(errno: Errno) -> String {
-        Error::os("memfd_create", std::io::Error::from_raw_os_error(errno.raw_os_error()))
-            .to_string()
+        Error::os(
+            "memfd_create",
+            std::io::Error::from_raw_os_error(errno.raw_os_error()),
+        )
+        .to_string()
     }
 
     #[test]
     fn os_errors_with_a_usual_cause_say_what_to_do() {
-        assert!(os(Errno::MFILE).contains("ulimit -n"), "{}", os(Errno::MFILE));
+        assert!(
+            os(Errno::MFILE).contains("ulimit -n"),
+            "{}",
+            os(Errno::MFILE)
+        );
         assert!(os(Errno::NOSPC).contains("/dev/shm is full"));
         assert!(os(Errno::NOSYS).contains("Linux 5.3"));
         // No usual cause: the kernel's text alone, nothing made up.
