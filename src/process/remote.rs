@@ -249,6 +249,7 @@ fn object_base(addr: usize) -> Option<usize> {
     // SAFETY: `Dl_info` is plain data, valid zeroed; dladdr only writes into it.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
     // SAFETY: dladdr only looks `addr` up in the loader's tables; any value is fine.
+    // libc: a question for the dynamic loader; rustix has no wrapper.
     let rc = unsafe { libc::dladdr(addr as *const libc::c_void, &mut info) };
     (rc != 0 && !info.dli_fbase.is_null()).then_some(info.dli_fbase as usize)
 }
@@ -609,6 +610,8 @@ pub(crate) fn spawn_self(sock: &OwnedFd, var: &str, cookie: u64) -> Result<Pid, 
     // after; every pointer passed (path, argv, envp and their strings) lives until
     // posix_spawn returns; argv and envp end with a null pointer. posix_spawn is safe to
     // call from a multi-threaded process.
+    // libc: rustix has no posix_spawn, and std's Command cannot put a descriptor at a
+    // chosen number without a pre_exec hook (which makes it fork, not posix_spawn).
     let rc = unsafe {
         let mut fa: libc::posix_spawn_file_actions_t = std::mem::zeroed();
         let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
@@ -658,6 +661,8 @@ fn inherited(var: &str) -> Option<(OwnedFd, u64)> {
         return None;
     }
     // SAFETY: F_GETFD on a number only asks whether it is open.
+    // libc: rustix's fcntl takes a BorrowedFd, i.e. a descriptor known to be open;
+    // whether this number is open is the question.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
         return None;
     }
@@ -786,6 +791,8 @@ fn fail(sock: Option<&OwnedFd>, name: &str, reason: &str) -> ! {
     let _ = writeln!(std::io::stderr(), "Process {name}:\n{reason}");
     report_exit(1);
     // SAFETY: leaving a child that has run nothing of its own yet.
+    // libc: std has no `_exit`, and rustix's (runtime::exit_group) is for programs
+    // without libc, outside its stable API.
     unsafe { libc::_exit(1) }
 }
 
@@ -884,6 +891,8 @@ pub(crate) fn run_child(
         if !armed || ppid != expected {
             let _ = rustix::process::kill_process(rustix::process::getpid(), Signal::KILL);
             // SAFETY: leaving the child without running anything.
+            // libc: std has no `_exit`, and rustix's (runtime::exit_group) is for programs
+            // without libc, outside its stable API.
             unsafe { libc::_exit(1) };
         }
     }
