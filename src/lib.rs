@@ -50,11 +50,12 @@
 //!
 //! # Starting processes
 //!
-//! Call [`init`] as the first line of `main`. A program that never has a second thread
-//! needs nothing more: the default start method forks. Once the program has threads (a
-//! logger, a tokio runtime), forking is unsafe, and the default takes the forkserver that
-//! `init` started; the target must then be [`Process::function`] (a function and its
-//! serde arguments) rather than a closure, as with Python's `spawn` and `forkserver`.
+//! Call [`init`] as the first line of `main`. While the program has one thread, the
+//! default start method forks, and a child's closure may capture anything. Once it has
+//! threads (a logger, a tokio runtime), forking is unsafe, and the default takes the
+//! forkserver that `init` started: the target must then travel, as with Python's `spawn`
+//! and `forkserver`: [`Process::function`] (a function and its serde arguments, which may
+//! hold an [`Arena`] or a [`Connection`] end) or a closure that captures nothing.
 //! [`process`] says what each start method accepts, and how a child runs and exits.
 //!
 //! # Errors
