@@ -211,7 +211,11 @@ impl<G> fmt::Debug for OwnerDied<G> {
 
 impl<G> fmt::Display for OwnerDied<G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("lock acquired, but its previous holder died while holding it")
+        f.write_str(
+            "lock acquired, but its previous holder died while holding it: what the lock \
+             guards may be half-updated; check or repair it, then carry on with the guard \
+             (into_guard())",
+        )
     }
 }
 
@@ -238,7 +242,10 @@ impl<G> fmt::Debug for TryAcquireError<G> {
 impl<G> fmt::Display for TryAcquireError<G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TryAcquireError::WouldBlock => f.write_str("the lock is held by someone else"),
+            TryAcquireError::WouldBlock => f.write_str(
+                "the lock is held by another holder (or still was at the timeout): try again, \
+                 or wait for it with acquire()",
+            ),
             TryAcquireError::OwnerDied(d) => fmt::Display::fmt(d, f),
         }
     }
@@ -262,7 +269,10 @@ pub struct NotLocked;
 
 impl fmt::Display for NotLocked {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("release of an unlocked lock")
+        f.write_str(
+            "release() of a lock that is not held: release once per acquire (a guard \
+             releases by itself when dropped; do not also call release())",
+        )
     }
 }
 

@@ -268,7 +268,7 @@ fn read_status(status: &OwnedFd, pid: u32) -> Result<Option<i32>, ProcessError> 
             }
             Ok(n) => {
                 return Err(ProcessError::ForkServer(format!(
-                    "{n} bytes where an exit code of 4 was expected"
+                    "a status of {n} bytes where a 4-byte exit code was expected"
                 )))
             }
             Err(Errno::AGAIN) => return Ok(None),

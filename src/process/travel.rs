@@ -87,7 +87,8 @@ pub trait Travel: Sized {
 }
 
 /// What a handle travels as: plain data, valid in any process that receives the
-/// [`Outbox`] it was described into.
+/// [`Outbox`] it was described into. `Serialize` and `Deserialize` with the `serde`
+/// feature (on by default).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Descriptor {
@@ -191,30 +192,48 @@ pub enum TravelError {
 impl fmt::Display for TravelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TravelError::Closed => f.write_str("a closed handle cannot travel"),
+            TravelError::Closed => {
+                f.write_str("a closed handle cannot travel: send it before closing it")
+            }
             TravelError::NoTransfer(what) => write!(
                 f,
                 "{what} can only be serialized as an argument of Process::function or by \
                  Connection::send_handle (its file descriptors travel beside the bytes)"
             ),
-            TravelError::WrongType { expected, found } => {
-                write!(f, "expected a {expected}, but a {found} arrived")
-            }
-            TravelError::Missing(what) => write!(f, "the handle's {what} did not arrive"),
-            TravelError::Arena(e) => write!(f, "the handle's arena: {e}"),
+            TravelError::WrongType { expected, found } => write!(
+                f,
+                "expected a {expected}, but a {found} arrived: receive it as the type that \
+                 was sent"
+            ),
+            TravelError::Missing(what) => write!(
+                f,
+                "the handle's {what} did not arrive with it (the sender and the receiver \
+                 disagree on what was sent, or its descriptors were taken already)"
+            ),
+            TravelError::Arena(e) => write!(f, "the handle's arena could not be used: {e}"),
             TravelError::TooMany(n) => write!(
                 f,
-                "{n} file descriptors are more than one transfer carries ({})",
+                "{n} file descriptors are more than one transfer carries ({}): send the \
+                 handles in several messages or processes",
                 super::wire::MAX_FDS
             ),
             TravelError::NoSocket => f.write_str(
                 "this connection has no socket for handles: only connections made by \
                  Listener / Client have one (hand handles to a child as its arguments instead)",
             ),
-            TravelError::Eof => f.write_str("the peer closed the connection"),
-            TravelError::Timeout => f.write_str("no handle arrived before the timeout"),
-            TravelError::Garbage(what) => write!(f, "not a handle: {what}"),
-            TravelError::Os(op, e) => write!(f, "{op} failed: {e}"),
+            TravelError::Eof => {
+                f.write_str("the peer closed the connection (or exited) before a handle arrived")
+            }
+            TravelError::Timeout => f.write_str(
+                "no handle arrived before the timeout: is the peer sending one with \
+                 send_handle?",
+            ),
+            TravelError::Garbage(what) => write!(
+                f,
+                "what arrived is not a handle ({what}): recv_handle must pair with the \
+                 peer's send_handle"
+            ),
+            TravelError::Os(op, e) => write!(f, "{op} failed: {e}{}", crate::error::os_hint(e)),
         }
     }
 }
@@ -697,6 +716,7 @@ mod glue {
 
     /// Serializes a travelling handle: its [`Descriptor`], its descriptors into the
     /// outbox of the transfer in progress. The one-line `Serialize` of every handle.
+    /// Needs the `serde` feature (on by default).
     ///
     /// # Errors
     /// Outside a transfer, or when the handle cannot travel (closed, ...).
@@ -719,6 +739,7 @@ mod glue {
 
     /// Deserializes a travelling handle from the inbox of the transfer in progress,
     /// after the type check. The one-line `Deserialize` of every handle.
+    /// Needs the `serde` feature (on by default).
     ///
     /// # Errors
     /// Outside a transfer, or when the handle does not check or cannot be rebuilt.
@@ -736,26 +757,38 @@ mod glue {
         inbox.open(&desc).map_err(|e| D::Error::custom(note(e)))
     }
 
+    /// An arena travels in the arguments of [`Process::function`](crate::Process::function)
+    /// (its `memfd` goes along); outside such a transfer, serializing it is an error.
+    /// Needs the `serde` feature (on by default).
     impl serde::Serialize for crate::Arena {
         fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             serialize_handle(self, s)
         }
     }
 
+    /// The arena of a [`Process::function`](crate::Process::function) transfer, attached.
+    /// Needs the `serde` feature (on by default).
     impl<'de> serde::Deserialize<'de> for crate::Arena {
         fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
             deserialize_handle(d)
         }
     }
 
+    /// A pipe end travels in the arguments of
+    /// [`Process::function`](crate::Process::function) (its descriptors go along); outside
+    /// such a transfer, serializing it is an error. Needs the `serde` feature (on by default).
     #[cfg(not(shmproc_loom))]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     impl serde::Serialize for crate::Connection {
         fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             serialize_handle(self, s)
         }
     }
 
+    /// The pipe end of a [`Process::function`](crate::Process::function) transfer, rebuilt.
+    /// Needs the `serde` feature (on by default).
     #[cfg(not(shmproc_loom))]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     impl<'de> serde::Deserialize<'de> for crate::Connection {
         fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
             deserialize_handle(d)

@@ -351,18 +351,35 @@ impl fmt::Display for HeapError {
             ),
             HeapError::TooLarge { requested } => write!(
                 f,
-                "{requested} bytes is more than any heap can hold (at most {MAX_REQUEST})"
+                "{requested} bytes is more than any heap can hold (at most {MAX_REQUEST}): \
+                 split the data, or give it a mapping of its own"
             ),
             HeapError::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
             HeapError::DoubleFree { offset } => {
-                write!(f, "double free: the block at {offset:#x} is already free")
+                write!(
+                    f,
+                    "double free: the block at {offset:#x} is already free: free each block once"
+                )
             }
             HeapError::NotAllocated { offset } => {
-                write!(f, "{offset:#x} is not an allocated block of this heap")
+                write!(
+                    f,
+                    "{offset:#x} is not an allocated block of this heap: free only what alloc \
+                     returned, once"
+                )
             }
-            HeapError::Uninitialised => f.write_str("the heap is not initialised"),
-            HeapError::Corrupt(c) => write!(f, "heap corrupt: {c}"),
-            HeapError::TimedOut => f.write_str("the deadline passed first"),
+            HeapError::Uninitialised => {
+                f.write_str("the heap is not initialised: call RawHeap::init first")
+            }
+            HeapError::Corrupt(c) => write!(
+                f,
+                "the heap is corrupt: {c}; a process wrote into it outside shmproc: \
+                 RawHeap::recover rebuilds the free lists if the chain of blocks is intact"
+            ),
+            HeapError::TimedOut => f.write_str(
+                "the deadline passed before the heap's lock was taken or the walk was done: \
+                 retry (an interrupted repair is resumed by the next caller)",
+            ),
         }
     }
 }
