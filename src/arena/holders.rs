@@ -121,63 +121,45 @@ impl Arena {
         Ok(Table { head, entries })
     }
 
-    /// A new, zeroed table of `cap` entries of `E`, named by `Meta::pending` until
+    /// A new, zeroed table of `cap` entries of `E`, in flight (`Meta::tables`) until
     /// [`set_table`](Self::set_table) publishes it.
     pub(super) fn new_table<E>(&self, g: &MetaGuard<'_>, cap: u64) -> Result<u64> {
         let bytes = 16 + cap * core::mem::size_of::<E>() as u64;
-        let pending = self.meta_word(&self.header().meta.pending);
-        let off = self.alloc_into_locked(g, bytes, 16, pending)?;
+        let dest = self.offset_of(self.header().meta.tables.adding_word())?;
+        let off = self.alloc_at(bytes, 16, true, Some(dest), Some(g))?;
         let t = self.table_head(off);
         // Relaxed: under the metadata lock.
         t.cap.store(cap, Ordering::Relaxed);
-        let heap_bytes = self.block_len(off).unwrap_or(bytes) + crate::raw::heap::HEADER;
-        self.header()
-            .meta
-            .overhead
-            .fetch_add(heap_bytes, Ordering::Relaxed);
         Ok(off)
     }
 
     /// Makes `dest` (the metadata's or a process slot's table word) name `new` (0, or
-    /// the table [`new_table`](Self::new_table) just made) and frees the table it named.
-    /// Each step is named in the metadata first (`pending`, `retiring`), so a process
-    /// killed anywhere in between leaves no table that the repair cannot find.
-    pub(super) fn set_table(&self, g: &MetaGuard<'_>, dest: &AtomicU64, new: u64) {
+    /// the table [`new_table`](Self::new_table) just made) and frees the table it named
+    /// (see `owned`: a process killed anywhere in between leaves no table the repair
+    /// cannot find).
+    pub(super) fn set_table(&self, _g: &MetaGuard<'_>, dest: &AtomicU64, new: u64) {
         let meta = &self.header().meta;
+        let size = |off: u64| match off {
+            0 => 0,
+            off => self.block_len(off).unwrap_or(0) + crate::raw::heap::HEADER,
+        };
         // Relaxed (all): under the metadata lock.
-        let old = dest.load(Ordering::Relaxed);
-        if old != 0 {
-            meta.retiring.store(old, Ordering::Relaxed);
-        }
-        dest.store(new, Ordering::Relaxed);
-        meta.pending.store(0, Ordering::Relaxed);
-        if old != 0 {
-            self.free_named(g, &meta.retiring, true);
-        }
-    }
-
-    /// Frees the block the metadata word `w` names (a table when `table`, counted out of
-    /// `overhead`), clearing `w` in the same heap operation. A block that is not
-    /// allocated (a scribble) is forgotten.
-    fn free_named(&self, _g: &MetaGuard<'_>, w: &AtomicU64, table: bool) {
-        // Relaxed: under the metadata lock.
-        let off = w.load(Ordering::Relaxed);
-        let heap_bytes = self.block_len(off).unwrap_or(0) + crate::raw::heap::HEADER;
-        let freed = self.header().heap.free_from(
-            &self.region(),
-            self.meta_word(w),
-            &Procfs,
-            self.deadline(),
+        let (added, dropped) = (size(new), size(dest.load(Ordering::Relaxed)));
+        let replaced = if new == 0 {
+            // Dropped, not replaced: name it, unlink it, free it.
+            let old = dest.load(Ordering::Relaxed);
+            meta.tables.drop_begin(old);
+            dest.store(0, Ordering::Relaxed);
+            meta.tables.drop_end(self)
+        } else {
+            meta.tables.replace(self, dest, new)
+        };
+        let o = &meta.overhead;
+        let dropped = if replaced.is_ok() { dropped } else { 0 };
+        o.store(
+            (o.load(Ordering::Relaxed) + added).saturating_sub(dropped),
+            Ordering::Relaxed,
         );
-        if !matches!(freed, Ok(Some(_))) {
-            w.store(0, Ordering::Relaxed);
-        } else if table {
-            let o = &self.header().meta.overhead;
-            o.store(
-                o.load(Ordering::Relaxed).saturating_sub(heap_bytes),
-                Ordering::Relaxed,
-            );
-        }
     }
 
     fn table_head(&self, off: u64) -> &TableHead {
@@ -185,45 +167,13 @@ impl Arena {
         unsafe { &*self.ptr(off).cast::<TableHead>() }
     }
 
-    /// The offset of a word of the metadata in the mapping (for the heap's
-    /// `alloc_into` / `free_from`).
-    fn meta_word(&self, w: &AtomicU64) -> u64 {
-        (w as *const AtomicU64 as usize - self.ptr(0) as usize) as u64
-    }
-
-    /// A zeroed block of `size` bytes whose offset the heap stores into the word at
-    /// `dest` (see `RawHeap::alloc_into`), while the metadata lock is held (growth does
-    /// not take it again).
-    pub(crate) fn alloc_into_locked(
-        &self,
-        _g: &MetaGuard<'_>,
-        size: u64,
-        align: u64,
-        dest: u64,
-    ) -> Result<u64> {
-        for _ in 0..8 {
-            let region = self.region();
-            match self.header().heap.alloc_into(
-                &region,
-                size,
-                align,
-                true,
-                dest,
-                &Procfs,
-                self.deadline(),
-            ) {
-                Ok(off) => return Ok(off),
-                Err(crate::raw::heap::HeapError::OutOfSpace { .. }) => {
-                    let seen = self.header().size.load(Ordering::Acquire);
-                    self.grow_locked(seen, size.saturating_add(align))?;
-                }
-                Err(e) => return Err(super::heap_error(e)),
-            }
+    /// Frees the block the metadata word `w` names, clearing `w` in the same heap
+    /// operation; a block that is not allocated (a scribble) is forgotten.
+    fn free_named(&self, w: &AtomicU64) {
+        if crate::raw::owned::Blocks::free_from(self, w).is_err() {
+            // Relaxed: under the metadata lock.
+            w.store(0, Ordering::Relaxed);
         }
-        Err(Error::OutOfSpace {
-            requested: size,
-            available: self.available() as u64,
-        })
     }
 
     /// The object header at `obj`, checked to lie in the mapping.
@@ -335,11 +285,12 @@ pub(crate) fn create(
     let slot = my_slot(arena, &g)?;
     let meta = &arena.header().meta;
     // Named by `creating` from the start (the heap writes it).
-    let obj = arena.alloc_into_locked(
-        &g,
+    let obj = arena.alloc_at(
         OBJ_HEADER + size,
         CACHE_LINE,
-        arena.meta_word(&meta.creating),
+        true,
+        Some(arena.offset_of(&meta.creating)?),
+        Some(&g),
     )?;
     init(arena.ptr(obj + OBJ_HEADER), size as usize);
     let gen = meta.next_gen.fetch_add(1, Ordering::Relaxed);
@@ -441,21 +392,6 @@ fn drop_ref(arena: &Arena, g: &MetaGuard<'_>, obj: u64) -> Result<()> {
     Ok(())
 }
 
-/// What the object layer runs on an object's state before its block is freed (objects
-/// that own other blocks free them): installed once, by the object layer. It must be
-/// idempotent: a repair runs it again on an object whose freer died inside it (freeing
-/// each owned block with the heap's `free_from`, which clears the word naming it, makes
-/// it so).
-pub(crate) type Finalizer = fn(arena: &Arena, kind: u32, state: *mut u8, size: u64);
-
-static FINALIZER: std::sync::OnceLock<Finalizer> = std::sync::OnceLock::new();
-
-/// Installs the finalizer (the object layer does, before it makes or opens an object).
-#[allow(dead_code)] // WIP: objects' own blocks (next commit)
-pub(crate) fn set_finalizer(f: Finalizer) {
-    let _ = FINALIZER.set(f);
-}
-
 fn free_object(arena: &Arena, g: &MetaGuard<'_>, obj: u64) -> Result<()> {
     header_copy(arena, obj)?;
     let meta = &arena.header().meta;
@@ -472,7 +408,7 @@ fn free_object(arena: &Arena, g: &MetaGuard<'_>, obj: u64) -> Result<()> {
 /// Runs the finalizer on the object `Meta::dying` names and frees its block (clearing
 /// the word in the same heap operation). A header that no longer holds together (a
 /// scribble) is freed without the finalizer.
-fn finish_dying(arena: &Arena, g: &MetaGuard<'_>) {
+fn finish_dying(arena: &Arena, _g: &MetaGuard<'_>) {
     let meta = &arena.header().meta;
     // Relaxed: under the metadata lock.
     let obj = meta.dying.load(Ordering::Relaxed);
@@ -489,12 +425,10 @@ fn finish_dying(arena: &Arena, g: &MetaGuard<'_>) {
             )
         };
         if size.checked_add(OBJ_HEADER).is_some_and(|n| n <= usable) {
-            if let Some(f) = FINALIZER.get() {
-                f(arena, kind, arena.ptr(obj + OBJ_HEADER), size);
-            }
+            super::owned::finalize(arena, kind, arena.ptr(obj + OBJ_HEADER), size);
         }
     }
-    arena.free_named(g, &meta.dying, false);
+    arena.free_named(&meta.dying);
 }
 
 // -----------------------------------------------------------------------------------------
@@ -833,14 +767,7 @@ fn repair(g: &MetaGuard<'_>) -> Result<()> {
     }
     tables.retain(|&t| t != 0);
     // A table made and not published, or dropped and not yet freed.
-    for w in [&meta.pending, &meta.retiring] {
-        let off = w.load(Ordering::Relaxed);
-        if off != 0 && tables.contains(&off) {
-            w.store(0, Ordering::Relaxed);
-        } else if off != 0 {
-            arena.free_named(g, w, false);
-        }
-    }
+    meta.tables.settle(arena, |off| tables.contains(&off));
     // The tables' bytes, recounted.
     let overhead: u64 = tables
         .iter()
@@ -862,7 +789,7 @@ fn repair(g: &MetaGuard<'_>) -> Result<()> {
         if live {
             meta.creating.store(0, Ordering::Relaxed);
         } else {
-            arena.free_named(g, &meta.creating, false);
+            arena.free_named(&meta.creating);
         }
     }
     // Every live object, from the heap.

@@ -19,6 +19,7 @@
 
 use crate::raw::heap::RawHeap;
 use crate::raw::lock::RawLock;
+use crate::raw::owned::InFlight;
 use crate::sync::{AtomicU32, AtomicU64};
 
 /// "SHMPROC" + format byte, little-endian.
@@ -114,10 +115,8 @@ pub struct Meta {
     /// The object block being freed (its finalizer runs, then the heap's `free_from`
     /// frees it and clears this word), 0 when none: a repair finishes the job.
     pub dying: AtomicU64,
-    /// A table just made and not yet published (`alloc_into` writes it), 0 when none.
-    pub pending: AtomicU64,
-    /// A table being replaced or dropped (`free_from` clears it), 0 when none.
-    pub retiring: AtomicU64,
+    /// The table being made or dropped (see `owned`).
+    pub tables: InFlight,
     /// Objects alive (statistics).
     pub objects: AtomicU64,
     /// Processes found dead and swept (statistics).

@@ -54,6 +54,7 @@
 mod directory;
 mod holders;
 mod layout;
+mod owned;
 
 pub(crate) use holders::{child_started, sweep_everywhere, Holding};
 pub(crate) use layout::Header;
@@ -749,7 +750,6 @@ impl Arena {
     /// Grows the file so that the heap can satisfy a request of `need` bytes: to twice its
     /// size or `size + need` (and a page), at most the limit. Serialised by the metadata
     /// lock; a grower that finds the arena grown by another since it looked returns at once.
-    #[allow(dead_code)] // WIP: objects' own blocks (next commit)
     fn grow(&self, seen_size: u64, need: u64) -> Result<()> {
         let _meta = holders::MetaGuard::lock(self)?;
         self.grow_locked(seen_size, need)
@@ -800,41 +800,11 @@ impl Arena {
     }
 
     /// Allocates `size` bytes aligned to `align` from the heap (zeroed if `zeroed`),
-    /// growing the arena when the heap is full. Returns the block's offset.
-    #[allow(dead_code)] // WIP: objects' own blocks (next commit)
+    /// growing the arena when the heap is full. Returns the block's offset. (A block an
+    /// object keeps goes through [`alloc_into`](Self::alloc_into) instead.)
+    #[allow(dead_code)] // raw blocks: the fuzz and test hooks
     pub(crate) fn alloc(&self, size: u64, align: u64, zeroed: bool) -> Result<u64> {
-        for _ in 0..8 {
-            let region = self.region();
-            let heap = &self.header().heap;
-            let r = if zeroed {
-                heap.alloc_zeroed(&region, size, align, &Procfs, self.deadline())
-            } else {
-                heap.alloc(&region, size, align, &Procfs, self.deadline())
-            };
-            match r {
-                Ok(off) => return Ok(off),
-                Err(HeapError::OutOfSpace { .. }) => {
-                    let seen = self.header().size.load(Ordering::Acquire);
-                    if let Err(e) = self.grow(seen, size.saturating_add(align)) {
-                        // Full to the limit: processes that died may hold memory.
-                        if self.sweep()? == 0 {
-                            return Err(e);
-                        }
-                    }
-                }
-                Err(HeapError::TooLarge { requested }) => {
-                    return Err(Error::OutOfSpace {
-                        requested,
-                        available: self.available() as u64,
-                    })
-                }
-                Err(e) => return Err(heap_error(e)),
-            }
-        }
-        Err(Error::OutOfSpace {
-            requested: size,
-            available: self.available() as u64,
-        })
+        self.alloc_at(size, align, zeroed, None, None)
     }
 
     /// Gives the block at `offset` back to the heap.

@@ -18,6 +18,7 @@
 //! | [`spsc`]      | the SPSC byte ring with its frame and wake protocol              | `Pipe` / `Connection` |
 //! | [`dict`]      | the open-addressing table with its seqlock                       | `SharedDict`, `TypedDict`, `SerdeDict` |
 //! | [`heap`]      | the TLSF heap of variable-size blocks, by offset, crash-safe     | the arena |
+//! | [`owned`]     | blocks an object owns, named by shared words ([`Blocks`](owned::Blocks), [`InFlight`](owned::InFlight)) | the arena's tables, objects that grow |
 //!
 //! The loom models of each live in `loom-tests/tests/<module>.rs`.
 
@@ -85,6 +86,7 @@ pub mod event;
 pub mod heap;
 pub mod lock;
 pub mod mpmc;
+pub mod owned;
 pub mod rlock;
 pub mod semaphore;
 pub mod spsc;
