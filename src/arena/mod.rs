@@ -110,11 +110,15 @@ pub enum ObjectKind {
     Raw = 14,
     /// [`BoundedSemaphore`](crate::BoundedSemaphore).
     BoundedSemaphore = 15,
+    /// `SharedList` (any element flavour).
+    SharedList = 16,
+    /// A queue of serde messages of any size (`ObjQueue<T>`).
+    ObjQueue = 17,
 }
 
 impl ObjectKind {
     /// Every kind, in numeric order.
-    pub const ALL: [ObjectKind; 15] = [
+    pub const ALL: [ObjectKind; 17] = [
         ObjectKind::Lock,
         ObjectKind::RLock,
         ObjectKind::Semaphore,
@@ -130,6 +134,8 @@ impl ObjectKind {
         ObjectKind::SharedDict,
         ObjectKind::Raw,
         ObjectKind::BoundedSemaphore,
+        ObjectKind::SharedList,
+        ObjectKind::ObjQueue,
     ];
 
     /// The kind with this number, if any.
