@@ -23,7 +23,7 @@ fn run_all(mut ps: Vec<Process>) -> Result<(), Box<dyn std::error::Error>> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Keys are 3-byte strings, values i64: `{'num': 10}`.
-    let dic = TypedDict::<[u8; 3], i64>::new(4)?;
+    let dic = TypedDict::<[u8; 3], i64>::new()?;
 
     dic.insert(b"num", &10)?;
     let racers = (0..10)

@@ -69,7 +69,7 @@ fn json_file_version() -> Result<(), Box<dyn std::error::Error>> {
 
 fn shared_memory_version() -> Result<(), Box<dyn std::error::Error>> {
     println!("-- SharedDict (shared memory, atomic read-modify-write)");
-    let db = SharedDict::new(8, 16, 8)?;
+    let db = SharedDict::new()?;
     db.insert(b"count", &3u64.to_le_bytes())?;
     let sold = Value::new(0u32)?;
     let count = |v: &[u8]| u64::from_le_bytes(v.try_into().expect("8 bytes"));

@@ -37,8 +37,14 @@ fn one_of_each(arena: &Arena) -> Vec<Box<dyn Any>> {
         b(Box::new(Pipe::new_in(arena, true, 4096).unwrap())),
         b(Box::new(Value::new_in(arena, 7u64).unwrap())),
         b(Box::new(Array::<u32>::new_in(arena, 100).unwrap())),
-        b(Box::new(SharedDict::new_in(arena, 16, 16, 16).unwrap())),
-        b(Box::new(TypedDict::<u32, u64>::new_in(arena, 16).unwrap())),
+        b(Box::new({
+            // With entries: the dict owns blocks beyond its state (an index, entries).
+            let d = SharedDict::new_in(arena).unwrap();
+            d.insert(b"key", &[7; 100]).unwrap();
+            d.insert(b"other", b"v").unwrap();
+            d
+        })),
+        b(Box::new(TypedDict::<u32, u64>::new_in(arena).unwrap())),
         b(Box::new(RawBlock::new_in(arena, 300).unwrap())),
     ]
 }

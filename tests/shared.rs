@@ -1,16 +1,14 @@
-//! Multi-process tests of `Value`, `Array`, `SharedDict` and `SharedMemory`.
+//! Multi-process tests of `Value`, `Array` and `SharedMemory` (and the seeds' ticket scene
+//! with a `SharedDict`; the dict's own tests are in `tests/dict.rs`).
 //!
 //! Every test runs in its own forked process (see `common`); children are real `fork`s,
 //! and `attach_by_name_from_an_unrelated_process` re-executes this binary with
 //! `SHMPROC_SHARED_ROLE` set, so `main` runs a child role instead of the test list.
 
 use shmproc::arena::Arena;
-use shmproc::shared::{
-    cleanup_orphans, Array, DictError, SharedDict, SharedMemory, TypedDict, Value,
-};
+use shmproc::shared::{cleanup_orphans, Array, SharedDict, SharedMemory, Value};
 use shmproc::{Error, TryAcquireError};
 use shmproc_testkit::fork;
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 const ROLE: &str = "SHMPROC_SHARED_ROLE";
@@ -28,14 +26,6 @@ fn main() {
         tickets_with_locked_value_sell_exactly_3,
         child_doubles_array_in_place,
         array_bounds_and_slices,
-        dict_matches_hashmap_model,
-        dict_limits_are_clear_errors,
-        dict_readers_never_see_torn_values,
-        dict_countdown_update_with_is_exact,
-        dict_readers_run_while_writer_holds_lock_and_dead_writer_recovers,
-        dict_writer_killed_mid_write_recovers,
-        dict_survives_a_peer_scribbling_on_it,
-        typed_dict_across_processes,
         shared_memory_errors,
         attach_by_name_from_an_unrelated_process,
         orphaned_segment_is_cleaned_up,
@@ -161,7 +151,7 @@ fn value_lock_holder_killed_reports_owner_died() {
 // The ticket-selling scenario (seeds: 10 buyers, 3 tickets).
 
 fn tickets_with_shared_dict_sell_exactly_3() {
-    let db = SharedDict::new(8, 16, 16).unwrap();
+    let db = SharedDict::new().unwrap();
     db.insert(b"count", &3u64.to_le_bytes()).unwrap();
     let sold = Value::new(0u64).unwrap();
     let buyers: Vec<_> = (0..10)
@@ -272,343 +262,6 @@ fn array_bounds_and_slices() {
 }
 
 // ---------------------------------------------------------------------------------------
-// SharedDict
-
-/// A tiny deterministic generator (xorshift), so failures reproduce.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-fn dict_matches_hashmap_model() {
-    let arena = Arena::anonymous(4 << 20).unwrap();
-    let d = SharedDict::new_in(&arena, 64, 24, 40).unwrap();
-    let mut model: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-    let mut rng = Rng(0x1234_5678_9abc_def1);
-    for step in 0..40_000u64 {
-        let key = format!("k{}", rng.next() % 100).into_bytes();
-        match rng.next() % 10 {
-            0..=4 => {
-                let v: Vec<u8> = (0..rng.next() % 41).map(|i| (i ^ step) as u8).collect();
-                let r = d.insert(&key, &v);
-                if model.len() == 64 && !model.contains_key(&key) {
-                    assert_eq!(r, Err(DictError::Full { capacity: 64 }));
-                } else {
-                    assert_eq!(r, Ok(model.insert(key, v).is_some()), "step {step}");
-                }
-            }
-            5..=7 => assert_eq!(d.remove(&key), model.remove(&key), "step {step}"),
-            8 => assert_eq!(d.get(&key), model.get(&key).cloned(), "step {step}"),
-            _ => {
-                if step % 5_000 == 9 {
-                    d.clear();
-                    model.clear();
-                }
-                assert_eq!(d.contains(&key), model.contains_key(&key));
-            }
-        }
-        assert_eq!(d.len(), model.len());
-    }
-    let mut snap = d.snapshot();
-    snap.sort();
-    let mut want: Vec<_> = model.into_iter().collect();
-    want.sort();
-    assert_eq!(snap, want);
-}
-
-fn dict_limits_are_clear_errors() {
-    let d = SharedDict::new(2, 4, 4).unwrap();
-    assert_eq!(
-        d.insert(b"12345", b"v"),
-        Err(DictError::KeyTooLong { len: 5, max: 4 })
-    );
-    assert_eq!(
-        d.insert(b"k", b"12345"),
-        Err(DictError::ValueTooLong { len: 5, max: 4 })
-    );
-    d.insert(b"a", b"").unwrap();
-    d.insert(b"", b"e").unwrap();
-    assert_eq!(d.get(b""), Some(b"e".to_vec()));
-    assert_eq!(d.get(b"a"), Some(vec![]));
-    let e = d.insert(b"c", b"x").unwrap_err();
-    assert_eq!(e, DictError::Full { capacity: 2 });
-    assert!(e.to_string().contains("full"));
-    assert_eq!(d.get(b"far too long key"), None);
-    assert!(!d.contains(b"far too long key"));
-    assert!(d.update_with(b"a", |_| Some(b"toolong".to_vec())).is_err());
-    assert_eq!(
-        d.get(b"a"),
-        Some(vec![]),
-        "a failed update leaves the entry"
-    );
-    assert!(matches!(
-        SharedDict::new(0, 4, 4),
-        Err(Error::InvalidArgument(_))
-    ));
-    assert!(matches!(
-        SharedDict::new(4, 0, 4),
-        Err(Error::InvalidArgument(_))
-    ));
-    assert!(matches!(
-        SharedDict::new(4, 4, usize::MAX),
-        Err(Error::InvalidArgument(_))
-    ));
-    // Larger than an arena that may not grow past 1 MiB.
-    let arena = Arena::builder()
-        .size(1 << 20)
-        .limit(1 << 20)
-        .anonymous()
-        .unwrap();
-    assert!(matches!(
-        SharedDict::new_in(&arena, 1 << 20, 64, 64),
-        Err(Error::OutOfSpace { .. })
-    ));
-}
-
-/// Writers store values whose 8-byte words all equal one number; readers in other
-/// processes check that every value they get is uniform (never a mix of two writes) and
-/// that every snapshot is too.
-fn dict_readers_never_see_torn_values() {
-    const KEYS: u64 = 8;
-    const WORDS: usize = 16;
-    let d = SharedDict::new(16, 8, WORDS * 8).unwrap();
-    let value = |n: u64| -> Vec<u8> { (0..WORDS).flat_map(|_| n.to_le_bytes()).collect() };
-    for k in 0..KEYS {
-        d.insert(&k.to_le_bytes(), &value(0)).unwrap();
-    }
-    let done = Value::new(0u32).unwrap();
-    let reads = Value::new(0u64).unwrap();
-    let writers: Vec<_> = (0..2u64)
-        .map(|w| {
-            let d = d.clone();
-            fork(move || {
-                for i in 1..=200_000u64 {
-                    let k = (i + w) % KEYS;
-                    d.insert(&k.to_le_bytes(), &value(i * 2 + w)).unwrap();
-                }
-            })
-        })
-        .collect();
-    let readers: Vec<_> = (0..2)
-        .map(|_| {
-            let (d, done, reads) = (d.clone(), done.clone(), reads.clone());
-            fork(move || {
-                let mut buf = Vec::new();
-                let mut n = 0u64;
-                while done.load() == 0 || n < 1000 {
-                    let k = n % KEYS;
-                    assert!(d.get_into(&k.to_le_bytes(), &mut buf));
-                    assert_eq!(buf.len(), WORDS * 8);
-                    let first = &buf[..8];
-                    assert!(buf.chunks(8).all(|c| c == first), "torn value {buf:?}");
-                    if n % 256 == 0 {
-                        let snap = d.snapshot();
-                        assert_eq!(snap.len(), KEYS as usize);
-                        for (_, v) in snap {
-                            assert!(v.chunks(8).all(|c| c == &v[..8]));
-                        }
-                    }
-                    n += 1;
-                }
-                reads.fetch_add(n);
-            })
-        })
-        .collect();
-    writers.into_iter().for_each(|c| c.join());
-    done.store(1);
-    readers.into_iter().for_each(|c| c.join());
-    assert_eq!(d.len(), KEYS as usize);
-    assert!(reads.load() >= 2000);
-}
-
-/// The seed's Manager-dict countdown: 10 processes do `num -= 1` with a read, a sleep
-/// and a write; `update_with` makes it exact without a separate lock.
-fn dict_countdown_update_with_is_exact() {
-    let d = TypedDict::<[u8; 3], i64>::new(4).unwrap();
-    d.insert(b"num", &100).unwrap();
-    let kids: Vec<_> = (0..10)
-        .map(|_| {
-            let d = d.clone();
-            fork(move || {
-                for _ in 0..10 {
-                    d.update_with(b"num", |v| {
-                        std::thread::sleep(Duration::from_micros(200));
-                        v.map(|n| n - 1)
-                    })
-                    .unwrap();
-                }
-            })
-        })
-        .collect();
-    kids.into_iter().for_each(|c| c.join());
-    assert_eq!(d.get(b"num"), Some(0));
-}
-
-fn dict_readers_run_while_writer_holds_lock_and_dead_writer_recovers() {
-    let d = SharedDict::new(8, 8, 8).unwrap();
-    d.insert(b"a", b"1").unwrap();
-    let inside = Value::new(0u32).unwrap();
-    let (d2, in2) = (d.clone(), inside.clone());
-    let writer = fork(move || {
-        let _ = d2.update_with(b"a", |_| {
-            in2.store(1);
-            loop {
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        });
-    });
-    while inside.load() == 0 {
-        std::thread::yield_now();
-    }
-    // The writer holds the lock inside its closure; readers in other processes go on.
-    let d3 = d.clone();
-    fork(move || {
-        for _ in 0..10_000 {
-            assert_eq!(d3.get(b"a"), Some(b"1".to_vec()));
-        }
-        assert_eq!(d3.snapshot().len(), 1);
-    })
-    .join();
-    writer.signal(libc::SIGKILL);
-    assert_eq!(writer.wait(), -libc::SIGKILL);
-    // The next writer takes the lock over from the dead one and carries on.
-    assert_eq!(d.insert(b"a", b"2"), Ok(true));
-    assert_eq!(d.insert(b"b", b"3"), Ok(false));
-    assert_eq!(d.get(b"a"), Some(b"2".to_vec()));
-    assert_eq!(d.len(), 2);
-}
-
-/// Writers are SIGKILLed at arbitrary points of a burst of inserts and removes (some die
-/// holding the lock, some in the middle of a write, with the sequence odd); after each,
-/// readers and writers carry on, and the dict's count matches its contents.
-fn dict_writer_killed_mid_write_recovers() {
-    let d = SharedDict::new(64, 8, 64).unwrap();
-    let started = Value::new(0u64).unwrap();
-    for round in 0..20u64 {
-        let (d2, s2) = (d.clone(), started.clone());
-        let writer = fork(move || {
-            let mut i = 0u64;
-            loop {
-                let k = (i % 48).to_le_bytes();
-                if i % 3 == 2 {
-                    d2.remove(&k);
-                } else {
-                    d2.insert(&k, &[i as u8; 64]).unwrap();
-                }
-                if i == 100 {
-                    s2.fetch_add(1);
-                }
-                i += 1;
-            }
-        });
-        while started.load() <= round {
-            std::thread::yield_now();
-        }
-        std::thread::sleep(Duration::from_micros(200 * (round % 5)));
-        writer.signal(libc::SIGKILL);
-        assert_eq!(writer.wait(), -libc::SIGKILL);
-        // A reader in another process gets through (by the lock and a repair if needed).
-        let d3 = d.clone();
-        fork(move || {
-            let snap = d3.snapshot();
-            for (_, v) in &snap {
-                assert_eq!(v.len(), 64);
-            }
-            let _ = d3.get(&1u64.to_le_bytes());
-        })
-        .join();
-        d.insert(&999u64.to_le_bytes(), b"alive").unwrap();
-        assert_eq!(d.len(), d.snapshot().len(), "round {round}");
-        assert_eq!(d.remove(&999u64.to_le_bytes()), Some(b"alive".to_vec()));
-    }
-}
-
-/// A buggy or hostile peer overwrites the whole table with garbage: calls may return
-/// nonsense, but never read or write out of bounds, never panic, never hang; `clear`
-/// restores a working dict. A damaged geometry makes `open` fail cleanly.
-fn dict_survives_a_peer_scribbling_on_it() {
-    let name = format!("shmproc-test-scribble-{}", std::process::id());
-    let arena = Arena::create(&name, 1 << 20).unwrap();
-    let d = SharedDict::create(&arena, "d", 8, 16, 24).unwrap();
-    d.insert(b"k", b"v").unwrap();
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(format!("/dev/shm/{name}"))
-        .unwrap();
-    let _ = arena.unlink();
-    // Find the dict's state block by its geometry (at offset 32 of the block): the words
-    // 8, 16, 16, 24 (capacity, key bytes, key bytes rounded, value bytes).
-    let mut image = Vec::new();
-    std::io::Read::read_to_end(&mut &file, &mut image).unwrap();
-    let pattern: Vec<u8> = [8u32, 16, 16, 24]
-        .iter()
-        .flat_map(|w| w.to_le_bytes())
-        .collect();
-    let at = (0..image.len() - 16)
-        .step_by(16)
-        .find(|&i| image[i..i + 16] == pattern[..])
-        .expect("the dict's geometry is in the arena");
-    let block = at as u64 - 32;
-    let table_len = d.geometry().block_bytes() - 64;
-    let mut rng = Rng(0xdead_beef_cafe_f00d);
-    for _ in 0..50 {
-        let garbage: Vec<u8> = (0..table_len).map(|_| rng.next() as u8).collect();
-        std::os::unix::fs::FileExt::write_all_at(&file, &garbage, block + 64).unwrap();
-        for k in 0..20u8 {
-            let _ = d.get(&[k]);
-            let _ = d.contains(&[k; 16]);
-            let _ = d.insert(&[k], b"x");
-            let _ = d.remove(&[k, k]);
-        }
-        for (k, v) in d.snapshot() {
-            assert!(k.len() <= 16 && v.len() <= 24);
-        }
-        assert!(d.len() <= 8);
-    }
-    d.clear();
-    d.insert(b"k", b"again").unwrap();
-    assert_eq!(d.get(b"k"), Some(b"again".to_vec()));
-    assert_eq!(d.snapshot().len(), 1);
-    // Geometry: slots no longer a power of two.
-    std::os::unix::fs::FileExt::write_all_at(&file, &7u32.to_le_bytes(), block + 36).unwrap();
-    assert!(matches!(
-        SharedDict::open(&arena, "d"),
-        Err(Error::Corrupt(_))
-    ));
-}
-
-fn typed_dict_across_processes() {
-    let arena = Arena::anonymous(1 << 20).unwrap();
-    let d = TypedDict::<u32, [u64; 2]>::create(&arena, "scores", 100).unwrap();
-    let kids: Vec<_> = (0..4u32)
-        .map(|w| {
-            let arena = arena.clone();
-            fork(move || {
-                let d = TypedDict::<u32, [u64; 2]>::open(&arena, "scores").unwrap();
-                for k in 0..25 {
-                    d.insert(&(w * 25 + k), &[u64::from(w), u64::from(k)])
-                        .unwrap();
-                }
-                assert!(TypedDict::<u64, [u64; 2]>::open(&arena, "scores").is_err());
-                assert!(SharedDict::open(&arena, "scores").is_err());
-            })
-        })
-        .collect();
-    kids.into_iter().for_each(|c| c.join());
-    assert_eq!(d.len(), 100);
-    assert_eq!(d.get(&57), Some([2, 7]));
-    assert_eq!(d.remove(&57), Some([2, 7]));
-    assert!(!d.contains(&57));
-    assert_eq!(d.snapshot().len(), 99);
-}
-
-// ---------------------------------------------------------------------------------------
 // SharedMemory
 
 fn shared_memory_errors() {
@@ -702,7 +355,7 @@ fn attach_by_name_from_an_unrelated_process() {
     seg.write(0, &data).unwrap();
     let arena_name = format!("{}-arena", seg.name());
     let arena = Arena::create(&arena_name, 1 << 20).unwrap();
-    let d = SharedDict::create(&arena, "replies", 4, 16, 32).unwrap();
+    let d = SharedDict::create(&arena, "replies").unwrap();
     d.insert(b"hello", b"hello").unwrap();
 
     let status = std::process::Command::new(std::env::current_exe().unwrap())

@@ -59,7 +59,7 @@ pub fn run() -> super::Res {
     println!("Array<u32> after a child doubled it: {:?}", xs.to_vec());
 
     // SharedDict: ten buyers, three tickets, one atomic read-modify-write each.
-    let db = SharedDict::new(8, 16, 8)?;
+    let db = SharedDict::new()?;
     db.insert(b"tickets", &3u64.to_le_bytes())?;
     let buyers = (0..10)
         .map(|i| {

@@ -49,6 +49,15 @@ pub(super) fn finalize(arena: &Arena, kind: u32, state: *mut u8, size: u64) {
     let _ = (arena, state, size);
     match ObjectKind::from_u32(kind) {
         // Kinds that own blocks are listed here as they gain them.
+        Some(ObjectKind::SharedDict)
+            if size >= core::mem::size_of::<crate::raw::dict::RawDict>() as u64 =>
+        {
+            // SAFETY: `state` is the state block of a live object of this kind, `size`
+            // bytes (checked to hold a `RawDict`), CACHE_LINE-aligned, mapped while
+            // `arena` lives; `RawDict` is a `SharedState` (valid for any bytes).
+            let raw = unsafe { &*state.cast::<crate::raw::dict::RawDict>() };
+            crate::raw::dict::finalize(raw, arena);
+        }
         Some(_) | None => {}
     }
 }

@@ -16,7 +16,7 @@
 //! | [`barrier`]   | the barrier word                                                 | `Barrier` |
 //! | [`mpmc`]      | the bounded MPMC ring of slots (Vyukov stamps)                   | the queue family |
 //! | [`spsc`]      | the SPSC byte ring with its frame and wake protocol              | `Pipe` / `Connection` |
-//! | [`dict`]      | the open-addressing table with its seqlock                       | `SharedDict`, `TypedDict`, `SerdeDict` |
+//! | [`dict`]      | the growing hash table (entries in owned blocks) with its seqlock | `SharedDict`, `TypedDict`, `SerdeDict` |
 //! | [`heap`]      | the TLSF heap of variable-size blocks, by offset, crash-safe     | the arena |
 //! | [`owned`]     | blocks an object owns, named by shared words ([`Blocks`](owned::Blocks), [`InFlight`](owned::InFlight)) | the arena's tables, objects that grow |
 //!

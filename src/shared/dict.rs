@@ -1,61 +1,48 @@
 //! [`SharedDict`], [`TypedDict`] and `SerdeDict`: what Python's `Manager().dict()` is
 //! used for, with no server process.
 //!
-//! A fixed-capacity hash table in one arena block: byte-string keys and values of bounded
-//! size ([`SharedDict`]), plain-data keys and values ([`TypedDict`]), or any serde types
-//! (`SerdeDict`, feature `serde`). Readers never block each other or writers (a seqlock);
-//! writers take the table's robust lock, and a writer that dies mid-update is repaired by
-//! the next one.
+//! A hash map in shared memory that grows from empty to millions of entries, with keys
+//! and values of any size: byte strings ([`SharedDict`]), plain-data keys and values
+//! ([`TypedDict`]), or any serde types (`SerdeDict`, feature `serde`). Readers never
+//! block each other or writers (a seqlock), and a growing dict does not stall them;
+//! writers take the dict's robust lock, and a writer killed at any point is repaired by
+//! the next one, with no value torn and no memory leaked.
 //!
-//! The table, the seqlock and the recovery: [`raw::dict`](crate::raw::dict).
+//! | Python (`d = Manager().dict()`) | here                                              |
+//! |---------------------------------|---------------------------------------------------|
+//! | `d[k] = v`                      | [`insert`](SharedDict::insert)                    |
+//! | `d[k]`, `d.get(k)`              | [`get`](SharedDict::get) (`None` when absent)     |
+//! | `k in d`                        | [`contains_key`](SharedDict::contains_key)        |
+//! | `del d[k]`, `d.pop(k)`          | [`remove`](SharedDict::remove), [`pop`](SharedDict::pop) |
+//! | `d.popitem()`                   | [`popitem`](SharedDict::popitem) (some entry: no order is kept) |
+//! | `d.setdefault(k, v)`            | [`setdefault`](SharedDict::setdefault)            |
+//! | `d.update(other)`               | [`update`](SharedDict::update)                    |
+//! | `with lock: d[k] = f(d[k])`     | [`update_with`](SharedDict::update_with) (atomic, no separate lock) |
+//! | `len(d)`, `d.clear()`           | [`len`](SharedDict::len), [`clear`](SharedDict::clear) |
+//! | `d.keys()`, `d.values()`, `d.items()` | [`keys`](SharedDict::keys), [`values`](SharedDict::values), [`items`](SharedDict::items) (consistent snapshots) |
+//!
+//! Iteration order is not insertion order (Python's is, since 3.7): it is the order of the
+//! hash table, as with Rust's `HashMap`.
+//!
+//! The table, the seqlock, growth and the recovery: [`raw::dict`](crate::raw::dict).
 
 use crate::arena::{fingerprint_sized, Arena, ObjectKind};
 use crate::error::{Error, Result};
-use crate::object::{Fresh, Inspect, Obj, Object, Word};
+use crate::object::{Inspect, Obj, Object};
 pub use crate::raw::dict::DictError;
-use crate::raw::dict::{DictGeometry, DictTable, RawDict, TABLE_OFFSET};
+use crate::raw::dict::{DictTable, RawDict};
 use crate::sync::liveness::Procfs;
-use crate::sync::AtomicU64;
 use crate::SpinPolicy;
 use bytemuck::Pod;
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
-/// A table's geometry in the directory's word: its capacity (the rest is in the table,
-/// where `dict_decode` reads and checks it).
-impl Word for DictGeometry {
-    fn to_word(&self) -> u64 {
-        u64::from(self.capacity)
-    }
-    fn from_word(_: u64) -> Option<DictGeometry> {
-        None
-    }
-}
-
-/// What the three dict kinds share as objects: the table's geometry is the parameter,
-/// recorded in the state block itself (and its capacity in the directory).
-fn dict_size(g: &DictGeometry) -> Result<usize> {
-    g.validate()?;
-    Ok(g.block_bytes())
-}
-
-fn dict_decode(param: u64, raw: &RawDict) -> Result<DictGeometry> {
-    let g = raw.geometry();
-    g.validate()?;
-    if u64::from(g.capacity) != param {
-        return Err(Error::Corrupt(format!(
-            "capacity {param} in the directory, {} in the table",
-            g.capacity
-        )));
-    }
-    Ok(g)
-}
 
 macro_rules! dict_object {
     ($($gen:ident),* ; $ty:ty, $name:expr, $fp:expr, $bound:path) => {
         impl<$($gen: $bound),*> Object for $ty {
             type State = RawDict;
-            type Params = DictGeometry;
+            type Params = ();
             const KIND: ObjectKind = ObjectKind::SharedDict;
 
             fn type_name() -> Cow<'static, str> {
@@ -66,24 +53,12 @@ macro_rules! dict_object {
                 $fp
             }
 
-            fn size(g: &DictGeometry) -> Result<usize> {
-                dict_size(g)
-            }
-
-            fn decode(param: u64, raw: &RawDict) -> Result<DictGeometry> {
-                dict_decode(param, raw)
-            }
-
-            fn init(g: &DictGeometry, mut fresh: Fresh<'_, RawDict>) {
-                // A zeroed table is all empty slots.
-                fresh.write(RawDict::new(*g));
-            }
-
-            fn inspect(raw: &RawDict, g: &DictGeometry, out: &mut Inspect) {
+            fn inspect(raw: &RawDict, _: &(), out: &mut Inspect) {
+                let (slots, tombs) = raw.slots_and_tombs();
                 out.field("len", raw.len());
-                out.field("capacity", g.capacity);
-                out.field("max_key", g.max_key);
-                out.field("max_value", g.max_value);
+                out.field("slots", slots);
+                out.field("tombstones", tombs);
+                out.field("writer", raw.writer());
             }
         }
     };
@@ -92,15 +67,47 @@ macro_rules! dict_object {
 dict_object!(; SharedDict, "SharedDict".into(), fingerprint_sized::<RawDict>(), Sized);
 dict_object!(K, V; TypedDict<K, V>,
     format!("TypedDict<{}, {}>", core::any::type_name::<K>(), core::any::type_name::<V>()).into(),
-    fingerprint_sized::<(K, V)>(), Pod);
+    fingerprint_sized::<(RawDict, K, V)>(), Pod);
 
-/// A fixed-capacity hash map of byte strings in shared memory: Python's
-/// `Manager().dict()` without the manager process.
+/// A dict error as the constructors' error.
+fn construct_error(e: DictError) -> Error {
+    match e {
+        DictError::OutOfSpace {
+            requested,
+            available,
+        } => Error::OutOfSpace {
+            requested,
+            available,
+        },
+        e => Error::Corrupt(e.to_string()),
+    }
+}
+
+/// A new dict of type `O` in `arena` (named or not), its hash keyed by the arena's seed,
+/// with room for `capacity` entries.
+fn make<O: Object<State = RawDict, Params = ()>>(
+    arena: &Arena,
+    name: Option<&str>,
+    capacity: usize,
+) -> Result<Obj<O>> {
+    let seed = arena.seed();
+    let obj = Obj::<O>::create_with(arena, name, (), |fresh| fresh.write(RawDict::new(seed)))?;
+    if capacity > 0 {
+        DictTable::new(&obj, obj.block().arena(), Procfs, SpinPolicy::default())
+            .reserve(capacity)
+            .map_err(construct_error)?;
+    }
+    Ok(obj)
+}
+
+/// A hash map of byte strings in shared memory: Python's `Manager().dict()` without the
+/// manager process.
 ///
-/// Keys and values are byte strings of bounded size, fixed at creation. Readers never
-/// block each other (see the [module docs](self)); writers are serialised by a robust
-/// lock. [`update_with`](Self::update_with) is an atomic read-modify-write, so the
-/// classic "read the count, sleep, write count - 1" race cannot happen.
+/// Keys and values are byte strings of any size; the dict grows as entries come (and
+/// gives its memory back on [`clear`](Self::clear) and when its last handle goes).
+/// Readers never block each other (see the [module docs](self)); writers are serialised
+/// by a robust lock. [`update_with`](Self::update_with) is an atomic read-modify-write,
+/// so the classic "read the count, sleep, write count - 1" race cannot happen.
 ///
 /// The handle is `Clone + Send + Sync` and keeps working in every process `fork`ed after
 /// it was made.
@@ -108,7 +115,7 @@ dict_object!(K, V; TypedDict<K, V>,
 /// # Example
 /// ```
 /// use shmproc::shared::SharedDict;
-/// let d = SharedDict::new(16, 32, 64)?; // 16 entries, keys <= 32 B, values <= 64 B
+/// let d = SharedDict::new()?;
 /// d.insert(b"num", b"10")?;
 /// assert_eq!(d.get(b"num").as_deref(), Some(&b"10"[..]));
 /// d.update_with(b"num", |v| {
@@ -122,7 +129,6 @@ dict_object!(K, V; TypedDict<K, V>,
 #[derive(Clone)]
 pub struct SharedDict {
     shm: Obj<SharedDict>,
-    g: DictGeometry,
     spin: SpinPolicy,
 }
 
@@ -133,121 +139,161 @@ impl fmt::Debug for SharedDict {
 }
 
 impl SharedDict {
-    /// An empty dict in the [global arena](Arena::global) for `capacity` entries, keys
-    /// of at most `max_key` bytes and values of at most `max_value` bytes.
+    /// An empty dict in the [global arena](Arena::global).
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for limits out of range (see [`DictGeometry::new`]); the
-    /// global arena cannot be made or is full.
-    pub fn new(capacity: usize, max_key: usize, max_value: usize) -> Result<SharedDict> {
-        Self::new_in(&Arena::global()?, capacity, max_key, max_value)
+    /// The global arena cannot be made or is full.
+    pub fn new() -> Result<SharedDict> {
+        Self::new_in(&Arena::global()?)
     }
 
-    /// As [`new`](Self::new), in `arena`.
+    /// An empty dict in `arena`.
     ///
     /// # Errors
-    /// As [`new`](Self::new).
-    pub fn new_in(
-        arena: &Arena,
-        capacity: usize,
-        max_key: usize,
-        max_value: usize,
-    ) -> Result<SharedDict> {
-        let g = DictGeometry::new(capacity, max_key, max_value)?;
-        Ok(Self::from_obj(Obj::create(arena, None, g)?))
+    /// [`Error::OutOfSpace`] when the arena is full.
+    ///
+    /// ```
+    /// let arena = shmproc::Arena::anonymous(1 << 20)?;
+    /// let d = shmproc::SharedDict::new_in(&arena)?;
+    /// assert!(d.is_empty());
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn new_in(arena: &Arena) -> Result<SharedDict> {
+        Self::with_capacity_in(arena, 0)
     }
 
-    /// As [`new`](Self::new), named `name` in `arena` for [`open`](Self::open) to find.
+    /// An empty dict in the global arena with room for `capacity` entries before it
+    /// grows (`HashMap::with_capacity`).
     ///
     /// # Errors
-    /// As [`new`](Self::new); [`Error::AlreadyExists`]; [`Error::InvalidName`].
-    pub fn create(
-        arena: &Arena,
-        name: &str,
-        capacity: usize,
-        max_key: usize,
-        max_value: usize,
-    ) -> Result<SharedDict> {
-        let g = DictGeometry::new(capacity, max_key, max_value)?;
-        Ok(Self::from_obj(Obj::create(arena, Some(name), g)?))
+    /// As [`new`](Self::new); [`Error::OutOfSpace`] when the index for `capacity` does
+    /// not fit.
+    ///
+    /// ```
+    /// let d = shmproc::SharedDict::with_capacity(1000)?;
+    /// assert!(d.capacity() >= 1000);
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn with_capacity(capacity: usize) -> Result<SharedDict> {
+        Self::with_capacity_in(&Arena::global()?, capacity)
+    }
+
+    /// As [`with_capacity`](Self::with_capacity), in `arena`.
+    ///
+    /// # Errors
+    /// As [`with_capacity`](Self::with_capacity).
+    ///
+    /// ```
+    /// let arena = shmproc::Arena::anonymous(1 << 20)?;
+    /// let d = shmproc::SharedDict::with_capacity_in(&arena, 100)?;
+    /// assert!(d.capacity() >= 100);
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn with_capacity_in(arena: &Arena, capacity: usize) -> Result<SharedDict> {
+        Ok(Self::from_obj(make(arena, None, capacity)?))
+    }
+
+    /// An empty dict named `name` in `arena`, for [`open`](Self::open) to find.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`]; [`Error::InvalidName`]; [`Error::OutOfSpace`].
+    ///
+    /// ```
+    /// use shmproc::{Arena, SharedDict};
+    /// let arena = Arena::anonymous(1 << 20)?;
+    /// SharedDict::create(&arena, "cfg")?.insert(b"mode", b"fast")?;
+    /// assert!(SharedDict::create(&arena, "cfg").is_err()); // the name is taken
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create(arena: &Arena, name: &str) -> Result<SharedDict> {
+        Ok(Self::from_obj(make(arena, Some(name), 0)?))
     }
 
     /// The dict named `name` in `arena`.
     ///
     /// # Errors
-    /// [`Error::NotFound`]; [`Error::WrongType`] when `name` is not a byte dict;
-    /// [`Error::Corrupt`] when its geometry is invalid or does not fit its block.
+    /// [`Error::NotFound`]; [`Error::WrongType`] when `name` is not a byte dict.
     ///
     /// ```
-    /// use shmproc::{Arena, shared::SharedDict};
+    /// use shmproc::{Arena, SharedDict};
     /// let arena = Arena::anonymous(1 << 20)?;
-    /// SharedDict::create(&arena, "cfg", 8, 16, 16)?.insert(b"mode", b"fast")?;
+    /// SharedDict::create(&arena, "cfg")?.insert(b"mode", b"fast")?;
     /// let d = SharedDict::open(&arena, "cfg")?;
-    /// assert!(d.contains(b"mode"));
+    /// assert!(d.contains_key(b"mode"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(arena: &Arena, name: &str) -> Result<SharedDict> {
         Ok(Self::from_obj(Obj::open(arena, name)?))
     }
 
-    /// The byte dict over `obj`: its own, or the table of a typed or serde dict (whose
-    /// geometry the object layer has validated against the block).
+    /// The byte dict over `obj`: its own, or the table of a typed or serde dict.
     fn from_obj(shm: Obj<SharedDict>) -> SharedDict {
-        let g = *shm.params();
         SharedDict {
             shm,
-            g,
             spin: SpinPolicy::default(),
         }
     }
 
     /// Sets how long a reader retries optimistically (and a writer spins) before taking
     /// the lock.
+    ///
+    /// ```
+    /// let mut d = shmproc::SharedDict::new()?;
+    /// d.set_spin(shmproc::SpinPolicy::NEVER); // readers take the lock after 2 tries
+    /// assert_eq!(d.get(b"x"), None);
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
     pub fn set_spin(&mut self, spin: SpinPolicy) {
         self.spin = spin;
     }
 
     #[inline]
-    fn table(&self) -> DictTable<'_, Procfs> {
-        // SAFETY: the block holds block_bytes() = TABLE_OFFSET + table_words() * 8 bytes
-        // (checked at creation and on open), 8-byte aligned at TABLE_OFFSET; zeroed or
-        // written memory is a valid AtomicU64, and the mapping lives as long as `shm`.
-        let words = unsafe {
-            core::slice::from_raw_parts(
-                self.shm
-                    .block()
-                    .base()
-                    .add(TABLE_OFFSET)
-                    .cast::<AtomicU64>(),
-                self.g.table_words(),
-            )
-        };
-        DictTable::with_geometry(&self.shm, words, self.g, Procfs, self.spin)
+    fn table(&self) -> DictTable<'_, Arena, Procfs> {
+        DictTable::new(&self.shm, self.shm.block().arena(), Procfs, self.spin)
     }
 
-    /// The limits this dict was made with.
-    pub fn geometry(&self) -> DictGeometry {
-        self.g
-    }
-
-    /// Most entries the dict holds.
-    pub fn capacity(&self) -> usize {
-        self.g.capacity as usize
-    }
-
-    /// Inserts or replaces; returns true when a value was replaced.
-    ///
-    /// # Errors
-    /// [`DictError::KeyTooLong`] / [`DictError::ValueTooLong`] beyond the dict's limits;
-    /// [`DictError::Full`] for a new key when the dict holds `capacity` entries.
+    /// Entries the dict holds before its index grows (it grows by itself; see
+    /// [`reserve`](Self::reserve)).
     ///
     /// ```
-    /// use shmproc::shared::{DictError, SharedDict};
-    /// let d = SharedDict::new(1, 4, 4)?;
+    /// let d = shmproc::SharedDict::new()?;
+    /// assert_eq!(d.capacity(), 0); // no index before the first insert
+    /// d.insert(b"k", b"v")?;
+    /// assert!(d.capacity() >= 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn capacity(&self) -> usize {
+        self.table().capacity()
+    }
+
+    /// Makes room for `additional` more entries, so that inserting them grows nothing on
+    /// the way.
+    ///
+    /// # Errors
+    /// [`DictError::OutOfSpace`] when the larger index does not fit in the arena.
+    ///
+    /// ```
+    /// let d = shmproc::SharedDict::new()?;
+    /// d.reserve(10_000)?;
+    /// assert!(d.capacity() >= 10_000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reserve(&self, additional: usize) -> Result<(), DictError> {
+        self.table().reserve(additional)
+    }
+
+    /// Inserts or replaces (`d[key] = value`); returns true when a value was replaced.
+    /// A value is never seen half-written: readers get the old value or the new one.
+    ///
+    /// # Errors
+    /// [`DictError::OutOfSpace`] when the arena cannot hold the entry (or the larger
+    /// index it needs); [`DictError::Corrupt`] when another process wrote over the dict.
+    ///
+    /// ```
+    /// let d = shmproc::SharedDict::new()?;
     /// assert_eq!(d.insert(b"a", b"1"), Ok(false));
-    /// assert_eq!(d.insert(b"a", b"2"), Ok(true));
-    /// assert_eq!(d.insert(b"b", b"1"), Err(DictError::Full { capacity: 1 }));
-    /// assert!(matches!(d.insert(b"a", b"12345"), Err(DictError::ValueTooLong { .. })));
+    /// assert_eq!(d.insert(b"a", &[7; 100_000]), Ok(true)); // any size
+    /// assert_eq!(d.get(b"a").map(|v| v.len()), Some(100_000));
     /// # Ok::<(), shmproc::Error>(())
     /// ```
     pub fn insert(&self, key: &[u8], value: &[u8]) -> Result<bool, DictError> {
@@ -255,25 +301,50 @@ impl SharedDict {
     }
 
     /// A copy of the value of `key`, or `None`.
+    ///
+    /// ```
+    /// let d = shmproc::SharedDict::new()?;
+    /// d.insert(b"k", b"v")?;
+    /// assert_eq!(d.get(b"k"), Some(b"v".to_vec()));
+    /// assert_eq!(d.get(b"missing"), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
         let mut v = Vec::new();
         self.table().get(key, &mut v).then_some(v)
     }
 
     /// Copies the value of `key` into `out` (reusing its allocation); false when absent.
+    ///
+    /// ```
+    /// let d = shmproc::SharedDict::new()?;
+    /// d.insert(b"k", b"value")?;
+    /// let mut buf = Vec::with_capacity(64);
+    /// assert!(d.get_into(b"k", &mut buf));
+    /// assert_eq!(buf, b"value");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> bool {
         self.table().get(key, out)
     }
 
-    /// True when `key` is present.
-    pub fn contains(&self, key: &[u8]) -> bool {
+    /// True when `key` is present (`key in d`).
+    ///
+    /// ```
+    /// let d = shmproc::SharedDict::new()?;
+    /// d.insert(b"k", b"")?;
+    /// assert!(d.contains_key(b"k"));
+    /// assert!(!d.contains_key(b"j"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn contains_key(&self, key: &[u8]) -> bool {
         self.table().contains(key)
     }
 
-    /// Removes `key`, returning its value.
+    /// Removes `key`, returning its value (`del d[key]`).
     ///
     /// ```
-    /// let d = shmproc::shared::SharedDict::new(4, 8, 8)?;
+    /// let d = shmproc::SharedDict::new()?;
     /// d.insert(b"k", b"v")?;
     /// assert_eq!(d.remove(b"k"), Some(b"v".to_vec()));
     /// assert_eq!(d.remove(b"k"), None);
@@ -284,17 +355,89 @@ impl SharedDict {
         self.table().remove(key, &mut v).then_some(v)
     }
 
-    /// The number of entries (a snapshot).
+    /// Python's `d.pop(key)`: [`remove`](Self::remove) under its Python name (`d.pop(key,
+    /// default)` is `d.pop(key).unwrap_or(default)`).
+    ///
+    /// ```
+    /// let d = shmproc::SharedDict::new()?;
+    /// d.insert(b"k", b"v")?;
+    /// assert_eq!(d.pop(b"k"), Some(b"v".to_vec()));
+    /// assert_eq!(d.pop(b"k").unwrap_or_default(), b"");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pop(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.remove(key)
+    }
+
+    /// Removes some entry and returns it (Python's `d.popitem()`, except that the dict
+    /// keeps no insertion order: which entry comes out is not defined). `None` when
+    /// empty.
+    ///
+    /// ```
+    /// let d = shmproc::SharedDict::new()?;
+    /// d.insert(b"a", b"1")?;
+    /// assert_eq!(d.popitem(), Some((b"a".to_vec(), b"1".to_vec())));
+    /// assert_eq!(d.popitem(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn popitem(&self) -> Option<(Vec<u8>, Vec<u8>)> {
+        self.table().pop_any()
+    }
+
+    /// The value of `key`; if it is absent, `default` is inserted first and returned
+    /// (Python's `d.setdefault(key, default)`), in one atomic step.
+    ///
+    /// # Errors
+    /// As [`insert`](Self::insert).
+    ///
+    /// ```
+    /// let d = shmproc::SharedDict::new()?;
+    /// assert_eq!(d.setdefault(b"k", b"first")?, b"first");
+    /// assert_eq!(d.setdefault(b"k", b"second")?, b"first");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn setdefault(&self, key: &[u8], default: &[u8]) -> Result<Vec<u8>, DictError> {
+        let mut v = Vec::new();
+        self.table().setdefault(key, default, &mut v)?;
+        Ok(v)
+    }
+
+    /// The number of entries (`len(d)`; a snapshot).
+    ///
+    /// ```
+    /// let d = shmproc::SharedDict::new()?;
+    /// d.update([(&b"a"[..], &b"1"[..]), (b"b", b"2")])?;
+    /// assert_eq!(d.len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.table().len()
     }
 
     /// True when empty (a snapshot).
+    ///
+    /// ```
+    /// let d = shmproc::SharedDict::new()?;
+    /// assert!(d.is_empty());
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Removes every entry.
+    /// Removes every entry and gives their memory back to the arena (readers see an empty
+    /// dict at once; the entries are freed after, the writer lock still held).
+    ///
+    /// ```
+    /// let arena = shmproc::Arena::anonymous(1 << 20)?;
+    /// let d = shmproc::SharedDict::new_in(&arena)?;
+    /// let empty = arena.used();
+    /// d.insert(b"k", &[0; 1000])?;
+    /// d.clear();
+    /// assert!(d.is_empty());
+    /// assert_eq!(arena.used(), empty);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn clear(&self) {
         self.table().clear()
     }
@@ -302,29 +445,38 @@ impl SharedDict {
     /// Inserts every pair under one hold of the lock (Python's `d.update(other)`).
     ///
     /// # Errors
-    /// As [`insert`](Self::insert). Sizes are checked before anything is inserted; on
-    /// [`DictError::Full`], the pairs before the one that did not fit stay inserted.
+    /// As [`insert`](Self::insert); the pairs before the one that failed stay inserted.
     ///
     /// ```
-    /// let d = shmproc::shared::SharedDict::new(4, 8, 8)?;
+    /// let d = shmproc::SharedDict::new()?;
     /// d.update([(&b"a"[..], &b"1"[..]), (b"b", b"2")])?;
-    /// assert_eq!(d.len(), 2);
+    /// assert_eq!(d.get(b"b"), Some(b"2".to_vec()));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn update<'k>(
         &self,
-        pairs: impl IntoIterator<Item = (&'k [u8], &'k [u8])> + Clone,
+        pairs: impl IntoIterator<Item = (&'k [u8], &'k [u8])>,
     ) -> Result<(), DictError> {
         self.table().update(pairs)
     }
 
     /// Atomic read-modify-write: `f` gets the current value (or `None`) and returns the
     /// new value (or `None` to remove it). No other writer runs in between; readers are
-    /// not stalled while `f` runs. Returns the previous value.
+    /// not stalled while `f` runs. Returns the previous value. `f` must not use this dict
+    /// (it holds the dict's lock, which is not re-entrant).
     ///
     /// # Errors
     /// As [`insert`](Self::insert) for the value `f` returns (the entry is then
-    /// unchanged); [`DictError::KeyTooLong`] for the key.
+    /// unchanged).
+    ///
+    /// ```
+    /// let d = shmproc::SharedDict::new()?;
+    /// let bump = |v: Option<&[u8]>| Some(vec![v.map_or(0, |v| v[0]) + 1]);
+    /// assert_eq!(d.update_with(b"hits", bump)?, None); // inserted [1]
+    /// assert_eq!(d.update_with(b"hits", bump)?, Some(vec![1]));
+    /// assert_eq!(d.get(b"hits"), Some(vec![2]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn update_with(
         &self,
         key: &[u8],
@@ -333,15 +485,22 @@ impl SharedDict {
         self.table().update_with(key, f)
     }
 
-    /// A consistent copy of every entry, in table order.
-    pub fn snapshot(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
-        self.table().snapshot()
-    }
-
-    /// Iterates over a consistent snapshot (see [`snapshot`](Self::snapshot)).
+    /// A consistent copy of every entry (`d.items()`), in the table's order.
     ///
     /// ```
-    /// let d = shmproc::shared::SharedDict::new(4, 8, 8)?;
+    /// let d = shmproc::SharedDict::new()?;
+    /// d.insert(b"x", b"1")?;
+    /// assert_eq!(d.items(), vec![(b"x".to_vec(), b"1".to_vec())]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn items(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.table().items()
+    }
+
+    /// Iterates over a consistent snapshot (see [`items`](Self::items)).
+    ///
+    /// ```
+    /// let d = shmproc::SharedDict::new()?;
     /// d.insert(b"x", b"1")?;
     /// for (k, v) in d.iter() {
     ///     assert_eq!((k.as_slice(), v.as_slice()), (&b"x"[..], &b"1"[..]));
@@ -349,12 +508,31 @@ impl SharedDict {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn iter(&self) -> std::vec::IntoIter<(Vec<u8>, Vec<u8>)> {
-        self.snapshot().into_iter()
+        self.items().into_iter()
     }
 
-    /// The keys of a consistent snapshot.
+    /// The keys of a consistent snapshot (`d.keys()`).
+    ///
+    /// ```
+    /// let d = shmproc::SharedDict::new()?;
+    /// d.insert(b"x", b"1")?;
+    /// assert_eq!(d.keys(), vec![b"x".to_vec()]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn keys(&self) -> Vec<Vec<u8>> {
-        self.snapshot().into_iter().map(|(k, _)| k).collect()
+        self.items().into_iter().map(|(k, _)| k).collect()
+    }
+
+    /// The values of a consistent snapshot (`d.values()`).
+    ///
+    /// ```
+    /// let d = shmproc::SharedDict::new()?;
+    /// d.insert(b"x", b"1")?;
+    /// assert_eq!(d.values(), vec![b"1".to_vec()]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn values(&self) -> Vec<Vec<u8>> {
+        self.items().into_iter().map(|(_, v)| v).collect()
     }
 }
 
@@ -367,7 +545,7 @@ impl SharedDict {
 ///
 /// ```
 /// use shmproc::shared::TypedDict;
-/// let d = TypedDict::<u32, [f64; 2]>::new(100)?;
+/// let d = TypedDict::<u32, [f64; 2]>::new()?;
 /// d.insert(&7, &[1.0, 2.5])?;
 /// d.update_with(&7, |v| v.map(|[n, x]| [n + 1.0, x * 2.0]))?;
 /// assert_eq!(d.get(&7), Some([2.0, 5.0]));
@@ -396,70 +574,112 @@ impl<K, V> fmt::Debug for TypedDict<K, V> {
     }
 }
 
-fn typed_geometry<K, V>(capacity: usize) -> Result<DictGeometry> {
-    DictGeometry::new(
-        capacity,
-        core::mem::size_of::<K>().max(1),
-        core::mem::size_of::<V>(),
-    )
-}
-
 impl<K: Pod, V: Pod> TypedDict<K, V> {
-    /// An empty dict for `capacity` entries in the global arena.
+    /// An empty dict in the global arena.
     ///
     /// # Errors
-    /// As [`SharedDict::new`] (`K` may be at most [`MAX_KEY`](crate::raw::dict::MAX_KEY) bytes, `V` at most
-    /// [`MAX_VALUE`](crate::raw::dict::MAX_VALUE)).
-    pub fn new(capacity: usize) -> Result<Self> {
-        Self::new_in(&Arena::global()?, capacity)
+    /// As [`SharedDict::new`].
+    ///
+    /// ```
+    /// let d = shmproc::TypedDict::<u64, u64>::new()?;
+    /// assert!(d.is_empty());
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn new() -> Result<Self> {
+        Self::new_in(&Arena::global()?)
     }
 
-    /// An empty dict for `capacity` entries in `arena`.
+    /// An empty dict in `arena`.
     ///
     /// # Errors
-    /// As [`new`](Self::new).
-    pub fn new_in(arena: &Arena, capacity: usize) -> Result<Self> {
-        let g = typed_geometry::<K, V>(capacity)?;
-        Ok(Self::wrap(Obj::create(arena, None, g)?))
+    /// As [`SharedDict::new_in`].
+    ///
+    /// ```
+    /// let arena = shmproc::Arena::anonymous(1 << 20)?;
+    /// let d = shmproc::TypedDict::<u64, u64>::new_in(&arena)?;
+    /// d.insert(&1, &2)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new_in(arena: &Arena) -> Result<Self> {
+        Self::with_capacity_in(arena, 0)
+    }
+
+    /// An empty dict in the global arena with room for `capacity` entries.
+    ///
+    /// # Errors
+    /// As [`SharedDict::with_capacity`].
+    ///
+    /// ```
+    /// let d = shmproc::TypedDict::<u64, u64>::with_capacity(500)?;
+    /// assert!(d.capacity() >= 500);
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn with_capacity(capacity: usize) -> Result<Self> {
+        Self::with_capacity_in(&Arena::global()?, capacity)
+    }
+
+    /// As [`with_capacity`](Self::with_capacity), in `arena`.
+    ///
+    /// # Errors
+    /// As [`SharedDict::with_capacity`].
+    ///
+    /// ```
+    /// let arena = shmproc::Arena::anonymous(1 << 20)?;
+    /// let d = shmproc::TypedDict::<u64, u64>::with_capacity_in(&arena, 500)?;
+    /// assert!(d.capacity() >= 500);
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn with_capacity_in(arena: &Arena, capacity: usize) -> Result<Self> {
+        Ok(Self::wrap(make(arena, None, capacity)?))
     }
 
     /// An empty dict named `name` in `arena`.
     ///
     /// # Errors
-    /// As [`new`](Self::new); [`Error::AlreadyExists`]; [`Error::InvalidName`].
-    pub fn create(arena: &Arena, name: &str, capacity: usize) -> Result<Self> {
-        let g = typed_geometry::<K, V>(capacity)?;
-        Ok(Self::wrap(Obj::create(arena, Some(name), g)?))
+    /// As [`SharedDict::create`].
+    ///
+    /// ```
+    /// let arena = shmproc::Arena::anonymous(1 << 20)?;
+    /// shmproc::TypedDict::<u32, f64>::create(&arena, "scores")?;
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn create(arena: &Arena, name: &str) -> Result<Self> {
+        Ok(Self::wrap(make(arena, Some(name), 0)?))
     }
 
     /// The typed dict named `name` in `arena`.
     ///
     /// # Errors
-    /// [`Error::NotFound`]; [`Error::WrongType`] for another `K` / `V` or a byte dict;
-    /// [`Error::Corrupt`] when its sizes do not match `K` and `V`.
+    /// [`Error::NotFound`]; [`Error::WrongType`] for another `K` / `V`, or a byte or
+    /// serde dict.
+    ///
+    /// ```
+    /// use shmproc::{Arena, TypedDict};
+    /// let arena = Arena::anonymous(1 << 20)?;
+    /// TypedDict::<u32, f64>::create(&arena, "scores")?.insert(&1, &9.5)?;
+    /// assert_eq!(TypedDict::<u32, f64>::open(&arena, "scores")?.get(&1), Some(9.5));
+    /// assert!(TypedDict::<u64, f64>::open(&arena, "scores").is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open(arena: &Arena, name: &str) -> Result<Self> {
-        let obj = Obj::<Self>::open(arena, name)?;
-        let (g, want) = (
-            *obj.params(),
-            typed_geometry::<K, V>(obj.params().capacity as usize)?,
-        );
-        if (g.max_key, g.max_value) != (want.max_key, want.max_value) {
-            return Err(Error::Corrupt(format!(
-                "typed dict {name:?} has key/value sizes that do not match its type"
-            )));
-        }
-        Ok(Self::wrap(obj))
+        Ok(Self::wrap(Obj::open(arena, name)?))
     }
 
     fn wrap(obj: Obj<Self>) -> Self {
-        let inner = SharedDict::from_obj(obj.recast());
         TypedDict {
-            inner,
+            inner: SharedDict::from_obj(obj.recast()),
             _kv: PhantomData,
         }
     }
 
     /// The byte dict underneath.
+    ///
+    /// ```
+    /// let d = shmproc::TypedDict::<u8, u8>::new()?;
+    /// d.insert(&1, &2)?;
+    /// assert_eq!(d.as_bytes_dict().get(&[1]), Some(vec![2]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn as_bytes_dict(&self) -> &SharedDict {
         &self.inner
     }
@@ -468,16 +688,62 @@ impl<K: Pod, V: Pod> TypedDict<K, V> {
         (bytes.len() == core::mem::size_of::<V>()).then(|| bytemuck::pod_read_unaligned(bytes))
     }
 
+    fn decode_pair((k, v): (Vec<u8>, Vec<u8>)) -> Option<(K, V)> {
+        let key = (k.len() == core::mem::size_of::<K>()).then(|| bytemuck::pod_read_unaligned(&k));
+        Some((key?, Self::decode(&v)?))
+    }
+
+    /// Entries the dict holds before it grows.
+    ///
+    /// ```
+    /// let d = shmproc::TypedDict::<u8, u8>::new()?;
+    /// d.reserve(100)?;
+    /// assert!(d.capacity() >= 100);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity()
+    }
+
+    /// Makes room for `additional` more entries.
+    ///
+    /// # Errors
+    /// [`DictError::OutOfSpace`].
+    ///
+    /// ```
+    /// let d = shmproc::TypedDict::<u8, u8>::new()?;
+    /// d.reserve(100)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reserve(&self, additional: usize) -> Result<(), DictError> {
+        self.inner.reserve(additional)
+    }
+
     /// Inserts or replaces; true when a value was replaced.
     ///
     /// # Errors
-    /// [`DictError::Full`].
+    /// [`DictError::OutOfSpace`]; [`DictError::Corrupt`].
+    ///
+    /// ```
+    /// let d = shmproc::TypedDict::<u32, u64>::new()?;
+    /// assert_eq!(d.insert(&1, &10), Ok(false));
+    /// assert_eq!(d.insert(&1, &11), Ok(true));
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
     pub fn insert(&self, key: &K, value: &V) -> Result<bool, DictError> {
         self.inner
             .insert(bytemuck::bytes_of(key), bytemuck::bytes_of(value))
     }
 
     /// The value of `key`.
+    ///
+    /// ```
+    /// let d = shmproc::TypedDict::<u32, u64>::new()?;
+    /// d.insert(&1, &10)?;
+    /// assert_eq!(d.get(&1), Some(10));
+    /// assert_eq!(d.get(&2), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get(&self, key: &K) -> Option<V> {
         let mut buf = Vec::with_capacity(core::mem::size_of::<V>());
         if self.inner.get_into(bytemuck::bytes_of(key), &mut buf) {
@@ -488,22 +754,91 @@ impl<K: Pod, V: Pod> TypedDict<K, V> {
     }
 
     /// True when `key` is present.
-    pub fn contains(&self, key: &K) -> bool {
-        self.inner.contains(bytemuck::bytes_of(key))
+    ///
+    /// ```
+    /// let d = shmproc::TypedDict::<u32, u64>::new()?;
+    /// d.insert(&1, &10)?;
+    /// assert!(d.contains_key(&1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn contains_key(&self, key: &K) -> bool {
+        self.inner.contains_key(bytemuck::bytes_of(key))
     }
 
     /// Removes `key`, returning its value.
+    ///
+    /// ```
+    /// let d = shmproc::TypedDict::<u32, u64>::new()?;
+    /// d.insert(&1, &10)?;
+    /// assert_eq!(d.remove(&1), Some(10));
+    /// assert_eq!(d.remove(&1), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn remove(&self, key: &K) -> Option<V> {
         self.inner
             .remove(bytemuck::bytes_of(key))
             .and_then(|b| Self::decode(&b))
     }
 
+    /// Python's `d.pop(key)`: [`remove`](Self::remove).
+    ///
+    /// ```
+    /// let d = shmproc::TypedDict::<u32, u64>::new()?;
+    /// d.insert(&1, &10)?;
+    /// assert_eq!(d.pop(&1), Some(10));
+    /// assert_eq!(d.pop(&1).unwrap_or(0), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pop(&self, key: &K) -> Option<V> {
+        self.remove(key)
+    }
+
+    /// Removes some entry and returns it (see [`SharedDict::popitem`]).
+    ///
+    /// ```
+    /// let d = shmproc::TypedDict::<u32, u64>::new()?;
+    /// d.insert(&1, &10)?;
+    /// assert_eq!(d.popitem(), Some((1, 10)));
+    /// assert_eq!(d.popitem(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn popitem(&self) -> Option<(K, V)> {
+        self.inner.popitem().and_then(Self::decode_pair)
+    }
+
+    /// The value of `key`, after inserting `default` if it was absent (Python's
+    /// `setdefault`).
+    ///
+    /// # Errors
+    /// As [`insert`](Self::insert); [`DictError::Codec`] when the stored value has
+    /// another size than `V` (a peer wrote it through the byte dict).
+    ///
+    /// ```
+    /// let d = shmproc::TypedDict::<u32, u64>::new()?;
+    /// assert_eq!(d.setdefault(&1, &5)?, 5);
+    /// assert_eq!(d.setdefault(&1, &6)?, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn setdefault(&self, key: &K, default: &V) -> Result<V, DictError> {
+        let v = self
+            .inner
+            .setdefault(bytemuck::bytes_of(key), bytemuck::bytes_of(default))?;
+        Self::decode(&v).ok_or_else(|| DictError::Codec(format!("a value of {} bytes", v.len())))
+    }
+
     /// Atomic read-modify-write (see [`SharedDict::update_with`]). Returns the previous
     /// value.
     ///
     /// # Errors
-    /// [`DictError::Full`] when `f` adds a key to a full dict.
+    /// As [`insert`](Self::insert).
+    ///
+    /// ```
+    /// let d = shmproc::TypedDict::<u32, u64>::new()?;
+    /// d.update_with(&1, |v| Some(v.unwrap_or(0) + 1))?;
+    /// d.update_with(&1, |v| Some(v.unwrap_or(0) + 1))?;
+    /// assert_eq!(d.get(&1), Some(2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn update_with(
         &self,
         key: &K,
@@ -515,29 +850,111 @@ impl<K: Pod, V: Pod> TypedDict<K, V> {
         Ok(old.and_then(|b| Self::decode(&b)))
     }
 
+    /// Inserts every pair under one hold of the lock (Python's `d.update(other)`).
+    ///
+    /// # Errors
+    /// As [`insert`](Self::insert).
+    ///
+    /// ```
+    /// let d = shmproc::TypedDict::<u32, u64>::new()?;
+    /// d.update([(1, 10), (2, 20)])?;
+    /// assert_eq!(d.len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn update(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<(), DictError> {
+        let pairs: Vec<(K, V)> = pairs.into_iter().collect();
+        self.inner.update(
+            pairs
+                .iter()
+                .map(|(k, v)| (bytemuck::bytes_of(k), bytemuck::bytes_of(v))),
+        )
+    }
+
     /// The number of entries (a snapshot).
+    ///
+    /// ```
+    /// let d = shmproc::TypedDict::<u32, u64>::new()?;
+    /// d.insert(&1, &10)?;
+    /// assert_eq!(d.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.inner.len()
     }
 
     /// True when empty.
+    ///
+    /// ```
+    /// assert!(shmproc::TypedDict::<u32, u64>::new()?.is_empty());
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.inner.is_empty()
     }
 
     /// Removes every entry.
+    ///
+    /// ```
+    /// let d = shmproc::TypedDict::<u32, u64>::new()?;
+    /// d.insert(&1, &10)?;
+    /// d.clear();
+    /// assert!(d.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn clear(&self) {
         self.inner.clear()
     }
 
     /// A consistent copy of every entry.
-    pub fn snapshot(&self) -> Vec<(K, V)> {
+    ///
+    /// ```
+    /// let d = shmproc::TypedDict::<u32, u64>::new()?;
+    /// d.insert(&1, &10)?;
+    /// assert_eq!(d.items(), vec![(1, 10)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn items(&self) -> Vec<(K, V)> {
         self.inner
-            .snapshot()
+            .items()
             .into_iter()
-            .filter(|(k, _)| k.len() == core::mem::size_of::<K>())
-            .filter_map(|(k, v)| Some((bytemuck::pod_read_unaligned(&k), Self::decode(&v)?)))
+            .filter_map(Self::decode_pair)
             .collect()
+    }
+
+    /// Iterates over a consistent snapshot.
+    ///
+    /// ```
+    /// let d = shmproc::TypedDict::<u32, u64>::new()?;
+    /// d.update([(1, 10), (2, 20)])?;
+    /// assert_eq!(d.iter().map(|(_, v)| v).sum::<u64>(), 30);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn iter(&self) -> std::vec::IntoIter<(K, V)> {
+        self.items().into_iter()
+    }
+
+    /// The keys of a consistent snapshot.
+    ///
+    /// ```
+    /// let d = shmproc::TypedDict::<u32, u64>::new()?;
+    /// d.insert(&1, &10)?;
+    /// assert_eq!(d.keys(), vec![1]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn keys(&self) -> Vec<K> {
+        self.items().into_iter().map(|(k, _)| k).collect()
+    }
+
+    /// The values of a consistent snapshot.
+    ///
+    /// ```
+    /// let d = shmproc::TypedDict::<u32, u64>::new()?;
+    /// d.insert(&1, &10)?;
+    /// assert_eq!(d.values(), vec![10]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn values(&self) -> Vec<V> {
+        self.items().into_iter().map(|(_, v)| v).collect()
     }
 }
 
@@ -552,7 +969,7 @@ impl<K: Pod, V: Pod> TypedDict<K, V> {
 /// ```
 /// # #[cfg(feature = "serde")] {
 /// use shmproc::shared::SerdeDict;
-/// let d = SerdeDict::<String, Vec<u32>>::new(8, 32, 64)?;
+/// let d = SerdeDict::<String, Vec<u32>>::new()?;
 /// d.insert(&"primes".to_string(), &vec![2, 3, 5])?;
 /// assert_eq!(d.get(&"primes".to_string())?, Some(vec![2, 3, 5]));
 /// # }
@@ -586,7 +1003,7 @@ impl<K, V> fmt::Debug for SerdeDict<K, V> {
 #[cfg(feature = "serde")]
 dict_object!(K, V; SerdeDict<K, V>,
     format!("SerdeDict<{}, {}>", core::any::type_name::<K>(), core::any::type_name::<V>()).into(),
-    crate::arena::fingerprint::<SerdeDict<K, V>>(), Sized);
+    crate::arena::fingerprint::<(RawDict, SerdeDict<K, V>)>(), Sized);
 
 #[cfg(feature = "serde")]
 impl<K, V> SerdeDict<K, V>
@@ -594,56 +1011,98 @@ where
     K: serde::Serialize + serde::de::DeserializeOwned,
     V: serde::Serialize + serde::de::DeserializeOwned,
 {
-    /// An empty dict in the global arena; `max_key` / `max_value` bound the *encoded*
-    /// sizes.
+    /// An empty dict in the global arena.
     ///
     /// # Errors
     /// As [`SharedDict::new`].
-    pub fn new(capacity: usize, max_key: usize, max_value: usize) -> Result<Self> {
-        Self::new_in(&Arena::global()?, capacity, max_key, max_value)
+    ///
+    /// ```
+    /// let d = shmproc::SerdeDict::<String, String>::new()?;
+    /// assert!(d.is_empty());
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn new() -> Result<Self> {
+        Self::new_in(&Arena::global()?)
     }
 
-    /// As [`new`](Self::new), in `arena`.
+    /// An empty dict in `arena`.
     ///
     /// # Errors
-    /// As [`SharedDict::new`].
-    pub fn new_in(
-        arena: &Arena,
-        capacity: usize,
-        max_key: usize,
-        max_value: usize,
-    ) -> Result<Self> {
-        let g = DictGeometry::new(capacity, max_key, max_value)?;
-        Ok(Self::wrap(Obj::create(arena, None, g)?))
+    /// As [`SharedDict::new_in`].
+    ///
+    /// ```
+    /// let arena = shmproc::Arena::anonymous(1 << 20)?;
+    /// let d = shmproc::SerdeDict::<String, u8>::new_in(&arena)?;
+    /// d.insert(&"a".into(), &1)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new_in(arena: &Arena) -> Result<Self> {
+        Self::with_capacity_in(arena, 0)
     }
 
-    /// As [`new`](Self::new), named `name` in `arena`.
+    /// An empty dict in the global arena with room for `capacity` entries.
+    ///
+    /// # Errors
+    /// As [`SharedDict::with_capacity`].
+    ///
+    /// ```
+    /// let d = shmproc::SerdeDict::<String, String>::with_capacity(100)?;
+    /// assert!(d.capacity() >= 100);
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn with_capacity(capacity: usize) -> Result<Self> {
+        Self::with_capacity_in(&Arena::global()?, capacity)
+    }
+
+    /// As [`with_capacity`](Self::with_capacity), in `arena`.
+    ///
+    /// # Errors
+    /// As [`SharedDict::with_capacity`].
+    ///
+    /// ```
+    /// let arena = shmproc::Arena::anonymous(1 << 20)?;
+    /// let d = shmproc::SerdeDict::<String, String>::with_capacity_in(&arena, 100)?;
+    /// assert!(d.capacity() >= 100);
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn with_capacity_in(arena: &Arena, capacity: usize) -> Result<Self> {
+        Ok(Self::wrap(make(arena, None, capacity)?))
+    }
+
+    /// An empty dict named `name` in `arena`.
     ///
     /// # Errors
     /// As [`SharedDict::create`].
-    pub fn create(
-        arena: &Arena,
-        name: &str,
-        capacity: usize,
-        max_key: usize,
-        max_value: usize,
-    ) -> Result<Self> {
-        let g = DictGeometry::new(capacity, max_key, max_value)?;
-        Ok(Self::wrap(Obj::create(arena, Some(name), g)?))
+    ///
+    /// ```
+    /// let arena = shmproc::Arena::anonymous(1 << 20)?;
+    /// shmproc::SerdeDict::<String, Vec<u8>>::create(&arena, "blobs")?;
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn create(arena: &Arena, name: &str) -> Result<Self> {
+        Ok(Self::wrap(make(arena, Some(name), 0)?))
     }
 
     /// The serde dict named `name` in `arena`.
     ///
     /// # Errors
-    /// As [`SharedDict::open`].
+    /// As [`SharedDict::open`]; [`Error::WrongType`] for other `K` / `V`.
+    ///
+    /// ```
+    /// use shmproc::{Arena, SerdeDict};
+    /// let arena = Arena::anonymous(1 << 20)?;
+    /// SerdeDict::<String, u32>::create(&arena, "ages")?.insert(&"ann".into(), &31)?;
+    /// let d = SerdeDict::<String, u32>::open(&arena, "ages")?;
+    /// assert_eq!(d.get(&"ann".into())?, Some(31));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open(arena: &Arena, name: &str) -> Result<Self> {
         Ok(Self::wrap(Obj::open(arena, name)?))
     }
 
     fn wrap(obj: Obj<Self>) -> Self {
-        let inner = SharedDict::from_obj(obj.recast());
         SerdeDict {
-            inner,
+            inner: SharedDict::from_obj(obj.recast()),
             _kv: PhantomData,
         }
     }
@@ -652,14 +1111,50 @@ where
         postcard::to_allocvec(v).map_err(|e| DictError::Codec(e.to_string()))
     }
 
-    fn dec(b: &[u8]) -> Result<V, DictError> {
+    fn dec<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, DictError> {
         postcard::from_bytes(b).map_err(|e| DictError::Codec(e.to_string()))
+    }
+
+    fn dec_pair((k, v): (Vec<u8>, Vec<u8>)) -> Result<(K, V), DictError> {
+        Ok((Self::dec(&k)?, Self::dec(&v)?))
+    }
+
+    /// Entries the dict holds before it grows.
+    ///
+    /// ```
+    /// let d = shmproc::SerdeDict::<u8, u8>::new()?;
+    /// assert_eq!(d.capacity(), 0);
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity()
+    }
+
+    /// Makes room for `additional` more entries.
+    ///
+    /// # Errors
+    /// [`DictError::OutOfSpace`].
+    ///
+    /// ```
+    /// let d = shmproc::SerdeDict::<u8, u8>::new()?;
+    /// d.reserve(10)?;
+    /// assert!(d.capacity() >= 10);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reserve(&self, additional: usize) -> Result<(), DictError> {
+        self.inner.reserve(additional)
     }
 
     /// Inserts or replaces; true when a value was replaced.
     ///
     /// # Errors
-    /// As [`SharedDict::insert`] (for the encoded sizes); [`DictError::Codec`].
+    /// As [`SharedDict::insert`]; [`DictError::Codec`].
+    ///
+    /// ```
+    /// let d = shmproc::SerdeDict::<String, Vec<String>>::new()?;
+    /// assert_eq!(d.insert(&"k".into(), &vec!["v".into()]), Ok(false));
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
     pub fn insert(&self, key: &K, value: &V) -> Result<bool, DictError> {
         self.inner.insert(&Self::enc(key)?, &Self::enc(value)?)
     }
@@ -668,6 +1163,14 @@ where
     ///
     /// # Errors
     /// [`DictError::Codec`] when the key cannot be encoded or the value decoded.
+    ///
+    /// ```
+    /// let d = shmproc::SerdeDict::<String, u32>::new()?;
+    /// d.insert(&"k".into(), &7)?;
+    /// assert_eq!(d.get(&"k".into())?, Some(7));
+    /// assert_eq!(d.get(&"j".into())?, None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get(&self, key: &K) -> Result<Option<V>, DictError> {
         self.inner
             .get(&Self::enc(key)?)
@@ -675,10 +1178,32 @@ where
             .transpose()
     }
 
+    /// True when `key` is present.
+    ///
+    /// # Errors
+    /// [`DictError::Codec`] when the key cannot be encoded.
+    ///
+    /// ```
+    /// let d = shmproc::SerdeDict::<String, u32>::new()?;
+    /// d.insert(&"k".into(), &7)?;
+    /// assert!(d.contains_key(&"k".into())?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn contains_key(&self, key: &K) -> Result<bool, DictError> {
+        Ok(self.inner.contains_key(&Self::enc(key)?))
+    }
+
     /// Removes `key`, returning its value.
     ///
     /// # Errors
     /// As [`get`](Self::get).
+    ///
+    /// ```
+    /// let d = shmproc::SerdeDict::<String, u32>::new()?;
+    /// d.insert(&"k".into(), &7)?;
+    /// assert_eq!(d.remove(&"k".into())?, Some(7));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn remove(&self, key: &K) -> Result<Option<V>, DictError> {
         self.inner
             .remove(&Self::enc(key)?)
@@ -686,17 +1211,79 @@ where
             .transpose()
     }
 
-    /// Atomic read-modify-write (see [`SharedDict::update_with`]).
+    /// Python's `d.pop(key)`: [`remove`](Self::remove).
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    ///
+    /// ```
+    /// let d = shmproc::SerdeDict::<String, u32>::new()?;
+    /// d.insert(&"k".into(), &7)?;
+    /// assert_eq!(d.pop(&"k".into())?, Some(7));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pop(&self, key: &K) -> Result<Option<V>, DictError> {
+        self.remove(key)
+    }
+
+    /// Removes some entry and returns it (see [`SharedDict::popitem`]).
+    ///
+    /// # Errors
+    /// [`DictError::Codec`] when the entry does not decode (it is removed all the same).
+    ///
+    /// ```
+    /// let d = shmproc::SerdeDict::<String, u32>::new()?;
+    /// d.insert(&"k".into(), &7)?;
+    /// assert_eq!(d.popitem()?, Some(("k".to_string(), 7)));
+    /// assert_eq!(d.popitem()?, None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn popitem(&self) -> Result<Option<(K, V)>, DictError> {
+        self.inner.popitem().map(Self::dec_pair).transpose()
+    }
+
+    /// The value of `key`, after inserting `default` if it was absent (Python's
+    /// `setdefault`).
     ///
     /// # Errors
     /// As [`insert`](Self::insert).
+    ///
+    /// ```
+    /// let d = shmproc::SerdeDict::<String, Vec<u32>>::new()?;
+    /// assert_eq!(d.setdefault(&"k".into(), &vec![1])?, vec![1]);
+    /// assert_eq!(d.setdefault(&"k".into(), &vec![2])?, vec![1]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn setdefault(&self, key: &K, default: &V) -> Result<V, DictError> {
+        Self::dec(
+            &self
+                .inner
+                .setdefault(&Self::enc(key)?, &Self::enc(default)?)?,
+        )
+    }
+
+    /// Atomic read-modify-write (see [`SharedDict::update_with`]). Returns the previous
+    /// value. A stored value that does not decode reaches `f` as `None`.
+    ///
+    /// # Errors
+    /// As [`insert`](Self::insert); [`DictError::Codec`] when `f`'s value cannot be
+    /// encoded (the entry is then unchanged).
+    ///
+    /// ```
+    /// let d = shmproc::SerdeDict::<String, Vec<u32>>::new()?;
+    /// let push = |x| move |v: Option<Vec<u32>>| Some([v.unwrap_or_default(), vec![x]].concat());
+    /// d.update_with(&"k".into(), push(1))?;
+    /// d.update_with(&"k".into(), push(2))?;
+    /// assert_eq!(d.get(&"k".into())?, Some(vec![1, 2]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn update_with(
         &self,
         key: &K,
         f: impl FnOnce(Option<V>) -> Option<V>,
-    ) -> Result<(), DictError> {
+    ) -> Result<Option<V>, DictError> {
         let mut err = None;
-        self.inner.update_with(&Self::enc(key)?, |v| {
+        let old = self.inner.update_with(&Self::enc(key)?, |v| {
             let cur = v.and_then(|b| Self::dec(b).ok());
             match f(cur).map(|n| Self::enc(&n)) {
                 Some(Ok(b)) => Some(b),
@@ -707,25 +1294,132 @@ where
                 None => None,
             }
         })?;
-        err.map_or(Ok(()), Err)
+        if let Some(e) = err {
+            return Err(e);
+        }
+        Ok(old.and_then(|b| Self::dec(&b).ok()))
+    }
+
+    /// Inserts every pair under one hold of the lock (Python's `d.update(other)`).
+    ///
+    /// # Errors
+    /// As [`insert`](Self::insert); nothing is inserted when a pair does not encode.
+    ///
+    /// ```
+    /// let d = shmproc::SerdeDict::<String, u32>::new()?;
+    /// d.update([("a".to_string(), 1), ("b".to_string(), 2)])?;
+    /// assert_eq!(d.len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn update(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<(), DictError> {
+        let encoded = pairs
+            .into_iter()
+            .map(|(k, v)| Ok((Self::enc(&k)?, Self::enc(&v)?)))
+            .collect::<Result<Vec<_>, DictError>>()?;
+        self.inner
+            .update(encoded.iter().map(|(k, v)| (&k[..], &v[..])))
     }
 
     /// The number of entries (a snapshot).
+    ///
+    /// ```
+    /// let d = shmproc::SerdeDict::<String, u32>::new()?;
+    /// d.insert(&"k".into(), &7)?;
+    /// assert_eq!(d.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.inner.len()
     }
 
     /// True when empty.
+    ///
+    /// ```
+    /// assert!(shmproc::SerdeDict::<String, u32>::new()?.is_empty());
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.inner.is_empty()
     }
 
-    /// A consistent copy of every entry that decodes.
-    pub fn snapshot(&self) -> Vec<(K, V)> {
+    /// Removes every entry.
+    ///
+    /// ```
+    /// let d = shmproc::SerdeDict::<String, u32>::new()?;
+    /// d.insert(&"k".into(), &7)?;
+    /// d.clear();
+    /// assert!(d.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn clear(&self) {
+        self.inner.clear()
+    }
+
+    /// A consistent copy of every entry.
+    ///
+    /// # Errors
+    /// [`DictError::Codec`] when an entry does not decode as `(K, V)`.
+    ///
+    /// ```
+    /// let d = shmproc::SerdeDict::<String, u32>::new()?;
+    /// d.insert(&"k".into(), &7)?;
+    /// assert_eq!(d.items()?, vec![("k".to_string(), 7)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn items(&self) -> Result<Vec<(K, V)>, DictError> {
+        self.inner.items().into_iter().map(Self::dec_pair).collect()
+    }
+
+    /// Iterates over a consistent snapshot.
+    ///
+    /// # Errors
+    /// As [`items`](Self::items).
+    ///
+    /// ```
+    /// let d = shmproc::SerdeDict::<String, u32>::new()?;
+    /// d.update([("a".to_string(), 1), ("b".to_string(), 2)])?;
+    /// assert_eq!(d.iter()?.map(|(_, v)| v).sum::<u32>(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn iter(&self) -> Result<std::vec::IntoIter<(K, V)>, DictError> {
+        Ok(self.items()?.into_iter())
+    }
+
+    /// The keys of a consistent snapshot.
+    ///
+    /// # Errors
+    /// As [`items`](Self::items).
+    ///
+    /// ```
+    /// let d = shmproc::SerdeDict::<String, u32>::new()?;
+    /// d.insert(&"k".into(), &7)?;
+    /// assert_eq!(d.keys()?, vec!["k".to_string()]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn keys(&self) -> Result<Vec<K>, DictError> {
         self.inner
-            .snapshot()
+            .items()
             .into_iter()
-            .filter_map(|(k, v)| Some((postcard::from_bytes(&k).ok()?, Self::dec(&v).ok()?)))
+            .map(|(k, _)| Self::dec(&k))
+            .collect()
+    }
+
+    /// The values of a consistent snapshot.
+    ///
+    /// # Errors
+    /// As [`items`](Self::items).
+    ///
+    /// ```
+    /// let d = shmproc::SerdeDict::<String, u32>::new()?;
+    /// d.insert(&"k".into(), &7)?;
+    /// assert_eq!(d.values()?, vec![7]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn values(&self) -> Result<Vec<V>, DictError> {
+        self.inner
+            .items()
+            .into_iter()
+            .map(|(_, v)| Self::dec(&v))
             .collect()
     }
 }

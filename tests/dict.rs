@@ -1,0 +1,663 @@
+//! Multi-process tests of `SharedDict`, `TypedDict` and `SerdeDict`: growth to a million
+//! entries under four readers that check every value, writers SIGKILLed at random points,
+//! churn in four processes, torn-value checks, recovery of a dead writer, a peer that
+//! scribbles on the dict, and the typed and serde layers across processes.
+//!
+//! Every test runs in its own forked process under the harness's watchdog; children are
+//! real `fork`s.
+
+use shmproc::shared::{DictError, SharedDict, TypedDict, Value};
+use shmproc::{Arena, Error, Lock};
+use shmproc_testkit::{fork, SharedPage, Signal};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+shmproc_testkit::main!(
+    grows_to_a_million_while_four_readers_check_every_value,
+    writers_killed_200_times_leave_it_consistent_and_leak_nothing,
+    churn_in_four_processes_returns_to_baseline,
+    matches_a_hashmap_model,
+    out_of_space_is_an_error_and_changes_nothing,
+    readers_never_see_torn_values,
+    countdown_update_with_is_exact,
+    readers_run_while_a_writer_holds_the_lock_and_a_dead_writer_is_repaired,
+    survives_a_peer_scribbling_on_it,
+    typed_dict_across_processes,
+    #[cfg(feature = "serde")]
+    serde_dict_across_processes,
+);
+
+/// A tiny deterministic generator (xorshift), so failures reproduce.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+/// The value of key `k` at `version`: `[k, version, checksum, filler..]`, `len` bytes
+/// (at least 24). Whoever reads it can tell a torn, foreign or stale value.
+fn value(k: u64, version: u64, len: usize) -> Vec<u8> {
+    let len = len.max(24);
+    let mut v = Vec::with_capacity(len);
+    v.extend(k.to_le_bytes());
+    v.extend(version.to_le_bytes());
+    v.extend(mix(k ^ version.rotate_left(17) ^ len as u64).to_le_bytes());
+    v.extend((24..len).map(|i| (k as u8) ^ (version as u8) ^ (i as u8)));
+    v
+}
+
+/// Checks a value made by [`value`]; returns its (key, version).
+fn check(v: &[u8]) -> (u64, u64) {
+    assert!(v.len() >= 24, "value of {} bytes", v.len());
+    let w = |i: usize| u64::from_le_bytes(v[8 * i..8 * i + 8].try_into().unwrap());
+    let (k, version) = (w(0), w(1));
+    assert_eq!(
+        w(2),
+        mix(k ^ version.rotate_left(17) ^ v.len() as u64),
+        "bad checksum: torn or foreign value"
+    );
+    assert!(
+        v[24..]
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == (k as u8) ^ (version as u8) ^ ((i + 24) as u8)),
+        "torn filler"
+    );
+    (k, version)
+}
+
+/// An arena whose own tables exist already: its `used()` is then the objects' bytes.
+fn warm(size: usize) -> (Arena, usize) {
+    let arena = Arena::anonymous(size).unwrap();
+    drop(SharedDict::new_in(&arena).unwrap());
+    drop(Lock::create(&arena, "warm-up").unwrap());
+    arena.unlink_object("warm-up").unwrap();
+    (arena.clone(), arena.used())
+}
+
+// ---------------------------------------------------------------------------------------
+// Growth under readers.
+
+/// One writer process grows the dict from 16 entries to 1,000,000; four reader processes
+/// meanwhile read keys the writer has published (each must be there, with an intact value
+/// for that very key) and keys it may not have reached yet (absent, or intact). The
+/// writer publishes its progress after each 1024 inserts; readers check every value they
+/// read. At the end every key is there once, with its value.
+fn grows_to_a_million_while_four_readers_check_every_value() {
+    const N: u64 = 1_000_000;
+    let arena = Arena::anonymous(64 << 20).unwrap();
+    let d = TypedDict::<u64, [u64; 3]>::new_in(&arena).unwrap();
+    let entry = |k: u64| [k, mix(k), mix(k ^ 0xabcd)];
+    for k in 0..16 {
+        d.insert(&k, &entry(k)).unwrap();
+    }
+    let page = SharedPage::new(4096);
+    let (written, done, reads) = (page.atomic(0), page.atomic(1), page.atomic(2));
+    written.store(16, Ordering::SeqCst);
+    let started = Instant::now();
+    let writer = {
+        let d = d.clone();
+        fork(move || {
+            for k in 16..N {
+                assert_eq!(d.insert(&k, &entry(k)), Ok(false));
+                if k % 1024 == 0 {
+                    // Release: pairs with the readers' Acquire load: a reader that sees k
+                    // sees every insert before it.
+                    written.store(k + 1, Ordering::Release);
+                }
+            }
+            written.store(N, Ordering::Release);
+            done.store(1, Ordering::Release);
+        })
+    };
+    let readers: Vec<_> = (0..4u64)
+        .map(|r| {
+            let d = d.clone();
+            fork(move || {
+                let mut rng = Rng(0x9e37_79b9 + r);
+                let mut n = 0u64;
+                loop {
+                    // Acquire: pairs with the writer's Release store.
+                    let finished = done.load(Ordering::Acquire) == 1;
+                    let w = written.load(Ordering::Acquire);
+                    for _ in 0..256 {
+                        let k = rng.next() % w;
+                        assert_eq!(d.get(&k), Some(entry(k)), "key {k} of {w} published");
+                        // A key the writer may be inserting right now.
+                        let ahead = w + rng.next() % 4096;
+                        if let Some(v) = d.get(&ahead) {
+                            assert_eq!(v, entry(ahead), "key {ahead} ahead of {w}");
+                        }
+                        n += 2;
+                    }
+                    if finished {
+                        break;
+                    }
+                }
+                reads.fetch_add(n, Ordering::SeqCst);
+            })
+        })
+        .collect();
+    writer.join();
+    readers.into_iter().for_each(|c| c.join());
+    let took = started.elapsed();
+    assert_eq!(d.len(), N as usize);
+    let items = d.items();
+    assert_eq!(items.len(), N as usize);
+    let mut seen = vec![false; N as usize];
+    for (k, v) in items {
+        assert_eq!(v, entry(k));
+        assert!(
+            !std::mem::replace(&mut seen[k as usize], true),
+            "key {k} twice"
+        );
+    }
+    println!(
+        "  ({N} inserts under 4 readers in {took:.1?}: {} checked reads, index of {} entries)",
+        reads.load(Ordering::SeqCst),
+        d.capacity()
+    );
+    assert!(reads.load(Ordering::SeqCst) >= 4 * 512);
+}
+
+// ---------------------------------------------------------------------------------------
+// Kills.
+
+/// 200 writer processes are SIGKILLed at random points of a loop of inserts (growing the
+/// dict, values of many sizes), replacements, removes, read-modify-writes, popitems and
+/// the odd clear: so some die holding the lock, with the sequence odd, with blocks in
+/// flight, mid-growth or mid-clear. After each kill the parent reads and writes (taking
+/// the lock over and repairing); every 10 kills, every entry is checked intact and the
+/// count matches. Once the dict is dropped, the arena is back to its baseline.
+fn writers_killed_200_times_leave_it_consistent_and_leak_nothing() {
+    let (arena, base) = warm(16 << 20);
+    let d = SharedDict::new_in(&arena).unwrap();
+    let page = SharedPage::new(4096);
+    let started = page.atomic(0);
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut locked = 0;
+    for kill in 0..200u64 {
+        let child =
+            {
+                let d = d.clone();
+                let seed = rng.next();
+                fork(move || {
+                    let mut rng = Rng(seed | 1);
+                    let mut i = 0u64;
+                    loop {
+                        let k = rng.next() % 20_000;
+                        let key = k.to_le_bytes();
+                        match rng.next() % 100 {
+                            0..=59 => {
+                                let len = 24 + (rng.next() % 200) as usize;
+                                d.insert(&key, &value(k, i, len)).unwrap();
+                            }
+                            60..=79 => drop(d.remove(&key)),
+                            80..=89 => drop(d.update_with(&key, |v| {
+                                v.map(|v| value(k, check(v).1 + 1, v.len()))
+                            })),
+                            90..=98 => drop(d.popitem()),
+                            _ if rng.next() % 50 == 0 => d.clear(),
+                            _ => drop(d.get(&key)),
+                        }
+                        if i == 100 {
+                            started.fetch_add(1, Ordering::SeqCst);
+                        }
+                        i += 1;
+                    }
+                })
+            };
+        while started.load(Ordering::SeqCst) <= kill {
+            std::thread::yield_now();
+        }
+        // A random moment in the child's loop: up to ~2 ms more of it.
+        let until = Instant::now() + Duration::from_micros(rng.next() % 2000);
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        assert_eq!(child.kill(), -libc::SIGKILL);
+        if !format!("{d:?}").contains("writer: None") {
+            locked += 1;
+        }
+        // The survivors keep working: a read, then a write (which repairs if need be).
+        if let Some(v) = d.get(&7u64.to_le_bytes()) {
+            assert_eq!(check(&v).0, 7);
+        }
+        d.insert(b"alive", &value(u64::MAX, kill, 24)).unwrap();
+        assert_eq!(check(&d.remove(b"alive").unwrap()), (u64::MAX, kill));
+        if kill % 10 == 9 {
+            let items = d.items();
+            assert_eq!(items.len(), d.len(), "kill {kill}");
+            for (k, v) in &items {
+                assert_eq!(check(v).0.to_le_bytes(), k[..], "kill {kill}");
+            }
+        }
+    }
+    println!(
+        "  (200 kills, {locked} of them holding the dict's lock; {} entries at the end)",
+        d.len()
+    );
+    assert!(locked > 0, "no kill landed inside the dict's lock");
+    drop(d);
+    arena.sweep().unwrap();
+    if arena.used() != base {
+        for b in arena.debug_blocks() {
+            println!("  block {:#x} {} {}", b.0, b.1, b.2);
+        }
+    }
+    assert_eq!(arena.used(), base, "the dead left nothing behind");
+}
+
+/// Four processes make, fill (to random sizes, values of random sizes), partly empty,
+/// clear and drop dicts of the three kinds; the arena ends where it began.
+fn churn_in_four_processes_returns_to_baseline() {
+    let (arena, base) = warm(16 << 20);
+    let kids: Vec<_> = (0..4u64)
+        .map(|p| {
+            let arena = arena.clone();
+            fork(move || {
+                let mut rng = Rng(0x1234_5678 + p);
+                for round in 0..100 {
+                    let n = rng.next() % 2000;
+                    let d = if round % 3 == 0 {
+                        SharedDict::with_capacity_in(&arena, n as usize).unwrap()
+                    } else {
+                        SharedDict::new_in(&arena).unwrap()
+                    };
+                    for k in 0..n {
+                        let len = 24 + (rng.next() % 300) as usize;
+                        d.insert(&k.to_le_bytes(), &value(k, round, len)).unwrap();
+                    }
+                    for k in (0..n).step_by(3) {
+                        assert_eq!(check(&d.remove(&k.to_le_bytes()).unwrap()).0, k);
+                    }
+                    if round % 2 == 0 {
+                        d.clear();
+                        d.insert(b"again", &value(1, 1, 24)).unwrap();
+                    }
+                    let t = TypedDict::<u32, [u8; 40]>::new_in(&arena).unwrap();
+                    t.update((0..(n as u32 % 500)).map(|k| (k, [k as u8; 40])))
+                        .unwrap();
+                    #[cfg(feature = "serde")]
+                    {
+                        let s = shmproc::SerdeDict::<String, Vec<u64>>::new_in(&arena).unwrap();
+                        s.insert(&format!("r{round}"), &vec![n; (n % 50) as usize])
+                            .unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    kids.into_iter().for_each(|c| c.join());
+    arena.sweep().unwrap();
+    assert_eq!(arena.used(), base);
+}
+
+// ---------------------------------------------------------------------------------------
+// Semantics.
+
+fn matches_a_hashmap_model() {
+    let arena = Arena::anonymous(4 << 20).unwrap();
+    let d = SharedDict::new_in(&arena).unwrap();
+    let mut model: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    for step in 0..40_000u64 {
+        let key = format!("k{}", rng.next() % 500).into_bytes();
+        match rng.next() % 12 {
+            0..=4 => {
+                let v: Vec<u8> = (0..rng.next() % 300).map(|i| (i ^ step) as u8).collect();
+                assert_eq!(
+                    d.insert(&key, &v),
+                    Ok(model.insert(key, v).is_some()),
+                    "step {step}"
+                );
+            }
+            5..=6 => assert_eq!(d.remove(&key), model.remove(&key), "step {step}"),
+            7 => assert_eq!(d.get(&key), model.get(&key).cloned(), "step {step}"),
+            8 => {
+                let v = d.setdefault(&key, b"dflt").unwrap();
+                assert_eq!(&v, model.entry(key).or_insert(b"dflt".to_vec()));
+            }
+            9 => match d.popitem() {
+                Some((k, v)) => assert_eq!(model.remove(&k), Some(v)),
+                None => assert!(model.is_empty()),
+            },
+            10 if step % 5_000 == 10 => {
+                d.clear();
+                model.clear();
+            }
+            _ => assert_eq!(d.contains_key(&key), model.contains_key(&key)),
+        }
+        assert_eq!(d.len(), model.len());
+    }
+    let mut items = d.items();
+    items.sort();
+    let mut want: Vec<_> = model.into_iter().collect();
+    want.sort();
+    assert_eq!(items, want);
+    let (mut keys, mut values) = (d.keys(), d.values());
+    keys.sort();
+    values.sort();
+    assert_eq!(
+        keys,
+        want.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>()
+    );
+    let mut wv: Vec<_> = want.into_iter().map(|(_, v)| v).collect();
+    wv.sort();
+    assert_eq!(values, wv);
+}
+
+/// An arena that may not grow past 1 MiB: the insert that does not fit is an error that
+/// says so, and the dict is as it was.
+fn out_of_space_is_an_error_and_changes_nothing() {
+    let arena = Arena::builder()
+        .size(1 << 20)
+        .limit(1 << 20)
+        .anonymous()
+        .unwrap();
+    let d = SharedDict::new_in(&arena).unwrap();
+    d.insert(b"small", b"v").unwrap();
+    let e = d.insert(b"big", &vec![0; 2 << 20]).unwrap_err();
+    assert!(matches!(e, DictError::OutOfSpace { .. }), "{e:?}");
+    assert!(e.to_string().contains("limit"), "{e}");
+    assert!(matches!(
+        SharedDict::with_capacity_in(&arena, 1 << 20),
+        Err(Error::OutOfSpace { .. })
+    ));
+    assert!(matches!(
+        d.reserve(1 << 20),
+        Err(DictError::OutOfSpace { .. })
+    ));
+    let mut n = 0u64;
+    let err = loop {
+        match d.insert(&n.to_le_bytes(), &[1; 200]) {
+            Ok(_) => n += 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(err, DictError::OutOfSpace { .. }));
+    assert_eq!(
+        d.len() as u64,
+        n + 1,
+        "every insert before the failure is there"
+    );
+    assert_eq!(d.get(b"small"), Some(b"v".to_vec()));
+    d.clear();
+    d.insert(b"after", &[2; 100_000]).unwrap();
+}
+
+/// Writers store values whose 8-byte words all equal one number (values of 1 KiB, so a
+/// copy takes a while); readers in other processes check that every value they get, and
+/// every snapshot, is uniform (never a mix of two writes).
+fn readers_never_see_torn_values() {
+    const KEYS: u64 = 8;
+    const WORDS: usize = 128;
+    let d = SharedDict::new().unwrap();
+    let uniform = |n: u64| -> Vec<u8> { (0..WORDS).flat_map(|_| n.to_le_bytes()).collect() };
+    for k in 0..KEYS {
+        d.insert(&k.to_le_bytes(), &uniform(0)).unwrap();
+    }
+    let done = Value::new(0u32).unwrap();
+    let reads = Value::new(0u64).unwrap();
+    let writers: Vec<_> = (0..2u64)
+        .map(|w| {
+            let d = d.clone();
+            fork(move || {
+                for i in 1..=20_000u64 {
+                    let k = (i + w) % KEYS;
+                    d.insert(&k.to_le_bytes(), &uniform(i * 2 + w)).unwrap();
+                }
+            })
+        })
+        .collect();
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (d, done, reads) = (d.clone(), done.clone(), reads.clone());
+            fork(move || {
+                let mut buf = Vec::new();
+                let mut n = 0u64;
+                while done.load() == 0 || n < 1000 {
+                    let k = n % KEYS;
+                    assert!(d.get_into(&k.to_le_bytes(), &mut buf));
+                    assert_eq!(buf.len(), WORDS * 8);
+                    let first = &buf[..8];
+                    assert!(buf.chunks(8).all(|c| c == first), "torn value");
+                    if n % 256 == 0 {
+                        let items = d.items();
+                        assert_eq!(items.len(), KEYS as usize);
+                        for (_, v) in items {
+                            assert!(v.chunks(8).all(|c| c == &v[..8]));
+                        }
+                    }
+                    n += 1;
+                }
+                reads.fetch_add(n);
+            })
+        })
+        .collect();
+    writers.into_iter().for_each(|c| c.join());
+    done.store(1);
+    readers.into_iter().for_each(|c| c.join());
+    assert_eq!(d.len(), KEYS as usize);
+    assert!(reads.load() >= 2000);
+}
+
+/// The seed's Manager-dict countdown: 10 processes do `num -= 1` with a read, a sleep
+/// and a write; `update_with` makes it exact without a separate lock.
+fn countdown_update_with_is_exact() {
+    let d = TypedDict::<[u8; 3], i64>::new().unwrap();
+    d.insert(b"num", &100).unwrap();
+    let kids: Vec<_> = (0..10)
+        .map(|_| {
+            let d = d.clone();
+            fork(move || {
+                for _ in 0..10 {
+                    d.update_with(b"num", |v| {
+                        std::thread::sleep(Duration::from_micros(200));
+                        v.map(|n| n - 1)
+                    })
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    kids.into_iter().for_each(|c| c.join());
+    assert_eq!(d.get(b"num"), Some(0));
+}
+
+fn readers_run_while_a_writer_holds_the_lock_and_a_dead_writer_is_repaired() {
+    let d = SharedDict::new().unwrap();
+    d.insert(b"a", b"1").unwrap();
+    let inside = Signal::new();
+    let writer = {
+        let (d, inside) = (d.clone(), &inside);
+        fork(move || {
+            let _ = d.update_with(b"a", |_| {
+                inside.notify();
+                loop {
+                    std::thread::park();
+                }
+            });
+        })
+    };
+    assert!(inside.wait());
+    // The writer holds the lock inside its closure; readers in other processes go on.
+    let d3 = d.clone();
+    fork(move || {
+        for _ in 0..10_000 {
+            assert_eq!(d3.get(b"a"), Some(b"1".to_vec()));
+        }
+        assert_eq!(d3.items().len(), 1);
+    })
+    .join();
+    assert_eq!(writer.kill(), -libc::SIGKILL);
+    // The next writer takes the lock over from the dead one and carries on.
+    assert_eq!(d.insert(b"a", b"2"), Ok(true));
+    assert_eq!(d.insert(b"b", b"3"), Ok(false));
+    assert_eq!(d.get(b"a"), Some(b"2".to_vec()));
+    assert_eq!(d.len(), 2);
+}
+
+/// A buggy or hostile peer overwrites the dict's index and entries with garbage: calls
+/// may fail or return garbage, but never read or write out of bounds, never panic, never
+/// hang; `clear` restores a working dict.
+fn survives_a_peer_scribbling_on_it() {
+    let name = format!("shmproc-test-dict-scribble-{}", std::process::id());
+    let arena = Arena::create(&name, 1 << 20).unwrap();
+    let _unlink = shmproc_testkit::UnlinkOnDrop(name.clone());
+    let d = SharedDict::create(&arena, "d").unwrap();
+    d.reserve(100).unwrap(); // one index, made before the entries: no stale copies of links
+    let key = |i: u64| format!("scribble-key-{i:03}").into_bytes();
+    for i in 0..100 {
+        d.insert(&key(i), &value(i, 0, 40)).unwrap();
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/shm/{name}"))
+        .unwrap();
+    let mut image = Vec::new();
+    std::io::Read::read_to_end(&mut &file, &mut image).unwrap();
+    // The entries: [key length, value length, key.., value..]; the index words that link
+    // them hold their offsets.
+    let entries: Vec<u64> = (0..100)
+        .map(|i| {
+            let mut pat = 16u64.to_le_bytes().to_vec();
+            pat.extend(40u64.to_le_bytes());
+            pat.extend(key(i));
+            (0..image.len() - pat.len())
+                .step_by(8)
+                .find(|&at| image[at..at + pat.len()] == pat[..])
+                .expect("the entry is in the arena") as u64
+        })
+        .collect();
+    let links: Vec<u64> = (0..image.len() / 8)
+        .filter(|&w| {
+            let word = u64::from_le_bytes(image[8 * w..8 * w + 8].try_into().unwrap());
+            entries.contains(&word)
+        })
+        .map(|w| 8 * w as u64)
+        .collect();
+    assert_eq!(links.len(), 100, "each entry is linked once");
+    let mut rng = Rng(0xdead_beef_cafe_f00d);
+    for round in 0..50 {
+        for _ in 0..20 {
+            let target = if rng.next() % 2 == 0 {
+                links[(rng.next() % 100) as usize] - 8 * (rng.next() % 2)
+            } else {
+                entries[(rng.next() % 100) as usize] + 8 * (rng.next() % 4)
+            };
+            let garbage = match rng.next() % 4 {
+                0 => rng.next(),
+                1 => rng.next() % (1 << 20),
+                2 => u64::MAX,
+                _ => entries[(rng.next() % 100) as usize],
+            };
+            std::os::unix::fs::FileExt::write_all_at(&file, &garbage.to_le_bytes(), target)
+                .unwrap();
+        }
+        for i in 0..100 {
+            let _ = d.get(&key(i));
+            let _ = d.contains_key(&key(i));
+            if i % 10 == round % 10 {
+                let _ = d.insert(&key(i), b"x");
+                let _ = d.remove(&key(i + 1));
+            }
+        }
+        for (_, v) in d.items() {
+            assert!(v.len() <= 1 << 20);
+        }
+    }
+    d.clear();
+    d.insert(b"k", b"again").unwrap();
+    assert_eq!(d.get(b"k"), Some(b"again".to_vec()));
+    assert_eq!(d.items().len(), 1);
+}
+
+fn typed_dict_across_processes() {
+    let arena = Arena::anonymous(1 << 20).unwrap();
+    let d = TypedDict::<u32, [u64; 2]>::create(&arena, "scores").unwrap();
+    let kids: Vec<_> = (0..4u32)
+        .map(|w| {
+            let arena = arena.clone();
+            fork(move || {
+                let d = TypedDict::<u32, [u64; 2]>::open(&arena, "scores").unwrap();
+                for k in 0..250 {
+                    d.insert(&(w * 250 + k), &[u64::from(w), u64::from(k)])
+                        .unwrap();
+                }
+                assert!(TypedDict::<u64, [u64; 2]>::open(&arena, "scores").is_err());
+                assert!(SharedDict::open(&arena, "scores").is_err());
+            })
+        })
+        .collect();
+    kids.into_iter().for_each(|c| c.join());
+    assert_eq!(d.len(), 1000);
+    assert_eq!(d.get(&257), Some([1, 7]));
+    assert_eq!(d.remove(&257), Some([1, 7]));
+    assert!(!d.contains_key(&257));
+    assert_eq!(d.items().len(), 999);
+    assert_eq!(d.setdefault(&257, &[9, 9]), Ok([9, 9]));
+    assert_eq!(d.pop(&257), Some([9, 9]));
+    let (k, v) = d.popitem().unwrap();
+    assert_eq!(v, [u64::from(k / 250), u64::from(k % 250)]);
+    assert_eq!(d.keys().len(), 998);
+    assert_eq!(d.values().iter().filter(|v| v[0] == 3).count(), 250);
+}
+
+#[cfg(feature = "serde")]
+fn serde_dict_across_processes() {
+    use shmproc::SerdeDict;
+    let arena = Arena::anonymous(1 << 20).unwrap();
+    let d = SerdeDict::<String, Vec<String>>::create(&arena, "people").unwrap();
+    let kids: Vec<_> = (0..4u32)
+        .map(|w| {
+            let arena = arena.clone();
+            fork(move || {
+                let d = SerdeDict::<String, Vec<String>>::open(&arena, "people").unwrap();
+                for k in 0..50 {
+                    let name = format!("p{w}-{k}");
+                    let friends = (0..k % 7).map(|f| format!("f{f}-of-{name}")).collect();
+                    d.insert(&name, &friends).unwrap();
+                    d.update_with(&"all".to_string(), |v| {
+                        let mut v = v.unwrap_or_default();
+                        v.push(name.clone());
+                        Some(v)
+                    })
+                    .unwrap();
+                }
+                assert!(SerdeDict::<String, String>::open(&arena, "people").is_err());
+            })
+        })
+        .collect();
+    kids.into_iter().for_each(|c| c.join());
+    assert_eq!(d.len(), 201);
+    assert_eq!(d.get(&"all".to_string()).unwrap().unwrap().len(), 200);
+    assert_eq!(
+        d.get(&"p2-3".to_string()).unwrap(),
+        Some(vec![
+            "f0-of-p2-3".into(),
+            "f1-of-p2-3".into(),
+            "f2-of-p2-3".into()
+        ])
+    );
+    assert_eq!(d.items().unwrap().len(), 201);
+    assert_eq!(
+        d.pop(&"all".to_string()).unwrap().map(|v| v.len()),
+        Some(200)
+    );
+    assert_eq!(d.keys().unwrap().len(), 200);
+}
