@@ -1,35 +1,180 @@
-//! Model checks of `SharedDict`'s seqlock read path and its writer lock.
+//! Model checks of the dict (`raw::dict`): its seqlock read path against a writer that
+//! grows the index, replaces values (a new entry block, the old one freed and reused)
+//! and removes keys; read-modify-writes that lose nothing; and a writer killed after each
+//! of its writes while it grows the dict, repaired by whoever takes the lock next, with a
+//! reader running throughout.
 //!
 //! Run: `RUSTFLAGS="--cfg shmproc_loom" LOOM_MAX_PREEMPTIONS=3 cargo test -p loom-tests
 //! --release --test dict`.
 //!
-//! The table is tiny (capacity 1-2, so 2-4 slots; 16-byte values = two words), so that a
-//! reader's copy can be torn between the two words of a value: the seqlock must throw
-//! every such copy away.
+//! The dict starts with the smallest index loom builds use (2 slots: one entry fills it),
+//! so that the second insert grows it; values are two words whose halves are equal, so a
+//! torn copy shows. The blocks come from [`ModelBlocks`], a first-fit allocator over a
+//! vector of loom atomics that reuses freed blocks at once: a reader that raced a free
+//! reads a block already rewritten by its next owner, and must throw that read away.
 #![cfg(shmproc_loom)]
 
-use loom::sync::atomic::AtomicU64;
+use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use shmproc::raw::dict::{DictGeometry, DictTable, RawDict};
-use shmproc::raw::sync::liveness::Scripted;
+use shmproc::raw::dict::{finalize, CrashAfter, DictTable, RawDict};
+use shmproc::raw::owned::Blocks;
+use shmproc::raw::sync::liveness::{Liveness, Scripted};
+use shmproc::Error;
+use shmproc::SpinPolicy;
+use std::sync::Mutex;
 
-struct State {
-    raw: RawDict,
+/// Words of the model's memory (offsets `BASE..BASE + 8 * WORDS`).
+const WORDS: usize = 96;
+/// The offset of word 0: not 0 (0 means "no block"), and 64-aligned (an index block is).
+const BASE: u64 = 64;
+/// What a freed block is filled with.
+const POISON: u64 = 0xdead_dead_dead_dead;
+
+/// A heap over loom atomics: the model's shared memory. Allocation decisions happen under
+/// a std mutex with no loom operation inside (so a loom switch never finds it held); the
+/// stores into the memory (zeroing, the naming word) are loom operations after it.
+struct ModelBlocks {
     words: Vec<AtomicU64>,
+    /// Blocks: (first word, words, allocated).
+    table: Mutex<Vec<(usize, usize, bool)>>,
 }
 
-fn state(capacity: usize) -> Arc<State> {
-    let g = DictGeometry::new(capacity, 8, 16).unwrap();
-    Arc::new(State {
-        raw: RawDict::new(g),
-        words: (0..g.table_words()).map(|_| AtomicU64::new(0)).collect(),
-    })
+impl ModelBlocks {
+    fn new() -> ModelBlocks {
+        ModelBlocks {
+            words: (0..WORDS).map(|_| AtomicU64::new(0)).collect(),
+            table: Mutex::new(vec![(0, WORDS, false)]),
+        }
+    }
+
+    fn index(off: u64) -> Option<usize> {
+        (off >= BASE && off % 8 == 0).then(|| ((off - BASE) / 8) as usize)
+    }
+
+    /// Blocks allocated now.
+    fn allocated(&self) -> usize {
+        self.table.lock().unwrap().iter().filter(|b| b.2).count()
+    }
 }
 
-/// Model threads never die; each has its own id.
-fn table(s: &State, id: u32) -> DictTable<'_, Scripted> {
-    DictTable::new(&s.raw, &s.words, Scripted::alive(id)).unwrap()
+impl Blocks for ModelBlocks {
+    fn alloc_into(
+        &self,
+        word: &AtomicU64,
+        size: u64,
+        align: u64,
+        zeroed: bool,
+    ) -> shmproc::Result<u64> {
+        let want = size.div_ceil(8) as usize;
+        let at = {
+            let mut t = self.table.lock().unwrap();
+            let fit = t.iter().position(|&(start, len, used)| {
+                let off = BASE + 8 * start as u64;
+                let pad = (off.next_multiple_of(align) - off) as usize / 8;
+                !used && len >= pad + want
+            });
+            let Some(i) = fit else {
+                return Err(Error::OutOfSpace {
+                    requested: size,
+                    available: 0,
+                });
+            };
+            let (start, len, _) = t[i];
+            let off = BASE + 8 * start as u64;
+            let pad = (off.next_multiple_of(align) - off) as usize / 8;
+            t.remove(i);
+            let mut pieces = vec![(start + pad, want, true)];
+            if pad > 0 {
+                pieces.insert(0, (start, pad, false));
+            }
+            if len > pad + want {
+                pieces.push((start + pad + want, len - pad - want, false));
+            }
+            for (n, p) in pieces.into_iter().enumerate() {
+                t.insert(i + n, p);
+            }
+            start + pad
+        };
+        if zeroed {
+            for w in &self.words[at..at + want] {
+                w.store(0, Ordering::Relaxed);
+            }
+        }
+        let off = BASE + 8 * at as u64;
+        // Relaxed: as the heap's own store of the naming word (under its lock, which the
+        // model's mutex stands for); the dict orders what it publishes itself.
+        word.store(off, Ordering::Relaxed);
+        Ok(off)
+    }
+
+    fn free_from(&self, word: &AtomicU64) -> shmproc::Result<()> {
+        // Relaxed: the word's owner holds the dict's lock (or is the finalizer).
+        let off = word.load(Ordering::Relaxed);
+        if off == 0 {
+            return Ok(());
+        }
+        let at = Self::index(off);
+        let (start, len) = {
+            let mut t = self.table.lock().unwrap();
+            let Some(b) = t.iter_mut().find(|b| Some(b.0) == at && b.2) else {
+                return Err(Error::Corrupt(format!("no block at {off}")));
+            };
+            b.2 = false;
+            (b.0, b.1)
+        };
+        // A freed block is written at once, as the heap writes its free-list links into
+        // its first 16 bytes: a reader still reading it sees the poison (and must throw
+        // it away).
+        for w in &self.words[start..start + len.min(2)] {
+            w.store(POISON, Ordering::Relaxed);
+        }
+        word.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn words(&self, offset: u64, count: u64) -> shmproc::Result<&[AtomicU64]> {
+        match Self::index(offset) {
+            Some(i)
+                if (i as u64)
+                    .checked_add(count)
+                    .is_some_and(|e| e <= WORDS as u64) =>
+            {
+                Ok(&self.words[i..i + count as usize])
+            }
+            _ => Err(Error::Corrupt(format!("{count} words at {offset}"))),
+        }
+    }
+
+    fn block_len(&self, offset: u64) -> shmproc::Result<u64> {
+        let at = Self::index(offset);
+        let t = self.table.lock().unwrap();
+        t.iter()
+            .find(|b| Some(b.0) == at && b.2)
+            .map(|b| 8 * b.1 as u64)
+            .ok_or_else(|| Error::Corrupt(format!("no block at {offset}")))
+    }
+}
+
+struct World {
+    raw: RawDict,
+    blocks: ModelBlocks,
+}
+
+/// A dict holding `k1 -> val(1)`: its index full (2 slots, one entry).
+fn world() -> Arc<World> {
+    let w = Arc::new(World {
+        raw: RawDict::new(7),
+        blocks: ModelBlocks::new(),
+    });
+    table(&w, Scripted::alive(9))
+        .insert(b"k1", &val(1))
+        .unwrap();
+    w
+}
+
+fn table(w: &World, who: Scripted) -> DictTable<'_, ModelBlocks, Scripted> {
+    DictTable::new(&w.raw, &w.blocks, who, SpinPolicy::default())
 }
 
 /// A 16-byte value whose two words are equal: a torn copy has two different words.
@@ -37,81 +182,207 @@ fn val(n: u64) -> Vec<u8> {
     [n.to_le_bytes(), n.to_le_bytes()].concat()
 }
 
-fn check_uniform(v: &[u8]) -> u64 {
+fn uniform(v: &[u8]) -> u64 {
     assert_eq!(v.len(), 16, "value length torn: {v:?}");
     let (a, b) = v.split_at(8);
     assert_eq!(a, b, "torn value {v:?}");
     u64::from_le_bytes(a.try_into().unwrap())
 }
 
-#[test]
-fn reader_sees_old_or_new_value_never_a_mix() {
-    loom::model(|| {
-        let s = state(1);
-        table(&s, 1).insert(b"k", &val(1)).unwrap();
-        let s2 = s.clone();
-        let w = thread::spawn(move || {
-            table(&s2, 2).insert(b"k", &val(2)).unwrap();
-        });
-        let mut out = Vec::new();
-        assert!(table(&s, 3).get(b"k", &mut out));
-        let n = check_uniform(&out);
-        assert!(n == 1 || n == 2);
-        w.join().unwrap();
-        assert!(table(&s, 3).get(b"k", &mut out));
-        assert_eq!(check_uniform(&out), 2);
-    });
+fn get(t: &DictTable<'_, ModelBlocks, Scripted>, key: &[u8]) -> Option<u64> {
+    let mut out = Vec::new();
+    t.get(key, &mut out).then(|| uniform(&out))
 }
 
-#[test]
-fn reader_sees_insert_and_remove_atomically() {
-    loom::model(|| {
-        let s = state(1);
-        let s2 = s.clone();
-        let w = thread::spawn(move || {
-            let t = table(&s2, 2);
-            t.insert(b"key", &val(7)).unwrap();
-            let mut old = Vec::new();
-            assert!(t.remove(b"key", &mut old));
-            assert_eq!(check_uniform(&old), 7);
-        });
-        let t = table(&s, 3);
-        let mut out = Vec::new();
-        if t.get(b"key", &mut out) {
-            assert_eq!(check_uniform(&out), 7);
-        }
-        let snap = t.snapshot();
-        assert!(snap.len() <= 1);
-        for (k, v) in snap {
-            assert_eq!(k, b"key");
-            assert_eq!(check_uniform(&v), 7);
-        }
-        w.join().unwrap();
-        assert!(!t.contains(b"key"));
-        assert_eq!(t.len(), 0);
+/// Runs the model `f` with at most `bound` preemptions; returns the executions explored
+/// (a model that explores only one has no race in it: see [`reader_thread`]).
+fn model(bound: usize, f: impl Fn() + Sync + Send + 'static) -> u64 {
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = runs.clone();
+    shmproc_testkit::loom::model(bound, move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        f()
     });
+    let n = runs.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("{n} executions");
+    n
 }
 
+/// Starts `read` on a thread of its own while the caller (the model's first thread)
+/// writes.
+///
+/// The reader is the spawned thread, not the writer, because of how loom prunes: its
+/// DPOR remembers one last access per atomic, and a writer that loads a word before it
+/// stores it (as every writer here does: `len`, `seq`) hides the reader's earlier loads
+/// of that word, so a reader that runs first is never interleaved with the writer (the
+/// model explores one execution). Loom schedules the first thread until it blocks; with
+/// the writer there, the reader's loads come after the writer's stores, and each of them
+/// makes loom go back and run the reader earlier.
+fn reader_thread(read: impl FnOnce() + Send + 'static) -> thread::JoinHandle<()> {
+    thread::spawn(read)
+}
+
+/// A reader races a writer that grows the index (the second key does not fit the first
+/// index): the reader sees k1 whole throughout (growth must not lose it) and k2 absent or
+/// whole.
+#[test]
+fn reader_never_sees_a_wrong_value_while_the_dict_grows() {
+    let n = model(2, || {
+        let w = world();
+        let reader = {
+            let w = w.clone();
+            reader_thread(move || {
+                let t = table(&w, Scripted::alive(1));
+                assert_eq!(get(&t, b"k1"), Some(1), "k1 lost or torn");
+                let second = get(&t, b"k2");
+                assert!(matches!(second, None | Some(2)), "k2 read as {second:?}");
+            })
+        };
+        let t = table(&w, Scripted::alive(2));
+        assert_eq!(t.insert(b"k2", &val(2)), Ok(false));
+        reader.join().unwrap();
+        assert_eq!(get(&t, b"k2"), Some(2));
+        assert_eq!(t.len(), 2);
+        // The index (4 slots now) and two entries; the old index went back.
+        assert_eq!(w.blocks.allocated(), 3);
+        finalize(&w.raw, &w.blocks);
+        assert_eq!(w.blocks.allocated(), 0);
+    });
+    assert!(n > 1000, "loom explored {n} executions");
+}
+
+/// A reader races a writer that replaces a value (a new entry, swapped in; the old one
+/// freed) and then inserts another key, whose entry reuses the freed memory at once: the
+/// reader gets the old value or the new one, whole, never the other key's bytes.
+#[test]
+fn reader_never_sees_a_replaced_value_torn_or_reused() {
+    let n = model(2, || {
+        let w = world();
+        table(&w, Scripted::alive(9)).reserve(2).unwrap();
+        let reader = {
+            let w = w.clone();
+            reader_thread(move || {
+                let got = get(&table(&w, Scripted::alive(1)), b"k1");
+                assert!(matches!(got, Some(1 | 3)), "k1 read as {got:?}");
+            })
+        };
+        let t = table(&w, Scripted::alive(2));
+        assert_eq!(t.insert(b"k1", &val(3)), Ok(true));
+        assert_eq!(t.insert(b"k9", &val(9)), Ok(false));
+        reader.join().unwrap();
+        assert_eq!(get(&t, b"k1"), Some(3));
+        assert_eq!(w.blocks.allocated(), 3);
+    });
+    assert!(n > 100, "loom explored {n} executions");
+}
+
+/// A reader looks up a key that a writer removes, while the writer then inserts another
+/// key whose entry reuses the removed one's memory at once: the reader gets the removed
+/// value whole or nothing, never the new key's value under the old key.
+#[test]
+fn reader_of_a_removed_key_never_sees_its_reused_memory() {
+    let n = model(2, || {
+        let w = world();
+        table(&w, Scripted::alive(9)).reserve(2).unwrap();
+        let reader = {
+            let w = w.clone();
+            reader_thread(move || {
+                let got = get(&table(&w, Scripted::alive(1)), b"k1");
+                assert!(matches!(got, None | Some(1)), "k1 read as {got:?}");
+            })
+        };
+        let t = table(&w, Scripted::alive(2));
+        let mut old = Vec::new();
+        assert!(t.remove(b"k1", &mut old));
+        assert_eq!(uniform(&old), 1);
+        assert_eq!(t.insert(b"k9", &val(9)), Ok(false));
+        reader.join().unwrap();
+        assert_eq!(get(&t, b"k1"), None);
+        assert_eq!(w.blocks.allocated(), 2);
+    });
+    assert!(n > 100, "loom explored {n} executions");
+}
+
+/// Two read-modify-writes of one key, in two processes: neither is lost.
 #[test]
 fn concurrent_update_with_loses_nothing() {
-    loom::model(|| {
-        let s = state(2);
-        table(&s, 1).insert(b"n", &val(0)).unwrap();
-        let handles: Vec<_> = (0..2)
-            .map(|i| {
-                let s = s.clone();
-                thread::spawn(move || {
-                    table(&s, 10 + i)
-                        .update_with(b"n", |v| Some(val(check_uniform(v.unwrap()) + 1)))
-                        .unwrap();
-                })
+    let n = model(2, || {
+        let w = world();
+        let other = {
+            let w = w.clone();
+            thread::spawn(move || {
+                table(&w, Scripted::alive(2))
+                    .update_with(b"k1", |v| Some(val(uniform(v.unwrap()) + 1)))
+                    .unwrap();
             })
-            .collect();
-        for h in handles {
-            h.join().unwrap();
-        }
-        let mut out = Vec::new();
-        assert!(table(&s, 3).get(b"n", &mut out));
-        assert_eq!(check_uniform(&out), 2);
+        };
+        table(&w, Scripted::alive(1))
+            .update_with(b"k1", |v| Some(val(uniform(v.unwrap()) + 1)))
+            .unwrap();
+        other.join().unwrap();
+        assert_eq!(get(&table(&w, Scripted::alive(1)), b"k1"), Some(3));
+        assert_eq!(w.blocks.allocated(), 2);
     });
+    assert!(n > 5, "loom explored {n} executions");
+}
+
+/// A writer inserts a second key (which grows the index) and is killed after its k-th
+/// write, for every k, holding the lock; a reader runs meanwhile (it may have to take the
+/// lock over from the dead writer, and repair). Afterwards a survivor writes (repairing
+/// if the reader did not): k1 holds its value, k2 is there whole or not at all, the
+/// counts match, and the memory holds exactly the index and the entries: nothing leaked.
+#[test]
+fn a_writer_killed_mid_growth_is_repaired() {
+    let mut k = 0;
+    loop {
+        let crashed_once = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = crashed_once.clone();
+        model(1, move || {
+            let w = world();
+            let team: Vec<Scripted> = Scripted::team(3, true)
+                .iter()
+                .map(Scripted::watching)
+                .collect();
+            let reader = {
+                let (w, me) = (w.clone(), team[0].clone());
+                reader_thread(move || {
+                    let t = table(&w, me);
+                    assert_eq!(get(&t, b"k1"), Some(1), "k1 lost or torn");
+                    let k2 = get(&t, b"k2");
+                    assert!(matches!(k2, None | Some(2)), "k2 read as {k2:?}");
+                })
+            };
+            let me = team[1].clone();
+            let hook = CrashAfter::new(k);
+            let t =
+                DictTable::with_hook(&w.raw, &w.blocks, me.clone(), SpinPolicy::default(), &hook);
+            let r = t.insert(b"k2", &val(2));
+            let crashed = hook.crashed();
+            if crashed {
+                // Killed: the kernel reports it gone to whoever asks.
+                me.kill(me.me());
+            } else {
+                assert_eq!(r, Ok(false));
+            }
+            seen.fetch_or(crashed, std::sync::atomic::Ordering::SeqCst);
+            reader.join().unwrap();
+            let survivor = table(&w, team[2].clone());
+            survivor.insert(b"k3", &val(3)).unwrap();
+            assert_eq!(get(&survivor, b"k1"), Some(1));
+            let k2 = get(&survivor, b"k2");
+            assert!(matches!(k2, None | Some(2)), "k2 left as {k2:?}");
+            assert!(crashed || k2 == Some(2));
+            let n = 2 + usize::from(k2.is_some());
+            assert_eq!(survivor.len(), n);
+            assert_eq!(survivor.items().len(), n);
+            assert_eq!(w.blocks.allocated(), 1 + n, "k={k}: a block leaked");
+            finalize(&w.raw, &w.blocks);
+            assert_eq!(w.blocks.allocated(), 0, "k={k}");
+        });
+        if !crashed_once.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        k += 1;
+    }
+    assert!(k >= 10, "only {k} writes");
 }
