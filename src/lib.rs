@@ -38,7 +38,7 @@ pub use process::{
     ProcessInfo, Run, RunResult, StartMethod,
 };
 pub use queue::{
-    BytePutError, ByteQueue, GetError, JoinTimeout, JoinableQueue, PutError, Queue, SimpleQueue,
+    BytePutError, ByteQueue, GetError, JoinError, JoinableQueue, PutError, Queue, SimpleQueue,
     TaskDoneError,
 };
 pub use rlock::{NotOwner, RLock, RLockGuard};
