@@ -552,6 +552,12 @@ impl ByteQueue {
     pub fn lost(&self) -> u64 {
         self.core.ring().lost()
     }
+
+    /// Claims of dead processes that survivors ended (see
+    /// [`Queue::recovered`](super::Queue::recovered)).
+    pub fn recovered(&self) -> u64 {
+        self.core.ring().skipped() + self.core.ring().lost()
+    }
 }
 
 fn ring_put_error(e: MpmcError, wait: Wait) -> BytePutError {

@@ -393,7 +393,7 @@ impl Core {
         }
         match self.mine() {
             Some(e) => e.intent(k),
-            None => &mine::UNRECORDED,
+            None => mine::unrecorded(),
         }
     }
 
@@ -419,7 +419,7 @@ impl Core {
             Some(e) if loan.k != 0 && e as *const Claimer as usize == loan.entry => {
                 e.intent(loan.k)
             }
-            _ => &mine::UNRECORDED,
+            _ => mine::unrecorded(),
         }
     }
 
@@ -745,7 +745,18 @@ mod mine {
     use std::num::NonZeroUsize;
 
     /// The intent word of threads without an entry: written, never read.
-    pub(super) static UNRECORDED: AtomicU64 = AtomicU64::new(0);
+    #[cfg(not(shmproc_loom))]
+    pub(super) fn unrecorded() -> &'static AtomicU64 {
+        static UNRECORDED: AtomicU64 = AtomicU64::new(0);
+        &UNRECORDED
+    }
+
+    /// Under loom (whose atomics cannot be statics) the handles are not used: the models
+    /// drive `raw::mpmc` with tables of their own.
+    #[cfg(shmproc_loom)]
+    pub(super) fn unrecorded() -> &'static AtomicU64 {
+        unreachable!("the queue handles are not used under loom")
+    }
 
     /// The next view number ([`new_id`]).
     static NEXT: PlainU64 = PlainU64::new(1);
@@ -762,7 +773,7 @@ mod mine {
     const LINES: usize = 8;
 
     /// One line: the view's number, the address of its entry's put / get intent word (or
-    /// of [`UNRECORDED`]), and of the entry (0: the thread has none in that table).
+    /// of [`unrecorded`]'s), and of the entry (0: the thread has none in that table).
     #[derive(Clone, Copy)]
     pub(crate) struct Line {
         id: u64,
@@ -816,7 +827,7 @@ mod mine {
             id,
             word: match entry {
                 Some(e) => e.intent(0) as *const AtomicU64 as usize,
-                None => &UNRECORDED as *const AtomicU64 as usize,
+                None => unrecorded() as *const AtomicU64 as usize,
             },
             entry: entry.map_or(0, |e| e as *const Claimer as usize),
         };

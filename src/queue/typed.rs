@@ -572,6 +572,12 @@ impl<T: Pod> Queue<T> {
     pub fn lost(&self) -> u64 {
         self.core.ring().lost()
     }
+
+    /// Claims of dead processes that survivors ended, since the queue was made: puts
+    /// published skipped (nothing lost) plus the [`lost`](Self::lost) gets.
+    pub fn recovered(&self) -> u64 {
+        self.core.ring().skipped() + self.core.ring().lost()
+    }
 }
 
 /// A slot lent by [`Queue::put_loan`]: write the value in place, then
@@ -967,6 +973,11 @@ impl<T: Pod> JoinableQueue<T> {
     /// Values lost with consumers that died holding them (see [`Queue::lost`]).
     pub fn lost(&self) -> u64 {
         self.q.lost()
+    }
+
+    /// Claims of dead processes that survivors ended (see [`Queue::recovered`]).
+    pub fn recovered(&self) -> u64 {
+        self.q.recovered()
     }
 
     /// Closes the queue (see [`Queue::close`]).

@@ -445,9 +445,10 @@ impl Default for Claimer {
     }
 }
 
-/// The intent word of a claim of `side` at position `pos`: never 0.
+/// The intent word of a claim of `side` at position `pos`: never 0. Public for the
+/// models, which plant the intent of a thread that died before its CAS.
 #[inline(always)]
-fn intent_of(side: Side, pos: u64) -> u64 {
+pub fn intent_of(side: Side, pos: u64) -> u64 {
     (pos << 2) | (u64::from(side == Side::Consumer) << 1) | 1
 }
 
@@ -510,6 +511,13 @@ impl Claimer {
         // Relaxed: see `take_loan`.
         self.loans
             .fetch_and(!(1u32 << (k % INTENTS)), Ordering::Relaxed);
+    }
+
+    /// Takes this entry, if it is free, for `who`'s calling thread (what
+    /// [`MpmcRing::enter`] does with the first free entry it finds); false if it is not
+    /// free.
+    pub fn take_for(&self, who: &impl Liveness) -> bool {
+        self.take(0, who)
     }
 
     /// True if this entry belongs to `who`'s calling thread.
@@ -1006,6 +1014,7 @@ impl MpmcRing {
         // Relaxed: only a guess; the CAS below (and the stamp's Acquire) decide.
         let mut tail = self.tail.0.load(Ordering::Relaxed);
         let mut backoff = Backoff::default();
+        let mut intent = false;
         let stop = loop {
             if tail & mark_bit != 0 {
                 break Stop::Closed;
@@ -1027,6 +1036,7 @@ impl MpmcRing {
                 // that orders it for whoever reads `tail` at or past it with Acquire
                 // (`recover`, `outstanding`).
                 me.store(intent_of(Side::Producer, tail), Ordering::Relaxed);
+                intent = true;
                 // SeqCst: the tail is part of the total order that `len` and `close`
                 // rely on. Relaxed on failure: the value read is only the next guess (the
                 // stamp's Acquire load orders the retry).
@@ -1080,9 +1090,12 @@ impl MpmcRing {
             tail = self.tail.0.load(Ordering::Relaxed);
         };
         // No claim: an intent left by a lost CAS must not name us a candidate holder of
-        // a claim that is another thread's. Relaxed: a recoverer that still sees it waits
-        // a little longer, nothing more.
-        me.store(0, Ordering::Relaxed);
+        // a claim that is another thread's (a waiter would keep it for as long as it
+        // waits). Relaxed: a recoverer that still sees it waits a little longer, nothing
+        // more. (`claim_fast` clears its own.)
+        if intent {
+            me.store(0, Ordering::Relaxed);
+        }
         Err(stop)
     }
 
@@ -1149,18 +1162,23 @@ impl MpmcRing {
         if s.stamp(index).load(Ordering::Acquire) != pos.wrapping_add(ready) {
             return None;
         }
-        // SYNC POINT "intent": as in `push_step`. A lost CAS leaves it for the full path,
-        // which claims or clears it.
+        // SYNC POINT "intent": as in `push_step`.
         me.store(intent_of(side, pos), Ordering::Relaxed);
         // SeqCst: as in `push_step` / `pop_step`. Relaxed on failure: the value read is
         // not used (the full path starts over).
-        at.compare_exchange_weak(
-            pos,
-            pos.wrapping_add(1),
-            Ordering::SeqCst,
-            Ordering::Relaxed,
-        )
-        .ok()?;
+        if at
+            .compare_exchange_weak(
+                pos,
+                pos.wrapping_add(1),
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            // A lost race: the intent names no claim of ours (see `push_step`).
+            me.store(0, Ordering::Relaxed);
+            return None;
+        }
         Some(Claim {
             index,
             stamp: pos.wrapping_add(done),
@@ -1177,6 +1195,7 @@ impl MpmcRing {
         // Relaxed: only a guess; the CAS below (and the stamp's Acquire) decide.
         let mut head = self.head.0.load(Ordering::Relaxed);
         let mut backoff = Backoff::default();
+        let mut intent = false;
         let stop = loop {
             let index = head & (mark_bit - 1);
             if index >= cap || head & mark_bit != 0 {
@@ -1191,6 +1210,7 @@ impl MpmcRing {
                 let new_head = next_position(head, index, cap, one_lap);
                 // SYNC POINT "intent": as in `push_step`.
                 me.store(intent_of(Side::Consumer, head), Ordering::Relaxed);
+                intent = true;
                 // SeqCst: see `push_step`. Relaxed on failure: as there.
                 match self.head.0.compare_exchange_weak(
                     head,
@@ -1249,7 +1269,9 @@ impl MpmcRing {
             head = self.head.0.load(Ordering::Relaxed);
         };
         // See `push_step`.
-        me.store(0, Ordering::Relaxed);
+        if intent {
+            me.store(0, Ordering::Relaxed);
+        }
         Err(stop)
     }
 
@@ -1622,18 +1644,8 @@ impl MpmcRing {
         let mut next_look = look.and_then(|r| time::deadline_after(r.interval()));
         let mut busy = 0u32;
         loop {
-            if look.is_some() && time::expired(next_look) {
-                if self.recover(s, why, who) == Recovery::Recovered {
-                    // Whatever we waited on may be ours now: look again at once (below,
-                    // registered).
-                    nap = Recheck::CLAIM;
-                }
-                if let Some(r) = &mut look {
-                    r.backoff();
-                    next_look = time::deadline_after(r.interval());
-                }
-            }
-            // The model's clock, before the look that may decide to nap (`futex::nap`).
+            // The model's clock, before the looks that may decide to nap (`futex::nap`):
+            // the attempt after registering, and the look at a holder's liveness.
             let since = futex::tick();
             // Read before the re-check below (SYNC POINT "event count"), so a bump after
             // the re-check changes the word and the wait will not sleep on a stale value.
@@ -1651,6 +1663,27 @@ impl MpmcRing {
                     return r;
                 }
             };
+            // Is a dead party's claim what stops us? (On the liveness schedule; under loom
+            // at every look, so that a model never naps on a claim it could end.)
+            if look.is_some() && time::expired(next_look) {
+                let recovered = self.recover(s, why, who) == Recovery::Recovered;
+                if let Some(r) = &mut look {
+                    if recovered {
+                        *r = who.recheck().unwrap_or(*r);
+                    } else {
+                        r.backoff();
+                    }
+                    next_look = time::deadline_after(r.interval());
+                }
+                if recovered {
+                    // Whatever we waited on may be ours now: look again at once.
+                    if registered {
+                        Waiters::leave(waiters);
+                    }
+                    nap = Recheck::CLAIM;
+                    continue;
+                }
+            }
             if why == Stop::Busy {
                 busy += 1;
                 if busy >= BUSY_NAPS {
@@ -1662,34 +1695,32 @@ impl MpmcRing {
             } else {
                 busy = 0;
             }
-            let wake_at = if look.is_some() {
-                match (deadline, next_look) {
-                    (Some(d), Some(l)) => Some(d.min(l)),
-                    (d, None) => d,
-                    (None, l) => l,
-                }
-            } else {
-                deadline
-            };
             // Sleep until woken if the claim that ends our wait is still to come: it
-            // comes after our fence and sees our registration. If it was made already, it
-            // may have looked before we registered: nap, and look again. (So does a party
-            // that found no room to register.)
-            let res = if registered && self.claim_is_ahead(why, geo) {
-                word.wait(seq, wake_at)
-            } else {
-                // A nap: the claimer normally finishes within nanoseconds, but a loan, or
-                // a process the scheduler paused, can hold its claim for longer.
-                let res = futex::nap(word.word(), seq, since, wake_at, nap.interval());
-                nap.backoff();
-                res
+            // comes after our fence and sees our registration (but its claimer may die
+            // before its publish: with a liveness schedule, the sleep is a nap until the
+            // next look). If it was made already, it may have looked before we
+            // registered: nap, and look again. (So does a party that found no room to
+            // register.)
+            let ahead = registered && self.claim_is_ahead(why, geo);
+            let until_look = next_look.map(|at| at.saturating_duration_since(Instant::now()));
+            let res = match (ahead, until_look) {
+                (true, None) => word.wait(seq, deadline),
+                (true, Some(look_in)) => futex::nap(word.word(), seq, since, deadline, look_in),
+                (false, _) => {
+                    // A nap: the claimer normally finishes within nanoseconds, but a loan,
+                    // or a process the scheduler paused, can hold its claim for longer.
+                    let interval = until_look.map_or(nap.interval(), |l| l.min(nap.interval()));
+                    let res = futex::nap(word.word(), seq, since, deadline, interval);
+                    nap.backoff();
+                    res
+                }
             };
             if registered {
                 Waiters::leave(waiters);
             }
             match attempt(&mut stuck) {
+                // (The loop looks again, registered, before anything else.)
                 Err(e) if e.must_wait() => {
-                    why = e;
                     if res == WaitResult::TimedOut && time::expired(deadline) {
                         return Err(e);
                     }

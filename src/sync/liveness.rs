@@ -377,9 +377,12 @@ impl Scripted {
         }
     }
 
-    /// Marks process `pid` dead, for every member of the team.
+    /// Marks process `pid` dead, for every member of the team. Under loom this is
+    /// progress ([`futex::progress`](crate::sync::futex::progress)): a party napping until
+    /// something happens (a survivor waiting to look at a holder again) looks now.
     pub fn kill(&self, pid: u32) {
         self.dead.store(pid, crate::sync::Ordering::SeqCst);
+        crate::sync::futex::progress();
     }
 
     /// The start time every scripted process `pid` has.
