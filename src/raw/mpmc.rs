@@ -797,7 +797,8 @@ impl Waiters {
 #[derive(Default)]
 struct Stuck(u32);
 
-/// What one more retry of [`Stuck`] means.
+/// What one more retry of [`Stuck`] means (under loom, always `Again`).
+#[cfg_attr(shmproc_loom, allow(dead_code))]
 enum Tick {
     Again,
     Busy,
