@@ -268,7 +268,7 @@ impl Condition {
     ///
     /// # Errors
     /// [`Error::OutOfSpace`] /
-    /// [`Error::DirectoryFull`] when the arena is full.
+    /// [`Error::OutOfSpace`] when the arena is full to its limit.
     pub fn new_in(arena: &Arena) -> Result<Condition> {
         Self::make(arena, None, Which::Own)
     }

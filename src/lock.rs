@@ -291,7 +291,7 @@ impl Lock {
     ///
     /// # Errors
     /// [`Error::OutOfSpace`](crate::Error::OutOfSpace) /
-    /// [`Error::DirectoryFull`](crate::Error::DirectoryFull) when the arena is full.
+    /// [`Error::OutOfSpace`](crate::Error::OutOfSpace) when the arena is full to its limit.
     pub fn new_in(arena: &Arena) -> Result<Lock> {
         object::make(arena, None, ())
     }

@@ -78,8 +78,12 @@ pub(crate) trait Object: Sized {
     /// # Errors
     /// [`Error::Corrupt`] (or [`Error::WrongType`]) when they are impossible.
     fn decode(param: u64, state: &Self::State) -> Result<Self::Params> {
-        let params = Self::Params::from_word(param)
-            .ok_or_else(|| Error::Corrupt(format!("parameter word {param:#x}")))?;
+        let params = Self::Params::from_word(param).ok_or_else(|| {
+            Error::Corrupt(format!(
+                "its parameter word {param:#x} is not one a {} is made with",
+                Self::type_name()
+            ))
+        })?;
         Self::check(&params, state)?;
         Ok(params)
     }

@@ -311,7 +311,7 @@ impl Semaphore {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] when `value` is above [`VALUE_MAX`];
-    /// [`Error::OutOfSpace`] / [`Error::DirectoryFull`] when the arena is full.
+    /// [`Error::OutOfSpace`] when the arena is full to its limit.
     pub fn new_in(arena: &Arena, value: u32) -> Result<Semaphore> {
         check_value(value)?;
         object::make(arena, None, value)
@@ -478,7 +478,7 @@ impl BoundedSemaphore {
     /// A new bounded semaphore holding `value` permits, in `arena`.
     ///
     /// # Errors
-    /// As [`new`](Self::new), and [`Error::OutOfSpace`] / [`Error::DirectoryFull`] when the
+    /// As [`new`](Self::new), and [`Error::OutOfSpace`] when the
     /// arena is full.
     pub fn new_in(arena: &Arena, value: u32) -> Result<BoundedSemaphore> {
         Self::check(value)?;

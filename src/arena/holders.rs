@@ -70,11 +70,12 @@ impl<'a> MetaGuard<'a> {
                 repair(&g)?;
                 Ok(g)
             }
-            Err(_) => Err(Error::Corrupt(format!(
-                "the arena's metadata lock has been held by pid {} for more than {:?}",
-                lock.holder().unwrap_or(0),
-                super::META_PATIENCE
-            ))),
+            Err(_) => Err(Error::Busy {
+                holder: lock.holder().unwrap_or(0),
+                waited: super::PATIENCE
+                    .with(|p| p.get())
+                    .unwrap_or(super::META_PATIENCE),
+            }),
         }
     }
 }

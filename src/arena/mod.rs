@@ -348,7 +348,8 @@ impl Builder {
 fn check_size(size: u64) -> Result<u64> {
     if !(MIN_SIZE..=MAX_SIZE).contains(&size) {
         return Err(Error::InvalidArgument(format!(
-            "arena size {size} is outside {MIN_SIZE}..={MAX_SIZE} bytes"
+            "arena size {size} is outside {MIN_SIZE}..={MAX_SIZE} bytes: give a size in that \
+             range (1 << 20 is 1 MiB)"
         )));
     }
     Ok(size.next_multiple_of(4096))
@@ -481,20 +482,20 @@ impl HeaderCopy {
             });
         }
         if self.layout_hash != LAYOUT_HASH {
-            return Err(Error::Corrupt(format!(
-                "layout hash {:#x} does not match this build's {LAYOUT_HASH:#x}",
-                self.layout_hash
-            )));
+            return Err(Error::Layout {
+                found: self.layout_hash,
+                expected: LAYOUT_HASH,
+            });
         }
         if !(MIN_SIZE..=MAX_SIZE).contains(&self.limit) || self.limit % 4096 != 0 {
             return Err(Error::Corrupt(format!(
-                "arena limit {} is out of range",
+                "its header gives a limit of {} bytes, outside {MIN_SIZE}..={MAX_SIZE}",
                 self.limit
             )));
         }
         if self.size < MIN_SIZE || self.size > self.limit || self.size % 4096 != 0 {
             return Err(Error::Corrupt(format!(
-                "arena size {} is outside {MIN_SIZE}..={}",
+                "its header gives a size of {} bytes, outside {MIN_SIZE}..={}",
                 self.size, self.limit
             )));
         }
@@ -1081,7 +1082,10 @@ impl Arena {
             .checked_next_multiple_of(16)
             .filter(|s| *s <= MAX_SIZE)
             .ok_or_else(|| {
-                Error::InvalidArgument(format!("object of {size} bytes is too large"))
+                Error::InvalidArgument(format!(
+                    "an object of {size} bytes is larger than any arena can hold (at most \
+                     {MAX_SIZE}): make it smaller"
+                ))
             })?;
         let holding = holders::create(self, name, kind, type_fp, size, param, |state, len| {
             // SAFETY: `state` is the state block of a block the heap just handed us,

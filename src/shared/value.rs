@@ -79,7 +79,8 @@ impl<T: Pod, const ARRAY: bool> Clone for Block<T, ARRAY> {
 fn check_type<T>() -> Result<()> {
     if core::mem::align_of::<T>() > DATA_OFFSET {
         return Err(Error::InvalidArgument(format!(
-            "{} needs {}-byte alignment; shared values support at most {DATA_OFFSET}",
+            "{} needs {}-byte alignment; shared values support at most {DATA_OFFSET}: use a \
+             type with a smaller alignment (no `#[repr(align)]` above {DATA_OFFSET})",
             core::any::type_name::<T>(),
             core::mem::align_of::<T>()
         )));
@@ -140,7 +141,11 @@ impl<T: Pod, const ARRAY: bool> Object for Block<T, ARRAY> {
             .filter(|_| shape.len as u64 <= MAX_LEN)
             .and_then(|b| usize::try_from(b).ok())
             .ok_or_else(|| {
-                Error::InvalidArgument(format!("{} elements do not fit in an arena", shape.len))
+                Error::InvalidArgument(format!(
+                    "an array of {} elements is larger than any arena can hold: use fewer \
+                     elements, or several arrays",
+                    shape.len
+                ))
             })
     }
 
@@ -742,7 +747,8 @@ impl fmt::Display for OutOfRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "elements {}..{} are out of range for an array of length {}",
+            "elements {}..{} are out of range for an array of length {}: use indices within \
+             0..len()",
             self.start,
             self.start.saturating_add(self.count),
             self.len
