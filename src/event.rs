@@ -63,6 +63,10 @@ impl Handle for Event {
             spin: SpinPolicy::default(),
         })
     }
+
+    fn obj(&self) -> &Obj<Event> {
+        &self.raw
+    }
 }
 
 impl fmt::Debug for Event {

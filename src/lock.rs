@@ -137,6 +137,10 @@ impl Handle for Lock {
             spin: SpinPolicy::default(),
         })
     }
+
+    fn obj(&self) -> &Obj<Lock> {
+        &self.raw
+    }
 }
 
 impl fmt::Debug for Lock {

@@ -45,7 +45,7 @@ pub(crate) trait Object: Sized {
     /// What a new object is made from (a capacity, an initial value, ...); what
     /// [`encode`](Self::encode) records in the directory and [`decode`](Self::decode)
     /// gives back when the object is opened.
-    type Params: Copy + fmt::Debug + Word;
+    type Params: Copy + fmt::Debug + Word + Send + Sync + 'static;
     /// The directory's kind of these objects.
     const KIND: ObjectKind;
 
@@ -157,6 +157,43 @@ pub(crate) trait Handle: Object {
     /// # Errors
     /// When `obj` does not fit this handle.
     fn from_obj(obj: Obj<Self>) -> Result<Self>;
+
+    /// The reference this handle holds.
+    fn obj(&self) -> &Obj<Self>;
+}
+
+/// A handle over one object: it travels to other processes as that object (its arena,
+/// offset and generation; `process::travel` implements `Travel` for every `Shared` type
+/// through one macro). Every [`Handle`] is one; so are the handles over another type's
+/// object (`Value<T>` over its block, a typed dict over the byte dict's table).
+pub(crate) trait Shared: Sized {
+    /// The object the handle refers to.
+    type Of: Object + 'static;
+    /// The reference the handle holds.
+    fn shared(&self) -> &Obj<Self::Of>;
+    /// The handle over `obj`, which arrived from another process.
+    ///
+    /// # Errors
+    /// When `obj` does not fit this handle.
+    fn rebuild(obj: Obj<Self::Of>) -> Result<Self>;
+
+    /// Whether this handle can travel alone (by default it can).
+    ///
+    /// # Errors
+    /// Why it cannot.
+    fn can_travel(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl<H: Handle + 'static> Shared for H {
+    type Of = H;
+    fn shared(&self) -> &Obj<H> {
+        self.obj()
+    }
+    fn rebuild(obj: Obj<H>) -> Result<H> {
+        H::from_obj(obj)
+    }
 }
 
 /// A new object of type `H` in `arena`, named `name` (so that [`find`] finds it) or
@@ -310,6 +347,12 @@ impl<O: Object> Obj<O> {
 
     /// The validated parameters.
     #[inline(always)]
+    /// The object's generation: unique in its arena, so a handle that arrives after its
+    /// object was freed and another made at the same offset is told apart.
+    pub(crate) fn gen(&self) -> u64 {
+        self.block.gen()
+    }
+
     pub(crate) fn params(&self) -> &O::Params {
         &self.params
     }

@@ -66,6 +66,10 @@ impl Handle for RLock {
             spin: SpinPolicy::default(),
         })
     }
+
+    fn obj(&self) -> &Obj<RLock> {
+        &self.raw
+    }
 }
 
 impl fmt::Debug for RLock {

@@ -217,6 +217,10 @@ impl Handle for Semaphore {
             p: Permits::new(raw),
         })
     }
+
+    fn obj(&self) -> &Obj<Semaphore> {
+        &self.p.raw
+    }
 }
 
 impl Object for BoundedSemaphore {
@@ -254,6 +258,10 @@ impl Handle for BoundedSemaphore {
         Ok(BoundedSemaphore {
             p: Permits::new(raw),
         })
+    }
+
+    fn obj(&self) -> &Obj<BoundedSemaphore> {
+        &self.p.raw
     }
 }
 

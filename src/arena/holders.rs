@@ -252,6 +252,11 @@ impl Holding {
         self.obj
     }
 
+    /// The object's generation.
+    pub(crate) fn gen(&self) -> u64 {
+        self.gen
+    }
+
     /// The object's state block.
     pub(crate) fn state_ptr(&self) -> *mut u8 {
         self.arena.ptr(self.obj + OBJ_HEADER)

@@ -1327,6 +1327,11 @@ impl<T: SharedState> Shm<T> {
     pub(crate) fn offset(&self) -> u64 {
         self.holding.offset()
     }
+
+    /// The object's generation.
+    pub(crate) fn gen(&self) -> u64 {
+        self.holding.gen()
+    }
 }
 
 #[cfg(test)]

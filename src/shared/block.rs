@@ -58,6 +58,10 @@ impl Handle for RawBlock {
     fn from_obj(obj: Obj<RawBlock>) -> Result<RawBlock> {
         Ok(RawBlock { obj })
     }
+
+    fn obj(&self) -> &Obj<RawBlock> {
+        &self.obj
+    }
 }
 
 impl fmt::Debug for RawBlock {

@@ -57,7 +57,7 @@ static_assertions::const_assert!(core::mem::size_of::<RawLock>() <= DATA_OFFSET)
 
 /// The block both handles share: the lock at offset 0 and `len` elements at
 /// [`DATA_OFFSET`]. `ARRAY` picks the kind: a `Value` is an array of one, of another kind.
-struct Block<T: Pod, const ARRAY: bool> {
+pub(crate) struct Block<T: Pod, const ARRAY: bool> {
     obj: Obj<Block<T, ARRAY>>,
     /// The element count and the raw flag, from the validated parameters.
     len: usize,
@@ -271,6 +271,18 @@ impl Drop for Unlock<'_> {
 /// ```
 pub struct Value<T: Pod> {
     block: Block<T, false>,
+}
+
+impl<T: Pod> crate::object::Shared for Value<T> {
+    type Of = Block<T, false>;
+    fn shared(&self) -> &Obj<Block<T, false>> {
+        &self.block.obj
+    }
+    fn rebuild(obj: Obj<Block<T, false>>) -> Result<Self> {
+        Ok(Value {
+            block: Block::from_obj(obj),
+        })
+    }
 }
 
 impl<T: Pod> Clone for Value<T> {
@@ -780,6 +792,18 @@ impl std::error::Error for OutOfRange {}
 /// ```
 pub struct Array<T: Pod> {
     block: Block<T, true>,
+}
+
+impl<T: Pod> crate::object::Shared for Array<T> {
+    type Of = Block<T, true>;
+    fn shared(&self) -> &Obj<Block<T, true>> {
+        &self.block.obj
+    }
+    fn rebuild(obj: Obj<Block<T, true>>) -> Result<Self> {
+        Ok(Array {
+            block: Block::from_obj(obj),
+        })
+    }
 }
 
 impl<T: Pod> Clone for Array<T> {
