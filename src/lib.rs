@@ -94,6 +94,9 @@
 // Without `serde`, the docs still name its items (`Process::function`, ...): those links
 // cannot resolve then. The default and docs.rs builds have the feature and check them all.
 #![cfg_attr(not(feature = "serde"), allow(rustdoc::broken_intra_doc_links))]
+// Under loom only the algorithms (`raw`) run, in models; the layers above are compiled
+// but much of them is unused there (the process layer, travel).
+#![cfg_attr(shmproc_loom, allow(dead_code, unused_imports))]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 

@@ -328,7 +328,6 @@ impl<O: Object> Obj<O> {
 
     /// The object whose block starts at `offset` in `arena` (a handle that travelled),
     /// checked as [`open`](Self::open) checks a named one.
-    #[cfg_attr(shmproc_loom, allow(dead_code))]
     pub(crate) fn open_at(arena: &Arena, offset: u64) -> Result<Self> {
         let (block, param) =
             arena.open_object_at::<O::State>(offset, O::KIND, O::fingerprint(), &O::type_name())?;

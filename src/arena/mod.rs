@@ -61,6 +61,7 @@ pub(crate) use layout::Header;
 pub use layout::{CACHE_LINE, DEFAULT_LIMIT, MAX_NAME, MIN_SIZE};
 
 use crate::error::{Error, Result};
+use crate::raw::extent::Seen;
 use crate::raw::heap::{HeapError, Region};
 use crate::raw::SharedState;
 use crate::sync::liveness::Procfs;
@@ -202,7 +203,7 @@ struct Inner {
     name: Option<String>,
     fd: OwnedFd,
     /// Bytes of the file this process has seen with `fstat` (every access stays below).
-    seen: plain::AtomicU64,
+    seen: Seen,
     /// This process's slot in the process table: `(pid << 32) | (index + 1)`, 0 if none.
     slot: plain::AtomicU64,
     /// The slot prepared for a child about to be forked (`index + 1`), 0 if none.
@@ -623,7 +624,7 @@ impl Arena {
                 limit,
                 name,
                 fd,
-                seen: plain::AtomicU64::new(size.min(limit)),
+                seen: Seen::new(size.min(limit)),
                 slot: plain::AtomicU64::new(0),
                 pending: plain::AtomicU64::new(0),
             }),
@@ -651,8 +652,7 @@ impl Arena {
             (&raw mut (*h).seed).write(seed);
         }
         let header = self.header();
-        // Relaxed: published by the Release store of `magic` below.
-        header.size.store(size, Ordering::Relaxed);
+        header.size.init(size);
         header
             .heap
             .init(&self.region_of(size), HEADER_SIZE, size)
@@ -710,26 +710,22 @@ impl Arena {
     /// the header says the arena grew. Never more than the limit (the mapping), never more
     /// than the file (whatever the header says: a peer may lie).
     pub(crate) fn accessible(&self) -> u64 {
-        // Relaxed: a process-local cache of a kernel fact.
-        let seen = self.inner.seen.load(plain::Ordering::Relaxed);
-        // Acquire: pairs with the Release store in `grow`: the file was extended first.
-        let said = self.header().size.load(Ordering::Acquire);
-        if said <= seen {
-            return seen;
-        }
-        self.refresh_seen()
+        self.inner
+            .seen
+            .get(&self.header().size, || self.file_len(), self.inner.limit)
     }
 
-    #[cold]
-    fn refresh_seen(&self) -> u64 {
-        let len = rustix::fs::fstat(&self.inner.fd)
+    /// The file's length now, from the kernel (0 if it cannot say).
+    fn file_len(&self) -> u64 {
+        rustix::fs::fstat(&self.inner.fd)
             .map(|s| u64::try_from(s.st_size).unwrap_or(0))
-            .unwrap_or(0);
-        let len = len.min(self.inner.limit);
-        // Relaxed: see `accessible`; the file only grows, so a larger value is never
-        // replaced by a smaller one.
-        self.inner.seen.fetch_max(len, plain::Ordering::Relaxed);
-        self.inner.seen.load(plain::Ordering::Relaxed)
+            .unwrap_or(0)
+    }
+
+    fn refresh_seen(&self) -> u64 {
+        self.inner
+            .seen
+            .refresh(|| self.file_len(), self.inner.limit)
     }
 
     /// The heap's view of the mapping, bounded by what is accessible now.
@@ -765,8 +761,7 @@ impl Arena {
     /// [`grow`](Self::grow), with the metadata lock held.
     pub(crate) fn grow_locked(&self, seen_size: u64, need: u64) -> Result<()> {
         let header = self.header();
-        // Acquire: pairs with the Release store below, by another grower.
-        let size = header.size.load(Ordering::Acquire);
+        let size = header.size.said();
         if size > seen_size {
             return Ok(()); // someone grew it meanwhile: try again
         }
@@ -797,7 +792,7 @@ impl Arena {
             .map_err(|e| Error::Corrupt(format!("growing the heap: {e}")))?;
         // Release: pairs with the Acquire load in `accessible`: the file is extended and
         // the heap knows the space before anyone reads the new size.
-        header.size.store(want, Ordering::Release);
+        header.size.publish(want);
         Ok(())
     }
 
@@ -856,11 +851,7 @@ impl Arena {
     /// Bytes that can still be handed out: free in the heap, plus what growth may add.
     pub fn available(&self) -> usize {
         let s = self.header().heap.stats();
-        let size = self
-            .header()
-            .size
-            .load(Ordering::Acquire)
-            .min(self.inner.limit);
+        let size = self.header().size.said().min(self.inner.limit);
         (s.free_bytes + (self.inner.limit - size)) as usize
     }
 

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::raw::heap::HeapError;
 use crate::raw::owned::Blocks;
 use crate::sync::liveness::Procfs;
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::AtomicU64;
 
 impl Blocks for Arena {
     fn alloc_into(&self, word: &AtomicU64, size: u64, align: u64, zeroed: bool) -> Result<u64> {
@@ -87,8 +87,7 @@ impl Arena {
             match r {
                 Ok(off) => return Ok(off),
                 Err(HeapError::OutOfSpace { .. }) => {
-                    // Acquire: pairs with the Release store of a grower.
-                    let seen = self.header().size.load(Ordering::Acquire);
+                    let seen = self.header().size.said();
                     let need = size.saturating_add(align);
                     let grown = match g {
                         Some(_) => self.grow_locked(seen, need),

@@ -116,7 +116,6 @@ pub struct Descriptor {
 }
 
 impl Descriptor {
-    #[cfg_attr(shmproc_loom, allow(dead_code))]
     pub(crate) fn encode(&self, e: &mut Enc) {
         e.u32(self.kind)
             .u64(self.type_fp)
@@ -129,7 +128,6 @@ impl Descriptor {
         }
     }
 
-    #[cfg_attr(shmproc_loom, allow(dead_code))]
     pub(crate) fn decode(d: &mut Dec<'_>) -> Result<Descriptor, TravelError> {
         let kind = d.u32("descriptor kind")?;
         let type_fp = d.u64("descriptor fingerprint")?;
@@ -654,6 +652,7 @@ impl Travel for Connection {
 /// is the arena, the object's offset and its generation (checked on arrival, so an
 /// object freed and replaced in between is not mistaken for it). The outbox keeps a
 /// reference until it is dropped, so the object lives while the handle is in flight.
+#[cfg(not(shmproc_loom))]
 macro_rules! travel_as_object {
     ($ty:ty) => {
         travel_as_object!(@[] $ty);
@@ -699,6 +698,7 @@ macro_rules! travel_as_object {
     };
 }
 
+#[cfg(not(shmproc_loom))]
 fn describe_object<S: Shared>(h: &S, out: &mut Outbox) -> Result<Descriptor, TravelError> {
     h.can_travel().map_err(TravelError::Arena)?;
     let obj = h.shared();
@@ -714,6 +714,7 @@ fn describe_object<S: Shared>(h: &S, out: &mut Outbox) -> Result<Descriptor, Tra
     })
 }
 
+#[cfg(not(shmproc_loom))]
 fn arrive_object<S: Shared>(d: &Descriptor, inbox: &mut Inbox) -> Result<S, TravelError> {
     let i = d
         .arena
@@ -750,7 +751,6 @@ mod objects {
 }
 
 /// Sends `handle` over the socket `sock` as one packet (kind `kind`).
-#[cfg_attr(shmproc_loom, allow(dead_code))]
 pub(crate) fn send_one<H: Travel>(
     sock: BorrowedFd<'_>,
     kind: u8,
@@ -767,7 +767,6 @@ pub(crate) fn send_one<H: Travel>(
 }
 
 /// Receives a handle sent by [`send_one`] (a message of kind `kind`).
-#[cfg_attr(shmproc_loom, allow(dead_code))]
 pub(crate) fn recv_one<H: Travel>(
     sock: BorrowedFd<'_>,
     kind: u8,
