@@ -324,7 +324,7 @@ impl Builder {
         // Growing stays allowed (the arena grows); shrinking never is.
         fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::SEAL)
             .map_err(|e| Error::os("fcntl(F_ADD_SEALS)", e))?;
-        let arena = Arena::map(fd, size, limit, None)?;
+        let arena = Arena::map_new(fd, size, limit, None)?;
         arena.init_header(size)?;
         Ok(arena)
     }
@@ -339,7 +339,7 @@ impl Builder {
         let file = ShmFile::new(name)?;
         rustix::fs::ftruncate(&file.fd, size).map_err(|e| Error::os("ftruncate", e))?;
         let fd = file.fd.try_clone().map_err(|e| Error::os("dup", e))?;
-        let arena = Arena::map(fd, size, limit, Some(name.to_string()))?;
+        let arena = Arena::map_new(fd, size, limit, Some(name.to_string()))?;
         arena.init_header(size)?;
         file.publish()?;
         Ok(arena)
@@ -613,11 +613,38 @@ impl Arena {
         Ok(arena)
     }
 
+    /// Maps a new arena's file: at `limit` bytes, or, where the address space is tight (a
+    /// `ulimit -v`, valgrind), at the largest halving of it down to `size` that maps. The
+    /// limit the creator got is the arena's (written in its header).
+    fn map_new(fd: OwnedFd, size: u64, limit: u64, name: Option<String>) -> Result<Arena> {
+        let mut try_limit = limit;
+        loop {
+            match MmapOptions::new()
+                .len(try_limit as usize)
+                .map_raw(&fd.as_fd())
+            {
+                Ok(map) => return Ok(Self::with_map(map, fd, size, try_limit, name)),
+                // ENOMEM where the address space is limited; EINVAL from valgrind.
+                Err(e)
+                    if matches!(e.raw_os_error(), Some(libc::ENOMEM | libc::EINVAL))
+                        && try_limit / 2 >= size =>
+                {
+                    try_limit = (try_limit / 2).next_multiple_of(4096).max(size);
+                }
+                Err(e) => return Err(Error::os("mmap", e)),
+            }
+        }
+    }
+
     fn map(fd: OwnedFd, size: u64, limit: u64, name: Option<String>) -> Result<Arena> {
         let map = MmapOptions::new()
             .len(limit as usize)
             .map_raw(&fd.as_fd())
             .map_err(|e| Error::os("mmap", e))?;
+        Ok(Self::with_map(map, fd, size, limit, name))
+    }
+
+    fn with_map(map: MmapRaw, fd: OwnedFd, size: u64, limit: u64, name: Option<String>) -> Arena {
         let arena = Arena {
             inner: Arc::new(Inner {
                 map,
@@ -630,7 +657,7 @@ impl Arena {
             }),
         };
         holders::register_arena(&arena);
-        Ok(arena)
+        arena
     }
 
     /// Writes a fresh header and heap into a new, zero-filled mapping of `size` bytes.
