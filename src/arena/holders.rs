@@ -1042,8 +1042,12 @@ pub(crate) fn any_live_holder(arena: &Arena) -> Result<bool> {
         return Ok(false);
     }
     let t = arena.table::<ProcSlot>(procs)?;
+    // A live process that holds nothing (it opened objects and dropped them) does not
+    // keep the arena.
     Ok(t.entries.iter().any(|s| {
         let ident = s.ident.load(Ordering::Relaxed);
-        ident != 0 && !gone(ident, s.parent.load(Ordering::Relaxed))
+        ident != 0
+            && !gone(ident, s.parent.load(Ordering::Relaxed))
+            && held_list(arena, s.held.load(Ordering::Relaxed)).is_ok_and(|l| !l.is_empty())
     }))
 }
