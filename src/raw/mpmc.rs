@@ -1122,6 +1122,17 @@ impl MpmcRing {
         self.join.0.unfinished.load(Ordering::Relaxed)
     }
 
+    /// Parties between registering to sleep and leaving (asleep in `futex_wait`, or on
+    /// their way in or out), as `(consumers, producers)`: a snapshot, for inspection.
+    pub fn sleepers(&self) -> (u32, u32) {
+        let n = |w: &AtomicU32| {
+            // Relaxed: a diagnostic snapshot; it orders nothing.
+            let w = w.load(Ordering::Relaxed);
+            Waiters::waiting(w) + Waiters::signalled(w)
+        };
+        (n(&self.wake.0.get_waiters), n(&self.wake.0.put_waiters))
+    }
+
     /// Waits until every task is done, or until `deadline`. Returns false if it timed out.
     pub fn join(&self, deadline: Option<Instant>, spin: SpinPolicy) -> bool {
         let j = &self.join.0;
