@@ -109,6 +109,8 @@ mod error;
 pub mod event;
 #[doc(hidden)]
 pub mod fuzz;
+#[cfg(not(shmproc_loom))]
+pub mod inspect;
 pub mod lock;
 mod object;
 pub mod pipe;

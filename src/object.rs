@@ -394,6 +394,11 @@ impl Inspect {
     pub(crate) fn field(&mut self, name: &'static str, value: impl Into<Field>) {
         self.fields.push((name, value.into()));
     }
+
+    /// The fields gathered, in order (for `crate::inspect`).
+    pub(crate) fn fields(&self) -> &[(&'static str, Field)] {
+        &self.fields
+    }
 }
 
 /// One value of an [`Inspect`]: a number, a flag, a text, or nothing.

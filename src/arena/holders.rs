@@ -178,7 +178,7 @@ impl Arena {
     }
 
     /// The object header at `obj`, checked to lie in the mapping.
-    fn obj_header(&self, obj: u64) -> Result<&ObjHeader> {
+    pub(super) fn obj_header(&self, obj: u64) -> Result<&ObjHeader> {
         if obj % CACHE_LINE != 0 || obj < HEADER_SIZE || obj + OBJ_HEADER > self.accessible() {
             return Err(Error::Corrupt(format!("no object can start at {obj:#x}")));
         }
@@ -626,7 +626,7 @@ fn held_remove(arena: &Arena, _g: &MetaGuard<'_>, s: usize, obj: u64) -> Result<
 }
 
 /// The objects in the holdings table at `off` (with their counts).
-fn held_list(arena: &Arena, off: u64) -> Result<Vec<(u64, u64)>> {
+pub(super) fn held_list(arena: &Arena, off: u64) -> Result<Vec<(u64, u64)>> {
     if off == 0 {
         return Ok(Vec::new());
     }
@@ -648,7 +648,7 @@ fn held_list(arena: &Arena, off: u64) -> Result<Vec<(u64, u64)>> {
 // The sweep.
 
 /// Whether the process of slot identity `ident` (with `parent`) is gone.
-fn gone(ident: u64, parent: u64) -> bool {
+pub(super) fn gone(ident: u64, parent: u64) -> bool {
     let dead = |id: u64| {
         let pid = (id >> IDENT_PID_SHIFT) as u32;
         pid != 0 && Procfs.is_dead(pid, id & IDENT_START_MASK)

@@ -55,6 +55,7 @@ mod directory;
 mod holders;
 mod layout;
 mod owned;
+pub mod snapshot;
 
 pub(crate) use holders::{child_started, sweep_everywhere, Holding};
 pub(crate) use layout::Header;
