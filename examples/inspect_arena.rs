@@ -62,9 +62,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         p
     };
     victim.kill()?;
-    // Not joined yet: a joined child is swept at once; this one is listed as dead.
-
-    let snap = arena.snapshot()?;
+    let victim_pid = victim.pid().expect("started");
+    // Not joined: a joined child is swept at once. This one stays in the arena's table,
+    // listed as dead, once the signal has done its work.
+    let snap = loop {
+        let snap = arena.snapshot()?;
+        if snap
+            .processes
+            .iter()
+            .any(|p| p.pid.pid == victim_pid && !p.pid.alive)
+        {
+            break snap;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
     println!(
         "arena {name}: {} objects, {} bytes used of {}",
         snap.stats.objects, snap.stats.used, snap.stats.size

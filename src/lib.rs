@@ -84,6 +84,10 @@
 //! - [`process`]: start methods, exit codes, daemons, the exit hook, threads and fork.
 //! - [`queue`], [`pipe`], [`shared`]: how each carries data, and what a crashed peer costs.
 //! - [`SpinPolicy`]: how long a blocking call spins before it sleeps, per handle.
+//! - [`inspect`]: what an arena holds while its processes run, object by object, with
+//!   each one's holders and live state ([`Arena::snapshot`]). The `shmproc` command-line
+//!   tool (the repository's `cli/`) shows the same from outside: `shmproc ls`,
+//!   `shmproc inspect <arena>`, and `shmproc clean` for what crashed programs left.
 //! - [`raw`]: the algorithms, their state tables and ordering arguments (unstable API).
 //! - Performance: the README's table (every figure a ratio to a baseline measured in the
 //!   same run) and `BENCHMARKS.md` (how the figures got there).

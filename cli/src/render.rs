@@ -22,6 +22,15 @@ pub fn bytes(n: u64) -> String {
     format!("{v:.1} {}", UNITS[unit])
 }
 
+/// `n thing` or `n things`.
+pub fn plural(n: u64, thing: &str) -> String {
+    match (n, thing.ends_with('s')) {
+        (1, _) => format!("1 {thing}"),
+        (_, true) => format!("{n} {thing}es"),
+        _ => format!("{n} {thing}s"),
+    }
+}
+
 /// How long ago `t` was: `42s`, `5m`, `3h`, `2d`.
 pub fn age(t: Option<SystemTime>) -> String {
     let Some(secs) = t.and_then(|t| SystemTime::now().duration_since(t).ok()) else {
@@ -246,16 +255,18 @@ pub fn inspect_text(s: &Snapshot, attached: &BTreeSet<u32>) -> String {
     );
     let _ = writeln!(
         out,
-        "  {} objects in {} heap blocks; made {} ago by {}",
-        st.objects,
-        st.blocks,
+        "  {} in {}; made {} ago by {}",
+        plural(st.objects, "object"),
+        plural(st.blocks, "heap block"),
         age(s.created),
         s.creator
     );
     let _ = writeln!(
         out,
-        "  {} dead processes swept; metadata repaired {} times, heap {} times",
-        st.swept, st.repairs, st.heap_repairs
+        "  {} swept; metadata repaired {}, heap {}",
+        plural(st.swept, "dead process"),
+        plural(st.repairs, "time"),
+        plural(st.heap_repairs, "time")
     );
     if !attached.is_empty() {
         let pids: Vec<String> = attached.iter().map(u32::to_string).collect();
