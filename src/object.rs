@@ -395,7 +395,8 @@ impl Inspect {
         self.fields.push((name, value.into()));
     }
 
-    /// The fields gathered, in order (for `crate::inspect`).
+    /// The fields gathered, in order (for `crate::inspect`, not built under loom).
+    #[cfg_attr(shmproc_loom, allow(dead_code))]
     pub(crate) fn fields(&self) -> &[(&'static str, Field)] {
         &self.fields
     }
