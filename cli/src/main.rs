@@ -186,12 +186,16 @@ fn print_json(j: &serde_json::Value) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Every arena found, each with its snapshot and the live processes attached.
-fn listing(named_only: bool) -> Result<Vec<Listed>, Failure> {
+/// Every arena found (the named ones in `only`, if not empty), each with its snapshot and
+/// the live processes attached.
+fn listing(named_only: bool, only: &[String]) -> Result<Vec<Listed>, Failure> {
     let mut found = discover::named()
         .map_err(|e| format!("cannot list /dev/shm: {e} (is /dev/shm mounted?)"))?;
     if !named_only {
         found.extend(discover::anonymous());
+    }
+    if !only.is_empty() {
+        found.retain(|f| f.name.as_ref().is_some_and(|n| only.contains(n)));
     }
     let maps = Mappers::scan();
     Ok(found.into_iter().map(|f| listed(f, &maps)).collect())
@@ -213,7 +217,7 @@ fn listed(f: Found, maps: &Mappers) -> Listed {
 }
 
 fn ls(json: bool, named_only: bool) -> Result<ExitCode, Failure> {
-    let rows = listing(named_only)?;
+    let rows = listing(named_only, &[])?;
     if json {
         print_json(&render::ls_json(&rows))?;
     } else {
@@ -403,10 +407,9 @@ enum Outcome {
 }
 
 fn clean(dry_run: bool, json: bool, only: &[String]) -> Result<ExitCode, Failure> {
-    let mut rows = listing(true)?;
+    let rows = listing(true, only)?;
     let mut outcomes = Vec::new();
     if !only.is_empty() {
-        rows.retain(|r| r.name.as_ref().is_some_and(|n| only.contains(n)));
         for n in only {
             if !rows.iter().any(|r| r.name.as_ref() == Some(n)) {
                 outcomes.push((
