@@ -122,7 +122,8 @@ nothing is changing it, a moment's view otherwise.")]
     /// creator is gone and that no live process uses.
     #[command(after_help = EXIT_CODES, long_about = "\
 Remove the named arenas that crashed (or careless) programs left in /dev/shm: those whose
-creator is gone, whose table lists no live process, and that no live process maps. An
+creator is gone, in which no live process holds an object, and that no live process
+maps (a process that has the arena open maps it, whether it holds objects or not). An
 arena a live process uses is never removed, nor one that cannot be read (it is listed as
 skipped, with the reason). Processes that still have a removed arena mapped keep it (as
 with any deleted file).
@@ -499,7 +500,7 @@ fn in_use(r: &Listed) -> String {
     let live: Vec<String> = s
         .processes
         .iter()
-        .filter(|p| p.pid.alive)
+        .filter(|p| p.pid.alive && p.objects > 0)
         .map(|p| p.pid.pid.to_string())
         .collect();
     if !live.is_empty() {

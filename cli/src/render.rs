@@ -109,8 +109,8 @@ impl Listed {
         }
     }
 
-    /// Whether `shmproc clean` removes it: a named arena whose creator is gone, with no
-    /// live process in its table, and that no live process maps.
+    /// Whether `shmproc clean` removes it: a named arena whose creator is gone, in which
+    /// no live process holds an object, and that no live process maps.
     pub fn orphan(&self) -> bool {
         self.name.is_some()
             && self.attached.is_empty()

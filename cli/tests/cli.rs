@@ -446,6 +446,26 @@ fn clean_removes_orphans_only() {
         assert!(!exists(&orphan) && exists(&held) && exists(&mine));
         break;
     }
+    // A live process that holds nothing there (it dropped what it opened) but still has
+    // the arena open: the library counts it an orphan (Arena::cleanup_orphans would
+    // remove it), the tool sees the mapping and keeps it.
+    let (dropped, _g4) = unique("dropped");
+    let lock = made_by_a_dead_child(&dropped, true).unwrap();
+    let open = Arena::open(&dropped).unwrap();
+    drop(lock);
+    assert!(shmproc::inspect::Snapshot::open(&dropped)
+        .unwrap()
+        .is_orphan());
+    let d = json(&["clean", &dropped], 0);
+    assert_eq!(d["removed"], serde_json::json!([]), "{d:#}");
+    let why = d["kept"][0]["reason"].as_str().unwrap();
+    assert!(
+        why.contains(&format!("process {} maps it", std::process::id())),
+        "{why}"
+    );
+    assert!(exists(&dropped));
+    drop(open);
+
     // A name that is not there is skipped, not an error.
     let d = json(&["clean", "no-such-arena-here"], 0);
     assert_eq!(d["skipped"][0]["name"], "no-such-arena-here");

@@ -320,10 +320,15 @@ impl Snapshot {
         Self::read(fd, None, "a descriptor".to_string())
     }
 
-    /// Whether the arena is an orphan: its creator is gone and no live process is in its
-    /// table (what [`Arena::cleanup_orphans`] removes, for a named arena).
+    /// Whether the arena is an orphan: its creator is gone and no live process holds an
+    /// object in it (what [`Arena::cleanup_orphans`] removes, for a named arena). A live
+    /// process that holds nothing (it dropped what it opened) does not keep it.
     pub fn is_orphan(&self) -> bool {
-        !self.creator.alive && self.processes.iter().all(|p| !p.pid.alive)
+        !self.creator.alive
+            && self
+                .processes
+                .iter()
+                .all(|p| !p.pid.alive || p.objects == 0)
     }
 
     /// The object named `name`, if the snapshot saw one.
