@@ -5,7 +5,8 @@
 //! shmproc inspect jobs            one arena: figures, processes, every object's state
 //! shmproc inspect pid:4242        the anonymous arena of process 4242
 //! shmproc inspect jobs --watch 1  the same, refreshed every second
-//! shmproc clean --dry-run         what `shmproc clean` would remove
+//! shmproc clean                   what `shmproc clean --yes` would remove
+//! shmproc clean --yes             remove it
 //! ```
 //!
 //! Everything is read from a private copy of the arena (`shmproc::inspect`): the tool
@@ -130,9 +131,9 @@ with any deleted file).
 
 Anonymous arenas need no cleaning: they vanish with the last process that has them.")]
     Clean {
-        /// Only say what would be removed.
-        #[arg(long, short = 'n')]
-        dry_run: bool,
+        /// Remove them (without it, only say what would be removed).
+        #[arg(long, short = 'y')]
+        yes: bool,
         /// Print JSON instead of lines.
         #[arg(long)]
         json: bool,
@@ -161,11 +162,7 @@ fn main() -> ExitCode {
             watch,
             count,
         } => inspect(&arena, json, watch, count),
-        Command::Clean {
-            dry_run,
-            json,
-            names,
-        } => clean(dry_run, json, &names),
+        Command::Clean { yes, json, names } => clean(!yes, json, &names),
     };
     match result {
         Ok(code) => code,

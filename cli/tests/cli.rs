@@ -410,7 +410,7 @@ fn clean_removes_orphans_only() {
         assert_eq!(row(&mine).unwrap()["orphan"], false, "its creator is alive");
 
         // A dry run says so and removes nothing.
-        let mut args = vec!["clean", "--dry-run"];
+        let mut args = vec!["clean"];
         args.extend(names);
         let d = json(&args, 0);
         assert_eq!(d["dry_run"], true);
@@ -428,7 +428,7 @@ fn clean_removes_orphans_only() {
         );
 
         // The real thing: the orphan only.
-        let mut args = vec!["clean"];
+        let mut args = vec!["clean", "--yes"];
         args.extend(names);
         let d = json(&args, 0);
         if d["removed"] == serde_json::json!([]) && !exists(&orphan) {
@@ -456,7 +456,7 @@ fn clean_removes_orphans_only() {
     assert!(shmproc::inspect::Snapshot::open(&dropped)
         .unwrap()
         .is_orphan());
-    let d = json(&["clean", &dropped], 0);
+    let d = json(&["clean", "--yes", &dropped], 0);
     assert_eq!(d["removed"], serde_json::json!([]), "{d:#}");
     let why = d["kept"][0]["reason"].as_str().unwrap();
     assert!(
