@@ -328,6 +328,20 @@ fn creators_killed_at_random_points_leave_nothing_half_made() {
         "the creators left files behind only {left} times"
     );
     println!("  (100 kills: {left} files of dead creators found whole and removed)");
+    // An orphan that a live process still maps (this one) is kept until it lets go.
+    let name = format!("{prefix}-mapped");
+    let made = {
+        let name = name.clone();
+        fork(move || drop(Arena::create(&name, 1 << 20).unwrap()))
+    };
+    made.join();
+    let mapped = Arena::open(&name).unwrap();
+    assert!(
+        !Arena::cleanup_orphans().unwrap().contains(&name),
+        "mapped here"
+    );
+    drop(mapped);
+    assert!(Arena::cleanup_orphans().unwrap().contains(&name));
     live_seg.unlink().unwrap();
     live_arena.unlink().unwrap();
 }

@@ -944,14 +944,16 @@ impl Arena {
         })
     }
 
-    /// Removes the named arenas (in `/dev/shm`) whose creator has exited and in which no
-    /// live process holds an object, and returns their names.
+    /// Removes the named arenas (in `/dev/shm`) whose creator has exited, in which no
+    /// live process holds an object and that no live process maps, and returns their
+    /// names.
     ///
     /// Looks at every file in `/dev/shm` owned by this user that is an arena of this
-    /// format: one is removed only if its recorded creator (pid and start time) is gone
-    /// and its table of processes lists no live one. Files of other formats, of other
-    /// users, and arenas of live creators are left alone. Processes still attached keep
-    /// their mapping (as with any unlinked file).
+    /// format: one is removed only if its recorded creator (pid and start time) is gone,
+    /// its table of processes lists no live holder, and no process's `/proc/<pid>/maps`
+    /// (of those this user may read) shows it. Files of other formats, of other users,
+    /// and arenas of live creators are left alone. (The `shmproc clean` tool judges
+    /// the same way.)
     ///
     /// # Errors
     /// [`Error::Os`] when `/dev/shm` cannot be listed.
@@ -968,10 +970,15 @@ impl Arena {
     pub fn cleanup_orphans() -> Result<Vec<String>> {
         let dir = std::fs::read_dir("/dev/shm").map_err(|e| Error::os("read_dir(/dev/shm)", e))?;
         let mut removed = Vec::new();
+        let mapped = mapped_files();
         for entry in dir.flatten() {
             let Some(name) = entry.file_name().to_str().map(str::to_string) else {
                 continue;
             };
+            let key = entry.metadata().map(|m| file_key(&m));
+            if key.is_ok_and(|k| mapped.contains(&k)) {
+                continue; // a live process maps it
+            }
             if Self::is_orphan(&name).unwrap_or(false) && Self::unlink_name(&name).is_ok() {
                 removed.push(name);
             }
@@ -1243,6 +1250,55 @@ impl Arena {
             })
             .collect()
     }
+}
+
+/// A file as `/proc/<pid>/maps` names it: device (major, minor) and inode.
+type FileKey = (u32, u32, u64);
+
+fn file_key(m: &std::fs::Metadata) -> FileKey {
+    use std::os::unix::fs::MetadataExt;
+    (
+        rustix::fs::major(m.dev()),
+        rustix::fs::minor(m.dev()),
+        m.ino(),
+    )
+}
+
+/// The files in `/dev/shm` that some process maps, from the `/proc/<pid>/maps` of every
+/// process this user may read (this one included).
+fn mapped_files() -> std::collections::HashSet<FileKey> {
+    let mut keys = std::collections::HashSet::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return keys;
+    };
+    for e in dir.flatten() {
+        if !e
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(e.path().join("maps")) else {
+            continue;
+        };
+        // `addr perms offset MAJ:MIN inode path`
+        for line in text.lines().filter(|l| l.contains("/dev/shm/")) {
+            let mut f = line.split_ascii_whitespace();
+            let (Some(dev), Some(ino)) = (f.nth(3), f.next()) else {
+                continue;
+            };
+            let key = dev.split_once(':').and_then(|(maj, min)| {
+                Some((
+                    u32::from_str_radix(maj, 16).ok()?,
+                    u32::from_str_radix(min, 16).ok()?,
+                    ino.parse().ok()?,
+                ))
+            });
+            keys.extend(key);
+        }
+    }
+    keys
 }
 
 /// A heap error as an arena error.
