@@ -17,6 +17,7 @@
 //! | [`mpmc`]      | the bounded MPMC ring of slots (Vyukov stamps)                   | the queue family |
 //! | [`spsc`]      | the SPSC byte ring with its frame and wake protocol              | `Pipe` / `Connection` |
 //! | [`dict`]      | the open-addressing table with its seqlock                       | `SharedDict`, `TypedDict`, `SerdeDict` |
+//! | [`list`]      | the growable array in owned chunks: seqlock readers, a journal for a killed writer | `SharedList`, `ByteList`, `SerdeList` |
 //! | [`heap`]      | the TLSF heap of variable-size blocks, by offset, crash-safe     | the arena |
 //! | [`owned`]     | blocks an object owns, named by shared words ([`Blocks`](owned::Blocks), [`InFlight`](owned::InFlight)) | the arena's tables, objects that grow |
 //!
@@ -84,6 +85,7 @@ pub mod condvar;
 pub mod dict;
 pub mod event;
 pub mod heap;
+pub mod list;
 pub mod lock;
 pub mod mpmc;
 pub mod owned;
