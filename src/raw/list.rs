@@ -1182,10 +1182,23 @@ impl<'a, B: Blocks, L: Liveness> ListCore<'a, B, L> {
         &self,
         elems: impl IntoIterator<Item = E>,
     ) -> Result<usize, ListError> {
+        self.extend_by(elems, |e| e.as_ref())
+    }
+
+    /// As [`extend`](Self::extend), with `bytes` giving each item's bytes (a plain-data
+    /// value's, without a copy).
+    ///
+    /// # Errors
+    /// As [`push`](Self::push), for the first element that could not be appended.
+    pub fn extend_by<X>(
+        &self,
+        items: impl IntoIterator<Item = X>,
+        bytes: impl Fn(&X) -> &[u8],
+    ) -> Result<usize, ListError> {
         let _g = self.lock();
         let mut done = 0;
-        for e in elems {
-            self.push_locked(e.as_ref())?;
+        for x in items {
+            self.push_locked(bytes(&x))?;
             done += 1;
         }
         Ok(done)
