@@ -272,7 +272,8 @@ impl ListGeometry {
 /// | 40     | `jlen`     | its length                                                   |
 /// | 48     | `flight`   | [`InFlight`]: an element block being added or dropped        |
 /// | 64     | `geometry` | [`ListGeometry::to_word`], written once before publication  |
-/// | 72     | `chunks`   | [`MAX_CHUNKS`] chunk offsets, a prefix of non-zero words     |
+/// | 72     | `repairs`  | how many times a writer repaired after a dead one (a statistic) |
+/// | 80     | `chunks`   | [`MAX_CHUNKS`] chunk offsets, a prefix of non-zero words     |
 #[repr(C)]
 pub struct RawList {
     lock: RawLock,
@@ -282,6 +283,7 @@ pub struct RawList {
     jlen: AtomicU64,
     flight: InFlight,
     geometry: AtomicU64,
+    repairs: AtomicU64,
     chunks: [AtomicU64; MAX_CHUNKS],
 }
 
@@ -297,8 +299,8 @@ mod layout_checks {
     static_assertions::const_assert_eq!(offset_of!(RawList, seq), 16);
     static_assertions::const_assert_eq!(offset_of!(RawList, flight), 48);
     static_assertions::const_assert_eq!(offset_of!(RawList, geometry), 64);
-    static_assertions::const_assert_eq!(offset_of!(RawList, chunks), 72);
-    static_assertions::const_assert_eq!(size_of::<RawList>(), 72 + 8 * MAX_CHUNKS);
+    static_assertions::const_assert_eq!(offset_of!(RawList, chunks), 80);
+    static_assertions::const_assert_eq!(size_of::<RawList>(), 80 + 8 * MAX_CHUNKS);
 }
 
 impl RawList {
@@ -313,6 +315,7 @@ impl RawList {
             jlen: AtomicU64::new(0),
             flight: InFlight::default(),
             geometry: AtomicU64::new(g.to_word()),
+            repairs: AtomicU64::new(0),
             chunks: core::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
@@ -333,6 +336,13 @@ impl RawList {
     /// True when the list holds no element (a snapshot).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// How many times a process found the list's lock held by a dead writer and repaired
+    /// the list (a statistic).
+    pub fn repairs(&self) -> u64 {
+        // Relaxed: a statistic.
+        self.repairs.load(Ordering::Relaxed)
     }
 
     /// The pid of the writer holding the lock, if any (a snapshot, for inspection).
@@ -952,6 +962,11 @@ impl<'a, B: Blocks, L: Liveness> ListCore<'a, B, L> {
             || self.raw.journal.load(Ordering::Relaxed) != J_NONE
             || self.raw.flight.blocks() != [0, 0];
         if how == Acquired::OwnerDied || dirty {
+            if how == Acquired::OwnerDied {
+                // Relaxed: a statistic, written under the lock.
+                let r = self.raw.repairs.load(Ordering::Relaxed);
+                self.raw.repairs.store(r.wrapping_add(1), Ordering::Relaxed);
+            }
             self.repair();
         }
         guard

@@ -118,6 +118,7 @@ macro_rules! list_object {
                 out.field("len", raw.len());
                 out.field("chunks", raw.chunk_count());
                 out.field("writer", raw.holder());
+                out.field("repairs", raw.repairs());
                 if g.bytes {
                     out.field("inline", g.elem);
                 } else {
@@ -494,6 +495,18 @@ impl<T: Pod> SharedList<T> {
     /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// How many times a process found this list's lock held by a writer that had died,
+    /// and finished or undid that writer's operation (a statistic; see the
+    /// [module docs](self)).
+    ///
+    /// ```
+    /// assert_eq!(shmproc::shared::SharedList::<u64>::new()?.repairs(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn repairs(&self) -> u64 {
+        self.obj.repairs()
     }
 
     /// Removes every element and gives the list's memory back to the arena.
@@ -942,6 +955,16 @@ impl ByteList {
     /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// As [`SharedList::repairs`].
+    ///
+    /// ```
+    /// assert_eq!(shmproc::shared::ByteList::new()?.repairs(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn repairs(&self) -> u64 {
+        self.obj.repairs()
     }
 
     /// Removes every element and gives the list's memory back to the arena.

@@ -361,6 +361,7 @@ fn killed_at_every_store(g: ListGeometry, len: u64, op: Op) {
         assert_eq!(a.element_blocks, blocks_of(g, &now));
         assert_eq!(raw(&b).flight.blocks(), [0, 0]);
         assert_eq!(raw(&b).journal.load(Ordering::Relaxed), J_NONE);
+        assert_eq!(raw(&b).repairs(), u64::from(crashed));
         // The survivor carries on.
         l.push(&element(g, 77)).unwrap();
         l.insert(0, &element(g, 78)).unwrap();
