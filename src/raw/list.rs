@@ -377,8 +377,9 @@ impl RawList {
             core.finish_journal();
             core.settle();
             if g.bytes {
+                let mut cur = Cursor::default();
                 for i in 0..core.bounded_len() {
-                    match core.slot(i) {
+                    match core.slot_in(&mut cur, i) {
                         // Relaxed: no other process holds the list any more.
                         Ok(s) if s[0].load(Ordering::Relaxed) & OUT != 0 => {
                             let _ = blocks.free_from(&s[1]);
@@ -613,6 +614,15 @@ pub struct ListCore<'a, B: Blocks, L: Liveness> {
     crash: Option<&'a CrashAfter>,
 }
 
+/// The words of the chunk a loop over slots is in ([`ListCore::slot_in`]).
+#[derive(Default)]
+struct Cursor<'a> {
+    /// The chunk's first and last-plus-one element; empty: no chunk yet.
+    first: u64,
+    end: u64,
+    words: &'a [AtomicU64],
+}
+
 /// Holds the writer lock; releases it when dropped.
 struct Guard<'c, 'a, B: Blocks, L: Liveness> {
     c: &'c ListCore<'a, B, L>,
@@ -732,9 +742,39 @@ impl<'a, B: Blocks, L: Liveness> ListCore<'a, B, L> {
         Ok(self.blocks.words(off, self.sw)?)
     }
 
+    /// The words of slot `i`, through `cur`, which keeps the words of the last chunk it
+    /// looked up: a loop over many slots looks up and bounds-checks each chunk once.
+    #[inline]
+    fn slot_in(&self, cur: &mut Cursor<'a>, i: u64) -> Result<&'a [AtomicU64], ListError> {
+        if i < cur.first || i >= cur.end {
+            let (k, _) = self
+                .g
+                .locate(i)
+                .ok_or_else(|| corrupt(format!("index {i} is past any list")))?;
+            // Relaxed: as in `slot`.
+            let c = self.raw.chunks[k].load(Ordering::Relaxed);
+            if c == 0 {
+                return Err(corrupt(format!("chunk {k} of element {i} is missing")));
+            }
+            let slots = self.g.chunk_slots(k);
+            *cur = Cursor {
+                first: self.g.chunk_start(k),
+                end: self.g.chunk_start(k) + slots,
+                words: self.blocks.words(c, slots.saturating_mul(self.sw))?,
+            };
+        }
+        let at = ((i - cur.first) * self.sw) as usize;
+        Ok(&cur.words[at..at + self.sw as usize])
+    }
+
     /// Copies slot `from` into slot `to`, a word at a time (lock held).
     fn copy_slot(&self, from: u64, to: u64) -> Result<(), ListError> {
-        let (src, dst) = (self.slot(from)?, self.slot(to)?);
+        self.copy_words(self.slot(from)?, self.slot(to)?)
+    }
+
+    /// Copies the words of one slot into another (lock held).
+    #[inline]
+    fn copy_words(&self, src: &[AtomicU64], dst: &[AtomicU64]) -> Result<(), ListError> {
         for (s, d) in src.iter().zip(dst) {
             self.step()?;
             // Relaxed (both): lock held; readers are kept off by `seq` (the caller is
@@ -996,8 +1036,9 @@ impl<'a, B: Blocks, L: Liveness> ListCore<'a, B, L> {
             return false;
         }
         let n = self.bounded_len();
+        let mut cur = Cursor::default();
         (0..n).any(|i| {
-            self.slot(i).is_ok_and(|s| {
+            self.slot_in(&mut cur, i).is_ok_and(|s| {
                 // Relaxed: lock held.
                 s[0].load(Ordering::Relaxed) & OUT != 0 && s[1].load(Ordering::Relaxed) == off
             })
@@ -1042,8 +1083,11 @@ impl<'a, B: Blocks, L: Liveness> ListCore<'a, B, L> {
     /// from the top, each through its slot word (cleared in the same heap operation, so a
     /// rerun frees only what is left).
     fn free_cleared(&self, n: u64) -> Result<(), ListError> {
+        let mut cur = Cursor::default();
         for i in (0..n).rev() {
-            let Ok(slot) = self.slot(i) else { continue };
+            let Ok(slot) = self.slot_in(&mut cur, i) else {
+                continue;
+            };
             // Relaxed: lock held (or finalizer).
             if slot[0].load(Ordering::Relaxed) & OUT != 0 && slot[1].load(Ordering::Relaxed) != 0 {
                 self.step()?;
@@ -1062,8 +1106,9 @@ impl<'a, B: Blocks, L: Liveness> ListCore<'a, B, L> {
         if n >= self.capacity() {
             return Err(corrupt(format!("journal length {n}")));
         }
+        let (mut src, mut dst) = (Cursor::default(), Cursor::default());
         for j in p..n {
-            self.copy_slot(j + 1, j)?;
+            self.copy_words(self.slot_in(&mut src, j + 1)?, self.slot_in(&mut dst, j)?)?;
             self.step()?;
             // Relaxed: lock held (or finalizer); inside a write section.
             self.raw
@@ -1301,8 +1346,9 @@ impl<'a, B: Blocks, L: Liveness> ListCore<'a, B, L> {
         self.raw
             .journal
             .store(journal(J_INSERT, n + 1), Ordering::Relaxed);
+        let (mut src, mut dst) = (Cursor::default(), Cursor::default());
         for j in (i + 1..=n).rev() {
-            self.copy_slot(j - 1, j)?;
+            self.copy_words(self.slot_in(&mut src, j - 1)?, self.slot_in(&mut dst, j)?)?;
             self.step()?;
             self.raw
                 .journal
@@ -1378,8 +1424,9 @@ impl<'a, B: Blocks, L: Liveness> ListCore<'a, B, L> {
     pub fn remove(&self, value: &[u8]) -> Result<u64, ListError> {
         let _g = self.lock();
         let n = self.scan_len(self.held_len()?)?;
+        let mut cur = Cursor::default();
         for i in 0..n {
-            if self.elem_eq(self.slot(i)?, value)? {
+            if self.elem_eq(self.slot_in(&mut cur, i)?, value)? {
                 self.remove_locked(i as i64, &mut Vec::new())?;
                 return Ok(i);
             }
@@ -1533,8 +1580,9 @@ impl<'a, B: Blocks, L: Liveness> ListCore<'a, B, L> {
             v.clear();
             // Relaxed: inside `read` (validated).
             let (a, b) = span(range, self.scan_len(self.raw.len.load(Ordering::Relaxed))?);
+            let mut cur = Cursor::default();
             for i in a..b {
-                v.push(load_pod(self.slot(i)?));
+                v.push(load_pod(self.slot_in(&mut cur, i)?));
             }
             Ok(())
         })?;
@@ -1552,9 +1600,10 @@ impl<'a, B: Blocks, L: Liveness> ListCore<'a, B, L> {
             all.clear();
             // Relaxed: inside `read` (validated).
             let (a, b) = span(range, self.scan_len(self.raw.len.load(Ordering::Relaxed))?);
+            let mut cur = Cursor::default();
             for i in a..b {
                 let mut e = Vec::new();
-                self.read_elem(self.slot(i)?, snap, &mut e)?;
+                self.read_elem(self.slot_in(&mut cur, i)?, snap, &mut e)?;
                 all.push(e);
             }
             Ok(())
@@ -1571,8 +1620,9 @@ impl<'a, B: Blocks, L: Liveness> ListCore<'a, B, L> {
         self.read(|_| {
             // Relaxed: inside `read` (validated).
             let n = self.scan_len(self.raw.len.load(Ordering::Relaxed))?;
+            let mut cur = Cursor::default();
             for i in 0..n {
-                if self.elem_eq(self.slot(i)?, value)? {
+                if self.elem_eq(self.slot_in(&mut cur, i)?, value)? {
                     return Ok(i);
                 }
             }
@@ -1589,8 +1639,9 @@ impl<'a, B: Blocks, L: Liveness> ListCore<'a, B, L> {
             // Relaxed: inside `read` (validated).
             let n = self.scan_len(self.raw.len.load(Ordering::Relaxed))?;
             let mut found = 0;
+            let mut cur = Cursor::default();
             for i in 0..n {
-                found += u64::from(self.elem_eq(self.slot(i)?, value)?);
+                found += u64::from(self.elem_eq(self.slot_in(&mut cur, i)?, value)?);
             }
             Ok(found)
         })
@@ -1625,8 +1676,9 @@ impl<'a, B: Blocks, L: Liveness> ListCore<'a, B, L> {
             element_blocks: 0,
         };
         let mut buf = Vec::new();
+        let mut cur = Cursor::default();
         for i in 0..n {
-            let slot = self.slot(i)?;
+            let slot = self.slot_in(&mut cur, i)?;
             buf.clear();
             self.read_elem(slot, &Snap::locked(&self.raw.seq), &mut buf)?;
             a.element_blocks += u64::from(self.elem_meta(slot)?.1.is_some());
