@@ -210,7 +210,10 @@ fn main() {
     let vec = Mutex::new(Vec::new());
     let vec_read = Mutex::new((0..LEN).collect::<Vec<u64>>());
     // Sanity before timing: the same data, read alike.
-    assert_eq!(read.get(index(77)).unwrap(), vec_read.lock().unwrap()[index(77) as usize]);
+    assert_eq!(
+        read.get(index(77)).unwrap(),
+        vec_read.lock().unwrap()[index(77) as usize]
+    );
     assert_eq!(locked_reads.get(-1).unwrap(), LEN - 1);
     let bytes = ByteList::new_in(&arena).expect("list");
     let vec_bytes = Mutex::new(Vec::new());
@@ -343,7 +346,8 @@ fn main() {
     );
 
     let n = if common::bench_mode() { 5_000 } else { 20 };
-    match python_manager_list(n) {
+    let measured = !push.subject_ns.is_nan() && !get.subject_ns.is_nan();
+    match python_manager_list(n).filter(|_| measured) {
         Some((py_append, py_get, py_pop)) => {
             report(&format!(
                 "list: Python Manager().list() append {py_append:.0} ns/op, get {py_get:.0} \
@@ -355,7 +359,9 @@ fn main() {
                 py_get / get.subject_ns.max(1e-3),
             ));
         }
-        None => println!("list: python3 not available: Manager().list() comparison skipped"),
+        None => println!(
+            "list: Manager().list() comparison skipped (no python3, or push / get not measured)"
+        ),
     }
 
     c.final_summary();

@@ -145,12 +145,12 @@ pub use queue::{
 };
 pub use rlock::{NotOwner, RLock, RLockGuard};
 pub use semaphore::{BoundedSemaphore, PermitError, Semaphore, SemaphoreGuard, TooManyReleases};
-#[cfg(feature = "serde")]
-pub use shared::{SerdeDict, SerdeList};
 pub use shared::{
     cleanup_orphans, Array, ByteList, DictError, ListError, SharedDict, SharedList, SharedMemory,
     TypedDict, Value,
 };
+#[cfg(feature = "serde")]
+pub use shared::{SerdeDict, SerdeList};
 pub use sync::spin::SpinPolicy;
 
 #[cfg(test)]

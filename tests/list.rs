@@ -47,7 +47,11 @@ fn id(p: u64, n: u64) -> u64 {
 /// the 24 inline bytes), now and then 5,000.
 fn item(id: u64) -> Vec<u8> {
     let h = mix(id);
-    let len = if h % 50 == 0 { 5000 } else { (h % 300) as usize };
+    let len = if h % 50 == 0 {
+        5000
+    } else {
+        (h % 300) as usize
+    };
     let mut v = id.to_le_bytes().to_vec();
     v.extend((0..len).map(|i| (h >> (i % 8 * 8)) as u8 ^ i as u8));
     v
@@ -99,7 +103,10 @@ fn assert_each_once_in_order(ids: impl IntoIterator<Item = u64>, procs: u64, per
     for id in ids {
         let (p, n) = ((id >> 32) as usize, id & 0xffff_ffff);
         assert!(p < procs as usize, "id {id:#x} from no process");
-        assert_eq!(n, next[p], "process {p}: element {n} out of order or doubled");
+        assert_eq!(
+            n, next[p],
+            "process {p}: element {n} out of order or doubled"
+        );
         next[p] += 1;
     }
     assert!(next.iter().all(|&n| n == per), "lost elements: {next:?}");
@@ -213,10 +220,14 @@ fn readers_never_see_a_torn_element() {
                         }
                         _ => {
                             if quads.len() > 32 {
-                                check_quad(quads.pop_at(i).unwrap_or_else(|_| quads.pop().unwrap()));
+                                check_quad(
+                                    quads.pop_at(i).unwrap_or_else(|_| quads.pop().unwrap()),
+                                );
                             }
                             if bytes.len() > 32 {
-                                check_item(&bytes.pop_at(i).unwrap_or_else(|_| bytes.pop().unwrap()));
+                                check_item(
+                                    &bytes.pop_at(i).unwrap_or_else(|_| bytes.pop().unwrap()),
+                                );
                             }
                         }
                     }
@@ -285,7 +296,11 @@ fn concurrent_sets_and_gets_match_a_model() {
                 for r in 0..rounds {
                     for i in (p..len).step_by(procs) {
                         // Negative and positive indices name the same elements.
-                        let at = if r % 2 == 0 { i as i64 } else { i as i64 - len as i64 };
+                        let at = if r % 2 == 0 {
+                            i as i64
+                        } else {
+                            i as i64 - len as i64
+                        };
                         l.set(at, pair(value(p, i, r))).unwrap();
                         if i % 16 == p {
                             b.set(at, &item(value(p, i, r))).unwrap();
@@ -352,7 +367,10 @@ fn concurrent_inserts_and_pops_conserve_every_element() {
     }
     for out in &popped {
         for id in out.to_vec().unwrap() {
-            assert!(seen.insert(id), "element {id:#x} popped twice or still there");
+            assert!(
+                seen.insert(id),
+                "element {id:#x} popped twice or still there"
+            );
         }
     }
     let put: HashSet<u64> = (0..procs)
@@ -382,7 +400,10 @@ fn negative_indices_and_slices_across_processes() {
             l.insert(-100, -1).unwrap(); // clamped: at the front
             assert_eq!(
                 l.get(-12),
-                Err(ListError::IndexOutOfRange { index: -12, len: 11 })
+                Err(ListError::IndexOutOfRange {
+                    index: -12,
+                    len: 11
+                })
             );
         })
     };
@@ -474,7 +495,10 @@ fn elements_of_one_mib() {
         assert_eq!(e.len(), MIB);
     }
     plain.clear().unwrap();
-    assert!(arena.used() < base + 4096, "popped and cleared: the blocks are back");
+    assert!(
+        arena.used() < base + 4096,
+        "popped and cleared: the blocks are back"
+    );
     drop((bytes, plain));
     arena.sweep().unwrap();
     assert_eq!(arena.used(), base);
@@ -505,7 +529,10 @@ fn many_small_elements() {
     assert_each_once_in_order(ids, u64::from(procs), u64::from(per));
     // A word a slot, in chunks that double: at most twice the words, and the states.
     let used = arena.used();
-    assert!(used < base + 2 * 8 * (procs * per) as usize + 4096, "{used} bytes");
+    assert!(
+        used < base + 2 * 8 * (procs * per) as usize + 4096,
+        "{used} bytes"
+    );
     l.clear().unwrap();
     drop(l);
     arena.sweep().unwrap();
@@ -756,5 +783,8 @@ fn list_survives_a_peer_scribbling_on_it() {
     }
     // A damaged geometry: refused on open.
     write(state + 64, 25 | 1 << 32 | 3 << 40);
-    assert!(matches!(ByteList::open(&arena, "l"), Err(Error::Corrupt(_))));
+    assert!(matches!(
+        ByteList::open(&arena, "l"),
+        Err(Error::Corrupt(_))
+    ));
 }

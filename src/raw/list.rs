@@ -735,10 +735,16 @@ impl<'a, B: Blocks, L: Liveness> ListCore<'a, B, L> {
         if c == 0 {
             return Err(corrupt(format!("chunk {k} of element {i} is missing")));
         }
+        self.slot_of(c, j)
+    }
+
+    /// The words of slot `j` of the chunk at `c`.
+    #[inline]
+    fn slot_of(&self, c: u64, j: u64) -> Result<&'a [AtomicU64], ListError> {
         let off = j
             .checked_mul(self.sw * 8)
             .and_then(|b| b.checked_add(c))
-            .ok_or_else(|| corrupt(format!("chunk {k} at {c:#x}")))?;
+            .ok_or_else(|| corrupt(format!("chunk at {c:#x}")))?;
         Ok(self.blocks.words(off, self.sw)?)
     }
 
@@ -902,7 +908,12 @@ impl<'a, B: Blocks, L: Liveness> ListCore<'a, B, L> {
 
     /// Writes a prepared element into slot `i` (lock held).
     fn store_slot(&self, i: u64, e: Prepared<'_>) -> Result<(), ListError> {
-        let slot = self.slot(i)?;
+        self.store_words(self.slot(i)?, e)
+    }
+
+    /// Writes a prepared element into a slot's words (lock held).
+    #[inline]
+    fn store_words(&self, slot: &[AtomicU64], e: Prepared<'_>) -> Result<(), ListError> {
         if !self.g.bytes {
             for (w, c) in slot.iter().zip(e.bytes.chunks(8)) {
                 self.step()?;
@@ -1202,13 +1213,28 @@ impl<'a, B: Blocks, L: Liveness> ListCore<'a, B, L> {
     // ---- writers ------------------------------------------------------------------------
 
     /// Appends `elem` (lock held).
+    #[inline]
     fn push_locked(&self, elem: &[u8]) -> Result<(), ListError> {
-        let n = self.held_len()?;
-        // Capacity first: a chunk that stays unused is a spare, an element block would
-        // have to be settled.
-        self.ensure_capacity(n + 1)?;
+        // Relaxed (all): lock held.
+        let n = self.raw.len.load(Ordering::Relaxed);
+        let (k, j) = self.g.locate(n).ok_or(ListError::OutOfSpace {
+            requested: n,
+            available: 0,
+        })?;
+        let mut c = self.raw.chunks[k].load(Ordering::Relaxed);
+        if c == 0 {
+            // A chunk is missing only at a boundary, after a chunk that exists (else
+            // `len` was scribbled on: refuse rather than allocate for it). Capacity first:
+            // a chunk that stays unused is a spare, an element block would have to be
+            // settled.
+            if j != 0 || (k > 0 && self.raw.chunks[k - 1].load(Ordering::Relaxed) == 0) {
+                return Err(corrupt(format!("length {n} is past the list's chunks")));
+            }
+            self.ensure_capacity(n + 1)?;
+            c = self.raw.chunks[k].load(Ordering::Relaxed);
+        }
         let e = self.prepare(elem)?;
-        self.store_slot(n, e)?;
+        self.store_words(self.slot_of(c, j)?, e)?;
         self.step()?;
         let s = self.begin_write();
         self.step()?;

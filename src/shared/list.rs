@@ -592,7 +592,10 @@ impl<T: Pod> SharedList<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn iter(&self) -> Iter<'_, T> {
-        Iter { list: self, next: 0 }
+        Iter {
+            list: self,
+            next: 0,
+        }
     }
 }
 
@@ -1040,7 +1043,10 @@ impl ByteList {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn iter(&self) -> ByteIter<'_> {
-        ByteIter { list: self, next: 0 }
+        ByteIter {
+            list: self,
+            next: 0,
+        }
     }
 }
 
@@ -1458,7 +1464,10 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned> SerdeList<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn iter(&self) -> SerdeIter<'_, T> {
-        SerdeIter { list: self, next: 0 }
+        SerdeIter {
+            list: self,
+            next: 0,
+        }
     }
 }
 
