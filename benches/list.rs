@@ -4,7 +4,8 @@
 //!   and between two threads (two appenders; a reader beside an appender);
 //! * the list's lock-free `get` against its own `get` under the lock (what readers would
 //!   cost if they took the writer's lock: the choice `raw::list` documents);
-//! * `ByteList` of 64-byte elements against a `Mutex<Vec<Vec<u8>>>`;
+//! * `ByteList` of 16-byte elements (kept in the slot) and 64-byte ones (a heap block
+//!   each) against a `Mutex<Vec<Vec<u8>>>`;
 //! * Python's `multiprocessing.Manager().list()` append and get, when `python3` is there.
 //!
 //! `cargo bench -p shmproc-benches --bench list` takes about two minutes; under `cargo
@@ -337,7 +338,15 @@ fn main() {
     );
     pushed.clear().unwrap();
     common::paired(
-        "list: ByteList push + get of 64 bytes vs Mutex<Vec<Vec<u8>>>",
+        "list: ByteList push + get of 16 bytes (in the slot) vs Mutex<Vec<Vec<u8>>>",
+        "op",
+        50_000,
+        20,
+        |n| vec_bytes_push_get(&vec_bytes, &elem[..16], n),
+        |n| bytes_push_get(&bytes, &elem[..16], n),
+    );
+    common::paired(
+        "list: ByteList push + get of 64 bytes (a block each) vs Mutex<Vec<Vec<u8>>>",
         "op",
         50_000,
         20,

@@ -90,7 +90,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let numbers = numbers.clone();
             Process::new(move || {
                 for chunk in 0..250 {
-                    let start = p << 32 | chunk * 1000;
+                    let start = (p << 32) | (chunk * 1000);
                     numbers
                         .extend(start..start + 1000)
                         .expect("the arena grows");

@@ -7,7 +7,9 @@
 //! length and every byte derived from `id`), `pair(id)` / `quad(id)` for plain data. A
 //! torn read, a lost or doubled element, or a mix of two elements fails the check.
 
-use shmproc::shared::{ByteList, ListError, SerdeList, SharedList};
+#[cfg(feature = "serde")]
+use shmproc::shared::SerdeList;
+use shmproc::shared::{ByteList, ListError, SharedList};
 use shmproc::{Arena, Error};
 use shmproc_testkit::{fork, SharedPage};
 use std::collections::HashSet;
@@ -388,6 +390,7 @@ fn concurrent_inserts_and_pops_conserve_every_element() {
 // ---------------------------------------------------------------------------------------
 // Python's semantics, sizes, names.
 
+#[allow(clippy::reversed_empty_ranges)] // Python's a:b with a > b: empty, on purpose
 fn negative_indices_and_slices_across_processes() {
     let l = SharedList::<i64>::new().unwrap();
     l.extend(0..10).unwrap();
@@ -543,38 +546,74 @@ fn named_lists_across_processes() {
     let name = format!("shmproc-test-list-{}", std::process::id());
     let arena = Arena::create(&name, 1 << 20).unwrap();
     let _cleanup = shmproc_testkit::UnlinkOnDrop(name.clone());
-    let l = SerdeList::<(String, u32)>::create(&arena, "scores").unwrap();
-    l.push(&("parent".into(), 1)).unwrap();
+    let log = ByteList::create(&arena, "log").unwrap();
+    let ids = SharedList::<u64>::create(&arena, "ids").unwrap();
+    log.push(b"parent").unwrap();
+    ids.push(1).unwrap();
+    #[cfg(feature = "serde")]
+    SerdeList::<(String, u32)>::create(&arena, "scores")
+        .unwrap()
+        .push(&("parent".into(), 1))
+        .unwrap();
     let child = {
         let name = name.clone();
         fork(move || {
             let arena = Arena::open(&name).unwrap();
-            let l = SerdeList::<(String, u32)>::open(&arena, "scores").unwrap();
-            assert_eq!(l.get(0).unwrap(), ("parent".to_string(), 1));
-            l.push(&("child".into(), 2)).unwrap();
+            let log = ByteList::open(&arena, "log").unwrap();
+            let ids = SharedList::<u64>::open(&arena, "ids").unwrap();
+            assert_eq!(log.get(0).unwrap(), b"parent");
+            log.push(b"child").unwrap();
+            ids.push(ids.get(-1).unwrap() + 1).unwrap();
             assert!(matches!(
-                SharedList::<u64>::open(&arena, "scores"),
+                SharedList::<u32>::open(&arena, "ids"),
                 Err(Error::WrongType { .. })
             ));
             assert!(matches!(
-                SerdeList::<u64>::open(&arena, "scores"),
+                ByteList::open(&arena, "ids"),
+                Err(Error::WrongType { .. })
+            ));
+            assert!(matches!(
+                SharedList::<u64>::open(&arena, "log"),
                 Err(Error::WrongType { .. })
             ));
             assert!(matches!(
                 ByteList::open(&arena, "nope"),
                 Err(Error::NotFound(_))
             ));
+            #[cfg(feature = "serde")]
+            {
+                let l = SerdeList::<(String, u32)>::open(&arena, "scores").unwrap();
+                assert_eq!(l.get(0).unwrap(), ("parent".to_string(), 1));
+                l.push(&("child".into(), 2)).unwrap();
+                assert!(matches!(
+                    SerdeList::<u64>::open(&arena, "scores"),
+                    Err(Error::WrongType { .. })
+                ));
+                assert!(matches!(
+                    ByteList::open(&arena, "scores"),
+                    Err(Error::WrongType { .. })
+                ));
+            }
         })
     };
     child.join();
     assert_eq!(
-        l.to_vec().unwrap(),
-        [("parent".to_string(), 1), ("child".to_string(), 2)]
+        log.to_vec().unwrap(),
+        [b"parent".to_vec(), b"child".to_vec()]
     );
+    assert_eq!(ids.to_vec().unwrap(), [1, 2]);
     assert!(matches!(
-        SerdeList::<(String, u32)>::create(&arena, "scores"),
+        ByteList::create(&arena, "log"),
         Err(Error::AlreadyExists(_))
     ));
+    #[cfg(feature = "serde")]
+    assert_eq!(
+        SerdeList::<(String, u32)>::open(&arena, "scores")
+            .unwrap()
+            .to_vec()
+            .unwrap(),
+        [("parent".to_string(), 1), ("child".to_string(), 2)]
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -591,7 +630,6 @@ fn killed_writers_leave_a_consistent_list_and_leak_nothing() {
     let page = SharedPage::new(4096);
     let started = page.atomic(0);
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
-    let mut next_parent = 0;
     for k in 0..200u64 {
         let child = {
             let (arena, bytes, quads) = (arena.clone(), bytes.clone(), quads.clone());
@@ -652,8 +690,7 @@ fn killed_writers_leave_a_consistent_list_and_leak_nothing() {
         let q = quads.to_vec().unwrap();
         let qids: HashSet<u64> = q.iter().map(|&v| check_quad(v)).collect();
         assert_eq!(qids.len(), q.len(), "kill {k}: an element doubled");
-        let mine = id(1000, next_parent);
-        next_parent += 1;
+        let mine = id(1000, k);
         bytes.insert(0, &item(mine)).unwrap();
         assert_eq!(check_item(&bytes.pop_at(0).unwrap()), mine);
         quads.push(quad(mine)).unwrap();
@@ -689,7 +726,10 @@ fn churn_in_four_processes_returns_to_baseline() {
                 for r in 0..1_500u64 {
                     let b = ByteList::new_in(&arena).unwrap();
                     let q = SharedList::<u64>::new_in(&arena).unwrap();
+                    #[cfg(feature = "serde")]
                     let s = SerdeList::<String>::new_in(&arena).unwrap();
+                    #[cfg(not(feature = "serde"))]
+                    let s = ByteList::new_in(&arena).unwrap();
                     for n in 0..40 {
                         b.push(&item(id(p, r << 8 | n))).unwrap();
                         q.push(n).unwrap();
@@ -748,7 +788,7 @@ fn list_survives_a_peer_scribbling_on_it() {
         let mut garbage = || match rng.below(5) {
             0 => rng.next(),
             1 => rng.next() % 64,
-            2 => 1 << 63 | rng.next() % 100_000,
+            2 => (1 << 63) | (rng.next() % 100_000),
             3 => rng.next() | 1,
             _ => 0,
         };

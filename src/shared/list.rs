@@ -34,6 +34,14 @@
 //! * Memory that a peer scribbled on makes calls fail with [`ListError::Corrupt`], never
 //!   panic, hang or touch memory outside the arena.
 //!
+//! Measured (`benches/list.rs`, each against its baseline in the same run, 2 busy vCPUs):
+//! `SharedList<u64>::push` 14-15 ns, 1.4x a push on a `Mutex<Vec<u64>>`; `get` 6 ns,
+//! 0.6x indexing that `Vec` under its mutex (0.4x beside a thread that appends); both
+//! 2,000-5,000x faster than Python's `Manager().list()` (31-35 µs an operation, a round
+//! trip to the manager process). A plain-data element takes a whole number of 8-byte
+//! words (a `u32` takes 8 bytes), and `get` returns it by value: for elements of many
+//! KiB, a [`ByteList`] copies into a buffer of yours instead ([`ByteList::get_into`]).
+//!
 //! The layout, the protocols and the recovery: [`raw::list`](crate::raw::list).
 
 use crate::arena::{fingerprint, fingerprint_sized, Arena, ObjectKind};
