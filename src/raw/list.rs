@@ -4,6 +4,30 @@
 //! robust lock, readers lock-free under a sequence lock, and a journal that lets the next
 //! writer finish or undo the work of a writer that was killed.
 //!
+//! # Example
+//! ```
+//! use shmproc::raw::list::{ListCore, ListGeometry, RawList};
+//! use shmproc::raw::owned::HeapBlocks;
+//! use shmproc::raw::sync::liveness::Procfs;
+//!
+//! // A handle's blocks come from its arena; here from a private heap, with the list's
+//! // state in the first 4 KiB of its buffer.
+//! let blocks = HeapBlocks::new(1 << 16);
+//! let raw: &RawList = blocks.state(128);
+//! raw.init(ListGeometry::bytes(24)?);
+//! let list = ListCore::new(raw, &blocks, Procfs)?;
+//! list.push(b"short")?; // in its slot
+//! list.push(&[7; 100])?; // in a block of its own
+//! list.insert(0, b"first")?;
+//! let mut out = Vec::new();
+//! list.get(-1, &mut out)?;
+//! assert_eq!(out, [7; 100]);
+//! assert_eq!(list.slice(&(..2))?, [b"first".to_vec(), b"short".to_vec()]);
+//! raw.finalize(&blocks); // frees every block the list owns
+//! assert_eq!(blocks.allocated(), 0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Where the elements live
 //!
 //! The list's state ([`RawList`]) holds a directory of [`MAX_CHUNKS`] words, each the
@@ -321,6 +345,13 @@ impl RawList {
             repairs: AtomicU64::new(0),
             chunks: core::array::from_fn(|_| AtomicU64::new(0)),
         }
+    }
+
+    /// Makes zeroed memory (a state in shared memory no other process sees yet) an empty
+    /// list of geometry `g`: what [`new`](Self::new) gives, in place.
+    pub fn init(&self, g: ListGeometry) {
+        // Relaxed: before the list is shared; publishing it orders this store.
+        self.geometry.store(g.to_word(), Ordering::Relaxed);
     }
 
     /// The geometry word (not yet validated).
@@ -1079,17 +1110,20 @@ impl<'a, B: Blocks, L: Liveness> ListCore<'a, B, L> {
                 let _ = self.finish_remove(arg, jlen);
             }
             J_SET => {
+                // Relaxed: as above.
                 let n = self.raw.len.load(Ordering::Relaxed);
                 if arg < n {
                     let _ = self.copy_slot(n, arg);
                 }
             }
             J_CLEAR => {
+                // Relaxed: as above.
                 self.raw.len.store(0, Ordering::Relaxed);
                 let _ = self.free_cleared(jlen.min(self.capacity()));
             }
             _ => {}
         }
+        // Relaxed: as above; the operation is finished or undone.
         self.raw.journal.store(J_NONE, Ordering::Relaxed);
     }
 
@@ -1379,6 +1413,7 @@ impl<'a, B: Blocks, L: Liveness> ListCore<'a, B, L> {
         for j in (i + 1..=n).rev() {
             self.copy_words(self.slot_in(&mut src, j - 1)?, self.slot_in(&mut dst, j)?)?;
             self.step()?;
+            // Relaxed: as above; the step and its record (the slot written lowest).
             self.raw
                 .journal
                 .store(journal(J_INSERT, j), Ordering::Relaxed);

@@ -64,6 +64,17 @@ pub const INLINE_BYTES: usize = 24;
 /// An index into a list, as Python takes it: any integer, negative ones counting from the
 /// end (`-1` is the last element). Implemented for every primitive integer type, so
 /// `list.get(i)` takes a `usize` as well as `-1`.
+///
+/// ```
+/// use shmproc::shared::SharedList;
+/// let l = SharedList::<u8>::new()?;
+/// l.extend([1, 2, 3])?;
+/// let i: usize = 1;
+/// assert_eq!(l.get(i)?, 2); // a usize
+/// assert_eq!(l.get(-1)?, 3); // an i32 (a literal's default): from the end
+/// assert!(l.get(u64::MAX).is_err()); // out of range, not wrapped
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait ListIndex: Copy {
     /// The index as an `i64` (values above `i64::MAX` become `i64::MAX`: out of range).
     fn to_i64(self) -> i64;
