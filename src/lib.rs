@@ -38,6 +38,7 @@
 //! | `Pipe` / `Connection` | [`Pipe`], [`Connection`] | two SPSC byte rings; messages of any size streamed through; EOF and broken pipe across processes, SIGKILL included |
 //! | `Value`, `Array` | [`Value`], [`Array`] | plain data in the arena, with a robust lock or raw; lock-free `fetch_add` & co. for integers |
 //! | `Manager().dict()` | [`SharedDict`], [`TypedDict`] | a fixed-capacity hash map in shared memory, no server process; readers never block each other (seqlock); `update_with` read-modify-writes atomically |
+//! | `Manager().list()`, `ShareableList` | [`SharedList`], [`ByteList`], [`SerdeList`] | a list of any length in shared memory, no server process: plain data in place, byte strings and serde values of any size; Python's indices and slices; readers never block (seqlock); a writer killed mid-operation is undone or finished by the next |
 //! | `shared_memory.SharedMemory` | [`SharedMemory`], [`cleanup_orphans`] | named `/dev/shm` segments; segments of dead creators can be swept |
 //!
 //! Every object lives in an [`Arena`]: one shared mapping with a validated header and a
@@ -70,7 +71,7 @@
 //!
 //! - `serde` (on by default): arbitrary Rust values through serde + postcard: the
 //!   arguments of [`Process::function`], [`ByteQueue::put_value`] / `get_value`,
-//!   [`Connection::send_obj`] / `recv_obj`, [`SerdeDict`]. Without
+//!   [`Connection::send_obj`] / `recv_obj`, [`SerdeDict`], [`SerdeList`]. Without
 //!   it, fork, the transport, [`Listener`] / [`Client`] and
 //!   [`Connection::send_handle`] still work, and `Spawn` / `ForkServer` run targets that
 //!   capture nothing. Each item that needs it says so.
@@ -153,9 +154,12 @@ pub use queue::{
 };
 pub use rlock::{NotOwner, RLock, RLockGuard};
 pub use semaphore::{BoundedSemaphore, PermitError, Semaphore, SemaphoreGuard, TooManyReleases};
+pub use shared::{
+    cleanup_orphans, Array, ByteList, DictError, ListError, SharedDict, SharedList, SharedMemory,
+    TypedDict, Value,
+};
 #[cfg(feature = "serde")]
-pub use shared::SerdeDict;
-pub use shared::{cleanup_orphans, Array, DictError, SharedDict, SharedMemory, TypedDict, Value};
+pub use shared::{SerdeDict, SerdeList};
 pub use sync::spin::SpinPolicy;
 
 #[cfg(test)]

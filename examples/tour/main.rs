@@ -6,6 +6,7 @@
 //! Process part shows exit codes), not a fault of the tour.
 
 mod lifecycle;
+mod list;
 mod lock;
 mod pipe;
 mod process;
@@ -54,6 +55,7 @@ fn main() -> Res {
         ("Queue, JoinableQueue", queue::run),
         ("Pipe", pipe::run),
         ("Value, Array, SharedDict, SharedMemory", shared::run),
+        ("SharedList, ByteList, SerdeList", list::run),
         (
             "The arena: freed objects, swept processes, growth",
             lifecycle::run,

@@ -46,10 +46,18 @@ impl Blocks for Arena {
 /// `state`: frees the blocks it owns. Idempotent (see `raw::owned`); called with the
 /// metadata lock held, before the object's block is freed.
 pub(super) fn finalize(arena: &Arena, kind: u32, state: *mut u8, size: u64) {
-    let _ = (arena, state, size);
     match ObjectKind::from_u32(kind) {
+        Some(ObjectKind::SharedList)
+            if size >= core::mem::size_of::<crate::raw::list::RawList>() as u64 =>
+        {
+            // SAFETY: `state` is the object's state block of `size` bytes (checked against
+            // its heap block by the caller), aligned for any state (objects are
+            // cache-line aligned); `RawList` is a `SharedState`, valid for any bytes.
+            let list = unsafe { &*state.cast::<crate::raw::list::RawList>() };
+            list.finalize(arena);
+        }
         // Kinds that own blocks are listed here as they gain them.
-        Some(_) | None => {}
+        _ => {}
     }
 }
 
