@@ -245,6 +245,10 @@ impl<S> Fresh<'_, S> {
 ///
 /// Cloning it clones the reference (the arena stays mapped while any lives); it is where
 /// the object's reference count and its description for travel belong.
+///
+/// `repr(C)`: two `Obj`s with the same state and parameter types have one layout, so
+/// [`recast_ref`](Self::recast_ref) may view one as the other.
+#[repr(C)]
 pub(crate) struct Obj<O: Object> {
     block: Shm<O::State>,
     params: O::Params,
@@ -342,6 +346,15 @@ impl<O: Object> Obj<O> {
             block: self.block,
             params: self.params,
         }
+    }
+
+    /// [`recast`](Self::recast) by reference: the handle that wraps another kind's
+    /// handle (a `SerdeList` over its `ByteList`) hands out its reference as its own.
+    pub(crate) fn recast_ref<P: Object<State = O::State, Params = O::Params>>(&self) -> &Obj<P> {
+        // SAFETY: `Obj` is `repr(C)` and its fields' types are `Shm<O::State>` and
+        // `O::Params`, the same for `P` as for `O` (the bound), so `Obj<O>` and `Obj<P>`
+        // have one layout and validity; the reference keeps `self`'s lifetime.
+        unsafe { &*(self as *const Obj<O>).cast::<Obj<P>>() }
     }
 
     /// The validated parameters.

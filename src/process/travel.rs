@@ -748,6 +748,10 @@ mod objects {
     travel_as_object!(Condition);
     travel_as_object!(@[T: Pod] Value<T>);
     travel_as_object!(@[T: Pod] Array<T>);
+    travel_as_object!(@[T: Pod] crate::shared::SharedList<T>);
+    travel_as_object!(crate::shared::ByteList);
+    #[cfg(feature = "serde")]
+    travel_as_object!(@[T: 'static] crate::shared::SerdeList<T>);
 }
 
 /// Sends `handle` over the socket `sock` as one packet (kind `kind`).

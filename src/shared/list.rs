@@ -235,6 +235,10 @@ impl<T: Pod> Handle for SharedList<T> {
             _t: PhantomData,
         })
     }
+
+    fn obj(&self) -> &Obj<Self> {
+        &self.obj
+    }
 }
 
 impl<T: Pod> SharedList<T> {
@@ -703,6 +707,10 @@ impl Handle for ByteList {
             spin: SpinPolicy::default(),
         })
     }
+
+    fn obj(&self) -> &Obj<Self> {
+        &self.obj
+    }
 }
 
 fn byte_geometry() -> Result<ListGeometry> {
@@ -1146,6 +1154,10 @@ impl<T> Handle for SerdeList<T> {
             inner: ByteList::from_obj(obj.recast())?,
             _t: PhantomData,
         })
+    }
+
+    fn obj(&self) -> &Obj<Self> {
+        self.inner.obj.recast_ref()
     }
 }
 
