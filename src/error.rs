@@ -40,6 +40,23 @@ pub enum Error {
     InvalidArgument(String),
     /// A name is empty, too long, or contains `/` or NUL.
     InvalidName(String),
+    /// The arena was made by a build of shmproc with another layout (the same format
+    /// version, other structure sizes: another version of the crate, or another target).
+    Layout {
+        /// The layout hash in the arena's header.
+        found: u64,
+        /// This build's.
+        expected: u64,
+    },
+    /// The arena's metadata lock has been held by a live process for longer than the
+    /// arena waits (see `Arena::stats` and the `shmproc inspect` tool): that process is
+    /// stopped or stuck inside an arena operation. Nothing was changed.
+    Busy {
+        /// The process holding the lock.
+        holder: u32,
+        /// How long this process waited.
+        waited: std::time::Duration,
+    },
     /// The arena has no room left for the requested object.
     OutOfSpace {
         /// Bytes requested (aligned).
@@ -47,8 +64,6 @@ pub enum Error {
         /// Bytes still free.
         available: u64,
     },
-    /// The arena's directory has no free entry.
-    DirectoryFull,
     /// An object with this name already exists in the arena.
     AlreadyExists(String),
     /// No object with this name exists in the arena.
@@ -67,31 +82,102 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Os { op, source } => write!(f, "{op} failed: {source}"),
+            Error::Os { op, source } => write!(f, "{op} failed: {source}{}", os_hint(source)),
             Error::NotAnArena => f.write_str(
-                "not a shmproc arena (bad magic number), or its creator has not finished creating it",
+                "not a shmproc arena (no shmproc header): check the name; if its creator is \
+                 still making it, try again in a moment",
             ),
             Error::Version { found, expected } => write!(
                 f,
-                "arena format version {found} cannot be read by this build (it reads version {expected})"
+                "the arena has format version {found}, this build of shmproc reads version \
+                 {expected}: open it with the shmproc that made it, or make it again"
             ),
-            Error::Truncated { needed, found } => {
-                write!(f, "arena is truncated: {found} bytes, at least {needed} needed")
-            }
-            Error::Corrupt(what) => write!(f, "arena is corrupt: {what}"),
-            Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
-            Error::InvalidName(what) => write!(f, "invalid name: {what}"),
-            Error::OutOfSpace { requested, available } => write!(
+            Error::Truncated { needed, found } => write!(
                 f,
-                "arena is full: {requested} bytes requested, {available} free (create a larger arena)"
+                "the arena is truncated: {found} bytes, at least {needed} needed (its creator \
+                 died while making it, or a process shrank the file): remove it \
+                 (Arena::unlink_name) and make it again"
             ),
-            Error::DirectoryFull => f.write_str("arena directory is full: too many objects in one arena"),
-            Error::AlreadyExists(name) => write!(f, "an object named {name:?} already exists"),
-            Error::NotFound(name) => write!(f, "no object named {name:?} in this arena"),
-            Error::WrongType { name, expected, found } => {
-                write!(f, "object {name:?} is a {found}, not a {expected}")
-            }
+            Error::Corrupt(what) => write!(
+                f,
+                "the arena is corrupt: {what}. Nothing was used through the damaged part. A \
+                 process wrote into the arena outside shmproc, or the file is not a shmproc \
+                 arena: make the arena again (a named one: remove it first with \
+                 Arena::unlink_name)"
+            ),
+            Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
+            Error::InvalidName(what) => write!(
+                f,
+                "invalid name: {what}: choose another (a name is not empty, is short, and has no \
+                 '/' or NUL)"
+            ),
+            Error::OutOfSpace {
+                requested,
+                available,
+            } => write!(
+                f,
+                "the arena is full: {requested} bytes requested, {available} free: make the \
+                 arena larger (Arena::anonymous / Arena::create take its size), or put \
+                 objects in an arena of their own"
+            ),
+            Error::Layout { found, expected } => write!(
+                f,
+                "the arena was made by a build of shmproc with another layout (layout hash \
+                 {found:#x}, this build {expected:#x}): open it from a program built with the \
+                 same shmproc, or make it again"
+            ),
+            Error::Busy { holder, waited } => write!(
+                f,
+                "the arena's metadata lock has been held by process {holder} for more than \
+                 {waited:?}; that process is alive, so the lock was not taken from it: it is \
+                 stopped or stuck inside an arena operation (check it with `ps`)"
+            ),
+            Error::AlreadyExists(name) => write!(
+                f,
+                "an object named {name:?} already exists in the arena: open it with open(), \
+                 or choose another name"
+            ),
+            Error::NotFound(name) => write!(
+                f,
+                "no object named {name:?} in this arena: check the name, and that its creator \
+                 made it (create()) before this process opened it"
+            ),
+            Error::WrongType {
+                name,
+                expected,
+                found,
+            } => write!(
+                f,
+                "object {name:?} is a {found}, not a {expected}: open it as a {found}, or use \
+                 another name for the {expected}"
+            ),
         }
+    }
+}
+
+/// What to do about an OS error, for the errors that have a usual cause (empty for the
+/// others): shared by every error type that carries one.
+pub(crate) fn os_hint(e: &std::io::Error) -> &'static str {
+    use rustix::io::Errno;
+    match e.raw_os_error().map(Errno::from_raw_os_error) {
+        Some(Errno::MFILE | Errno::NFILE) => {
+            " (too many open files: drop handles no longer used, or raise the limit: ulimit -n)"
+        }
+        Some(Errno::NOSPC) => {
+            " (/dev/shm is full: remove what dead processes left there, or make a smaller arena)"
+        }
+        Some(Errno::NOMEM) => " (out of memory or of memory mappings: use fewer or smaller arenas)",
+        Some(Errno::ACCESS | Errno::PERM) => {
+            " (permission denied: named arenas and segments are created mode 0600, for their \
+             creator's user only)"
+        }
+        Some(Errno::NOSYS) => {
+            " (the kernel lacks this system call: shmproc needs Linux 5.3 or later)"
+        }
+        Some(Errno::AGAIN) => {
+            " (a resource limit was reached, e.g. the number of processes: ulimit -u)"
+        }
+        _ => "",
     }
 }
 
@@ -115,3 +201,32 @@ impl Error {
 
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::io::Errno;
+
+    fn os(errno: Errno) -> String {
+        Error::os(
+            "memfd_create",
+            std::io::Error::from_raw_os_error(errno.raw_os_error()),
+        )
+        .to_string()
+    }
+
+    #[test]
+    fn os_errors_with_a_usual_cause_say_what_to_do() {
+        assert!(
+            os(Errno::MFILE).contains("ulimit -n"),
+            "{}",
+            os(Errno::MFILE)
+        );
+        assert!(os(Errno::NOSPC).contains("/dev/shm is full"));
+        assert!(os(Errno::NOSYS).contains("Linux 5.3"));
+        // No usual cause: the kernel's text alone, nothing made up.
+        let plain = os(Errno::NOENT);
+        assert!(plain.starts_with("memfd_create failed: "), "{plain}");
+        assert!(plain.ends_with("(os error 2)"), "{plain}");
+    }
+}

@@ -8,6 +8,11 @@ use crate::arena::Arena;
 /// if that succeeds look up every object it lists and a few it does not. It must never
 /// panic; errors are the expected outcome.
 pub fn open_arena_bytes(data: &[u8]) {
+    // A hostile lock word may name a live process: wait briefly, then fail.
+    crate::arena::with_patience(std::time::Duration::from_millis(5), || open_bytes(data));
+}
+
+fn open_bytes(data: &[u8]) {
     use rustix::fs::{memfd_create, MemfdFlags};
     let Ok(fd) = memfd_create("fuzz", MemfdFlags::CLOEXEC) else {
         return;
@@ -28,4 +33,11 @@ pub fn open_arena_bytes(data: &[u8]) {
         let _ = crate::shared::RawBlock::open(&arena, &name).map(|b| b.len());
     }
     let _ = crate::Lock::open(&arena, "lock");
+    // Writes through whatever the tables say: make, name, unlink, sweep.
+    let _ = arena.stats();
+    let _ = crate::Lock::create(&arena, "fuzz-new");
+    let _ = crate::shared::RawBlock::new_in(&arena, 100).map(|b| b.len());
+    let _ = arena.unlink_object("lock");
+    let _ = arena.sweep();
+    let _ = arena.debug_blocks();
 }

@@ -137,6 +137,10 @@ impl Handle for Lock {
             spin: SpinPolicy::default(),
         })
     }
+
+    fn obj(&self) -> &Obj<Lock> {
+        &self.raw
+    }
 }
 
 impl fmt::Debug for Lock {
@@ -211,7 +215,11 @@ impl<G> fmt::Debug for OwnerDied<G> {
 
 impl<G> fmt::Display for OwnerDied<G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("lock acquired, but its previous holder died while holding it")
+        f.write_str(
+            "lock acquired, but its previous holder died while holding it: what the lock \
+             guards may be half-updated; check or repair it, then carry on with the guard \
+             (into_guard())",
+        )
     }
 }
 
@@ -238,7 +246,10 @@ impl<G> fmt::Debug for TryAcquireError<G> {
 impl<G> fmt::Display for TryAcquireError<G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TryAcquireError::WouldBlock => f.write_str("the lock is held by someone else"),
+            TryAcquireError::WouldBlock => f.write_str(
+                "the lock is held by another holder (or still was at the timeout): try again, \
+                 or wait for it with acquire()",
+            ),
             TryAcquireError::OwnerDied(d) => fmt::Display::fmt(d, f),
         }
     }
@@ -262,7 +273,10 @@ pub struct NotLocked;
 
 impl fmt::Display for NotLocked {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("release of an unlocked lock")
+        f.write_str(
+            "release() of a lock that is not held: release once per acquire (a guard \
+             releases by itself when dropped; do not also call release())",
+        )
     }
 }
 
@@ -281,7 +295,7 @@ impl Lock {
     ///
     /// # Errors
     /// [`Error::OutOfSpace`](crate::Error::OutOfSpace) /
-    /// [`Error::DirectoryFull`](crate::Error::DirectoryFull) when the arena is full.
+    /// [`Error::OutOfSpace`](crate::Error::OutOfSpace) when the arena is full to its limit.
     pub fn new_in(arena: &Arena) -> Result<Lock> {
         object::make(arena, None, ())
     }

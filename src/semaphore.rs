@@ -391,6 +391,10 @@ impl Handle for Semaphore {
             p: Permits::new(raw, if p.robust { p.value } else { 0 }),
         })
     }
+
+    fn obj(&self) -> &Obj<Semaphore> {
+        &self.p.raw
+    }
 }
 
 impl Object for BoundedSemaphore {
@@ -428,6 +432,10 @@ impl Handle for BoundedSemaphore {
         Ok(BoundedSemaphore {
             p: Permits::new(raw, 0),
         })
+    }
+
+    fn obj(&self) -> &Obj<BoundedSemaphore> {
+        &self.p.raw
     }
 }
 
@@ -485,7 +493,7 @@ impl Semaphore {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] when `value` is above [`VALUE_MAX`];
-    /// [`Error::OutOfSpace`] / [`Error::DirectoryFull`] when the arena is full.
+    /// [`Error::OutOfSpace`] when the arena is full to its limit.
     pub fn new_in(arena: &Arena, value: u32) -> Result<Semaphore> {
         check_value(value)?;
         object::make(
@@ -739,7 +747,7 @@ impl BoundedSemaphore {
     /// A new bounded semaphore holding `value` permits, in `arena`.
     ///
     /// # Errors
-    /// As [`new`](Self::new), and [`Error::OutOfSpace`] / [`Error::DirectoryFull`] when the
+    /// As [`new`](Self::new), and [`Error::OutOfSpace`] when the
     /// arena is full.
     pub fn new_in(arena: &Arena, value: u32) -> Result<BoundedSemaphore> {
         Self::check(value)?;

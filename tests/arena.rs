@@ -56,10 +56,14 @@ fn attach_races_with_create() {
     };
     assert!(started.wait());
     let mut attaches = 0;
-    while arena.objects().len() < N {
+    loop {
         let a = Arena::open(&name).unwrap_or_else(|e| panic!("attach during creation: {e}"));
-        assert!(a.objects().len() <= N);
+        let seen = a.objects().len();
+        assert!(seen <= N);
         attaches += 1;
+        if seen == N {
+            break;
+        }
     }
     maker.join();
     assert!(attaches > 0);

@@ -1,6 +1,6 @@
 //! Stable replay of the `arena_open` fuzz target: every file of `fuzz/corpus/arena_open/`,
-//! plus a deterministic sweep of corruptions of a valid arena image (every header byte and
-//! every byte of the first directory entries, set to 0x00 / 0xff / bit-flipped), through
+//! plus a deterministic sweep of corruptions of a valid arena image (every header and heap
+//! state byte, and bytes all over the heap, set to 0x00 / 0xff / bit-flipped), through
 //! the very function the fuzzer runs. Nothing may panic; the process must not fault.
 //!
 //! `SHMPROC_WRITE_CORPUS=1 cargo test --test fuzz_arena` rewrites the seed corpus.
@@ -14,12 +14,20 @@ fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/arena_open")
 }
 
-/// The bytes of a valid named arena with a few objects in it, read back from /dev/shm.
+/// Named objects in the valid image: enough that the directory grew twice (16 entries,
+/// then 32, then 64).
+const NAMES: usize = 30;
+
+/// The bytes of a valid named arena with objects in it (a grown directory, a held lock,
+/// an anonymous one), read back from /dev/shm.
 fn valid_image() -> Vec<u8> {
     let name = format!("shmproc-fuzz-seed-{}", std::process::id());
     let arena = Arena::create(&name, shmproc::arena::MIN_SIZE as usize).unwrap();
     Lock::create(&arena, "lock").unwrap();
     RawBlock::create(&arena, "raw", 300).unwrap();
+    for i in 0..NAMES - 2 {
+        std::mem::forget(Lock::create(&arena, &format!("lock-{i:02}")).unwrap());
+    }
     Lock::new_in(&arena).unwrap().acquire_forever();
     let bytes = std::fs::read(format!("/dev/shm/{name}")).unwrap();
     arena.unlink().unwrap();
@@ -62,15 +70,22 @@ fn valid_image_opens_and_finds_its_objects() {
     let fd = rustix::fs::memfd_create("t", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
     rustix::io::write(&fd, &img).unwrap();
     let a = Arena::from_fd(fd).unwrap();
-    let names: Vec<_> = a.objects().into_iter().map(|(n, _)| n).collect();
-    assert_eq!(names, ["lock", "raw"]);
+    let mut names: Vec<_> = a.objects().into_iter().map(|(n, _)| n).collect();
+    names.sort();
+    let mut want: Vec<String> = (0..NAMES - 2).map(|i| format!("lock-{i:02}")).collect();
+    want.extend(["lock".to_string(), "raw".to_string()]);
+    want.sort();
+    assert_eq!(names, want);
 }
 
 #[test]
 fn corruption_sweep_never_panics() {
     let img = valid_image();
-    // Header fields, then the first three directory entries.
-    let spots = (0..96).chain(4096..4096 + 3 * 128);
+    // The header and the metadata, the heap's state, then a byte in every 32 of the heap
+    // (block tags, the tables, the objects' headers).
+    let spots = (0..160)
+        .chain(1024..1024 + 512)
+        .chain((8192..img.len()).step_by(32));
     let mut opened = 0usize;
     let mut total = 0usize;
     for i in spots {

@@ -328,7 +328,13 @@ fn bad_capacity_is_an_error() {
         Queue::<u64>::new_in(&a, 0),
         Err(shmproc::Error::InvalidArgument(_))
     ));
-    assert!(Queue::<u64>::new_in(&a, 1 << 20).is_err()); // 24 MiB > 1 MiB arena
+    // 16 MiB of slots: past the limit of an arena that may not grow beyond 1 MiB.
+    let small = Arena::builder()
+        .size(1 << 20)
+        .limit(1 << 20)
+        .anonymous()
+        .unwrap();
+    assert!(Queue::<u64>::new_in(&small, 1 << 20).is_err());
     assert!(Queue::<u64>::new_in(&a, usize::MAX).is_err());
     assert!(ByteQueue::new_in(&a, 0, 8).is_err());
     assert!(ByteQueue::new_in(&a, 8, 0).is_err());

@@ -358,7 +358,12 @@ fn dict_limits_are_clear_errors() {
         SharedDict::new(4, 4, usize::MAX),
         Err(Error::InvalidArgument(_))
     ));
-    let arena = Arena::anonymous(1 << 20).unwrap();
+    // Larger than an arena that may not grow past 1 MiB.
+    let arena = Arena::builder()
+        .size(1 << 20)
+        .limit(1 << 20)
+        .anonymous()
+        .unwrap();
     assert!(matches!(
         SharedDict::new_in(&arena, 1 << 20, 64, 64),
         Err(Error::OutOfSpace { .. })
@@ -537,20 +542,19 @@ fn dict_survives_a_peer_scribbling_on_it() {
         .open(format!("/dev/shm/{name}"))
         .unwrap();
     let _ = arena.unlink();
-    // The first object of a fresh arena starts where the directory ends, 4096 bytes
-    // before the minimum arena size; the dict's geometry is at offset 32 of its block.
-    let block = shmproc::arena::MIN_SIZE - 4096;
-    let mut geometry = [0u8; 16];
-    std::os::unix::fs::FileExt::read_exact_at(&file, &mut geometry, block + 32).unwrap();
-    let words: Vec<u32> = geometry
-        .chunks(4)
-        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+    // Find the dict's state block by its geometry (at offset 32 of the block): the words
+    // 8, 16, 16, 24 (capacity, key bytes, key bytes rounded, value bytes).
+    let mut image = Vec::new();
+    std::io::Read::read_to_end(&mut &file, &mut image).unwrap();
+    let pattern: Vec<u8> = [8u32, 16, 16, 24]
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
         .collect();
-    assert_eq!(
-        words,
-        [8, 16, 16, 24],
-        "arena layout changed: fix this test"
-    );
+    let at = (0..image.len() - 16)
+        .step_by(16)
+        .find(|&i| image[i..i + 16] == pattern[..])
+        .expect("the dict's geometry is in the arena");
+    let block = at as u64 - 32;
     let table_len = d.geometry().block_bytes() - 64;
     let mut rng = Rng(0xdead_beef_cafe_f00d);
     for _ in 0..50 {

@@ -12,10 +12,18 @@ pub fn run() -> super::Res {
     );
 
     // Four children, four ways to end: the exit codes Python's multiprocessing gives.
+    // The second one's target returns an error, so it prints "Process <name>:" and the
+    // error on stderr (as a Python child prints its traceback) and exits with 1.
     let mut ok = Process::new(|| ());
     let mut failing = Process::fallible(|| "forty-two".parse::<u32>().map(drop));
     let mut exiting = Process::new(|| std::process::exit(7));
     let mut sleeping = Process::new(|| std::thread::sleep(Duration::from_secs(60)));
+    println!(
+        "{} will fail on purpose: its target parses \"forty-two\" as a number; the \
+         \"Process {}:\" line on stderr is its report",
+        failing.name(),
+        failing.name()
+    );
     for p in [&mut ok, &mut failing, &mut exiting, &mut sleeping] {
         p.start()?;
     }
@@ -26,13 +34,24 @@ pub fn run() -> super::Res {
         sleeping.is_alive()
     );
     sleeping.terminate()?;
-    for p in [&ok, &failing, &exiting, &sleeping] {
+    let how = [
+        "returned ()",
+        "returned Err: 1, after its report on stderr",
+        "called exit(7)",
+        "was terminated: -SIGTERM",
+    ];
+    let mut codes = Vec::new();
+    for (p, how) in [&ok, &failing, &exiting, &sleeping].into_iter().zip(how) {
+        let code = p.join()?;
+        codes.push(code);
         println!(
-            "{} (pid {}) exited with {}",
+            "{} (pid {}) exited with {code} ({how})",
             p.name(),
-            p.pid().unwrap_or(0),
-            p.join()?
+            p.pid().unwrap_or(0)
         );
+    }
+    if codes != [0, 1, 7, -15] {
+        return Err(format!("exit codes {codes:?}, expected [0, 1, 7, -15]").into());
     }
 
     // Nested names: a child's children are Process-N:1, Process-N:2, ...

@@ -1,42 +1,47 @@
-//! The arena's fixed layout: header, directory, data. All offsets, no pointers.
+//! The arena's layout: the header, the object header, the directory and the process
+//! table. All offsets, no pointers.
 //!
 //! ```text
-//! 0                    HEADER_SIZE          DATA_START                        total_size
-//! +--------------------+--------------------+----------------------------------+
-//! | Header (4 KiB)     | Directory:         | objects, bump-allocated upward,   |
-//! | magic, version,    | DIR_CAPACITY x 128 | each CACHE_LINE aligned           |
-//! | layout hash, size, | byte entries       |                                   |
-//! | bump, dir lock     |                    |                                   |
-//! +--------------------+--------------------+----------------------------------+
+//! 0          HEADER_SIZE (8 KiB)                              size       limit
+//! +----------+------------------------------------------------+----------+
+//! | Header   | the heap: every object, the directory, the      | (grows)  |
+//! | + heap   | process table, messages ... as heap blocks      |          |
+//! | state    |                                                 |          |
+//! +----------+------------------------------------------------+----------+
 //! ```
 //!
-//! Everything read from here is treated as untrusted: [`EntryCopy::validate`] and
-//! [`HeaderCopy::validate`] check a private copy, and only the copy is used.
+//! Every process maps `limit` bytes; the file is `size` bytes and only grows (see
+//! [`Arena`](super::Arena)'s growth). An object is a heap block that starts with an
+//! [`ObjHeader`] (128 bytes), followed by its state block.
+//!
+//! Everything read from here is treated as untrusted: every offset and size is checked
+//! against the mapping before use.
 
-use crate::error::Error;
+use crate::raw::extent::Extent;
+use crate::raw::heap::RawHeap;
 use crate::raw::lock::RawLock;
+use crate::raw::owned::InFlight;
 use crate::sync::{AtomicU32, AtomicU64};
 
 /// "SHMPROC" + format byte, little-endian.
-pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMPROC\x01");
+pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMPROC\x02");
 /// Bumped on any change of the layout or of any shared state block.
-pub const VERSION: u32 = 6;
-/// Alignment of every object (and of the data start).
+pub const VERSION: u32 = 7;
+/// Alignment of every object (and of its state block).
 pub const CACHE_LINE: u64 = 128;
-/// Bytes reserved for the header.
-pub const HEADER_SIZE: u64 = 4096;
-/// Directory entries in every arena.
-pub const DIR_CAPACITY: u32 = 256;
-/// Bytes per directory entry.
-pub const ENTRY_SIZE: u64 = 128;
+/// Bytes reserved for the header and the heap's state; the heap starts here.
+pub const HEADER_SIZE: u64 = 8192;
+/// Bytes of an object's header (before its state block).
+pub const OBJ_HEADER: u64 = 128;
 /// Longest object name, in bytes.
 pub const MAX_NAME: usize = 80;
-/// First byte of the data area.
-pub const DATA_START: u64 = HEADER_SIZE + DIR_CAPACITY as u64 * ENTRY_SIZE;
-/// Smallest arena: header, directory and one page of data.
-pub const MIN_SIZE: u64 = DATA_START + 4096;
+/// Smallest arena: the header and a few pages of heap.
+pub const MIN_SIZE: u64 = HEADER_SIZE + 4 * 4096;
 /// Largest arena (1 TiB): keeps every offset computation far from overflow.
 pub const MAX_SIZE: u64 = 1 << 40;
+/// What an arena may grow to by default: 64 GiB of address space (pages cost nothing
+/// until they are touched), or its initial size if that is larger.
+pub const DEFAULT_LIMIT: u64 = 64 << 30;
 
 /// A hash of every layout constant: two builds that disagree on any of them refuse to
 /// share an arena even if someone forgot to bump [`VERSION`].
@@ -45,11 +50,12 @@ pub const LAYOUT_HASH: u64 = {
         VERSION as u64,
         CACHE_LINE,
         HEADER_SIZE,
-        DIR_CAPACITY as u64,
-        ENTRY_SIZE,
+        OBJ_HEADER,
         MAX_NAME as u64,
         core::mem::size_of::<Header>() as u64,
+        core::mem::size_of::<ObjHeader>() as u64,
         core::mem::size_of::<DirEntry>() as u64,
+        core::mem::size_of::<ProcSlot>() as u64,
     ];
     let mut h = 0xcbf2_9ce4_8422_2325u64;
     let mut i = 0;
@@ -68,171 +74,169 @@ pub struct Header {
     pub magic: AtomicU64,
     /// [`VERSION`].
     pub version: u32,
-    /// Always [`DIR_CAPACITY`].
-    pub dir_capacity: u32,
-    /// [`LAYOUT_HASH`].
-    pub layout_hash: u64,
-    /// Bytes in the arena, header included.
-    pub total_size: u64,
-    /// Pid of the creating process.
-    pub creator_pid: u32,
-    _pad0: u32,
-    /// Next free data offset; only grows. Written under `dir_lock`.
-    pub bump: AtomicU64,
-    /// Entries in use (a hint for lookups); written under `dir_lock`.
-    pub entries_used: AtomicU32,
-    _pad1: u32,
-    /// Serialises allocation and directory inserts across processes. Robust: a process
-    /// that dies while holding it does not wedge the arena.
-    pub dir_lock: RawLock,
-}
-
-/// A directory entry's `state` once the entry is complete (0 means free) and its object initialised.
-pub const ENTRY_READY: u32 = 1;
-
-/// One object in the directory.
-#[repr(C)]
-pub struct DirEntry {
-    /// 0 (free) or [`ENTRY_READY`]; set to READY (Release) after every other field
-    /// and the object itself are written.
-    pub state: AtomicU32,
-    /// An [`ObjectKind`](super::ObjectKind) value.
-    pub kind: u32,
-    /// Bytes of `name` in use; 0 for an unnamed object.
-    pub name_len: u32,
     /// Reserved, zero.
     pub flags: u32,
+    /// [`LAYOUT_HASH`].
+    pub layout_hash: u64,
+    /// Bytes every process maps: the most the arena may grow to.
+    pub limit: u64,
+    /// Bytes of the file now (grows; never shrinks).
+    pub size: Extent,
+    /// The creator's identity (pid and start time, see `sync::liveness::ident`).
+    pub creator: u64,
+    /// A random number naming this arena (tells two arenas apart when handles travel).
+    pub id: u64,
+    /// A random key for the hashes of names and dict keys (hostile keys cannot aim at one
+    /// chain).
+    pub seed: u64,
+    /// The metadata: the directory, the process table and the reference counts.
+    pub meta: Meta,
+    _pad: [u8; 1024 - 64 - core::mem::size_of::<Meta>()],
+    /// The heap's state (its lock, free lists, bounds, statistics).
+    pub heap: RawHeap,
+}
+
+/// The arena's metadata, changed only under [`lock`](Self::lock).
+#[repr(C)]
+pub struct Meta {
+    /// Serialises the directory, the process table and every reference count. Robust: a
+    /// process that dies holding it leaves at most a leak, which the next holder repairs
+    /// (see `holders`).
+    pub lock: RawLock,
+    /// Offset of the directory table (a heap block), 0 while there is none.
+    pub dir: AtomicU64,
+    /// Offset of the process table (a heap block), 0 while there is none.
+    pub procs: AtomicU64,
+    /// The next object generation (each object gets its own; a stale handle is told apart).
+    pub next_gen: AtomicU64,
+    /// The object block being created (so a repair frees it if its creator died before
+    /// it was referenced), 0 when none. Written by the heap's `alloc_into`: no block is
+    /// ever allocated without a word naming it.
+    pub creating: AtomicU64,
+    /// The object block being freed (its finalizer runs, then the heap's `free_from`
+    /// frees it and clears this word), 0 when none: a repair finishes the job.
+    pub dying: AtomicU64,
+    /// The table being made or dropped (see `owned`).
+    pub tables: InFlight,
+    /// Objects alive (statistics).
+    pub objects: AtomicU64,
+    /// Processes found dead and swept (statistics).
+    pub swept: AtomicU64,
+    /// Repairs after a holder of the lock died.
+    pub repairs: AtomicU64,
+    /// Bytes of heap blocks that hold the arena's own tables (not counted as `used`).
+    pub overhead: AtomicU64,
+}
+
+/// `ObjHeader::magic` of a live object (mixed with its offset, see `obj_magic`).
+pub const OBJ_LIVE: u64 = u64::from_le_bytes(*b"shmOBJ\x01\x00");
+/// `ObjHeader::magic` of an object being freed.
+pub const OBJ_DEAD: u64 = u64::from_le_bytes(*b"shmDEAD\x00");
+
+/// The magic of a live object at `offset`: a header copied elsewhere, or a message that
+/// happens to hold one, does not pass for an object.
+pub const fn obj_magic(offset: u64) -> u64 {
+    OBJ_LIVE ^ offset.rotate_left(17)
+}
+
+/// `ObjHeader::flags`: the object has a name in the directory (which holds a reference).
+pub const NAMED: u32 = 1;
+
+/// The header of every object, in the first [`OBJ_HEADER`] bytes of its block.
+#[repr(C)]
+pub struct ObjHeader {
+    /// [`obj_magic`] of the object's offset while it lives; [`OBJ_DEAD`] while it is freed.
+    pub magic: AtomicU64,
+    /// An [`ObjectKind`](super::ObjectKind) value.
+    pub kind: u32,
+    /// [`NAMED`].
+    pub flags: AtomicU32,
     /// Fingerprint of the element type (see `fingerprint`), or 0.
     pub type_fp: u64,
-    /// Offset of the object from the start of the arena.
-    pub offset: u64,
-    /// Size of the object in bytes.
-    pub size: u64,
-    /// Kind-specific parameter (capacity, element count, ...), for diagnostics.
+    /// Kind-specific parameter word (capacity, element count, ...).
     pub param: u64,
+    /// Bytes of the state block and what trails it (after this header).
+    pub size: u64,
+    /// The object's generation (unique in the arena).
+    pub gen: u64,
+    /// References: processes that hold a handle (each once), plus one for a name.
+    pub refs: AtomicU64,
+    _reserved: [u64; 9],
+}
+
+/// One entry of the directory table: a name and the object it names.
+#[repr(C)]
+pub struct DirEntry {
+    /// [`DIR_EMPTY`], [`DIR_GONE`] (a removed entry: probing goes on), or the name's hash
+    /// with bit 63 set.
+    pub hash: AtomicU64,
+    /// Offset of the object.
+    pub obj: AtomicU64,
+    /// Bytes of `name` in use.
+    pub name_len: AtomicU32,
+    _pad: u32,
     /// UTF-8 name, not NUL-terminated.
-    pub name: [u8; MAX_NAME],
+    pub name: [AtomicU64; MAX_NAME / 8],
+    _reserved: [u64; 3],
+}
+
+/// `DirEntry::hash` of a free entry.
+pub const DIR_EMPTY: u64 = 0;
+/// `DirEntry::hash` of a removed entry.
+pub const DIR_GONE: u64 = 1;
+/// Bit set in the hash of every used entry.
+pub const DIR_USED: u64 = 1 << 63;
+
+/// The header of a table block (the directory, the process table, a holdings table):
+/// its capacity and how many entries are in use.
+#[repr(C)]
+pub struct TableHead {
+    /// Entries the table has room for (a power of two).
+    pub cap: AtomicU64,
+    /// Entries in use.
+    pub len: AtomicU64,
+}
+
+/// One process's entry in the process table.
+#[repr(C)]
+pub struct ProcSlot {
+    /// The process's identity (see `sync::liveness::ident`), 0 when free; with
+    /// [`PENDING`] set, a slot prepared by a parent for a child about to be forked.
+    pub ident: AtomicU64,
+    /// The identity of the process that prepared a pending slot (its parent).
+    pub parent: AtomicU64,
+    /// Offset of the process's holdings table (a heap block of [`Held`]), 0 when none.
+    pub held: AtomicU64,
+    _reserved: u64,
+}
+
+/// `ProcSlot::ident` bit of a pending slot (its child has not adopted it yet).
+pub const PENDING: u64 = 1 << 63;
+
+/// One entry of a holdings table: an object the process holds, and how many handles of
+/// its own refer to it (opens, not clones: a clone shares its handle's reference).
+#[repr(C)]
+pub struct Held {
+    /// Offset of the object; [`DIR_EMPTY`] when free, [`DIR_GONE`] when removed.
+    pub obj: AtomicU64,
+    /// Handles of this process on the object.
+    pub count: AtomicU64,
 }
 
 #[cfg(not(shmproc_loom))]
 mod layout_checks {
     use super::*;
     use core::mem::{align_of, offset_of, size_of};
-    static_assertions::const_assert_eq!(size_of::<DirEntry>() as u64, ENTRY_SIZE);
-    static_assertions::const_assert_eq!(offset_of!(DirEntry, state), 0);
-    static_assertions::const_assert_eq!(offset_of!(DirEntry, type_fp), 16);
-    static_assertions::const_assert_eq!(offset_of!(DirEntry, offset), 24);
-    static_assertions::const_assert_eq!(offset_of!(DirEntry, name), 48);
     static_assertions::const_assert_eq!(offset_of!(Header, magic), 0);
     static_assertions::const_assert_eq!(offset_of!(Header, layout_hash), 16);
-    static_assertions::const_assert_eq!(offset_of!(Header, total_size), 24);
-    static_assertions::const_assert_eq!(offset_of!(Header, bump), 40);
-    static_assertions::const_assert_eq!(offset_of!(Header, dir_lock), 56);
-    static_assertions::const_assert_eq!(size_of::<Header>(), 72);
+    static_assertions::const_assert_eq!(offset_of!(Header, meta), 64);
+    static_assertions::const_assert_eq!(offset_of!(Header, heap), 1024);
     static_assertions::const_assert!(size_of::<Header>() as u64 <= HEADER_SIZE);
-    static_assertions::const_assert!(align_of::<Header>() <= CACHE_LINE as usize);
-    static_assertions::const_assert_eq!(DATA_START % CACHE_LINE, 0);
-}
-
-/// A private copy of the header's plain fields, taken before anything is trusted.
-#[derive(Debug, Clone, Copy)]
-pub struct HeaderCopy {
-    pub magic: u64,
-    pub version: u32,
-    pub dir_capacity: u32,
-    pub layout_hash: u64,
-    pub total_size: u64,
-    pub bump: u64,
-}
-
-impl HeaderCopy {
-    /// Checks the header against the real size of the mapping (`len`).
-    pub fn validate(&self, len: u64) -> Result<(), Error> {
-        if self.magic != MAGIC {
-            return Err(Error::NotAnArena);
-        }
-        if self.version != VERSION {
-            return Err(Error::Version {
-                found: self.version,
-                expected: VERSION,
-            });
-        }
-        if self.layout_hash != LAYOUT_HASH || self.dir_capacity != DIR_CAPACITY {
-            return Err(Error::Corrupt(format!(
-                "layout hash {:#x} / directory capacity {} do not match this build's {:#x} / {}",
-                self.layout_hash, self.dir_capacity, LAYOUT_HASH, DIR_CAPACITY
-            )));
-        }
-        if self.total_size < MIN_SIZE || self.total_size > MAX_SIZE {
-            return Err(Error::Corrupt(format!(
-                "total size {} is out of range",
-                self.total_size
-            )));
-        }
-        if len < self.total_size {
-            return Err(Error::Truncated {
-                needed: self.total_size,
-                found: len,
-            });
-        }
-        if self.bump < DATA_START || self.bump > self.total_size || self.bump % CACHE_LINE != 0 {
-            return Err(Error::Corrupt(format!(
-                "allocation mark {} is outside {}..={} or misaligned",
-                self.bump, DATA_START, self.total_size
-            )));
-        }
-        Ok(())
-    }
-}
-
-/// A private copy of one directory entry.
-#[derive(Debug, Clone, Copy)]
-pub struct EntryCopy {
-    pub kind: u32,
-    pub name_len: u32,
-    pub type_fp: u64,
-    pub offset: u64,
-    pub size: u64,
-    /// The kind-specific parameter given at creation (capacity, length, ...).
-    #[allow(dead_code)]
-    pub param: u64,
-    pub name: [u8; MAX_NAME],
-}
-
-impl EntryCopy {
-    /// The name, if the entry is named and the name is valid UTF-8 (checked by `validate`).
-    pub fn name(&self) -> &str {
-        let n = (self.name_len as usize).min(MAX_NAME);
-        std::str::from_utf8(&self.name[..n]).unwrap_or("")
-    }
-
-    /// Checks a READY entry against the header's allocation mark `bump`.
-    pub fn validate(&self, index: usize, bump: u64) -> Result<(), Error> {
-        let bad = |what: String| Error::Corrupt(format!("directory entry {index}: {what}"));
-        if super::ObjectKind::from_u32(self.kind).is_none() {
-            return Err(bad(format!("unknown object kind {}", self.kind)));
-        }
-        if self.name_len as usize > MAX_NAME {
-            return Err(bad(format!(
-                "name length {} exceeds {MAX_NAME}",
-                self.name_len
-            )));
-        }
-        if std::str::from_utf8(&self.name[..self.name_len as usize]).is_err() {
-            return Err(bad("name is not UTF-8".into()));
-        }
-        if self.offset < DATA_START || self.offset % CACHE_LINE != 0 {
-            return Err(bad(format!(
-                "offset {} is misaligned or inside the header",
-                self.offset
-            )));
-        }
-        match self.offset.checked_add(self.size) {
-            Some(end) if self.size > 0 && end <= bump => Ok(()),
-            _ => Err(bad(format!(
-                "object {}..+{} lies outside the allocated area (which ends at {bump})",
-                self.offset, self.size
-            ))),
-        }
-    }
+    static_assertions::const_assert!(align_of::<Header>() <= 128);
+    static_assertions::const_assert_eq!(size_of::<ObjHeader>() as u64, OBJ_HEADER);
+    static_assertions::const_assert_eq!(size_of::<DirEntry>(), 128);
+    static_assertions::const_assert_eq!(size_of::<ProcSlot>(), 32);
+    static_assertions::const_assert_eq!(size_of::<Held>(), 16);
+    static_assertions::const_assert_eq!(size_of::<TableHead>(), 16);
+    static_assertions::const_assert_eq!(HEADER_SIZE % CACHE_LINE, 0);
 }

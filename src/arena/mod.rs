@@ -1,40 +1,72 @@
-//! The arena: one shared mapping with a header, a directory of named objects and a bump
-//! allocator. Every shmproc primitive is a small `#[repr(C)]` block inside an arena.
+//! The arena: one shared mapping that holds objects, grows when it is full, and gives
+//! their memory back when nobody holds them any more.
 //!
-//! * [`Arena::anonymous`] maps a sealed `memfd` with `MAP_SHARED`: processes `fork`ed
-//!   after it is made share it.
-//! * [`Arena::create`] / [`Arena::open`] use a named segment in `/dev/shm`, for processes
-//!   that are not related by `fork`. Creation is exclusive (`O_EXCL`), mode `0600`, and
-//!   never follows a symbolic link.
+//! * [`Arena::anonymous`] maps a `memfd` with `MAP_SHARED`: processes `fork`ed after it is
+//!   made share it, and its descriptor can be passed to any other process.
+//! * [`Arena::create`] / [`Arena::open`] use a named file in `/dev/shm`, for processes that
+//!   are not related by `fork`. Creation is exclusive and atomic: the file is written in
+//!   full before its name appears (`O_TMPFILE` + `linkat`), so another process never sees
+//!   a half-made arena, and a creator killed before it is done leaves nothing behind. Mode
+//!   `0600`; a symbolic link is never followed.
 //!
-//! Objects are found by name and type-checked when found. Nothing in the arena is a
-//! pointer; every offset read from it is validated against the mapping before use, so a
-//! peer that scribbles on the arena can make calls fail but cannot make this process read
-//! or write outside the mapping. (A peer that *truncates* a named segment can still make
-//! this process fault with `SIGBUS`: the kernel offers no way to stop that for `/dev/shm`
-//! files. Anonymous arenas are sealed against it.)
+//! # Memory: a heap, and growth
 //!
-//! Memory is never freed: objects live as long as the arena.
+//! Every object is a block of the arena's heap ([`raw::heap`](crate::raw::heap): variable-
+//! size blocks by offset). When the heap is full the arena grows: the file is extended and
+//! the new space joins the heap. Every process maps the arena's *limit* from the start
+//! (address space only: pages cost nothing until touched), so growing moves nothing, and a
+//! process attached earlier sees the new space on its next access. The limit is
+//! [`DEFAULT_LIMIT`] (64 GiB) or the initial size if larger; [`Arena::builder`] sets another.
+//! An anonymous arena's `memfd` is sealed against shrinking, so no process can make
+//! another fault by truncating it.
+//!
+//! # Lifecycle: objects are freed when nobody holds them
+//!
+//! An object's memory returns to the heap when the last handle to it is dropped in every
+//! process, including handles that died with their process. The arena keeps a table of
+//! the processes that hold objects (pid and start time) and, for each, the objects it
+//! holds; an object counts the processes that hold it. A process that exits, or is
+//! killed, is *swept* by the next process that looks (when a process is joined, when
+//! memory runs short, or on [`Arena::sweep`]): its holdings are released as if it had
+//! dropped them. A `fork`ed child holds what its parent held: the parent registers the
+//! child's holdings just before the fork (a `pthread_atfork` handler), so nothing the
+//! child uses can be freed under it. **Named objects stay until unlinked**, as files do
+//! ([`Arena::unlink_object`]): the name holds a reference of its own.
+//!
+//! Everything in the arena is an offset, never a pointer, and everything read from it is
+//! checked before use: a peer that scribbles on the arena can make calls fail but cannot
+//! make this process read or write outside the mapping. (A peer that *truncates* a named
+//! arena's file can still make this process fault with `SIGBUS`: the kernel offers no way
+//! to stop that for `/dev/shm` files. Anonymous arenas are sealed against it.)
 //!
 //! # Example
 //! ```
 //! use shmproc::Arena;
 //! let arena = Arena::anonymous(1 << 20)?;
-//! assert_eq!(arena.size(), 1 << 20);
-//! assert!(arena.available() > 0);
+//! let before = arena.used();
+//! let lock = shmproc::Lock::new_in(&arena)?;
+//! assert!(arena.used() > before);
+//! drop(lock); // the last handle: its memory goes back to the heap
+//! assert_eq!(arena.used(), before);
 //! # Ok::<(), shmproc::Error>(())
 //! ```
 
+mod directory;
+mod holders;
 mod layout;
+mod owned;
+pub mod snapshot;
 
-pub(crate) use layout::{DirEntry, EntryCopy, Header};
-pub use layout::{CACHE_LINE, MAX_NAME, MIN_SIZE};
+pub(crate) use holders::{child_started, sweep_everywhere, Holding};
+pub(crate) use layout::Header;
+pub use layout::{CACHE_LINE, DEFAULT_LIMIT, MAX_NAME, MIN_SIZE};
 
 use crate::error::{Error, Result};
-use crate::raw::lock::RobustLock;
+use crate::raw::extent::Seen;
+use crate::raw::heap::{HeapError, Region};
 use crate::raw::SharedState;
 use crate::sync::liveness::Procfs;
-use crate::sync::spin::SpinPolicy;
+use crate::sync::plain;
 use crate::sync::Ordering;
 use layout::*;
 use memmap2::{MmapOptions, MmapRaw};
@@ -43,6 +75,7 @@ use std::fmt;
 use std::ops::Deref;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 /// What kind of object a directory entry describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,11 +112,15 @@ pub enum ObjectKind {
     Raw = 14,
     /// [`BoundedSemaphore`](crate::BoundedSemaphore).
     BoundedSemaphore = 15,
+    /// `SharedList` (any element flavour).
+    SharedList = 16,
+    /// A queue of serde messages of any size (`ObjQueue<T>`).
+    ObjQueue = 17,
 }
 
 impl ObjectKind {
     /// Every kind, in numeric order.
-    pub const ALL: [ObjectKind; 15] = [
+    pub const ALL: [ObjectKind; 17] = [
         ObjectKind::Lock,
         ObjectKind::RLock,
         ObjectKind::Semaphore,
@@ -99,6 +136,8 @@ impl ObjectKind {
         ObjectKind::SharedDict,
         ObjectKind::Raw,
         ObjectKind::BoundedSemaphore,
+        ObjectKind::SharedList,
+        ObjectKind::ObjQueue,
     ];
 
     /// The kind with this number, if any.
@@ -107,20 +146,16 @@ impl ObjectKind {
     }
 }
 
-/// A fingerprint of a Rust type: its name, size and alignment, hashed (FNV-1a).
+/// A fingerprint of a Rust type: its name, hashed (FNV-1a).
 ///
 /// Stored with each typed object so that opening a `Queue<u64>` as a `Queue<u32>` is an
 /// error. Two builds that name the same type differently (another crate path) disagree:
 /// use the same type definition on both sides.
 pub fn fingerprint<T: ?Sized>() -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    let mut eat = |bytes: &[u8]| {
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    };
-    eat(core::any::type_name::<T>().as_bytes());
-    h
+    fnv(
+        0xcbf2_9ce4_8422_2325,
+        core::any::type_name::<T>().as_bytes(),
+    )
 }
 
 /// Fingerprint of a sized type, with its size and alignment mixed in.
@@ -135,14 +170,45 @@ pub fn fingerprint_sized<T>() -> u64 {
     h
 }
 
-/// How long `create_object` waits for another process's directory insert.
-const DIR_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+/// FNV-1a of `bytes`, from `h`.
+pub(crate) fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// How long a process waits for another's metadata operation (a handful of table
+/// writes) before it calls the arena wedged: a live process that keeps the lock this long
+/// is hostile or stopped, and the call fails rather than hang.
+pub(crate) const META_PATIENCE: Duration = Duration::from_secs(30);
+
+std::thread_local! {
+    /// This thread's patience, if not [`META_PATIENCE`] (the fuzz body runs thousands of
+    /// hostile arenas whose lock words name live processes).
+    static PATIENCE: std::cell::Cell<Option<Duration>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with this thread waiting at most `d` for the arena's locks.
+pub(crate) fn with_patience<R>(d: Duration, f: impl FnOnce() -> R) -> R {
+    let old = PATIENCE.with(|p| p.replace(Some(d)));
+    let r = f();
+    PATIENCE.with(|p| p.set(old));
+    r
+}
 
 struct Inner {
     map: MmapRaw,
-    len: u64,
+    /// Bytes mapped: the arena's limit.
+    limit: u64,
     name: Option<String>,
-    _fd: OwnedFd,
+    fd: OwnedFd,
+    /// Bytes of the file this process has seen with `fstat` (every access stays below).
+    seen: Seen,
+    /// This process's slot in the process table: `(pid << 32) | (index + 1)`, 0 if none.
+    slot: plain::AtomicU64,
+    /// The slot prepared for a child about to be forked (`index + 1`), 0 if none.
+    pending: plain::AtomicU64,
 }
 
 /// The process-wide default arena (see [`Arena::global`]).
@@ -170,20 +236,125 @@ impl fmt::Debug for Arena {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Arena")
             .field("name", &self.inner.name)
-            .field("size", &self.inner.len)
+            .field("size", &self.size())
+            .field("limit", &self.inner.limit)
             .field("used", &self.used())
             .finish()
     }
 }
 
-fn check_size(size: usize) -> Result<u64> {
-    let size = size as u64;
+/// An arena's figures ([`Arena::stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ArenaStats {
+    /// Bytes of the file now ([`Arena::size`]).
+    pub size: usize,
+    /// The most it may grow to ([`Arena::limit`]).
+    pub limit: usize,
+    /// Bytes handed out to objects and what they hold ([`Arena::used`]).
+    pub used: usize,
+    /// Bytes that can still be handed out ([`Arena::available`]).
+    pub available: usize,
+    /// Bytes of the arena's own tables (directory, processes, holdings).
+    pub overhead: usize,
+    /// Objects alive.
+    pub objects: u64,
+    /// Heap blocks allocated (objects, their parts, the arena's tables).
+    pub blocks: u64,
+    /// Dead processes whose holdings were released.
+    pub swept: u64,
+    /// Repairs of the arena's metadata after a process died holding its lock.
+    pub repairs: u64,
+    /// Repairs of the heap after a process died inside it.
+    pub heap_repairs: u64,
+}
+
+/// How to make an arena: its initial size and the limit it may grow to.
+///
+/// ```
+/// use shmproc::Arena;
+/// let arena = Arena::builder().size(1 << 20).limit(1 << 30).anonymous()?;
+/// assert_eq!(arena.limit(), 1 << 30);
+/// # Ok::<(), shmproc::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Builder {
+    size: u64,
+    limit: Option<u64>,
+}
+
+impl Builder {
+    /// The initial size (default 1 MiB; at least [`MIN_SIZE`]).
+    pub fn size(mut self, bytes: usize) -> Builder {
+        self.size = bytes as u64;
+        self
+    }
+
+    /// The most the arena may grow to (default [`DEFAULT_LIMIT`], or the size if larger).
+    /// Every process maps this much address space.
+    pub fn limit(mut self, bytes: usize) -> Builder {
+        self.limit = Some(bytes as u64);
+        self
+    }
+
+    fn sizes(&self) -> Result<(u64, u64)> {
+        let size = check_size(self.size)?;
+        let limit = self.limit.unwrap_or(DEFAULT_LIMIT.max(size));
+        if limit < size || limit > MAX_SIZE {
+            return Err(Error::InvalidArgument(format!(
+                "arena limit {limit} must be at least its size {size} and at most {MAX_SIZE} \
+                 bytes"
+            )));
+        }
+        Ok((size, limit))
+    }
+
+    /// An anonymous arena (see [`Arena::anonymous`]).
+    ///
+    /// # Errors
+    /// As [`Arena::anonymous`], and [`Error::InvalidArgument`] for a limit below the size.
+    pub fn anonymous(self) -> Result<Arena> {
+        use rustix::fs::{fcntl_add_seals, ftruncate, memfd_create, MemfdFlags, SealFlags};
+        let (size, limit) = self.sizes()?;
+        let fd = memfd_create(
+            "shmproc-arena",
+            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+        )
+        .map_err(|e| Error::os("memfd_create", e))?;
+        ftruncate(&fd, size).map_err(|e| Error::os("ftruncate", e))?;
+        // Growing stays allowed (the arena grows); shrinking never is.
+        fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::SEAL)
+            .map_err(|e| Error::os("fcntl(F_ADD_SEALS)", e))?;
+        let arena = Arena::map_new(fd, size, limit, None)?;
+        arena.init_header(size)?;
+        Ok(arena)
+    }
+
+    /// A named arena (see [`Arena::create`]).
+    ///
+    /// # Errors
+    /// As [`Arena::create`], and [`Error::InvalidArgument`] for a limit below the size.
+    pub fn create(self, name: &str) -> Result<Arena> {
+        check_name(name, 200)?;
+        let (size, limit) = self.sizes()?;
+        let file = ShmFile::new(name)?;
+        rustix::fs::ftruncate(&file.fd, size).map_err(|e| Error::os("ftruncate", e))?;
+        let fd = file.fd.try_clone().map_err(|e| Error::os("dup", e))?;
+        let arena = Arena::map_new(fd, size, limit, Some(name.to_string()))?;
+        arena.init_header(size)?;
+        file.publish()?;
+        Ok(arena)
+    }
+}
+
+fn check_size(size: u64) -> Result<u64> {
     if !(MIN_SIZE..=MAX_SIZE).contains(&size) {
         return Err(Error::InvalidArgument(format!(
-            "arena size {size} is outside {MIN_SIZE}..={MAX_SIZE} bytes"
+            "arena size {size} is outside {MIN_SIZE}..={MAX_SIZE} bytes: give a size in that \
+             range (1 << 20 is 1 MiB)"
         )));
     }
-    Ok(size)
+    Ok(size.next_multiple_of(4096))
 }
 
 /// Checks a segment or object name: 1..=max bytes, no `/`, no NUL.
@@ -207,13 +378,153 @@ pub(crate) fn shm_path(name: &str) -> String {
     format!("/{name}")
 }
 
+/// A file in `/dev/shm` being made: unnamed until [`publish`](Self::publish) links it
+/// under its name, so nobody sees it half-written and a creator that dies leaves nothing.
+pub(crate) struct ShmFile {
+    fd: OwnedFd,
+    dir: OwnedFd,
+    name: String,
+}
+
+impl ShmFile {
+    /// An unnamed file in `/dev/shm`, mode `0600`, that will be named `name`.
+    pub(crate) fn new(name: &str) -> Result<ShmFile> {
+        use rustix::fs::{openat, Mode, OFlags, CWD};
+        let dir = openat(
+            CWD,
+            "/dev/shm",
+            OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::RDONLY,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::os("open /dev/shm", e))?;
+        // Refuse a taken name now (the link would fail later anyway, after the work).
+        if rustix::fs::statat(&dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).is_ok() {
+            return Err(Error::AlreadyExists(name.to_string()));
+        }
+        let fd = openat(
+            &dir,
+            ".",
+            OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+            Mode::RUSR | Mode::WUSR,
+        )
+        .map_err(|e| Error::os("open(O_TMPFILE) in /dev/shm", e))?;
+        Ok(ShmFile {
+            fd,
+            dir,
+            name: name.to_string(),
+        })
+    }
+
+    /// The file's descriptor.
+    pub(crate) fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    /// Gives the file its name, atomically: it appears complete, or not at all. Never
+    /// replaces an existing name (nor follows a symbolic link there).
+    pub(crate) fn publish(self) -> Result<()> {
+        use rustix::fd::AsRawFd;
+        let path = format!("/proc/self/fd/{}", self.fd.as_raw_fd());
+        rustix::fs::linkat(
+            rustix::fs::CWD,
+            path.as_str(),
+            &self.dir,
+            self.name.as_str(),
+            rustix::fs::AtFlags::SYMLINK_FOLLOW,
+        )
+        .map_err(|e| match e {
+            rustix::io::Errno::EXIST => Error::AlreadyExists(self.name.clone()),
+            e => Error::os("linkat (naming the file in /dev/shm)", e),
+        })
+    }
+}
+
+/// The fields of a header, copied out of shared memory before anything is trusted.
+#[derive(Debug, Clone, Copy)]
+struct HeaderCopy {
+    magic: u64,
+    version: u32,
+    layout_hash: u64,
+    limit: u64,
+    size: u64,
+}
+
+impl HeaderCopy {
+    /// Reads the first bytes of `fd` (before anything is mapped).
+    fn read(fd: &OwnedFd) -> Result<HeaderCopy> {
+        let mut b = [0u8; 40];
+        let mut got = 0;
+        while got < b.len() {
+            match rustix::io::pread(fd, &mut b[got..], got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(Error::os("pread (arena header)", e)),
+            }
+        }
+        let w = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
+        Ok(HeaderCopy {
+            magic: w(0),
+            version: w(8) as u32,
+            layout_hash: w(16),
+            limit: w(24),
+            size: w(32),
+        })
+    }
+
+    /// Checks the header against the file's real length `len`.
+    fn validate(&self, len: u64) -> Result<()> {
+        if self.magic != MAGIC {
+            return Err(Error::NotAnArena);
+        }
+        if self.version != VERSION {
+            return Err(Error::Version {
+                found: self.version,
+                expected: VERSION,
+            });
+        }
+        if self.layout_hash != LAYOUT_HASH {
+            return Err(Error::Layout {
+                found: self.layout_hash,
+                expected: LAYOUT_HASH,
+            });
+        }
+        if !(MIN_SIZE..=MAX_SIZE).contains(&self.limit) || self.limit % 4096 != 0 {
+            return Err(Error::Corrupt(format!(
+                "its header gives a limit of {} bytes, outside {MIN_SIZE}..={MAX_SIZE}",
+                self.limit
+            )));
+        }
+        if self.size < MIN_SIZE || self.size > self.limit || self.size % 4096 != 0 {
+            return Err(Error::Corrupt(format!(
+                "its header gives a size of {} bytes, outside {MIN_SIZE}..={}",
+                self.size, self.limit
+            )));
+        }
+        if len < self.size {
+            return Err(Error::Truncated {
+                needed: self.size,
+                found: len,
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Arena {
-    /// Creates an anonymous arena of `size` bytes, shared with every process `fork`ed after
+    /// How to make an arena with another initial size or limit.
+    pub fn builder() -> Builder {
+        Builder {
+            size: 1 << 20,
+            limit: None,
+        }
+    }
+
+    /// Creates an anonymous arena of `size` bytes (it grows as needed, up to
+    /// [`DEFAULT_LIMIT`] or `size` if larger), shared with every process `fork`ed after
     /// this call (and, through its file descriptor, with any process it is passed to).
     ///
-    /// The backing `memfd` is sealed against shrinking and growing, so no process can make
-    /// another fault by truncating it. Pages are allocated on first touch: a large arena
-    /// costs nothing until it is used.
+    /// Pages are allocated on first touch: a large arena costs nothing until it is used.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a size outside [`MIN_SIZE`]`..=1 TiB`;
@@ -227,27 +538,15 @@ impl Arena {
     /// # Ok::<(), shmproc::Error>(())
     /// ```
     pub fn anonymous(size: usize) -> Result<Arena> {
-        use rustix::fs::{fcntl_add_seals, ftruncate, memfd_create, MemfdFlags, SealFlags};
-        let size = check_size(size)?;
-        let fd = memfd_create(
-            "shmproc-arena",
-            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
-        )
-        .map_err(|e| Error::os("memfd_create", e))?;
-        ftruncate(&fd, size).map_err(|e| Error::os("ftruncate", e))?;
-        fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
-            .map_err(|e| Error::os("fcntl(F_ADD_SEALS)", e))?;
-        let arena = Self::map(fd, size, None)?;
-        arena.init_header();
-        Ok(arena)
+        Arena::builder().size(size).anonymous()
     }
 
-    /// Creates a named arena of `size` bytes in `/dev/shm/<name>`, for processes that are
-    /// not related by `fork` to attach with [`Arena::open`].
+    /// Creates a named arena of `size` bytes in `/dev/shm/<name>` (it grows as needed),
+    /// for processes that are not related by `fork` to attach with [`Arena::open`].
     ///
-    /// Creation is exclusive (an existing name is an error, even a symbolic link), and the
-    /// segment is readable and writable by this user only (mode `0600`). The name stays
-    /// until [`Arena::unlink`] or [`Arena::unlink_name`] removes it.
+    /// Creation is exclusive (an existing name is an error, even a symbolic link) and
+    /// atomic (module docs), and the file is readable and writable by this user only (mode
+    /// `0600`). The name stays until [`Arena::unlink`] or [`Arena::unlink_name`] removes it.
     ///
     /// # Errors
     /// [`Error::InvalidName`] for an empty name or one with `/` or NUL;
@@ -264,41 +563,14 @@ impl Arena {
     /// # Ok::<(), shmproc::Error>(())
     /// ```
     pub fn create(name: &str, size: usize) -> Result<Arena> {
-        use rustix::fs::{ftruncate, Mode};
-        use rustix::shm;
-        check_name(name, 200)?;
-        let size = check_size(size)?;
-        let path = shm_path(name);
-        let fd = shm::open(
-            path.as_str(),
-            shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
-            Mode::RUSR | Mode::WUSR,
-        )
-        .map_err(|e| match e {
-            rustix::io::Errno::EXIST => Error::AlreadyExists(name.to_string()),
-            e => Error::os("shm_open", e),
-        })?;
-        let made = (|| {
-            ftruncate(&fd, size).map_err(|e| Error::os("ftruncate", e))?;
-            Self::map(fd, size, Some(name.to_string()))
-        })();
-        match made {
-            Ok(arena) => {
-                arena.init_header();
-                Ok(arena)
-            }
-            Err(e) => {
-                let _ = shm::unlink(path.as_str());
-                Err(e)
-            }
-        }
+        Arena::builder().size(size).create(name)
     }
 
-    /// Attaches to the named arena `/dev/shm/<name>`, validating its header and every
-    /// directory entry before anything is used.
+    /// Attaches to the named arena `/dev/shm/<name>`, validating its header before
+    /// anything is used.
     ///
     /// # Errors
-    /// [`Error::NotFound`] when there is no such segment; [`Error::NotAnArena`],
+    /// [`Error::NotFound`] when there is no such arena; [`Error::NotAnArena`],
     /// [`Error::Version`], [`Error::Truncated`] or [`Error::Corrupt`] when it is not a
     /// valid arena of this format.
     pub fn open(name: &str) -> Result<Arena> {
@@ -335,183 +607,312 @@ impl Arena {
                 found: len,
             });
         }
-        if len > MAX_SIZE {
-            return Err(Error::Corrupt(format!(
-                "file of {len} bytes is larger than any arena"
-            )));
-        }
-        let arena = Self::map(fd, len, name)?;
-        arena.validate()?;
+        let h = HeaderCopy::read(&fd)?;
+        h.validate(len)?;
+        let arena = Self::map(fd, len, h.limit, name)?;
+        arena.validate_mapped()?;
         Ok(arena)
     }
 
-    fn map(fd: OwnedFd, len: u64, name: Option<String>) -> Result<Arena> {
-        let map = MmapOptions::new()
-            .len(len as usize)
-            .map_raw(&fd.as_fd())
-            .map_err(|e| Error::os("mmap", e))?;
-        Ok(Arena {
-            inner: Arc::new(Inner {
-                map,
-                len,
-                name,
-                _fd: fd,
-            }),
-        })
+    /// Maps a new arena's file: at `limit` bytes, or, where the address space is tight (a
+    /// `ulimit -v`, valgrind), at the largest halving of it down to `size` that maps. The
+    /// limit the creator got is the arena's (written in its header).
+    fn map_new(fd: OwnedFd, size: u64, limit: u64, name: Option<String>) -> Result<Arena> {
+        let mut try_limit = limit;
+        loop {
+            match MmapOptions::new()
+                .len(try_limit as usize)
+                .map_raw(&fd.as_fd())
+            {
+                Ok(map) => return Ok(Self::with_map(map, fd, size, try_limit, name)),
+                // ENOMEM where the address space is limited; EINVAL from valgrind.
+                Err(e)
+                    if matches!(e.raw_os_error(), Some(libc::ENOMEM | libc::EINVAL))
+                        && try_limit / 2 >= size =>
+                {
+                    try_limit = (try_limit / 2).next_multiple_of(4096).max(size);
+                }
+                Err(e) => return Err(Error::os("mmap", e)),
+            }
+        }
     }
 
-    /// Writes a fresh header into a new, zero-filled mapping.
-    fn init_header(&self) {
+    fn map(fd: OwnedFd, size: u64, limit: u64, name: Option<String>) -> Result<Arena> {
+        let map = MmapOptions::new()
+            .len(limit as usize)
+            .map_raw(&fd.as_fd())
+            .map_err(|e| Error::os("mmap", e))?;
+        Ok(Self::with_map(map, fd, size, limit, name))
+    }
+
+    fn with_map(map: MmapRaw, fd: OwnedFd, size: u64, limit: u64, name: Option<String>) -> Arena {
+        let arena = Arena {
+            inner: Arc::new(Inner {
+                map,
+                limit,
+                name,
+                fd,
+                seen: Seen::new(size.min(limit)),
+                slot: plain::AtomicU64::new(0),
+                pending: plain::AtomicU64::new(0),
+            }),
+        };
+        holders::register_arena(&arena);
+        arena
+    }
+
+    /// Writes a fresh header and heap into a new, zero-filled mapping of `size` bytes.
+    fn init_header(&self, size: u64) -> Result<()> {
         let h = self.header_ptr();
+        let mut random = [0u8; 16];
+        let _ = rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty());
+        let id = u64::from_le_bytes(random[..8].try_into().unwrap_or([0; 8]));
+        let seed = u64::from_le_bytes(random[8..].try_into().unwrap_or([0; 8]));
         // SAFETY: the mapping is new, at least MIN_SIZE bytes, page-aligned, and no other
-        // process can see it yet (anonymous: not forked yet; named: `magic` is still 0,
-        // and openers refuse a header without it). Plain fields are written through raw
-        // pointers, never through references.
+        // process can see it yet (anonymous: not forked yet; named: not linked yet). Plain
+        // fields are written through raw pointers, never through references.
         unsafe {
             (&raw mut (*h).version).write(VERSION);
-            (&raw mut (*h).dir_capacity).write(DIR_CAPACITY);
             (&raw mut (*h).layout_hash).write(LAYOUT_HASH);
-            (&raw mut (*h).total_size).write(self.inner.len);
-            (&raw mut (*h).creator_pid).write(crate::sync::liveness::current_pid());
+            (&raw mut (*h).limit).write(self.inner.limit);
+            (&raw mut (*h).creator).write(crate::sync::liveness::current_ident());
+            (&raw mut (*h).id).write(id);
+            (&raw mut (*h).seed).write(seed);
         }
         let header = self.header();
-        // Relaxed: published by the Release store of `magic` below.
-        header.bump.store(DATA_START, Ordering::Relaxed);
-        // Release: pairs with the Acquire load of `magic` in `header_copy`, so an opener
-        // that sees the magic number sees every field above.
+        header.size.init(size);
+        header
+            .heap
+            .init(&self.region_of(size), HEADER_SIZE, size)
+            .map_err(|e| Error::Corrupt(format!("initialising the heap: {e}")))?;
+        // Release: pairs with the Acquire load of `magic` in `validate_mapped`, so an
+        // opener that sees the magic number sees every field above.
         header.magic.store(MAGIC, Ordering::Release);
+        Ok(())
+    }
+
+    /// Checks what `HeaderCopy::validate` could not see before mapping.
+    fn validate_mapped(&self) -> Result<()> {
+        let header = self.header();
+        // Acquire: pairs with the Release store in `init_header`.
+        if header.magic.load(Ordering::Acquire) != MAGIC {
+            return Err(Error::NotAnArena);
+        }
+        // SAFETY: the header lies in the mapping; plain fields read volatile.
+        let limit = unsafe { (&raw const (*self.header_ptr()).limit).read_volatile() };
+        if limit != self.inner.limit {
+            return Err(Error::Corrupt(
+                "the arena's limit changed while attaching".into(),
+            ));
+        }
+        Ok(())
     }
 
     fn header_ptr(&self) -> *mut Header {
         self.inner.map.as_mut_ptr().cast::<Header>()
     }
 
-    /// The header, for its atomic fields only (plain fields are read by `header_copy`).
+    /// The header, for its atomic fields only.
     pub(crate) fn header(&self) -> &Header {
         // SAFETY: the mapping is at least MIN_SIZE > size_of::<Header>() bytes and
-        // page-aligned; every field that another process may write concurrently is an
-        // atomic, and plain fields are only read through `header_copy`'s volatile reads.
+        // page-aligned; every field another process may write concurrently is an atomic
+        // (or the heap's state, which it validates itself), and plain fields are only read
+        // volatile.
         unsafe { &*self.header_ptr() }
     }
 
-    fn header_copy(&self) -> HeaderCopy {
-        let h = self.header_ptr();
+    /// The arena's random id (tells two arenas apart).
+    #[allow(dead_code)] // WIP: objects' own blocks (next commit)
+    pub(crate) fn id(&self) -> u64 {
+        // SAFETY: as in `header`; a plain field written before the magic number.
+        unsafe { (&raw const (*self.header_ptr()).id).read_volatile() }
+    }
+
+    /// The arena's random key for hashing names and keys.
+    pub(crate) fn seed(&self) -> u64 {
+        // SAFETY: as in `id`.
+        unsafe { (&raw const (*self.header_ptr()).seed).read_volatile() }
+    }
+
+    /// Bytes of the file this process may touch: what `fstat` last said, refreshed when
+    /// the header says the arena grew. Never more than the limit (the mapping), never more
+    /// than the file (whatever the header says: a peer may lie).
+    pub(crate) fn accessible(&self) -> u64 {
+        self.inner
+            .seen
+            .get(&self.header().size, || self.file_len(), self.inner.limit)
+    }
+
+    /// The file's length now, from the kernel (0 if it cannot say).
+    fn file_len(&self) -> u64 {
+        rustix::fs::fstat(&self.inner.fd)
+            .map(|s| u64::try_from(s.st_size).unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    fn refresh_seen(&self) -> u64 {
+        self.inner
+            .seen
+            .refresh(|| self.file_len(), self.inner.limit)
+    }
+
+    /// The heap's view of the mapping, bounded by what is accessible now.
+    pub(crate) fn region(&self) -> Region {
+        self.region_of(self.accessible())
+    }
+
+    fn region_of(&self, len: u64) -> Region {
+        // SAFETY: the first `len <= limit` bytes are mapped for as long as `self` lives
+        // (callers keep the arena for as long as they use the region), and lie in the file
+        // (`accessible`, or a size we just gave the file), so touching them cannot fault.
+        // The mapping is page-aligned, so 16-aligned.
+        unsafe { Region::new(self.inner.map.as_mut_ptr(), len.min(self.inner.limit)) }
+            .unwrap_or_else(|_| unreachable!("a page-aligned, non-null mapping"))
+    }
+
+    /// A pointer to `offset` in the mapping; the caller has checked `offset + len` against
+    /// [`accessible`](Self::accessible).
+    pub(crate) fn ptr(&self, offset: u64) -> *mut u8 {
+        debug_assert!(offset <= self.inner.limit);
+        // SAFETY: offset <= limit, the mapping's length.
+        unsafe { self.inner.map.as_mut_ptr().add(offset as usize) }
+    }
+
+    /// Grows the file so that the heap can satisfy a request of `need` bytes: to twice its
+    /// size or `size + need` (and a page), at most the limit. Serialised by the metadata
+    /// lock; a grower that finds the arena grown by another since it looked returns at once.
+    fn grow(&self, seen_size: u64, need: u64) -> Result<()> {
+        let _meta = holders::MetaGuard::lock(self)?;
+        self.grow_locked(seen_size, need)
+    }
+
+    /// [`grow`](Self::grow), with the metadata lock held.
+    pub(crate) fn grow_locked(&self, seen_size: u64, need: u64) -> Result<()> {
         let header = self.header();
-        // Acquire: pairs with the Release store in `init_header`.
-        let magic = header.magic.load(Ordering::Acquire);
-        // SAFETY: `h` points at a mapped, aligned header (see `header`). Volatile reads of
-        // plain integers: any bit pattern is a valid value, and the copy is validated.
-        unsafe {
-            HeaderCopy {
-                magic,
-                version: (&raw const (*h).version).read_volatile(),
-                dir_capacity: (&raw const (*h).dir_capacity).read_volatile(),
-                layout_hash: (&raw const (*h).layout_hash).read_volatile(),
-                total_size: (&raw const (*h).total_size).read_volatile(),
-                bump: header.bump.load(Ordering::Acquire),
-            }
+        let size = header.size.said();
+        if size > seen_size {
+            return Ok(()); // someone grew it meanwhile: try again
         }
-    }
-
-    fn entry_ptr(&self, index: usize) -> *mut DirEntry {
-        debug_assert!(index < DIR_CAPACITY as usize);
-        // SAFETY: HEADER_SIZE + index * ENTRY_SIZE + ENTRY_SIZE <= DATA_START <= len for
-        // every index < DIR_CAPACITY, so the pointer stays inside the mapping.
-        unsafe {
-            self.inner
-                .map
-                .as_mut_ptr()
-                .add((HEADER_SIZE + index as u64 * ENTRY_SIZE) as usize)
-                .cast::<DirEntry>()
+        let limit = self.inner.limit;
+        let want = size
+            .saturating_mul(2)
+            .max(size.saturating_add(need).saturating_add(HEADER_SIZE))
+            .next_multiple_of(4096)
+            .min(limit);
+        if want <= size {
+            return Err(Error::OutOfSpace {
+                requested: need,
+                available: self.available() as u64,
+            });
         }
-    }
-
-    /// Copies entry `index` out of shared memory; `None` when it is not READY.
-    fn entry_copy(&self, index: usize) -> Option<EntryCopy> {
-        let e = self.entry_ptr(index);
-        // SAFETY: `e` is in bounds and aligned (see `entry_ptr`); `state` is an atomic.
-        let state = unsafe { &(*e).state };
-        // Acquire: pairs with the Release store of ENTRY_READY in `create_object`, so the
-        // fields read below are the ones written before it.
-        if state.load(Ordering::Acquire) != ENTRY_READY {
-            return None;
+        // Never shrink: a file a peer already grew further stays as it is.
+        let file = rustix::fs::fstat(&self.inner.fd)
+            .map(|s| u64::try_from(s.st_size).unwrap_or(0))
+            .map_err(|e| Error::os("fstat", e))?;
+        if file < want {
+            rustix::fs::ftruncate(&self.inner.fd, want)
+                .map_err(|e| Error::os("ftruncate (growing the arena)", e))?;
         }
-        // SAFETY: as above; plain integer fields read volatile into a private copy that
-        // is validated before use.
-        unsafe {
-            Some(EntryCopy {
-                kind: (&raw const (*e).kind).read_volatile(),
-                name_len: (&raw const (*e).name_len).read_volatile(),
-                type_fp: (&raw const (*e).type_fp).read_volatile(),
-                offset: (&raw const (*e).offset).read_volatile(),
-                size: (&raw const (*e).size).read_volatile(),
-                param: (&raw const (*e).param).read_volatile(),
-                name: (&raw const (*e).name).read_volatile(),
-            })
-        }
-    }
-
-    /// Validates the header and every directory entry (on attach).
-    fn validate(&self) -> Result<()> {
-        // Entries first, the header (and its allocation mark) after: see `bump_after`.
-        let entries: Vec<(usize, EntryCopy)> = (0..DIR_CAPACITY as usize)
-            .filter_map(|i| Some((i, self.entry_copy(i)?)))
-            .collect();
-        let h = self.header_copy();
-        h.validate(self.inner.len)?;
-        let mut spans = Vec::with_capacity(entries.len());
-        for (i, e) in &entries {
-            e.validate(*i, h.bump)?;
-            spans.push((e.offset, e.offset + e.size, *i));
-        }
-        spans.sort_unstable();
-        for w in spans.windows(2) {
-            if w[1].0 < w[0].1 {
-                return Err(Error::Corrupt(format!(
-                    "directory entries {} and {} overlap",
-                    w[0].2, w[1].2
-                )));
-            }
-        }
+        self.refresh_seen();
+        header
+            .heap
+            .grow(&self.region_of(want), want, &Procfs, self.deadline())
+            .map_err(|e| Error::Corrupt(format!("growing the heap: {e}")))?;
+        // Release: pairs with the Acquire load in `accessible`: the file is extended and
+        // the heap knows the space before anyone reads the new size.
+        header.size.publish(want);
         Ok(())
     }
 
-    /// The current allocation mark, validated against the mapping.
-    ///
-    /// To bound an entry by it, read it *after* copying the entry (`bump_after`): the
-    /// creator advances the mark before it publishes the entry with a Release store, and
-    /// the copy's Acquire load of the entry's state makes that advance visible, so the mark
-    /// read afterwards covers the entry. Read before, a mark can be older than an entry
-    /// published in between, and a sound entry would look out of bounds.
-    fn bump(&self) -> Result<u64> {
-        // Acquire: with the Acquire load of an entry's state before it (see above), sees
-        // at least the mark stored before that entry was published.
-        let bump = self.header().bump.load(Ordering::Acquire);
-        if bump < DATA_START || bump > self.inner.len || bump % CACHE_LINE != 0 {
-            return Err(Error::Corrupt(format!(
-                "allocation mark {bump} is out of range"
-            )));
-        }
-        Ok(bump)
+    pub(crate) fn deadline(&self) -> Option<std::time::Instant> {
+        let d = PATIENCE.with(|p| p.get()).unwrap_or(META_PATIENCE);
+        crate::sync::time::deadline_after(d)
     }
 
-    /// Total size of the arena in bytes.
+    /// Allocates `size` bytes aligned to `align` from the heap (zeroed if `zeroed`),
+    /// growing the arena when the heap is full. Returns the block's offset. (A block an
+    /// object keeps goes through [`alloc_into`](Self::alloc_into) instead.)
+    #[allow(dead_code)] // raw blocks: the fuzz and test hooks
+    pub(crate) fn alloc(&self, size: u64, align: u64, zeroed: bool) -> Result<u64> {
+        self.alloc_at(size, align, zeroed, None, None)
+    }
+
+    /// Gives the block at `offset` back to the heap.
+    #[allow(dead_code)] // WIP: objects' own blocks (next commit)
+    pub(crate) fn free(&self, offset: u64) -> Result<()> {
+        let region = self.region();
+        self.header()
+            .heap
+            .free(&region, offset, &Procfs, self.deadline())
+            .map_err(heap_error)
+    }
+
+    /// The usable bytes of the allocated block at `offset`.
+    pub(crate) fn block_len(&self, offset: u64) -> Result<u64> {
+        let region = self.region();
+        self.header()
+            .heap
+            .usable_size(&region, offset)
+            .map_err(heap_error)
+    }
+
+    /// Bytes of the file now (it grows up to [`limit`](Self::limit)).
     pub fn size(&self) -> usize {
-        self.inner.len as usize
+        self.accessible() as usize
     }
 
-    /// Bytes handed out to objects so far (header and directory excluded).
+    /// The most the arena may grow to.
+    pub fn limit(&self) -> usize {
+        self.inner.limit as usize
+    }
+
+    /// Bytes in blocks handed out to objects and what they hold (messages, tables of
+    /// entries), block headers included; the arena's own header and tables (its
+    /// directory, its table of processes) excluded.
     pub fn used(&self) -> usize {
-        self.bump()
-            .map(|b| (b - DATA_START) as usize)
-            .unwrap_or(self.size())
+        let used = self.header().heap.stats().used_bytes;
+        // Relaxed: a statistic.
+        let own = self.header().meta.overhead.load(Ordering::Relaxed);
+        used.saturating_sub(own) as usize
     }
 
-    /// Bytes still free for new objects.
+    /// Bytes that can still be handed out: free in the heap, plus what growth may add.
     pub fn available(&self) -> usize {
-        self.bump()
-            .map(|b| (self.inner.len - b) as usize)
-            .unwrap_or(0)
+        let s = self.header().heap.stats();
+        let size = self.header().size.said().min(self.inner.limit);
+        (s.free_bytes + (self.inner.limit - size)) as usize
+    }
+
+    /// A snapshot of the arena's figures (read without its lock; each is exact when no
+    /// other process is changing it).
+    ///
+    /// ```
+    /// let arena = shmproc::Arena::anonymous(1 << 20)?;
+    /// let lock = shmproc::Lock::new_in(&arena)?;
+    /// let s = arena.stats();
+    /// assert_eq!(s.objects, 1);
+    /// assert!(s.used > 0 && s.used <= s.size);
+    /// drop(lock);
+    /// assert_eq!(arena.stats().objects, 0);
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn stats(&self) -> ArenaStats {
+        let meta = &self.header().meta;
+        // Relaxed: statistics.
+        let ld = |w: &crate::sync::AtomicU64| w.load(Ordering::Relaxed);
+        let heap = self.header().heap.stats();
+        ArenaStats {
+            size: self.size(),
+            limit: self.limit(),
+            used: self.used(),
+            available: self.available(),
+            overhead: ld(&meta.overhead) as usize,
+            objects: ld(&meta.objects),
+            blocks: heap.allocated_blocks,
+            swept: ld(&meta.swept),
+            repairs: ld(&meta.repairs),
+            heap_repairs: heap.recoveries,
+        }
     }
 
     /// The segment name of a named arena (`None` for an anonymous one).
@@ -543,32 +944,93 @@ impl Arena {
         })
     }
 
-    /// The names and kinds of the named objects in the arena.
-    pub fn objects(&self) -> Vec<(String, ObjectKind)> {
-        let entries: Vec<(usize, EntryCopy)> = (0..DIR_CAPACITY as usize)
-            .filter_map(|i| Some((i, self.entry_copy(i)?)))
-            .collect();
-        // After the entries: see `bump`.
-        let bump = match self.bump() {
-            Ok(b) => b,
-            Err(_) => return Vec::new(),
-        };
-        entries
-            .into_iter()
-            .filter(|(i, e)| e.validate(*i, bump).is_ok())
-            .map(|(_, e)| e)
-            .filter(|e| e.name_len > 0)
-            .filter_map(|e| Some((e.name().to_string(), ObjectKind::from_u32(e.kind)?)))
-            .collect()
+    /// Removes the named arenas (in `/dev/shm`) whose creator has exited, in which no
+    /// live process holds an object and that no live process maps, and returns their
+    /// names.
+    ///
+    /// Looks at every file in `/dev/shm` owned by this user that is an arena of this
+    /// format: one is removed only if its recorded creator (pid and start time) is gone,
+    /// its table of processes lists no live holder, and no process's `/proc/<pid>/maps`
+    /// (of those this user may read) shows it. Files of other formats, of other users,
+    /// and arenas of live creators are left alone. (The `shmproc clean` tool judges
+    /// the same way.)
+    ///
+    /// # Errors
+    /// [`Error::Os`] when `/dev/shm` cannot be listed.
+    ///
+    /// ```
+    /// use shmproc::Arena;
+    /// let name = format!("shmproc-doc-orphans-{}", std::process::id());
+    /// let mine = Arena::create(&name, 1 << 20)?;
+    /// let removed = Arena::cleanup_orphans()?;
+    /// assert!(!removed.contains(&name)); // its creator (us) is alive
+    /// mine.unlink()?;
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn cleanup_orphans() -> Result<Vec<String>> {
+        let dir = std::fs::read_dir("/dev/shm").map_err(|e| Error::os("read_dir(/dev/shm)", e))?;
+        let mut removed = Vec::new();
+        let mapped = mapped_files();
+        for entry in dir.flatten() {
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let key = entry.metadata().map(|m| file_key(&m));
+            if key.is_ok_and(|k| mapped.contains(&k)) {
+                continue; // a live process maps it
+            }
+            if Self::is_orphan(&name).unwrap_or(false) && Self::unlink_name(&name).is_ok() {
+                removed.push(name);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Whether `/dev/shm/<name>` is an arena of this user whose creator is gone and in
+    /// which no live process holds anything.
+    pub(crate) fn is_orphan(name: &str) -> Result<bool> {
+        use rustix::fs::Mode;
+        use rustix::shm;
+        check_name(name, 200)?;
+        let fd = shm::open(shm_path(name).as_str(), shm::OFlags::RDWR, Mode::empty())
+            .map_err(|e| Error::os("shm_open", e))?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| Error::os("fstat", e))?;
+        if st.st_uid != rustix::process::geteuid().as_raw()
+            || rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile
+        {
+            return Ok(false);
+        }
+        if HeaderCopy::read(&fd)?.magic != MAGIC {
+            return Ok(false);
+        }
+        let mut c = [0u8; 8];
+        if rustix::io::pread(&fd, &mut c, 40).map_err(|e| Error::os("pread", e))? != 8 {
+            return Ok(false);
+        }
+        let creator = u64::from_le_bytes(c);
+        let pid = (creator >> crate::sync::liveness::IDENT_PID_SHIFT) as u32;
+        let start = creator & crate::sync::liveness::IDENT_START_MASK;
+        if pid == 0 || !crate::sync::liveness::Liveness::is_dead(&Procfs, pid, start) {
+            return Ok(false);
+        }
+        // The creator is gone: an arena nobody alive holds anything in (or a damaged one)
+        // is an orphan.
+        match Arena::attach(fd, Some(name.to_string())) {
+            Ok(a) => Ok(!with_patience(Duration::from_millis(100), || {
+                holders::any_live_holder(&a).unwrap_or(true)
+            })),
+            Err(_) => Ok(true),
+        }
     }
 
     /// The process-wide default arena, made on first use: what `Lock::new()` and the other
     /// argument-less constructors allocate in.
     ///
-    /// It is anonymous (inherited by `fork`), 256 MiB of address space by default (pages
-    /// are only allocated when touched); set `SHMPROC_ARENA_SIZE` (bytes) to change it.
-    /// As with Python's multiprocessing, make the objects **before** forking the processes
-    /// that share them: a child that makes the default arena first gets its own.
+    /// It is anonymous (inherited by `fork`), starts at 1 MiB and grows as needed up to
+    /// [`DEFAULT_LIMIT`] (pages are only allocated when touched); set `SHMPROC_ARENA_SIZE`
+    /// (bytes) to start it larger, `SHMPROC_ARENA_LIMIT` to change the limit. As with
+    /// Python's multiprocessing, make the objects **before** forking the processes that
+    /// share them: a child that makes the default arena first gets its own.
     ///
     /// # Errors
     /// As [`Arena::anonymous`].
@@ -577,11 +1039,12 @@ impl Arena {
         if let Some(a) = g.as_ref() {
             return Ok(a.clone());
         }
-        let size = std::env::var("SHMPROC_ARENA_SIZE")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(256 << 20);
-        let a = Arena::anonymous(size)?;
+        let env = |k: &str| std::env::var(k).ok().and_then(|s| s.parse::<usize>().ok());
+        let mut b = Arena::builder().size(env("SHMPROC_ARENA_SIZE").unwrap_or(1 << 20));
+        if let Some(limit) = env("SHMPROC_ARENA_LIMIT") {
+            b = b.limit(limit);
+        }
+        let a = b.anonymous()?;
         *g = Some(a.clone());
         Ok(a)
     }
@@ -604,7 +1067,7 @@ impl Arena {
 
     /// The descriptor of the mapping (a `memfd` or a `/dev/shm` file): what travels.
     pub(crate) fn fd(&self) -> rustix::fd::BorrowedFd<'_> {
-        self.inner._fd.as_fd()
+        self.inner.fd.as_fd()
     }
 
     /// Attaches through `fd`, keeping `name` (a named arena that travelled by descriptor).
@@ -622,70 +1085,12 @@ impl Arena {
         WeakArena(Arc::downgrade(&self.inner))
     }
 
-    /// The object whose block starts at `offset`, checked as [`open_object`](Self::open_object)
-    /// checks a named one (kind, type fingerprint, size): how a handle that travelled as
-    /// (arena, offset, kind, fingerprint) is opened again.
-    #[cfg_attr(shmproc_loom, allow(dead_code))]
-    pub(crate) fn open_object_at<T: SharedState>(
-        &self,
-        offset: u64,
-        kind: ObjectKind,
-        type_fp: u64,
-        type_desc: &str,
-    ) -> Result<(Shm<T>, u64)> {
-        assert!(core::mem::align_of::<T>() as u64 <= CACHE_LINE);
-        let mut found = None;
-        for i in 0..DIR_CAPACITY as usize {
-            if let Some(e) = self.entry_copy(i) {
-                if e.offset == offset {
-                    // The mark after the entry: see `bump`.
-                    e.validate(i, self.bump()?)?;
-                    found = Some(e);
-                    break;
-                }
-            }
-        }
-        let e = found.ok_or_else(|| {
-            Error::NotFound(format!(
-                "{type_desc} at offset {offset} (no object starts there)"
-            ))
-        })?;
-        if e.kind != kind as u32 || e.type_fp != type_fp {
-            let found = match ObjectKind::from_u32(e.kind) {
-                Some(k) if k == kind => format!("{k:?} of another element type"),
-                Some(k) => format!("{k:?}"),
-                None => format!("kind {}", e.kind),
-            };
-            return Err(Error::WrongType {
-                name: format!("@{offset}"),
-                expected: type_desc.to_string(),
-                found,
-            });
-        }
-        if (e.size as usize) < core::mem::size_of::<T>() {
-            return Err(Error::Corrupt(format!(
-                "object at offset {offset} is smaller than its state block"
-            )));
-        }
-        // SAFETY: `validate` checked offset + size <= bump <= len and offset % CACHE_LINE
-        // == 0, so the block lies inside the mapping and is aligned for T
-        // (align_of::<T>() <= CACHE_LINE, asserted above).
-        let ptr =
-            unsafe { NonNull::new_unchecked(self.inner.map.as_mut_ptr().add(e.offset as usize)) };
-        Ok((
-            Shm {
-                arena: self.clone(),
-                ptr: ptr.cast(),
-                len: e.size as usize,
-            },
-            e.param,
-        ))
-    }
+    // -----------------------------------------------------------------------------------
+    // Objects.
 
-    /// Allocates and registers an object of `size` bytes (rounded up to [`CACHE_LINE`]),
-    /// runs `init` on its zero-filled memory, then publishes it in the directory.
-    ///
-    /// `init` runs while the directory lock is held: keep it to writing initial values.
+    /// Allocates an object of `size` bytes of state (and what trails it), writes its
+    /// header, runs `init` on its zero-filled state, registers this process as its holder
+    /// and, if `name` is given, names it in the directory.
     pub(crate) fn create_object<T: SharedState>(
         &self,
         name: Option<&str>,
@@ -699,103 +1104,26 @@ impl Arena {
         if let Some(name) = name {
             check_name(name, MAX_NAME)?;
         }
-        let size = size.max(core::mem::size_of::<T>()).max(1) as u64;
-        let aligned = size
-            .checked_next_multiple_of(CACHE_LINE)
+        let size = (size.max(core::mem::size_of::<T>()).max(1) as u64)
+            .checked_next_multiple_of(16)
             .filter(|s| *s <= MAX_SIZE)
             .ok_or_else(|| {
-                Error::InvalidArgument(format!("object of {size} bytes is too large"))
+                Error::InvalidArgument(format!(
+                    "an object of {size} bytes is larger than any arena can hold (at most \
+                     {MAX_SIZE}): make it smaller"
+                ))
             })?;
-
-        let header = self.header();
-        // OwnerDied is fine here: a process that died mid-insert left at most an entry
-        // that is not READY (ignored and overwritten) and a bump mark that skips some
-        // bytes (leaked, never handed out twice). A live process that keeps the lock far
-        // longer than any insert takes is a hostile or wedged peer: an error, not a hang.
-        let deadline = crate::sync::time::deadline_after(DIR_LOCK_PATIENCE);
-        if RobustLock::lock(&header.dir_lock, &Procfs, deadline, SpinPolicy::default()).is_err() {
-            return Err(Error::Corrupt(format!(
-                "the directory lock has been held by pid {} for more than {DIR_LOCK_PATIENCE:?}",
-                header.dir_lock.holder().unwrap_or(0)
-            )));
-        }
-        let result = (|| {
-            if let Some(name) = name {
-                if self.find_entry(name)?.is_some() {
-                    return Err(Error::AlreadyExists(name.to_string()));
-                }
-            }
-            let slot = (0..DIR_CAPACITY as usize)
-                .find(|&i| self.entry_copy(i).is_none())
-                .ok_or(Error::DirectoryFull)?;
-            let offset = self.bump()?;
-            let available = self.inner.len - offset;
-            if aligned > available {
-                return Err(Error::OutOfSpace {
-                    requested: aligned,
-                    available,
-                });
-            }
-            // Relaxed: the allocation mark is only written under `dir_lock`, whose Release
-            // unlock publishes it; readers outside the lock only use it as a bound.
-            header.bump.store(offset + aligned, Ordering::Relaxed);
-            // SAFETY: offset + aligned <= len, so the block is inside the mapping; it was
-            // never handed out (the mark only grows), so it is zero-filled and nobody
-            // else references it.
-            let ptr =
-                unsafe { NonNull::new_unchecked(self.inner.map.as_mut_ptr().add(offset as usize)) };
-            init(ptr, aligned as usize);
-            let e = self.entry_ptr(slot);
-            let mut name_buf = [0u8; MAX_NAME];
-            let name_len = name.map_or(0, |n| {
-                name_buf[..n.len()].copy_from_slice(n.as_bytes());
-                n.len()
-            });
-            // SAFETY: `e` is in bounds (see `entry_ptr`); the entry is FREE and we hold
-            // `dir_lock`, so no other process writes it; readers skip it until READY.
-            unsafe {
-                (&raw mut (*e).kind).write_volatile(kind as u32);
-                (&raw mut (*e).name_len).write_volatile(name_len as u32);
-                (&raw mut (*e).flags).write_volatile(0);
-                (&raw mut (*e).type_fp).write_volatile(type_fp);
-                (&raw mut (*e).offset).write_volatile(offset);
-                (&raw mut (*e).size).write_volatile(aligned);
-                (&raw mut (*e).param).write_volatile(param);
-                (&raw mut (*e).name).write_volatile(name_buf);
-                // Release: pairs with the Acquire load in `entry_copy`: a reader that sees
-                // READY sees the fields above and the object initialised by `init`.
-                (*e).state.store(ENTRY_READY, Ordering::Release);
-            }
-            // Relaxed: a statistic, published with the unlock below.
-            header.entries_used.fetch_add(1, Ordering::Relaxed);
-            Ok(Shm {
-                arena: self.clone(),
-                ptr: ptr.cast(),
-                len: aligned as usize,
-            })
-        })();
-        header.dir_lock.unlock();
-        result
-    }
-
-    fn find_entry(&self, name: &str) -> Result<Option<EntryCopy>> {
-        for i in 0..DIR_CAPACITY as usize {
-            if let Some(e) = self.entry_copy(i) {
-                if e.name_len as usize == name.len()
-                    && e.name.get(..name.len()) == Some(name.as_bytes())
-                {
-                    // The mark after the entry: see `bump`.
-                    e.validate(i, self.bump()?)?;
-                    return Ok(Some(e));
-                }
-            }
-        }
-        Ok(None)
+        let holding = holders::create(self, name, kind, type_fp, size, param, |state, len| {
+            // SAFETY: `state` is the state block of a block the heap just handed us,
+            // zeroed, `len` bytes, CACHE_LINE-aligned, and nobody else references it.
+            init(unsafe { NonNull::new_unchecked(state) }, len)
+        })?;
+        Ok(Shm::new(holding, size as usize))
     }
 
     /// Finds the object `name` and checks that it is a `kind` holding `type_fp` and at
-    /// least `size_of::<T>()` bytes. Returns the handle and the entry's parameter word
-    /// (for the object layer to decode and check).
+    /// least `size_of::<T>()` bytes; registers this process as a holder. Returns the
+    /// handle and the object's parameter word (for the object layer to decode and check).
     pub(crate) fn open_object<T: SharedState>(
         &self,
         name: &str,
@@ -803,16 +1131,38 @@ impl Arena {
         type_fp: u64,
         type_desc: &str,
     ) -> Result<(Shm<T>, u64)> {
-        assert!(core::mem::align_of::<T>() as u64 <= CACHE_LINE);
         check_name(name, MAX_NAME)?;
-        let e = self
-            .find_entry(name)?
-            .ok_or_else(|| Error::NotFound(name.to_string()))?;
-        if e.kind != kind as u32 || e.type_fp != type_fp {
-            let found = match ObjectKind::from_u32(e.kind) {
+        let obj = directory::find(self, name)?.ok_or_else(|| Error::NotFound(name.to_string()))?;
+        self.open_checked(obj, name, kind, type_fp, type_desc)
+    }
+
+    /// The object at `offset` (a handle that travelled), checked as
+    /// [`open_object`](Self::open_object) checks a named one.
+    pub(crate) fn open_object_at<T: SharedState>(
+        &self,
+        offset: u64,
+        kind: ObjectKind,
+        type_fp: u64,
+        type_desc: &str,
+    ) -> Result<(Shm<T>, u64)> {
+        self.open_checked(offset, &format!("@{offset}"), kind, type_fp, type_desc)
+    }
+
+    fn open_checked<T: SharedState>(
+        &self,
+        obj: u64,
+        name: &str,
+        kind: ObjectKind,
+        type_fp: u64,
+        type_desc: &str,
+    ) -> Result<(Shm<T>, u64)> {
+        assert!(core::mem::align_of::<T>() as u64 <= CACHE_LINE);
+        let (holding, h) = holders::open(self, obj)?;
+        if h.kind != kind as u32 || h.type_fp != type_fp {
+            let found = match ObjectKind::from_u32(h.kind) {
                 Some(k) if k == kind => format!("{k:?} of another element type"),
                 Some(k) => format!("{k:?}"),
-                None => format!("kind {}", e.kind),
+                None => format!("kind {}", h.kind),
             };
             return Err(Error::WrongType {
                 name: name.to_string(),
@@ -820,50 +1170,188 @@ impl Arena {
                 found,
             });
         }
-        if (e.size as usize) < core::mem::size_of::<T>() {
+        if h.size < core::mem::size_of::<T>() as u64 {
             return Err(Error::Corrupt(format!(
-                "object {name:?} is smaller than its state block"
+                "object {name} is smaller than its state block"
             )));
         }
-        // SAFETY: `validate` (in find_entry) checked offset + size <= bump <= len and
-        // offset % CACHE_LINE == 0, so the block lies inside the mapping and is aligned
-        // for T (align_of::<T>() <= CACHE_LINE, asserted above).
-        let ptr =
-            unsafe { NonNull::new_unchecked(self.inner.map.as_mut_ptr().add(e.offset as usize)) };
-        Ok((
-            Shm {
-                arena: self.clone(),
-                ptr: ptr.cast(),
-                len: e.size as usize,
-            },
-            e.param,
-        ))
+        Ok((Shm::new(holding, h.size as usize), h.param))
+    }
+
+    /// The names and kinds of the named objects in the arena.
+    pub fn objects(&self) -> Vec<(String, ObjectKind)> {
+        directory::list(self)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(name, obj)| {
+                let h = holders::header_copy(self, obj).ok()?;
+                Some((name, ObjectKind::from_u32(h.kind)?))
+            })
+            .collect()
+    }
+
+    /// Removes the name `name` from the directory: the object lives on while handles to
+    /// it do, and is freed with the last (as a file that is unlinked while open).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when no object has that name.
+    ///
+    /// ```
+    /// use shmproc::{Arena, Lock};
+    /// let arena = Arena::anonymous(1 << 20)?;
+    /// let before = arena.used();
+    /// drop(Lock::create(&arena, "db")?); // the name keeps it alive
+    /// assert!(arena.used() > before);
+    /// arena.unlink_object("db")?;
+    /// assert_eq!(arena.used(), before);
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn unlink_object(&self, name: &str) -> Result<()> {
+        check_name(name, MAX_NAME)?;
+        directory::unlink(self, name)
+    }
+
+    /// Releases what processes that have exited (or were killed) held, as if they had
+    /// dropped their handles; returns how many such processes were found. The arena does
+    /// this by itself when memory runs short and when a child is joined; call it to
+    /// reclaim at once.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when the arena's tables are damaged.
+    pub fn sweep(&self) -> Result<usize> {
+        holders::sweep(self, None)
+    }
+
+    /// Every allocated block and what it looks like (for diagnosing leaks in tests).
+    #[doc(hidden)]
+    pub fn debug_blocks(&self) -> Vec<(u64, u64, String)> {
+        let blocks = self
+            .header()
+            .heap
+            .used_blocks(&self.region(), &Procfs, self.deadline())
+            .unwrap_or_default();
+        blocks
+            .into_iter()
+            .map(|(off, len)| {
+                let what = match holders::header_copy(self, off) {
+                    Ok(h) => format!("object kind {}", h.kind),
+                    Err(_) => {
+                        // SAFETY: an allocated block of `len >= 8` bytes (every block has
+                        // at least 16) inside the mapping.
+                        let w = unsafe { self.ptr(off).cast::<u64>().read_volatile() };
+                        if w == layout::OBJ_DEAD {
+                            "dead object".into()
+                        } else {
+                            format!("other (first word {w:#x})")
+                        }
+                    }
+                };
+                (off, len, what)
+            })
+            .collect()
+    }
+}
+
+/// A file as `/proc/<pid>/maps` names it: device (major, minor) and inode.
+type FileKey = (u32, u32, u64);
+
+fn file_key(m: &std::fs::Metadata) -> FileKey {
+    use std::os::unix::fs::MetadataExt;
+    (
+        rustix::fs::major(m.dev()),
+        rustix::fs::minor(m.dev()),
+        m.ino(),
+    )
+}
+
+/// The files in `/dev/shm` that some process maps, from the `/proc/<pid>/maps` of every
+/// process this user may read (this one included).
+fn mapped_files() -> std::collections::HashSet<FileKey> {
+    let mut keys = std::collections::HashSet::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return keys;
+    };
+    for e in dir.flatten() {
+        if !e
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(e.path().join("maps")) else {
+            continue;
+        };
+        // `addr perms offset MAJ:MIN inode path`
+        for line in text.lines().filter(|l| l.contains("/dev/shm/")) {
+            let mut f = line.split_ascii_whitespace();
+            let (Some(dev), Some(ino)) = (f.nth(3), f.next()) else {
+                continue;
+            };
+            let key = dev.split_once(':').and_then(|(maj, min)| {
+                Some((
+                    u32::from_str_radix(maj, 16).ok()?,
+                    u32::from_str_radix(min, 16).ok()?,
+                    ino.parse().ok()?,
+                ))
+            });
+            keys.extend(key);
+        }
+    }
+    keys
+}
+
+/// A heap error as an arena error.
+fn heap_error(e: HeapError) -> Error {
+    match e {
+        HeapError::OutOfSpace {
+            requested,
+            available,
+        } => Error::OutOfSpace {
+            requested,
+            available,
+        },
+        HeapError::TimedOut => Error::Corrupt(format!(
+            "the heap's lock was held for more than {META_PATIENCE:?} by a live process"
+        )),
+        e => Error::Corrupt(format!("heap: {e}")),
     }
 }
 
 /// A process-local handle to a state block of type `T` inside an arena: a pointer into
-/// the mapping plus a clone of the [`Arena`] that keeps the mapping alive.
+/// the mapping, and this process's [`Holding`] of the object (which keeps the mapping
+/// alive, and releases the object when the last clone in this process is dropped).
 ///
 /// `T` is a [`SharedState`]: made only of atomics and cells whose access the algorithm
 /// that owns them synchronises, valid for any bytes a peer may leave, so `&T` may be
 /// shared between threads and processes (the trait's safety contract, which this type
 /// relies on instead of a convention).
 pub(crate) struct Shm<T: SharedState> {
-    arena: Arena,
+    holding: Arc<Holding>,
     ptr: NonNull<T>,
-    /// Bytes of the whole block (the state `T` and whatever trails it).
+    /// Bytes of the state block and whatever trails it.
     len: usize,
 }
 
-// SAFETY: a `Shm<T>` only hands out `&T`; with `T: Sync` that is safe from any thread.
+// SAFETY: a `Shm<T>` only hands out `&T`; with `T: SharedState` (so `Sync`) that is safe
+// from any thread.
 unsafe impl<T: SharedState> Send for Shm<T> {}
 // SAFETY: as above.
 unsafe impl<T: SharedState> Sync for Shm<T> {}
 
+impl<T: SharedState> fmt::Debug for Shm<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shm")
+            .field("offset", &self.offset())
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
 impl<T: SharedState> Clone for Shm<T> {
     fn clone(&self) -> Self {
         Shm {
-            arena: self.arena.clone(),
+            holding: self.holding.clone(),
             ptr: self.ptr,
             len: self.len,
         }
@@ -875,36 +1363,49 @@ impl<T: SharedState> Deref for Shm<T> {
     #[inline]
     fn deref(&self) -> &T {
         // SAFETY: `ptr` lies inside the mapping, aligned, and the mapping lives as long as
-        // `self.arena`. The block was initialised before it was published (create) or is a
-        // validated block of another process (open); `T: SharedState` is valid for any
-        // bytes and shareable between processes (the trait's contract).
+        // the holding's arena. The block was initialised before it was published (create)
+        // or is a validated block of another process (open); `T: SharedState` is valid for
+        // any bytes and shareable between processes (the trait's contract).
         unsafe { self.ptr.as_ref() }
     }
 }
 
 impl<T: SharedState> Shm<T> {
-    /// Start of the block.
+    fn new(holding: Arc<Holding>, len: usize) -> Shm<T> {
+        let ptr = holding.state_ptr();
+        Shm {
+            ptr: NonNull::new(ptr.cast()).unwrap_or_else(|| unreachable!("inside a mapping")),
+            holding,
+            len,
+        }
+    }
+
+    /// Start of the state block.
     #[inline]
     pub(crate) fn base(&self) -> *mut u8 {
         self.ptr.as_ptr().cast()
     }
 
-    /// Bytes in the whole block.
+    /// Bytes of the state block and what trails it.
     #[inline]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
 
     /// The arena the block lives in.
-    #[allow(dead_code)]
     pub(crate) fn arena(&self) -> &Arena {
-        &self.arena
+        self.holding.arena()
     }
 
-    /// Where the block starts in its arena.
-    #[cfg_attr(shmproc_loom, allow(dead_code))]
+    /// Where the object starts in its arena (its header): what a travelling handle
+    /// names.
     pub(crate) fn offset(&self) -> u64 {
-        self.base() as u64 - self.arena.inner.map.as_ptr() as u64
+        self.holding.offset()
+    }
+
+    /// The object's generation.
+    pub(crate) fn gen(&self) -> u64 {
+        self.holding.gen()
     }
 }
 

@@ -189,22 +189,39 @@ pub enum ConnectionError {
 impl fmt::Display for ConnectionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConnectionError::InvalidAddress(a) => write!(f, "invalid address: {a}"),
+            ConnectionError::InvalidAddress(a) => write!(
+                f,
+                "invalid address: {a} (a path or an abstract name, not empty, at most 107 \
+                 bytes)"
+            ),
             ConnectionError::AddressInUse(a) => write!(
                 f,
                 "address {a} is in use (another listener, or a stale socket file: remove it)"
             ),
-            ConnectionError::Os { op, source } => write!(f, "{op} failed: {source}"),
-            ConnectionError::Timeout { during } => {
-                write!(f, "the peer did not answer in time ({during})")
+            ConnectionError::Os { op, source } => {
+                write!(f, "{op} failed: {source}{}", crate::error::os_hint(source))
             }
-            ConnectionError::PeerClosed { during } => {
-                write!(f, "the peer closed the connection ({during})")
-            }
-            ConnectionError::Garbage(what) => write!(f, "not a shmproc peer: {what}"),
-            ConnectionError::Authentication(what) => write!(f, "authentication failed: {what}"),
-            ConnectionError::Travel(e) => write!(f, "receiving the pipe: {e}"),
-            ConnectionError::Arena(e) => write!(f, "making the pipe: {e}"),
+            ConnectionError::Timeout { during } => write!(
+                f,
+                "the peer did not answer in time ({during}): is it a shmproc Listener / \
+                 Client, and is it running? (or give a longer timeout)"
+            ),
+            ConnectionError::PeerClosed { during } => write!(
+                f,
+                "the peer closed the connection ({during}): it exited, or refused this \
+                 side (see its own error)"
+            ),
+            ConnectionError::Garbage(what) => write!(
+                f,
+                "the peer is not a shmproc Listener / Client of this version: {what}"
+            ),
+            ConnectionError::Authentication(what) => write!(
+                f,
+                "authentication failed: {what}: give both sides the same authkey (or None \
+                 to both)"
+            ),
+            ConnectionError::Travel(e) => write!(f, "the pipe did not arrive whole: {e}"),
+            ConnectionError::Arena(e) => write!(f, "the pipe could not be made: {e}"),
         }
     }
 }

@@ -114,6 +114,7 @@ impl Object for Pipe {
         out.field("duplex", s.duplex);
         for (i, r) in p.rings.iter().take(s.rings()).enumerate() {
             out.field(["state_0", "state_1"][i], r.state());
+            out.field(["in_flight_0", "in_flight_1"][i], r.in_flight());
         }
     }
 }

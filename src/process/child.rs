@@ -109,6 +109,7 @@ impl ChildState {
             }
             let code = read_status(status, self.pid_u32())?;
             *exit = code;
+            crate::arena::sweep_everywhere(self.pid_u32());
             return Ok(code);
         }
         loop {
@@ -121,6 +122,9 @@ impl ChildState {
                 Ok(Some(st)) => {
                     let code = exit_code(&st);
                     *exit = Some(code);
+                    // What the child held in shared arenas goes back now, not at the
+                    // next sweep.
+                    crate::arena::sweep_everywhere(self.pid_u32());
                     return Ok(Some(code));
                 }
                 Ok(None) => return Ok(None),
@@ -264,7 +268,7 @@ fn read_status(status: &OwnedFd, pid: u32) -> Result<Option<i32>, ProcessError> 
             }
             Ok(n) => {
                 return Err(ProcessError::ForkServer(format!(
-                    "{n} bytes where an exit code of 4 was expected"
+                    "a status of {n} bytes where a 4-byte exit code was expected"
                 )))
             }
             Err(Errno::AGAIN) => return Ok(None),

@@ -91,7 +91,7 @@ impl fmt::Display for ProcessError {
             ),
             ProcessError::Closed => f.write_str(
                 "the process object was closed: its pid and sentinel are released, so it can no \
-                 longer be joined, polled or signalled",
+                 longer be joined, polled or signalled (close() only once done with it)",
             ),
             ProcessError::StillRunning => f.write_str(
                 "cannot close a process that is still running: join() it (or terminate() then \
@@ -136,13 +136,20 @@ impl fmt::Display for ProcessError {
                     None => f.write_str(" (exit code unknown)"),
                 }
             }
-            ProcessError::ForkServer(what) => write!(f, "the forkserver failed: {what}"),
+            ProcessError::ForkServer(what) => write!(
+                f,
+                "the forkserver failed: {what} (a server found gone is replaced once; if this \
+                 repeats, something kills it: its process group, a supervisor; \
+                 StartMethod::Spawn needs no server)"
+            ),
             ProcessError::NotOurChild { pid, parent } => write!(
                 f,
                 "process {pid} is a child of process {parent}, not of this process: only its \
                  parent can join or close it"
             ),
-            ProcessError::Os { op, source } => write!(f, "{op} failed: {source}"),
+            ProcessError::Os { op, source } => {
+                write!(f, "{op} failed: {source}{}", crate::error::os_hint(source))
+            }
         }
     }
 }

@@ -147,6 +147,8 @@ impl Context {
     }
 
     /// A process that runs `f(args)` (see [`Process::function`](super::Process::function)).
+    ///
+    /// Needs the `serde` feature (on by default).
     #[cfg(feature = "serde")]
     pub fn function<A, R>(&self, f: fn(A) -> R, args: A) -> super::Process
     where

@@ -440,6 +440,8 @@ impl Builder {
 
     /// Builds a process that runs `f(args)`: Python's `Process(target=f, args=args)`,
     /// under every start method (see [`Process::function`]).
+    ///
+    /// Needs the `serde` feature (on by default).
     #[cfg(feature = "serde")]
     pub fn function<A, R>(self, f: fn(A) -> R, args: A) -> Process
     where
@@ -611,6 +613,7 @@ impl Process {
     }
 
     /// A process that runs `f(args)`: Python's `Process(target=f, args=args)`.
+    /// Needs the `serde` feature (on by default).
     ///
     /// `f` is a function (or a closure that captures nothing); `args` any serde type,
     /// which may hold travelling handles ([`Arena`](crate::Arena), [`Connection`](crate::Connection)
@@ -855,6 +858,8 @@ impl<T: Run> Process<T> {
         // above), or the caller opted in and accepted the documented limits. The child
         // never returns from this function (it leaves through `_exit`), so nothing of the
         // parent's is dropped or run twice.
+        // libc's fork, not rustix's: rustix::runtime::kernel_fork is for programs without libc,
+        // and here libc must do its own fork handling (atfork handlers, its caches).
         let raw = unsafe { libc::fork() };
         if raw < 0 {
             return Err(ProcessError::Os {
@@ -871,6 +876,9 @@ impl<T: Run> Process<T> {
                 source: std::io::Error::other("pid 0"),
             });
         };
+        // The child's registration in the arenas (made before the fork) gets its exact
+        // identity: its start time tells a reused pid apart.
+        crate::arena::child_started(raw as u32);
         // The child cannot be reaped by anyone but us yet, so its pid is still its own
         // (a zombie at worst) and the pidfd names the right process.
         let pidfd = match pidfd_open(pid, PidfdFlags::empty()) {
@@ -915,6 +923,8 @@ fn child_main<T: Run>(
         if !armed || ppid != parent {
             let _ = rustix::process::kill_process(rustix::process::getpid(), Signal::KILL);
             // SAFETY: leaving the child without running anything of the parent's.
+            // libc: std has no `_exit`, and rustix's (runtime::exit_group) is for programs
+            // without libc, outside its stable API.
             unsafe { libc::_exit(1) };
         }
     }
@@ -1311,6 +1321,8 @@ pub fn exit(code: i32) -> ! {
     remote::report_exit(code);
     // SAFETY: `_exit` ends the process at once; nothing is left half-done that another
     // process depends on (output was flushed, children were reaped).
+    // libc: std has no `_exit`, and rustix's (runtime::exit_group) is for programs
+    // without libc, outside its stable API.
     unsafe { libc::_exit(code) }
 }
 

@@ -105,6 +105,7 @@ impl Registry {
         if !HOOK.load(Ordering::Relaxed) {
             // SAFETY: `at_exit` is an `extern "C" fn()` that never unwinds (it catches
             // nothing because nothing in it panics: every error is ignored).
+            // libc: `atexit` is libc's own facility; rustix has no wrapper.
             let rc = unsafe { libc::atexit(at_exit) };
             if rc == 0 {
                 HOOK.store(true, Ordering::Relaxed);

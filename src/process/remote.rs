@@ -249,6 +249,7 @@ fn object_base(addr: usize) -> Option<usize> {
     // SAFETY: `Dl_info` is plain data, valid zeroed; dladdr only writes into it.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
     // SAFETY: dladdr only looks `addr` up in the loader's tables; any value is fine.
+    // libc: a question for the dynamic loader; rustix has no wrapper.
     let rc = unsafe { libc::dladdr(addr as *const libc::c_void, &mut info) };
     (rc != 0 && !info.dli_fbase.is_null()).then_some(info.dli_fbase as usize)
 }
@@ -484,10 +485,22 @@ fn report(
     deadline: Option<Instant>,
     hook_ran: bool,
 ) -> Result<Report, String> {
-    let missing_hook = if hook_ran {
-        ""
+    // What to do, by what went wrong. A forkserver child (`hook_ran`) is past `init`; a
+    // spawned child that never reports in most often has a `main` that does not call
+    // `init` first.
+    let (exited, silent) = if hook_ran {
+        (
+            ": it crashed, or exited, before its target ran (its stderr says why)",
+            ": it may be slow to start (raise Builder::start_timeout), or stuck before \
+             shmproc::init()",
+        )
     } else {
-        ": its main did not call shmproc::init() first (or called it too late)"
+        (
+            ": make shmproc::init() the first line of main (a spawned child runs main until \
+             init; if main does call it first, the child crashed: its stderr says why)",
+            ": make shmproc::init() the first line of main (a spawned child runs main until \
+             init), or raise Builder::start_timeout if the child is slow to start",
+        )
     };
     loop {
         let ts = deadline.map(|d| {
@@ -530,13 +543,11 @@ fn report(
                 }
                 Ok(m) => return Err(format!("the child sent a message of kind {}", m.kind)),
                 Err(WireError::Timeout) if child_gone => {
-                    return Err(format!(
-                        "the child exited before it reported in{missing_hook}"
-                    ));
+                    return Err(format!("the child exited before it reported in{exited}"));
                 }
                 Err(WireError::Eof) => {
                     return Err(format!(
-                        "the child closed its socket before it reported in{missing_hook}"
+                        "the child closed its socket before it reported in{exited}"
                     ));
                 }
                 Err(WireError::Timeout) => {}
@@ -544,7 +555,7 @@ fn report(
             }
         }
         if n == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
-            return Err(format!("the child did not report in in time{missing_hook}"));
+            return Err(format!("the child did not report in in time{silent}"));
         }
     }
 }
@@ -599,6 +610,8 @@ pub(crate) fn spawn_self(sock: &OwnedFd, var: &str, cookie: u64) -> Result<Pid, 
     // after; every pointer passed (path, argv, envp and their strings) lives until
     // posix_spawn returns; argv and envp end with a null pointer. posix_spawn is safe to
     // call from a multi-threaded process.
+    // libc: rustix has no posix_spawn, and std's Command cannot put a descriptor at a
+    // chosen number without a pre_exec hook (which makes it fork, not posix_spawn).
     let rc = unsafe {
         let mut fa: libc::posix_spawn_file_actions_t = std::mem::zeroed();
         let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
@@ -648,6 +661,8 @@ fn inherited(var: &str) -> Option<(OwnedFd, u64)> {
         return None;
     }
     // SAFETY: F_GETFD on a number only asks whether it is open.
+    // libc: rustix's fcntl takes a BorrowedFd, i.e. a descriptor known to be open;
+    // whether this number is open is the question.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
         return None;
     }
@@ -776,6 +791,8 @@ fn fail(sock: Option<&OwnedFd>, name: &str, reason: &str) -> ! {
     let _ = writeln!(std::io::stderr(), "Process {name}:\n{reason}");
     report_exit(1);
     // SAFETY: leaving a child that has run nothing of its own yet.
+    // libc: std has no `_exit`, and rustix's (runtime::exit_group) is for programs
+    // without libc, outside its stable API.
     unsafe { libc::_exit(1) }
 }
 
@@ -874,6 +891,8 @@ pub(crate) fn run_child(
         if !armed || ppid != expected {
             let _ = rustix::process::kill_process(rustix::process::getpid(), Signal::KILL);
             // SAFETY: leaving the child without running anything.
+            // libc: std has no `_exit`, and rustix's (runtime::exit_group) is for programs
+            // without libc, outside its stable API.
             unsafe { libc::_exit(1) };
         }
     }

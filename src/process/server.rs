@@ -48,6 +48,8 @@ pub(crate) fn fork_at_init() {
     let _ = std::io::Write::flush(&mut std::io::stdout());
     // SAFETY: the caller checked that this process has one thread, so the child is a
     // faithful copy; it runs only `serve` and leaves through `_exit`.
+    // libc's fork, not rustix's: rustix::runtime::kernel_fork is for programs without libc,
+    // and here libc must do its own fork handling (atfork handlers, its caches).
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         drop(ours);
@@ -129,6 +131,8 @@ struct Kid {
 /// The server's loop (see the module docs). Never returns.
 pub(crate) fn serve(ctl: OwnedFd) -> ! {
     // SAFETY: plain signal-disposition changes in this single-threaded process.
+    // libc: rustix has no sigaction in its stable API (runtime::kernel_sigaction is for
+    // programs without libc).
     let old_int = unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
     // SAFETY: as above; writing to a status pipe whose reader is gone must not kill us.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
@@ -147,7 +151,8 @@ pub(crate) fn serve(ctl: OwnedFd) -> ! {
         match poll(&mut fds, None) {
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,
-            // SAFETY: nothing to clean up; the server holds no shared state.
+            // SAFETY: nothing to clean up; the server holds no shared state. (libc's
+            // `_exit`: see `process::exit`'s note on why not rustix.)
             Err(_) => unsafe { libc::_exit(1) },
         }
         let request = !fds[0].revents().is_empty();
@@ -187,6 +192,8 @@ pub(crate) fn serve(ctl: OwnedFd) -> ! {
         let (sock, status) = (fds.next().expect("two"), fds.next().expect("two"));
         // SAFETY: this process has one thread; the child runs `run_child` and leaves
         // through `_exit`, never returning into this loop.
+        // libc's fork, not rustix's: rustix::runtime::kernel_fork is for programs without libc,
+        // and here libc must do its own fork handling (atfork handlers, its caches).
         let pid = unsafe { libc::fork() };
         if pid == 0 {
             // The child: nothing of the server's but its socket and its status pipe.
@@ -194,8 +201,8 @@ pub(crate) fn serve(ctl: OwnedFd) -> ! {
             drop(std::mem::take(&mut kids));
             // SAFETY: restoring the disposition the program had.
             unsafe { libc::signal(libc::SIGINT, old_int) };
-            // SAFETY: joining the requester's group; failure (another session) is fine.
-            unsafe { libc::setpgid(0, pgid as libc::pid_t) };
+            // Joining the requester's group; failure (another session) is fine.
+            let _ = rustix::process::setpgid(None, Pid::from_raw(pgid as i32));
             remote::run_child(sock, 0, Some(me), Some(status));
         }
         // The child reports itself to the requester; a failed fork closes the socket,

@@ -54,10 +54,12 @@ pub(crate) enum WireError {
 impl fmt::Display for WireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            WireError::Eof => f.write_str("the peer closed the socket"),
-            WireError::Timeout => f.write_str("timed out"),
-            WireError::Garbage(what) => write!(f, "garbage on the socket: {what}"),
-            WireError::Os(op, e) => write!(f, "{op} failed: {e}"),
+            WireError::Eof => f.write_str("the peer closed the socket (or exited)"),
+            WireError::Timeout => f.write_str("the peer did not answer before the deadline"),
+            WireError::Garbage(what) => {
+                write!(f, "the peer does not speak shmproc's protocol: {what}")
+            }
+            WireError::Os(op, e) => write!(f, "{op} failed: {e}{}", crate::error::os_hint(e)),
         }
     }
 }

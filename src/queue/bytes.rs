@@ -101,9 +101,10 @@ impl ByteQueue {
     ///
     /// ```
     /// use shmproc::{Arena, queue::ByteQueue};
-    /// let arena = Arena::anonymous(1 << 20)?;
+    /// let arena = Arena::builder().size(1 << 20).limit(1 << 20).anonymous()?;
     /// assert!(ByteQueue::new_in(&arena, 4, 0).is_err());
-    /// assert!(ByteQueue::new_in(&arena, 1024, 4096).is_err()); // 4 MiB: too large
+    /// // 4 MiB: more than this arena may grow to.
+    /// assert!(ByteQueue::new_in(&arena, 1024, 4096).is_err());
     /// # Ok::<(), shmproc::Error>(())
     /// ```
     pub fn new_in(arena: &Arena, capacity: usize, max_message: usize) -> Result<Self> {

@@ -316,6 +316,9 @@ pub(crate) fn inspect(ring: &MpmcRing, g: &SlotGeometry, out: &mut Inspect) {
     out.field("capacity", g.cap);
     out.field("qsize", ring.len_in(g.cap));
     out.field("closed", ring.is_closed_in(g.cap));
+    let (getters, putters) = ring.sleepers();
+    out.field("get_waiters", getters);
+    out.field("put_waiters", putters);
 }
 
 impl Core {

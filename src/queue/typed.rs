@@ -175,8 +175,9 @@ impl<T: Pod> Queue<T> {
     ///
     /// ```
     /// use shmproc::{Arena, queue::Queue};
-    /// let arena = Arena::anonymous(1 << 20)?;
-    /// assert!(Queue::<[u8; 1024]>::new_in(&arena, 4096).is_err()); // 4 MiB: too large
+    /// let arena = Arena::builder().size(1 << 20).limit(1 << 20).anonymous()?;
+    /// // 4 MiB: more than this arena may grow to.
+    /// assert!(Queue::<[u8; 1024]>::new_in(&arena, 4096).is_err());
     /// let q = Queue::<u64>::new_in(&arena, 64)?;
     /// # Ok::<(), shmproc::Error>(())
     /// ```

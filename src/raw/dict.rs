@@ -140,17 +140,20 @@ impl DictGeometry {
     pub fn new(capacity: usize, max_key: usize, max_value: usize) -> Result<DictGeometry> {
         if capacity == 0 || capacity > MAX_CAPACITY {
             return Err(Error::InvalidArgument(format!(
-                "dict capacity {capacity} is outside 1..={MAX_CAPACITY}"
+                "dict capacity {capacity} is outside 1..={MAX_CAPACITY}: give the number of \
+                 entries it must hold"
             )));
         }
         if max_key == 0 || max_key > MAX_KEY {
             return Err(Error::InvalidArgument(format!(
-                "maximum key size {max_key} is outside 1..={MAX_KEY} bytes"
+                "maximum key size {max_key} is outside 1..={MAX_KEY} bytes: give the length \
+                 of the longest key (hash longer keys down to one that fits)"
             )));
         }
         if max_value > MAX_VALUE {
             return Err(Error::InvalidArgument(format!(
-                "maximum value size {max_value} is above {MAX_VALUE} bytes"
+                "maximum value size {max_value} is above {MAX_VALUE} bytes: keep larger \
+                 values elsewhere (a SharedMemory segment, an Array) and store where they are"
             )));
         }
         let slots = (capacity * 2).next_power_of_two().max(2);
@@ -180,7 +183,9 @@ impl DictGeometry {
         if ok {
             Ok(())
         } else {
-            Err(Error::Corrupt(format!("dict geometry {self:?} is invalid")))
+            Err(Error::Corrupt(format!(
+                "dict geometry {self:?} is not one that a dict is made with"
+            )))
         }
     }
 
@@ -285,13 +290,19 @@ impl fmt::Display for DictError {
             ),
             DictError::KeyTooLong { len, max } => write!(
                 f,
-                "key of {len} bytes is longer than this dict's limit of {max} bytes"
+                "key of {len} bytes is longer than this dict's limit of {max} bytes: make \
+                 the dict with a larger max_key, or use shorter keys"
             ),
             DictError::ValueTooLong { len, max } => write!(
                 f,
-                "value of {len} bytes is longer than this dict's limit of {max} bytes"
+                "value of {len} bytes is longer than this dict's limit of {max} bytes: make \
+                 the dict with a larger max_value, or store smaller values"
             ),
-            DictError::Codec(why) => write!(f, "encoding error: {why}"),
+            DictError::Codec(why) => write!(
+                f,
+                "a key or value could not be encoded or decoded: {why} (do all processes \
+                 use the dict with the same key and value types?)"
+            ),
         }
     }
 }

@@ -71,6 +71,7 @@
 //! | 96     | `fresh`           | every byte of `[fresh, end)` is zero (see *Zeroed memory*) |
 //! | 104    | `intent`          | the operation in progress: block offset \| kind, 0 = none |
 //! | 112    | `fl_bitmap`       | bit `f`: some list of first level `f` is non-empty  |
+//! | 120    | `link`            | the caller's word an `alloc_into` / `free_from` in progress writes, 0 = none |
 //! | 128    | `sl_bitmap[34]`   | bit `s` of word `f`: list `(f, s)` is non-empty     |
 //! | 400    | `heads[34][16]`   | first block of each free list (offset, 0 = none)    |
 //!
@@ -350,18 +351,35 @@ impl fmt::Display for HeapError {
             ),
             HeapError::TooLarge { requested } => write!(
                 f,
-                "{requested} bytes is more than any heap can hold (at most {MAX_REQUEST})"
+                "{requested} bytes is more than any heap can hold (at most {MAX_REQUEST}): \
+                 split the data, or give it a mapping of its own"
             ),
             HeapError::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
             HeapError::DoubleFree { offset } => {
-                write!(f, "double free: the block at {offset:#x} is already free")
+                write!(
+                    f,
+                    "double free: the block at {offset:#x} is already free: free each block once"
+                )
             }
             HeapError::NotAllocated { offset } => {
-                write!(f, "{offset:#x} is not an allocated block of this heap")
+                write!(
+                    f,
+                    "{offset:#x} is not an allocated block of this heap: free only what alloc \
+                     returned, once"
+                )
             }
-            HeapError::Uninitialised => f.write_str("the heap is not initialised"),
-            HeapError::Corrupt(c) => write!(f, "heap corrupt: {c}"),
-            HeapError::TimedOut => f.write_str("the deadline passed first"),
+            HeapError::Uninitialised => {
+                f.write_str("the heap is not initialised: call RawHeap::init first")
+            }
+            HeapError::Corrupt(c) => write!(
+                f,
+                "the heap is corrupt: {c}; a process wrote into it outside shmproc: \
+                 RawHeap::recover rebuilds the free lists if the chain of blocks is intact"
+            ),
+            HeapError::TimedOut => f.write_str(
+                "the deadline passed before the heap's lock was taken or the walk was done: \
+                 retry (an interrupted repair is resumed by the next caller)",
+            ),
         }
     }
 }
@@ -527,6 +545,16 @@ fn block_size(size: u64) -> Result<u64, HeapError> {
 /// The leading gap before an `align`-aligned payload in a block at `b`: 0 or at least
 /// `MIN_BLOCK` (a gap is split off as a free block).
 #[inline]
+/// A caller's word for `alloc_into` / `free_from`: 8-aligned, inside the region.
+fn check_link(region: &Region, dest: u64) -> Result<(), HeapError> {
+    if dest == 0 || dest % 8 != 0 || region.word(dest).is_none() {
+        return Err(HeapError::InvalidArgument(
+            "the word to record the offset in must be a non-zero, aligned offset in the region",
+        ));
+    }
+    Ok(())
+}
+
 fn gap(b: u64, align: u64) -> u64 {
     if align <= GRANULE {
         return 0;
@@ -553,7 +581,7 @@ struct State {
     fresh: Word,
     intent: Word,
     fl_bitmap: Word,
-    _reserved: Word,
+    link: Word,
     sl_bitmap: [Word; FL_COUNT],
     heads: [[Word; SL_COUNT]; FL_COUNT],
 }
@@ -774,7 +802,7 @@ impl RawHeap {
                 fresh: Word::new(0),
                 intent: Word::new(0),
                 fl_bitmap: Word::new(0),
-                _reserved: Word::new(0),
+                link: Word::new(0),
                 sl_bitmap: [const { Word::new(0) }; FL_COUNT],
                 heads: [const { [const { Word::new(0) }; SL_COUNT] }; FL_COUNT],
             }),
@@ -822,7 +850,7 @@ impl RawHeap {
                 end,
                 fresh: start,
             };
-            for w in [&st.intent, &st.fl_bitmap, &st.end_prev] {
+            for w in [&st.intent, &st.link, &st.fl_bitmap, &st.end_prev] {
                 op.sput(w, 0);
             }
             for (bits, heads) in st.sl_bitmap.iter().zip(&st.heads) {
@@ -871,7 +899,7 @@ impl RawHeap {
         who: &impl Liveness,
         deadline: Option<Instant>,
     ) -> Result<u64, HeapError> {
-        self.alloc_with(region, size, align, false, who, deadline, &Live)
+        self.alloc_with(region, size, align, false, 0, who, deadline, &Live)
     }
 
     /// As [`alloc`](Self::alloc), with every byte of the block zero. The bytes are
@@ -888,7 +916,7 @@ impl RawHeap {
         who: &impl Liveness,
         deadline: Option<Instant>,
     ) -> Result<u64, HeapError> {
-        self.alloc_with(region, size, align, true, who, deadline, &Live)
+        self.alloc_with(region, size, align, true, 0, who, deadline, &Live)
     }
 
     /// Frees the block whose first usable byte is at `offset` (as `alloc` returned it),
@@ -905,7 +933,74 @@ impl RawHeap {
         deadline: Option<Instant>,
     ) -> Result<(), HeapError> {
         self.run(region, who, deadline, &Live, true, |op, _| {
-            op.free(offset, USED)
+            op.free(offset, USED, 0)
+        })
+    }
+
+    /// As [`alloc`](Self::alloc) (or [`alloc_zeroed`](Self::alloc_zeroed) with `zero`),
+    /// and stores the block's offset into the word at region offset `dest` inside the same
+    /// locked operation: a process killed at any point leaves either no block and `dest`
+    /// as it was before (0 if it was 0), or the block allocated and its offset in `dest`.
+    /// Nothing is lost: a layer that keeps its blocks' offsets in shared words (the
+    /// arena's metadata, an object's state) never has an allocated block that no word
+    /// names. (With `zero`, the bytes are cleared after the lock is released, so a block
+    /// found through `dest` after its allocator died may hold old bytes.)
+    ///
+    /// `dest` must be an 8-aligned word of the region outside the heap's own bookkeeping
+    /// (typically before `start`, or inside an allocated block).
+    ///
+    /// # Errors
+    /// As [`alloc`](Self::alloc); [`HeapError::InvalidArgument`] for a `dest` that is not
+    /// an aligned word of the region.
+    #[allow(clippy::too_many_arguments)]
+    pub fn alloc_into(
+        &self,
+        region: &Region,
+        size: u64,
+        align: u64,
+        zero: bool,
+        dest: u64,
+        who: &impl Liveness,
+        deadline: Option<Instant>,
+    ) -> Result<u64, HeapError> {
+        check_link(region, dest)?;
+        self.alloc_with(region, size, align, zero, dest, who, deadline, &Live)
+    }
+
+    /// Frees the block whose offset the word at region offset `dest` holds and sets that
+    /// word to 0, in one locked operation: a process killed at any point leaves either
+    /// both done or neither (the next locker completes it). Returns the offset freed, or
+    /// `None` when `dest` held 0.
+    ///
+    /// # Errors
+    /// As [`free`](Self::free) for the offset `dest` holds (then `dest` is left as it
+    /// was); [`HeapError::InvalidArgument`] for a `dest` that is not an aligned word of
+    /// the region.
+    pub fn free_from(
+        &self,
+        region: &Region,
+        dest: u64,
+        who: &impl Liveness,
+        deadline: Option<Instant>,
+    ) -> Result<Option<u64>, HeapError> {
+        self.free_from_with(region, dest, who, deadline, &Live)
+    }
+
+    fn free_from_with<H: Hook>(
+        &self,
+        region: &Region,
+        dest: u64,
+        who: &impl Liveness,
+        deadline: Option<Instant>,
+        hook: &H,
+    ) -> Result<Option<u64>, HeapError> {
+        check_link(region, dest)?;
+        self.run(region, who, deadline, hook, true, |op, _| {
+            let p = op.get(dest)?;
+            if p == 0 {
+                return Ok(None);
+            }
+            op.free(p, USED, dest).map(|()| Some(p))
         })
     }
 
@@ -964,6 +1059,21 @@ impl RawHeap {
         deadline: Option<Instant>,
     ) -> Result<HeapStats, HeapError> {
         self.run(region, who, deadline, &Live, true, |op, _| op.check())
+    }
+
+    /// Every allocated block (not free, not parked in a cache): its payload offset and
+    /// usable size, in address order. A walk under the lock, O(blocks): for repairs and
+    /// inspection, never on a hot path.
+    ///
+    /// # Errors
+    /// [`HeapError::Corrupt`] when the chain of tags is broken; [`HeapError::TimedOut`].
+    pub fn used_blocks(
+        &self,
+        region: &Region,
+        who: &impl Liveness,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<(u64, u64)>, HeapError> {
+        self.run(region, who, deadline, &Live, true, |op, _| op.used_blocks())
     }
 
     /// Takes the lock (from a dead holder if need be) and repairs the heap with a full
@@ -1034,7 +1144,9 @@ impl RawHeap {
         deadline: Option<Instant>,
     ) -> Result<(), HeapError> {
         self.run(region, who, deadline, &Live, true, |op, _| {
-            blocks.iter().try_for_each(|&b| op.free(b + HEADER, CACHED))
+            blocks
+                .iter()
+                .try_for_each(|&b| op.free(b + HEADER, CACHED, 0))
         })
     }
 
@@ -1067,6 +1179,7 @@ impl RawHeap {
         size: u64,
         align: u64,
         zero: bool,
+        link: u64,
         who: &impl Liveness,
         deadline: Option<Instant>,
         hook: &H,
@@ -1078,7 +1191,7 @@ impl RawHeap {
         }
         let n = block_size(size)?;
         let (p, dirty_end) = self.run(region, who, deadline, hook, true, |op, _| {
-            op.alloc(size, n, align.max(GRANULE))
+            op.alloc(size, n, align.max(GRANULE), link)
         })?;
         if zero && hook.alive() {
             region.zero(p, dirty_end.saturating_sub(p));
@@ -1474,7 +1587,35 @@ impl RawHeap {
         deadline: Option<Instant>,
         hook: &CrashAfter,
     ) -> Result<u64, HeapError> {
-        self.alloc_with(region, size, align, zero, who, deadline, hook)
+        self.alloc_with(region, size, align, zero, 0, who, deadline, hook)
+    }
+
+    /// [`alloc_into`](Self::alloc_into), each shared write through `hook`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn alloc_into_hooked(
+        &self,
+        region: &Region,
+        size: u64,
+        align: u64,
+        dest: u64,
+        who: &impl Liveness,
+        deadline: Option<Instant>,
+        hook: &CrashAfter,
+    ) -> Result<u64, HeapError> {
+        check_link(region, dest)?;
+        self.alloc_with(region, size, align, false, dest, who, deadline, hook)
+    }
+
+    /// [`free_from`](Self::free_from), each shared write through `hook`.
+    pub fn free_from_hooked(
+        &self,
+        region: &Region,
+        dest: u64,
+        who: &impl Liveness,
+        deadline: Option<Instant>,
+        hook: &CrashAfter,
+    ) -> Result<Option<u64>, HeapError> {
+        self.free_from_with(region, dest, who, deadline, hook)
     }
 
     /// [`free`](Self::free), each shared write through `hook`.
@@ -1487,7 +1628,7 @@ impl RawHeap {
         hook: &CrashAfter,
     ) -> Result<(), HeapError> {
         self.run(region, who, deadline, hook, true, |op, _| {
-            op.free(offset, USED)
+            op.free(offset, USED, 0)
         })
     }
 
@@ -1687,6 +1828,17 @@ impl<'a, H: Hook> Op<'a, H> {
     fn set_intent(&self, v: u64) {
         let st = self.st;
         self.sput(&st.intent, v);
+    }
+
+    /// Records the caller's word an operation writes (before its intent, so a repair that
+    /// sees the intent sees the word); a stale one is cleared, so a repair never touches
+    /// a word the interrupted operation did not name.
+    #[inline]
+    fn set_link(&self, link: u64) {
+        let st = self.st;
+        if self.sget(&st.link) != link {
+            self.sput(&st.link, link);
+        }
     }
 
     fn expired(&self, steps: u64) -> bool {
@@ -1993,7 +2145,15 @@ impl<'a, H: Hook> Op<'a, H> {
     /// Allocates a block of `n` bytes (a block size) at payload alignment `align`; returns
     /// the payload offset and the end of the part that may hold old bytes.
     #[inline]
-    fn alloc(&mut self, requested: u64, n: u64, align: u64) -> Result<(u64, u64), HeapError> {
+    /// With `link` non-zero, also stores the payload offset into that region word (see
+    /// `RawHeap::alloc_into`).
+    fn alloc(
+        &mut self,
+        requested: u64,
+        n: u64,
+        align: u64,
+        link: u64,
+    ) -> Result<(u64, u64), HeapError> {
         let Some((b, s)) = self.find(n, align)? else {
             return Err(HeapError::OutOfSpace {
                 requested,
@@ -2014,6 +2174,7 @@ impl<'a, H: Hook> Op<'a, H> {
         let f0 = self.fresh;
 
         // Writes. Before the commit the chain reads F = [b, b + s) as before.
+        self.set_link(link);
         self.set_intent(a | ALLOC);
         self.raise(if t > 0 { a + n + MIN_BLOCK } else { a + n });
         if t > 0 {
@@ -2049,13 +2210,17 @@ impl<'a, H: Hook> Op<'a, H> {
             &heap.free_blocks,
             (u64::from(g > 0) + u64::from(t > 0)).wrapping_sub(1),
         );
+        if link != 0 {
+            self.put(link, a + HEADER)?;
+        }
         self.set_intent(0);
         Ok((a + HEADER, (a + n).min(f0.max(a + HEADER))))
     }
 
     /// Frees the block at payload offset `p`, which must be in state `want` (USED, or
-    /// CACHED for a cache's own blocks).
-    fn free(&mut self, p: u64, want: u64) -> Result<(), HeapError> {
+    /// CACHED for a cache's own blocks). With `link` non-zero, also sets that region word
+    /// (which holds `p`) to 0 (see `RawHeap::free_from`).
+    fn free(&mut self, p: u64, want: u64, link: u64) -> Result<(), HeapError> {
         if p % GRANULE != 0 || p < self.start + HEADER || p >= self.end {
             return Err(HeapError::NotAllocated { offset: p });
         }
@@ -2093,6 +2258,7 @@ impl<'a, H: Hook> Op<'a, H> {
         };
 
         // Writes. The commit (A's tag) comes first: adjacent free blocks are a valid chain.
+        self.set_link(link);
         self.set_intent(a | FREEING);
         self.set_tag(a, n, FREE)?;
         let m = ps + n + nn;
@@ -2119,6 +2285,9 @@ impl<'a, H: Hook> Op<'a, H> {
             &heap.free_blocks,
             1u64.wrapping_sub(u64::from(ps != 0) + u64::from(nn != 0)),
         );
+        if link != 0 {
+            self.put(link, 0)?;
+        }
         self.set_intent(0);
         Ok(())
     }
@@ -2207,6 +2376,18 @@ impl<'a, H: Hook> Op<'a, H> {
             ALLOC | FREEING if intent != 0 => target,
             _ => u64::MAX,
         };
+        // And the caller's word it names, if any, no longer holds it: an interrupted
+        // `alloc_into` is rolled back, an interrupted `free_from` completed.
+        let link = self.sget(&st.link);
+        if link != 0 {
+            if target != u64::MAX
+                && self.r.word(link).is_some()
+                && self.get(link)? == target + HEADER
+            {
+                self.put(link, 0)?;
+            }
+            self.sput(&st.link, 0);
+        }
 
         // Empty every list; the walk refills them.
         if self.sget(&st.fl_bitmap) != 0 {
@@ -2328,6 +2509,24 @@ impl<'a, H: Hook> Op<'a, H> {
     }
 
     /// The full validation walk (see [`RawHeap::check`]). Writes nothing.
+    fn used_blocks(&self) -> Result<Vec<(u64, u64)>, HeapError> {
+        let mut out = Vec::new();
+        let mut b = self.start;
+        let mut steps = 0;
+        while b < self.end {
+            steps += 1;
+            if self.expired(steps) {
+                return Err(HeapError::TimedOut);
+            }
+            let (size, state) = self.block(b)?;
+            if state == USED {
+                out.push((b + HEADER, size - HEADER));
+            }
+            b += size;
+        }
+        Ok(out)
+    }
+
     fn check(&self) -> Result<HeapStats, HeapError> {
         let st = self.st;
         let heap = self.heap;

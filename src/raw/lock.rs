@@ -121,7 +121,10 @@ pub struct NotOwner;
 
 impl fmt::Display for NotOwner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the lock is not held by the caller: acquire it first")
+        f.write_str(
+            "the lock is not held by the caller (this process and thread): acquire it first, \
+             and release it from the thread that acquired it",
+        )
     }
 }
 
@@ -133,7 +136,7 @@ pub struct TimedOut;
 
 impl fmt::Display for TimedOut {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the deadline passed first")
+        f.write_str("the deadline passed before the lock was acquired: retry, or wait longer")
     }
 }
 

@@ -17,7 +17,10 @@
 //! | [`mpmc`]      | the bounded MPMC ring of slots (Vyukov stamps)                   | the queue family |
 //! | [`spsc`]      | the SPSC byte ring with its frame and wake protocol              | `Pipe` / `Connection` |
 //! | [`dict`]      | the open-addressing table with its seqlock                       | `SharedDict`, `TypedDict`, `SerdeDict` |
+//! | [`extent`]    | the published size of a growing file, and a process's view of it  | the arena |
+//! | [`list`]      | the growable array in owned chunks: seqlock readers, a journal for a killed writer | `SharedList`, `ByteList`, `SerdeList` |
 //! | [`heap`]      | the TLSF heap of variable-size blocks, by offset, crash-safe     | the arena |
+//! | [`owned`]     | blocks an object owns, named by shared words ([`Blocks`](owned::Blocks), [`InFlight`](owned::InFlight)) | the arena's tables, objects that grow |
 //!
 //! The loom models of each live in `loom-tests/tests/<module>.rs`.
 
@@ -82,9 +85,12 @@ pub mod barrier;
 pub mod condvar;
 pub mod dict;
 pub mod event;
+pub mod extent;
 pub mod heap;
+pub mod list;
 pub mod lock;
 pub mod mpmc;
+pub mod owned;
 pub mod rlock;
 pub mod semaphore;
 pub mod spsc;

@@ -1931,6 +1931,17 @@ impl MpmcRing {
         self.join.0.unfinished.load(Ordering::Relaxed)
     }
 
+    /// Parties between registering to sleep and leaving (asleep in `futex_wait`, or on
+    /// their way in or out), as `(consumers, producers)`: a snapshot, for inspection.
+    pub fn sleepers(&self) -> (u32, u32) {
+        let n = |w: &AtomicU32| {
+            // Relaxed: a diagnostic snapshot; it orders nothing.
+            let w = w.load(Ordering::Relaxed);
+            Waiters::waiting(w) + Waiters::signalled(w)
+        };
+        (n(&self.wake.0.get_waiters), n(&self.wake.0.put_waiters))
+    }
+
     /// The journal words of every entry, and the spare counts, in one read.
     fn journal(&self, s: &impl Slots, into: &mut Vec<u64>) {
         into.clear();

@@ -696,6 +696,14 @@ impl ByteRing {
         buf.load_word(h, Ordering::Relaxed) == 0
     }
 
+    /// Bytes written and not yet consumed (`tail - head`: payload, chunk headers and
+    /// padding), a snapshot for inspection; above the capacity only in a corrupted ring.
+    pub fn in_flight(&self) -> u32 {
+        // Relaxed (both): a diagnostic snapshot; it orders nothing.
+        let tail = self.tail.load(Ordering::Relaxed);
+        tail.wrapping_sub(self.head.load(Ordering::Relaxed))
+    }
+
     /// Overwrites the indices and state as a hostile peer could (fuzzing and tests).
     #[cfg(any(test, fuzzing))]
     pub fn scribble(&self, tail: u32, head: u32, head_cache: u32, state: u32) {

@@ -109,7 +109,7 @@ impl fmt::Display for OutOfBounds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "bytes {}..{} are outside a segment of {} bytes",
+            "bytes {}..{} are outside a segment of {} bytes: read and write within 0..size()",
             self.offset,
             self.offset.saturating_add(self.len),
             self.size
@@ -146,7 +146,9 @@ fn unique_name() -> String {
 impl SharedMemory {
     /// Creates a segment of `size` usable bytes (zero-filled), named `name` or, with
     /// `None`, a generated unique name (see [`name`](Self::name)). Creation is exclusive
-    /// (`O_EXCL`), mode `0600`. The caller's pid is recorded for [`cleanup_orphans`].
+    /// and atomic (the segment appears complete, with its header, or not at all; a
+    /// creator killed part-way leaves nothing), mode `0600`. The caller's pid is recorded
+    /// for [`cleanup_orphans`].
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a size of 0 (or above 1 TiB);
@@ -165,7 +167,7 @@ impl SharedMemory {
     pub fn create(name: Option<&str>, size: usize) -> Result<SharedMemory> {
         if size == 0 || size as u64 > MAX_SEGMENT {
             return Err(Error::InvalidArgument(format!(
-                "segment size {size} is outside 1..={MAX_SEGMENT} bytes"
+                "segment size {size} is outside 1..={MAX_SEGMENT} bytes: give a size in that range"
             )));
         }
         match name {
@@ -183,45 +185,32 @@ impl SharedMemory {
     }
 
     fn create_named(name: &str, size: usize) -> Result<SharedMemory> {
-        use rustix::fs::{ftruncate, Mode};
-        use rustix::shm;
-        let path = crate::arena::shm_path(name);
-        let fd = shm::open(
-            path.as_str(),
-            shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
-            Mode::RUSR | Mode::WUSR,
-        )
-        .map_err(|e| match e {
-            rustix::io::Errno::EXIST => Error::AlreadyExists(name.to_string()),
-            e => Error::os("shm_open", e),
-        })?;
-        let made = (|| {
-            let total = (SEGMENT_HEADER + size) as u64;
-            ftruncate(&fd, total).map_err(|e| Error::os("ftruncate", e))?;
-            let header = SegHeader {
-                magic: SEG_MAGIC,
-                size: size as u64,
-                creator_pid: Procfs.me(),
-                creator_start: Procfs.my_start(),
-                ..SegHeader::default()
-            };
-            // The header goes in with one pwrite before anything is mapped: a sweeper
-            // that reads the file meanwhile sees either no magic (not ours yet: left
-            // alone) or the whole header.
-            let bytes = bytemuck::bytes_of(&header);
-            let n = rustix::io::pwrite(&fd, bytes, 0).map_err(|e| Error::os("pwrite", e))?;
-            if n != bytes.len() {
-                return Err(Error::os(
-                    "pwrite",
-                    std::io::Error::from(std::io::ErrorKind::WriteZero),
-                ));
-            }
-            Self::map(fd, name, size)
-        })();
-        if made.is_err() {
-            let _ = shm::unlink(path.as_str());
+        use rustix::fs::ftruncate;
+        // Made unnamed, then named in one step once complete (O_TMPFILE + linkat): nobody
+        // sees a segment without its header, and a creator killed before the end leaves
+        // nothing behind.
+        let file = crate::arena::ShmFile::new(name)?;
+        let fd = file.fd().try_clone().map_err(|e| Error::os("dup", e))?;
+        let total = (SEGMENT_HEADER + size) as u64;
+        ftruncate(&fd, total).map_err(|e| Error::os("ftruncate", e))?;
+        let header = SegHeader {
+            magic: SEG_MAGIC,
+            size: size as u64,
+            creator_pid: Procfs.me(),
+            creator_start: Procfs.my_start(),
+            ..SegHeader::default()
+        };
+        let bytes = bytemuck::bytes_of(&header);
+        let n = rustix::io::pwrite(&fd, bytes, 0).map_err(|e| Error::os("pwrite", e))?;
+        if n != bytes.len() {
+            return Err(Error::os(
+                "pwrite",
+                std::io::Error::from(std::io::ErrorKind::WriteZero),
+            ));
         }
-        made
+        let seg = Self::map(fd, name, size)?;
+        file.publish()?;
+        Ok(seg)
     }
 
     fn map(fd: OwnedFd, name: &str, size: usize) -> Result<SharedMemory> {
@@ -457,7 +446,9 @@ fn is_orphan(name: &str, uid: rustix::process::Uid) -> Result<bool> {
     )
     .map_err(|e| Error::os("shm_open", e))?;
     let st = rustix::fs::fstat(&fd).map_err(|e| Error::os("fstat", e))?;
-    if st.st_uid != uid.as_raw() || (st.st_mode & libc::S_IFMT) != libc::S_IFREG {
+    if st.st_uid != uid.as_raw()
+        || rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile
+    {
         return Ok(false);
     }
     let (h, _) = read_header(&fd)?;

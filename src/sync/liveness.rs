@@ -106,6 +106,7 @@ fn current_pid_slow() -> u32 {
     ATFORK.call_once(|| {
         // SAFETY: `forget_after_fork` is an `extern "C" fn()` that only stores to atomics,
         // which is async-signal-safe as fork's child handlers must be.
+        // libc: `pthread_atfork` is libc's own facility; rustix has no wrapper.
         let rc = unsafe { libc::pthread_atfork(None, None, Some(forget_after_fork)) };
         debug_assert_eq!(rc, 0, "pthread_atfork failed");
     });

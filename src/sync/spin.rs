@@ -25,6 +25,14 @@ use crate::sync::{spin_hint, yield_now};
 /// trips instead of ~0.2 µs. A [`Connection`](crate::pipe::Connection) therefore spins
 /// longer before its first yield ([`SpinPolicy::HAND_OFF`]).
 ///
+/// Why this is not crossbeam-utils' `Backoff::snooze` (crossbeam's [`Backoff`](crossbeam_utils::Backoff)
+/// is used where a race was lost: see `Backoff` in this module): `snooze` has one fixed
+/// schedule, 2^step PAUSEs up to 64, so 127 PAUSEs (~3 µs) before its first yield, then
+/// yields until its step passes 10. That is the schedule of the first version above, which
+/// made four queue processes on two cores ~1.5x slower; here the number of rounds and the
+/// first yield are a policy of each handle (`NEVER`, `HAND_OFF`, the default), a round
+/// spins at most 16 PAUSEs, and under loom every PAUSE must be a loom yield point.
+///
 /// ```
 /// use shmproc::SpinPolicy;
 /// assert_eq!(SpinPolicy::NEVER.rounds, 0);
@@ -171,21 +179,41 @@ fn pauses(shift: u32) -> u32 {
 }
 
 /// The wait of an operation that lost a race (a failed CAS, or a look that shows another
-/// party got there first): `2^step` PAUSEs, `step` growing to 6 (crossbeam's
-/// `Backoff::spin`), then look again. Never yields: the winner is running, and will be done
-/// within nanoseconds. Without it two parties on two cores retry in lockstep and the line
-/// bounces on every attempt (two producers filling a queue: ~35 ns per message, ~5 with it).
+/// party got there first): `2^step` PAUSEs, `step` growing to 6, then look again. Never
+/// yields: the winner is running, and will be done within nanoseconds. Without it two
+/// parties on two cores retry in lockstep and the line bounces on every attempt (two
+/// producers filling a queue: ~35 ns per message, ~5 with it).
+///
+/// This is crossbeam-utils' [`Backoff`](crossbeam_utils::Backoff), used through its
+/// `spin` only (whose schedule is the one above). Under loom it is ours, with the same
+/// API: crossbeam's PAUSE is `core::hint::spin_loop`, which loom does not see (crossbeam
+/// switches to loom under its own cfg, `crossbeam_loom`, not `shmproc_loom`), so a model
+/// whose thread backs off would spin without ever letting the others run; ours makes
+/// each call one loom yield point.
+#[cfg(not(shmproc_loom))]
 #[derive(Debug, Default)]
-pub(crate) struct Backoff(u32);
+pub(crate) struct Backoff(crossbeam_utils::Backoff);
 
+#[cfg(not(shmproc_loom))]
 impl Backoff {
     /// Spins this step's PAUSEs; the next call spins twice as many (up to 64).
     #[inline]
     pub(crate) fn spin(&mut self) {
-        for _ in 0..pauses(self.0.min(6)) {
-            spin_hint();
-        }
-        self.0 = self.0.saturating_add(1);
+        self.0.spin();
+    }
+}
+
+/// Under loom: see the real build's `Backoff`.
+#[cfg(shmproc_loom)]
+#[derive(Debug, Default)]
+pub(crate) struct Backoff;
+
+#[cfg(shmproc_loom)]
+impl Backoff {
+    /// One loom yield point.
+    #[inline]
+    pub(crate) fn spin(&mut self) {
+        spin_hint();
     }
 }
 

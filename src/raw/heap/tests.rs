@@ -1306,3 +1306,86 @@ fn random_cache_operations_match_a_model() {
     let s = t.check();
     assert_eq!((s.allocated_blocks, s.free_blocks), (0, 1));
 }
+
+/// The word `alloc_into` / `free_from` name, read from the test's region.
+fn word_at(t: &T, off: u64) -> u64 {
+    t.region.word(off).unwrap().load(Ordering::Relaxed)
+}
+
+#[test]
+fn crash_at_every_write_keeps_the_named_word() {
+    const DEST: u64 = 64;
+    for freeing in [false, true] {
+        let setup = |t: &T| {
+            alloc_fill_plain(t, 100);
+            if freeing {
+                let v = t
+                    .heap
+                    .alloc_into(&t.region, 400, 16, false, DEST, &me(), soon())
+                    .unwrap();
+                alloc_fill_plain(t, 100);
+                assert_eq!(word_at(t, DEST), v);
+            }
+        };
+        let op = |t: &T, h: &CrashAfter| {
+            if freeing {
+                t.heap
+                    .free_from_hooked(&t.region, DEST, &p(2, 0), None, h)
+                    .is_ok()
+            } else {
+                t.heap
+                    .alloc_into_hooked(&t.region, 1000, 16, DEST, &p(2, 0), None, h)
+                    .is_ok()
+            }
+        };
+        let mut k = 0;
+        loop {
+            let t = T::new(1 << 18, 4096, 4096 + 32768);
+            setup(&t);
+            let before = allocated(&t);
+            let hook = CrashAfter::new(k);
+            let ok = op(&t, &hook);
+            if !hook.crashed() {
+                assert!(ok);
+                break;
+            }
+            let at = format!("freeing {freeing}, killed after write {k}");
+            t.heap.check(&t.region, &me(), soon()).unwrap();
+            let after = allocated(&t);
+            let d = word_at(&t, DEST);
+            // Either the operation happened, word included, or it did not at all.
+            if d == 0 {
+                let want = if freeing {
+                    before.len() - 1
+                } else {
+                    before.len()
+                };
+                assert_eq!(after.len(), want, "{at}: the word is 0");
+            } else {
+                assert!(after.contains(&d), "{at}: the word names a free block");
+                let want = if freeing {
+                    before.len()
+                } else {
+                    before.len() + 1
+                };
+                assert_eq!(after.len(), want, "{at}: the word names {d:#x}");
+            }
+            k += 1;
+        }
+        assert!(k > 3, "the operation made {k} writes");
+    }
+    // Bad words are refused, not written.
+    let t = T::new(1 << 18, 4096, 4096 + 32768);
+    for bad in [0, 3, 1 << 18] {
+        assert!(matches!(
+            t.heap
+                .alloc_into(&t.region, 10, 16, false, bad, &me(), soon()),
+            Err(HeapError::InvalidArgument(_))
+        ));
+    }
+    assert_eq!(t.heap.free_from(&t.region, DEST, &me(), soon()), Ok(None));
+}
+
+fn alloc_fill_plain(t: &T, size: u64) {
+    t.alloc(size, 16).unwrap();
+}

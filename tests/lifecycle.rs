@@ -1,0 +1,357 @@
+//! The lifecycle of objects across real processes: every kind is freed with its last
+//! handle in every process, including handles that died with a process (SIGKILL), and an
+//! arena's used bytes come back to where they started after any amount of churn.
+
+use shmproc::pipe::Pipe;
+use shmproc::queue::{ByteQueue, JoinableQueue, Queue};
+use shmproc::shared::{Array, RawBlock, SharedDict, SharedMemory, TypedDict, Value};
+use shmproc::{Arena, Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};
+use shmproc_testkit::{fork, SharedPage, Signal};
+use std::any::Any;
+use std::sync::atomic::Ordering;
+
+shmproc_testkit::main!(
+    every_kind_is_freed_with_its_last_handle,
+    named_objects_live_until_unlinked,
+    a_child_keeps_what_the_parent_drops,
+    a_killed_holder_is_swept,
+    churn_in_four_processes_returns_to_baseline,
+    kills_at_random_points_leak_nothing,
+    the_arena_grows_for_large_objects,
+    creators_killed_at_random_points_leave_nothing_half_made,
+);
+
+/// One object of every kind, in `arena`.
+fn one_of_each(arena: &Arena) -> Vec<Box<dyn Any>> {
+    let b = |x: Box<dyn Any>| x;
+    vec![
+        b(Box::new(Lock::new_in(arena).unwrap())),
+        b(Box::new(RLock::new_in(arena).unwrap())),
+        b(Box::new(Event::new_in(arena).unwrap())),
+        b(Box::new(Semaphore::new_in(arena, 2).unwrap())),
+        b(Box::new(BoundedSemaphore::new_in(arena, 2).unwrap())),
+        b(Box::new(Condition::new_in(arena).unwrap())),
+        b(Box::new(Barrier::new_in(arena, 2).unwrap())),
+        b(Box::new(Queue::<u64>::new_in(arena, 16).unwrap())),
+        b(Box::new(JoinableQueue::<u64>::new_in(arena, 16).unwrap())),
+        b(Box::new(ByteQueue::new_in(arena, 8, 64).unwrap())),
+        b(Box::new(Pipe::new_in(arena, true, 4096).unwrap())),
+        b(Box::new(Value::new_in(arena, 7u64).unwrap())),
+        b(Box::new(Array::<u32>::new_in(arena, 100).unwrap())),
+        b(Box::new(SharedDict::new_in(arena, 16, 16, 16).unwrap())),
+        b(Box::new(TypedDict::<u32, u64>::new_in(arena, 16).unwrap())),
+        b(Box::new(RawBlock::new_in(arena, 300).unwrap())),
+    ]
+}
+
+/// An arena whose own tables (processes, holdings, names) exist: its `used()` is then
+/// the objects' bytes only.
+fn warm(size: usize) -> (Arena, usize) {
+    let arena = Arena::anonymous(size).unwrap();
+    drop(one_of_each(&arena));
+    drop(Lock::create(&arena, "warm-up").unwrap());
+    arena.unlink_object("warm-up").unwrap();
+    let base = arena.used();
+    (arena, base)
+}
+
+fn every_kind_is_freed_with_its_last_handle() {
+    let (arena, base) = warm(1 << 20);
+    for _ in 0..1000 {
+        let all = one_of_each(&arena);
+        assert!(arena.used() > base);
+        drop(all);
+        assert_eq!(arena.used(), base);
+    }
+}
+
+fn named_objects_live_until_unlinked() {
+    let (arena, base) = warm(1 << 20);
+    drop(Queue::<u64>::create(&arena, "jobs", 8).unwrap());
+    assert!(arena.used() > base, "the name holds the queue");
+    let q = Queue::<u64>::open(&arena, "jobs").unwrap();
+    q.put(5).unwrap();
+    arena.unlink_object("jobs").unwrap();
+    assert!(
+        Queue::<u64>::open(&arena, "jobs").is_err(),
+        "the name is gone"
+    );
+    assert_eq!(q.get(), Ok(5), "the queue lives while a handle does");
+    drop(q);
+    assert_eq!(arena.used(), base);
+}
+
+/// A child forked while the parent holds a queue keeps it working after the parent drops
+/// its handle; the queue is freed once the child is gone and swept.
+fn a_child_keeps_what_the_parent_drops() {
+    let (arena, base) = warm(1 << 20);
+    let q = Queue::<u64>::new_in(&arena, 64).unwrap();
+    let (go, done) = (Signal::new(), Signal::new());
+    let child = {
+        let q = q.clone();
+        let (go, done) = (&go, &done);
+        fork(move || {
+            assert!(go.wait());
+            // The parent has dropped its handle: ours still holds the queue.
+            let mut sum = 0;
+            for i in 0..1000 {
+                q.put(i).unwrap();
+                sum += q.get().unwrap();
+            }
+            assert_eq!(sum, 999 * 1000 / 2);
+            done.notify();
+        })
+    };
+    drop(q);
+    // Something else may now take the freed memory if the queue had been freed.
+    let filler: Vec<Lock> = (0..64).map(|_| Lock::new_in(&arena).unwrap()).collect();
+    assert!(arena.used() > base);
+    go.notify();
+    assert!(done.wait());
+    child.join();
+    drop(filler);
+    assert_eq!(arena.sweep().unwrap(), 1, "the exited child is swept");
+    assert_eq!(arena.used(), base);
+}
+
+/// A process SIGKILLed while holding objects (some only it holds) is swept: its objects
+/// go back to the heap; what others hold stays.
+fn a_killed_holder_is_swept() {
+    let (arena, base) = warm(1 << 20);
+    let shared = Value::new_in(&arena, 0u64).unwrap();
+    let ready = Signal::new();
+    let child = {
+        let (arena, shared, ready) = (arena.clone(), shared.clone(), &ready);
+        fork(move || {
+            let mine = one_of_each(&arena); // only the child holds these
+            shared.set(1);
+            ready.notify();
+            std::mem::forget(mine);
+            loop {
+                std::thread::park();
+            }
+        })
+    };
+    assert!(ready.wait());
+    let with_child = arena.used();
+    assert!(with_child > base);
+    assert_eq!(child.kill(), -libc::SIGKILL);
+    assert_eq!(arena.sweep().unwrap(), 1);
+    assert_eq!(shared.get(), 1, "the parent's value lives on");
+    drop(shared);
+    assert_eq!(arena.used(), base);
+}
+
+/// Four processes each make and drop objects of every kind; the arena ends where it began.
+fn churn_in_four_processes_returns_to_baseline() {
+    let (arena, base) = warm(4 << 20);
+    let rounds = 100_000 / 16; // 100,000 objects per process, 16 kinds
+    let kids: Vec<_> = (0..4)
+        .map(|_| {
+            let arena = arena.clone();
+            fork(move || {
+                for _ in 0..rounds {
+                    drop(one_of_each(&arena));
+                }
+            })
+        })
+        .collect();
+    kids.into_iter().for_each(|c| c.join());
+    arena.sweep().unwrap();
+    assert_eq!(arena.used(), base);
+}
+
+/// 200 processes SIGKILLed at random points while they make, use and drop objects (so
+/// some die inside the allocator or the arena's tables): the survivors' objects keep
+/// working, and once the dead are swept the arena is back where it began.
+fn kills_at_random_points_leak_nothing() {
+    let (arena, base) = warm(4 << 20);
+    let counter = Value::new_in(&arena, 0u64).unwrap();
+    let page = SharedPage::new(4096);
+    let started = page.atomic(0);
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for k in 0..200 {
+        let child = {
+            let (arena, counter) = (arena.clone(), counter.clone());
+            fork(move || {
+                started.fetch_add(1, Ordering::SeqCst);
+                loop {
+                    let all = one_of_each(&arena);
+                    counter.fetch_add(1);
+                    let q = Queue::<u64>::new_in(&arena, 4).unwrap();
+                    q.put(1).unwrap();
+                    assert_eq!(q.get(), Ok(1));
+                    drop((all, q));
+                }
+            })
+        };
+        while started.load(Ordering::SeqCst) <= k {
+            std::thread::yield_now();
+        }
+        // A random moment in the child's loop: spin a random number of rounds.
+        let spin = next() % 20_000;
+        for _ in 0..spin {
+            std::hint::spin_loop();
+        }
+        assert_eq!(child.kill(), -libc::SIGKILL);
+        // The survivors' objects keep working.
+        let before = counter.get();
+        counter.fetch_add(1);
+        assert_eq!(counter.get(), before + 1);
+    }
+    let swept = arena.sweep().unwrap();
+    assert!(swept <= 200);
+    drop(counter);
+    if arena.used() != base {
+        for b in arena.debug_blocks() {
+            println!("  block {:#x} {} {}", b.0, b.1, b.2);
+        }
+    }
+    assert_eq!(arena.used(), base, "the dead left nothing behind");
+    let stats = arena.stats();
+    // Some kills landed inside the metadata lock (the loop spends most of its time
+    // there): the repair ran, and left nothing behind either.
+    assert!(
+        stats.repairs > 0,
+        "no kill hit the metadata lock: {stats:?}"
+    );
+    println!(
+        "  (200 kills: {} inside the metadata lock, {} inside the heap; swept {swept} at the end)",
+        stats.repairs, stats.heap_repairs
+    );
+}
+
+/// Objects larger than the arena make it grow; processes attached before see them.
+fn the_arena_grows_for_large_objects() {
+    let arena = Arena::anonymous(1 << 20).unwrap();
+    let size0 = arena.size();
+    let child_sees = Signal::new();
+    let q = Queue::<[u8; 4096]>::new_in(&arena, 1024).unwrap(); // 4 MiB of slots
+    assert!(arena.size() > size0);
+    let big = Array::<u64>::new_in(&arena, 4 << 20).unwrap(); // 32 MiB
+    big.set((4 << 20) - 1, 42).unwrap();
+    let child = {
+        let (q, big, child_sees) = (q.clone(), big.clone(), &child_sees);
+        fork(move || {
+            assert_eq!(big.get((4 << 20) - 1), Some(42));
+            q.put([9; 4096]).unwrap();
+            child_sees.notify();
+        })
+    };
+    assert!(child_sees.wait());
+    child.join();
+    assert_eq!(q.get().unwrap(), [9; 4096]);
+}
+
+/// 100 processes SIGKILLed at random points while they create (and unlink) named
+/// `SharedMemory` segments and named arenas: whatever a dead creator left in /dev/shm is
+/// complete (creation is atomic: every visible file opens), and the two `cleanup_orphans`
+/// remove all of it, while a live process's segment and arena stay.
+fn creators_killed_at_random_points_leave_nothing_half_made() {
+    let prefix = format!("shmproc-kill-{}", std::process::id());
+    let live_seg = SharedMemory::create(Some(&format!("{prefix}-live-seg")), 4096).unwrap();
+    let live_arena = Arena::create(&format!("{prefix}-live-arena"), 1 << 20).unwrap();
+    let page = SharedPage::new(4096);
+    let started = page.atomic(0);
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut left = 0;
+    for k in 0..100u64 {
+        let child = {
+            let prefix = prefix.clone();
+            fork(move || {
+                started.fetch_add(1, Ordering::SeqCst);
+                for i in 0.. {
+                    let seg =
+                        SharedMemory::create(Some(&format!("{prefix}-s{k}-{i}")), 8192).unwrap();
+                    seg.write(0, b"made").unwrap();
+                    let arena = Arena::create(&format!("{prefix}-a{k}-{i}"), 1 << 20).unwrap();
+                    drop(Lock::create(&arena, "lock").unwrap());
+                    if i % 2 == 0 {
+                        seg.unlink().unwrap();
+                        arena.unlink().unwrap();
+                    }
+                }
+            })
+        };
+        while started.load(Ordering::SeqCst) <= k {
+            std::thread::yield_now();
+        }
+        for _ in 0..next() % 200_000 {
+            std::hint::spin_loop();
+        }
+        assert_eq!(child.kill(), -libc::SIGKILL);
+        // Everything the dead creator left is whole.
+        for name in shm_files(&prefix) {
+            if name.contains("-live-") {
+                continue;
+            }
+            left += 1;
+            let seg = name.contains(&format!("{prefix}-s"));
+            if seg {
+                let s = SharedMemory::open(&name);
+                assert!(s.is_ok(), "kill {k}: {name} is half made: {s:?}");
+            } else {
+                // The arena is whole; its lock, if the creator got that far, opens.
+                let a = Arena::open(&name);
+                assert!(a.is_ok(), "kill {k}: {name} is half made: {a:?}");
+                let a = a.unwrap();
+                let names = a.objects();
+                assert!(names.len() <= 1, "kill {k}: {name}: {names:?}");
+                if !names.is_empty() {
+                    assert!(Lock::open(&a, "lock").is_ok(), "kill {k}: {name}'s lock");
+                }
+            }
+        }
+        let mut removed = shmproc::cleanup_orphans().unwrap();
+        removed.extend(Arena::cleanup_orphans().unwrap());
+        let mine: Vec<_> = shm_files(&prefix);
+        assert_eq!(
+            mine.len(),
+            2,
+            "kill {k}: only the live segment and arena stay, not {mine:?} (removed {removed:?})"
+        );
+    }
+    assert!(
+        left > 50,
+        "the creators left files behind only {left} times"
+    );
+    println!("  (100 kills: {left} files of dead creators found whole and removed)");
+    // An orphan that a live process still maps (this one) is kept until it lets go.
+    let name = format!("{prefix}-mapped");
+    let made = {
+        let name = name.clone();
+        fork(move || drop(Arena::create(&name, 1 << 20).unwrap()))
+    };
+    made.join();
+    let mapped = Arena::open(&name).unwrap();
+    assert!(
+        !Arena::cleanup_orphans().unwrap().contains(&name),
+        "mapped here"
+    );
+    drop(mapped);
+    assert!(Arena::cleanup_orphans().unwrap().contains(&name));
+    live_seg.unlink().unwrap();
+    live_arena.unlink().unwrap();
+}
+
+/// The names in /dev/shm that start with `prefix`.
+fn shm_files(prefix: &str) -> Vec<String> {
+    std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
