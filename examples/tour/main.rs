@@ -48,7 +48,7 @@ fn main() -> Res {
         "(lines on stderr that start with \"Process <name>:\" are children that fail on \
          purpose; the tour checks every result)\n"
     );
-    let parts: [Part; 8] = [
+    let parts: [Part; 9] = [
         ("Process", process::run),
         ("Lock, Semaphore, Event", lock::run),
         ("RLock, Condition, Barrier", sync2::run),
