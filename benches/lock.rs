@@ -12,11 +12,12 @@ use shmproc::{Arena, Lock};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// A process-shared pthread mutex placed in an arena block.
-struct PMutex(*mut libc::pthread_mutex_t);
+/// A process-shared pthread mutex placed in an arena block (held with it: the block is
+/// freed with its last handle).
+struct PMutex(*mut libc::pthread_mutex_t, #[allow(dead_code)] RawBlock);
 
 impl PMutex {
-    fn new_in(block: &RawBlock) -> PMutex {
+    fn new_in(block: RawBlock) -> PMutex {
         assert!(block.len() >= std::mem::size_of::<libc::pthread_mutex_t>());
         let m = block.as_ptr().cast::<libc::pthread_mutex_t>();
         // SAFETY: the block is large enough, aligned to 128 and ours; the attr lives on our
@@ -28,7 +29,7 @@ impl PMutex {
             assert_eq!(libc::pthread_mutex_init(m, &attr), 0);
             libc::pthread_mutexattr_destroy(&mut attr);
         }
-        PMutex(m)
+        PMutex(m, block)
     }
     #[inline]
     fn lock(&self) {
@@ -44,7 +45,7 @@ impl PMutex {
 
 fn uncontended(c: &mut Criterion, arena: &Arena) {
     let lock = Lock::new_in(arena).unwrap();
-    let pm = PMutex::new_in(&RawBlock::new_in(arena, 64).unwrap());
+    let pm = PMutex::new_in(RawBlock::new_in(arena, 64).unwrap());
     let sm = std::sync::Mutex::new(0u64);
     let mut g = c.benchmark_group("lock/uncontended acquire+release");
     g.bench_function("shmproc Lock", |b| {
@@ -148,7 +149,7 @@ fn contended_run(n: u64, lock: &dyn Fn(), unlock: &dyn Fn(), page: &SharedPage) 
 
 fn contended(c: &mut Criterion, arena: &Arena) {
     let lock = Lock::new_in(arena).unwrap();
-    let pm = PMutex::new_in(&RawBlock::new_in(arena, 64).unwrap());
+    let pm = PMutex::new_in(RawBlock::new_in(arena, 64).unwrap());
     let page = SharedPage::new(4096);
     let lk = || std::mem::forget(lock.acquire().unwrap());
     let ulk = || {

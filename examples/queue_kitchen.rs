@@ -61,7 +61,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 println!("\x1b[44m{me} cooked {name}{n}\x1b[0m");
             }
             println!("{name}: cooking done, waiting until everything is eaten");
-            q.join(); // blocks until every dish put (by anyone) is task_done
+            // blocks until every dish put (by anyone) is task_done
+            q.join().expect("no eater died holding a dish");
             println!(
                 "{name}: all dishes eaten (unfinished: {})",
                 q.unfinished_tasks()

@@ -95,6 +95,10 @@ impl Handle for Barrier {
             spin: SpinPolicy::default(),
         })
     }
+
+    fn obj(&self) -> &Obj<Barrier> {
+        &self.raw
+    }
 }
 
 impl fmt::Debug for Barrier {

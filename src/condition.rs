@@ -181,6 +181,40 @@ pub struct Condition {
     spin: SpinPolicy,
 }
 
+impl crate::object::Shared for Condition {
+    type Of = Condition;
+    fn shared(&self) -> &Obj<Condition> {
+        &self.raw
+    }
+    fn rebuild(raw: Obj<Condition>) -> Result<Condition> {
+        if !raw.params().0 {
+            return Err(external_lock());
+        }
+        Ok(Condition {
+            raw,
+            which: Which::Own,
+            spin: SpinPolicy::default(),
+        })
+    }
+
+    fn can_travel(&self) -> Result<()> {
+        match self.which {
+            Which::Own => Ok(()),
+            _ => Err(external_lock()),
+        }
+    }
+}
+
+/// Only a condition with its own lock travels alone: the other one's lock would have to
+/// travel with it.
+fn external_lock() -> Error {
+    Error::InvalidArgument(
+        "a Condition made over an external lock cannot travel: send one made with its own \
+         lock (Condition::new), or send the lock and make the condition in the receiver"
+            .into(),
+    )
+}
+
 impl fmt::Debug for Condition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.raw.debug(f, &[])
@@ -268,7 +302,7 @@ impl Condition {
     ///
     /// # Errors
     /// [`Error::OutOfSpace`] /
-    /// [`Error::DirectoryFull`] when the arena is full.
+    /// [`Error::OutOfSpace`] when the arena is full to its limit.
     pub fn new_in(arena: &Arena) -> Result<Condition> {
         Self::make(arena, None, Which::Own)
     }

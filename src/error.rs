@@ -40,6 +40,23 @@ pub enum Error {
     InvalidArgument(String),
     /// A name is empty, too long, or contains `/` or NUL.
     InvalidName(String),
+    /// The arena was made by a build of shmproc with another layout (the same format
+    /// version, other structure sizes: another version of the crate, or another target).
+    Layout {
+        /// The layout hash in the arena's header.
+        found: u64,
+        /// This build's.
+        expected: u64,
+    },
+    /// The arena's metadata lock has been held by a live process for longer than the
+    /// arena waits (see `Arena::stats` and the `shmproc inspect` tool): that process is
+    /// stopped or stuck inside an arena operation. Nothing was changed.
+    Busy {
+        /// The process holding the lock.
+        holder: u32,
+        /// How long this process waited.
+        waited: std::time::Duration,
+    },
     /// The arena has no room left for the requested object.
     OutOfSpace {
         /// Bytes requested (aligned).
@@ -47,8 +64,6 @@ pub enum Error {
         /// Bytes still free.
         available: u64,
     },
-    /// The arena's directory has no free entry.
-    DirectoryFull,
     /// An object with this name already exists in the arena.
     AlreadyExists(String),
     /// No object with this name exists in the arena.
@@ -105,9 +120,17 @@ impl fmt::Display for Error {
                  arena larger (Arena::anonymous / Arena::create take its size), or put \
                  objects in an arena of their own"
             ),
-            Error::DirectoryFull => f.write_str(
-                "the arena's directory is full (too many named objects in one arena): put \
-                 objects in another arena",
+            Error::Layout { found, expected } => write!(
+                f,
+                "the arena was made by a build of shmproc with another layout (layout hash \
+                 {found:#x}, this build {expected:#x}): open it from a program built with the \
+                 same shmproc, or make it again"
+            ),
+            Error::Busy { holder, waited } => write!(
+                f,
+                "the arena's metadata lock has been held by process {holder} for more than \
+                 {waited:?}; that process is alive, so the lock was not taken from it: it is \
+                 stopped or stuck inside an arena operation (check it with `ps`)"
             ),
             Error::AlreadyExists(name) => write!(
                 f,

@@ -63,6 +63,10 @@ impl Handle for Event {
             spin: SpinPolicy::default(),
         })
     }
+
+    fn obj(&self) -> &Obj<Event> {
+        &self.raw
+    }
 }
 
 impl fmt::Debug for Event {
@@ -84,7 +88,7 @@ impl Event {
     ///
     /// # Errors
     /// [`Error::OutOfSpace`](crate::Error::OutOfSpace) /
-    /// [`Error::DirectoryFull`](crate::Error::DirectoryFull) when the arena is full.
+    /// [`Error::OutOfSpace`](crate::Error::OutOfSpace) when the arena is full to its limit.
     pub fn new_in(arena: &Arena) -> Result<Event> {
         object::make(arena, None, ())
     }

@@ -33,4 +33,11 @@ fn open_bytes(data: &[u8]) {
         let _ = crate::shared::RawBlock::open(&arena, &name).map(|b| b.len());
     }
     let _ = crate::Lock::open(&arena, "lock");
+    // Writes through whatever the tables say: make, name, unlink, sweep.
+    let _ = arena.stats();
+    let _ = crate::Lock::create(&arena, "fuzz-new");
+    let _ = crate::shared::RawBlock::new_in(&arena, 100).map(|b| b.len());
+    let _ = arena.unlink_object("lock");
+    let _ = arena.sweep();
+    let _ = arena.debug_blocks();
 }

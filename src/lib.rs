@@ -38,6 +38,7 @@
 //! | `Pipe` / `Connection` | [`Pipe`], [`Connection`] | two SPSC byte rings; messages of any size streamed through; EOF and broken pipe across processes, SIGKILL included |
 //! | `Value`, `Array` | [`Value`], [`Array`] | plain data in the arena, with a robust lock or raw; lock-free `fetch_add` & co. for integers |
 //! | `Manager().dict()` | [`SharedDict`], [`TypedDict`] | a fixed-capacity hash map in shared memory, no server process; readers never block each other (seqlock); `update_with` read-modify-writes atomically |
+//! | `Manager().list()`, `ShareableList` | [`SharedList`], [`ByteList`], [`SerdeList`] | a list of any length in shared memory, no server process: plain data in place, byte strings and serde values of any size; Python's indices and slices; readers never block (seqlock); a writer killed mid-operation is undone or finished by the next |
 //! | `shared_memory.SharedMemory` | [`SharedMemory`], [`cleanup_orphans`] | named `/dev/shm` segments; segments of dead creators can be swept |
 //!
 //! Every object lives in an [`Arena`]: one shared mapping with a validated header and a
@@ -70,7 +71,7 @@
 //!
 //! - `serde` (on by default): arbitrary Rust values through serde + postcard: the
 //!   arguments of [`Process::function`], [`ByteQueue::put_value`] / `get_value`,
-//!   [`Connection::send_obj`] / `recv_obj`, [`SerdeDict`]. Without
+//!   [`Connection::send_obj`] / `recv_obj`, [`SerdeDict`], [`SerdeList`]. Without
 //!   it, fork, the transport, [`Listener`] / [`Client`] and
 //!   [`Connection::send_handle`] still work, and `Spawn` / `ForkServer` run targets that
 //!   capture nothing. Each item that needs it says so.
@@ -84,6 +85,10 @@
 //! - [`process`]: start methods, exit codes, daemons, the exit hook, threads and fork.
 //! - [`queue`], [`pipe`], [`shared`]: how each carries data, and what a crashed peer costs.
 //! - [`SpinPolicy`]: how long a blocking call spins before it sleeps, per handle.
+//! - [`inspect`]: what an arena holds while its processes run, object by object, with
+//!   each one's holders and live state ([`Arena::snapshot`]). The `shmproc` command-line
+//!   tool (the repository's `cli/`) shows the same from outside: `shmproc ls`,
+//!   `shmproc inspect <arena>`, and `shmproc clean` for what crashed programs left.
 //! - [`raw`]: the algorithms, their state tables and ordering arguments (unstable API).
 //! - Performance: the README's table (every figure a ratio to a baseline measured in the
 //!   same run) and `BENCHMARKS.md` (how the figures got there).
@@ -94,6 +99,9 @@
 // Without `serde`, the docs still name its items (`Process::function`, ...): those links
 // cannot resolve then. The default and docs.rs builds have the feature and check them all.
 #![cfg_attr(not(feature = "serde"), allow(rustdoc::broken_intra_doc_links))]
+// Under loom only the algorithms (`raw`) run, in models; the layers above are compiled
+// but much of them is unused there (the process layer, travel).
+#![cfg_attr(shmproc_loom, allow(dead_code, unused_imports))]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
@@ -106,6 +114,8 @@ mod error;
 pub mod event;
 #[doc(hidden)]
 pub mod fuzz;
+#[cfg(not(shmproc_loom))]
+pub mod inspect;
 pub mod lock;
 mod object;
 pub mod pipe;
@@ -139,14 +149,17 @@ pub use process::{
     ProcessInfo, Run, RunResult, StartMethod,
 };
 pub use queue::{
-    BytePutError, ByteQueue, GetError, JoinTimeout, JoinableQueue, PutError, Queue, SimpleQueue,
+    BytePutError, ByteQueue, GetError, JoinError, JoinableQueue, PutError, Queue, SimpleQueue,
     TaskDoneError,
 };
 pub use rlock::{NotOwner, RLock, RLockGuard};
 pub use semaphore::{BoundedSemaphore, PermitError, Semaphore, SemaphoreGuard, TooManyReleases};
+pub use shared::{
+    cleanup_orphans, Array, ByteList, DictError, ListError, SharedDict, SharedList, SharedMemory,
+    TypedDict, Value,
+};
 #[cfg(feature = "serde")]
-pub use shared::SerdeDict;
-pub use shared::{cleanup_orphans, Array, DictError, SharedDict, SharedMemory, TypedDict, Value};
+pub use shared::{SerdeDict, SerdeList};
 pub use sync::spin::SpinPolicy;
 
 #[cfg(test)]

@@ -137,6 +137,10 @@ impl Handle for Lock {
             spin: SpinPolicy::default(),
         })
     }
+
+    fn obj(&self) -> &Obj<Lock> {
+        &self.raw
+    }
 }
 
 impl fmt::Debug for Lock {
@@ -291,7 +295,7 @@ impl Lock {
     ///
     /// # Errors
     /// [`Error::OutOfSpace`](crate::Error::OutOfSpace) /
-    /// [`Error::DirectoryFull`](crate::Error::DirectoryFull) when the arena is full.
+    /// [`Error::OutOfSpace`](crate::Error::OutOfSpace) when the arena is full to its limit.
     pub fn new_in(arena: &Arena) -> Result<Lock> {
         object::make(arena, None, ())
     }

@@ -45,7 +45,7 @@ pub(crate) trait Object: Sized {
     /// What a new object is made from (a capacity, an initial value, ...); what
     /// [`encode`](Self::encode) records in the directory and [`decode`](Self::decode)
     /// gives back when the object is opened.
-    type Params: Copy + fmt::Debug + Word;
+    type Params: Copy + fmt::Debug + Word + Send + Sync + 'static;
     /// The directory's kind of these objects.
     const KIND: ObjectKind;
 
@@ -78,8 +78,12 @@ pub(crate) trait Object: Sized {
     /// # Errors
     /// [`Error::Corrupt`] (or [`Error::WrongType`]) when they are impossible.
     fn decode(param: u64, state: &Self::State) -> Result<Self::Params> {
-        let params = Self::Params::from_word(param)
-            .ok_or_else(|| Error::Corrupt(format!("parameter word {param:#x}")))?;
+        let params = Self::Params::from_word(param).ok_or_else(|| {
+            Error::Corrupt(format!(
+                "its parameter word {param:#x} is not one a {} is made with",
+                Self::type_name()
+            ))
+        })?;
         Self::check(&params, state)?;
         Ok(params)
     }
@@ -153,6 +157,43 @@ pub(crate) trait Handle: Object {
     /// # Errors
     /// When `obj` does not fit this handle.
     fn from_obj(obj: Obj<Self>) -> Result<Self>;
+
+    /// The reference this handle holds.
+    fn obj(&self) -> &Obj<Self>;
+}
+
+/// A handle over one object: it travels to other processes as that object (its arena,
+/// offset and generation; `process::travel` implements `Travel` for every `Shared` type
+/// through one macro). Every [`Handle`] is one; so are the handles over another type's
+/// object (`Value<T>` over its block, a typed dict over the byte dict's table).
+pub(crate) trait Shared: Sized {
+    /// The object the handle refers to.
+    type Of: Object + 'static;
+    /// The reference the handle holds.
+    fn shared(&self) -> &Obj<Self::Of>;
+    /// The handle over `obj`, which arrived from another process.
+    ///
+    /// # Errors
+    /// When `obj` does not fit this handle.
+    fn rebuild(obj: Obj<Self::Of>) -> Result<Self>;
+
+    /// Whether this handle can travel alone (by default it can).
+    ///
+    /// # Errors
+    /// Why it cannot.
+    fn can_travel(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl<H: Handle + 'static> Shared for H {
+    type Of = H;
+    fn shared(&self) -> &Obj<H> {
+        self.obj()
+    }
+    fn rebuild(obj: Obj<H>) -> Result<H> {
+        H::from_obj(obj)
+    }
 }
 
 /// A new object of type `H` in `arena`, named `name` (so that [`find`] finds it) or
@@ -204,6 +245,10 @@ impl<S> Fresh<'_, S> {
 ///
 /// Cloning it clones the reference (the arena stays mapped while any lives); it is where
 /// the object's reference count and its description for travel belong.
+///
+/// `repr(C)`: two `Obj`s with the same state and parameter types have one layout, so
+/// [`recast_ref`](Self::recast_ref) may view one as the other.
+#[repr(C)]
 pub(crate) struct Obj<O: Object> {
     block: Shm<O::State>,
     params: O::Params,
@@ -287,7 +332,6 @@ impl<O: Object> Obj<O> {
 
     /// The object whose block starts at `offset` in `arena` (a handle that travelled),
     /// checked as [`open`](Self::open) checks a named one.
-    #[cfg_attr(shmproc_loom, allow(dead_code))]
     pub(crate) fn open_at(arena: &Arena, offset: u64) -> Result<Self> {
         let (block, param) =
             arena.open_object_at::<O::State>(offset, O::KIND, O::fingerprint(), &O::type_name())?;
@@ -304,8 +348,23 @@ impl<O: Object> Obj<O> {
         }
     }
 
+    /// [`recast`](Self::recast) by reference: the handle that wraps another kind's
+    /// handle (a `SerdeList` over its `ByteList`) hands out its reference as its own.
+    pub(crate) fn recast_ref<P: Object<State = O::State, Params = O::Params>>(&self) -> &Obj<P> {
+        // SAFETY: `Obj` is `repr(C)` and its fields' types are `Shm<O::State>` and
+        // `O::Params`, the same for `P` as for `O` (the bound), so `Obj<O>` and `Obj<P>`
+        // have one layout and validity; the reference keeps `self`'s lifetime.
+        unsafe { &*(self as *const Obj<O>).cast::<Obj<P>>() }
+    }
+
     /// The validated parameters.
     #[inline(always)]
+    /// The object's generation: unique in its arena, so a handle that arrives after its
+    /// object was freed and another made at the same offset is told apart.
+    pub(crate) fn gen(&self) -> u64 {
+        self.block.gen()
+    }
+
     pub(crate) fn params(&self) -> &O::Params {
         &self.params
     }
@@ -347,6 +406,12 @@ impl Inspect {
     /// Adds a field.
     pub(crate) fn field(&mut self, name: &'static str, value: impl Into<Field>) {
         self.fields.push((name, value.into()));
+    }
+
+    /// The fields gathered, in order (for `crate::inspect`, not built under loom).
+    #[cfg_attr(shmproc_loom, allow(dead_code))]
+    pub(crate) fn fields(&self) -> &[(&'static str, Field)] {
+        &self.fields
     }
 }
 

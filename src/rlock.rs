@@ -66,6 +66,10 @@ impl Handle for RLock {
             spin: SpinPolicy::default(),
         })
     }
+
+    fn obj(&self) -> &Obj<RLock> {
+        &self.raw
+    }
 }
 
 impl fmt::Debug for RLock {
@@ -123,7 +127,7 @@ impl RLock {
     ///
     /// # Errors
     /// [`Error::OutOfSpace`](crate::Error::OutOfSpace) /
-    /// [`Error::DirectoryFull`](crate::Error::DirectoryFull) when the arena is full.
+    /// [`Error::OutOfSpace`](crate::Error::OutOfSpace) when the arena is full to its limit.
     pub fn new_in(arena: &Arena) -> Result<RLock> {
         object::make(arena, None, ())
     }

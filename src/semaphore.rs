@@ -5,13 +5,24 @@
 //! by a process that dies is lost, as in Python. Neither side makes a system call while
 //! nobody has to sleep.
 //!
+//! **Robust mode** ([`Semaphore::robust`]): each permit is owned by the process that
+//! took it (its pid and start time are recorded in the permit with the CAS that takes
+//! it), only that process releases it, and a permit whose holder dies is taken over by a
+//! waiting survivor (a waiter looks at the holders 1 ms after it starts waiting, then
+//! every 2, 4, ... up to 100 ms; a `try_acquire` that keeps failing looks now and then):
+//! nothing is lost with a dead process but the work it did under its permits. It costs a
+//! CAS per permit word tried (the words are tried from a place that depends on the pid),
+//! and Python's release from another process is refused ([`TooManyReleases`]).
+//!
 //! The algorithm and why no wake-up is lost: [`raw::semaphore`](crate::raw::semaphore).
 
 use crate::arena::{Arena, ObjectKind};
 use crate::error::{Error, Result};
-use crate::object::{self, Fresh, Handle, Inspect, Obj, Object};
-use crate::raw::semaphore::RawSemaphore;
-pub use crate::raw::semaphore::VALUE_MAX;
+use crate::object::{self, Fresh, Handle, Inspect, Obj, Object, Word};
+use crate::raw::semaphore::{Permit, RawSemaphore};
+pub use crate::raw::semaphore::{ROBUST_MAX, VALUE_MAX};
+use crate::sync::liveness::Procfs;
+use crate::sync::plain::{AtomicU32 as PlainU32, Ordering as PlainOrdering};
 use crate::sync::time;
 use crate::SpinPolicy;
 use std::borrow::Cow;
@@ -77,6 +88,8 @@ impl std::error::Error for TooManyReleases {}
 #[must_use = "the permit is given back as soon as the guard is dropped"]
 pub struct SemaphoreGuard<'a> {
     raw: &'a RawSemaphore,
+    /// The robust mode: the permits, and the index of the one this guard holds.
+    robust: Option<(&'a [Permit], usize)>,
 }
 
 impl fmt::Debug for SemaphoreGuard<'_> {
@@ -107,9 +120,27 @@ impl SemaphoreGuard<'_> {
     /// [`TooManyReleases`] when the semaphore is already at its limit: someone released
     /// permits that were never acquired. The value is left at the limit.
     pub fn release(self) -> core::result::Result<(), TooManyReleases> {
-        let raw = self.raw;
+        let (raw, robust) = (self.raw, self.robust);
         core::mem::forget(self);
-        raw.release().map_err(|limit| TooManyReleases { limit })
+        give_back(raw, robust)
+    }
+}
+
+/// Gives a guard's permit back.
+fn give_back(
+    raw: &RawSemaphore,
+    robust: Option<(&[Permit], usize)>,
+) -> core::result::Result<(), TooManyReleases> {
+    match robust {
+        None => raw.release().map_err(|limit| TooManyReleases { limit }),
+        // The permit is no longer ours only if a survivor judged this process dead (it
+        // cannot be) or a peer scribbled on it.
+        Some((permits, i)) => {
+            raw.robust_release(permits, i, &Procfs)
+                .map_err(|_| TooManyReleases {
+                    limit: permits.len() as u32,
+                })
+        }
     }
 }
 
@@ -118,7 +149,7 @@ impl Drop for SemaphoreGuard<'_> {
     /// permits they never acquired), the error is ignored: use
     /// [`release`](SemaphoreGuard::release) to see it.
     fn drop(&mut self) {
-        let _ = self.raw.release();
+        let _ = give_back(self.raw, self.robust);
     }
 }
 
@@ -139,6 +170,11 @@ fn check_value(value: u32) -> Result<()> {
 struct Permits<O: Object<State = RawSemaphore>> {
     raw: Obj<O>,
     spin: SpinPolicy,
+    /// The robust mode: the number of permit words after the state (0: the default mode).
+    robust: u32,
+    /// The robust mode: failed `try_acquire`s of this handle, to look for dead holders
+    /// now and then (a process-local count).
+    failures: PlainU32,
 }
 
 impl<O: Object<State = RawSemaphore>> Clone for Permits<O> {
@@ -146,76 +182,218 @@ impl<O: Object<State = RawSemaphore>> Clone for Permits<O> {
         Permits {
             raw: self.raw.clone(),
             spin: self.spin,
+            robust: self.robust,
+            failures: PlainU32::new(0),
         }
     }
 }
 
+/// A failing robust `try_acquire` looks for dead holders once in this many (it reads a
+/// procfs file per held permit).
+const LOOK_EVERY: u32 = 64;
+
 impl<O: Object<State = RawSemaphore>> Permits<O> {
-    fn new(raw: Obj<O>) -> Self {
+    fn new(raw: Obj<O>, robust: u32) -> Self {
         Permits {
             raw,
             spin: SpinPolicy::default(),
+            robust,
+            failures: PlainU32::new(0),
+        }
+    }
+
+    /// The permit words of the robust mode (empty in the default mode).
+    fn words(&self) -> &[Permit] {
+        let block = self.raw.block();
+        let n = self.robust as usize;
+        let start = core::mem::size_of::<RawSemaphore>();
+        if n == 0 || start + n * core::mem::size_of::<Permit>() > block.len() {
+            // (The second: unreachable, the size was checked on create / open.)
+            return &[];
+        }
+        // SAFETY: `start..start + n * 8` lies inside the block (checked above), 8-aligned
+        // (the block is aligned to a cache line, the state is 16 bytes); permit words
+        // are atomics (any bytes are a value), zeroed at creation, and live as long as
+        // `self.raw`.
+        unsafe { core::slice::from_raw_parts(block.base().add(start).cast::<Permit>(), n) }
+    }
+
+    fn guard(&self, index: Option<usize>) -> SemaphoreGuard<'_> {
+        SemaphoreGuard {
+            raw: &self.raw,
+            robust: index.map(|i| (self.words(), i)),
         }
     }
 
     #[inline]
     fn acquire(&self) -> SemaphoreGuard<'_> {
-        self.raw.acquire(None, self.spin);
-        SemaphoreGuard { raw: &self.raw }
+        if self.robust == 0 {
+            self.raw.acquire(None, self.spin);
+            return self.guard(None);
+        }
+        loop {
+            // Without a deadline it ends with a permit.
+            if let Some(t) = self
+                .raw
+                .robust_acquire(self.words(), &Procfs, None, self.spin)
+            {
+                return self.guard(Some(t.index));
+            }
+        }
     }
 
     #[inline]
     fn try_acquire(&self) -> core::result::Result<SemaphoreGuard<'_>, PermitError> {
-        if self.raw.try_acquire() {
-            Ok(SemaphoreGuard { raw: &self.raw })
-        } else {
-            Err(PermitError::WouldBlock)
+        if self.robust == 0 {
+            return if self.raw.try_acquire() {
+                Ok(self.guard(None))
+            } else {
+                Err(PermitError::WouldBlock)
+            };
         }
+        let words = self.words();
+        if let Some(i) = self.raw.robust_try_acquire(words, &Procfs) {
+            return Ok(self.guard(Some(i)));
+        }
+        // Relaxed: a process-local count.
+        if self.failures.fetch_add(1, PlainOrdering::Relaxed) % LOOK_EVERY == LOOK_EVERY - 1 {
+            if let Some(i) = self.raw.robust_recover(words, &Procfs) {
+                return Ok(self.guard(Some(i)));
+            }
+        }
+        Err(PermitError::WouldBlock)
     }
 
     fn acquire_timeout(
         &self,
         timeout: Duration,
     ) -> core::result::Result<SemaphoreGuard<'_>, PermitError> {
-        if self.raw.acquire(time::deadline_after(timeout), self.spin) {
-            Ok(SemaphoreGuard { raw: &self.raw })
-        } else {
-            Err(PermitError::Timeout)
+        let deadline = time::deadline_after(timeout);
+        if self.robust == 0 {
+            return if self.raw.acquire(deadline, self.spin) {
+                Ok(self.guard(None))
+            } else {
+                Err(PermitError::Timeout)
+            };
+        }
+        match self
+            .raw
+            .robust_acquire(self.words(), &Procfs, deadline, self.spin)
+        {
+            Some(t) => Ok(self.guard(Some(t.index))),
+            None => Err(PermitError::Timeout),
         }
     }
 
     #[inline]
     fn release(&self) -> core::result::Result<(), TooManyReleases> {
+        if self.robust == 0 {
+            return self
+                .raw
+                .release()
+                .map_err(|limit| TooManyReleases { limit });
+        }
         self.raw
-            .release()
-            .map_err(|limit| TooManyReleases { limit })
+            .robust_release_any(self.words(), &Procfs)
+            .map_err(|_| TooManyReleases { limit: self.robust })
+    }
+
+    fn value(&self) -> u32 {
+        if self.robust == 0 {
+            self.raw.value()
+        } else {
+            self.raw.robust_value(self.words())
+        }
+    }
+}
+
+/// The parameters of a [`Semaphore`]: its initial value (a robust one's number of
+/// permits) and whether it is robust.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SemParams {
+    value: u32,
+    robust: bool,
+}
+
+impl Word for SemParams {
+    fn to_word(&self) -> u64 {
+        u64::from(self.value) | (u64::from(self.robust) << 32)
+    }
+
+    fn from_word(word: u64) -> Option<SemParams> {
+        match word >> 32 {
+            r @ (0 | 1) => Some(SemParams {
+                value: word as u32,
+                robust: r == 1,
+            }),
+            _ => None,
+        }
     }
 }
 
 impl Object for Semaphore {
     type State = RawSemaphore;
-    type Params = u32;
+    type Params = SemParams;
     const KIND: ObjectKind = ObjectKind::Semaphore;
 
     fn type_name() -> Cow<'static, str> {
         "Semaphore".into()
     }
 
-    fn init(value: &u32, mut fresh: Fresh<'_, RawSemaphore>) {
-        fresh.write(RawSemaphore::new(*value, VALUE_MAX));
+    fn size(p: &SemParams) -> Result<usize> {
+        let state = core::mem::size_of::<RawSemaphore>();
+        if !p.robust {
+            return Ok(state);
+        }
+        if !(1..=ROBUST_MAX).contains(&p.value) {
+            return Err(Error::InvalidArgument(format!(
+                "a robust semaphore has 1 to {ROBUST_MAX} permits, not {}",
+                p.value
+            )));
+        }
+        Ok(state + p.value as usize * core::mem::size_of::<Permit>())
     }
 
-    fn inspect(sem: &RawSemaphore, _: &u32, out: &mut Inspect) {
-        out.field("value", sem.value());
+    fn check(p: &SemParams, sem: &RawSemaphore) -> Result<()> {
+        if p.robust && sem.limit() != p.value {
+            return Err(Error::Corrupt(format!(
+                "robust semaphore of {} permits records {}",
+                p.value,
+                sem.limit()
+            )));
+        }
+        Ok(())
+    }
+
+    fn init(p: &SemParams, mut fresh: Fresh<'_, RawSemaphore>) {
+        fresh.write(if p.robust {
+            RawSemaphore::new_robust(p.value)
+        } else {
+            RawSemaphore::new(p.value, VALUE_MAX)
+        });
+    }
+
+    fn inspect(sem: &RawSemaphore, p: &SemParams, out: &mut Inspect) {
+        if p.robust {
+            out.field("permits", p.value);
+            out.field("recovered", sem.robust_recovered());
+        } else {
+            out.field("value", sem.value());
+        }
         out.field("waiters", sem.waiters());
     }
 }
 
 impl Handle for Semaphore {
     fn from_obj(raw: Obj<Semaphore>) -> Result<Semaphore> {
+        let p = *raw.params();
         Ok(Semaphore {
-            p: Permits::new(raw),
+            p: Permits::new(raw, if p.robust { p.value } else { 0 }),
         })
+    }
+
+    fn obj(&self) -> &Obj<Semaphore> {
+        &self.p.raw
     }
 }
 
@@ -252,8 +430,12 @@ impl Object for BoundedSemaphore {
 impl Handle for BoundedSemaphore {
     fn from_obj(raw: Obj<BoundedSemaphore>) -> Result<BoundedSemaphore> {
         Ok(BoundedSemaphore {
-            p: Permits::new(raw),
+            p: Permits::new(raw, 0),
         })
+    }
+
+    fn obj(&self) -> &Obj<BoundedSemaphore> {
+        &self.p.raw
     }
 }
 
@@ -311,10 +493,17 @@ impl Semaphore {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] when `value` is above [`VALUE_MAX`];
-    /// [`Error::OutOfSpace`] / [`Error::DirectoryFull`] when the arena is full.
+    /// [`Error::OutOfSpace`] when the arena is full to its limit.
     pub fn new_in(arena: &Arena, value: u32) -> Result<Semaphore> {
         check_value(value)?;
-        object::make(arena, None, value)
+        object::make(
+            arena,
+            None,
+            SemParams {
+                value,
+                robust: false,
+            },
+        )
     }
 
     /// A new semaphore named `name` in `arena`, for [`Semaphore::open`] to find.
@@ -324,7 +513,84 @@ impl Semaphore {
     /// [`Error::InvalidName`].
     pub fn create(arena: &Arena, name: &str, value: u32) -> Result<Semaphore> {
         check_value(value)?;
-        object::make(arena, Some(name), value)
+        object::make(
+            arena,
+            Some(name),
+            SemParams {
+                value,
+                robust: false,
+            },
+        )
+    }
+
+    /// A new robust semaphore of `permits` permits in the [global arena](Arena::global):
+    /// each permit belongs to the process that took it, only that process releases it,
+    /// and a permit whose holder dies is taken over by a waiting survivor (module docs).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] unless `1 <= permits <= ROBUST_MAX`; the global arena
+    /// cannot be made or is full.
+    ///
+    /// ```
+    /// use shmproc::semaphore::Semaphore;
+    /// let sem = Semaphore::robust(2)?;
+    /// let a = sem.acquire();
+    /// assert_eq!(sem.value(), 1);
+    /// drop(a);
+    /// assert!(sem.release().is_err()); // this process holds no permit now
+    /// assert!(Semaphore::robust(0).is_err());
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn robust(permits: u32) -> Result<Semaphore> {
+        Self::robust_in(&Arena::global()?, permits)
+    }
+
+    /// A new robust semaphore of `permits` permits in `arena` (see
+    /// [`robust`](Self::robust)).
+    ///
+    /// # Errors
+    /// As [`robust`](Self::robust); [`Error::OutOfSpace`] when the arena is full.
+    pub fn robust_in(arena: &Arena, permits: u32) -> Result<Semaphore> {
+        object::make(
+            arena,
+            None,
+            SemParams {
+                value: permits,
+                robust: true,
+            },
+        )
+    }
+
+    /// A new robust semaphore named `name` in `arena` (see [`robust`](Self::robust));
+    /// [`open`](Self::open) finds it.
+    ///
+    /// # Errors
+    /// As [`robust_in`](Self::robust_in), and [`Error::AlreadyExists`] or
+    /// [`Error::InvalidName`].
+    pub fn create_robust(arena: &Arena, name: &str, permits: u32) -> Result<Semaphore> {
+        object::make(
+            arena,
+            Some(name),
+            SemParams {
+                value: permits,
+                robust: true,
+            },
+        )
+    }
+
+    /// True for a robust semaphore ([`robust`](Self::robust)).
+    pub fn is_robust(&self) -> bool {
+        self.p.robust != 0
+    }
+
+    /// Permits of a robust semaphore taken over from holders that died (0 in the default
+    /// mode, whose permits die with their holders).
+    pub fn recovered(&self) -> u32 {
+        if self.is_robust() {
+            self.p.raw.robust_recovered()
+        } else {
+            0
+        }
     }
 
     /// The semaphore named `name` in `arena`.
@@ -400,10 +666,13 @@ impl Semaphore {
     }
 
     /// Gives a permit back (Python's `release()`), from any process, and wakes one process
-    /// waiting in `acquire`, if any.
+    /// waiting in `acquire`, if any. A robust semaphore takes back only a permit the
+    /// calling process holds.
     ///
     /// # Errors
-    /// [`TooManyReleases`] when the value is already [`VALUE_MAX`].
+    /// [`TooManyReleases`] when the value is already [`VALUE_MAX`]; for a robust
+    /// semaphore, when the calling process holds no permit (its `limit` is the number of
+    /// permits).
     ///
     /// ```
     /// let sem = shmproc::semaphore::Semaphore::new(0)?;
@@ -418,7 +687,7 @@ impl Semaphore {
 
     /// Permits available now (a snapshot): Python's `get_value()`.
     pub fn value(&self) -> u32 {
-        self.p.raw.value()
+        self.p.value()
     }
 
     /// The shared state, for model checks and diagnostics.
@@ -478,7 +747,7 @@ impl BoundedSemaphore {
     /// A new bounded semaphore holding `value` permits, in `arena`.
     ///
     /// # Errors
-    /// As [`new`](Self::new), and [`Error::OutOfSpace`] / [`Error::DirectoryFull`] when the
+    /// As [`new`](Self::new), and [`Error::OutOfSpace`] when the
     /// arena is full.
     pub fn new_in(arena: &Arena, value: u32) -> Result<BoundedSemaphore> {
         Self::check(value)?;

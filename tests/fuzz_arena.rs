@@ -14,12 +14,20 @@ fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/arena_open")
 }
 
-/// The bytes of a valid named arena with a few objects in it, read back from /dev/shm.
+/// Named objects in the valid image: enough that the directory grew twice (16 entries,
+/// then 32, then 64).
+const NAMES: usize = 30;
+
+/// The bytes of a valid named arena with objects in it (a grown directory, a held lock,
+/// an anonymous one), read back from /dev/shm.
 fn valid_image() -> Vec<u8> {
     let name = format!("shmproc-fuzz-seed-{}", std::process::id());
     let arena = Arena::create(&name, shmproc::arena::MIN_SIZE as usize).unwrap();
     Lock::create(&arena, "lock").unwrap();
     RawBlock::create(&arena, "raw", 300).unwrap();
+    for i in 0..NAMES - 2 {
+        std::mem::forget(Lock::create(&arena, &format!("lock-{i:02}")).unwrap());
+    }
     Lock::new_in(&arena).unwrap().acquire_forever();
     let bytes = std::fs::read(format!("/dev/shm/{name}")).unwrap();
     arena.unlink().unwrap();
@@ -64,7 +72,10 @@ fn valid_image_opens_and_finds_its_objects() {
     let a = Arena::from_fd(fd).unwrap();
     let mut names: Vec<_> = a.objects().into_iter().map(|(n, _)| n).collect();
     names.sort();
-    assert_eq!(names, ["lock", "raw"]);
+    let mut want: Vec<String> = (0..NAMES - 2).map(|i| format!("lock-{i:02}")).collect();
+    want.extend(["lock".to_string(), "raw".to_string()]);
+    want.sort();
+    assert_eq!(names, want);
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use shmproc::pipe::Pipe;
 use shmproc::queue::{ByteQueue, JoinableQueue, Queue};
-use shmproc::shared::{Array, RawBlock, SharedDict, TypedDict, Value};
+use shmproc::shared::{Array, RawBlock, SharedDict, SharedMemory, TypedDict, Value};
 use shmproc::{Arena, Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};
 use shmproc_testkit::{fork, SharedPage, Signal};
 use std::any::Any;
@@ -18,6 +18,7 @@ shmproc_testkit::main!(
     churn_in_four_processes_returns_to_baseline,
     kills_at_random_points_leak_nothing,
     the_arena_grows_for_large_objects,
+    creators_killed_at_random_points_leave_nothing_half_made,
 );
 
 /// One object of every kind, in `arena`.
@@ -252,4 +253,111 @@ fn the_arena_grows_for_large_objects() {
     assert!(child_sees.wait());
     child.join();
     assert_eq!(q.get().unwrap(), [9; 4096]);
+}
+
+/// 100 processes SIGKILLed at random points while they create (and unlink) named
+/// `SharedMemory` segments and named arenas: whatever a dead creator left in /dev/shm is
+/// complete (creation is atomic: every visible file opens), and the two `cleanup_orphans`
+/// remove all of it, while a live process's segment and arena stay.
+fn creators_killed_at_random_points_leave_nothing_half_made() {
+    let prefix = format!("shmproc-kill-{}", std::process::id());
+    let live_seg = SharedMemory::create(Some(&format!("{prefix}-live-seg")), 4096).unwrap();
+    let live_arena = Arena::create(&format!("{prefix}-live-arena"), 1 << 20).unwrap();
+    let page = SharedPage::new(4096);
+    let started = page.atomic(0);
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut left = 0;
+    for k in 0..100u64 {
+        let child = {
+            let prefix = prefix.clone();
+            fork(move || {
+                started.fetch_add(1, Ordering::SeqCst);
+                for i in 0.. {
+                    let seg =
+                        SharedMemory::create(Some(&format!("{prefix}-s{k}-{i}")), 8192).unwrap();
+                    seg.write(0, b"made").unwrap();
+                    let arena = Arena::create(&format!("{prefix}-a{k}-{i}"), 1 << 20).unwrap();
+                    drop(Lock::create(&arena, "lock").unwrap());
+                    if i % 2 == 0 {
+                        seg.unlink().unwrap();
+                        arena.unlink().unwrap();
+                    }
+                }
+            })
+        };
+        while started.load(Ordering::SeqCst) <= k {
+            std::thread::yield_now();
+        }
+        for _ in 0..next() % 200_000 {
+            std::hint::spin_loop();
+        }
+        assert_eq!(child.kill(), -libc::SIGKILL);
+        // Everything the dead creator left is whole.
+        for name in shm_files(&prefix) {
+            if name.contains("-live-") {
+                continue;
+            }
+            left += 1;
+            let seg = name.contains(&format!("{prefix}-s"));
+            if seg {
+                let s = SharedMemory::open(&name);
+                assert!(s.is_ok(), "kill {k}: {name} is half made: {s:?}");
+            } else {
+                // The arena is whole; its lock, if the creator got that far, opens.
+                let a = Arena::open(&name);
+                assert!(a.is_ok(), "kill {k}: {name} is half made: {a:?}");
+                let a = a.unwrap();
+                let names = a.objects();
+                assert!(names.len() <= 1, "kill {k}: {name}: {names:?}");
+                if !names.is_empty() {
+                    assert!(Lock::open(&a, "lock").is_ok(), "kill {k}: {name}'s lock");
+                }
+            }
+        }
+        let mut removed = shmproc::cleanup_orphans().unwrap();
+        removed.extend(Arena::cleanup_orphans().unwrap());
+        let mine: Vec<_> = shm_files(&prefix);
+        assert_eq!(
+            mine.len(),
+            2,
+            "kill {k}: only the live segment and arena stay, not {mine:?} (removed {removed:?})"
+        );
+    }
+    assert!(
+        left > 50,
+        "the creators left files behind only {left} times"
+    );
+    println!("  (100 kills: {left} files of dead creators found whole and removed)");
+    // An orphan that a live process still maps (this one) is kept until it lets go.
+    let name = format!("{prefix}-mapped");
+    let made = {
+        let name = name.clone();
+        fork(move || drop(Arena::create(&name, 1 << 20).unwrap()))
+    };
+    made.join();
+    let mapped = Arena::open(&name).unwrap();
+    assert!(
+        !Arena::cleanup_orphans().unwrap().contains(&name),
+        "mapped here"
+    );
+    drop(mapped);
+    assert!(Arena::cleanup_orphans().unwrap().contains(&name));
+    live_seg.unlink().unwrap();
+    live_arena.unlink().unwrap();
+}
+
+/// The names in /dev/shm that start with `prefix`.
+fn shm_files(prefix: &str) -> Vec<String> {
+    std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| n.starts_with(prefix))
+        .collect()
 }

@@ -19,6 +19,10 @@ shmproc_testkit::main!(
     one_way_pipe_across_processes,
     closed_connection_errors,
     copy_of_end_dies_mid_message_breaks_pipe,
+    timed_receive_ends_when_its_own_copy_of_the_writer_end_lives_and_the_writer_dies,
+    timed_receive_waits_for_another_reader_only_until_its_deadline,
+    timed_receive_takes_a_message_only_whole,
+    timed_receive_mid_stream_drops_that_message_and_the_next_arrives,
 );
 
 /// Forks a child that gets `theirs` (and drops its copy of `mine`, as Python code must);
@@ -377,4 +381,150 @@ fn copy_of_end_dies_mid_message_breaks_pipe() {
     // This process still holds the writing end `b`: not EOF, but a broken frame stream.
     assert_eq!(b.send_bytes(b"next"), Err(SendError::Broken));
     assert_eq!(a.recv_bytes(), Err(RecvError::Broken));
+}
+
+/// Issue 25: the reader's own process holds a copy of the writing end (so the writer's
+/// death is no EOF), and the writer is killed part-way through a message longer than the
+/// ring. The reader learns it from the dead holder of the writing side: a timed receive
+/// returns within its timeout, an untimed one with `Broken`.
+fn timed_receive_ends_when_its_own_copy_of_the_writer_end_lives_and_the_writer_dies() {
+    let (a, b) = Pipe::new_in(&arena(), true, 4 << 10).unwrap();
+    let (ready_r, ready_w) = Pipe::new_in(&arena(), true, 1 << 10).unwrap();
+    let mut ready_w = Some(ready_w);
+    let w = fork(|| {
+        let ready_w = ready_w.take().unwrap();
+        b.send_with(1 << 20, |off, chunk| {
+            chunk.fill(3);
+            if off > 0 {
+                // The first piece is in the ring: the message has begun.
+                ready_w.send_bytes(b"mid").unwrap();
+                loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        })
+        .unwrap();
+    });
+    drop(ready_w.take());
+    assert_eq!(ready_r.recv_bytes().unwrap(), b"mid");
+    w.signal(libc::SIGKILL);
+    assert_eq!(w.wait(), -libc::SIGKILL);
+    // `b`, a copy of the writing end, is still open in this process.
+    let t = Instant::now();
+    let r = a.recv_bytes_timeout(Duration::from_millis(500));
+    assert!(
+        matches!(
+            r,
+            Err(RecvError::Broken) | Err(RecvError::TimeoutMidMessage { .. })
+        ),
+        "{r:?}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "hang guard: took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(a.recv_bytes(), Err(RecvError::Broken));
+    assert_eq!(b.send_bytes(b"x"), Err(SendError::Broken));
+}
+
+/// Another process holds the reading end's side (it is blocked receiving): a timed
+/// receive here waits for it only until its own deadline.
+fn timed_receive_waits_for_another_reader_only_until_its_deadline() {
+    let (a, b) = Pipe::new_in(&arena(), true, 1 << 10).unwrap();
+    let (ready_r, ready_w) = Pipe::new_in(&arena(), true, 1 << 10).unwrap();
+    let mut ready_w = Some(ready_w);
+    let reader = fork(|| {
+        // A copy of `a`, blocked in a receive that holds the reading side.
+        let ready_w = ready_w.take().unwrap();
+        ready_w.send_bytes(b"in").unwrap();
+        assert_eq!(a.recv_bytes().unwrap(), b"late");
+    });
+    drop(ready_w.take());
+    assert_eq!(ready_r.recv_bytes().unwrap(), b"in");
+    // Give the child time to be inside its receive (not needed for correctness: either
+    // way this receive must return at its deadline).
+    std::thread::sleep(Duration::from_millis(20));
+    let t = Instant::now();
+    assert_eq!(
+        a.recv_bytes_timeout(Duration::from_millis(100)),
+        Err(RecvError::Timeout)
+    );
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(100),
+        "returned early: {took:?}"
+    );
+    assert!(took < Duration::from_secs(5), "hang guard: {took:?}");
+    assert_eq!(a.poll_timeout(Duration::from_millis(10)), Ok(false));
+    b.send_bytes(b"late").unwrap();
+    reader.join();
+}
+
+/// A message that fits the ring but arrives slowly (its writer stalls half-way): a timed
+/// receive times out consuming nothing, and a later receive gets the whole message.
+fn timed_receive_takes_a_message_only_whole() {
+    let (a, b) = Pipe::new_in(&arena(), true, 64 << 10).unwrap();
+    let (go_r, go_w) = Pipe::new_in(&arena(), true, 1 << 10).unwrap();
+    let (ready_r, ready_w) = Pipe::new_in(&arena(), true, 1 << 10).unwrap();
+    let mut slots = (Some(go_r), Some(ready_w));
+    let w = fork(|| {
+        let (go_r, ready_w) = (slots.0.take().unwrap(), slots.1.take().unwrap());
+        b.send_with(40_000, |off, chunk| {
+            for (i, x) in chunk.iter_mut().enumerate() {
+                *x = ((off + i) % 251) as u8;
+            }
+            if off == 0 {
+                // The first piece is in the ring; wait for the reader's timeout.
+                ready_w.send_bytes(b"begun").unwrap();
+                assert_eq!(go_r.recv_bytes().unwrap(), b"go");
+            }
+        })
+        .unwrap();
+    });
+    drop(slots);
+    assert_eq!(ready_r.recv_bytes().unwrap(), b"begun");
+    let t = Instant::now();
+    assert_eq!(
+        a.recv_bytes_timeout(Duration::from_millis(50)),
+        Err(RecvError::Timeout)
+    );
+    assert!(t.elapsed() >= Duration::from_millis(50));
+    go_w.send_bytes(b"go").unwrap();
+    let m = a.recv_bytes_timeout(Duration::from_secs(20)).unwrap();
+    assert_eq!(m.len(), 40_000);
+    assert!(m.iter().enumerate().all(|(i, &x)| x == (i % 251) as u8));
+    w.join();
+}
+
+/// A message longer than the ring, streamed slowly: a timed receive whose deadline
+/// passes part-way gets `TimeoutMidMessage` (the message is dropped), and the next
+/// receive skips its rest and gets the next message whole.
+fn timed_receive_mid_stream_drops_that_message_and_the_next_arrives() {
+    let (a, b) = Pipe::new_in(&arena(), true, 4 << 10).unwrap();
+    let (go_r, go_w) = Pipe::new_in(&arena(), true, 1 << 10).unwrap();
+    let mut go_r = Some(go_r);
+    let w = fork(|| {
+        let go_r = go_r.take().unwrap();
+        let mut waited = false;
+        b.send_with(100_000, |off, chunk| {
+            chunk.fill(7);
+            if off > 10_000 && !waited {
+                waited = true;
+                assert_eq!(go_r.recv_bytes().unwrap(), b"go");
+            }
+        })
+        .unwrap();
+        b.send_bytes(b"next").unwrap();
+    });
+    drop(go_r.take());
+    let t = Instant::now();
+    assert_eq!(
+        a.recv_bytes_timeout(Duration::from_millis(50)),
+        Err(RecvError::TimeoutMidMessage { len: 100_000 })
+    );
+    assert!(t.elapsed() >= Duration::from_millis(50));
+    go_w.send_bytes(b"go").unwrap();
+    assert_eq!(a.recv_bytes().unwrap(), b"next");
+    w.join();
 }

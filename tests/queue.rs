@@ -1,7 +1,7 @@
 //! Multi-process tests of `Queue`, `ByteQueue`, `SimpleQueue` and `JoinableQueue`.
 
 use shmproc::queue::{
-    BytePutError, ByteQueue, GetError, JoinableQueue, PutError, Queue, SimpleQueue,
+    BytePutError, ByteQueue, GetError, JoinError, JoinableQueue, PutError, Queue, SimpleQueue,
 };
 use shmproc::Arena;
 use shmproc_testkit::fork;
@@ -177,7 +177,7 @@ fn joinable_4x4_join_after_all_task_done() {
                 for i in 0..PER {
                     q.put(p * PER + i).unwrap();
                 }
-                q.join();
+                q.join().unwrap();
                 // Every item of every producer that finished putting is done; ours are.
                 assert!(counts.word(0).load(Ordering::Relaxed) >= PER);
             })
@@ -186,7 +186,7 @@ fn joinable_4x4_join_after_all_task_done() {
     for p in producers {
         p.join();
     }
-    q.join();
+    q.join().unwrap();
     let n = PRODUCERS * PER;
     assert_eq!(counts.word(0).load(Ordering::Relaxed), n);
     assert_eq!(counts.word(1).load(Ordering::Relaxed), n * (n - 1) / 2);
@@ -598,7 +598,7 @@ fn task_done_too_often_is_an_error() {
     q.get().unwrap();
     q.task_done().unwrap();
     assert!(q.task_done().is_err());
-    q.join();
+    q.join().unwrap();
 }
 
 fn join_timeout_reports_unfinished() {
@@ -607,7 +607,7 @@ fn join_timeout_reports_unfinished() {
     q.put(1).unwrap();
     let t = Instant::now();
     let e = q.join_timeout(Duration::from_millis(100)).unwrap_err();
-    assert_eq!(e.unfinished, 1);
+    assert_eq!(e, JoinError::Timeout { unfinished: 1 });
     assert!(
         t.elapsed() >= Duration::from_millis(100),
         "returned before its timeout"
@@ -649,9 +649,11 @@ fn serde_values_across_processes() {
                 name: "x".repeat(500),
                 tags: vec![],
             };
+            // Measured before a slot is claimed: 500 bytes of name, its 2-byte length, the
+            // id and the empty list's length.
             assert_eq!(
                 q.put_value(&huge),
-                Err(BytePutError::TooLarge { len: 0, max: 128 })
+                Err(BytePutError::TooLarge { len: 504, max: 128 })
             );
             q.close();
         })

@@ -22,6 +22,8 @@ shmproc_testkit::main!(
     forget_then_release_from_other_process,
     killed_sleeper_does_not_break_semaphore,
     concurrent_bounded_releases_stop_at_bound,
+    robust_permit_of_a_killed_holder_is_taken_over,
+    robust_permits_are_released_only_by_their_holder,
 );
 
 fn arena() -> Arena {
@@ -416,4 +418,58 @@ fn concurrent_bounded_releases_stop_at_bound() {
     );
     assert_eq!(s[1].load(Ordering::Relaxed), PROCS as u64 * TRIES - 1_000);
     assert_eq!(sem.value(), 1_000);
+}
+
+/// Robust mode: a process killed holding a permit gives it back through the survivors. A
+/// sleeping acquirer takes it over (within its liveness schedule), exactly once.
+fn robust_permit_of_a_killed_holder_is_taken_over() {
+    let a = arena();
+    let sem = Semaphore::robust_in(&a, 1).unwrap();
+    assert!(sem.is_robust());
+    let ready = shmproc_testkit::Signal::new();
+    let victim = {
+        let (sem, ready) = (sem.clone(), &ready);
+        fork(move || {
+            sem.acquire_forever();
+            ready.notify();
+            std::thread::sleep(Duration::from_secs(60));
+        })
+    };
+    assert!(ready.wait());
+    assert_eq!(sem.value(), 0);
+    assert!(sem.try_acquire().is_err());
+    victim.signal(libc::SIGKILL);
+    assert_eq!(victim.wait(), -libc::SIGKILL);
+    let t = Instant::now();
+    let g = sem
+        .acquire_timeout(Duration::from_secs(20))
+        .expect("taken over");
+    println!("taken over after {:?}", t.elapsed());
+    assert_eq!(sem.recovered(), 1);
+    drop(g);
+    assert_eq!(sem.value(), 1);
+}
+
+/// Robust mode: only the process that holds a permit releases it (Python's release from
+/// anywhere is the default mode's); a guard gives its own permit back.
+fn robust_permits_are_released_only_by_their_holder() {
+    let a = arena();
+    let sem = Semaphore::robust_in(&a, 2).unwrap();
+    assert!(sem.release().is_err(), "no permit held");
+    sem.acquire_forever();
+    let c = {
+        let sem = sem.clone();
+        fork(move || assert!(sem.release().is_err(), "the parent's permit"))
+    };
+    c.join();
+    assert_eq!(sem.value(), 1);
+    sem.release().unwrap();
+    assert_eq!(sem.value(), 2);
+    assert!(Semaphore::robust_in(&a, 0).is_err());
+    assert!(Semaphore::robust_in(&a, shmproc::semaphore::ROBUST_MAX + 1).is_err());
+    let named = Semaphore::create_robust(&a, "robust", 3).unwrap();
+    let opened = Semaphore::open(&a, "robust").unwrap();
+    assert!(opened.is_robust());
+    let _g = named.acquire();
+    assert_eq!(opened.value(), 2);
 }

@@ -13,7 +13,10 @@ use shmproc::process::{
     current_process, get_context, parent_process, set_start_method, Process, ProcessError, Run,
     RunResult, StartMethod,
 };
-use shmproc::{Arena, Connection, Lock, Queue, Value};
+use shmproc::{
+    Arena, Array, Barrier, BoundedSemaphore, Condition, Connection, Event, Lock, Queue, RLock,
+    Semaphore, Value,
+};
 use std::time::{Duration, Instant};
 
 /// What `main` does before `init` when this variable is set: a child whose binary
@@ -71,6 +74,10 @@ fn main() {
         (
             "function_child_holds_exactly_its_args",
             function_child_holds_exactly_its_args,
+        ),
+        (
+            "anonymous_objects_travel_as_arguments",
+            anonymous_objects_travel_as_arguments,
         ),
         (
             "parent_drops_closure_captures_at_start",
@@ -546,6 +553,96 @@ fn function_child_holds_exactly_its_args() {
         drop(parent_conn);
         assert_eq!(p.join().unwrap(), 0, "{m}");
     }
+}
+
+/// One anonymous object of every synchronisation and value kind, as one argument.
+#[derive(Serialize, Deserialize)]
+struct Kit {
+    lock: Lock,
+    rlock: RLock,
+    sem: Semaphore,
+    bounded: BoundedSemaphore,
+    event: Event,
+    barrier: Barrier,
+    cond: Condition,
+    count: Value<u64>,
+    cells: Array<u32>,
+    id: u32,
+}
+
+/// Uses every object of the kit: the parent checks each effect.
+fn use_kit(k: Kit) -> Result<(), String> {
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    for _ in 0..1000 {
+        let _g = k.lock.acquire();
+        k.count.store(k.count.load() + 1);
+    }
+    {
+        let _a = k.rlock.acquire();
+        let _b = k.rlock.acquire();
+    }
+    k.cells.set(k.id as usize, k.id * 10).map_err(|x| e(&x))?;
+    k.sem.release().map_err(|x| e(&x))?;
+    drop(k.bounded.acquire());
+    k.event.set();
+    k.barrier.wait().map_err(|x| e(&x))?;
+    let g = k.cond.acquire();
+    k.cond.notify_all().map_err(|x| e(&x))?;
+    drop(g);
+    Ok(())
+}
+
+/// Anonymous objects (no name to open them by) travel in a `Process::function`'s
+/// arguments to `Spawn` and `ForkServer` children, which use them; the parent sees every
+/// effect, and the objects are freed with the last handle.
+fn anonymous_objects_travel_as_arguments() {
+    let arena = Arena::anonymous(1 << 20).unwrap();
+    let base = arena.used();
+    {
+        let kit = |id| Kit {
+            lock: Lock::new_in(&arena).unwrap(),
+            rlock: RLock::new_in(&arena).unwrap(),
+            sem: Semaphore::new_in(&arena, 0).unwrap(),
+            bounded: BoundedSemaphore::new_in(&arena, 1).unwrap(),
+            event: Event::new_in(&arena).unwrap(),
+            barrier: Barrier::new_in(&arena, 2).unwrap(),
+            cond: Condition::new_in(&arena).unwrap(),
+            count: Value::new_in(&arena, 0u64).unwrap(),
+            cells: Array::new_in(&arena, 4).unwrap(),
+            id,
+        };
+        for (id, m) in [(1, StartMethod::Spawn), (2, StartMethod::ForkServer)] {
+            let k = kit(id);
+            let (lock, count, cells, sem, bounded, event, barrier) = (
+                k.lock.clone(),
+                k.count.clone(),
+                k.cells.clone(),
+                k.sem.clone(),
+                k.bounded.clone(),
+                k.event.clone(),
+                k.barrier.clone(),
+            );
+            let _held = bounded.acquire();
+            let mut p = builder(m).function(use_kit, k);
+            p.start().unwrap();
+            for _ in 0..1000 {
+                let _g = lock.acquire();
+                count.store(count.load() + 1);
+            }
+            drop(sem.acquire());
+            drop(_held);
+            assert!(event.wait_timeout(Duration::from_secs(30)), "{m}: event");
+            barrier.wait().unwrap();
+            assert_eq!(p.join().unwrap(), 0, "{m}");
+            assert_eq!(count.load(), 2000, "{m}: counted under the lock by both");
+            assert_eq!(cells.get(id as usize), Some(id * 10), "{m}");
+        }
+    }
+    assert_eq!(
+        arena.used(),
+        base,
+        "every object freed with its last handle"
+    );
 }
 
 /// A closure child that writes and exits: the parent's copy of the captured end is

@@ -5,6 +5,8 @@
 //! `Process <name>:` is a child reporting the error it was made to fail with (the
 //! Process part shows exit codes), not a fault of the tour.
 
+mod lifecycle;
+mod list;
 mod lock;
 mod pipe;
 mod process;
@@ -46,13 +48,18 @@ fn main() -> Res {
         "(lines on stderr that start with \"Process <name>:\" are children that fail on \
          purpose; the tour checks every result)\n"
     );
-    let parts: [Part; 7] = [
+    let parts: [Part; 9] = [
         ("Process", process::run),
         ("Lock, Semaphore, Event", lock::run),
         ("RLock, Condition, Barrier", sync2::run),
         ("Queue, JoinableQueue", queue::run),
         ("Pipe", pipe::run),
         ("Value, Array, SharedDict, SharedMemory", shared::run),
+        ("SharedList, ByteList, SerdeList", list::run),
+        (
+            "The arena: freed objects, swept processes, growth",
+            lifecycle::run,
+        ),
         (
             "Start methods: fork, forkserver, spawn; Listener / Client",
             start::run,

@@ -82,7 +82,7 @@ pub fn run() -> super::Res {
     for job in 0..20 {
         jq.put(job)?;
     }
-    jq.join();
+    jq.join()?;
     println!(
         "  JoinableQueue: join returned with {} unfinished tasks; one task_done too many: {}",
         jq.unfinished_tasks(),

@@ -156,3 +156,136 @@ fn bounded_release_race() {
         }
     });
 }
+
+// ---------------------------------------------------------------------------------------
+// The robust mode: permits owned by processes, taken over from dead holders.
+
+use loom::cell::UnsafeCell;
+use shmproc::raw::semaphore::Permit;
+use shmproc::raw::sync::liveness::Scripted;
+use shmproc_testkit::loom::model;
+
+/// Processes 1..=n that watch each other (their waiters look at the holders).
+fn team(n: u32) -> Vec<Scripted> {
+    Scripted::team(n, true)
+        .into_iter()
+        .map(|s| s.watching())
+        .collect()
+}
+
+/// A robust semaphore of one permit (a lock), the permit words beside it, and data that
+/// only a permit's holder touches (loom reports two holders at once as a race).
+struct Robust {
+    sem: RawSemaphore,
+    permits: Vec<Permit>,
+    data: UnsafeCell<u32>,
+}
+
+// SAFETY: `data` is touched only by the holder of the one permit; loom checks exactly that.
+unsafe impl Sync for Robust {}
+
+impl Robust {
+    fn new(n: u32) -> Arc<Robust> {
+        Arc::new(Robust {
+            sem: RawSemaphore::new_robust(n),
+            permits: (0..n).map(|_| Permit::new()).collect(),
+            data: UnsafeCell::new(0),
+        })
+    }
+
+    /// Takes the permit (blocking), bumps the data, gives the permit back; whether it was
+    /// taken over from a dead holder.
+    fn visit(&self, who: &Scripted) -> bool {
+        let t = self
+            .sem
+            .robust_acquire(&self.permits, who, None, SpinPolicy::NEVER)
+            .expect("no deadline");
+        // SAFETY: the permit makes this thread the only user (checked by loom).
+        self.data.with_mut(|p| unsafe { *p += 1 });
+        self.sem
+            .robust_release(&self.permits, t.index, who)
+            .unwrap();
+        t.recovered
+    }
+}
+
+/// Process 1 takes the one permit and dies holding it; processes 2 and 3 wait. Exactly one
+/// of them takes the permit over; the other gets it after that one gives it back; never
+/// both at once.
+///
+/// Planted bug (caught, 2026-12-07): taking the permit over with a store instead of a CAS
+/// lets both waiters take it at once (loom reports the race on the data).
+#[test]
+fn robust_permit_of_a_dead_holder_is_taken_over_once() {
+    model(2, || {
+        let r = Robust::new(1);
+        let ps = team(3);
+        assert_eq!(r.sem.robust_try_acquire(&r.permits, &ps[0]), Some(0));
+        // Process 1 stops for ever holding the permit.
+        ps[0].kill(1);
+        let other = {
+            let (r, me) = (r.clone(), ps[2].clone());
+            thread::spawn(move || r.visit(&me))
+        };
+        let a = r.visit(&ps[1]);
+        let b = other.join().unwrap();
+        assert_eq!(u32::from(a) + u32::from(b), 1, "taken over exactly once");
+        assert_eq!(r.sem.robust_recovered(), 1);
+        assert_eq!(r.data.with(|p| unsafe { *p }), 2);
+        assert_eq!(r.sem.robust_value(&r.permits), 1);
+    });
+}
+
+/// A live holder is never robbed: process 2 waits while process 1 holds the permit and
+/// looks at it (process 1 is alive), and gets it only when process 1 gives it back.
+///
+/// Planted bug (caught, 2026-12-07): a take-over that does not ask whether the holder is
+/// dead robs process 1 (loom reports the race on the data).
+#[test]
+fn robust_live_holder_is_never_robbed() {
+    model(3, || {
+        let r = Robust::new(1);
+        let ps = team(2);
+        let holder = {
+            let (r, me) = (r.clone(), ps[0].clone());
+            thread::spawn(move || r.visit(&me))
+        };
+        let recovered = r.visit(&ps[1]);
+        assert!(!holder.join().unwrap());
+        assert!(!recovered);
+        assert_eq!(r.sem.robust_recovered(), 0);
+        assert_eq!(r.data.with(|p| unsafe { *p }), 2);
+    });
+}
+
+/// Releases wake sleepers in the robust mode too: two waiters, two permits held by the
+/// main process and given back; both waiters get through (no lost wake-up; waiters that
+/// do not watch the holders sleep without a deadline).
+#[test]
+fn robust_releases_wake_sleepers() {
+    model(2, || {
+        let r = Robust::new(2);
+        let main = Scripted::alive(1);
+        let a = r.sem.robust_try_acquire(&r.permits, &main).unwrap();
+        let b = r.sem.robust_try_acquire(&r.permits, &main).unwrap();
+        let waiters: Vec<_> = (2..=3)
+            .map(|pid| {
+                let r = r.clone();
+                thread::spawn(move || {
+                    let me = Scripted::alive(pid);
+                    let t = r
+                        .sem
+                        .robust_acquire(&r.permits, &me, None, SpinPolicy::NEVER)
+                        .unwrap();
+                    r.sem.robust_release(&r.permits, t.index, &me).unwrap();
+                })
+            })
+            .collect();
+        r.sem.robust_release(&r.permits, a, &main).unwrap();
+        r.sem.robust_release(&r.permits, b, &main).unwrap();
+        for w in waiters {
+            w.join().unwrap();
+        }
+        assert_eq!(r.sem.robust_value(&r.permits), 2);
+    });
+}

@@ -19,7 +19,7 @@ fn name_hash(arena: &Arena, name: &str) -> u64 {
 }
 
 /// The name stored in `e` (validated: length and UTF-8), if it is used.
-fn entry_name(e: &DirEntry) -> Option<String> {
+pub(super) fn entry_name(e: &DirEntry) -> Option<String> {
     // Relaxed (every load here): under the metadata lock.
     let len = e.name_len.load(Ordering::Relaxed) as usize;
     if len == 0 || len > MAX_NAME {

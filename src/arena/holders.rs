@@ -70,11 +70,12 @@ impl<'a> MetaGuard<'a> {
                 repair(&g)?;
                 Ok(g)
             }
-            Err(_) => Err(Error::Corrupt(format!(
-                "the arena's metadata lock has been held by pid {} for more than {:?}",
-                lock.holder().unwrap_or(0),
-                super::META_PATIENCE
-            ))),
+            Err(_) => Err(Error::Busy {
+                holder: lock.holder().unwrap_or(0),
+                waited: super::PATIENCE
+                    .with(|p| p.get())
+                    .unwrap_or(super::META_PATIENCE),
+            }),
         }
     }
 }
@@ -177,7 +178,7 @@ impl Arena {
     }
 
     /// The object header at `obj`, checked to lie in the mapping.
-    fn obj_header(&self, obj: u64) -> Result<&ObjHeader> {
+    pub(super) fn obj_header(&self, obj: u64) -> Result<&ObjHeader> {
         if obj % CACHE_LINE != 0 || obj < HEADER_SIZE || obj + OBJ_HEADER > self.accessible() {
             return Err(Error::Corrupt(format!("no object can start at {obj:#x}")));
         }
@@ -249,6 +250,11 @@ impl Holding {
     /// The object's offset (its header).
     pub(crate) fn offset(&self) -> u64 {
         self.obj
+    }
+
+    /// The object's generation.
+    pub(crate) fn gen(&self) -> u64 {
+        self.gen
     }
 
     /// The object's state block.
@@ -620,7 +626,7 @@ fn held_remove(arena: &Arena, _g: &MetaGuard<'_>, s: usize, obj: u64) -> Result<
 }
 
 /// The objects in the holdings table at `off` (with their counts).
-fn held_list(arena: &Arena, off: u64) -> Result<Vec<(u64, u64)>> {
+pub(super) fn held_list(arena: &Arena, off: u64) -> Result<Vec<(u64, u64)>> {
     if off == 0 {
         return Ok(Vec::new());
     }
@@ -642,7 +648,7 @@ fn held_list(arena: &Arena, off: u64) -> Result<Vec<(u64, u64)>> {
 // The sweep.
 
 /// Whether the process of slot identity `ident` (with `parent`) is gone.
-fn gone(ident: u64, parent: u64) -> bool {
+pub(super) fn gone(ident: u64, parent: u64) -> bool {
     let dead = |id: u64| {
         let pid = (id >> IDENT_PID_SHIFT) as u32;
         pid != 0 && Procfs.is_dead(pid, id & IDENT_START_MASK)
@@ -1036,8 +1042,12 @@ pub(crate) fn any_live_holder(arena: &Arena) -> Result<bool> {
         return Ok(false);
     }
     let t = arena.table::<ProcSlot>(procs)?;
+    // A live process that holds nothing (it opened objects and dropped them) does not
+    // keep the arena.
     Ok(t.entries.iter().any(|s| {
         let ident = s.ident.load(Ordering::Relaxed);
-        ident != 0 && !gone(ident, s.parent.load(Ordering::Relaxed))
+        ident != 0
+            && !gone(ident, s.parent.load(Ordering::Relaxed))
+            && held_list(arena, s.held.load(Ordering::Relaxed)).is_ok_and(|l| !l.is_empty())
     }))
 }

@@ -17,6 +17,7 @@
 //! Everything read from here is treated as untrusted: every offset and size is checked
 //! against the mapping before use.
 
+use crate::raw::extent::Extent;
 use crate::raw::heap::RawHeap;
 use crate::raw::lock::RawLock;
 use crate::raw::owned::InFlight;
@@ -80,7 +81,7 @@ pub struct Header {
     /// Bytes every process maps: the most the arena may grow to.
     pub limit: u64,
     /// Bytes of the file now (grows; never shrinks).
-    pub size: AtomicU64,
+    pub size: Extent,
     /// The creator's identity (pid and start time, see `sync::liveness::ident`).
     pub creator: u64,
     /// A random number naming this arena (tells two arenas apart when handles travel).

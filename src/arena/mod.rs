@@ -55,12 +55,14 @@ mod directory;
 mod holders;
 mod layout;
 mod owned;
+pub mod snapshot;
 
 pub(crate) use holders::{child_started, sweep_everywhere, Holding};
 pub(crate) use layout::Header;
 pub use layout::{CACHE_LINE, DEFAULT_LIMIT, MAX_NAME, MIN_SIZE};
 
 use crate::error::{Error, Result};
+use crate::raw::extent::Seen;
 use crate::raw::heap::{HeapError, Region};
 use crate::raw::SharedState;
 use crate::sync::liveness::Procfs;
@@ -202,7 +204,7 @@ struct Inner {
     name: Option<String>,
     fd: OwnedFd,
     /// Bytes of the file this process has seen with `fstat` (every access stays below).
-    seen: plain::AtomicU64,
+    seen: Seen,
     /// This process's slot in the process table: `(pid << 32) | (index + 1)`, 0 if none.
     slot: plain::AtomicU64,
     /// The slot prepared for a child about to be forked (`index + 1`), 0 if none.
@@ -323,7 +325,7 @@ impl Builder {
         // Growing stays allowed (the arena grows); shrinking never is.
         fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::SEAL)
             .map_err(|e| Error::os("fcntl(F_ADD_SEALS)", e))?;
-        let arena = Arena::map(fd, size, limit, None)?;
+        let arena = Arena::map_new(fd, size, limit, None)?;
         arena.init_header(size)?;
         Ok(arena)
     }
@@ -338,7 +340,7 @@ impl Builder {
         let file = ShmFile::new(name)?;
         rustix::fs::ftruncate(&file.fd, size).map_err(|e| Error::os("ftruncate", e))?;
         let fd = file.fd.try_clone().map_err(|e| Error::os("dup", e))?;
-        let arena = Arena::map(fd, size, limit, Some(name.to_string()))?;
+        let arena = Arena::map_new(fd, size, limit, Some(name.to_string()))?;
         arena.init_header(size)?;
         file.publish()?;
         Ok(arena)
@@ -348,7 +350,8 @@ impl Builder {
 fn check_size(size: u64) -> Result<u64> {
     if !(MIN_SIZE..=MAX_SIZE).contains(&size) {
         return Err(Error::InvalidArgument(format!(
-            "arena size {size} is outside {MIN_SIZE}..={MAX_SIZE} bytes"
+            "arena size {size} is outside {MIN_SIZE}..={MAX_SIZE} bytes: give a size in that \
+             range (1 << 20 is 1 MiB)"
         )));
     }
     Ok(size.next_multiple_of(4096))
@@ -481,20 +484,20 @@ impl HeaderCopy {
             });
         }
         if self.layout_hash != LAYOUT_HASH {
-            return Err(Error::Corrupt(format!(
-                "layout hash {:#x} does not match this build's {LAYOUT_HASH:#x}",
-                self.layout_hash
-            )));
+            return Err(Error::Layout {
+                found: self.layout_hash,
+                expected: LAYOUT_HASH,
+            });
         }
         if !(MIN_SIZE..=MAX_SIZE).contains(&self.limit) || self.limit % 4096 != 0 {
             return Err(Error::Corrupt(format!(
-                "arena limit {} is out of range",
+                "its header gives a limit of {} bytes, outside {MIN_SIZE}..={MAX_SIZE}",
                 self.limit
             )));
         }
         if self.size < MIN_SIZE || self.size > self.limit || self.size % 4096 != 0 {
             return Err(Error::Corrupt(format!(
-                "arena size {} is outside {MIN_SIZE}..={}",
+                "its header gives a size of {} bytes, outside {MIN_SIZE}..={}",
                 self.size, self.limit
             )));
         }
@@ -611,24 +614,51 @@ impl Arena {
         Ok(arena)
     }
 
+    /// Maps a new arena's file: at `limit` bytes, or, where the address space is tight (a
+    /// `ulimit -v`, valgrind), at the largest halving of it down to `size` that maps. The
+    /// limit the creator got is the arena's (written in its header).
+    fn map_new(fd: OwnedFd, size: u64, limit: u64, name: Option<String>) -> Result<Arena> {
+        let mut try_limit = limit;
+        loop {
+            match MmapOptions::new()
+                .len(try_limit as usize)
+                .map_raw(&fd.as_fd())
+            {
+                Ok(map) => return Ok(Self::with_map(map, fd, size, try_limit, name)),
+                // ENOMEM where the address space is limited; EINVAL from valgrind.
+                Err(e)
+                    if matches!(e.raw_os_error(), Some(libc::ENOMEM | libc::EINVAL))
+                        && try_limit / 2 >= size =>
+                {
+                    try_limit = (try_limit / 2).next_multiple_of(4096).max(size);
+                }
+                Err(e) => return Err(Error::os("mmap", e)),
+            }
+        }
+    }
+
     fn map(fd: OwnedFd, size: u64, limit: u64, name: Option<String>) -> Result<Arena> {
         let map = MmapOptions::new()
             .len(limit as usize)
             .map_raw(&fd.as_fd())
             .map_err(|e| Error::os("mmap", e))?;
+        Ok(Self::with_map(map, fd, size, limit, name))
+    }
+
+    fn with_map(map: MmapRaw, fd: OwnedFd, size: u64, limit: u64, name: Option<String>) -> Arena {
         let arena = Arena {
             inner: Arc::new(Inner {
                 map,
                 limit,
                 name,
                 fd,
-                seen: plain::AtomicU64::new(size.min(limit)),
+                seen: Seen::new(size.min(limit)),
                 slot: plain::AtomicU64::new(0),
                 pending: plain::AtomicU64::new(0),
             }),
         };
         holders::register_arena(&arena);
-        Ok(arena)
+        arena
     }
 
     /// Writes a fresh header and heap into a new, zero-filled mapping of `size` bytes.
@@ -650,8 +680,7 @@ impl Arena {
             (&raw mut (*h).seed).write(seed);
         }
         let header = self.header();
-        // Relaxed: published by the Release store of `magic` below.
-        header.size.store(size, Ordering::Relaxed);
+        header.size.init(size);
         header
             .heap
             .init(&self.region_of(size), HEADER_SIZE, size)
@@ -709,26 +738,22 @@ impl Arena {
     /// the header says the arena grew. Never more than the limit (the mapping), never more
     /// than the file (whatever the header says: a peer may lie).
     pub(crate) fn accessible(&self) -> u64 {
-        // Relaxed: a process-local cache of a kernel fact.
-        let seen = self.inner.seen.load(plain::Ordering::Relaxed);
-        // Acquire: pairs with the Release store in `grow`: the file was extended first.
-        let said = self.header().size.load(Ordering::Acquire);
-        if said <= seen {
-            return seen;
-        }
-        self.refresh_seen()
+        self.inner
+            .seen
+            .get(&self.header().size, || self.file_len(), self.inner.limit)
     }
 
-    #[cold]
-    fn refresh_seen(&self) -> u64 {
-        let len = rustix::fs::fstat(&self.inner.fd)
+    /// The file's length now, from the kernel (0 if it cannot say).
+    fn file_len(&self) -> u64 {
+        rustix::fs::fstat(&self.inner.fd)
             .map(|s| u64::try_from(s.st_size).unwrap_or(0))
-            .unwrap_or(0);
-        let len = len.min(self.inner.limit);
-        // Relaxed: see `accessible`; the file only grows, so a larger value is never
-        // replaced by a smaller one.
-        self.inner.seen.fetch_max(len, plain::Ordering::Relaxed);
-        self.inner.seen.load(plain::Ordering::Relaxed)
+            .unwrap_or(0)
+    }
+
+    fn refresh_seen(&self) -> u64 {
+        self.inner
+            .seen
+            .refresh(|| self.file_len(), self.inner.limit)
     }
 
     /// The heap's view of the mapping, bounded by what is accessible now.
@@ -764,8 +789,7 @@ impl Arena {
     /// [`grow`](Self::grow), with the metadata lock held.
     pub(crate) fn grow_locked(&self, seen_size: u64, need: u64) -> Result<()> {
         let header = self.header();
-        // Acquire: pairs with the Release store below, by another grower.
-        let size = header.size.load(Ordering::Acquire);
+        let size = header.size.said();
         if size > seen_size {
             return Ok(()); // someone grew it meanwhile: try again
         }
@@ -796,7 +820,7 @@ impl Arena {
             .map_err(|e| Error::Corrupt(format!("growing the heap: {e}")))?;
         // Release: pairs with the Acquire load in `accessible`: the file is extended and
         // the heap knows the space before anyone reads the new size.
-        header.size.store(want, Ordering::Release);
+        header.size.publish(want);
         Ok(())
     }
 
@@ -855,11 +879,7 @@ impl Arena {
     /// Bytes that can still be handed out: free in the heap, plus what growth may add.
     pub fn available(&self) -> usize {
         let s = self.header().heap.stats();
-        let size = self
-            .header()
-            .size
-            .load(Ordering::Acquire)
-            .min(self.inner.limit);
+        let size = self.header().size.said().min(self.inner.limit);
         (s.free_bytes + (self.inner.limit - size)) as usize
     }
 
@@ -924,14 +944,16 @@ impl Arena {
         })
     }
 
-    /// Removes the named arenas (in `/dev/shm`) whose creator has exited and in which no
-    /// live process holds an object, and returns their names.
+    /// Removes the named arenas (in `/dev/shm`) whose creator has exited, in which no
+    /// live process holds an object and that no live process maps, and returns their
+    /// names.
     ///
     /// Looks at every file in `/dev/shm` owned by this user that is an arena of this
-    /// format: one is removed only if its recorded creator (pid and start time) is gone
-    /// and its table of processes lists no live one. Files of other formats, of other
-    /// users, and arenas of live creators are left alone. Processes still attached keep
-    /// their mapping (as with any unlinked file).
+    /// format: one is removed only if its recorded creator (pid and start time) is gone,
+    /// its table of processes lists no live holder, and no process's `/proc/<pid>/maps`
+    /// (of those this user may read) shows it. Files of other formats, of other users,
+    /// and arenas of live creators are left alone. (The `shmproc clean` tool judges
+    /// the same way.)
     ///
     /// # Errors
     /// [`Error::Os`] when `/dev/shm` cannot be listed.
@@ -948,10 +970,15 @@ impl Arena {
     pub fn cleanup_orphans() -> Result<Vec<String>> {
         let dir = std::fs::read_dir("/dev/shm").map_err(|e| Error::os("read_dir(/dev/shm)", e))?;
         let mut removed = Vec::new();
+        let mapped = mapped_files();
         for entry in dir.flatten() {
             let Some(name) = entry.file_name().to_str().map(str::to_string) else {
                 continue;
             };
+            let key = entry.metadata().map(|m| file_key(&m));
+            if key.is_ok_and(|k| mapped.contains(&k)) {
+                continue; // a live process maps it
+            }
             if Self::is_orphan(&name).unwrap_or(false) && Self::unlink_name(&name).is_ok() {
                 removed.push(name);
             }
@@ -1081,7 +1108,10 @@ impl Arena {
             .checked_next_multiple_of(16)
             .filter(|s| *s <= MAX_SIZE)
             .ok_or_else(|| {
-                Error::InvalidArgument(format!("object of {size} bytes is too large"))
+                Error::InvalidArgument(format!(
+                    "an object of {size} bytes is larger than any arena can hold (at most \
+                     {MAX_SIZE}): make it smaller"
+                ))
             })?;
         let holding = holders::create(self, name, kind, type_fp, size, param, |state, len| {
             // SAFETY: `state` is the state block of a block the heap just handed us,
@@ -1222,6 +1252,55 @@ impl Arena {
     }
 }
 
+/// A file as `/proc/<pid>/maps` names it: device (major, minor) and inode.
+type FileKey = (u32, u32, u64);
+
+fn file_key(m: &std::fs::Metadata) -> FileKey {
+    use std::os::unix::fs::MetadataExt;
+    (
+        rustix::fs::major(m.dev()),
+        rustix::fs::minor(m.dev()),
+        m.ino(),
+    )
+}
+
+/// The files in `/dev/shm` that some process maps, from the `/proc/<pid>/maps` of every
+/// process this user may read (this one included).
+fn mapped_files() -> std::collections::HashSet<FileKey> {
+    let mut keys = std::collections::HashSet::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return keys;
+    };
+    for e in dir.flatten() {
+        if !e
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(e.path().join("maps")) else {
+            continue;
+        };
+        // `addr perms offset MAJ:MIN inode path`
+        for line in text.lines().filter(|l| l.contains("/dev/shm/")) {
+            let mut f = line.split_ascii_whitespace();
+            let (Some(dev), Some(ino)) = (f.nth(3), f.next()) else {
+                continue;
+            };
+            let key = dev.split_once(':').and_then(|(maj, min)| {
+                Some((
+                    u32::from_str_radix(maj, 16).ok()?,
+                    u32::from_str_radix(min, 16).ok()?,
+                    ino.parse().ok()?,
+                ))
+            });
+            keys.extend(key);
+        }
+    }
+    keys
+}
+
 /// A heap error as an arena error.
 fn heap_error(e: HeapError) -> Error {
     match e {
@@ -1322,6 +1401,11 @@ impl<T: SharedState> Shm<T> {
     /// names.
     pub(crate) fn offset(&self) -> u64 {
         self.holding.offset()
+    }
+
+    /// The object's generation.
+    pub(crate) fn gen(&self) -> u64 {
+        self.holding.gen()
     }
 }
 

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::raw::heap::HeapError;
 use crate::raw::owned::Blocks;
 use crate::sync::liveness::Procfs;
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::AtomicU64;
 
 impl Blocks for Arena {
     fn alloc_into(&self, word: &AtomicU64, size: u64, align: u64, zeroed: bool) -> Result<u64> {
@@ -46,8 +46,16 @@ impl Blocks for Arena {
 /// `state`: frees the blocks it owns. Idempotent (see `raw::owned`); called with the
 /// metadata lock held, before the object's block is freed.
 pub(super) fn finalize(arena: &Arena, kind: u32, state: *mut u8, size: u64) {
-    let _ = (arena, state, size);
     match ObjectKind::from_u32(kind) {
+        Some(ObjectKind::SharedList)
+            if size >= core::mem::size_of::<crate::raw::list::RawList>() as u64 =>
+        {
+            // SAFETY: `state` is the object's state block of `size` bytes (checked against
+            // its heap block by the caller), aligned for any state (objects are
+            // cache-line aligned); `RawList` is a `SharedState`, valid for any bytes.
+            let list = unsafe { &*state.cast::<crate::raw::list::RawList>() };
+            list.finalize(arena);
+        }
         // Kinds that own blocks are listed here as they gain them.
         Some(ObjectKind::SharedDict)
             if size >= core::mem::size_of::<crate::raw::dict::RawDict>() as u64 =>
@@ -58,7 +66,7 @@ pub(super) fn finalize(arena: &Arena, kind: u32, state: *mut u8, size: u64) {
             let raw = unsafe { &*state.cast::<crate::raw::dict::RawDict>() };
             crate::raw::dict::finalize(raw, arena);
         }
-        Some(_) | None => {}
+        _ => {}
     }
 }
 
@@ -96,8 +104,7 @@ impl Arena {
             match r {
                 Ok(off) => return Ok(off),
                 Err(HeapError::OutOfSpace { .. }) => {
-                    // Acquire: pairs with the Release store of a grower.
-                    let seen = self.header().size.load(Ordering::Acquire);
+                    let seen = self.header().size.said();
                     let need = size.saturating_add(align);
                     let grown = match g {
                         Some(_) => self.grow_locked(seen, need),

@@ -157,7 +157,7 @@ fn truncated_version_and_layout_are_detected() {
     h[16] ^= 1;
     assert!(matches!(
         Arena::from_fd(memfd_with(&h)),
-        Err(Error::Corrupt(_))
+        Err(Error::Layout { found, expected }) if found == expected ^ 1
     ));
 
     let mut l = img.clone();

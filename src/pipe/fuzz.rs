@@ -83,7 +83,7 @@ pub fn ring(data: &[u8]) {
                 match ring.peek(&buf, past, spin, &gone()) {
                     Ok(len) if len <= out.len() as u64 => {
                         let mut dst = &mut out[..len as usize];
-                        ring.recv_peeked(&buf, len, &mut dst, spin, &gone())
+                        ring.recv_peeked(&buf, len, &mut dst, past, spin, &gone())
                     }
                     Ok(_) => Ok(()),
                     Err(e) => Err(e),
@@ -101,7 +101,8 @@ pub fn ring(data: &[u8]) {
             | Err(ByteRingError::BrokenPipe)
             | Err(ByteRingError::Broken)
             | Err(ByteRingError::Corrupt(_))
-            | Err(ByteRingError::TooLong(_)) => {}
+            | Err(ByteRingError::TooLong(_))
+            | Err(ByteRingError::TimeoutMidMessage(_)) => {}
         }
     }
     assert!(

@@ -4,7 +4,7 @@ use super::token::{PeerWatch, Token};
 use super::{RecvError, SendError};
 use crate::arena::{Arena, ObjectKind};
 use crate::error::{Error, Result};
-use crate::lock::Acquired;
+use crate::lock::{Acquired, TimedOut};
 use crate::object::{Inspect, Obj, Object, Word};
 use crate::raw::lock::RobustLock;
 use crate::raw::spsc::{self as ring, Buf, ByteRing, ByteRingError, Fast, Sink, Source};
@@ -114,6 +114,7 @@ impl Object for Pipe {
         out.field("duplex", s.duplex);
         for (i, r) in p.rings.iter().take(s.rings()).enumerate() {
             out.field(["state_0", "state_1"][i], r.state());
+            out.field(["in_flight_0", "in_flight_1"][i], r.in_flight());
         }
     }
 }
@@ -436,32 +437,40 @@ impl Sink for VecSink {
 
 impl Inner {
     /// Takes this end's side of the ring of `s` (as [`Lane::try_hold`]), waiting while
-    /// another holder has it, and taking it over from a dead one.
+    /// another holder has it (until `deadline`: `Err` then), and taking it over from a
+    /// dead one.
     #[inline(always)]
-    fn hold<'a, S: KnownSide>(&self, s: &'a Lane) -> Held<'a, S> {
+    fn hold<'a, S: KnownSide>(
+        &self,
+        s: &'a Lane,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<Held<'a, S>, TimedOut> {
         match s.try_hold::<S>() {
-            Some(held) => held,
-            None => self.hold_slow(s),
+            Some(held) => Ok(held),
+            None => self.hold_slow(s, deadline),
         }
     }
 
     /// [`hold`](Self::hold) when the side is not free at once.
     #[inline(never)]
-    fn hold_slow<'a, S: KnownSide>(&self, s: &'a Lane) -> Held<'a, S> {
+    fn hold_slow<'a, S: KnownSide>(
+        &self,
+        s: &'a Lane,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<Held<'a, S>, TimedOut> {
         let r = s.ring();
-        let acquired = r
-            .lock(S::SIDE)
-            .lock_slow(&Procfs, None, self.spin)
-            .unwrap_or(Acquired::Normal);
+        let acquired = r.lock(S::SIDE).lock_slow(&Procfs, deadline, self.spin)?;
         // A holder that died between messages left nothing to repair; one that died
-        // mid-message left a frame nobody can finish: the ring is broken for good.
+        // mid-message left a frame nobody can finish: the ring is broken for good. (One
+        // that died skipping the rest of an abandoned message left nothing either: the
+        // next receive goes on skipping.)
         if acquired == Acquired::OwnerDied && mid_message::<S>(r) {
             r.set_state(ring::BROKEN);
         }
-        Held {
+        Ok(Held {
             ring: r,
             side: PhantomData,
-        }
+        })
     }
 
     /// The peer end is gone for good: record it on both rings so every copy knows.
@@ -475,19 +484,21 @@ impl Inner {
     }
 }
 
-/// Receives the peeked message of `len` bytes into a new `Vec`.
+/// Receives the peeked message of `len` bytes into a new `Vec` (waiting for its chunks
+/// until `deadline`).
 fn take_vec(
     i: &Inner,
     s: &Lane,
     r: &ByteRing,
     len: u64,
+    deadline: Option<Instant>,
 ) -> std::result::Result<Vec<u8>, RecvError> {
     // Never trust a length from shared memory with an allocation: grow as the bytes
     // arrive (from at most one ring's worth, plus 1 MiB).
     let mut v = VecSink(Vec::with_capacity(
         len.min(u64::from(s.buf.cap()) + (1 << 20)) as usize,
     ));
-    r.recv_peeked(&s.buf, len, &mut v, i.spin, &PeerWatch(&i.token))?;
+    r.recv_peeked(&s.buf, len, &mut v, deadline, i.spin, &PeerWatch(&i.token))?;
     Ok(v.0)
 }
 
@@ -521,7 +532,8 @@ impl Connection {
             return Err(SendError::TooLarge(len));
         }
         let (i, s) = self.tx()?;
-        let _held = i.hold::<Producer>(s);
+        // Without a deadline, `hold` cannot time out.
+        let _held = i.hold::<Producer>(s, None).map_err(|_| SendError::Broken)?;
         let r = s.ring();
         match r.send(&s.buf, len, src, i.spin, &PeerWatch(&i.token)) {
             Ok(()) => Ok(()),
@@ -610,10 +622,19 @@ impl Connection {
         deadline: Option<Instant>,
         mut ctx: C,
         fast: impl FnOnce(&ByteRing, &Buf, SpinPolicy, &mut C) -> Fast<T>,
-        take: impl FnOnce(&Inner, &Lane, &ByteRing, u64, C) -> std::result::Result<T, RecvError>,
+        take: impl FnOnce(
+            &Inner,
+            &Lane,
+            &ByteRing,
+            u64,
+            Option<Instant>,
+            C,
+        ) -> std::result::Result<T, RecvError>,
     ) -> std::result::Result<T, RecvError> {
         let (i, s) = self.rx()?;
-        let held = i.hold::<Consumer>(s);
+        let held = i
+            .hold::<Consumer>(s, deadline)
+            .map_err(|_| RecvError::Timeout)?;
         match fast(held.ring, &s.buf, i.spin, &mut ctx) {
             Fast::Done(v) => {
                 held.finished();
@@ -634,12 +655,27 @@ impl Connection {
         spun: bool,
         deadline: Option<Instant>,
         ctx: C,
-        take: impl FnOnce(&Inner, &Lane, &ByteRing, u64, C) -> std::result::Result<T, RecvError>,
+        take: impl FnOnce(
+            &Inner,
+            &Lane,
+            &ByteRing,
+            u64,
+            Option<Instant>,
+            C,
+        ) -> std::result::Result<T, RecvError>,
     ) -> std::result::Result<T, RecvError> {
         let r = held.ring;
         let spin = if spun { SpinPolicy::NEVER } else { i.spin };
-        let result = match r.peek(&s.buf, deadline, spin, &PeerWatch(&i.token)) {
-            Ok(len) => take(i, s, r, len, ctx),
+        let who = PeerWatch(&i.token);
+        // A timed receive consumes a message only once it is whole in the ring (or, too
+        // long for the ring, has begun): so its timeout never leaves it part-way through
+        // one that could have been whole (`ByteRing::peek_whole`).
+        let peeked = match deadline {
+            Some(_) => r.peek_whole(&s.buf, deadline, spin, &who),
+            None => r.peek(&s.buf, deadline, spin, &who),
+        };
+        let result = match peeked {
+            Ok(len) => take(i, s, r, len, deadline, ctx),
             Err(e) => Err(e.into()),
         };
         if matches!(result, Err(RecvError::Eof)) {
@@ -657,11 +693,11 @@ impl Connection {
             deadline,
             (),
             |_, _, _, _| Fast::Slow,
-            |i, s, r, len, ()| {
+            |i, s, r, len, deadline, ()| {
                 if len > max {
                     return Err(RecvError::TooLong { len, max });
                 }
-                take_vec(i, s, r, len)
+                take_vec(i, s, r, len, deadline)
             },
         )
     }
@@ -756,12 +792,19 @@ impl Connection {
             deadline,
             buf,
             |r, rb, spin, buf| r.recv_small(rb, buf, spin),
-            |i, s, r, len, buf| {
+            |i, s, r, len, deadline, buf| {
                 if len > buf.len() as u64 {
-                    return Err(RecvError::BufferTooShort(take_vec(i, s, r, len)?));
+                    return Err(RecvError::BufferTooShort(take_vec(i, s, r, len, deadline)?));
                 }
                 let mut dst = &mut buf[..len as usize];
-                r.recv_peeked(&s.buf, len, &mut dst, i.spin, &PeerWatch(&i.token))?;
+                r.recv_peeked(
+                    &s.buf,
+                    len,
+                    &mut dst,
+                    deadline,
+                    i.spin,
+                    &PeerWatch(&i.token),
+                )?;
                 Ok(len as usize)
             },
         )
@@ -904,7 +947,10 @@ impl Connection {
         nowait: bool,
     ) -> std::result::Result<bool, RecvError> {
         let (i, s) = self.rx()?;
-        let _held = i.hold::<Consumer>(s);
+        // Another copy of this end receiving: not ready now (or until the deadline).
+        let Ok(_held) = i.hold::<Consumer>(s, deadline) else {
+            return Ok(false);
+        };
         let r = s.ring();
         let spin = if nowait { SpinPolicy::NEVER } else { i.spin };
         let ready = r

@@ -40,17 +40,33 @@
 //! frame boundaries hold. If a process dies holding the lock while *between* messages, the
 //! next user simply carries on; if it died *in the middle* of a message, the ring is
 //! marked broken and both ends report [`SendError::Broken`] / [`RecvError::Broken`].
-//! (A reader part-way through that message learns it when another copy of the dead
-//! writer's end next sends, which marks the ring broken, or when every copy of it is
-//! closed, which is EOF; until then it waits, as for a slow writer.)
+//! (A reader part-way through that message learns it from the
+//! dead holder of the writing side: see below.)
 //!
 //! # Timeouts
 //!
-//! [`recv_bytes_timeout`](Connection::recv_bytes_timeout) and
-//! [`poll_timeout`](Connection::poll_timeout) bound the wait for a message to *begin*
-//! (its first chunk to be in the ring). Once a receiver has begun a message it reads
-//! it to the end, so a timed-out receiver never leaves the ring mid-message and nothing
-//! is consumed by a receive that times out. Sends have no timeout (like Python's).
+//! Every timed receive and poll ([`recv_bytes_timeout`](Connection::recv_bytes_timeout),
+//! [`recv_timeout`](Connection::recv_timeout), [`poll_timeout`](Connection::poll_timeout))
+//! returns within its timeout (plus the futex's resolution), whatever the state of the
+//! pipe: the wait for another copy of the end to finish its receive counts too. A timed
+//! receive consumes a message only once it is whole in the ring, so one that times out
+//! consumes nothing ([`RecvError::Timeout`]); the exception is a message too long to ever
+//! be whole in the ring (it streams through): if the timeout passes part-way through it,
+//! the part read is dropped and the rest skipped by the next receive
+//! ([`RecvError::TimeoutMidMessage`]; give such pipes a larger capacity, or receive
+//! without a timeout). Sends have no timeout (like Python's).
+//!
+//! # A writer that dies part-way through a message
+//!
+//! The writer of a message holds its end's producer side (a [`RawLock`](crate::raw::lock::RawLock)
+//! recording its pid and start time) until the message's last chunk is in the ring. A
+//! receiver waiting for the rest of a message it has begun checks that holder on its
+//! liveness schedule (1 ms, doubling to 100 ms): if it is dead
+//! ([`Liveness::is_dead`](crate::raw::sync::liveness::Liveness::is_dead)), the message can
+//! never end, and the receiver reports [`RecvError::Broken`] (another copy of the writing
+//! end lives on, so the pipe is not at its end) or [`RecvError::Eof`] (none does), without
+//! waiting for another writer to find the same. Nothing of the partial message is ever
+//! delivered.
 //!
 //! # Memory
 //!
@@ -161,6 +177,15 @@ pub enum RecvError {
     Corrupt(&'static str),
     /// The message could not be deserialized (`serde` feature); the message was consumed.
     Deserialize(String),
+    /// A timed receive's timeout passed part-way through a message of `len` bytes that is
+    /// too long to be whole in the pipe's ring (so it was being streamed): the part read
+    /// is dropped, and the rest of the message is skipped by the next receive. (A message
+    /// that fits the ring is consumed only once whole: its receive times out with
+    /// [`Timeout`](Self::Timeout), consuming nothing.)
+    TimeoutMidMessage {
+        /// Length of the message dropped.
+        len: u64,
+    },
 }
 
 impl fmt::Debug for SendError {
@@ -214,6 +239,9 @@ impl fmt::Debug for RecvError {
             RecvError::Broken => f.write_str("Broken"),
             RecvError::Corrupt(w) => write!(f, "Corrupt({w:?})"),
             RecvError::Deserialize(e) => write!(f, "Deserialize({e:?})"),
+            RecvError::TimeoutMidMessage { len } => {
+                write!(f, "TimeoutMidMessage {{ len: {len} }}")
+            }
         }
     }
 }
@@ -248,6 +276,10 @@ impl fmt::Display for RecvError {
             ),
             RecvError::Corrupt(w) => write!(f, "the pipe's shared state is corrupt: {w}"),
             RecvError::Deserialize(e) => write!(f, "the message could not be deserialized: {e}"),
+            RecvError::TimeoutMidMessage { len } => write!(
+                f,
+                "the timeout passed part-way through a message of {len} bytes, too long for the pipe's ring: it was dropped"
+            ),
         }
     }
 }
@@ -270,7 +302,7 @@ impl From<ring::ByteRingError> for SendError {
         use ring::ByteRingError as R;
         match e {
             R::BrokenPipe | R::Eof => SendError::BrokenPipe,
-            R::Broken | R::Timeout | R::TooLong(_) => SendError::Broken,
+            R::Broken | R::Timeout | R::TooLong(_) | R::TimeoutMidMessage(_) => SendError::Broken,
             R::Corrupt(w) => SendError::Corrupt(w),
         }
     }
@@ -285,6 +317,7 @@ impl From<ring::ByteRingError> for RecvError {
             R::Broken => RecvError::Broken,
             R::Corrupt(w) => RecvError::Corrupt(w),
             R::TooLong(len) => RecvError::TooLong { len, max: 0 },
+            R::TimeoutMidMessage(len) => RecvError::TimeoutMidMessage { len },
         }
     }
 }

@@ -11,8 +11,15 @@
 //! file), and [`Travel::arrive`] rebuilds the handle after the type check: a descriptor
 //! of another kind or type is [`TravelError::WrongType`], never a handle of the wrong type.
 //!
-//! What travels today: [`Arena`] and [`Connection`] ends. The other primitives get their
-//! `Travel` from the object layer (arena + offset + kind + fingerprint).
+//! What travels: [`Arena`], [`Connection`] ends, and every handle over one object
+//! (`Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Event`, `Barrier`, `Condition` with
+//! its own lock, `Value<T>`, `Array<T>`, ...), named or anonymous. Those get their
+//! `Travel` from the object layer, written once (`travel_as_object!`): the arena, the
+//! object's offset and its generation, checked on arrival. An outbox keeps the objects it
+//! describes alive until it is dropped; a process start keeps it until the child has
+//! opened its arguments. Over [`Connection::send_handle`], keep a handle in the sender
+//! until the receiver has its own: an object freed in between is refused on arrival,
+//! never mistaken for another made in its place.
 //!
 //! With the `serde` feature (on by default), every travelling handle is also
 //! `Serialize + Deserialize`, through the outbox and inbox of the transfer in progress:
@@ -36,6 +43,7 @@
 
 use super::wire::{Dec, Enc, WireError};
 use crate::arena::{fingerprint, Arena, ObjectKind, WeakArena};
+use crate::object::{Obj, Object, Shared};
 #[cfg(not(shmproc_loom))]
 use crate::pipe::Connection;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
@@ -108,7 +116,6 @@ pub struct Descriptor {
 }
 
 impl Descriptor {
-    #[cfg_attr(shmproc_loom, allow(dead_code))]
     pub(crate) fn encode(&self, e: &mut Enc) {
         e.u32(self.kind)
             .u64(self.type_fp)
@@ -121,7 +128,6 @@ impl Descriptor {
         }
     }
 
-    #[cfg_attr(shmproc_loom, allow(dead_code))]
     pub(crate) fn decode(d: &mut Dec<'_>) -> Result<Descriptor, TravelError> {
         let kind = d.u32("descriptor kind")?;
         let type_fp = d.u64("descriptor fingerprint")?;
@@ -273,6 +279,8 @@ impl From<crate::Error> for TravelError {
 pub struct Outbox {
     arenas: Vec<(Arena, u32)>,
     fds: Vec<OwnedFd>,
+    /// References to the objects described, kept while the handles are in flight.
+    keep: Vec<Box<dyn std::any::Any + Send + Sync>>,
     /// Census mode: record descriptor numbers, duplicate nothing (see `census`).
     census: Option<Vec<RawFd>>,
 }
@@ -326,6 +334,14 @@ impl Outbox {
         Ok(self.arenas.len() as u32 - 1)
     }
 
+    /// Keeps `what` (a reference to an object being described) until the outbox is
+    /// dropped: a handle in flight keeps its object alive, as the handle did.
+    pub(crate) fn keep(&mut self, what: Box<dyn std::any::Any + Send + Sync>) {
+        if self.census.is_none() {
+            self.keep.push(what);
+        }
+    }
+
     /// Adds a duplicate of `fd` and returns its index.
     ///
     /// # Errors
@@ -374,6 +390,10 @@ struct InArena {
 pub struct Inbox {
     fds: Vec<Option<OwnedFd>>,
     arenas: Vec<InArena>,
+    /// What the outbox kept alive, when it came without a socket ([`from_outbox`]).
+    ///
+    /// [`from_outbox`]: Inbox::from_outbox
+    _keep: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl fmt::Debug for Inbox {
@@ -395,7 +415,9 @@ impl Inbox {
         let mut e = Enc::default();
         out.encode_table(&mut e);
         let mut d = Dec::new(&e.0);
-        Inbox::decode(&mut d, out.fds)
+        let mut inbox = Inbox::decode(&mut d, out.fds)?;
+        inbox._keep = out.keep;
+        Ok(inbox)
     }
 
     /// Reads the arena table written by [`Outbox::encode_table`]; `fds` are the
@@ -423,6 +445,7 @@ impl Inbox {
             });
         }
         Ok(Inbox {
+            _keep: Vec::new(),
             fds: fds.into_iter().map(Some).collect(),
             arenas,
         })
@@ -625,8 +648,117 @@ impl Travel for Connection {
     }
 }
 
+/// `Travel` for handles over one object (`object::Shared`), written once: the descriptor
+/// is the arena, the object's offset and its generation (checked on arrival, so an
+/// object freed and replaced in between is not mistaken for it). The outbox keeps a
+/// reference until it is dropped, so the object lives while the handle is in flight.
+#[cfg(not(shmproc_loom))]
+macro_rules! travel_as_object {
+    ($ty:ty) => {
+        travel_as_object!(@[] $ty);
+    };
+    (@[$($g:tt)*] $ty:ty) => {
+        impl<$($g)*> Travel for $ty {
+            const KIND: u32 = <<$ty as Shared>::Of as Object>::KIND as u32;
+            const WHAT: &'static str = stringify!($ty);
+
+            fn type_fingerprint() -> u64 {
+                <<$ty as Shared>::Of as Object>::fingerprint()
+            }
+
+            fn describe(&self, out: &mut Outbox) -> Result<Descriptor, TravelError> {
+                describe_object(self, out)
+            }
+
+            fn arrive(d: &Descriptor, inbox: &mut Inbox) -> Result<Self, TravelError> {
+                arrive_object(d, inbox)
+            }
+        }
+
+        #[cfg(feature = "serde")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+        /// Travels in the arguments of [`Process::function`](crate::Process::function) and
+        /// through [`Connection::send_handle`]; outside such a transfer, serializing it is an
+        /// error. Needs the `serde` feature (on by default).
+        impl<$($g)*> serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                glue::serialize_handle(self, s)
+            }
+        }
+
+        #[cfg(feature = "serde")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+        /// The handle of a transfer, rebuilt over the same object. Needs the `serde`
+        /// feature (on by default).
+        impl<'de, $($g)*> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                glue::deserialize_handle(d)
+            }
+        }
+    };
+}
+
+#[cfg(not(shmproc_loom))]
+fn describe_object<S: Shared>(h: &S, out: &mut Outbox) -> Result<Descriptor, TravelError> {
+    h.can_travel().map_err(TravelError::Arena)?;
+    let obj = h.shared();
+    let arena = out.arena(obj.block().arena())?;
+    out.keep(Box::new(obj.clone()));
+    Ok(Descriptor {
+        kind: <S::Of as Object>::KIND as u32,
+        type_fp: <S::Of as Object>::fingerprint(),
+        arena: Some(arena),
+        offset: obj.block().offset(),
+        param: obj.gen(),
+        fds: Vec::new(),
+    })
+}
+
+#[cfg(not(shmproc_loom))]
+fn arrive_object<S: Shared>(d: &Descriptor, inbox: &mut Inbox) -> Result<S, TravelError> {
+    let i = d
+        .arena
+        .ok_or_else(|| TravelError::Missing("arena index".into()))?;
+    let arena = inbox.arena(i)?;
+    let obj = Obj::<S::Of>::open_at(&arena, d.offset)?;
+    if obj.gen() != d.param {
+        return Err(TravelError::Arena(crate::Error::NotFound(format!(
+            "the {} sent was freed before it arrived (another object is at its place now): \
+             keep a handle in the sender until the receiver has its own",
+            <S::Of as Object>::type_name()
+        ))));
+    }
+    Ok(S::rebuild(obj)?)
+}
+
+#[cfg(not(shmproc_loom))]
+mod objects {
+    use super::*;
+    use crate::{
+        Array, Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore, Value,
+    };
+    use bytemuck::Pod;
+
+    travel_as_object!(Lock);
+    travel_as_object!(RLock);
+    travel_as_object!(Semaphore);
+    travel_as_object!(BoundedSemaphore);
+    travel_as_object!(Event);
+    travel_as_object!(Barrier);
+    travel_as_object!(Condition);
+    travel_as_object!(@[T: Pod] Value<T>);
+    travel_as_object!(@[T: Pod] Array<T>);
+    travel_as_object!(@[T: Pod] crate::shared::SharedList<T>);
+    travel_as_object!(crate::shared::ByteList);
+    #[cfg(feature = "serde")]
+    travel_as_object!(@[T: 'static] crate::shared::SerdeList<T>);
+    travel_as_object!(crate::shared::SharedDict);
+    travel_as_object!(@[K: Pod, V: Pod] crate::shared::TypedDict<K, V>);
+    #[cfg(feature = "serde")]
+    travel_as_object!(@[K: 'static, V: 'static] crate::shared::SerdeDict<K, V>);
+}
+
 /// Sends `handle` over the socket `sock` as one packet (kind `kind`).
-#[cfg_attr(shmproc_loom, allow(dead_code))]
 pub(crate) fn send_one<H: Travel>(
     sock: BorrowedFd<'_>,
     kind: u8,
@@ -643,7 +775,6 @@ pub(crate) fn send_one<H: Travel>(
 }
 
 /// Receives a handle sent by [`send_one`] (a message of kind `kind`).
-#[cfg_attr(shmproc_loom, allow(dead_code))]
 pub(crate) fn recv_one<H: Travel>(
     sock: BorrowedFd<'_>,
     kind: u8,
@@ -802,6 +933,54 @@ pub(crate) use glue::{take_last_error, with_inbox, with_outbox};
 #[cfg(all(test, not(shmproc_loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn objects_in_flight_live_and_stale_ones_are_refused() {
+        use crate::object::Shared;
+        use crate::{Condition, Lock, Value};
+        let arena = Arena::anonymous(1 << 20).unwrap();
+        let base = arena.used();
+        // The outbox keeps a described object alive after its handle is gone.
+        let v = Value::new_in(&arena, 7u64).unwrap();
+        let mut out = Outbox::new();
+        let d = v.describe(&mut out).unwrap();
+        drop(v);
+        assert!(arena.used() > base, "kept by the outbox");
+        let mut inbox = Inbox::from_outbox(out).unwrap();
+        let back: Value<u64> = inbox.open(&d).unwrap();
+        assert_eq!(back.load(), 7);
+        assert!(matches!(
+            inbox.open::<Lock>(&d),
+            Err(TravelError::WrongType { .. })
+        ));
+        drop((back, inbox));
+        assert_eq!(arena.used(), base);
+        // A descriptor whose object was freed, and another made in its place, is refused.
+        let v = Value::new_in(&arena, 1u64).unwrap();
+        let d = v.describe(&mut Outbox::new()).unwrap(); // the outbox is dropped at once
+        drop(v);
+        let w = Value::new_in(&arena, 2u64).unwrap();
+        assert_eq!(
+            w.shared().block().offset(),
+            d.offset,
+            "the block was reused"
+        );
+        let mut out = Outbox::new();
+        out.arena(&arena).unwrap();
+        let mut inbox = Inbox::from_outbox(out).unwrap();
+        assert!(matches!(
+            inbox.open::<Value<u64>>(&d),
+            Err(TravelError::Arena(crate::Error::NotFound(_)))
+        ));
+        drop(w);
+        // A condition over an external lock cannot travel alone.
+        let lock = Lock::new_in(&arena).unwrap();
+        let c = Condition::with_lock(&arena, &lock).unwrap();
+        assert!(matches!(
+            c.describe(&mut Outbox::new()),
+            Err(TravelError::Arena(crate::Error::InvalidArgument(_)))
+        ));
+    }
 
     #[test]
     fn wrong_type_and_missing_pieces_are_errors() {

@@ -2,7 +2,7 @@
 //! and serde values (feature `serde`) encoded straight into the slot.
 
 use super::core::queue_object;
-use super::core::{Core, SlotGeometry, Wait};
+use super::core::{Core, Loan, SlotGeometry, Wait};
 use super::error::{BytePutError, GetError, PutError};
 use crate::arena::{fingerprint, Arena, ObjectKind};
 use crate::error::{Error, Result};
@@ -227,11 +227,15 @@ impl ByteQueue {
     // ---------------------------------------------------------------------------------
     // get
 
-    /// Claims the next message and checks its length.
-    fn pop(&self, wait: Wait) -> std::result::Result<(Claim, usize), GetError> {
+    /// Claims the next message (recording the claim in `me`) and checks its length.
+    fn pop_with(
+        &self,
+        me: &crate::sync::AtomicU64,
+        wait: Wait,
+    ) -> std::result::Result<(Claim, usize), GetError> {
         let c = self
             .core
-            .pop_message(wait)
+            .pop_message_with(me, wait)
             .map_err(|e| ring_get_error(e, wait))?;
         let len = self.core.len_of(&c) as usize;
         if len > self.max_message() {
@@ -240,6 +244,11 @@ impl ByteQueue {
             return Err(GetError::Corrupt);
         }
         Ok((c, len))
+    }
+
+    /// Claims the next message with this thread's put / get word.
+    fn pop(&self, wait: Wait) -> std::result::Result<(Claim, usize), GetError> {
+        self.pop_with(self.core.intent(0), wait)
     }
 
     fn get_into_with(&self, buf: &mut Vec<u8>, wait: Wait) -> std::result::Result<usize, GetError> {
@@ -335,7 +344,8 @@ impl ByteQueue {
     /// publishes nothing (consumers skip the slot).
     ///
     /// While the loan is held, consumers cannot get past the slot: keep it short. A loan
-    /// that is leaked, or held by a process that dies, blocks the queue.
+    /// that is leaked blocks the queue; one held by a process that dies is published
+    /// skipped by the survivors (see [`Queue::put_loan`](super::Queue::put_loan)).
     ///
     /// # Errors
     /// [`BytePutError::Disconnected`], [`BytePutError::Corrupt`].
@@ -368,13 +378,28 @@ impl ByteQueue {
     }
 
     fn write_loan_with(&self, wait: Wait) -> std::result::Result<ByteWriteLoan<'_>, BytePutError> {
+        // The loan's claim records itself in a word of its own (see `Queue::put_loan`).
+        let loan = self.core.loan_word();
         let c = self
             .core
-            .push_claim(wait)
+            .push_claim_with(self.core.loan_intent(&loan), wait)
             .map_err(|e| ring_put_error(e, wait))?;
         Ok(ByteWriteLoan {
             q: self,
             claim: Some(c),
+            _loan: loan,
+        })
+    }
+
+    /// A read loan, its claim recorded in a word of its own.
+    fn read_loan_with(&self, wait: Wait) -> std::result::Result<ByteReadLoan<'_>, GetError> {
+        let loan = self.core.loan_word();
+        let (claim, len) = self.pop_with(self.core.loan_intent(&loan), wait)?;
+        Ok(ByteReadLoan {
+            q: self,
+            claim,
+            len,
+            _loan: loan,
         })
     }
 
@@ -384,12 +409,7 @@ impl ByteQueue {
     /// # Errors
     /// [`GetError::Disconnected`], [`GetError::Corrupt`].
     pub fn read_loan(&self) -> std::result::Result<ByteReadLoan<'_>, GetError> {
-        let (claim, len) = self.pop(Wait::Until(None))?;
-        Ok(ByteReadLoan {
-            q: self,
-            claim,
-            len,
-        })
+        self.read_loan_with(Wait::Until(None))
     }
 
     /// Like [`read_loan`](Self::read_loan), but never blocks.
@@ -397,32 +417,31 @@ impl ByteQueue {
     /// # Errors
     /// [`GetError::Empty`], [`GetError::Disconnected`], [`GetError::Corrupt`].
     pub fn try_read_loan(&self) -> std::result::Result<ByteReadLoan<'_>, GetError> {
-        let (claim, len) = self.pop(Wait::Never)?;
-        Ok(ByteReadLoan {
-            q: self,
-            claim,
-            len,
-        })
+        self.read_loan_with(Wait::Never)
     }
 
     // ---------------------------------------------------------------------------------
     // serde
 
     /// Encodes `value` with postcard straight into the next free slot, waiting while the
-    /// queue is full.
+    /// queue is full. The encoding is measured first: a value that cannot be encoded, or
+    /// whose encoding is longer than the queue's maximum, takes nothing from the queue.
     ///
     /// # Errors
-    /// [`BytePutError::TooLarge`] (with `len` = 0: the encoding did not fit; nothing was
-    /// sent), [`BytePutError::Encode`], [`BytePutError::Disconnected`],
+    /// [`BytePutError::TooLarge`] (with the encoding's length; nothing was sent),
+    /// [`BytePutError::Encode`] (nothing was sent), [`BytePutError::Disconnected`],
     /// [`BytePutError::Corrupt`].
     ///
     /// ```
-    /// # use shmproc::queue::ByteQueue;
+    /// # use shmproc::queue::{BytePutError, ByteQueue};
     /// #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
     /// struct Job { id: u32, name: String }
     /// let q = ByteQueue::new(4, 256)?;
     /// q.put_value(&Job { id: 1, name: "wash".into() }).unwrap();
     /// assert_eq!(q.get_value::<Job>().unwrap(), Job { id: 1, name: "wash".into() });
+    /// let long = "x".repeat(300);
+    /// assert_eq!(q.put_value(&long), Err(BytePutError::TooLarge { len: 302, max: 256 }));
+    /// assert_eq!(q.qsize(), 0); // a failed put takes no slot
     /// # Ok::<(), shmproc::Error>(())
     /// ```
     #[cfg(feature = "serde")]
@@ -430,14 +449,45 @@ impl ByteQueue {
         &self,
         value: &V,
     ) -> std::result::Result<(), BytePutError> {
-        let mut loan = self.write_loan()?;
+        self.put_value_with(value, Wait::Until(None))
+    }
+
+    /// Like [`put_value`](Self::put_value), waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// As [`put_value`](Self::put_value), and [`BytePutError::Timeout`].
+    #[cfg(feature = "serde")]
+    pub fn put_value_timeout<V: serde::Serialize + ?Sized>(
+        &self,
+        value: &V,
+        timeout: Duration,
+    ) -> std::result::Result<(), BytePutError> {
+        self.put_value_with(value, Wait::timeout(timeout))
+    }
+
+    #[cfg(feature = "serde")]
+    fn put_value_with<V: serde::Serialize + ?Sized>(
+        &self,
+        value: &V,
+        wait: Wait,
+    ) -> std::result::Result<(), BytePutError> {
         let max = self.max_message();
+        // Measured before a slot is claimed: a slot cannot be given back, only published
+        // skipped, and a skipped slot counts in `qsize` and holds the queue's room until a
+        // consumer passes it.
+        let len = postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default())
+            .map_err(|e| BytePutError::Encode(e.to_string()))?;
+        if len > max {
+            return Err(BytePutError::TooLarge { len, max });
+        }
+        let mut loan = self.write_loan_with(wait)?;
         match postcard::to_slice(value, &mut loan[..]) {
             Ok(used) => {
                 let n = used.len();
                 loan.commit(n)
             }
-            // Dropping the loan publishes a skipped slot: nothing is sent.
+            // Only a value whose encoding changed between the two passes gets here;
+            // dropping the loan publishes a skipped slot: nothing is sent.
             Err(postcard::Error::SerializeBufferFull) => {
                 Err(BytePutError::TooLarge { len: 0, max })
             }
@@ -466,12 +516,7 @@ impl ByteQueue {
         &self,
         timeout: Duration,
     ) -> std::result::Result<V, GetError> {
-        let (claim, len) = self.pop(Wait::timeout(timeout))?;
-        let loan = ByteReadLoan {
-            q: self,
-            claim,
-            len,
-        };
+        let loan = self.read_loan_with(Wait::timeout(timeout))?;
         postcard::from_bytes(&loan).map_err(|e| GetError::Decode(e.to_string()))
     }
 
@@ -502,6 +547,18 @@ impl ByteQueue {
     pub fn full(&self) -> bool {
         self.qsize() == self.capacity()
     }
+
+    /// Messages lost with consumers that died holding them (see
+    /// [`Queue::lost`](super::Queue::lost)).
+    pub fn lost(&self) -> u64 {
+        self.core.ring().lost()
+    }
+
+    /// Claims of dead processes that survivors ended (see
+    /// [`Queue::recovered`](super::Queue::recovered)).
+    pub fn recovered(&self) -> u64 {
+        self.core.ring().skipped() + self.core.ring().lost()
+    }
 }
 
 fn ring_put_error(e: MpmcError, wait: Wait) -> BytePutError {
@@ -524,6 +581,8 @@ fn ring_get_error(e: MpmcError, wait: Wait) -> GetError {
 pub struct ByteWriteLoan<'a> {
     q: &'a ByteQueue,
     claim: Option<Claim>,
+    /// The intent word the claim is recorded in, given back after the claim ends.
+    _loan: Loan,
 }
 
 impl ByteWriteLoan<'_> {
@@ -593,6 +652,8 @@ pub struct ByteReadLoan<'a> {
     q: &'a ByteQueue,
     claim: Claim,
     len: usize,
+    /// As in [`ByteWriteLoan`].
+    _loan: Loan,
 }
 
 impl Deref for ByteReadLoan<'_> {

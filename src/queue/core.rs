@@ -15,18 +15,35 @@
 //! of that alignment: a `Queue<u64>` slot is 16 bytes, four to a cache line. A slot
 //! published without a message (a dropped put loan) is marked in its stamp, not here.
 //!
-//! The slot array starts right after the [`MpmcRing`], at [`SLOTS_OFFSET`]. The geometry
-//! (capacity, stride, payload size) is decided when the queue is made, recorded in the
-//! arena's directory entry (`param`), and re-derived and checked against the block's size
-//! when another process opens the queue: after that, every slot address this process
-//! computes is inside the block, whatever a peer writes into the arena.
+//! The slot array starts right after the [`MpmcRing`], at [`SLOTS_OFFSET`]; after it, on
+//! a 64-byte boundary, comes the table of [`CLAIMERS`] entries in which each thread that
+//! uses the queue records the claims it makes ([`Claimer`]: how the survivors of a process
+//! that died with a claim find and end it, see [`raw::mpmc`](crate::raw::mpmc)). The
+//! geometry (capacity, stride, payload size) is decided when the queue is made, recorded
+//! in the arena's directory entry (`param`), and re-derived and checked against the
+//! block's size when another process opens the queue: after that, every slot and entry
+//! address this process computes is inside the block, whatever a peer writes into the
+//! arena.
+//!
+//! # A thread's entry
+//!
+//! A claim records its holder with one store into the holder's entry (the claim's
+//! *intent*). Each thread finds its entry in a ring's table once (a search of the table,
+//! taking a free entry or one whose owner died) and keeps it in a small per-thread cache
+//! (eight lines, by the table's address), so a put or a get finds it with a few loads of
+//! its own thread's memory. The cache is dropped in the child of a `fork` (its threads
+//! are new) and whenever a queue handle is made (a table may have been unmapped, and
+//! another mapped at its address). A thread that finds no entry (every one held by a live
+//! thread) claims unrecorded: its claims are not recovered if its process dies.
 
 use crate::arena::ObjectKind;
 use crate::error::{Error, Result};
 use crate::object::{Fresh, Inspect, Obj, Object, Word};
 use crate::raw::mpmc::{
-    self as ring, initial_stamp, Claim, MpmcError, MpmcRing, Slots, MAX_CAPACITY,
+    self as ring, initial_stamp, Claim, Claimer, MpmcError, MpmcRing, Recovery, Slots, MAX_CAPACITY,
 };
+use crate::raw::Side;
+use crate::sync::liveness::Procfs;
 use crate::sync::AtomicU64;
 use crate::SpinPolicy;
 use std::borrow::Cow;
@@ -34,6 +51,13 @@ use std::time::Instant;
 
 /// Where the slot array starts in the block.
 pub(crate) const SLOTS_OFFSET: usize = core::mem::size_of::<MpmcRing>();
+
+/// Entries in a queue's table of claimers: how many threads (of all processes) can use
+/// one queue at once with their claims recorded (module docs).
+pub(crate) const CLAIMERS: usize = 64;
+
+/// Bytes of the table of claimers.
+const TABLE_BYTES: usize = CLAIMERS * core::mem::size_of::<Claimer>();
 
 /// Bytes of a typed queue's slot header (the stamp).
 const TYPED_HEADER: usize = 8;
@@ -122,12 +146,26 @@ impl SlotGeometry {
         Ok(g)
     }
 
-    /// Bytes of the whole block: ring plus slots.
-    pub(crate) fn block_size(&self) -> Result<usize> {
+    /// Where the table of claimers starts in the block: after the slots, on a 64-byte
+    /// boundary.
+    pub(crate) fn table_offset(&self) -> Result<usize> {
         usize::try_from(self.cap)
             .ok()
             .and_then(|c| c.checked_mul(self.stride))
             .and_then(|n| n.checked_add(SLOTS_OFFSET))
+            .and_then(|n| n.checked_next_multiple_of(core::mem::align_of::<Claimer>()))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "a queue of {} slots of {} bytes does not fit in memory",
+                    self.cap, self.stride
+                ))
+            })
+    }
+
+    /// Bytes of the whole block: ring, slots and the table of claimers.
+    pub(crate) fn block_size(&self) -> Result<usize> {
+        self.table_offset()?
+            .checked_add(TABLE_BYTES)
             .ok_or_else(|| {
                 Error::InvalidArgument(format!(
                     "a queue of {} slots of {} bytes does not fit in memory",
@@ -144,6 +182,11 @@ pub(crate) struct Core {
     geo: SlotGeometry,
     /// `Slots::mark_bit`, computed once.
     mark_bit: u64,
+    /// Where the table of claimers starts in the block (`SlotGeometry::table_offset`).
+    table: usize,
+    /// This view's number (shared by its clones): the key of the per-thread cache of
+    /// entries (module docs, "A thread's entry").
+    id: u64,
     pub spin: SpinPolicy,
 }
 
@@ -163,6 +206,11 @@ impl Slots for Core {
         // SAFETY: `slot_ptr` gives an in-bounds, 8-aligned address (see there); the stamp
         // is only ever accessed atomically, and lives as long as `self.raw`.
         unsafe { &*self.slot_ptr(index).cast::<AtomicU64>() }
+    }
+
+    #[inline]
+    fn claimers(&self) -> &[Claimer] {
+        self.table()
     }
 }
 
@@ -268,17 +316,113 @@ pub(crate) fn inspect(ring: &MpmcRing, g: &SlotGeometry, out: &mut Inspect) {
     out.field("capacity", g.cap);
     out.field("qsize", ring.len_in(g.cap));
     out.field("closed", ring.is_closed_in(g.cap));
+    let (getters, putters) = ring.sleepers();
+    out.field("get_waiters", getters);
+    out.field("put_waiters", putters);
 }
 
 impl Core {
-    /// This process's view of a ring block with geometry `geo`.
+    /// This process's view of a ring block with geometry `geo` (which the object layer
+    /// checked against the block's size: `block_size` bytes).
     pub(crate) fn new(raw: Obj<Ring>) -> Core {
         let geo = *raw.params();
         Core {
             raw,
             mark_bit: ring::mark_bit(geo.cap),
+            table: geo.table_offset().unwrap_or(usize::MAX),
+            id: mine::new_id(),
             geo,
             spin: SpinPolicy::default(),
+        }
+    }
+
+    /// The table of claimers.
+    #[inline]
+    fn table(&self) -> &[Claimer] {
+        let block = self.raw.block();
+        if self.table.saturating_add(TABLE_BYTES) > block.len() {
+            // Unreachable: the block holds `block_size` bytes (checked at create / open).
+            return &[];
+        }
+        // SAFETY: `table..table + TABLE_BYTES` is inside the block (checked above), whose
+        // base is aligned to a cache line and `table` to 64 (`table_offset`), so the
+        // entries are aligned; they are atomics only (any bytes are a value), zeroed at
+        // creation, and live as long as `self.raw`.
+        unsafe {
+            core::slice::from_raw_parts(block.base().add(self.table).cast::<Claimer>(), CLAIMERS)
+        }
+    }
+
+    /// This thread's entry in the table, if it has one (module docs, "A thread's entry").
+    #[inline]
+    pub(crate) fn mine(&self) -> Option<&Claimer> {
+        let entry = match mine::lookup(self.id) {
+            Some(line) => line.entry,
+            None => self.enter().entry,
+        };
+        // SAFETY: the cache keeps, under this view's number, only entries of this view's
+        // table (`enter`), which live as long as `self.raw`; it is dropped in the child of
+        // a fork, whose threads are new.
+        (entry != 0).then(|| unsafe { &*(entry as *const Claimer) })
+    }
+
+    /// [`mine`](Self::mine) when the cache does not know: search the table.
+    #[inline(never)]
+    fn enter(&self) -> mine::Line {
+        let t = self.table();
+        let e = self.ring().enter(self, &Procfs).and_then(|i| t.get(i));
+        mine::remember(self.id, e)
+    }
+
+    /// [`enter`](Self::enter), for the word only (in a register, on the fast path).
+    #[inline(never)]
+    fn enter_word(&self) -> usize {
+        self.enter().word
+    }
+
+    /// The intent word this thread's put / get claims record themselves in (`k` = 0:
+    /// word 0 of its entry), or a loan's (`k` > 0); a word of no entry when the thread has
+    /// none.
+    #[inline(always)]
+    pub(crate) fn intent(&self, k: usize) -> &AtomicU64 {
+        if k == 0 {
+            let word = match mine::lookup_word(self.id) {
+                Some(w) => w.get(),
+                None => self.enter_word(),
+            };
+            // SAFETY: `word` is word 0 of an entry of this view's table, or the static
+            // word of no entry (`mine::remember`); see `mine`.
+            return unsafe { &*(word as *const AtomicU64) };
+        }
+        match self.mine() {
+            Some(e) => e.intent(k),
+            None => mine::unrecorded(),
+        }
+    }
+
+    /// A free loan word of this thread's entry (1 ..), lent until the [`Loan`] is
+    /// dropped; word 0 of no entry when the thread has no entry or has lent every loan
+    /// word already (the loan's claim then goes unrecorded).
+    pub(crate) fn loan_word(&self) -> Loan {
+        match self.mine() {
+            Some(e) => match e.take_loan() {
+                Some(k) => Loan {
+                    k,
+                    entry: e as *const Claimer as usize,
+                },
+                None => Loan { k: 0, entry: 0 },
+            },
+            None => Loan { k: 0, entry: 0 },
+        }
+    }
+
+    /// The intent word of `loan`.
+    pub(crate) fn loan_intent(&self, loan: &Loan) -> &AtomicU64 {
+        match self.mine() {
+            Some(e) if loan.k != 0 && e as *const Claimer as usize == loan.entry => {
+                e.intent(loan.k)
+            }
+            _ => mine::unrecorded(),
         }
     }
 
@@ -337,19 +481,49 @@ impl Core {
         unsafe { self.slot_ptr(c.index).add(self.geo.payload_off) }
     }
 
+    /// Claims a slot to write, as `wait` says; the claim records itself in the intent
+    /// word `me` ([`intent`](Self::intent), [`loan_intent`](Self::loan_intent)).
     #[inline]
-    pub(crate) fn push_claim(&self, wait: Wait) -> Result<Claim, MpmcError> {
+    pub(crate) fn push_claim_with(&self, me: &AtomicU64, wait: Wait) -> Result<Claim, MpmcError> {
         match wait {
-            Wait::Never => self.ring().try_push_claim(self),
-            Wait::Until(d) => self.ring().push_claim(self, d, self.spin),
+            Wait::Never => self
+                .ring()
+                .try_push_claim(self, me)
+                .inspect_err(|_| self.try_failed(Side::Producer)),
+            Wait::Until(d) => self.ring().push_claim(self, me, &Procfs, d, self.spin),
         }
     }
 
+    /// Claims a message to read, as `wait` says; `me` as in
+    /// [`push_claim_with`](Self::push_claim_with).
     #[inline]
-    pub(crate) fn pop_claim(&self, wait: Wait) -> Result<Claim, MpmcError> {
+    pub(crate) fn pop_claim_with(&self, me: &AtomicU64, wait: Wait) -> Result<Claim, MpmcError> {
         match wait {
-            Wait::Never => self.ring().try_pop_claim(self),
-            Wait::Until(d) => self.ring().pop_claim(self, d, self.spin),
+            Wait::Never => self
+                .ring()
+                .try_pop_claim(self, me)
+                .inspect_err(|_| self.try_failed(Side::Consumer)),
+            Wait::Until(d) => self.ring().pop_claim(self, me, &Procfs, d, self.spin),
+        }
+    }
+
+    /// [`push_claim_with`](Self::push_claim_with) this thread's put / get word.
+    #[inline]
+    pub(crate) fn push_claim(&self, wait: Wait) -> Result<Claim, MpmcError> {
+        self.push_claim_with(self.intent(0), wait)
+    }
+
+    /// After a `try_*` claim of `side` failed: a claim in the way whose holder may have
+    /// died is looked at (and ended, if it did) on the liveness schedule of this thread's
+    /// memo, so that a caller that only polls recovers too. Costs a counter per failure;
+    /// the look itself (which reads the other side's index) comes once in
+    /// [`memo::EVERY`] failures on the same queue, then on the liveness schedule.
+    #[cold]
+    pub(crate) fn try_failed(&self, side: Side) {
+        let key = self.raw.block().base() as usize ^ usize::from(side == Side::Consumer);
+        if memo::due(key) {
+            let r = self.ring().recover_stuck(self, side, &Procfs);
+            memo::looked(key, r == Recovery::Recovered);
         }
     }
 
@@ -362,7 +536,8 @@ impl Core {
     /// A view of the slots whose layout is `layout`, a constant of the caller's type:
     /// every slot address is then a shift and an add, where [`Core`]'s own [`Slots`]
     /// multiplies by the stride it loads from the geometry (an `imul`, three cycles on the
-    /// path from the index to the stamp, in every claim).
+    /// path from the index to the stamp, in every claim). It carries this thread's
+    /// intent word, found once per operation.
     ///
     /// # Safety
     /// [`fixed_layout_matches(layout)`](Self::fixed_layout_matches) is true.
@@ -376,6 +551,7 @@ impl Core {
             mark_bit: self.mark_bit,
             payload_off: layout.0,
             stride: layout.1,
+            me: self.intent(0),
         }
     }
 
@@ -414,17 +590,24 @@ impl Core {
         self.ring().release(self, c);
     }
 
-    /// Pops the next message that is not a skipped loan.
+    /// Pops the next message that is not a skipped loan; `me` as in
+    /// [`push_claim_with`](Self::push_claim_with).
     #[inline]
-    pub(crate) fn pop_message(&self, wait: Wait) -> Result<Claim, MpmcError> {
+    pub(crate) fn pop_message_with(&self, me: &AtomicU64, wait: Wait) -> Result<Claim, MpmcError> {
         loop {
-            let c = self.pop_claim(wait)?;
+            let c = self.pop_claim_with(me, wait)?;
             if c.is_skip() {
                 self.release(c);
                 continue;
             }
             return Ok(c);
         }
+    }
+
+    /// [`pop_message_with`](Self::pop_message_with) this thread's put / get word.
+    #[inline]
+    pub(crate) fn pop_message(&self, wait: Wait) -> Result<Claim, MpmcError> {
+        self.pop_message_with(self.intent(0), wait)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -471,6 +654,8 @@ pub(crate) struct Fixed<'a> {
     mark_bit: u64,
     payload_off: usize,
     stride: usize,
+    /// This thread's intent word ([`Core::intent`]).
+    me: &'a AtomicU64,
 }
 
 impl Fixed<'_> {
@@ -493,6 +678,12 @@ impl Fixed<'_> {
     #[inline(always)]
     pub(crate) fn ring(&self) -> &MpmcRing {
         self.ring
+    }
+
+    /// This thread's intent word.
+    #[inline(always)]
+    pub(crate) fn me(&self) -> &AtomicU64 {
+        self.me
     }
 }
 
@@ -527,5 +718,200 @@ pub(crate) enum Wait {
 impl Wait {
     pub(crate) fn timeout(t: std::time::Duration) -> Wait {
         Wait::Until(crate::sync::time::deadline_after(t))
+    }
+}
+
+/// A loan's intent word: its index in the thread's entry, given back when dropped.
+pub(crate) struct Loan {
+    /// The word (0: none; the loan's claim goes unrecorded).
+    pub(crate) k: usize,
+    /// The entry's address (it lives as long as the queue handle the loan borrows).
+    entry: usize,
+}
+
+impl Drop for Loan {
+    fn drop(&mut self) {
+        if self.k != 0 && self.entry != 0 {
+            // SAFETY: `entry` is the address of an entry of the table of the queue whose
+            // handle the loan borrows (`Core::loan_word`), so it is mapped.
+            unsafe { &*(self.entry as *const Claimer) }.give_loan(self.k);
+        }
+    }
+}
+
+/// The per-thread cache of entries (module docs, "A thread's entry").
+mod mine {
+    use crate::raw::mpmc::Claimer;
+    use crate::sync::plain::{AtomicU64 as PlainU64, Ordering};
+    use crate::sync::AtomicU64;
+    use std::cell::Cell;
+    use std::num::NonZeroUsize;
+
+    /// The intent word of threads without an entry: written, never read.
+    #[cfg(not(shmproc_loom))]
+    pub(super) fn unrecorded() -> &'static AtomicU64 {
+        static UNRECORDED: AtomicU64 = AtomicU64::new(0);
+        &UNRECORDED
+    }
+
+    /// Under loom (whose atomics cannot be statics) the handles are not used: the models
+    /// drive `raw::mpmc` with tables of their own.
+    #[cfg(shmproc_loom)]
+    pub(super) fn unrecorded() -> &'static AtomicU64 {
+        unreachable!("the queue handles are not used under loom")
+    }
+
+    /// The next view number ([`new_id`]).
+    static NEXT: PlainU64 = PlainU64::new(1);
+
+    /// A number for a new view of a table (its clones share it): never 0, never given
+    /// twice in a process. A view made after a table was unmapped and another mapped at
+    /// its address gets a number of its own, so the cache never mistakes one for the
+    /// other.
+    pub(super) fn new_id() -> u64 {
+        // Relaxed: a unique number; it orders nothing.
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    }
+
+    const LINES: usize = 8;
+
+    /// One line: the view's number, the address of its entry's put / get intent word (or
+    /// of [`unrecorded`]'s), and of the entry (0: the thread has none in that table).
+    #[derive(Clone, Copy)]
+    pub(crate) struct Line {
+        id: u64,
+        pub(crate) word: usize,
+        pub(crate) entry: usize,
+    }
+
+    thread_local! {
+        static CACHE: [Cell<Line>; LINES] = const {
+            [const { Cell::new(Line { id: 0, word: 0, entry: 0 }) }; LINES]
+        };
+    }
+
+    /// The cached line for view `id`, if there is one.
+    #[inline]
+    pub(super) fn lookup(id: u64) -> Option<Line> {
+        CACHE
+            .try_with(|c| {
+                let l = c[id as usize % LINES].get();
+                (l.id == id).then_some(l)
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// The cached put / get intent word for view `id`, if cached.
+    #[inline(always)]
+    pub(super) fn lookup_word(id: u64) -> Option<NonZeroUsize> {
+        CACHE
+            .try_with(|c| {
+                let l = &c[id as usize % LINES];
+                // One `Cell::get` of the whole line would copy it through the stack.
+                // SAFETY: a thread-local cell, only ever accessed by this thread, and no
+                // reference to its contents outlives this read.
+                let l = unsafe { &*l.as_ptr() };
+                // SAFETY: a line with a view's number (never 0) was filled by `remember`,
+                // whose word is the address of a word (never 0).
+                (l.id == id).then(|| unsafe { NonZeroUsize::new_unchecked(l.word) })
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// Remembers `entry` (or none) for view `id`; returns the line.
+    pub(super) fn remember(id: u64, entry: Option<&Claimer>) -> Line {
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        HOOK.call_once(|| {
+            crate::sync::liveness::after_fork(forget);
+        });
+        let line = Line {
+            id,
+            word: match entry {
+                Some(e) => e.intent(0) as *const AtomicU64 as usize,
+                None => unrecorded() as *const AtomicU64 as usize,
+            },
+            entry: entry.map_or(0, |e| e as *const Claimer as usize),
+        };
+        let _ = CACHE.try_with(|c| c[id as usize % LINES].set(line));
+        line
+    }
+
+    /// In the child of a fork (its only thread, the one that forked): the cached entries
+    /// are the parent thread's.
+    fn forget() {
+        let _ = CACHE.try_with(|c| {
+            for l in c {
+                l.set(Line {
+                    id: 0,
+                    word: 0,
+                    entry: 0,
+                });
+            }
+        });
+    }
+}
+
+/// The throttle of the recovery a failed `try_*` call makes ([`Core::try_failed`]).
+mod memo {
+    use crate::sync::wait::Recheck;
+    use std::cell::Cell;
+    use std::time::Instant;
+
+    /// Failures on the same queue before the first look.
+    pub(super) const EVERY: u32 = 1024;
+
+    #[derive(Clone, Copy)]
+    struct Memo {
+        key: usize,
+        failures: u32,
+        next: Option<Instant>,
+        schedule: Recheck,
+    }
+
+    thread_local! {
+        static MEMO: Cell<Memo> = const {
+            Cell::new(Memo { key: 0, failures: 0, next: None, schedule: Recheck::LIVENESS })
+        };
+    }
+
+    /// Counts a failure on queue `key`; true when it is time to look.
+    pub(super) fn due(key: usize) -> bool {
+        MEMO.try_with(|m| {
+            let mut v = m.get();
+            if v.key != key {
+                v = Memo {
+                    key,
+                    failures: 0,
+                    next: None,
+                    schedule: Recheck::LIVENESS,
+                };
+            }
+            v.failures = v.failures.wrapping_add(1);
+            let due = match v.next {
+                None => v.failures % EVERY == 0,
+                Some(at) => v.failures % 16 == 0 && Instant::now() >= at,
+            };
+            m.set(v);
+            due
+        })
+        .unwrap_or(false)
+    }
+
+    /// After a look: the next on the liveness schedule (from its start after a recovery).
+    pub(super) fn looked(key: usize, recovered: bool) {
+        let _ = MEMO.try_with(|m| {
+            let mut v = m.get();
+            if v.key == key {
+                if recovered {
+                    v.schedule = Recheck::LIVENESS;
+                } else {
+                    v.schedule.backoff();
+                }
+                v.next = v.schedule.wake_at(None);
+                m.set(v);
+            }
+        });
     }
 }

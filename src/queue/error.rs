@@ -222,22 +222,39 @@ impl fmt::Display for BytePutError {
 
 impl std::error::Error for BytePutError {}
 
-/// [`JoinableQueue::join_timeout`](super::JoinableQueue::join_timeout): some tasks were
-/// still unfinished at the timeout.
+/// Why [`JoinableQueue::join`](super::JoinableQueue::join) or
+/// [`join_timeout`](super::JoinableQueue::join_timeout) returned before every task was
+/// marked done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct JoinTimeout {
-    /// Tasks unfinished at the timeout (a snapshot).
-    pub unfinished: u64,
+#[non_exhaustive]
+pub enum JoinError {
+    /// `join_timeout`: some tasks were still unfinished at the timeout.
+    Timeout {
+        /// Tasks unfinished at the timeout (a snapshot).
+        unfinished: u64,
+    },
+    /// Every task still unfinished was taken by a process that died before marking it
+    /// done: nobody will mark them done, so there is nothing left to wait for.
+    Abandoned {
+        /// The abandoned tasks.
+        tasks: u64,
+    },
 }
 
-impl fmt::Display for JoinTimeout {
+impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} task(s) were still unfinished at the timeout",
-            self.unfinished
-        )
+        match self {
+            JoinError::Timeout { unfinished } => write!(
+                f,
+                "{unfinished} task(s) were still unfinished at the timeout"
+            ),
+            JoinError::Abandoned { tasks } => write!(
+                f,
+                "{tasks} task(s) were taken by processes that died before marking them done: \
+                 they will never be done"
+            ),
+        }
     }
 }
 
-impl std::error::Error for JoinTimeout {}
+impl std::error::Error for JoinError {}

@@ -67,5 +67,5 @@ mod typed;
 mod tests;
 
 pub use bytes::{ByteQueue, ByteReadLoan, ByteWriteLoan, MAX_MESSAGE};
-pub use error::{BytePutError, GetError, JoinTimeout, PutError, TaskDoneError};
+pub use error::{BytePutError, GetError, JoinError, PutError, TaskDoneError};
 pub use typed::{GetLoan, JoinableQueue, PutLoan, Queue, SimpleQueue};

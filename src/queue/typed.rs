@@ -1,13 +1,14 @@
 //! `Queue<T>`, its loans, `SimpleQueue<T>` and `JoinableQueue<T>`.
 
 use super::core::queue_object;
-use super::core::{typed_layout, Core, Fixed, SlotGeometry, Wait};
-use super::error::{GetError, JoinTimeout, PutError, TaskDoneError};
+use super::core::{typed_layout, Core, Fixed, Loan, SlotGeometry, Wait};
+use super::error::{GetError, JoinError, PutError, TaskDoneError};
 use crate::arena::{fingerprint_sized, Arena, ObjectKind};
 use crate::error::Result;
 use crate::object::{Obj, Object};
 use crate::raw::mpmc::MpmcRing;
-use crate::raw::mpmc::{Claim, MpmcError};
+use crate::raw::mpmc::{Claim, JoinStop, MpmcError};
+use crate::sync::liveness::Procfs;
 use crate::sync::time;
 use crate::SpinPolicy;
 use bytemuck::Pod;
@@ -242,7 +243,7 @@ impl<T: Pod> Queue<T> {
     #[inline(always)]
     fn put_with(&self, value: T, wait: Wait) -> std::result::Result<(), (MpmcError, T)> {
         let s = self.slots();
-        match s.ring().push_fast(&s) {
+        match s.ring().push_fast(&s, s.me()) {
             Some(c) => {
                 Self::write_and_publish(&s, c, value);
                 Ok(())
@@ -340,7 +341,7 @@ impl<T: Pod> Queue<T> {
     #[inline(always)]
     fn get_with(&self, wait: Wait) -> std::result::Result<T, MpmcError> {
         let s = self.slots();
-        match s.ring().pop_fast(&s) {
+        match s.ring().pop_fast(&s, s.me()) {
             Some(c) => Ok(Self::read_and_release(&s, c)),
             None => self.get_slow(wait),
         }
@@ -421,10 +422,16 @@ impl<T: Pod> Queue<T> {
     // loans
 
     fn put_loan_with(&self, wait: Wait) -> std::result::Result<PutLoan<'_, T>, MpmcError> {
-        let c = self.core.push_claim(wait)?;
+        // The loan's claim records itself in a word of its own (`raw::mpmc`, "Who holds a
+        // claim"): this thread's puts and gets overwrite the other.
+        let loan = self.core.loan_word();
+        let c = self
+            .core
+            .push_claim_with(self.core.loan_intent(&loan), wait)?;
         Ok(PutLoan {
             q: self,
             claim: Some(c),
+            _loan: loan,
         })
     }
 
@@ -434,7 +441,10 @@ impl<T: Pod> Queue<T> {
     ///
     /// The slot holds whatever bytes it held before (a valid `T`, since `T: Pod`).
     /// While the loan is held, consumers cannot get past it: keep it short. A loan that is
-    /// leaked (`mem::forget`), or held by a process that dies, blocks the queue.
+    /// leaked (`mem::forget`) blocks the queue; one held by a process that dies is
+    /// published skipped by the survivors (as a put that never came), unless its thread
+    /// held more than two loans of this queue at once (see
+    /// [`raw::mpmc`](crate::raw::mpmc), "A party that dies").
     ///
     /// # Errors
     /// [`PutError::Disconnected`], [`PutError::Corrupt`].
@@ -465,13 +475,22 @@ impl<T: Pod> Queue<T> {
     }
 
     fn get_loan_with(&self, wait: Wait) -> std::result::Result<GetLoan<'_, T>, MpmcError> {
-        let c = self.core.pop_message(wait)?;
-        Ok(GetLoan { q: self, claim: c })
+        // As in `put_loan_with`.
+        let loan = self.core.loan_word();
+        let c = self
+            .core
+            .pop_message_with(self.core.loan_intent(&loan), wait)?;
+        Ok(GetLoan {
+            q: self,
+            claim: c,
+            _loan: loan,
+        })
     }
 
     /// Lends the oldest value in place, waiting while the queue is empty; the slot is
     /// released when the loan is dropped. While it is held, producers cannot get past the
-    /// slot once they wrap around: keep it short.
+    /// slot once they wrap around: keep it short. A loan held by a process that dies is
+    /// released by the survivors, its value counted lost ([`lost`](Self::lost)).
     ///
     /// # Errors
     /// [`GetError::Disconnected`], [`GetError::Corrupt`].
@@ -539,6 +558,27 @@ impl<T: Pod> Queue<T> {
     pub fn capacity(&self) -> usize {
         self.core.geo().cap as usize
     }
+
+    /// Values lost with consumers that died while they held them (taken, not yet
+    /// released), since the queue was made. Nothing else is ever lost: a producer that
+    /// dies mid-put never sent its value, and the survivors skip its slot (see
+    /// [`raw::mpmc`](crate::raw::mpmc), "A party that dies").
+    ///
+    /// ```
+    /// # use shmproc::queue::Queue;
+    /// let q = Queue::<u8>::new(2)?;
+    /// assert_eq!(q.lost(), 0);
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn lost(&self) -> u64 {
+        self.core.ring().lost()
+    }
+
+    /// Claims of dead processes that survivors ended, since the queue was made: puts
+    /// published skipped (nothing lost) plus the [`lost`](Self::lost) gets.
+    pub fn recovered(&self) -> u64 {
+        self.core.ring().skipped() + self.core.ring().lost()
+    }
 }
 
 /// A slot lent by [`Queue::put_loan`]: write the value in place, then
@@ -547,6 +587,8 @@ impl<T: Pod> Queue<T> {
 pub struct PutLoan<'a, T: Pod> {
     q: &'a Queue<T>,
     claim: Option<Claim>,
+    /// The intent word the claim is recorded in, given back after the claim ends.
+    _loan: Loan,
 }
 
 impl<T: Pod> PutLoan<'_, T> {
@@ -598,6 +640,8 @@ impl<T: Pod> fmt::Debug for PutLoan<'_, T> {
 pub struct GetLoan<'a, T: Pod> {
     q: &'a Queue<T>,
     claim: Claim,
+    /// As in [`PutLoan`].
+    _loan: Loan,
 }
 
 impl<T: Pod> Deref for GetLoan<'_, T> {
@@ -690,9 +734,18 @@ impl<T: Pod> SimpleQueue<T> {
 
 /// Python's `multiprocessing.JoinableQueue`: a [`Queue`] that counts unfinished tasks.
 ///
-/// Every `put` adds a task; a consumer calls [`task_done`](Self::task_done) once per item
-/// it finished; [`join`](Self::join) waits (in any process) until every put item was
+/// Every value put is a task; a consumer calls [`task_done`](Self::task_done) once per
+/// task it finished; [`join`](Self::join) waits (in any process) until every task put was
 /// marked done.
+///
+/// A task counts from the moment its value is in the queue: a `put` that waits for room
+/// (or fails, or whose process dies while it waits) counts nothing. A process that dies
+/// after taking tasks and before marking them done *abandons* them: when nothing else is
+/// left to wait for, `join` returns [`JoinError::Abandoned`] with their number instead of
+/// waiting for ever (within ~100 ms of the death; see [`raw::mpmc`](crate::raw::mpmc),
+/// "Tasks"). A task is judged by the process that took it: one marked done by another
+/// process counts as done, but one still being worked on by another process while its
+/// taker is dead counts as abandoned.
 ///
 /// ```
 /// use shmproc::queue::JoinableQueue;
@@ -701,7 +754,7 @@ impl<T: Pod> SimpleQueue<T> {
 /// assert_eq!(q.unfinished_tasks(), 1);
 /// assert_eq!(q.get(), Ok(1));
 /// q.task_done().unwrap();
-/// q.join(); // returns at once: nothing unfinished
+/// q.join().unwrap(); // returns at once: nothing unfinished
 /// assert!(q.task_done().is_err()); // one more than was put
 /// # Ok::<(), shmproc::Error>(())
 /// ```
@@ -764,18 +817,43 @@ impl<T: Pod> JoinableQueue<T> {
         self.q.set_spin(spin);
     }
 
-    fn undo_task(&self) {
-        // The item was not put: take its task back (waking joiners if it was the last).
-        let _ = self.q.core.ring().task_done();
+    /// Puts `value` as a task: claims a slot (waiting as `wait` says), writes the value,
+    /// counts the task, publishes it (module docs of [`raw::mpmc`](crate::raw::mpmc),
+    /// "Tasks").
+    fn put_task(&self, value: T, wait: Wait) -> std::result::Result<(), (MpmcError, T)> {
+        let core = &self.q.core;
+        let c = match core.push_claim(wait) {
+            Ok(c) => c,
+            Err(e) => return Err((e, value)),
+        };
+        // SAFETY: we hold the claim on this slot; its payload has room for a `T` and is
+        // aligned for it (SlotGeometry was made from size_of / align_of T).
+        unsafe { core.payload_ptr(&c).cast::<T>().write(value) };
+        core.ring().count_put(core.mine(), &c);
+        core.publish(c);
+        Ok(())
     }
 
-    /// Puts `value` (waiting while full) and counts one more unfinished task.
+    /// Takes a task's value (waiting as `wait` says), counting it as taken by this thread.
+    fn get_task(&self, wait: Wait) -> std::result::Result<T, MpmcError> {
+        let core = &self.q.core;
+        let c = core.pop_message(wait)?;
+        // SAFETY: we hold the claim on a published slot with a message in it (Acquire on
+        // its stamp pairs with the producer's Release publish); the payload is aligned
+        // and large enough for `T`, and any bytes are a valid `T` (Pod).
+        let v = unsafe { core.payload_ptr(&c).cast::<T>().read() };
+        core.ring().count_took(core, core.mine(), &c);
+        core.release(c);
+        Ok(v)
+    }
+
+    /// Puts `value` (waiting while full) as one more unfinished task.
     ///
     /// # Errors
-    /// As [`Queue::put`]; a failed put adds no task.
+    /// As [`Queue::put`]; a failed put counts no task.
     pub fn put(&self, value: T) -> std::result::Result<(), PutError<T>> {
-        self.q.core.ring().task_add();
-        self.q.put(value).inspect_err(|_| self.undo_task())
+        self.put_task(value, Wait::Until(None))
+            .map_err(|(e, v)| PutError::from_ring(e, v))
     }
 
     /// Puts `value`, waiting at most `timeout`; counts a task on success.
@@ -783,10 +861,8 @@ impl<T: Pod> JoinableQueue<T> {
     /// # Errors
     /// As [`Queue::put_timeout`].
     pub fn put_timeout(&self, value: T, timeout: Duration) -> std::result::Result<(), PutError<T>> {
-        self.q.core.ring().task_add();
-        self.q
-            .put_timeout(value, timeout)
-            .inspect_err(|_| self.undo_task())
+        self.put_task(value, Wait::timeout(timeout))
+            .map_err(|(e, v)| PutError::timeout_from_ring(e, v))
     }
 
     /// Puts `value` if there is room; counts a task on success. Never blocks.
@@ -794,8 +870,8 @@ impl<T: Pod> JoinableQueue<T> {
     /// # Errors
     /// As [`Queue::try_put`].
     pub fn try_put(&self, value: T) -> std::result::Result<(), PutError<T>> {
-        self.q.core.ring().task_add();
-        self.q.try_put(value).inspect_err(|_| self.undo_task())
+        self.put_task(value, Wait::Never)
+            .map_err(|(e, v)| PutError::from_ring(e, v))
     }
 
     /// Takes the oldest value, waiting while empty. Call [`task_done`](Self::task_done)
@@ -804,7 +880,8 @@ impl<T: Pod> JoinableQueue<T> {
     /// # Errors
     /// As [`Queue::get`].
     pub fn get(&self) -> std::result::Result<T, GetError> {
-        self.q.get()
+        self.get_task(Wait::Until(None))
+            .map_err(GetError::from_ring)
     }
 
     /// Takes the oldest value, waiting at most `timeout`.
@@ -812,7 +889,8 @@ impl<T: Pod> JoinableQueue<T> {
     /// # Errors
     /// As [`Queue::get_timeout`].
     pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, GetError> {
-        self.q.get_timeout(timeout)
+        self.get_task(Wait::timeout(timeout))
+            .map_err(GetError::timeout_from_ring)
     }
 
     /// Takes the oldest value if there is one; never blocks.
@@ -820,54 +898,87 @@ impl<T: Pod> JoinableQueue<T> {
     /// # Errors
     /// As [`Queue::try_get`].
     pub fn try_get(&self) -> std::result::Result<T, GetError> {
-        self.q.try_get()
+        self.get_task(Wait::Never).map_err(GetError::from_ring)
     }
 
-    /// Marks one item as processed. When the last unfinished item is marked, every
+    /// Marks one task as processed. When the last unfinished task is marked, every
     /// `join` returns.
     ///
     /// # Errors
-    /// [`TaskDoneError`] when called more times than items were put.
+    /// [`TaskDoneError`] when called more times than tasks were put (nothing is counted).
     pub fn task_done(&self) -> std::result::Result<(), TaskDoneError> {
-        self.q.core.ring().task_done()
+        self.q.core.ring().task_done(self.q.core.mine())
     }
 
-    /// Waits until every item put was marked done with [`task_done`](Self::task_done).
-    pub fn join(&self) {
-        self.q.core.ring().join(None, self.q.core.spin);
+    fn join_until(
+        &self,
+        deadline: Option<std::time::Instant>,
+    ) -> std::result::Result<(), JoinError> {
+        let core = &self.q.core;
+        core.ring()
+            .join(core, deadline, core.spin, &Procfs)
+            .map_err(|e| match e {
+                JoinStop::Timeout => JoinError::Timeout {
+                    unfinished: self.unfinished_tasks(),
+                },
+                JoinStop::Abandoned(tasks) => JoinError::Abandoned { tasks },
+            })
     }
 
-    /// Waits at most `timeout` for every item to be marked done.
+    /// Waits until every task put was marked done with [`task_done`](Self::task_done).
     ///
     /// # Errors
-    /// [`JoinTimeout`] when some were still unfinished at the timeout.
+    /// [`JoinError::Abandoned`] when every task still unfinished was taken by a process
+    /// that died: they will never be marked done (their number is in the error).
+    pub fn join(&self) -> std::result::Result<(), JoinError> {
+        self.join_until(None)
+    }
+
+    /// Waits at most `timeout` for every task to be marked done.
+    ///
+    /// # Errors
+    /// [`JoinError::Timeout`] when some were still unfinished at the timeout;
+    /// [`JoinError::Abandoned`] as for [`join`](Self::join).
     ///
     /// ```
-    /// # use shmproc::queue::JoinableQueue;
+    /// # use shmproc::queue::{JoinError, JoinableQueue};
     /// # use std::time::Duration;
     /// let q = JoinableQueue::<u8>::new(2)?;
     /// q.put(1).unwrap();
-    /// assert_eq!(q.join_timeout(Duration::from_millis(10)).unwrap_err().unfinished, 1);
+    /// assert_eq!(
+    ///     q.join_timeout(Duration::from_millis(10)),
+    ///     Err(JoinError::Timeout { unfinished: 1 })
+    /// );
     /// # Ok::<(), shmproc::Error>(())
     /// ```
-    pub fn join_timeout(&self, timeout: Duration) -> std::result::Result<(), JoinTimeout> {
-        if self
-            .q
-            .core
-            .ring()
-            .join(time::deadline_after(timeout), self.q.core.spin)
-        {
-            Ok(())
-        } else {
-            Err(JoinTimeout {
-                unfinished: self.unfinished_tasks(),
-            })
+    pub fn join_timeout(&self, timeout: Duration) -> std::result::Result<(), JoinError> {
+        self.join_until(time::deadline_after(timeout))
+    }
+
+    /// Tasks put and not yet marked done (a snapshot, exact when the queue is quiet;
+    /// abandoned tasks included).
+    pub fn unfinished_tasks(&self) -> u64 {
+        let core = &self.q.core;
+        match core.ring().tasks(core, &Procfs) {
+            Some(t) => t.unfinished,
+            None => core.ring().unfinished(),
         }
     }
 
-    /// Items put and not yet marked done (a snapshot).
-    pub fn unfinished_tasks(&self) -> u64 {
-        self.q.core.ring().unfinished()
+    /// Tasks taken by processes that died before marking them done (a snapshot).
+    pub fn abandoned_tasks(&self) -> u64 {
+        let core = &self.q.core;
+        core.ring().tasks(core, &Procfs).map_or(0, |t| t.abandoned)
+    }
+
+    /// Values lost with consumers that died holding them (see [`Queue::lost`]).
+    pub fn lost(&self) -> u64 {
+        self.q.lost()
+    }
+
+    /// Claims of dead processes that survivors ended (see [`Queue::recovered`]).
+    pub fn recovered(&self) -> u64 {
+        self.q.recovered()
     }
 
     /// Closes the queue (see [`Queue::close`]).

@@ -229,18 +229,33 @@ impl RawLock {
         None
     }
 
-    /// If the holder recorded in `seen` is dead, takes the lock over; true on success.
-    fn recover(&self, seen: u32, who: &impl Liveness) -> bool {
-        let holder = seen & PID_MASK;
+    /// The start time recorded for `holder` (0, no verdict on pid reuse, when the record
+    /// is another holder's).
+    fn recorded_start(&self, holder: u32) -> u64 {
         // Relaxed: see `record_start`. The holder writes its identity just *after* its CAS,
         // so we may read the previous holder's: then its pid differs, and the start time
         // is no evidence either way (0 = no verdict on pid reuse).
         let recorded = self.owner_start.load(Ordering::Relaxed);
-        let start = if recorded >> IDENT_PID_SHIFT == u64::from(holder) {
+        if recorded >> IDENT_PID_SHIFT == u64::from(holder) {
             recorded & IDENT_START_MASK
         } else {
             0
-        };
+        }
+    }
+
+    /// True when the lock is held, and its holder is dead (a snapshot: for a party that
+    /// waits on what the holder was doing, e.g. a pipe's reader on a message its writer
+    /// began).
+    pub fn holder_died(&self, who: &impl Liveness) -> bool {
+        // Relaxed: a snapshot; the caller acts on it with its own synchronisation.
+        let holder = self.word.load(Ordering::Relaxed) & PID_MASK;
+        holder != 0 && who.is_dead(holder, self.recorded_start(holder))
+    }
+
+    /// If the holder recorded in `seen` is dead, takes the lock over; true on success.
+    fn recover(&self, seen: u32, who: &impl Liveness) -> bool {
+        let holder = seen & PID_MASK;
+        let start = self.recorded_start(holder);
         if holder == 0 || !who.is_dead(holder, start) {
             return false;
         }

@@ -17,6 +17,8 @@
 //! | [`mpmc`]      | the bounded MPMC ring of slots (Vyukov stamps)                   | the queue family |
 //! | [`spsc`]      | the SPSC byte ring with its frame and wake protocol              | `Pipe` / `Connection` |
 //! | [`dict`]      | the growing hash table (entries in owned blocks) with its seqlock | `SharedDict`, `TypedDict`, `SerdeDict` |
+//! | [`extent`]    | the published size of a growing file, and a process's view of it  | the arena |
+//! | [`list`]      | the growable array in owned chunks: seqlock readers, a journal for a killed writer | `SharedList`, `ByteList`, `SerdeList` |
 //! | [`heap`]      | the TLSF heap of variable-size blocks, by offset, crash-safe     | the arena |
 //! | [`owned`]     | blocks an object owns, named by shared words ([`Blocks`](owned::Blocks), [`InFlight`](owned::InFlight)) | the arena's tables, objects that grow |
 //!
@@ -83,7 +85,9 @@ pub mod barrier;
 pub mod condvar;
 pub mod dict;
 pub mod event;
+pub mod extent;
 pub mod heap;
+pub mod list;
 pub mod lock;
 pub mod mpmc;
 pub mod owned;

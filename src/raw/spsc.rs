@@ -132,6 +132,12 @@ pub const MIN_CAPACITY: u32 = 32;
 /// The largest capacity of a ring (positions are `u32`s that must never lap twice).
 pub const MAX_CAPACITY: u32 = 1 << 30;
 
+/// `rx_mid` / `tx_mid`: the side is part-way through a message.
+const MID: u32 = 1;
+/// `rx_mid`: a timed receive gave up part-way through a message too long for the ring: the
+/// next receive skips the rest of it first (chunks up to and including its last).
+pub const SKIP: u32 = 2;
+
 /// `state`: every process holding the writing end is gone (closed or dead).
 pub const WRITER_CLOSED: u32 = 1;
 /// `state`: every process holding the reading end is gone (closed or dead).
@@ -161,6 +167,10 @@ pub enum ByteRingError {
     Corrupt(&'static str),
     /// The message is longer than the limit the reader gave (nothing was consumed).
     TooLong(u64),
+    /// The deadline passed part-way through a message of this many bytes, too long to be
+    /// whole in the ring: its part read is dropped, and the rest is skipped by the next
+    /// receive.
+    TimeoutMidMessage(u64),
 }
 
 /// The shared state of one direction. All zero bytes is an empty, open ring.
@@ -671,10 +681,12 @@ impl ByteRing {
         self.tx_mid.load(Ordering::Relaxed) != 0
     }
 
-    /// True while a consumer was part-way through a message.
+    /// True while a consumer was part-way through a message (reading it: a holder that
+    /// dies then leaves a frame nobody can finish). A message whose rest is to be skipped
+    /// ([`SKIP`]) is not part-way: any receiver finishes skipping it.
     pub fn rx_mid(&self) -> bool {
         // Relaxed: read under the consumer lock.
-        self.rx_mid.load(Ordering::Relaxed) != 0
+        self.rx_mid.load(Ordering::Relaxed) == MID
     }
 
     /// True when no chunk is published at the consumer's position (a snapshot).
@@ -682,6 +694,14 @@ impl ByteRing {
         // Relaxed: a snapshot.
         let h = self.head.load(Ordering::Relaxed);
         buf.load_word(h, Ordering::Relaxed) == 0
+    }
+
+    /// Bytes written and not yet consumed (`tail - head`: payload, chunk headers and
+    /// padding), a snapshot for inspection; above the capacity only in a corrupted ring.
+    pub fn in_flight(&self) -> u32 {
+        // Relaxed (both): a diagnostic snapshot; it orders nothing.
+        let tail = self.tail.load(Ordering::Relaxed);
+        tail.wrapping_sub(self.head.load(Ordering::Relaxed))
     }
 
     /// Overwrites the indices and state as a hostile peer could (fuzzing and tests).
@@ -743,11 +763,12 @@ impl ByteRing {
         deadline: Option<Instant>,
         spin: SpinPolicy,
         who: &impl Liveness,
+        mid: bool,
     ) -> Result<u64, ByteRingError> {
         if let Some(h) = self.chunk_at(buf, head) {
             return Ok(h);
         }
-        self.wait(Side::Consumer, deadline, spin, who, || {
+        self.wait(Side::Consumer, deadline, spin, who, mid, || {
             Ok(self.chunk_at(buf, head))
         })
     }
@@ -784,13 +805,20 @@ impl ByteRing {
     ///
     /// `ready` re-checks the index; it is called after the announcement in the peer's lock
     /// word, so a publish racing with the sleep is either seen by it or wakes the futex.
+    ///
+    /// `mid`: the consumer waits for the next chunk of a message it has begun. Then the
+    /// writer holds the producer side, and if that holder is found dead (on the same
+    /// schedule as the peer), the message can never end: the ring is broken (another copy
+    /// of the writing end lives on) or, the peer being gone too, at its end (EOF).
     #[cold]
+    #[allow(clippy::too_many_arguments)]
     fn wait<T>(
         &self,
         side: Side,
         deadline: Option<Instant>,
         spin: SpinPolicy,
         who: &impl Liveness,
+        mid: bool,
         mut ready: impl FnMut() -> Result<Option<T>, ByteRingError>,
     ) -> Result<T, ByteRingError> {
         // The peer's lock is where we announce ourselves (module docs).
@@ -844,6 +872,13 @@ impl ByteRing {
                 if recheck.is_some() && who.peer_gone() {
                     self.set_state(closed);
                     continue; // drain what is left, then report
+                }
+                if recheck.is_some() && mid && self.tx_lock.holder_died(who) {
+                    // The writer died part-way through the message we are reading: it
+                    // never ends. The next writer would find the same when it takes the
+                    // side over (`Held`); we cannot wait for that.
+                    self.set_state(BROKEN);
+                    continue; // reported by the state check above
                 }
                 if time::expired(deadline) {
                     peer.take_user_flag();
@@ -1023,7 +1058,7 @@ impl ByteRing {
             // The chunk and the terminator after it (`size + HEADER <= cap`: n <= cap / 4).
             let need = size + HEADER;
             if self.free(cap, tail, &mut head, need)? < need {
-                self.wait(Side::Producer, None, spin, who, || {
+                self.wait(Side::Producer, None, spin, who, false, || {
                     self.free(cap, tail, &mut head, need)
                         .map(|f| (f >= need).then_some(()))
                 })?;
@@ -1075,11 +1110,15 @@ impl ByteRing {
             return Err(ByteRingError::Broken);
         }
         // Relaxed: we hold the consumer side (see `send`).
+        if self.rx_mid.load(Ordering::Relaxed) == SKIP {
+            self.skip_rest(buf, deadline, spin, who)?;
+        }
+        // Relaxed: as above.
         let head = self.head.load(Ordering::Relaxed);
         if head % HEADER != 0 {
             return Err(ByteRingError::Corrupt("ring position not a multiple of 8"));
         }
-        let h = self.next_chunk(buf, head, deadline, spin, who)?;
+        let h = self.next_chunk(buf, head, deadline, spin, who, false)?;
         let c = Chunk::decode(h, buf.cap()).inspect_err(|_| self.set_state(BROKEN))?;
         if !c.first {
             self.set_state(BROKEN);
@@ -1097,6 +1136,68 @@ impl ByteRing {
             self.set_state(BROKEN);
             return Err(ByteRingError::Corrupt("message length word out of range"));
         }
+        Ok(len)
+    }
+
+    /// Consumer: skips the rest of a message a timed receive gave up on ([`SKIP`]): its
+    /// chunks up to and including its last, waiting for them until `deadline` (a timeout
+    /// leaves the rest to skip to the next receive).
+    fn skip_rest(
+        &self,
+        buf: &Buf,
+        deadline: Option<Instant>,
+        spin: SpinPolicy,
+        who: &impl Liveness,
+    ) -> Result<(), ByteRingError> {
+        let cap = buf.cap();
+        // Relaxed: we hold the consumer side.
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            if head % HEADER != 0 {
+                return Err(ByteRingError::Corrupt("ring position not a multiple of 8"));
+            }
+            let h = self.next_chunk(buf, head, deadline, spin, who, true)?;
+            let c = Chunk::decode(h, cap).inspect_err(|_| self.set_state(BROKEN))?;
+            if c.first {
+                // The message being skipped never ended: a new one began after it.
+                self.set_state(BROKEN);
+                return Err(ByteRingError::Corrupt("a message begins inside another"));
+            }
+            head = head.wrapping_add(chunk_size(c.n, false));
+            self.publish_head(head);
+            self.wake_peer(Side::Consumer);
+            if c.last {
+                // Relaxed: read under the consumer lock.
+                self.rx_mid.store(0, Ordering::Relaxed);
+                return Ok(());
+            }
+        }
+    }
+
+    /// Consumer: like [`peek`](Self::peek), then waits (same deadline) until the whole
+    /// message is in the ring, or has begun if it is too long to be whole in the ring:
+    /// what a timed receive waits for before it consumes anything, so that it never
+    /// times out part-way through a message that could be whole.
+    ///
+    /// # Errors
+    /// As [`peek`](Self::peek) (`Timeout`: nothing was consumed).
+    pub fn peek_whole(
+        &self,
+        buf: &Buf,
+        deadline: Option<Instant>,
+        spin: SpinPolicy,
+        who: &impl Liveness,
+    ) -> Result<u64, ByteRingError> {
+        let len = self.peek(buf, deadline, spin, who)?;
+        // Relaxed: we hold the consumer side.
+        let head = self.head.load(Ordering::Relaxed);
+        if self.ready_whole(buf, head, len)? {
+            return Ok(len);
+        }
+        // The message has begun: its writer holds the producer side until it ends it.
+        self.wait(Side::Consumer, deadline, spin, who, true, || {
+            self.ready_whole(buf, head, len).map(|w| w.then_some(()))
+        })?;
         Ok(len)
     }
 
@@ -1139,21 +1240,8 @@ impl ByteRing {
         spin: SpinPolicy,
         who: &impl Liveness,
     ) -> Result<bool, ByteRingError> {
-        let len = match self.peek(buf, deadline, spin, who) {
-            Ok(len) => len,
-            Err(ByteRingError::Timeout) => return Ok(false),
-            Err(ByteRingError::Eof) => return Ok(true),
-            Err(e) => return Err(e),
-        };
-        // Relaxed: we hold the consumer side.
-        let head = self.head.load(Ordering::Relaxed);
-        if self.ready_whole(buf, head, len)? {
-            return Ok(true);
-        }
-        match self.wait(Side::Consumer, deadline, spin, who, || {
-            self.ready_whole(buf, head, len).map(|w| w.then_some(()))
-        }) {
-            Ok(()) | Err(ByteRingError::Eof) => Ok(true),
+        match self.peek_whole(buf, deadline, spin, who) {
+            Ok(_) | Err(ByteRingError::Eof) => Ok(true),
             Err(ByteRingError::Timeout) => Ok(false),
             Err(e) => Err(e),
         }
@@ -1161,17 +1249,24 @@ impl ByteRing {
 
     /// Consumer: receives the message whose length [`peek`](Self::peek) returned, into
     /// `sink`. Call only right after a successful `peek` (same consumer, nothing between).
-    /// Reads to the end of the message (no deadline): a begun message is never left.
+    /// Reads to the end of the message, waiting for its chunks until `deadline`: after
+    /// [`peek_whole`](Self::peek_whole) only a message too long to be whole in the ring
+    /// can wait (it streams), and if the deadline passes part-way through one, the part
+    /// read is dropped and the rest skipped by the next receive
+    /// ([`ByteRingError::TimeoutMidMessage`]). A writer that dies part-way is found by
+    /// its lock ([`RawLock::holder_died`]).
     ///
     /// # Errors
-    /// [`ByteRingError::Eof`] when the writer died mid-message (the part is discarded),
-    /// [`ByteRingError::Broken`], [`ByteRingError::Corrupt`].
+    /// [`ByteRingError::Eof`] when the writer died mid-message and no copy of its end
+    /// lives on (the part is discarded), [`ByteRingError::Broken`] when one does,
+    /// [`ByteRingError::TimeoutMidMessage`], [`ByteRingError::Corrupt`].
     #[inline]
     pub fn recv_peeked(
         &self,
         buf: &Buf,
         len: u64,
         sink: &mut impl Sink,
+        deadline: Option<Instant>,
         spin: SpinPolicy,
         who: &impl Liveness,
     ) -> Result<(), ByteRingError> {
@@ -1190,7 +1285,7 @@ impl ByteRing {
             self.publish_head(head.wrapping_add(chunk_size(len as u32, false)));
             return Ok(());
         }
-        self.recv_chunks(buf, head, h, len, sink, spin, who)
+        self.recv_chunks(buf, head, h, len, sink, deadline, spin, who)
     }
 
     /// Consumer: the common case of receiving, as one straight line with its spin inline:
@@ -1251,12 +1346,13 @@ impl ByteRing {
         mut h: u64,
         len: u64,
         sink: &mut impl Sink,
+        deadline: Option<Instant>,
         spin: SpinPolicy,
         who: &impl Liveness,
     ) -> Result<(), ByteRingError> {
         let cap = buf.cap();
         // Relaxed: read by a successor of the consumer lock only.
-        self.rx_mid.store(1, Ordering::Relaxed);
+        self.rx_mid.store(MID, Ordering::Relaxed);
         let mut off = 0u64;
         loop {
             let c = Chunk::decode(h, cap)?;
@@ -1283,7 +1379,7 @@ impl ByteRing {
             if c.last {
                 break;
             }
-            h = match self.next_chunk(buf, head, None, spin, who) {
+            h = match self.next_chunk(buf, head, deadline, spin, who, true) {
                 Ok(h) => h,
                 Err(ByteRingError::Eof) => {
                     // The writer died mid-message: drop the part (nothing follows it)
@@ -1291,6 +1387,13 @@ impl ByteRing {
                     // Relaxed: see above.
                     self.rx_mid.store(0, Ordering::Relaxed);
                     return Err(ByteRingError::Eof);
+                }
+                Err(ByteRingError::Timeout) => {
+                    // A timed receive of a message too long for the ring, whose time ran
+                    // out part-way: the part read is dropped, and the rest is skipped by
+                    // the next receive (the frame stream stays whole). Relaxed: as above.
+                    self.rx_mid.store(SKIP, Ordering::Relaxed);
+                    return Err(ByteRingError::TimeoutMidMessage(len));
                 }
                 Err(e) => return Err(e),
             };
@@ -1313,13 +1416,16 @@ impl ByteRing {
         spin: SpinPolicy,
         who: &impl Liveness,
     ) -> Result<Vec<u8>, ByteRingError> {
-        let len = self.peek(buf, deadline, spin, who)?;
+        let len = match deadline {
+            Some(_) => self.peek_whole(buf, deadline, spin, who)?,
+            None => self.peek(buf, deadline, spin, who)?,
+        };
         if len > max {
             return Err(ByteRingError::TooLong(len));
         }
         // Never trust a length from shared memory with an allocation: grow as bytes come.
         let mut v = Vec::with_capacity(len.min(1 << 20) as usize);
-        self.recv_peeked(buf, len, &mut v, spin, who)?;
+        self.recv_peeked(buf, len, &mut v, deadline, spin, who)?;
         Ok(v)
     }
 }

@@ -42,7 +42,9 @@ impl Object for RawBlock {
 
     fn size(&len: &usize) -> Result<usize> {
         if len == 0 {
-            return Err(Error::InvalidArgument("a raw block of 0 bytes".into()));
+            return Err(Error::InvalidArgument(
+                "a raw block needs at least 1 byte".into(),
+            ));
         }
         Ok(len)
     }
@@ -55,6 +57,10 @@ impl Object for RawBlock {
 impl Handle for RawBlock {
     fn from_obj(obj: Obj<RawBlock>) -> Result<RawBlock> {
         Ok(RawBlock { obj })
+    }
+
+    fn obj(&self) -> &Obj<RawBlock> {
+        &self.obj
     }
 }
 

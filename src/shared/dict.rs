@@ -28,7 +28,7 @@
 
 use crate::arena::{fingerprint_sized, Arena, ObjectKind};
 use crate::error::{Error, Result};
-use crate::object::{Inspect, Obj, Object};
+use crate::object::{Handle, Inspect, Obj, Object};
 pub use crate::raw::dict::DictError;
 use crate::raw::dict::{DictTable, RawDict};
 use crate::sync::liveness::Procfs;
@@ -138,6 +138,16 @@ impl fmt::Debug for SharedDict {
     }
 }
 
+impl Handle for SharedDict {
+    fn from_obj(obj: Obj<Self>) -> Result<Self> {
+        Ok(Self::wrap(obj))
+    }
+
+    fn obj(&self) -> &Obj<Self> {
+        &self.shm
+    }
+}
+
 impl SharedDict {
     /// An empty dict in the [global arena](Arena::global).
     ///
@@ -190,7 +200,7 @@ impl SharedDict {
     /// # Ok::<(), shmproc::Error>(())
     /// ```
     pub fn with_capacity_in(arena: &Arena, capacity: usize) -> Result<SharedDict> {
-        Ok(Self::from_obj(make(arena, None, capacity)?))
+        Ok(Self::wrap(make(arena, None, capacity)?))
     }
 
     /// An empty dict named `name` in `arena`, for [`open`](Self::open) to find.
@@ -206,7 +216,7 @@ impl SharedDict {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn create(arena: &Arena, name: &str) -> Result<SharedDict> {
-        Ok(Self::from_obj(make(arena, Some(name), 0)?))
+        Ok(Self::wrap(make(arena, Some(name), 0)?))
     }
 
     /// The dict named `name` in `arena`.
@@ -223,11 +233,11 @@ impl SharedDict {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(arena: &Arena, name: &str) -> Result<SharedDict> {
-        Ok(Self::from_obj(Obj::open(arena, name)?))
+        Ok(Self::wrap(Obj::open(arena, name)?))
     }
 
     /// The byte dict over `obj`: its own, or the table of a typed or serde dict.
-    fn from_obj(shm: Obj<SharedDict>) -> SharedDict {
+    fn wrap(shm: Obj<SharedDict>) -> SharedDict {
         SharedDict {
             shm,
             spin: SpinPolicy::default(),
@@ -574,6 +584,16 @@ impl<K, V> fmt::Debug for TypedDict<K, V> {
     }
 }
 
+impl<K: Pod, V: Pod> Handle for TypedDict<K, V> {
+    fn from_obj(obj: Obj<Self>) -> Result<Self> {
+        Ok(Self::wrap(obj))
+    }
+
+    fn obj(&self) -> &Obj<Self> {
+        self.inner.shm.recast_ref()
+    }
+}
+
 impl<K: Pod, V: Pod> TypedDict<K, V> {
     /// An empty dict in the global arena.
     ///
@@ -667,7 +687,7 @@ impl<K: Pod, V: Pod> TypedDict<K, V> {
 
     fn wrap(obj: Obj<Self>) -> Self {
         TypedDict {
-            inner: SharedDict::from_obj(obj.recast()),
+            inner: SharedDict::wrap(obj.recast()),
             _kv: PhantomData,
         }
     }
@@ -1006,6 +1026,20 @@ dict_object!(K, V; SerdeDict<K, V>,
     crate::arena::fingerprint::<(RawDict, SerdeDict<K, V>)>(), Sized);
 
 #[cfg(feature = "serde")]
+impl<K, V> Handle for SerdeDict<K, V> {
+    fn from_obj(obj: Obj<Self>) -> Result<Self> {
+        Ok(SerdeDict {
+            inner: SharedDict::wrap(obj.recast()),
+            _kv: PhantomData,
+        })
+    }
+
+    fn obj(&self) -> &Obj<Self> {
+        self.inner.shm.recast_ref()
+    }
+}
+
+#[cfg(feature = "serde")]
 impl<K, V> SerdeDict<K, V>
 where
     K: serde::Serialize + serde::de::DeserializeOwned,
@@ -1102,7 +1136,7 @@ where
 
     fn wrap(obj: Obj<Self>) -> Self {
         SerdeDict {
-            inner: SharedDict::from_obj(obj.recast()),
+            inner: SharedDict::wrap(obj.recast()),
             _kv: PhantomData,
         }
     }

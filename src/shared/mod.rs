@@ -1,5 +1,6 @@
 //! Shared state: [`Value`], [`Array`], [`SharedDict`] (with [`TypedDict`] and, with the
-//! `serde` feature, `SerdeDict`) and named [`SharedMemory`] segments.
+//! `serde` feature, `SerdeDict`), [`SharedList`] (with [`ByteList`] and `SerdeList`) and
+//! named [`SharedMemory`] segments.
 //!
 //! What Python's `multiprocessing` offers for sharing data itself rather than messages:
 //!
@@ -9,15 +10,17 @@
 //! | `v.get_lock()`                          | [`Value::get_lock`] (a guard giving `&mut T`) |
 //! | `Array('d', 10)` / `RawArray`           | [`Array::new`] / [`Array::raw_in`]          |
 //! | `Manager().dict()`                      | [`SharedDict`] (no server process)          |
+//! | `Manager().list()`, `ShareableList`     | [`SharedList`], [`ByteList`], `SerdeList` (no server process, any length) |
 //! | `shared_memory.SharedMemory`            | [`SharedMemory`] + [`cleanup_orphans`]      |
 //! | (raw bytes in the arena, by name)       | [`RawBlock`]                                |
 //!
-//! `Value`, `Array` and `SharedDict` live in an [`Arena`](crate::Arena) (the global one by
+//! `Value`, `Array`, `SharedDict` and the lists live in an [`Arena`](crate::Arena) (the global one by
 //! default): make them before forking, and the children share them. `SharedMemory` is a
 //! segment of its own in `/dev/shm`, for processes that share nothing else.
 
 mod block;
 pub mod dict;
+pub mod list;
 pub mod segment;
 pub mod value;
 
@@ -25,5 +28,8 @@ pub use block::RawBlock;
 #[cfg(feature = "serde")]
 pub use dict::SerdeDict;
 pub use dict::{DictError, SharedDict, TypedDict};
+#[cfg(feature = "serde")]
+pub use list::SerdeList;
+pub use list::{ByteList, ListError, ListIndex, SharedList};
 pub use segment::{cleanup_orphans, OutOfBounds, SharedMemory};
 pub use value::{Array, AtomicInt, LockResult, OutOfRange, SharedGuard, TryLockResult, Value};

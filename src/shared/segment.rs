@@ -109,7 +109,7 @@ impl fmt::Display for OutOfBounds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "bytes {}..{} are outside a segment of {} bytes",
+            "bytes {}..{} are outside a segment of {} bytes: read and write within 0..size()",
             self.offset,
             self.offset.saturating_add(self.len),
             self.size
@@ -167,7 +167,7 @@ impl SharedMemory {
     pub fn create(name: Option<&str>, size: usize) -> Result<SharedMemory> {
         if size == 0 || size as u64 > MAX_SEGMENT {
             return Err(Error::InvalidArgument(format!(
-                "segment size {size} is outside 1..={MAX_SEGMENT} bytes"
+                "segment size {size} is outside 1..={MAX_SEGMENT} bytes: give a size in that range"
             )));
         }
         match name {
@@ -446,7 +446,9 @@ fn is_orphan(name: &str, uid: rustix::process::Uid) -> Result<bool> {
     )
     .map_err(|e| Error::os("shm_open", e))?;
     let st = rustix::fs::fstat(&fd).map_err(|e| Error::os("fstat", e))?;
-    if st.st_uid != uid.as_raw() || (st.st_mode & libc::S_IFMT) != libc::S_IFREG {
+    if st.st_uid != uid.as_raw()
+        || rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile
+    {
         return Ok(false);
     }
     let (h, _) = read_header(&fd)?;

@@ -57,7 +57,7 @@ static_assertions::const_assert!(core::mem::size_of::<RawLock>() <= DATA_OFFSET)
 
 /// The block both handles share: the lock at offset 0 and `len` elements at
 /// [`DATA_OFFSET`]. `ARRAY` picks the kind: a `Value` is an array of one, of another kind.
-struct Block<T: Pod, const ARRAY: bool> {
+pub(crate) struct Block<T: Pod, const ARRAY: bool> {
     obj: Obj<Block<T, ARRAY>>,
     /// The element count and the raw flag, from the validated parameters.
     len: usize,
@@ -79,7 +79,8 @@ impl<T: Pod, const ARRAY: bool> Clone for Block<T, ARRAY> {
 fn check_type<T>() -> Result<()> {
     if core::mem::align_of::<T>() > DATA_OFFSET {
         return Err(Error::InvalidArgument(format!(
-            "{} needs {}-byte alignment; shared values support at most {DATA_OFFSET}",
+            "{} needs {}-byte alignment; shared values support at most {DATA_OFFSET}: use a \
+             type with a smaller alignment (no `#[repr(align)]` above {DATA_OFFSET})",
             core::any::type_name::<T>(),
             core::mem::align_of::<T>()
         )));
@@ -140,7 +141,11 @@ impl<T: Pod, const ARRAY: bool> Object for Block<T, ARRAY> {
             .filter(|_| shape.len as u64 <= MAX_LEN)
             .and_then(|b| usize::try_from(b).ok())
             .ok_or_else(|| {
-                Error::InvalidArgument(format!("{} elements do not fit in an arena", shape.len))
+                Error::InvalidArgument(format!(
+                    "an array of {} elements is larger than any arena can hold: use fewer \
+                     elements, or several arrays",
+                    shape.len
+                ))
             })
     }
 
@@ -266,6 +271,18 @@ impl Drop for Unlock<'_> {
 /// ```
 pub struct Value<T: Pod> {
     block: Block<T, false>,
+}
+
+impl<T: Pod> crate::object::Shared for Value<T> {
+    type Of = Block<T, false>;
+    fn shared(&self) -> &Obj<Block<T, false>> {
+        &self.block.obj
+    }
+    fn rebuild(obj: Obj<Block<T, false>>) -> Result<Self> {
+        Ok(Value {
+            block: Block::from_obj(obj),
+        })
+    }
 }
 
 impl<T: Pod> Clone for Value<T> {
@@ -742,7 +759,8 @@ impl fmt::Display for OutOfRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "elements {}..{} are out of range for an array of length {}",
+            "elements {}..{} are out of range for an array of length {}: use indices within \
+             0..len()",
             self.start,
             self.start.saturating_add(self.count),
             self.len
@@ -774,6 +792,18 @@ impl std::error::Error for OutOfRange {}
 /// ```
 pub struct Array<T: Pod> {
     block: Block<T, true>,
+}
+
+impl<T: Pod> crate::object::Shared for Array<T> {
+    type Of = Block<T, true>;
+    fn shared(&self) -> &Obj<Block<T, true>> {
+        &self.block.obj
+    }
+    fn rebuild(obj: Obj<Block<T, true>>) -> Result<Self> {
+        Ok(Array {
+            block: Block::from_obj(obj),
+        })
+    }
 }
 
 impl<T: Pod> Clone for Array<T> {

@@ -28,6 +28,16 @@ pub(crate) fn ident(pid: u32, start: u64) -> u64 {
     (u64::from(pid) << IDENT_PID_SHIFT) | (start & IDENT_START_MASK)
 }
 
+/// The pid and start time of an identity made by [`ident`] (the pid masked to its bits, so
+/// an identity read from shared memory never names an impossible pid).
+#[inline]
+pub(crate) fn split_ident(id: u64) -> (u32, u64) {
+    (
+        (id >> IDENT_PID_SHIFT) as u32 & PID_MASK,
+        id & IDENT_START_MASK,
+    )
+}
+
 static PID: AtomicU32 = AtomicU32::new(0);
 static START: AtomicU64 = AtomicU64::new(0);
 static IDENT: AtomicU64 = AtomicU64::new(0);
@@ -39,6 +49,42 @@ extern "C" fn forget_after_fork() {
     PID.store(0, Ordering::Relaxed);
     START.store(0, Ordering::Relaxed);
     IDENT.store(0, Ordering::Relaxed);
+    for hook in &FORK_HOOKS {
+        // Relaxed: registered (Release) before this process could fork with it in use.
+        let h = hook.load(Ordering::Acquire);
+        if h != 0 {
+            // SAFETY: only `after_fork` stores here, and only `fn()` pointers.
+            let f: fn() = unsafe { core::mem::transmute::<usize, fn()>(h as usize) };
+            f();
+        }
+    }
+}
+
+/// The child hooks of [`after_fork`].
+static FORK_HOOKS: [AtomicU64; 4] = [
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+];
+
+/// Runs `hook` in the child of every later `fork`, in its only thread, before `fork`
+/// returns there (with the identity caches): for per-thread caches of what belongs to the
+/// parent (the queue's entries of the claimers' table). `hook` must be async-signal-safe
+/// (touch only atomics and thread-locals without destructors). At most four hooks; a
+/// hook registered twice runs once. Returns false when there was no room.
+pub(crate) fn after_fork(hook: fn()) -> bool {
+    current_pid(); // registers the handler
+    let h = hook as usize as u64;
+    for slot in &FORK_HOOKS {
+        // AcqRel: publishes the hook to the handler's Acquire load.
+        match slot.compare_exchange(0, h, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return true,
+            Err(v) if v == h => return true,
+            Err(_) => {}
+        }
+    }
+    false
 }
 
 /// This process's id, cached; the cache is dropped in the child of every `fork`.
@@ -178,6 +224,13 @@ pub trait Liveness {
     fn peer_gone(&self) -> bool {
         false
     }
+
+    /// True when thread `tid` of the live process `pid` has certainly exited (its record
+    /// in a table, e.g. a queue's claimers, may be taken over). By default never.
+    fn thread_gone(&self, pid: u32, tid: u32) -> bool {
+        let _ = (pid, tid);
+        false
+    }
 }
 
 /// Liveness of real processes, through procfs.
@@ -217,6 +270,12 @@ impl Liveness for Procfs {
             // had not yet recorded its start time: no verdict.
             Some(s) => start != 0 && s.start_time != start,
         }
+    }
+
+    fn thread_gone(&self, pid: u32, tid: u32) -> bool {
+        // A thread id is not reused while its process's task entry exists; one of another
+        // process is not under this process's `task/`.
+        tid != 0 && pid != 0 && !std::path::Path::new(&format!("/proc/{pid}/task/{tid}")).exists()
     }
 }
 
@@ -319,9 +378,12 @@ impl Scripted {
         }
     }
 
-    /// Marks process `pid` dead, for every member of the team.
+    /// Marks process `pid` dead, for every member of the team. Under loom this is
+    /// progress ([`futex::progress`](crate::sync::futex::progress)): a party napping until
+    /// something happens (a survivor waiting to look at a holder again) looks now.
     pub fn kill(&self, pid: u32) {
         self.dead.store(pid, crate::sync::Ordering::SeqCst);
+        crate::sync::futex::progress();
     }
 
     /// The start time every scripted process `pid` has.

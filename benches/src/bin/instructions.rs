@@ -72,7 +72,12 @@ fn main() {
         [op, n] => (op.as_str(), n.parse::<u64>().expect(usage)),
         _ => panic!("{usage}"),
     };
-    let arena = Arena::anonymous(1 << 20).expect("arena");
+    // A limit valgrind can map: it refuses the default 64 GiB reservation (mmap EINVAL).
+    let arena = Arena::builder()
+        .size(1 << 20)
+        .limit(64 << 20)
+        .anonymous()
+        .expect("arena");
     let done = match op {
         "queue_u64_put_get" => {
             let q = Queue::<u64>::new_in(&arena, 1024).expect("queue");
