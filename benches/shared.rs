@@ -35,7 +35,7 @@ struct Subjects {
 }
 
 fn subjects() -> Subjects {
-    let dict = SharedDict::new(ENTRIES, KEY, VALUE).expect("dict");
+    let dict = SharedDict::with_capacity(ENTRIES).expect("dict");
     let mut map = HashMap::new();
     let value = [7u8; VALUE];
     let keys: Vec<_> = (0..ENTRIES).map(key).collect();
