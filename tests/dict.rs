@@ -1,7 +1,9 @@
 //! Multi-process tests of `SharedDict`, `TypedDict` and `SerdeDict`: growth to a million
-//! entries under four readers that check every value, writers SIGKILLed at random points,
-//! churn in four processes, torn-value checks, recovery of a dead writer, a peer that
-//! scribbles on the dict, and the typed and serde layers across processes.
+//! entries under four readers that check every value, writers SIGKILLed at random points
+//! (each operation wholly done or not), churn in four processes (values up to 64 KiB),
+//! values of any size, torn-value checks, recovery of a dead writer, a peer that
+//! scribbles on the dict, the typed and serde layers across processes, and the three
+//! kinds travelling over a connection.
 //!
 //! Every test runs in its own forked process under the harness's watchdog; children are
 //! real `fork`s.
@@ -15,8 +17,10 @@ use std::time::{Duration, Instant};
 
 shmproc_testkit::main!(
     grows_to_a_million_while_four_readers_check_every_value,
-    writers_killed_200_times_leave_it_consistent_and_leak_nothing,
+    writers_killed_200_times_each_op_wholly_there_or_not_and_nothing_leaks,
     churn_in_four_processes_returns_to_baseline,
+    four_processes_churn_one_dict_with_values_up_to_64k,
+    values_of_any_size,
     matches_a_hashmap_model,
     out_of_space_is_an_error_and_changes_nothing,
     readers_never_see_torn_values,
@@ -26,6 +30,8 @@ shmproc_testkit::main!(
     typed_dict_across_processes,
     #[cfg(feature = "serde")]
     serde_dict_across_processes,
+    #[cfg(feature = "serde")]
+    dicts_travel_over_a_connection,
 );
 
 /// A tiny deterministic generator (xorshift), so failures reproduce.
@@ -55,8 +61,19 @@ fn value(k: u64, version: u64, len: usize) -> Vec<u8> {
     v.extend(k.to_le_bytes());
     v.extend(version.to_le_bytes());
     v.extend(mix(k ^ version.rotate_left(17) ^ len as u64).to_le_bytes());
-    v.extend((24..len).map(|i| (k as u8) ^ (version as u8) ^ (i as u8)));
+    let pat = pattern(k, version);
+    while v.len() < len {
+        let at = v.len() % 256;
+        let n = (256 - at).min(len - v.len());
+        v.extend_from_slice(&pat[at..at + n]);
+    }
     v
+}
+
+/// The filler of a [`value`]: byte `i` is `k ^ version ^ i` (as bytes), so it repeats
+/// every 256 bytes.
+fn pattern(k: u64, version: u64) -> [u8; 256] {
+    core::array::from_fn(|i| (k as u8) ^ (version as u8) ^ (i as u8))
 }
 
 /// Checks a value made by [`value`]; returns its (key, version).
@@ -69,13 +86,13 @@ fn check(v: &[u8]) -> (u64, u64) {
         mix(k ^ version.rotate_left(17) ^ v.len() as u64),
         "bad checksum: torn or foreign value"
     );
-    assert!(
-        v[24..]
-            .iter()
-            .enumerate()
-            .all(|(i, &b)| b == (k as u8) ^ (version as u8) ^ ((i + 24) as u8)),
-        "torn filler"
-    );
+    let pat = pattern(k, version);
+    let mut at = 24;
+    while at < v.len() {
+        let n = (256 - at % 256).min(v.len() - at);
+        assert!(v[at..at + n] == pat[at % 256..at % 256 + n], "torn filler");
+        at += n;
+    }
     (k, version)
 }
 
@@ -93,9 +110,10 @@ fn warm(size: usize) -> (Arena, usize) {
 
 /// One writer process grows the dict from 16 entries to 1,000,000; four reader processes
 /// meanwhile read keys the writer has published (each must be there, with an intact value
-/// for that very key) and keys it may not have reached yet (absent, or intact). The
-/// writer publishes its progress after each 1024 inserts; readers check every value they
-/// read. At the end every key is there once, with its value.
+/// for that very key) and keys it may not have reached yet (absent, or intact; once one
+/// is seen, it and every key before it must be there in every later read). The writer
+/// publishes its progress after each 1024 inserts; readers check every value they read.
+/// At the end every key is there once, with its value.
 fn grows_to_a_million_while_four_readers_check_every_value() {
     const N: u64 = 1_000_000;
     let arena = Arena::anonymous(64 << 20).unwrap();
@@ -129,17 +147,21 @@ fn grows_to_a_million_while_four_readers_check_every_value() {
             fork(move || {
                 let mut rng = Rng(0x9e37_79b9 + r);
                 let mut n = 0u64;
+                // Keys below this one were seen (the writer inserts in order, so once a
+                // key is seen every key before it must be there too, and stay there).
+                let mut seen = 0u64;
                 loop {
                     // Acquire: pairs with the writer's Release store.
                     let finished = done.load(Ordering::Acquire) == 1;
-                    let w = written.load(Ordering::Acquire);
+                    let w = written.load(Ordering::Acquire).max(seen);
                     for _ in 0..256 {
                         let k = rng.next() % w;
-                        assert_eq!(d.get(&k), Some(entry(k)), "key {k} of {w} published");
+                        assert_eq!(d.get(&k), Some(entry(k)), "key {k} below {w}, seen before");
                         // A key the writer may be inserting right now.
                         let ahead = w + rng.next() % 4096;
                         if let Some(v) = d.get(&ahead) {
                             assert_eq!(v, entry(ahead), "key {ahead} ahead of {w}");
+                            seen = seen.max(ahead + 1);
                         }
                         n += 2;
                     }
@@ -176,51 +198,152 @@ fn grows_to_a_million_while_four_readers_check_every_value() {
 // ---------------------------------------------------------------------------------------
 // Kills.
 
-/// 200 writer processes are SIGKILLed at random points of a loop of inserts (growing the
-/// dict, values of many sizes), replacements, removes, read-modify-writes, popitems and
-/// the odd clear: so some die holding the lock, with the sequence odd, with blocks in
-/// flight, mid-growth or mid-clear. After each kill the parent reads and writes (taking
-/// the lock over and repairing); every 10 kills, every entry is checked intact and the
-/// count matches. Once the dict is dropped, the arena is back to its baseline.
-fn writers_killed_200_times_leave_it_consistent_and_leak_nothing() {
+/// One operation of a killed writer's loop, drawn from its generator: the parent replays
+/// the same draws to know what the writer did.
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Insert {
+        k: u64,
+        version: u64,
+        len: usize,
+    },
+    Remove {
+        k: u64,
+    },
+    /// `update_with`: the value's version + 1 if the key is there (same length).
+    Bump {
+        k: u64,
+    },
+    PopItem,
+    Clear,
+}
+
+/// Op `j` of writer `kill`: keys `0..keys`, values mostly small, one in 16 of 8..64 KiB.
+fn draw(rng: &mut Rng, kill: u64, j: u64, keys: u64) -> Op {
+    let k = rng.next() % keys;
+    let len = match rng.next() % 16 {
+        0 => 8192 + rng.next() % 57_344,
+        _ => 24 + rng.next() % 400,
+    } as usize;
+    match rng.next() % 1000 {
+        0..=599 => Op::Insert {
+            k,
+            version: (kill << 32) | j,
+            len,
+        },
+        600..=799 => Op::Remove { k },
+        800..=919 => Op::Bump { k },
+        920..=997 => Op::PopItem,
+        _ => Op::Clear,
+    }
+}
+
+/// The dict as key -> (version, length), each value checked intact and of its key.
+type Model = HashMap<u64, (u64, usize)>;
+
+/// What `op` does to `model` (`popped`: the key a finished `popitem` took, if any).
+fn apply(model: &mut Model, op: Op, popped: Option<u64>) {
+    match op {
+        Op::Insert { k, version, len } => drop(model.insert(k, (version, len.max(24)))),
+        Op::Remove { k } => drop(model.remove(&k)),
+        Op::Bump { k } => {
+            if let Some((v, _)) = model.get_mut(&k) {
+                *v += 1;
+            }
+        }
+        Op::PopItem => {
+            if let Some(k) = popped {
+                assert!(model.remove(&k).is_some(), "popitem took {k}, not there");
+            }
+        }
+        Op::Clear => model.clear(),
+    }
+}
+
+/// The dict's contents as a [`Model`], every value checked.
+fn contents(d: &SharedDict) -> Model {
+    let items = d.items();
+    let mut m = Model::new();
+    for (k, v) in &items {
+        let key = u64::from_le_bytes(k[..].try_into().expect("an 8-byte key"));
+        let (of, version) = check(v);
+        assert_eq!(of, key, "the value of another key");
+        assert!(
+            m.insert(key, (version, v.len())).is_none(),
+            "key {key} twice"
+        );
+    }
+    m
+}
+
+/// 200 writer processes are SIGKILLed at random points of a loop of inserts (values up to
+/// 64 KiB; the index grows, and regrows after the odd clear), replacements, removes,
+/// read-modify-writes and popitems: so some die holding the lock, with the sequence odd,
+/// with blocks in flight, mid-growth or mid-clear. Each writer's operations are drawn
+/// from a generator the parent replays, and each writer counts the operations it
+/// finished (and logs what each popitem took): after each kill the dict must be exactly
+/// what the finished operations made, with the one in flight wholly done or not at all.
+/// Then the parent reads and writes (taking the lock over and repairing). Once the dict
+/// is dropped, the arena's bytes and blocks are back to their baseline.
+fn writers_killed_200_times_each_op_wholly_there_or_not_and_nothing_leaks() {
+    const LOG: usize = 1 << 16;
     let (arena, base) = warm(16 << 20);
+    let base_blocks = arena.stats().blocks;
     let d = SharedDict::new_in(&arena).unwrap();
     let page = SharedPage::new(4096);
-    let started = page.atomic(0);
+    let done = page.atomic(0);
+    // What popitem `j` took (key + 1; 0: nothing), written before `done` counts it.
+    let log_page = SharedPage::new(LOG * 8);
+    let log = |j: u64| -> &std::sync::atomic::AtomicU64 {
+        assert!((j as usize) < LOG);
+        // SAFETY: in bounds (checked), 8-aligned (the mapping is page-aligned), zeroed
+        // shared memory that lives as long as `log_page`, only used atomically.
+        unsafe {
+            &*log_page
+                .ptr()
+                .cast::<std::sync::atomic::AtomicU64>()
+                .add(j as usize)
+        }
+    };
+    let mut model = Model::new();
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
-    let mut locked = 0;
+    let (mut locked, mut applied, mut max_len) = (0, 0, 0);
     for kill in 0..200u64 {
-        let child =
-            {
-                let d = d.clone();
-                let seed = rng.next();
-                fork(move || {
-                    let mut rng = Rng(seed | 1);
-                    let mut i = 0u64;
-                    loop {
-                        let k = rng.next() % 20_000;
-                        let key = k.to_le_bytes();
-                        match rng.next() % 100 {
-                            0..=59 => {
-                                let len = 24 + (rng.next() % 200) as usize;
-                                d.insert(&key, &value(k, i, len)).unwrap();
-                            }
-                            60..=79 => drop(d.remove(&key)),
-                            80..=89 => drop(d.update_with(&key, |v| {
+        let seed = rng.next() | 1;
+        let keys = 64 + seed % 4000;
+        done.store(0, Ordering::SeqCst);
+        let child = {
+            let d = d.clone();
+            fork(move || {
+                let mut rng = Rng(seed);
+                for j in 0..LOG as u64 - 1 {
+                    match draw(&mut rng, kill, j, keys) {
+                        Op::Insert { k, version, len } => {
+                            d.insert(&k.to_le_bytes(), &value(k, version, len)).unwrap();
+                        }
+                        Op::Remove { k } => drop(d.remove(&k.to_le_bytes())),
+                        Op::Bump { k } => drop(
+                            d.update_with(&k.to_le_bytes(), |v| {
                                 v.map(|v| value(k, check(v).1 + 1, v.len()))
-                            })),
-                            90..=98 => drop(d.popitem()),
-                            _ if rng.next() % 50 == 0 => d.clear(),
-                            _ => drop(d.get(&key)),
+                            })
+                            .unwrap(),
+                        ),
+                        Op::PopItem => {
+                            let k = d.popitem().map_or(0, |(k, _)| {
+                                u64::from_le_bytes(k[..].try_into().unwrap()) + 1
+                            });
+                            log(j).store(k, Ordering::SeqCst);
                         }
-                        if i == 100 {
-                            started.fetch_add(1, Ordering::SeqCst);
-                        }
-                        i += 1;
+                        Op::Clear => d.clear(),
                     }
-                })
-            };
-        while started.load(Ordering::SeqCst) <= kill {
+                    done.store(j + 1, Ordering::SeqCst);
+                }
+                loop {
+                    std::thread::park(); // the log is full: wait to be killed
+                }
+            })
+        };
+        while done.load(Ordering::SeqCst) < 100 {
             std::thread::yield_now();
         }
         // A random moment in the child's loop: up to ~2 ms more of it.
@@ -232,23 +355,57 @@ fn writers_killed_200_times_leave_it_consistent_and_leak_nothing() {
         if !format!("{d:?}").contains("writer: None") {
             locked += 1;
         }
+        // Replay what the writer finished; then the one it may have been inside.
+        let finished = done.load(Ordering::SeqCst);
+        let mut replay = Rng(seed);
+        for j in 0..finished {
+            let op = draw(&mut replay, kill, j, keys);
+            let popped = log(j).load(Ordering::SeqCst).checked_sub(1);
+            apply(&mut model, op, popped);
+        }
+        let in_flight = draw(&mut replay, kill, finished, keys);
+        let got = contents(&d); // a lock-free read: before any repair
+        assert_eq!(got.len(), d.len(), "kill {kill}: len");
+        let whole = match in_flight {
+            Op::PopItem => {
+                got == model
+                    || (got.len() + 1 == model.len()
+                        && got.iter().all(|(k, v)| model.get(k) == Some(v)))
+            }
+            op => {
+                let mut after = model.clone();
+                apply(&mut after, op, None);
+                got == model || got == after
+            }
+        };
+        assert!(
+            whole,
+            "kill {kill}: after {finished} operations, {in_flight:?} is half done ({} \
+             entries, {} expected)",
+            got.len(),
+            model.len()
+        );
+        if got != model {
+            applied += 1;
+        }
+        model = got;
+        max_len = max_len.max(model.len());
         // The survivors keep working: a read, then a write (which repairs if need be).
-        if let Some(v) = d.get(&7u64.to_le_bytes()) {
-            assert_eq!(check(&v).0, 7);
+        if let Some(&(version, len)) = model.get(&7) {
+            assert_eq!(d.get(&7u64.to_le_bytes()), Some(value(7, version, len)));
         }
         d.insert(b"alive", &value(u64::MAX, kill, 24)).unwrap();
         assert_eq!(check(&d.remove(b"alive").unwrap()), (u64::MAX, kill));
         if kill % 10 == 9 {
-            let items = d.items();
-            assert_eq!(items.len(), d.len(), "kill {kill}");
-            for (k, v) in &items {
-                assert_eq!(check(v).0.to_le_bytes(), k[..], "kill {kill}");
-            }
+            assert_eq!(contents(&d), model, "kill {kill}: after the repair");
         }
     }
     println!(
-        "  (200 kills, {locked} of them holding the dict's lock; {} entries at the end)",
-        d.len()
+        "  (200 kills: {locked} inside the dict's lock, {applied} with the operation in \
+         flight found done; {} entries at the end, {max_len} at most; {} repairs inside \
+         the heap)",
+        d.len(),
+        arena.stats().heap_repairs,
     );
     assert!(locked > 0, "no kill landed inside the dict's lock");
     drop(d);
@@ -259,6 +416,7 @@ fn writers_killed_200_times_leave_it_consistent_and_leak_nothing() {
         }
     }
     assert_eq!(arena.used(), base, "the dead left nothing behind");
+    assert_eq!(arena.stats().blocks, base_blocks, "blocks");
 }
 
 /// Four processes make, fill (to random sizes, values of random sizes), partly empty,
@@ -304,6 +462,176 @@ fn churn_in_four_processes_returns_to_baseline() {
     kids.into_iter().for_each(|c| c.join());
     arena.sweep().unwrap();
     assert_eq!(arena.used(), base);
+}
+
+/// The bytes of key `k` at `version`, `len` bytes, any length: a [`value`] from 24 bytes
+/// on, a pattern below (checked by comparison).
+fn bytes_of(k: u64, version: u64, len: usize) -> Vec<u8> {
+    if len >= 24 {
+        value(k, version, len)
+    } else {
+        pattern(k, version)[..len].to_vec()
+    }
+}
+
+/// Four processes share one dict: each inserts, replaces and removes its own 256 keys
+/// with values of 0 to 64 KiB (its model says what each must hold: every get and every
+/// remove is checked against it), and reads the others' keys (any value it gets of 24
+/// bytes or more must be intact and of that key). At the end each removes what it has
+/// left; the dict is empty, and once dropped the arena's bytes and blocks are back to
+/// their baseline.
+fn four_processes_churn_one_dict_with_values_up_to_64k() {
+    let (arena, base) = warm(16 << 20);
+    let base_blocks = arena.stats().blocks;
+    let d = SharedDict::new_in(&arena).unwrap();
+    let kids: Vec<_> = (0..4u64)
+        .map(|p| {
+            let d = d.clone();
+            fork(move || {
+                let mut rng = Rng(0x5151_0000 + p);
+                let mut model: HashMap<u64, (u64, usize)> = HashMap::new();
+                let mut buf = Vec::new();
+                for i in 0..1500u64 {
+                    let k = (p << 32) | (rng.next() % 256);
+                    let key = k.to_le_bytes();
+                    match rng.next() % 10 {
+                        0..=4 => {
+                            let len = match rng.next() % 8 {
+                                0 => 0,
+                                1 => (rng.next() % 24) as usize,
+                                _ => (rng.next() % (64 << 10)) as usize,
+                            };
+                            let had = model.insert(k, (i, len)).is_some();
+                            assert_eq!(d.insert(&key, &bytes_of(k, i, len)), Ok(had));
+                        }
+                        5..=6 => assert_eq!(
+                            d.remove(&key),
+                            model.remove(&k).map(|(v, len)| bytes_of(k, v, len))
+                        ),
+                        7..=8 => {
+                            let want = model.get(&k).map(|&(v, len)| bytes_of(k, v, len));
+                            assert_eq!(d.get_into(&key, &mut buf), want.is_some());
+                            if let Some(want) = want {
+                                assert!(buf == want, "key {k:#x}: not what was stored");
+                            }
+                        }
+                        _ => {
+                            let other = ((rng.next() % 4) << 32) | (rng.next() % 256);
+                            if let Some(v) = d.get(&other.to_le_bytes()) {
+                                if v.len() >= 24 {
+                                    assert_eq!(check(&v).0, other);
+                                }
+                            }
+                        }
+                    }
+                }
+                for (k, (v, len)) in model {
+                    assert_eq!(d.remove(&k.to_le_bytes()), Some(bytes_of(k, v, len)));
+                }
+            })
+        })
+        .collect();
+    kids.into_iter().for_each(|c| c.join());
+    assert_eq!(d.len(), 0);
+    assert!(d.items().is_empty());
+    drop(d);
+    arena.sweep().unwrap();
+    assert_eq!(arena.used(), base);
+    assert_eq!(arena.stats().blocks, base_blocks);
+}
+
+/// Keys and values of any size: an empty key with a 1 MiB value, an empty value (there,
+/// not absent), a 100 KB key; a child process reads them all and replaces the 1 MiB value
+/// with 3 MiB; the parent sees it. Then every byte goes back to the arena.
+fn values_of_any_size() {
+    let (arena, base) = warm(1 << 20);
+    let d = SharedDict::new_in(&arena).unwrap();
+    let big_key = bytes_of(9, 9, 100_000);
+    d.insert(b"", &value(0, 1, 1 << 20)).unwrap();
+    d.insert(b"nothing", b"").unwrap();
+    d.insert(&big_key, b"k").unwrap();
+    d.insert(b"", &value(0, 2, 1 << 20)).unwrap(); // a new 1 MiB value
+    let child = {
+        let d = d.clone();
+        let big_key = big_key.clone();
+        fork(move || {
+            let v = d.get(b"").unwrap();
+            assert_eq!((v.len(), check(&v)), (1 << 20, (0, 2)));
+            assert_eq!(d.get(b"nothing"), Some(Vec::new()));
+            assert!(d.contains_key(b"nothing"));
+            assert_eq!(d.get(&big_key), Some(b"k".to_vec()));
+            assert_eq!(d.get(&big_key[..99_999]), None);
+            assert_eq!(d.insert(b"", &value(0, 3, 3 << 20)), Ok(true));
+            assert_eq!(d.remove(&big_key), Some(b"k".to_vec()));
+        })
+    };
+    child.join();
+    let v = d.get(b"").unwrap();
+    assert_eq!((v.len(), check(&v)), (3 << 20, (0, 3)));
+    assert!(!d.contains_key(&big_key));
+    assert_eq!(d.pop(b"nothing"), Some(Vec::new()));
+    assert_eq!(d.get(b"nothing"), None);
+    assert_eq!(d.len(), 1);
+    let items = d.items();
+    assert_eq!(items.len(), 1);
+    assert!(items[0].0.is_empty() && items[0].1 == v);
+    drop(d);
+    arena.sweep().unwrap();
+    assert_eq!(arena.used(), base);
+}
+
+/// Anonymous dicts made after a child was forked reach it only as handles sent over a
+/// connection (`travel`): it uses all three, the parent sees every effect; a typed dict
+/// received as another type is refused.
+#[cfg(feature = "serde")]
+fn dicts_travel_over_a_connection() {
+    use shmproc::connection::{Address, Client, Listener};
+    use shmproc::process::travel::TravelError;
+    use shmproc::SerdeDict;
+    let address = Address::abstract_name(format!("shmproc-test-dict-{}", std::process::id()));
+    let listener = Listener::bind(&address, None).unwrap();
+    let child = {
+        let address = address.clone();
+        fork(move || {
+            let conn = Client::connect(&address, None).unwrap();
+            let d: SharedDict = conn.recv_handle().unwrap();
+            let t: TypedDict<u64, [u64; 2]> = conn.recv_handle().unwrap();
+            let s: SerdeDict<String, Vec<u32>> = conn.recv_handle().unwrap();
+            assert!(matches!(
+                conn.recv_handle::<TypedDict<u32, [u64; 2]>>(),
+                Err(TravelError::WrongType { .. })
+            ));
+            assert_eq!(d.get(b"from"), Some(b"parent".to_vec()));
+            d.insert(b"from", b"child").unwrap();
+            for k in 0..1000u64 {
+                t.insert(&k, &[k, k * k]).unwrap();
+            }
+            s.update_with(&"seen".to_string(), |v| {
+                let mut v = v.unwrap_or_default();
+                v.push(7);
+                Some(v)
+            })
+            .unwrap();
+            conn.send_bytes(b"done").unwrap();
+        })
+    };
+    let conn = listener.accept().unwrap();
+    let arena = Arena::anonymous(1 << 20).unwrap();
+    let d = SharedDict::new_in(&arena).unwrap();
+    d.insert(b"from", b"parent").unwrap();
+    let t = TypedDict::<u64, [u64; 2]>::new_in(&arena).unwrap();
+    let s = SerdeDict::<String, Vec<u32>>::new_in(&arena).unwrap();
+    s.insert(&"seen".to_string(), &vec![1]).unwrap();
+    conn.send_handle(&d).unwrap();
+    conn.send_handle(&t).unwrap();
+    conn.send_handle(&s).unwrap();
+    conn.send_handle(&t).unwrap(); // received as TypedDict<u32, _>: refused
+    assert_eq!(conn.recv_bytes().unwrap(), b"done");
+    child.join();
+    assert_eq!(d.get(b"from"), Some(b"child".to_vec()));
+    assert_eq!(t.len(), 1000);
+    assert_eq!(t.get(&999), Some([999, 998_001]));
+    assert_eq!(s.get(&"seen".to_string()).unwrap(), Some(vec![1, 7]));
 }
 
 // ---------------------------------------------------------------------------------------
