@@ -5,6 +5,7 @@
 //! `Process <name>:` is a child reporting the error it was made to fail with (the
 //! Process part shows exit codes), not a fault of the tour.
 
+mod dict;
 mod lifecycle;
 mod list;
 mod lock;
@@ -48,7 +49,7 @@ fn main() -> Res {
         "(lines on stderr that start with \"Process <name>:\" are children that fail on \
          purpose; the tour checks every result)\n"
     );
-    let parts: [Part; 9] = [
+    let parts: [Part; 10] = [
         ("Process", process::run),
         ("Lock, Semaphore, Event", lock::run),
         ("RLock, Condition, Barrier", sync2::run),
@@ -56,6 +57,7 @@ fn main() -> Res {
         ("Pipe", pipe::run),
         ("Value, Array, SharedDict, SharedMemory", shared::run),
         ("SharedList, ByteList, SerdeList", list::run),
+        ("SharedDict, TypedDict, SerdeDict", dict::run),
         (
             "The arena: freed objects, swept processes, growth",
             lifecycle::run,
