@@ -37,7 +37,7 @@
 //! | `Queue`, `SimpleQueue`, `JoinableQueue` | [`Queue`], [`SimpleQueue`], [`JoinableQueue`], [`ByteQueue`] | a bounded lock-free MPMC ring (Vyukov stamps) of plain data, byte messages or serde values; queue-wide `close`; in-place loans |
 //! | `Pipe` / `Connection` | [`Pipe`], [`Connection`] | two SPSC byte rings; messages of any size streamed through; EOF and broken pipe across processes, SIGKILL included |
 //! | `Value`, `Array` | [`Value`], [`Array`] | plain data in the arena, with a robust lock or raw; lock-free `fetch_add` & co. for integers |
-//! | `Manager().dict()` | [`SharedDict`], [`TypedDict`] | a fixed-capacity hash map in shared memory, no server process; readers never block each other (seqlock); `update_with` read-modify-writes atomically |
+//! | `Manager().dict()` | [`SharedDict`], [`TypedDict`], [`SerdeDict`] | a hash map of any size in shared memory, no server process: byte strings, plain data or serde values, keys and values of any size; readers never block (seqlock), not even while it grows; `update_with` read-modify-writes atomically; a writer killed mid-operation leaves each key as it was or as it would have become |
 //! | `Manager().list()`, `ShareableList` | [`SharedList`], [`ByteList`], [`SerdeList`] | a list of any length in shared memory, no server process: plain data in place, byte strings and serde values of any size; Python's indices and slices; readers never block (seqlock); a writer killed mid-operation is undone or finished by the next |
 //! | `shared_memory.SharedMemory` | [`SharedMemory`], [`cleanup_orphans`] | named `/dev/shm` segments; segments of dead creators can be swept |
 //!

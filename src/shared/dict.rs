@@ -24,6 +24,16 @@
 //! Iteration order is not insertion order (Python's is, since 3.7): it is the order of the
 //! hash table, as with Rust's `HashMap`.
 //!
+//! Measured (`benches/shared.rs`, `benches/dict.rs`; each against a
+//! `Mutex<HashMap<Vec<u8>, Vec<u8>>>` in the same run, 2 busy vCPUs; 16-byte keys,
+//! 64-byte values): `get` 1.3x the map's in a small table (29-48 ns) and 0.8-1.1x at a
+//! million entries in a random order; `insert` of an existing key 3.7x the map's
+//! allocating `insert` in a small table (~150-230 ns: a new entry block from the arena's
+//! heap and the old one freed, so that no value is ever torn) and 1.2-1.4x at a million
+//! entries; filling from empty to a million, 0.45-0.49x the map's time. Against Python's
+//! `Manager().dict()` (19-23 µs an operation, a round trip to the manager process): a
+//! get 390-680x faster, an insert 100-140x.
+//!
 //! The table, the seqlock, growth and the recovery: [`raw::dict`](crate::raw::dict).
 
 use crate::arena::{fingerprint_sized, Arena, ObjectKind};

@@ -9,7 +9,7 @@
 //! | `Value('i', 0)` / `RawValue`            | [`Value::new`] / [`Value::raw`]             |
 //! | `v.get_lock()`                          | [`Value::get_lock`] (a guard giving `&mut T`) |
 //! | `Array('d', 10)` / `RawArray`           | [`Array::new`] / [`Array::raw_in`]          |
-//! | `Manager().dict()`                      | [`SharedDict`] (no server process)          |
+//! | `Manager().dict()`                      | [`SharedDict`], [`TypedDict`], `SerdeDict` (no server process, any size) |
 //! | `Manager().list()`, `ShareableList`     | [`SharedList`], [`ByteList`], `SerdeList` (no server process, any length) |
 //! | `shared_memory.SharedMemory`            | [`SharedMemory`] + [`cleanup_orphans`]      |
 //! | (raw bytes in the arena, by name)       | [`RawBlock`]                                |
