@@ -173,7 +173,7 @@ fn report(line: &str) {
     use std::io::Write;
     println!("{line}");
     if common::bench_mode() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+        let dir = common::target_dir();
         std::fs::create_dir_all(&dir).ok();
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
