@@ -245,9 +245,10 @@ fn main() {
         g.finish();
     }
 
+    let big = if bench_mode() { "1M" } else { "10k" };
     let (mut b1, mut b2) = (Vec::with_capacity(VALUE), Vec::with_capacity(VALUE));
     let get = paired(
-        "dict: SharedDict::get vs Mutex<HashMap>::get, 1M entries, random keys",
+        &format!("dict: SharedDict::get vs Mutex<HashMap>::get, {big} entries, random keys"),
         "op",
         200_000,
         30,
@@ -255,7 +256,7 @@ fn main() {
         |n| dict_get(&s, n, &mut b2),
     );
     let replace = paired(
-        "dict: SharedDict::insert (existing key) vs Mutex<HashMap> get_mut + copy, 1M entries",
+        &format!("dict: SharedDict::insert (existing key) vs Mutex<HashMap> get_mut + copy, {big} entries"),
         "op",
         200_000,
         30,
@@ -263,7 +264,9 @@ fn main() {
         |n| dict_replace(&s, n),
     );
     paired(
-        "dict: SharedDict::insert (existing key) vs Mutex<HashMap>::insert, 1M entries",
+        &format!(
+            "dict: SharedDict::insert (existing key) vs Mutex<HashMap>::insert, {big} entries"
+        ),
         "op",
         200_000,
         30,
@@ -271,7 +274,9 @@ fn main() {
         |n| dict_replace(&s, n),
     );
     paired(
-        "dict: SharedDict insert + remove of a new key vs Mutex<HashMap>'s, 1M entries",
+        &format!(
+            "dict: SharedDict insert + remove of a new key vs Mutex<HashMap>'s, {big} entries"
+        ),
         "op",
         100_000,
         30,
@@ -283,7 +288,7 @@ fn main() {
     match python_manager_dict(n) {
         Some((entries, py_get, py_set)) => report(&format!(
             "dict: Python Manager().dict() ({entries} entries) get {py_get:.0} ns/op, set \
-             {py_set:.0} ns/op | SharedDict (1M entries) get {:.0} ns/op ({:.0}x faster), \
+             {py_set:.0} ns/op | SharedDict ({big} entries) get {:.0} ns/op ({:.0}x faster), \
              insert {:.0} ns/op ({:.0}x faster)",
             get.subject_ns,
             py_get / get.subject_ns.max(1e-3),
