@@ -166,13 +166,17 @@ impl std::error::Error for GetError {}
 /// bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BytePutError {
-    /// The message is longer than the queue's maximum message size. Nothing was sent.
+    /// A write loan's [`commit`](super::ByteWriteLoan::commit) of more bytes than the
+    /// slot holds. Nothing was sent.
     TooLarge {
-        /// Bytes in the message.
+        /// Bytes committed.
         len: usize,
-        /// The queue's maximum.
+        /// The slot's size.
         max: usize,
     },
+    /// No heap block could be had for a message longer than a slot (the arena is at its
+    /// limit). Nothing was sent.
+    NoSpace(String),
     /// `try_put_bytes`: the queue is full.
     Full,
     /// `put_bytes_timeout`: the queue stayed full until the timeout.
@@ -202,8 +206,13 @@ impl fmt::Display for BytePutError {
         match self {
             BytePutError::TooLarge { len, max } => write!(
                 f,
-                "message of {len} bytes is larger than the queue's maximum of {max} bytes: \
-                 make the queue with a larger max_message, or split the message"
+                "a write loan committed {len} bytes, more than its slot's {max}: \
+                 use put_bytes for a message longer than a slot"
+            ),
+            BytePutError::NoSpace(why) => write!(
+                f,
+                "no room in the arena for the message: {why} (a larger Arena::builder().limit(), \
+                 or fewer messages in flight)"
             ),
             BytePutError::Full => {
                 f.write_str("the queue is full: get some messages, or use put_bytes() to wait")
