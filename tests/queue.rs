@@ -794,7 +794,11 @@ fn obj_queue_4x4_random_sizes_exactly_once_in_order() {
     let total: u64 = std::env::var("SHMPROC_OBJ_MESSAGES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(if cfg!(debug_assertions) { 2_000 } else { 40_000 });
+        .unwrap_or(if cfg!(debug_assertions) {
+            2_000
+        } else {
+            40_000
+        });
     let per = total / PRODUCERS;
     // The message (producer, seq): its length and words, from a mix of the two.
     let words = |p: u64, s: u64| {

@@ -227,7 +227,12 @@ impl ByteQueue {
             .core
             .push_claim(wait)
             .map_err(|e| ring_put_error(e, wait))?;
-        self.core.clear_stale(&c);
+        // Under the heap's lock, not on a look at the word: a producer that died inside
+        // its allocation for this slot may have its allocation finished by the heap's
+        // repair, into this word, at the next heap operation; `free_from` runs that
+        // repair first, then frees what the word names, so the allocation below never
+        // overwrites a block.
+        let _ = self.core.free_stale(&c);
         let word = self.core.block_word(&c);
         let block = match arena.alloc_into(word, size, 8, false) {
             Ok(off) => block_bytes(arena, off, size),

@@ -31,6 +31,14 @@
 //! | a producer after allocating, before publishing | its claim is published skipped by a survivor; the consumer that passes the skipped slot frees it |
 //! | a consumer holding the message             | its claim is released by a survivor (the message is lost, counted); the next producer of the slot frees the block before it writes |
 //! | nobody, the queue is freed                 | the finalizer ([`finalize_bytes`]) frees every block a slot names |
+//!
+//! A producer killed *inside* its allocation (holding the heap's lock) may have it
+//! finished by the heap's repair, which stores the offset into the slot's word at the
+//! next heap operation of anyone: possibly after the survivors passed the slot. So a
+//! producer that allocates for a slot first frees what the word names *under the heap's
+//! lock* (`free_from`, which runs the repair first), never on a look at the word alone;
+//! a producer that writes in place looks at the word (a block found there is freed), and
+//! the finalizer catches one that arrives after that.
 
 use crate::error::{Error, Result};
 use crate::raw::mpmc::{Claimer, MpmcRing, MAX_CAPACITY};
