@@ -748,6 +748,12 @@ mod objects {
     travel_as_object!(Condition);
     travel_as_object!(@[T: Pod] Value<T>);
     travel_as_object!(@[T: Pod] Array<T>);
+    travel_as_object!(@[T: Pod] crate::queue::Queue<T>);
+    travel_as_object!(@[T: Pod] crate::queue::SimpleQueue<T>);
+    travel_as_object!(@[T: Pod] crate::queue::JoinableQueue<T>);
+    travel_as_object!(crate::queue::ByteQueue);
+    #[cfg(feature = "serde")]
+    travel_as_object!(@[T: 'static] crate::queue::ObjQueue<T>);
     travel_as_object!(@[T: Pod] crate::shared::SharedList<T>);
     travel_as_object!(crate::shared::ByteList);
     #[cfg(feature = "serde")]

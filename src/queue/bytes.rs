@@ -867,3 +867,15 @@ fn block_bytes(arena: &Arena, off: u64, size: u64) -> Option<*mut [u8]> {
         usize::try_from(size).ok()?,
     ))
 }
+
+impl crate::object::Shared for ByteQueue {
+    type Of = ByteQueue;
+    fn shared(&self) -> &Obj<ByteQueue> {
+        self.core.obj_ref()
+    }
+    fn rebuild(obj: Obj<ByteQueue>) -> Result<Self> {
+        Ok(ByteQueue {
+            core: Core::new(obj.recast()),
+        })
+    }
+}

@@ -261,3 +261,16 @@ impl<T> ObjQueue<T> {
         &self.bytes
     }
 }
+
+impl<T: 'static> crate::object::Shared for ObjQueue<T> {
+    type Of = ObjQueue<T>;
+    fn shared(&self) -> &Obj<ObjQueue<T>> {
+        self.bytes.core().obj_ref()
+    }
+    fn rebuild(obj: Obj<ObjQueue<T>>) -> Result<Self> {
+        Ok(ObjQueue {
+            bytes: ByteQueue::from_core(Core::new(obj.recast())),
+            _t: PhantomData,
+        })
+    }
+}

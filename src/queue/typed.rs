@@ -1011,3 +1011,37 @@ impl<T: Pod> JoinableQueue<T> {
         self.q.capacity()
     }
 }
+
+impl<T: Pod> crate::object::Shared for Queue<T> {
+    type Of = Queue<T>;
+    fn shared(&self) -> &Obj<Queue<T>> {
+        self.core.obj_ref()
+    }
+    fn rebuild(obj: Obj<Queue<T>>) -> Result<Self> {
+        Self::from_core(Core::new(obj.recast()))
+    }
+}
+
+impl<T: Pod> crate::object::Shared for SimpleQueue<T> {
+    type Of = Queue<T>;
+    fn shared(&self) -> &Obj<Queue<T>> {
+        self.q.core.obj_ref()
+    }
+    fn rebuild(obj: Obj<Queue<T>>) -> Result<Self> {
+        Ok(SimpleQueue {
+            q: Queue::from_core(Core::new(obj.recast()))?,
+        })
+    }
+}
+
+impl<T: Pod> crate::object::Shared for JoinableQueue<T> {
+    type Of = JoinableQueue<T>;
+    fn shared(&self) -> &Obj<JoinableQueue<T>> {
+        self.q.core.obj_ref()
+    }
+    fn rebuild(obj: Obj<JoinableQueue<T>>) -> Result<Self> {
+        Ok(JoinableQueue {
+            q: Queue::from_core(Core::new(obj.recast()))?,
+        })
+    }
+}
