@@ -8,12 +8,14 @@
 mod common;
 
 use serde::{Deserialize, Serialize};
+use shmproc::pipe::Sender;
 use shmproc::pipe::{Pipe, RecvError};
 use shmproc::process::{
     current_process, get_context, parent_process, set_start_method, Process, ProcessError, Run,
     RunResult, StartMethod,
 };
-use shmproc::queue::ByteQueue;
+use shmproc::queue::{ByteQueue, ObjQueue};
+use shmproc::shared::SharedList;
 use shmproc::{
     Arena, Array, Barrier, BoundedSemaphore, Condition, Connection, Event, Lock, Queue, RLock,
     Semaphore, Value,
@@ -583,6 +585,9 @@ struct Kit {
     cond: Condition,
     count: Value<u64>,
     cells: Array<u32>,
+    list: SharedList<u32>,
+    jobs: ObjQueue<String>,
+    report: Sender,
     id: u32,
 }
 
@@ -605,6 +610,9 @@ fn use_kit(k: Kit) -> Result<(), String> {
     let g = k.cond.acquire();
     k.cond.notify_all().map_err(|x| e(&x))?;
     drop(g);
+    k.list.push(k.id).map_err(|x| e(&x))?;
+    k.jobs.put(&format!("kit {}", k.id)).map_err(|x| e(&x))?;
+    k.report.send(&k.id).map_err(|x| e(&x))?;
     Ok(())
 }
 
@@ -615,7 +623,7 @@ fn anonymous_objects_travel_as_arguments() {
     let arena = Arena::anonymous(1 << 20).unwrap();
     let base = arena.used();
     {
-        let kit = |id| Kit {
+        let kit = |id, report| Kit {
             lock: Lock::new_in(&arena).unwrap(),
             rlock: RLock::new_in(&arena).unwrap(),
             sem: Semaphore::new_in(&arena, 0).unwrap(),
@@ -625,10 +633,15 @@ fn anonymous_objects_travel_as_arguments() {
             cond: Condition::new_in(&arena).unwrap(),
             count: Value::new_in(&arena, 0u64).unwrap(),
             cells: Array::new_in(&arena, 4).unwrap(),
+            list: SharedList::new_in(&arena).unwrap(),
+            jobs: ObjQueue::new_in(&arena, 4).unwrap(),
+            report,
             id,
         };
         for (id, m) in [(1, StartMethod::Spawn), (2, StartMethod::ForkServer)] {
-            let k = kit(id);
+            let (tx, rx) = Pipe::channel_in(&arena, 4096).unwrap();
+            let k = kit(id, tx);
+            let (list, jobs) = (k.list.clone(), k.jobs.clone());
             let (lock, count, cells, sem, bounded, event, barrier) = (
                 k.lock.clone(),
                 k.count.clone(),
@@ -652,6 +665,18 @@ fn anonymous_objects_travel_as_arguments() {
             assert_eq!(p.join().unwrap(), 0, "{m}");
             assert_eq!(count.load(), 2000, "{m}: counted under the lock by both");
             assert_eq!(cells.get(id as usize), Some(id * 10), "{m}");
+            assert_eq!(list.to_vec().unwrap(), [id], "{m}: the list");
+            assert_eq!(
+                jobs.get().unwrap(),
+                format!("kit {id}"),
+                "{m}: the ObjQueue"
+            );
+            assert_eq!(rx.recv::<u32>().unwrap(), id, "{m}: the one-way pipe");
+            assert_eq!(
+                rx.recv::<u32>(),
+                Err(RecvError::Eof),
+                "{m}: the child's Sender closed"
+            );
         }
     }
     assert_eq!(

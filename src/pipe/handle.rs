@@ -822,7 +822,7 @@ impl Connection {
     /// assert_eq!(b.recv::<[f64; 2]>()?, [1.5, 2.5]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn send<T: bytemuck::NoUninit>(&self, value: &T) -> std::result::Result<(), SendError> {
+    pub fn send<T: super::PlainSend>(&self, value: &T) -> std::result::Result<(), SendError> {
         self.send_bytes(bytemuck::bytes_of(value))
     }
 
@@ -831,7 +831,7 @@ impl Connection {
     /// # Errors
     /// [`RecvError::WrongSize`] (holding the message) when the message is not
     /// `size_of::<T>()` bytes, and as [`recv_bytes`](Self::recv_bytes).
-    pub fn recv<T: bytemuck::AnyBitPattern>(&self) -> std::result::Result<T, RecvError> {
+    pub fn recv<T: super::PlainRecv>(&self) -> std::result::Result<T, RecvError> {
         self.recv_typed(None)
     }
 
@@ -849,7 +849,7 @@ impl Connection {
     /// assert_eq!(b.recv_timeout::<u32>(Duration::from_millis(1)), Err(RecvError::Timeout));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn recv_timeout<T: bytemuck::AnyBitPattern>(
+    pub fn recv_timeout<T: super::PlainRecv>(
         &self,
         timeout: Duration,
     ) -> std::result::Result<T, RecvError> {

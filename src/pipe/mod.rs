@@ -71,8 +71,8 @@
 //! # Memory
 //!
 //! A pipe takes `capacity` bytes per direction (64 KiB by default) plus 1280 bytes of
-//! state from its arena's bump allocator; like every arena object it is not reclaimed
-//! before the arena goes.
+//! state from its arena's heap, freed with its last end in every process (ends that
+//! died with their process included).
 //!
 //! # Performance
 //!
@@ -108,6 +108,7 @@
 //! each publish so that no header waits behind a store to a line the consumer holds.
 use crate::raw::spsc as ring;
 #[cfg(not(shmproc_loom))]
+mod oneway;
 mod token;
 #[cfg(not(shmproc_loom))]
 pub(crate) use token::release_holds_except;
@@ -121,6 +122,10 @@ mod tests;
 mod handle;
 #[cfg(not(shmproc_loom))]
 pub use handle::*;
+#[cfg(not(shmproc_loom))]
+pub(crate) use oneway::{receiver_from, sender_from};
+#[cfg(not(shmproc_loom))]
+pub use oneway::{PlainRecv, PlainSend, Receiver, Sender};
 
 use std::fmt;
 

@@ -714,6 +714,21 @@ impl ByteQueue {
         self.qsize() == self.capacity()
     }
 
+    /// [`qsize`](Self::qsize), by the name Rust's collections use.
+    pub fn len(&self) -> usize {
+        self.qsize()
+    }
+
+    /// [`empty`](Self::empty), by the name Rust's collections use.
+    pub fn is_empty(&self) -> bool {
+        self.empty()
+    }
+
+    /// [`full`](Self::full), by the name Rust's collections use.
+    pub fn is_full(&self) -> bool {
+        self.full()
+    }
+
     /// Messages lost with consumers that died holding them (see
     /// [`Queue::lost`](super::Queue::lost)).
     pub fn lost(&self) -> u64 {

@@ -246,6 +246,21 @@ impl<T> ObjQueue<T> {
         self.bytes.full()
     }
 
+    /// [`qsize`](Self::qsize), by the name Rust's collections use.
+    pub fn len(&self) -> usize {
+        self.qsize()
+    }
+
+    /// [`empty`](Self::empty), by the name Rust's collections use.
+    pub fn is_empty(&self) -> bool {
+        self.empty()
+    }
+
+    /// [`full`](Self::full), by the name Rust's collections use.
+    pub fn is_full(&self) -> bool {
+        self.full()
+    }
+
     /// Values lost with consumers that died holding them.
     pub fn lost(&self) -> u64 {
         self.bytes.lost()
