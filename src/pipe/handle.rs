@@ -101,7 +101,8 @@ impl Object for Pipe {
     fn size(s: &Shape) -> Result<usize> {
         if !s.cap.is_power_of_two() || s.cap < ring::MIN_CAPACITY || s.cap > ring::MAX_CAPACITY {
             return Err(Error::InvalidArgument(format!(
-                "pipe capacity {}: must be a power of two from {} to 2^30 bytes",
+                "pipe capacity {}: must be a power of two from {} to 2^30 bytes (the default \
+                 is 64 KiB)",
                 s.cap,
                 ring::MIN_CAPACITY
             )));
@@ -883,7 +884,10 @@ impl Connection {
     ///
     /// # Errors
     /// [`SendError::Serialize`], and as [`send_bytes`](Self::send_bytes).
+    ///
+    /// Needs the `serde` feature (on by default).
     #[cfg(feature = "serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     pub fn send_obj<T: serde::Serialize + ?Sized>(
         &self,
         value: &T,
@@ -897,7 +901,10 @@ impl Connection {
     ///
     /// # Errors
     /// [`RecvError::Deserialize`], and as [`recv_bytes`](Self::recv_bytes).
+    ///
+    /// Needs the `serde` feature (on by default).
     #[cfg(feature = "serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     pub fn recv_obj<T: serde::de::DeserializeOwned>(&self) -> std::result::Result<T, RecvError> {
         let bytes = self.recv_bytes()?;
         postcard::from_bytes(&bytes).map_err(|e| RecvError::Deserialize(e.to_string()))

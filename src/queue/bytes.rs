@@ -579,7 +579,10 @@ impl ByteQueue {
     /// assert_eq!(q.qsize(), 0); // a failed put takes no slot
     /// # Ok::<(), shmproc::Error>(())
     /// ```
+    ///
+    /// Needs the `serde` feature (on by default).
     #[cfg(feature = "serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     pub fn put_value<V: serde::Serialize + ?Sized>(
         &self,
         value: &V,
@@ -591,7 +594,10 @@ impl ByteQueue {
     ///
     /// # Errors
     /// As [`put_value`](Self::put_value), and [`BytePutError::Timeout`].
+    ///
+    /// Needs the `serde` feature (on by default).
     #[cfg(feature = "serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     pub fn put_value_timeout<V: serde::Serialize + ?Sized>(
         &self,
         value: &V,
@@ -604,7 +610,10 @@ impl ByteQueue {
     ///
     /// # Errors
     /// As [`put_value`](Self::put_value), and [`BytePutError::Full`].
+    ///
+    /// Needs the `serde` feature (on by default).
     #[cfg(feature = "serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     pub fn try_put_value<V: serde::Serialize + ?Sized>(
         &self,
         value: &V,
@@ -655,7 +664,10 @@ impl ByteQueue {
     /// # Errors
     /// [`GetError::Decode`] (the message was taken), [`GetError::Disconnected`],
     /// [`GetError::Corrupt`].
+    ///
+    /// Needs the `serde` feature (on by default).
     #[cfg(feature = "serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     pub fn get_value<V: serde::de::DeserializeOwned>(&self) -> std::result::Result<V, GetError> {
         let loan = self.read_loan()?;
         postcard::from_bytes(&loan).map_err(|e| GetError::Decode(e.to_string()))
@@ -665,7 +677,10 @@ impl ByteQueue {
     ///
     /// # Errors
     /// As [`get_value`](Self::get_value), and [`GetError::Timeout`].
+    ///
+    /// Needs the `serde` feature (on by default).
     #[cfg(feature = "serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     pub fn get_value_timeout<V: serde::de::DeserializeOwned>(
         &self,
         timeout: Duration,
@@ -678,7 +693,10 @@ impl ByteQueue {
     ///
     /// # Errors
     /// As [`get_value`](Self::get_value), and [`GetError::Empty`].
+    ///
+    /// Needs the `serde` feature (on by default).
     #[cfg(feature = "serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     pub fn try_get_value<V: serde::de::DeserializeOwned>(
         &self,
     ) -> std::result::Result<V, GetError> {

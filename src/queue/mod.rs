@@ -39,27 +39,25 @@
 //! a queue is opened.
 //!
 //! ```
-//! use shmproc::queue::Queue;
+//! use shmproc::{queue::Queue, Process};
 //! let q = Queue::<u64>::new(16)?;
-//! // SAFETY: this doctest is single-threaded.
-//! let pid = unsafe { libc::fork() };
-//! if pid == 0 {
-//!     for i in 0..100 {
-//!         q.put(i).unwrap();
+//! let mut producer = Process::new({
+//!     let q = q.clone();
+//!     move || {
+//!         for i in 0..100 {
+//!             q.put(i).unwrap();
+//!         }
+//!         q.close(); // instead of one `None` per consumer
 //!     }
-//!     q.close();
-//!     // SAFETY: leave the child without running the parent's exit handlers.
-//!     unsafe { libc::_exit(0) };
-//! }
+//! });
+//! producer.start()?;
 //! let mut sum = 0;
 //! while let Ok(v) = q.get() {
 //!     sum += v;
 //! }
 //! assert_eq!(sum, 4950);
-//! let mut status = 0;
-//! // SAFETY: waiting for our own child.
-//! unsafe { libc::waitpid(pid, &mut status, 0) };
-//! # Ok::<(), shmproc::Error>(())
+//! assert_eq!(producer.join()?, 0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod bytes;

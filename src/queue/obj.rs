@@ -27,7 +27,8 @@ pub const OBJ_SLOT: usize = 104;
 /// or into a block of the arena's heap of its own when it does not; `get` decodes it. It
 /// is a [`ByteQueue`] whose object records `T`, so opening it by name as another type
 /// is refused ([`Error::WrongType`](crate::Error::WrongType)). Close, `qsize`, FIFO,
-/// blocking and recovery from dead processes are the byte queue's.
+/// blocking and recovery from dead processes are the byte queue's. Needs the `serde`
+/// feature (on by default).
 ///
 /// ```
 /// use shmproc::queue::ObjQueue;
@@ -38,6 +39,7 @@ pub const OBJ_SLOT: usize = 104;
 /// assert_eq!(q.get().unwrap().len(), 1 << 20);
 /// # Ok::<(), shmproc::Error>(())
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub struct ObjQueue<T> {
     bytes: ByteQueue,
     _t: PhantomData<fn(T) -> T>,

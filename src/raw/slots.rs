@@ -126,17 +126,22 @@ impl SlotGeometry {
     ) -> Result<SlotGeometry> {
         if cap == 0 {
             return Err(Error::InvalidArgument(
-                "queue capacity must be at least 1".into(),
+                "a queue needs a capacity of at least 1 (Python's maxsize=0, unbounded, has \
+                 no equivalent here: give the most items it may hold)"
+                    .into(),
             ));
         }
         if cap > MAX_CAPACITY {
             return Err(Error::InvalidArgument(format!(
-                "queue capacity {cap} is larger than the maximum, {MAX_CAPACITY}"
+                "queue capacity {cap} is larger than the maximum, {MAX_CAPACITY}: give a \
+                 smaller capacity"
             )));
         }
         if !align.is_power_of_two() || align > MAX_ALIGN {
             return Err(Error::InvalidArgument(format!(
-                "message alignment {align} is larger than {MAX_ALIGN}"
+                "a queue carries types aligned to at most {MAX_ALIGN} bytes, this one needs \
+                 {align}: wrap the data in a type of smaller alignment, or send it as bytes \
+                 (ByteQueue)"
             )));
         }
         let header = if with_length {
@@ -145,7 +150,10 @@ impl SlotGeometry {
             TYPED_HEADER
         };
         let (payload_off, stride) = slot_layout(header, payload, align).ok_or_else(|| {
-            Error::InvalidArgument(format!("message of {payload} bytes is too large"))
+            Error::InvalidArgument(format!(
+                "a message of {payload} bytes does not fit in a queue slot: use an ObjQueue \
+                 or a ByteQueue (messages of any size)"
+            ))
         })?;
         let g = SlotGeometry {
             cap,
@@ -190,7 +198,8 @@ impl SlotGeometry {
             .and_then(|n| n.checked_next_multiple_of(core::mem::align_of::<Claimer>()))
             .ok_or_else(|| {
                 Error::InvalidArgument(format!(
-                    "a queue of {} slots of {} bytes does not fit in memory",
+                    "a queue of {} slots of {} bytes does not fit in memory: use fewer \
+                     slots or smaller messages",
                     self.cap, self.stride
                 ))
             })
@@ -202,7 +211,8 @@ impl SlotGeometry {
             .checked_add(TABLE_BYTES)
             .ok_or_else(|| {
                 Error::InvalidArgument(format!(
-                    "a queue of {} slots of {} bytes does not fit in memory",
+                    "a queue of {} slots of {} bytes does not fit in memory: use fewer \
+                     slots or smaller messages",
                     self.cap, self.stride
                 ))
             })
