@@ -128,7 +128,8 @@ pub fn state(snapshot: &Snapshot, object: &ObjectInfo) -> Result<State> {
             out.push(("unfinished", Value::Int(ring.unfinished().into())));
             out
         }
-        ObjectKind::ByteQueue => via::<crate::ByteQueue>(s, o)?.0,
+        // An ObjQueue is a byte queue with its element type recorded.
+        ObjectKind::ByteQueue | ObjectKind::ObjQueue => via::<crate::ByteQueue>(s, o)?.0,
         ObjectKind::Pipe => {
             let (mut out, _, _) = via::<crate::pipe::Pipe>(s, o)?;
             for (name, v) in out.iter_mut() {
@@ -143,7 +144,8 @@ pub fn state(snapshot: &Snapshot, object: &ObjectInfo) -> Result<State> {
         // Every dict flavour shares the byte dict's table and decoding.
         ObjectKind::SharedDict => via::<crate::SharedDict>(s, o)?.0,
         ObjectKind::Raw => via::<crate::shared::RawBlock>(s, o)?.0,
-        _ => vec![("param", Value::Int(o.param.into()))],
+        // Every list flavour shares one state and its geometry word.
+        ObjectKind::SharedList => via::<crate::shared::ByteList>(s, o)?.0,
     };
     for (name, v) in out.iter_mut() {
         // A lock's holder is a pid: with its liveness (start time unknown here: a pid

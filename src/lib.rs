@@ -34,8 +34,8 @@
 //! | `Lock` | [`Lock`] | a futex word holding the holder's pid: no syscall uncontended; robust: a dead holder's lock is taken over with [`OwnerDied`] |
 //! | `RLock`, `Condition`, `Barrier` | [`RLock`], [`Condition`], [`Barrier`] | futex words; recursive per (process, thread); no stale wake-ups; action once per pass |
 //! | `Semaphore`, `BoundedSemaphore`, `Event` | [`Semaphore`], [`BoundedSemaphore`], [`Event`] | futex words; wake only when a waiter is registered |
-//! | `Queue`, `SimpleQueue`, `JoinableQueue` | [`Queue`], [`SimpleQueue`], [`JoinableQueue`], [`ByteQueue`] | a bounded lock-free MPMC ring (Vyukov stamps) of plain data, byte messages or serde values; queue-wide `close`; in-place loans |
-//! | `Pipe` / `Connection` | [`Pipe`], [`Connection`] | two SPSC byte rings; messages of any size streamed through; EOF and broken pipe across processes, SIGKILL included |
+//! | `Queue`, `SimpleQueue`, `JoinableQueue` | [`Queue`], [`SimpleQueue`], [`JoinableQueue`], [`ByteQueue`], [`ObjQueue`] | a bounded lock-free MPMC ring (Vyukov stamps) of plain data, byte messages of any size or serde values of any size; queue-wide `close`; in-place loans; a claim of a killed process ended by the survivors |
+//! | `Pipe` / `Connection` | [`Pipe`], [`Connection`], [`Sender`], [`Receiver`] | two SPSC byte rings; messages of any size streamed through; EOF and broken pipe across processes, SIGKILL included; typed ends of a one-way pipe |
 //! | `Value`, `Array` | [`Value`], [`Array`] | plain data in the arena, with a robust lock or raw; lock-free `fetch_add` & co. for integers |
 //! | `Manager().dict()` | [`SharedDict`], [`TypedDict`], [`SerdeDict`] | a hash map of any size in shared memory, no server process: byte strings, plain data or serde values, keys and values of any size; readers never block (seqlock), not even while it grows; `update_with` read-modify-writes atomically; a writer killed mid-operation leaves each key as it was or as it would have become |
 //! | `Manager().list()`, `ShareableList` | [`SharedList`], [`ByteList`], [`SerdeList`] | a list of any length in shared memory, no server process: plain data in place, byte strings and serde values of any size; Python's indices and slices; readers never block (seqlock); a writer killed mid-operation is undone or finished by the next |
@@ -142,12 +142,16 @@ pub use error::{Error, Result};
 pub use event::Event;
 pub use lock::{Acquired, Lock, LockGuard, NotLocked, OwnerDied, TimedOut, TryAcquireError};
 #[cfg(not(shmproc_loom))]
-pub use pipe::{Connection, Pipe, RecvError as PipeRecvError, SendError as PipeSendError};
+pub use pipe::{
+    Connection, Pipe, Receiver, RecvError as PipeRecvError, SendError as PipeSendError, Sender,
+};
 pub use process::{
     active_children, cpu_count, current_process, get_context, init, parent_process,
     set_start_method, Builder as ProcessBuilder, Context, Process, ProcessError, ProcessHandle,
     ProcessInfo, Run, RunResult, StartMethod,
 };
+#[cfg(feature = "serde")]
+pub use queue::ObjQueue;
 pub use queue::{
     BytePutError, ByteQueue, GetError, JoinError, JoinableQueue, PutError, Queue, SimpleQueue,
     TaskDoneError,

@@ -350,6 +350,7 @@ impl<O: Object> Obj<O> {
 
     /// [`recast`](Self::recast) by reference: the handle that wraps another kind's
     /// handle (a `SerdeList` over its `ByteList`) hands out its reference as its own.
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))]
     pub(crate) fn recast_ref<P: Object<State = O::State, Params = O::Params>>(&self) -> &Obj<P> {
         // SAFETY: `Obj` is `repr(C)` and its fields' types are `Shm<O::State>` and
         // `O::Params`, the same for `P` as for `O` (the bound), so `Obj<O>` and `Obj<P>`

@@ -8,11 +8,14 @@
 mod common;
 
 use serde::{Deserialize, Serialize};
+use shmproc::pipe::Sender;
 use shmproc::pipe::{Pipe, RecvError};
 use shmproc::process::{
     current_process, get_context, parent_process, set_start_method, Process, ProcessError, Run,
     RunResult, StartMethod,
 };
+use shmproc::queue::{ByteQueue, ObjQueue};
+use shmproc::shared::SharedList;
 use shmproc::{
     Arena, Array, Barrier, BoundedSemaphore, Condition, Connection, Event, Lock, Queue, RLock,
     Semaphore, Value,
@@ -294,35 +297,42 @@ fn spawned_daemon_dies_with_sigkilled_parent() {
     wait_dead(pid, "spawned daemon of a killed parent");
 }
 
-/// The objects a worker finds in the arena it is handed.
-const HITS: &str = "hits";
-const LOCK: &str = "lock";
-const SHARED_SUM: &str = "locked-sum";
-const RESULTS: &str = "results";
 const ROUNDS: u64 = 1000;
+
+/// What every worker is handed: anonymous objects (no name to find them by), which
+/// travel in its arguments as themselves.
+#[derive(Clone, Serialize, Deserialize)]
+struct Shared {
+    hits: Value<u64>,
+    lock: Lock,
+    sum: Value<u64>,
+    results: Queue<u64>,
+    notes: ByteQueue,
+}
 
 #[derive(Serialize, Deserialize)]
 struct WorkerArgs {
-    arena: Arena,
+    shared: Shared,
     conn: Connection,
     id: u64,
 }
 
-/// Counts in the arena's objects, puts its id on the queue, and streams a checksummed
-/// sequence back over its connection end, ended by EOF.
+/// Counts in the objects it was handed, puts its id on the queue and a note of any size
+/// on the byte queue, and streams a checksummed sequence back over its connection end,
+/// ended by EOF.
 fn worker(a: WorkerArgs) -> Result<(), String> {
     let e = |e: &dyn std::fmt::Display| e.to_string();
-    let hits = Value::<u64>::open(&a.arena, HITS).map_err(|x| e(&x))?;
-    let lock = Lock::open(&a.arena, LOCK).map_err(|x| e(&x))?;
-    let sum = Value::<u64>::open(&a.arena, SHARED_SUM).map_err(|x| e(&x))?;
-    let results = Queue::<u64>::open(&a.arena, RESULTS).map_err(|x| e(&x))?;
+    let s = &a.shared;
     for i in 0..ROUNDS {
-        hits.fetch_add(1);
-        let _g = lock.acquire();
+        s.hits.fetch_add(1);
+        let _g = s.lock.acquire();
         // A read-modify-write that is only exact under the lock.
-        sum.store(sum.load() + i);
+        s.sum.store(s.sum.load() + i);
     }
-    results.put(a.id).map_err(|x| e(&x))?;
+    s.results.put(a.id).map_err(|x| e(&x))?;
+    s.notes
+        .put_bytes(&vec![a.id as u8; a.id as usize * 1000])
+        .map_err(|x| e(&x))?;
     let mut check = 0u64;
     for i in 0..ROUNDS {
         let v = a.id * 1_000_000 + i;
@@ -333,9 +343,16 @@ fn worker(a: WorkerArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Starts 8 workers under `Spawn` and 8 under `ForkServer` from a process that has
-/// `threads` extra threads, and checks every result.
+/// Starts 8 workers under each of `methods`, handing each the shared objects and a
+/// connection end, and checks every result.
 fn sixteen_workers(arena: &Arena, methods: &[StartMethod]) {
+    let shared = Shared {
+        hits: Value::new_in(arena, 0).unwrap(),
+        lock: Lock::new_in(arena).unwrap(),
+        sum: Value::new_in(arena, 0).unwrap(),
+        results: Queue::new_in(arena, 64).unwrap(),
+        notes: ByteQueue::new_in(arena, 64, 64).unwrap(),
+    };
     let mut procs = Vec::new();
     let mut ends = Vec::new();
     let mut id = 0;
@@ -346,7 +363,7 @@ fn sixteen_workers(arena: &Arena, methods: &[StartMethod]) {
             let mut p = builder(m).function(
                 worker,
                 WorkerArgs {
-                    arena: arena.clone(),
+                    shared: shared.clone(),
                     conn: theirs,
                     id,
                 },
@@ -374,24 +391,25 @@ fn sixteen_workers(arena: &Arena, methods: &[StartMethod]) {
         assert_eq!(p.join().unwrap(), 0, "{}", p.name());
     }
     let n = id;
-    assert_eq!(Value::<u64>::open(arena, HITS).unwrap().load(), n * ROUNDS);
-    assert_eq!(
-        Value::<u64>::open(arena, SHARED_SUM).unwrap().load(),
-        n * (ROUNDS * (ROUNDS - 1) / 2)
-    );
-    let q = Queue::<u64>::open(arena, RESULTS).unwrap();
-    let mut ids: Vec<u64> = (0..n).map(|_| q.get().unwrap()).collect();
+    assert_eq!(shared.hits.load(), n * ROUNDS);
+    assert_eq!(shared.sum.load(), n * (ROUNDS * (ROUNDS - 1) / 2));
+    let mut ids: Vec<u64> = (0..n).map(|_| shared.results.get().unwrap()).collect();
     ids.sort_unstable();
     assert_eq!(ids, (1..=n).collect::<Vec<_>>());
+    let mut notes: Vec<Vec<u8>> = (0..n).map(|_| shared.notes.get_bytes().unwrap()).collect();
+    notes.sort();
+    for (i, note) in notes.iter().enumerate() {
+        let id = i as u64 + 1;
+        assert_eq!(
+            note,
+            &vec![id as u8; id as usize * 1000],
+            "worker {id}'s note"
+        );
+    }
 }
 
 fn fresh_arena() -> Arena {
-    let arena = Arena::anonymous(8 << 20).unwrap();
-    Value::<u64>::create(&arena, HITS, 0).unwrap();
-    Lock::create(&arena, LOCK).unwrap();
-    Value::<u64>::create(&arena, SHARED_SUM, 0).unwrap();
-    Queue::<u64>::create(&arena, RESULTS, 64).unwrap();
-    arena
+    Arena::anonymous(8 << 20).unwrap()
 }
 
 fn threaded_parent_starts_16_workers_with_handles() {
@@ -567,6 +585,9 @@ struct Kit {
     cond: Condition,
     count: Value<u64>,
     cells: Array<u32>,
+    list: SharedList<u32>,
+    jobs: ObjQueue<String>,
+    report: Sender,
     id: u32,
 }
 
@@ -589,6 +610,9 @@ fn use_kit(k: Kit) -> Result<(), String> {
     let g = k.cond.acquire();
     k.cond.notify_all().map_err(|x| e(&x))?;
     drop(g);
+    k.list.push(k.id).map_err(|x| e(&x))?;
+    k.jobs.put(&format!("kit {}", k.id)).map_err(|x| e(&x))?;
+    k.report.send(&k.id).map_err(|x| e(&x))?;
     Ok(())
 }
 
@@ -599,7 +623,7 @@ fn anonymous_objects_travel_as_arguments() {
     let arena = Arena::anonymous(1 << 20).unwrap();
     let base = arena.used();
     {
-        let kit = |id| Kit {
+        let kit = |id, report| Kit {
             lock: Lock::new_in(&arena).unwrap(),
             rlock: RLock::new_in(&arena).unwrap(),
             sem: Semaphore::new_in(&arena, 0).unwrap(),
@@ -609,10 +633,15 @@ fn anonymous_objects_travel_as_arguments() {
             cond: Condition::new_in(&arena).unwrap(),
             count: Value::new_in(&arena, 0u64).unwrap(),
             cells: Array::new_in(&arena, 4).unwrap(),
+            list: SharedList::new_in(&arena).unwrap(),
+            jobs: ObjQueue::new_in(&arena, 4).unwrap(),
+            report,
             id,
         };
         for (id, m) in [(1, StartMethod::Spawn), (2, StartMethod::ForkServer)] {
-            let k = kit(id);
+            let (tx, rx) = Pipe::channel_in(&arena, 4096).unwrap();
+            let k = kit(id, tx);
+            let (list, jobs) = (k.list.clone(), k.jobs.clone());
             let (lock, count, cells, sem, bounded, event, barrier) = (
                 k.lock.clone(),
                 k.count.clone(),
@@ -636,6 +665,18 @@ fn anonymous_objects_travel_as_arguments() {
             assert_eq!(p.join().unwrap(), 0, "{m}");
             assert_eq!(count.load(), 2000, "{m}: counted under the lock by both");
             assert_eq!(cells.get(id as usize), Some(id * 10), "{m}");
+            assert_eq!(list.to_vec().unwrap(), [id], "{m}: the list");
+            assert_eq!(
+                jobs.get().unwrap(),
+                format!("kit {id}"),
+                "{m}: the ObjQueue"
+            );
+            assert_eq!(rx.recv::<u32>().unwrap(), id, "{m}: the one-way pipe");
+            assert_eq!(
+                rx.recv::<u32>(),
+                Err(RecvError::Eof),
+                "{m}: the child's Sender closed"
+            );
         }
     }
     assert_eq!(

@@ -7,8 +7,8 @@
 
 use serde_json::Value as Json;
 use shmproc::pipe::Pipe;
-use shmproc::queue::{ByteQueue, JoinableQueue, Queue};
-use shmproc::shared::{Array, RawBlock, SharedDict, TypedDict, Value};
+use shmproc::queue::{ByteQueue, JoinableQueue, ObjQueue, Queue};
+use shmproc::shared::{Array, RawBlock, SharedDict, SharedList, TypedDict, Value};
 use shmproc::{Arena, Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};
 use shmproc_testkit::{fork, Signal, UnlinkOnDrop};
 use std::any::Any;
@@ -91,6 +91,11 @@ fn one_of_each(arena: &Arena) -> Vec<Box<dyn Any>> {
     jq.put([2; 5]).unwrap();
     let bq = ByteQueue::create(arena, "ByteQueue", 8, 64).unwrap();
     bq.put_bytes(b"hello").unwrap();
+    let oq = ObjQueue::<String>::create(arena, "ObjQueue", 4).unwrap();
+    oq.put(&"x".repeat(300)).unwrap(); // in a heap block of its own
+    oq.put(&"y".into()).unwrap();
+    let sl = SharedList::<u64>::create(arena, "SharedList").unwrap();
+    sl.extend([1, 2, 3, 4]).unwrap();
     let sem = Semaphore::create(arena, "Semaphore", 2).unwrap();
     std::mem::forget(sem.acquire()); // a permit held
     let ev = Event::create(arena, "Event").unwrap();
@@ -103,6 +108,8 @@ fn one_of_each(arena: &Arena) -> Vec<Box<dyn Any>> {
         b(Box::new(q)),
         b(Box::new(jq)),
         b(Box::new(bq)),
+        b(Box::new(oq)),
+        b(Box::new(sl)),
         b(Box::new(sem)),
         b(Box::new(ev)),
         b(Box::new((rx, tx))),
@@ -185,8 +192,8 @@ fn inspect_lists_every_kind_with_holders_and_live_state() {
     assert_eq!(objs.len() as u64, doc["stats"]["objects"].as_u64().unwrap());
     assert_eq!(
         objs.len(),
-        18,
-        "15 of every kind (pipe and typed dict anonymous) + 3"
+        20,
+        "17 of every kind (pipe and typed dict anonymous) + 3"
     );
     for kind in [
         "Lock",
@@ -199,6 +206,8 @@ fn inspect_lists_every_kind_with_holders_and_live_state() {
         "Queue",
         "JoinableQueue",
         "ByteQueue",
+        "ObjQueue",
+        "SharedList",
         "Pipe",
         "Value",
         "Array",
@@ -247,6 +256,9 @@ fn inspect_lists_every_kind_with_holders_and_live_state() {
     assert_eq!(state("JoinableQueue")["qsize"], 2);
     assert_eq!(state("JoinableQueue")["unfinished"], 2);
     assert_eq!(state("ByteQueue")["qsize"], 1);
+    assert_eq!(state("ObjQueue")["qsize"], 2);
+    assert_eq!(state("ObjQueue")["capacity"], 4);
+    assert_eq!(state("SharedList")["len"], 4);
     assert_eq!(state("Semaphore")["value"], 1);
     assert_eq!(state("BoundedSemaphore")["value"], 2);
     assert_eq!(state("BoundedSemaphore")["bound"], 2);

@@ -424,14 +424,15 @@ fn finish_dying(arena: &Arena, _g: &MetaGuard<'_>) {
     if let (Ok(h), Ok(usable)) = (arena.obj_header(obj), arena.block_len(obj)) {
         let p: *const ObjHeader = h;
         // SAFETY: plain integer fields of a mapped header, read volatile.
-        let (kind, size) = unsafe {
+        let (kind, size, param) = unsafe {
             (
                 (&raw const (*p).kind).read_volatile(),
                 (&raw const (*p).size).read_volatile(),
+                (&raw const (*p).param).read_volatile(),
             )
         };
         if size.checked_add(OBJ_HEADER).is_some_and(|n| n <= usable) {
-            super::owned::finalize(arena, kind, arena.ptr(obj + OBJ_HEADER), size);
+            super::owned::finalize(arena, kind, arena.ptr(obj + OBJ_HEADER), size, param);
         }
     }
     arena.free_named(&meta.dying);

@@ -43,9 +43,10 @@ impl Blocks for Arena {
 }
 
 /// Runs the finalizer of an object of `kind` whose state block (of `size` bytes) is at
-/// `state`: frees the blocks it owns. Idempotent (see `raw::owned`); called with the
-/// metadata lock held, before the object's block is freed.
-pub(super) fn finalize(arena: &Arena, kind: u32, state: *mut u8, size: u64) {
+/// `state`, made with the parameter word `param`: frees the blocks it owns. Idempotent
+/// (see `raw::owned`); called with the metadata lock held, before the object's block is
+/// freed.
+pub(super) fn finalize(arena: &Arena, kind: u32, state: *mut u8, size: u64, param: u64) {
     match ObjectKind::from_u32(kind) {
         Some(ObjectKind::SharedList)
             if size >= core::mem::size_of::<crate::raw::list::RawList>() as u64 =>
@@ -55,6 +56,10 @@ pub(super) fn finalize(arena: &Arena, kind: u32, state: *mut u8, size: u64) {
             // cache-line aligned); `RawList` is a `SharedState`, valid for any bytes.
             let list = unsafe { &*state.cast::<crate::raw::list::RawList>() };
             list.finalize(arena);
+        }
+        // A byte queue's slots name the blocks of messages too long for them.
+        Some(ObjectKind::ByteQueue | ObjectKind::ObjQueue) => {
+            crate::raw::slots::finalize_bytes(arena, state, size, param);
         }
         // Kinds that own blocks are listed here as they gain them.
         Some(ObjectKind::SharedDict)

@@ -101,7 +101,7 @@ pub fn ring(data: &[u8]) {
             | Err(ByteRingError::BrokenPipe)
             | Err(ByteRingError::Broken)
             | Err(ByteRingError::Corrupt(_))
-            | Err(ByteRingError::TooLong(_))
+            | Err(ByteRingError::TooLong { .. })
             | Err(ByteRingError::TimeoutMidMessage(_)) => {}
         }
     }

@@ -101,7 +101,8 @@ impl Object for Pipe {
     fn size(s: &Shape) -> Result<usize> {
         if !s.cap.is_power_of_two() || s.cap < ring::MIN_CAPACITY || s.cap > ring::MAX_CAPACITY {
             return Err(Error::InvalidArgument(format!(
-                "pipe capacity {}: must be a power of two from {} to 2^30 bytes",
+                "pipe capacity {}: must be a power of two from {} to 2^30 bytes (the default \
+                 is 64 KiB)",
                 s.cap,
                 ring::MIN_CAPACITY
             )));
@@ -822,7 +823,7 @@ impl Connection {
     /// assert_eq!(b.recv::<[f64; 2]>()?, [1.5, 2.5]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn send<T: bytemuck::NoUninit>(&self, value: &T) -> std::result::Result<(), SendError> {
+    pub fn send<T: super::PlainSend>(&self, value: &T) -> std::result::Result<(), SendError> {
         self.send_bytes(bytemuck::bytes_of(value))
     }
 
@@ -831,7 +832,7 @@ impl Connection {
     /// # Errors
     /// [`RecvError::WrongSize`] (holding the message) when the message is not
     /// `size_of::<T>()` bytes, and as [`recv_bytes`](Self::recv_bytes).
-    pub fn recv<T: bytemuck::AnyBitPattern>(&self) -> std::result::Result<T, RecvError> {
+    pub fn recv<T: super::PlainRecv>(&self) -> std::result::Result<T, RecvError> {
         self.recv_typed(None)
     }
 
@@ -849,7 +850,7 @@ impl Connection {
     /// assert_eq!(b.recv_timeout::<u32>(Duration::from_millis(1)), Err(RecvError::Timeout));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn recv_timeout<T: bytemuck::AnyBitPattern>(
+    pub fn recv_timeout<T: super::PlainRecv>(
         &self,
         timeout: Duration,
     ) -> std::result::Result<T, RecvError> {
@@ -883,7 +884,10 @@ impl Connection {
     ///
     /// # Errors
     /// [`SendError::Serialize`], and as [`send_bytes`](Self::send_bytes).
+    ///
+    /// Needs the `serde` feature (on by default).
     #[cfg(feature = "serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     pub fn send_obj<T: serde::Serialize + ?Sized>(
         &self,
         value: &T,
@@ -897,7 +901,10 @@ impl Connection {
     ///
     /// # Errors
     /// [`RecvError::Deserialize`], and as [`recv_bytes`](Self::recv_bytes).
+    ///
+    /// Needs the `serde` feature (on by default).
     #[cfg(feature = "serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     pub fn recv_obj<T: serde::de::DeserializeOwned>(&self) -> std::result::Result<T, RecvError> {
         let bytes = self.recv_bytes()?;
         postcard::from_bytes(&bytes).map_err(|e| RecvError::Deserialize(e.to_string()))

@@ -71,8 +71,8 @@
 //! # Memory
 //!
 //! A pipe takes `capacity` bytes per direction (64 KiB by default) plus 1280 bytes of
-//! state from its arena's bump allocator; like every arena object it is not reclaimed
-//! before the arena goes.
+//! state from its arena's heap, freed with its last end in every process (ends that
+//! died with their process included).
 //!
 //! # Performance
 //!
@@ -108,6 +108,7 @@
 //! each publish so that no header waits behind a store to a line the consumer holds.
 use crate::raw::spsc as ring;
 #[cfg(not(shmproc_loom))]
+mod oneway;
 mod token;
 #[cfg(not(shmproc_loom))]
 pub(crate) use token::release_holds_except;
@@ -121,6 +122,10 @@ mod tests;
 mod handle;
 #[cfg(not(shmproc_loom))]
 pub use handle::*;
+#[cfg(not(shmproc_loom))]
+pub(crate) use oneway::{receiver_from, sender_from};
+#[cfg(not(shmproc_loom))]
+pub use oneway::{PlainRecv, PlainSend, Receiver, Sender};
 
 use std::fmt;
 
@@ -205,7 +210,9 @@ impl fmt::Debug for SendError {
 impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SendError::Closed => f.write_str("send on a closed connection"),
+            SendError::Closed => f.write_str(
+                "send on a connection this process closed: a closed end cannot be used again",
+            ),
             SendError::WrongDirection => {
                 f.write_str("send on the read-only end of a one-way pipe (Pipe::new(false).0)")
             }
@@ -213,13 +220,25 @@ impl fmt::Display for SendError {
                 "broken pipe: every copy of the receiving end is closed or its process died",
             ),
             SendError::Broken => f.write_str(
-                "the pipe is broken: a process died in the middle of a message while another copy of its end lives on",
+                "the pipe is broken: a process died in the middle of a message while another copy \
+                 of its end lives on: the message in flight is lost; close this end and make a \
+                 new Pipe",
             ),
-            SendError::Corrupt(w) => write!(f, "the pipe's shared state is corrupt: {w}"),
+            SendError::Corrupt(w) => write!(
+                f,
+                "the pipe's shared state is corrupt: {w} (a process wrote into the pipe's memory \
+                 outside shmproc): close this end and make a new Pipe"
+            ),
             SendError::TooLarge(n) => {
-                write!(f, "message of {n} bytes is longer than the 2^48-byte limit")
+                write!(
+                    f,
+                    "message of {n} bytes is longer than the 2^48-byte limit: send it in pieces"
+                )
             }
-            SendError::Serialize(e) => write!(f, "the value could not be serialized: {e}"),
+            SendError::Serialize(e) => write!(
+                f,
+                "the value could not be serialized: {e} (do both ends use the same type?)"
+            ),
         }
     }
 }
@@ -249,7 +268,9 @@ impl fmt::Debug for RecvError {
 impl fmt::Display for RecvError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RecvError::Closed => f.write_str("receive on a closed connection"),
+            RecvError::Closed => f.write_str(
+                "receive on a connection this process closed: a closed end cannot be used again",
+            ),
             RecvError::WrongDirection => f.write_str(
                 "receive on the write-only end of a one-way pipe (Pipe::new(false).1)",
             ),
@@ -272,10 +293,19 @@ impl fmt::Display for RecvError {
                 v.len()
             ),
             RecvError::Broken => f.write_str(
-                "the pipe is broken: a process died in the middle of a message while another copy of its end lives on",
+                "the pipe is broken: a process died in the middle of a message while another copy \
+                 of its end lives on: the message in flight is lost; close this end and make a \
+                 new Pipe",
             ),
-            RecvError::Corrupt(w) => write!(f, "the pipe's shared state is corrupt: {w}"),
-            RecvError::Deserialize(e) => write!(f, "the message could not be deserialized: {e}"),
+            RecvError::Corrupt(w) => write!(
+                f,
+                "the pipe's shared state is corrupt: {w} (a process wrote into the pipe's memory \
+                 outside shmproc): close this end and make a new Pipe"
+            ),
+            RecvError::Deserialize(e) => write!(
+                f,
+                "the message could not be deserialized: {e} (do both ends use the same type?)"
+            ),
             RecvError::TimeoutMidMessage { len } => write!(
                 f,
                 "the timeout passed part-way through a message of {len} bytes, too long for the pipe's ring: it was dropped"
@@ -302,7 +332,9 @@ impl From<ring::ByteRingError> for SendError {
         use ring::ByteRingError as R;
         match e {
             R::BrokenPipe | R::Eof => SendError::BrokenPipe,
-            R::Broken | R::Timeout | R::TooLong(_) | R::TimeoutMidMessage(_) => SendError::Broken,
+            R::Broken | R::Timeout | R::TooLong { .. } | R::TimeoutMidMessage(_) => {
+                SendError::Broken
+            }
             R::Corrupt(w) => SendError::Corrupt(w),
         }
     }
@@ -316,7 +348,7 @@ impl From<ring::ByteRingError> for RecvError {
             R::Timeout => RecvError::Timeout,
             R::Broken => RecvError::Broken,
             R::Corrupt(w) => RecvError::Corrupt(w),
-            R::TooLong(len) => RecvError::TooLong { len, max: 0 },
+            R::TooLong { len, max } => RecvError::TooLong { len, max },
             R::TimeoutMidMessage(len) => RecvError::TimeoutMidMessage { len },
         }
     }

@@ -94,15 +94,15 @@ pub(crate) struct Token {
 
 /// True when the write side of the pipe whose read side is `fd` is closed everywhere.
 pub(crate) fn hung_up(fd: BorrowedFd<'_>) -> bool {
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: `p` is a valid pollfd for the duration of the call; timeout 0 never blocks.
-    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut p = [PollFd::new(&fd, PollFlags::IN)];
+    // A zero timeout never blocks.
+    let n = poll(&mut p, Some(&Timespec::default())).unwrap_or(0);
     // Nobody ever writes into token pipes, so readable means hung up, too.
-    n > 0 && p.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLIN) != 0
+    n > 0
+        && p[0]
+            .revents()
+            .intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::IN)
 }
 
 impl Token {

@@ -648,6 +648,60 @@ impl Travel for Connection {
     }
 }
 
+/// `Travel` for the typed ends of a one-way pipe: a [`Connection`] that, on arrival, is
+/// checked to go the way its type says.
+#[cfg(not(shmproc_loom))]
+macro_rules! travel_as_end {
+    ($ty:ty, $what:expr, $from:path) => {
+        impl Travel for $ty {
+            const KIND: u32 = <Connection as Travel>::KIND;
+            const WHAT: &'static str = $what;
+
+            fn type_fingerprint() -> u64 {
+                <Connection as Travel>::type_fingerprint()
+            }
+
+            fn describe(&self, out: &mut Outbox) -> Result<Descriptor, TravelError> {
+                self.connection().describe(out)
+            }
+
+            fn arrive(d: &Descriptor, inbox: &mut Inbox) -> Result<Self, TravelError> {
+                $from(Connection::arrive(d, inbox)?).ok_or_else(|| {
+                    TravelError::Garbage(format!("a pipe end that is not a {}", $what))
+                })
+            }
+        }
+
+        #[cfg(feature = "serde")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+        /// Travels as a [`Connection`] does. Needs the `serde` feature (on by default).
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                glue::serialize_handle(self, s)
+            }
+        }
+
+        #[cfg(feature = "serde")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+        /// The end of a transfer, rebuilt and checked to go the way its type says. Needs
+        /// the `serde` feature (on by default).
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                glue::deserialize_handle(d)
+            }
+        }
+    };
+}
+
+#[cfg(not(shmproc_loom))]
+travel_as_end!(crate::pipe::Sender, "pipe Sender", crate::pipe::sender_from);
+#[cfg(not(shmproc_loom))]
+travel_as_end!(
+    crate::pipe::Receiver,
+    "pipe Receiver",
+    crate::pipe::receiver_from
+);
+
 /// `Travel` for handles over one object (`object::Shared`), written once: the descriptor
 /// is the arena, the object's offset and its generation (checked on arrival, so an
 /// object freed and replaced in between is not mistaken for it). The outbox keeps a
@@ -748,6 +802,12 @@ mod objects {
     travel_as_object!(Condition);
     travel_as_object!(@[T: Pod] Value<T>);
     travel_as_object!(@[T: Pod] Array<T>);
+    travel_as_object!(@[T: Pod] crate::queue::Queue<T>);
+    travel_as_object!(@[T: Pod] crate::queue::SimpleQueue<T>);
+    travel_as_object!(@[T: Pod] crate::queue::JoinableQueue<T>);
+    travel_as_object!(crate::queue::ByteQueue);
+    #[cfg(feature = "serde")]
+    travel_as_object!(@[T: 'static] crate::queue::ObjQueue<T>);
     travel_as_object!(@[T: Pod] crate::shared::SharedList<T>);
     travel_as_object!(crate::shared::ByteList);
     #[cfg(feature = "serde")]

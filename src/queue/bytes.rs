@@ -1,5 +1,6 @@
-//! `ByteQueue`: variable-length byte messages up to a per-queue maximum, zero-copy loans,
-//! and serde values (feature `serde`) encoded straight into the slot.
+//! `ByteQueue`: byte messages of any length (in the slot when they fit, in a heap block
+//! of their own when not), zero-copy loans, and serde values (feature `serde`) encoded
+//! straight into the slot or block.
 
 use super::core::queue_object;
 use super::core::{Core, Loan, SlotGeometry, Wait};
@@ -8,34 +9,43 @@ use crate::arena::{fingerprint, Arena, ObjectKind};
 use crate::error::{Error, Result};
 use crate::object::Obj;
 use crate::raw::mpmc::{Claim, MpmcError};
+use crate::raw::owned::Blocks;
+use crate::raw::slots::{INDIRECT, MAX_INLINE, MIN_INLINE};
 use crate::SpinPolicy;
 use std::fmt;
 use std::ops::Deref;
 use std::time::Duration;
 
-/// The largest per-queue maximum message size: 256 MiB.
-pub const MAX_MESSAGE: usize = 1 << 28;
+/// The largest slot a byte queue may have: 256 MiB (messages may be longer: they go to
+/// the heap).
+pub const MAX_SLOT: usize = MAX_INLINE;
 
-/// A bounded MPMC queue of byte messages, each up to a per-queue maximum size, shared
-/// between processes.
+/// The smallest slot a byte queue may have: 8 bytes.
+pub const MIN_SLOT: usize = MIN_INLINE;
+
+/// A bounded MPMC queue of byte messages of any length, shared between processes.
 ///
-/// Every slot has room for the maximum, so a message is copied once in and once out (or
-/// not at all, with the loans). A message longer than the maximum is an error
-/// ([`BytePutError::TooLarge`]), never truncated. With the `serde` feature,
-/// `put_value` / `get_value` encode any serde type straight into the slot (postcard).
+/// Each of the `capacity` slots holds `slot_size` bytes: a message that fits is copied
+/// once into the slot and once out (or not at all, with the loans); a longer one goes to
+/// a block of the arena's heap that the slot names, and the consumer frees it (one
+/// allocation and one free per such message; a [read loan](Self::read_loan) lends it in
+/// place). So the slot size is a speed choice (the common message's size), never a
+/// limit: only the arena's limit is. With the `serde` feature, `put_value` / `get_value`
+/// encode any serde type straight into the slot or block (postcard); [`ObjQueue`](super::ObjQueue)
+/// is the typed queue of serde values over it.
 ///
-/// Close, `qsize`, FIFO and blocking behave as for [`Queue`](super::Queue).
+/// Close, `qsize`, FIFO and blocking behave as for [`Queue`](super::Queue). A process
+/// killed while it holds a message's block loses at most that message: the block is
+/// freed by the next party to use the slot (see `raw::slots`).
 ///
 /// # Example
 /// ```
-/// use shmproc::queue::{BytePutError, ByteQueue};
-/// let q = ByteQueue::new(8, 64)?; // 8 messages of up to 64 bytes
+/// use shmproc::queue::ByteQueue;
+/// let q = ByteQueue::new(8, 64)?; // 8 slots of 64 bytes
 /// q.put_bytes(b"hello").unwrap();
+/// q.put_bytes(&[7; 100_000]).unwrap(); // longer than a slot: a block of its own
 /// assert_eq!(q.get_bytes().unwrap(), b"hello");
-/// assert_eq!(
-///     q.put_bytes(&[0; 65]),
-///     Err(BytePutError::TooLarge { len: 65, max: 64 })
-/// );
+/// assert_eq!(q.get_bytes().unwrap(), vec![7; 100_000]);
 /// # Ok::<(), shmproc::Error>(())
 /// ```
 #[derive(Clone)]
@@ -45,53 +55,58 @@ pub struct ByteQueue {
 
 impl fmt::Debug for ByteQueue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let max = self.max_message();
+        let slot = self.slot_size();
         self.core
             .obj_as::<ByteQueue>()
-            .debug(f, &[("max_message", &max)])
+            .debug(f, &[("slot_size", &slot)])
     }
 }
 
 queue_object!(
     impl<> for ByteQueue, ObjectKind::ByteQueue, "ByteQueue".into(),
     fingerprint::<ByteQueue>(),
-    encode(g) { g.cap | ((g.payload as u64) << 32) },
-    decode(param) {
-        geometry(param & 0xffff_ffff, param >> 32)
-            .map_err(|e| Error::Corrupt(format!("impossible geometry: {e}")))
-    }
+    encode(g) { g.bytes_param() },
+    decode(param) { SlotGeometry::from_bytes_param(param) }
 );
 
-fn geometry(capacity: u64, max_message: u64) -> Result<SlotGeometry> {
-    if max_message == 0 || max_message > MAX_MESSAGE as u64 {
+pub(crate) fn geometry(capacity: u64, slot_size: u64) -> Result<SlotGeometry> {
+    if slot_size < MIN_SLOT as u64 || slot_size > MAX_SLOT as u64 {
         return Err(Error::InvalidArgument(format!(
-            "max_message must be 1 ..= {MAX_MESSAGE} bytes, not {max_message}"
+            "slot_size must be {MIN_SLOT} ..= {MAX_SLOT} bytes, not {slot_size} (longer \
+             messages go to the heap: the slot is for the common message)"
         )));
     }
-    SlotGeometry::new(capacity, max_message as usize, 8, true)
+    SlotGeometry::new(capacity, slot_size as usize, 8, true)
 }
 
 impl ByteQueue {
-    fn make(
-        arena: &Arena,
-        name: Option<&str>,
-        capacity: usize,
-        max_message: usize,
-    ) -> Result<Self> {
-        let geo = geometry(capacity as u64, max_message as u64)?;
+    fn make(arena: &Arena, name: Option<&str>, capacity: usize, slot_size: usize) -> Result<Self> {
+        let geo = geometry(capacity as u64, slot_size as u64)?;
         Ok(ByteQueue {
             core: Core::new(Obj::<ByteQueue>::create(arena, name, geo)?.recast()),
         })
     }
 
-    /// A new queue of `capacity` messages of up to `max_message` bytes, in the [global
-    /// arena](Arena::global).
+    #[cfg(feature = "serde")]
+    pub(crate) fn from_core(core: Core) -> Self {
+        ByteQueue { core }
+    }
+
+    #[cfg(feature = "serde")]
+    pub(crate) fn core(&self) -> &Core {
+        &self.core
+    }
+
+    /// A new queue of `capacity` messages, in the [global arena](Arena::global); a
+    /// message of up to `slot_size` bytes is kept in its slot, a longer one in a heap
+    /// block of its own.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] when `capacity` is 0 or above 2^31, or `max_message` is
-    /// 0 or above [`MAX_MESSAGE`]; [`Error::OutOfSpace`] when the arena has no room.
-    pub fn new(capacity: usize, max_message: usize) -> Result<Self> {
-        Self::new_in(&Arena::global()?, capacity, max_message)
+    /// [`Error::InvalidArgument`] when `capacity` is 0 or above 2^31, or `slot_size` is
+    /// below [`MIN_SLOT`] or above [`MAX_SLOT`]; [`Error::OutOfSpace`] when the arena has
+    /// no room.
+    pub fn new(capacity: usize, slot_size: usize) -> Result<Self> {
+        Self::new_in(&Arena::global()?, capacity, slot_size)
     }
 
     /// A new queue in `arena`.
@@ -107,16 +122,16 @@ impl ByteQueue {
     /// assert!(ByteQueue::new_in(&arena, 1024, 4096).is_err());
     /// # Ok::<(), shmproc::Error>(())
     /// ```
-    pub fn new_in(arena: &Arena, capacity: usize, max_message: usize) -> Result<Self> {
-        Self::make(arena, None, capacity, max_message)
+    pub fn new_in(arena: &Arena, capacity: usize, slot_size: usize) -> Result<Self> {
+        Self::make(arena, None, capacity, slot_size)
     }
 
     /// A new queue named `name` in `arena`.
     ///
     /// # Errors
     /// As [`new`](Self::new), and [`Error::AlreadyExists`] or a bad name.
-    pub fn create(arena: &Arena, name: &str, capacity: usize, max_message: usize) -> Result<Self> {
-        Self::make(arena, Some(name), capacity, max_message)
+    pub fn create(arena: &Arena, name: &str, capacity: usize, slot_size: usize) -> Result<Self> {
+        Self::make(arena, Some(name), capacity, slot_size)
     }
 
     /// The byte queue named `name` in `arena`.
@@ -131,7 +146,7 @@ impl ByteQueue {
     /// let b = ByteQueue::open(&arena, "logs")?;
     /// a.put_bytes(b"line").unwrap();
     /// assert_eq!(b.get_bytes().unwrap(), b"line");
-    /// assert_eq!(b.max_message(), 100);
+    /// assert_eq!(b.slot_size(), 100);
     /// # Ok::<(), shmproc::Error>(())
     /// ```
     pub fn open(arena: &Arena, name: &str) -> Result<Self> {
@@ -150,8 +165,9 @@ impl ByteQueue {
         &self.core
     }
 
-    /// The largest message this queue carries, in bytes.
-    pub fn max_message(&self) -> usize {
+    /// The bytes a slot holds: a message up to this long is kept in its slot, a longer
+    /// one in a heap block of its own.
+    pub fn slot_size(&self) -> usize {
         self.core.geo().payload
     }
 
@@ -164,25 +180,88 @@ impl ByteQueue {
     // put
 
     fn put_with(&self, msg: &[u8], wait: Wait) -> std::result::Result<(), BytePutError> {
-        let max = self.max_message();
-        if msg.len() > max {
-            return Err(BytePutError::TooLarge {
-                len: msg.len(),
-                max,
+        if msg.len() > self.slot_size() {
+            return self.put_indirect(msg.len(), wait, |dst| {
+                dst.copy_from_slice(msg);
+                Ok(())
             });
         }
         let c = self
             .core
             .push_claim(wait)
             .map_err(|e| ring_put_error(e, wait))?;
-        // SAFETY: we hold the claim; the payload has `max` >= msg.len() bytes and does not
-        // overlap `msg` (a caller's slice cannot be a claimed slot: loans lend only
-        // through `&mut` / `&` tied to their own claim).
+        self.core.clear_stale(&c);
+        // SAFETY: we hold the claim; the payload has `slot_size` >= msg.len() bytes and
+        // does not overlap `msg` (a caller's slice cannot be a claimed slot: loans lend
+        // only through `&mut` / `&` tied to their own claim).
         unsafe {
             core::ptr::copy_nonoverlapping(msg.as_ptr(), self.core.payload_ptr(&c), msg.len())
         };
         self.core.publish_len(c, msg.len() as u32);
         Ok(())
+    }
+
+    /// A message of `len` bytes, longer than a slot: claims a slot, allocates a block of
+    /// `8 + len` bytes into the slot's block word (`raw::slots`), writes the length and
+    /// lets `fill` write the message, then publishes the slot as [`INDIRECT`]. A block
+    /// that cannot be had, or a `fill` that fails, publishes the slot skipped (a slot
+    /// cannot be given back) and sends nothing.
+    #[cold]
+    fn put_indirect(
+        &self,
+        len: usize,
+        wait: Wait,
+        fill: impl FnOnce(&mut [u8]) -> std::result::Result<(), BytePutError>,
+    ) -> std::result::Result<(), BytePutError> {
+        let arena = self.core.arena();
+        let size = (len as u64)
+            .checked_add(8)
+            .filter(|&n| n <= arena.limit() as u64)
+            .ok_or_else(|| {
+                BytePutError::NoSpace(format!(
+                    "a message of {len} bytes is larger than the arena's limit of {} bytes",
+                    arena.limit()
+                ))
+            })?;
+        let c = self
+            .core
+            .push_claim(wait)
+            .map_err(|e| ring_put_error(e, wait))?;
+        // Under the heap's lock, not on a look at the word: a producer that died inside
+        // its allocation for this slot may have its allocation finished by the heap's
+        // repair, into this word, at the next heap operation; `free_from` runs that
+        // repair first, then frees what the word names, so the allocation below never
+        // overwrites a block.
+        let _ = self.core.free_stale(&c);
+        let word = self.core.block_word(&c);
+        let block = match arena.alloc_into(word, size, 8, false) {
+            Ok(off) => block_bytes(arena, off, size),
+            Err(e) => {
+                self.core.publish_skip(c);
+                return Err(BytePutError::NoSpace(e.to_string()));
+            }
+        };
+        let filled = match block {
+            Some(block) => {
+                // SAFETY: the block was just allocated for this slot, whose claim we hold:
+                // nobody else reads or writes it until the publish below.
+                let block = unsafe { &mut *block };
+                block[..8].copy_from_slice(&(len as u64).to_ne_bytes());
+                fill(&mut block[8..])
+            }
+            None => Err(BytePutError::Corrupt),
+        };
+        match filled {
+            Ok(()) => {
+                self.core.publish_len(c, INDIRECT);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.core.free_stale(&c);
+                self.core.publish_skip(c);
+                Err(e)
+            }
+        }
     }
 
     /// Puts a copy of `msg`, waiting while the queue is full.
@@ -227,42 +306,88 @@ impl ByteQueue {
     // ---------------------------------------------------------------------------------
     // get
 
-    /// Claims the next message (recording the claim in `me`) and checks its length.
+    /// Claims the next message (recording the claim in `me`) and finds its bytes: in the
+    /// slot, or in the block the slot names, each checked against what holds it.
     fn pop_with(
         &self,
         me: &crate::sync::AtomicU64,
         wait: Wait,
-    ) -> std::result::Result<(Claim, usize), GetError> {
+    ) -> std::result::Result<(Claim, Msg), GetError> {
         let c = self
             .core
             .pop_message_with(me, wait)
             .map_err(|e| ring_get_error(e, wait))?;
-        let len = self.core.len_of(&c) as usize;
-        if len > self.max_message() {
-            // A length no producer could write: drop the slot, report it.
-            self.core.release(c);
-            return Err(GetError::Corrupt);
+        let len = self.core.len_of(&c);
+        let msg = if len == INDIRECT {
+            self.indirect(&c)
+        } else if len as usize <= self.slot_size() {
+            Some(Msg {
+                ptr: self.core.payload_ptr(&c),
+                len: len as usize,
+                indirect: false,
+            })
+        } else {
+            None
+        };
+        match msg {
+            Some(m) => Ok((c, m)),
+            None => {
+                // A length or block no producer could write: drop the slot, report it.
+                let _ = self.core.free_stale(&c);
+                self.core.release(c);
+                Err(GetError::Corrupt)
+            }
         }
-        Ok((c, len))
+    }
+
+    /// The message in the block a claimed slot names (`[length: u64][bytes]`), checked
+    /// to lie in that block; `None` when the word or the length is not one a producer
+    /// wrote.
+    fn indirect(&self, c: &Claim) -> Option<Msg> {
+        let arena = self.core.arena();
+        // Relaxed: we hold the claim; its Acquire stamp load pairs with the producer's
+        // Release publish, after its allocation stored the word.
+        let off = self.core.block_word(c).load(crate::sync::Ordering::Relaxed);
+        let usable = arena.block_len(off).ok()?;
+        // Relaxed: the same claim orders the producer's write of the length.
+        let len = arena.words(off, 1).ok()?[0].load(crate::sync::Ordering::Relaxed);
+        let size = len.checked_add(8).filter(|&n| n <= usable)?;
+        let block = block_bytes(arena, off, size)?;
+        Some(Msg {
+            // SAFETY: 8 <= size: inside the block.
+            ptr: unsafe { block.cast::<u8>().add(8) },
+            len: usize::try_from(len).ok()?,
+            indirect: true,
+        })
+    }
+
+    /// Ends a claim on a message read: frees its block if it had one, releases the slot.
+    fn done(&self, c: Claim, m: &Msg) {
+        if m.indirect {
+            let _ = self.core.free_stale(&c);
+        }
+        self.core.release(c);
     }
 
     /// Claims the next message with this thread's put / get word.
-    fn pop(&self, wait: Wait) -> std::result::Result<(Claim, usize), GetError> {
+    fn pop(&self, wait: Wait) -> std::result::Result<(Claim, Msg), GetError> {
         self.pop_with(self.core.intent(0), wait)
     }
 
     fn get_into_with(&self, buf: &mut Vec<u8>, wait: Wait) -> std::result::Result<usize, GetError> {
-        let (c, len) = self.pop(wait)?;
+        let (c, m) = self.pop(wait)?;
         buf.clear();
-        buf.reserve(len);
+        buf.reserve(m.len);
         // SAFETY: we hold the claim on a published slot (its Acquire stamp load pairs with
-        // the producer's Release publish); `len <= max_message` bytes of payload are in
-        // bounds; `buf` has capacity for `len` bytes and does not overlap the arena.
+        // the producer's Release publish); the `m.len` bytes at `m.ptr` lie in its slot or
+        // its block (`pop_with` checked them); `buf` has capacity for `m.len` bytes and
+        // does not overlap the arena.
         unsafe {
-            core::ptr::copy_nonoverlapping(self.core.payload_ptr(&c), buf.as_mut_ptr(), len);
-            buf.set_len(len);
+            core::ptr::copy_nonoverlapping(m.ptr, buf.as_mut_ptr(), m.len);
+            buf.set_len(m.len);
         }
-        self.core.release(c);
+        let len = m.len;
+        self.done(c, &m);
         Ok(len)
     }
 
@@ -339,7 +464,7 @@ impl ByteQueue {
     // loans
 
     /// Lends the next free slot, waiting while the queue is full: write up to
-    /// [`max_message`](Self::max_message) bytes in place, then
+    /// [`slot_size`](Self::slot_size) bytes in place, then
     /// [`commit(len)`](ByteWriteLoan::commit). Dropped without `commit`, the loan
     /// publishes nothing (consumers skip the slot).
     ///
@@ -384,6 +509,7 @@ impl ByteQueue {
             .core
             .push_claim_with(self.core.loan_intent(&loan), wait)
             .map_err(|e| ring_put_error(e, wait))?;
+        self.core.clear_stale(&c);
         Ok(ByteWriteLoan {
             q: self,
             claim: Some(c),
@@ -394,17 +520,18 @@ impl ByteQueue {
     /// A read loan, its claim recorded in a word of its own.
     fn read_loan_with(&self, wait: Wait) -> std::result::Result<ByteReadLoan<'_>, GetError> {
         let loan = self.core.loan_word();
-        let (claim, len) = self.pop_with(self.core.loan_intent(&loan), wait)?;
+        let (claim, msg) = self.pop_with(self.core.loan_intent(&loan), wait)?;
         Ok(ByteReadLoan {
             q: self,
-            claim,
-            len,
+            claim: Some(claim),
+            msg,
             _loan: loan,
         })
     }
 
-    /// Lends the oldest message in place, waiting while the queue is empty; the slot is
-    /// released when the loan is dropped.
+    /// Lends the oldest message in place (in its slot, or in its block when it was longer
+    /// than a slot), waiting while the queue is empty; the slot is released (and the
+    /// block freed) when the loan is dropped.
     ///
     /// # Errors
     /// [`GetError::Disconnected`], [`GetError::Corrupt`].
@@ -423,14 +550,14 @@ impl ByteQueue {
     // ---------------------------------------------------------------------------------
     // serde
 
-    /// Encodes `value` with postcard straight into the next free slot, waiting while the
-    /// queue is full. The encoding is measured first: a value that cannot be encoded, or
-    /// whose encoding is longer than the queue's maximum, takes nothing from the queue.
+    /// Encodes `value` with postcard straight into the next free slot (or, when the
+    /// encoding is longer than a slot, into a heap block of its own), waiting while the
+    /// queue is full. The encoding is measured first: a value that cannot be encoded
+    /// takes nothing from the queue.
     ///
     /// # Errors
-    /// [`BytePutError::TooLarge`] (with the encoding's length; nothing was sent),
-    /// [`BytePutError::Encode`] (nothing was sent), [`BytePutError::Disconnected`],
-    /// [`BytePutError::Corrupt`].
+    /// [`BytePutError::Encode`] (nothing was sent), [`BytePutError::NoSpace`] (no block
+    /// for a long encoding), [`BytePutError::Disconnected`], [`BytePutError::Corrupt`].
     ///
     /// ```
     /// # use shmproc::queue::{BytePutError, ByteQueue};
@@ -439,12 +566,23 @@ impl ByteQueue {
     /// let q = ByteQueue::new(4, 256)?;
     /// q.put_value(&Job { id: 1, name: "wash".into() }).unwrap();
     /// assert_eq!(q.get_value::<Job>().unwrap(), Job { id: 1, name: "wash".into() });
-    /// let long = "x".repeat(300);
-    /// assert_eq!(q.put_value(&long), Err(BytePutError::TooLarge { len: 302, max: 256 }));
+    /// let long = "x".repeat(300); // longer than a slot: a block of its own
+    /// q.put_value(&long).unwrap();
+    /// assert_eq!(q.get_value::<String>().unwrap(), long);
+    /// struct Bad;
+    /// impl serde::Serialize for Bad {
+    ///     fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+    ///         Err(serde::ser::Error::custom("no"))
+    ///     }
+    /// }
+    /// assert!(matches!(q.put_value(&Bad), Err(BytePutError::Encode(_))));
     /// assert_eq!(q.qsize(), 0); // a failed put takes no slot
     /// # Ok::<(), shmproc::Error>(())
     /// ```
+    ///
+    /// Needs the `serde` feature (on by default).
     #[cfg(feature = "serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     pub fn put_value<V: serde::Serialize + ?Sized>(
         &self,
         value: &V,
@@ -456,7 +594,10 @@ impl ByteQueue {
     ///
     /// # Errors
     /// As [`put_value`](Self::put_value), and [`BytePutError::Timeout`].
+    ///
+    /// Needs the `serde` feature (on by default).
     #[cfg(feature = "serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     pub fn put_value_timeout<V: serde::Serialize + ?Sized>(
         &self,
         value: &V,
@@ -465,20 +606,42 @@ impl ByteQueue {
         self.put_value_with(value, Wait::timeout(timeout))
     }
 
+    /// Like [`put_value`](Self::put_value), if there is room; never blocks.
+    ///
+    /// # Errors
+    /// As [`put_value`](Self::put_value), and [`BytePutError::Full`].
+    ///
+    /// Needs the `serde` feature (on by default).
+    #[cfg(feature = "serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+    pub fn try_put_value<V: serde::Serialize + ?Sized>(
+        &self,
+        value: &V,
+    ) -> std::result::Result<(), BytePutError> {
+        self.put_value_with(value, Wait::Never)
+    }
+
     #[cfg(feature = "serde")]
     fn put_value_with<V: serde::Serialize + ?Sized>(
         &self,
         value: &V,
         wait: Wait,
     ) -> std::result::Result<(), BytePutError> {
-        let max = self.max_message();
+        let max = self.slot_size();
         // Measured before a slot is claimed: a slot cannot be given back, only published
         // skipped, and a skipped slot counts in `qsize` and holds the queue's room until a
         // consumer passes it.
         let len = postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default())
             .map_err(|e| BytePutError::Encode(e.to_string()))?;
         if len > max {
-            return Err(BytePutError::TooLarge { len, max });
+            return self.put_indirect(len, wait, |dst| match postcard::to_slice(value, dst) {
+                Ok(used) if used.len() == len => Ok(()),
+                // Only a value whose encoding changed between the two passes gets here.
+                Ok(_) | Err(postcard::Error::SerializeBufferFull) => Err(BytePutError::Encode(
+                    "the value's encoding changed between measuring and writing it".into(),
+                )),
+                Err(e) => Err(BytePutError::Encode(e.to_string())),
+            });
         }
         let mut loan = self.write_loan_with(wait)?;
         match postcard::to_slice(value, &mut loan[..]) {
@@ -488,9 +651,9 @@ impl ByteQueue {
             }
             // Only a value whose encoding changed between the two passes gets here;
             // dropping the loan publishes a skipped slot: nothing is sent.
-            Err(postcard::Error::SerializeBufferFull) => {
-                Err(BytePutError::TooLarge { len: 0, max })
-            }
+            Err(postcard::Error::SerializeBufferFull) => Err(BytePutError::Encode(
+                "the value's encoding changed between measuring and writing it".into(),
+            )),
             Err(e) => Err(BytePutError::Encode(e.to_string())),
         }
     }
@@ -501,7 +664,10 @@ impl ByteQueue {
     /// # Errors
     /// [`GetError::Decode`] (the message was taken), [`GetError::Disconnected`],
     /// [`GetError::Corrupt`].
+    ///
+    /// Needs the `serde` feature (on by default).
     #[cfg(feature = "serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     pub fn get_value<V: serde::de::DeserializeOwned>(&self) -> std::result::Result<V, GetError> {
         let loan = self.read_loan()?;
         postcard::from_bytes(&loan).map_err(|e| GetError::Decode(e.to_string()))
@@ -511,12 +677,30 @@ impl ByteQueue {
     ///
     /// # Errors
     /// As [`get_value`](Self::get_value), and [`GetError::Timeout`].
+    ///
+    /// Needs the `serde` feature (on by default).
     #[cfg(feature = "serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     pub fn get_value_timeout<V: serde::de::DeserializeOwned>(
         &self,
         timeout: Duration,
     ) -> std::result::Result<V, GetError> {
         let loan = self.read_loan_with(Wait::timeout(timeout))?;
+        postcard::from_bytes(&loan).map_err(|e| GetError::Decode(e.to_string()))
+    }
+
+    /// Like [`get_value`](Self::get_value), if there is a message; never blocks.
+    ///
+    /// # Errors
+    /// As [`get_value`](Self::get_value), and [`GetError::Empty`].
+    ///
+    /// Needs the `serde` feature (on by default).
+    #[cfg(feature = "serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+    pub fn try_get_value<V: serde::de::DeserializeOwned>(
+        &self,
+    ) -> std::result::Result<V, GetError> {
+        let loan = self.read_loan_with(Wait::Never)?;
         postcard::from_bytes(&loan).map_err(|e| GetError::Decode(e.to_string()))
     }
 
@@ -548,6 +732,21 @@ impl ByteQueue {
         self.qsize() == self.capacity()
     }
 
+    /// [`qsize`](Self::qsize), by the name Rust's collections use.
+    pub fn len(&self) -> usize {
+        self.qsize()
+    }
+
+    /// [`empty`](Self::empty), by the name Rust's collections use.
+    pub fn is_empty(&self) -> bool {
+        self.empty()
+    }
+
+    /// [`full`](Self::full), by the name Rust's collections use.
+    pub fn is_full(&self) -> bool {
+        self.full()
+    }
+
     /// Messages lost with consumers that died holding them (see
     /// [`Queue::lost`](super::Queue::lost)).
     pub fn lost(&self) -> u64 {
@@ -575,7 +774,7 @@ fn ring_get_error(e: MpmcError, wait: Wait) -> GetError {
     }
 }
 
-/// A slot lent by [`ByteQueue::write_loan`]: `max_message` bytes to write in place
+/// A slot lent by [`ByteQueue::write_loan`]: `slot_size` bytes to write in place
 /// (through `DerefMut<Target = [u8]>`), then [`commit`](Self::commit).
 #[must_use = "a write loan publishes nothing unless committed"]
 pub struct ByteWriteLoan<'a> {
@@ -589,10 +788,10 @@ impl ByteWriteLoan<'_> {
     /// Publishes the first `len` bytes of the slot as the message.
     ///
     /// # Errors
-    /// [`BytePutError::TooLarge`] when `len` is above `max_message`: nothing is
+    /// [`BytePutError::TooLarge`] when `len` is above `slot_size`: nothing is
     /// published.
     pub fn commit(mut self, len: usize) -> std::result::Result<(), BytePutError> {
-        let max = self.q.max_message();
+        let max = self.q.slot_size();
         if len > max {
             return Err(BytePutError::TooLarge { len, max });
         }
@@ -612,10 +811,10 @@ impl ByteWriteLoan<'_> {
 impl Deref for ByteWriteLoan<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: we hold the claim: nobody else reads or writes the slot's `max_message`
+        // SAFETY: we hold the claim: nobody else reads or writes the slot's `slot_size`
         // payload bytes, which are in bounds.
         unsafe {
-            core::slice::from_raw_parts(self.q.core.payload_ptr(self.claim()), self.q.max_message())
+            core::slice::from_raw_parts(self.q.core.payload_ptr(self.claim()), self.q.slot_size())
         }
     }
 }
@@ -626,7 +825,7 @@ impl core::ops::DerefMut for ByteWriteLoan<'_> {
         unsafe {
             core::slice::from_raw_parts_mut(
                 self.q.core.payload_ptr(self.claim()),
-                self.q.max_message(),
+                self.q.slot_size(),
             )
         }
     }
@@ -650,8 +849,9 @@ impl fmt::Debug for ByteWriteLoan<'_> {
 /// slot is released on drop.
 pub struct ByteReadLoan<'a> {
     q: &'a ByteQueue,
-    claim: Claim,
-    len: usize,
+    /// Taken by `drop`.
+    claim: Option<Claim>,
+    msg: Msg,
     /// As in [`ByteWriteLoan`].
     _loan: Loan,
 }
@@ -659,22 +859,56 @@ pub struct ByteReadLoan<'a> {
 impl Deref for ByteReadLoan<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: we hold the claim on a published slot; `len <= max_message` was checked
-        // in `pop`; nobody writes the slot until we release it.
-        unsafe { core::slice::from_raw_parts(self.q.core.payload_ptr(&self.claim), self.len) }
+        // SAFETY: we hold the claim on a published slot; the message's bytes lie in its
+        // slot or its block (checked in `pop_with`); nobody writes either until we release
+        // the slot.
+        unsafe { core::slice::from_raw_parts(self.msg.ptr, self.msg.len) }
     }
 }
 
 impl Drop for ByteReadLoan<'_> {
     fn drop(&mut self) {
-        self.q.core.release(self.claim);
+        if let Some(c) = self.claim.take() {
+            self.q.done(c, &self.msg);
+        }
     }
 }
 
 impl fmt::Debug for ByteReadLoan<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ByteReadLoan")
-            .field("len", &self.len)
+            .field("len", &self.msg.len)
+            .field("in_block", &self.msg.indirect)
             .finish_non_exhaustive()
+    }
+}
+
+/// Where a claimed message's bytes are: `len` bytes at `ptr`, in the slot or (`indirect`)
+/// in the block the slot names.
+struct Msg {
+    ptr: *const u8,
+    len: usize,
+    indirect: bool,
+}
+
+/// The `size` bytes of the block at `off`, as a raw slice; `None` when they do not lie in
+/// the arena. The caller holds the claim of the slot that names the block.
+fn block_bytes(arena: &Arena, off: u64, size: u64) -> Option<*mut [u8]> {
+    let words = arena.words(off, size.div_ceil(8)).ok()?;
+    Some(core::ptr::slice_from_raw_parts_mut(
+        words.as_ptr().cast::<u8>().cast_mut(),
+        usize::try_from(size).ok()?,
+    ))
+}
+
+impl crate::object::Shared for ByteQueue {
+    type Of = ByteQueue;
+    fn shared(&self) -> &Obj<ByteQueue> {
+        self.core.obj_ref()
+    }
+    fn rebuild(obj: Obj<ByteQueue>) -> Result<Self> {
+        Ok(ByteQueue {
+            core: Core::new(obj.recast()),
+        })
     }
 }

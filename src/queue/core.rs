@@ -1,19 +1,8 @@
 //! The part every queue handle shares: the ring in the arena, the slots after it, and the
 //! process-local, validated geometry used to reach them.
 //!
-//! # A slot
-//!
-//! | offset          | size     | field                                                  |
-//! |-----------------|----------|--------------------------------------------------------|
-//! | 0               | 8        | stamp (`AtomicU64`, see [`ring`](super::ring))         |
-//! | 8               | 4        | byte queues only: the message's length (the meta word) |
-//! | 12              | 4        | byte queues only: padding                              |
-//! | `payload_off`   | payload  | the message                                            |
-//!
-//! `payload_off` is the header (8 bytes for a typed queue, 16 for a byte queue) rounded
-//! up to the message's alignment, and the stride rounds the slot up to a multiple of 8 and
-//! of that alignment: a `Queue<u64>` slot is 16 bytes, four to a cache line. A slot
-//! published without a message (a dropped put loan) is marked in its stamp, not here.
+//! The slot layout (and the block word of a byte queue's message too long for its slot)
+//! is in [`raw::slots`](crate::raw::slots): arithmetic the arena's finalizer shares.
 //!
 //! The slot array starts right after the [`MpmcRing`], at [`SLOTS_OFFSET`]; after it, on
 //! a 64-byte boundary, comes the table of [`CLAIMERS`] entries in which each thread that
@@ -40,140 +29,17 @@ use crate::arena::ObjectKind;
 use crate::error::{Error, Result};
 use crate::object::{Fresh, Inspect, Obj, Object, Word};
 use crate::raw::mpmc::{
-    self as ring, initial_stamp, Claim, Claimer, MpmcError, MpmcRing, Recovery, Slots, MAX_CAPACITY,
+    self as ring, initial_stamp, Claim, Claimer, MpmcError, MpmcRing, Recovery, Slots,
 };
 use crate::raw::Side;
 use crate::sync::liveness::Procfs;
-use crate::sync::AtomicU64;
+use crate::sync::{AtomicU64, Ordering};
 use crate::SpinPolicy;
 use std::borrow::Cow;
 use std::time::Instant;
 
-/// Where the slot array starts in the block.
-pub(crate) const SLOTS_OFFSET: usize = core::mem::size_of::<MpmcRing>();
-
-/// Entries in a queue's table of claimers: how many threads (of all processes) can use
-/// one queue at once with their claims recorded (module docs).
-pub(crate) const CLAIMERS: usize = 64;
-
-/// Bytes of the table of claimers.
-const TABLE_BYTES: usize = CLAIMERS * core::mem::size_of::<Claimer>();
-
-/// Bytes of a typed queue's slot header (the stamp).
-const TYPED_HEADER: usize = 8;
-/// Bytes of a byte queue's slot header (stamp, length, padding).
-const BYTES_HEADER: usize = 16;
-
-/// The largest alignment a message type may have.
-const MAX_ALIGN: usize = 128;
-
-/// `(payload_off, stride)` of a slot with a `header`-byte header and a `payload`-byte
-/// message aligned to `align` (a power of two), or `None` if it overflows.
-const fn slot_layout(header: usize, payload: usize, align: usize) -> Option<(usize, usize)> {
-    let payload_off = if header > align { header } else { align };
-    let unit = if align > 8 { align } else { 8 };
-    match payload_off.checked_add(payload) {
-        Some(n) => match n.checked_next_multiple_of(unit) {
-            Some(stride) => Some((payload_off, stride)),
-            None => None,
-        },
-        None => None,
-    }
-}
-
-/// `(payload_off, stride)` of a typed queue of `T`, as [`SlotGeometry::new`] computes them, or
-/// `(0, 0)` for a `T` too large for any queue (whose geometry, and so whose queue, can
-/// never be made).
-pub(crate) const fn typed_layout<T>() -> (usize, usize) {
-    match slot_layout(
-        TYPED_HEADER,
-        core::mem::size_of::<T>(),
-        core::mem::align_of::<T>(),
-    ) {
-        Some(l) => l,
-        None => (0, 0),
-    }
-}
-
-/// Process-local, validated geometry of the slot array.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct SlotGeometry {
-    pub cap: u64,
-    pub stride: usize,
-    pub payload_off: usize,
-    pub payload: usize,
-}
-
-impl SlotGeometry {
-    /// The geometry for `cap` slots of `payload` bytes aligned to `align`, typed
-    /// (`with_length: false`) or with a length word per slot (byte queues).
-    pub(crate) fn new(
-        cap: u64,
-        payload: usize,
-        align: usize,
-        with_length: bool,
-    ) -> Result<SlotGeometry> {
-        if cap == 0 {
-            return Err(Error::InvalidArgument(
-                "queue capacity must be at least 1".into(),
-            ));
-        }
-        if cap > MAX_CAPACITY {
-            return Err(Error::InvalidArgument(format!(
-                "queue capacity {cap} is larger than the maximum, {MAX_CAPACITY}"
-            )));
-        }
-        if !align.is_power_of_two() || align > MAX_ALIGN {
-            return Err(Error::InvalidArgument(format!(
-                "message alignment {align} is larger than {MAX_ALIGN}"
-            )));
-        }
-        let header = if with_length {
-            BYTES_HEADER
-        } else {
-            TYPED_HEADER
-        };
-        let (payload_off, stride) = slot_layout(header, payload, align).ok_or_else(|| {
-            Error::InvalidArgument(format!("message of {payload} bytes is too large"))
-        })?;
-        let g = SlotGeometry {
-            cap,
-            stride,
-            payload_off,
-            payload,
-        };
-        g.block_size()?;
-        Ok(g)
-    }
-
-    /// Where the table of claimers starts in the block: after the slots, on a 64-byte
-    /// boundary.
-    pub(crate) fn table_offset(&self) -> Result<usize> {
-        usize::try_from(self.cap)
-            .ok()
-            .and_then(|c| c.checked_mul(self.stride))
-            .and_then(|n| n.checked_add(SLOTS_OFFSET))
-            .and_then(|n| n.checked_next_multiple_of(core::mem::align_of::<Claimer>()))
-            .ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "a queue of {} slots of {} bytes does not fit in memory",
-                    self.cap, self.stride
-                ))
-            })
-    }
-
-    /// Bytes of the whole block: ring, slots and the table of claimers.
-    pub(crate) fn block_size(&self) -> Result<usize> {
-        self.table_offset()?
-            .checked_add(TABLE_BYTES)
-            .ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "a queue of {} slots of {} bytes does not fit in memory",
-                    self.cap, self.stride
-                ))
-            })
-    }
-}
+pub(crate) use crate::raw::slots::{typed_layout, SlotGeometry, CLAIMERS, SLOTS_OFFSET};
+use crate::raw::slots::{BLOCK_WORD, BYTES_HEADER, TABLE_BYTES};
 
 /// The shared ring plus this process's view of its slots.
 #[derive(Clone)]
@@ -426,6 +292,12 @@ impl Core {
         }
     }
 
+    /// The reference this core holds, seen as the object of kind `O` (how a queue
+    /// handle travels: `object::Shared`).
+    pub(crate) fn obj_ref<O: Object<State = MpmcRing, Params = SlotGeometry>>(&self) -> &Obj<O> {
+        self.raw.recast_ref()
+    }
+
     /// The ring, seen as the object of kind `O` (for that kind's `Debug`).
     pub(crate) fn obj_as<O: Object<State = MpmcRing, Params = SlotGeometry>>(&self) -> Obj<O> {
         self.raw.clone().recast()
@@ -472,6 +344,48 @@ impl Core {
         // SAFETY: offset 8 of an in-bounds slot whose header has BYTES_HEADER bytes (byte
         // queues only, the callers of `publish_len` / `len_of`).
         unsafe { self.slot_ptr(c.index).add(8).cast() }
+    }
+
+    /// The block word of a claimed slot of a byte queue (`raw::slots`: the offset of the
+    /// block holding a message too long for the slot, 0 when none).
+    #[inline]
+    pub(crate) fn block_word(&self, c: &Claim) -> &AtomicU64 {
+        debug_assert!(self.geo.bytes, "a typed slot has no block word");
+        // SAFETY: offset BLOCK_WORD of an in-bounds slot whose header has BYTES_HEADER
+        // bytes (byte queues only), 8-aligned (slots are, and BLOCK_WORD is 16); an
+        // `AtomicU64` is valid for any bits; it lives as long as `self.raw`.
+        unsafe { &*self.slot_ptr(c.index).add(BLOCK_WORD).cast::<AtomicU64>() }
+    }
+
+    /// The arena the queue lives in (its heap holds the messages too long for a slot).
+    #[inline]
+    pub(crate) fn arena(&self) -> &crate::Arena {
+        self.raw.block().arena()
+    }
+
+    /// Before a producer writes a claimed slot of a byte queue: frees a block the slot
+    /// still names (a message lost with a consumer that died holding it).
+    #[inline]
+    pub(crate) fn clear_stale(&self, c: &Claim) {
+        // Relaxed: we hold the claim; its Acquire stamp load pairs with the Release
+        // store that freed the slot for this lap, after the word was last written.
+        if self.block_word(c).load(Ordering::Relaxed) != 0 {
+            let _ = self.free_stale(c);
+        }
+    }
+
+    /// Frees the block a claimed slot of a byte queue still names: a message that was
+    /// lost with a consumer that died, or allocated by a producer that died before it
+    /// published (`raw::slots`). A word a peer scribbled on is refused by the heap and
+    /// left (reported as `Corrupt`).
+    #[cold]
+    pub(crate) fn free_stale(&self, c: &Claim) -> Result<(), MpmcError> {
+        use crate::raw::owned::Blocks;
+        self.raw
+            .block()
+            .arena()
+            .free_from(self.block_word(c))
+            .map_err(|_| MpmcError::Corrupt)
     }
 
     /// The payload of a claimed slot (`geo.payload` bytes, aligned as asked at creation).
@@ -597,6 +511,11 @@ impl Core {
         loop {
             let c = self.pop_claim_with(me, wait)?;
             if c.is_skip() {
+                // Relaxed: we hold the claim; its Acquire stamp load pairs with the
+                // Release publish of the skip, after the dead producer's allocation.
+                if self.geo.bytes && self.block_word(&c).load(Ordering::Relaxed) != 0 {
+                    let _ = self.free_stale(&c);
+                }
                 self.release(c);
                 continue;
             }

@@ -92,10 +92,15 @@ impl<T> fmt::Display for PutError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             PutError::Full(_) => "the queue is full: get some items, or use put() to wait",
-            PutError::Timeout(_) => "the queue stayed full until the timeout",
+            PutError::Timeout(_) => {
+                "the queue stayed full until the timeout: wait longer, or let the consumers \
+                 catch up (more of them, or a larger queue)"
+            }
             PutError::Disconnected(_) => "the queue was closed: nothing more can be put",
             PutError::Corrupt(_) => {
-                "the queue's shared state is corrupt (written by a buggy or hostile process)"
+                "the queue's shared state is corrupt (written by a buggy or hostile process): \
+                 a process wrote into the queue's memory outside shmproc; stop using this \
+                 queue and make a new one"
             }
         })
     }
@@ -148,14 +153,22 @@ impl fmt::Display for GetError {
             GetError::Empty => {
                 f.write_str("the queue is empty: put something, or use get() to wait")
             }
-            GetError::Timeout => f.write_str("the queue stayed empty until the timeout"),
+            GetError::Timeout => f.write_str(
+                "the queue stayed empty until the timeout: wait longer, or check that a \
+                 producer is putting",
+            ),
             GetError::Disconnected => {
                 f.write_str("the queue was closed and every item put before the close was taken")
             }
             GetError::Corrupt => f.write_str(
-                "the queue's shared state is corrupt (written by a buggy or hostile process)",
+                "the queue's shared state is corrupt (written by a buggy or hostile process): \
+                 stop using this queue and make a new one",
             ),
-            GetError::Decode(why) => write!(f, "the message could not be decoded: {why}"),
+            GetError::Decode(why) => write!(
+                f,
+                "the message could not be decoded as the requested type: {why} (do the \
+                 sender and the receiver use the same type?); the message was taken"
+            ),
         }
     }
 }
@@ -166,13 +179,17 @@ impl std::error::Error for GetError {}
 /// bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BytePutError {
-    /// The message is longer than the queue's maximum message size. Nothing was sent.
+    /// A write loan's [`commit`](super::ByteWriteLoan::commit) of more bytes than the
+    /// slot holds. Nothing was sent.
     TooLarge {
-        /// Bytes in the message.
+        /// Bytes committed.
         len: usize,
-        /// The queue's maximum.
+        /// The slot's size.
         max: usize,
     },
+    /// No heap block could be had for a message longer than a slot (the arena is at its
+    /// limit). Nothing was sent.
+    NoSpace(String),
     /// `try_put_bytes`: the queue is full.
     Full,
     /// `put_bytes_timeout`: the queue stayed full until the timeout.
@@ -202,18 +219,27 @@ impl fmt::Display for BytePutError {
         match self {
             BytePutError::TooLarge { len, max } => write!(
                 f,
-                "message of {len} bytes is larger than the queue's maximum of {max} bytes: \
-                 make the queue with a larger max_message, or split the message"
+                "a write loan committed {len} bytes, more than its slot's {max}: \
+                 use put_bytes for a message longer than a slot"
+            ),
+            BytePutError::NoSpace(why) => write!(
+                f,
+                "no room in the arena for the message: {why} (a larger Arena::builder().limit(), \
+                 or fewer messages in flight)"
             ),
             BytePutError::Full => {
                 f.write_str("the queue is full: get some messages, or use put_bytes() to wait")
             }
-            BytePutError::Timeout => f.write_str("the queue stayed full until the timeout"),
+            BytePutError::Timeout => f.write_str(
+                "the queue stayed full until the timeout: wait longer, or let the consumers \
+                 catch up (more of them, or a larger queue)",
+            ),
             BytePutError::Disconnected => {
                 f.write_str("the queue was closed: nothing more can be put")
             }
             BytePutError::Corrupt => f.write_str(
-                "the queue's shared state is corrupt (written by a buggy or hostile process)",
+                "the queue's shared state is corrupt (written by a buggy or hostile process): \
+                 stop using this queue and make a new one",
             ),
             BytePutError::Encode(why) => write!(f, "the value could not be encoded: {why}"),
         }

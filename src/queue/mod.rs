@@ -6,7 +6,8 @@
 //! | [`Queue<T>`]         | `multiprocessing.Queue(maxsize)`     | plain data, `T: bytemuck::Pod` |
 //! | [`SimpleQueue<T>`]   | `multiprocessing.SimpleQueue()`      | plain data                    |
 //! | [`JoinableQueue<T>`] | `multiprocessing.JoinableQueue()`    | plain data, with `task_done` / `join` |
-//! | [`ByteQueue`]        | (a `Queue` of `bytes`)               | byte messages up to a maximum; serde values (feature `serde`) |
+//! | [`ByteQueue`]        | (a `Queue` of `bytes`)               | byte messages of any length; serde values (feature `serde`) |
+//! | `ObjQueue<T>`        | `multiprocessing.Queue()` of objects | any serde value, any size (feature `serde`) |
 //!
 //! There is no feeder thread, no pipe and no pickling: a `put` claims a slot of the ring
 //! with one CAS, copies the value in and publishes it with one store; a `get` does the
@@ -28,44 +29,49 @@
 //! **Failure model**: a message lives in exactly one slot and is taken exactly once. A
 //! process that dies *between* claiming a slot and publishing or releasing it (a few
 //! instructions for `put` / `get`, the whole loan for the loan API) leaves that slot
-//! claimed, and the queue stops at it, as Python's `Queue` can be corrupted by a process
-//! killed while using it. A peer that scribbles on the ring's shared state can make
+//! claimed; the survivors that wait at it find the claim's holder dead (within ~100 ms)
+//! and end the claim in its place: a dead producer's slot is skipped (its message was
+//! never sent), a dead consumer's released (its message is lost, and counted in
+//! [`Queue::lost`]). Everything else arrives exactly once ([`raw::mpmc`](crate::raw::mpmc),
+//! "A party that dies"). A peer that scribbles on the ring's shared state can make
 //! calls fail (`Corrupt`) or wait, never make this process read or write out of bounds:
 //! every index read from shared memory is checked, and the slot geometry is validated when
 //! a queue is opened.
 //!
 //! ```
-//! use shmproc::queue::Queue;
+//! use shmproc::{queue::Queue, Process};
 //! let q = Queue::<u64>::new(16)?;
-//! // SAFETY: this doctest is single-threaded.
-//! let pid = unsafe { libc::fork() };
-//! if pid == 0 {
-//!     for i in 0..100 {
-//!         q.put(i).unwrap();
+//! let mut producer = Process::new({
+//!     let q = q.clone();
+//!     move || {
+//!         for i in 0..100 {
+//!             q.put(i).unwrap();
+//!         }
+//!         q.close(); // instead of one `None` per consumer
 //!     }
-//!     q.close();
-//!     // SAFETY: leave the child without running the parent's exit handlers.
-//!     unsafe { libc::_exit(0) };
-//! }
+//! });
+//! producer.start()?;
 //! let mut sum = 0;
 //! while let Ok(v) = q.get() {
 //!     sum += v;
 //! }
 //! assert_eq!(sum, 4950);
-//! let mut status = 0;
-//! // SAFETY: waiting for our own child.
-//! unsafe { libc::waitpid(pid, &mut status, 0) };
-//! # Ok::<(), shmproc::Error>(())
+//! assert_eq!(producer.join()?, 0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod bytes;
 mod core;
 mod error;
+#[cfg(feature = "serde")]
+mod obj;
 mod typed;
 
 #[cfg(all(test, not(shmproc_loom)))]
 mod tests;
 
-pub use bytes::{ByteQueue, ByteReadLoan, ByteWriteLoan, MAX_MESSAGE};
+pub use bytes::{ByteQueue, ByteReadLoan, ByteWriteLoan, MAX_SLOT, MIN_SLOT};
 pub use error::{BytePutError, GetError, JoinError, PutError, TaskDoneError};
+#[cfg(feature = "serde")]
+pub use obj::{ObjQueue, OBJ_SLOT};
 pub use typed::{GetLoan, JoinableQueue, PutLoan, Queue, SimpleQueue};

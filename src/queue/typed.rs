@@ -554,6 +554,28 @@ impl<T: Pod> Queue<T> {
         self.qsize() == self.capacity()
     }
 
+    /// [`qsize`](Self::qsize), by the name Rust's collections use.
+    ///
+    /// ```
+    /// let q = shmproc::queue::Queue::<u8>::new(2)?;
+    /// q.put(1).unwrap();
+    /// assert_eq!((q.len(), q.is_empty(), q.is_full()), (1, false, false));
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn len(&self) -> usize {
+        self.qsize()
+    }
+
+    /// [`empty`](Self::empty), by the name Rust's collections use.
+    pub fn is_empty(&self) -> bool {
+        self.empty()
+    }
+
+    /// [`full`](Self::full), by the name Rust's collections use.
+    pub fn is_full(&self) -> bool {
+        self.full()
+    }
+
     /// The number of slots (`maxsize`).
     pub fn capacity(&self) -> usize {
         self.core.geo().cap as usize
@@ -725,6 +747,11 @@ impl<T: Pod> SimpleQueue<T> {
 
     /// True when the queue holds nothing (approximate under concurrency).
     pub fn empty(&self) -> bool {
+        self.q.empty()
+    }
+
+    /// [`empty`](Self::empty), by the name Rust's collections use.
+    pub fn is_empty(&self) -> bool {
         self.q.empty()
     }
 }
@@ -1006,8 +1033,57 @@ impl<T: Pod> JoinableQueue<T> {
         self.q.full()
     }
 
+    /// [`qsize`](Self::qsize), by the name Rust's collections use.
+    pub fn len(&self) -> usize {
+        self.qsize()
+    }
+
+    /// [`empty`](Self::empty), by the name Rust's collections use.
+    pub fn is_empty(&self) -> bool {
+        self.empty()
+    }
+
+    /// [`full`](Self::full), by the name Rust's collections use.
+    pub fn is_full(&self) -> bool {
+        self.full()
+    }
+
     /// The number of slots.
     pub fn capacity(&self) -> usize {
         self.q.capacity()
+    }
+}
+
+impl<T: Pod> crate::object::Shared for Queue<T> {
+    type Of = Queue<T>;
+    fn shared(&self) -> &Obj<Queue<T>> {
+        self.core.obj_ref()
+    }
+    fn rebuild(obj: Obj<Queue<T>>) -> Result<Self> {
+        Self::from_core(Core::new(obj.recast()))
+    }
+}
+
+impl<T: Pod> crate::object::Shared for SimpleQueue<T> {
+    type Of = Queue<T>;
+    fn shared(&self) -> &Obj<Queue<T>> {
+        self.q.core.obj_ref()
+    }
+    fn rebuild(obj: Obj<Queue<T>>) -> Result<Self> {
+        Ok(SimpleQueue {
+            q: Queue::from_core(Core::new(obj.recast()))?,
+        })
+    }
+}
+
+impl<T: Pod> crate::object::Shared for JoinableQueue<T> {
+    type Of = JoinableQueue<T>;
+    fn shared(&self) -> &Obj<JoinableQueue<T>> {
+        self.q.core.obj_ref()
+    }
+    fn rebuild(obj: Obj<JoinableQueue<T>>) -> Result<Self> {
+        Ok(JoinableQueue {
+            q: Queue::from_core(Core::new(obj.recast()))?,
+        })
     }
 }

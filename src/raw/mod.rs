@@ -93,6 +93,7 @@ pub mod mpmc;
 pub mod owned;
 pub mod rlock;
 pub mod semaphore;
+pub(crate) mod slots;
 pub mod spsc;
 
 // The shim lives in `src/sync/` (layer 8, below this one); it is published here, with

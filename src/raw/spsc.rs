@@ -165,8 +165,14 @@ pub enum ByteRingError {
     Broken,
     /// Shared indices or a frame header are impossible: memory was overwritten.
     Corrupt(&'static str),
-    /// The message is longer than the limit the reader gave (nothing was consumed).
-    TooLong(u64),
+    /// The message (`len` bytes) is longer than the limit the reader gave (`max`);
+    /// nothing was consumed.
+    TooLong {
+        /// Bytes in the message.
+        len: u64,
+        /// The reader's limit.
+        max: u64,
+    },
     /// The deadline passed part-way through a message of this many bytes, too long to be
     /// whole in the ring: its part read is dropped, and the rest is skipped by the next
     /// receive.
@@ -1421,7 +1427,7 @@ impl ByteRing {
             None => self.peek(buf, deadline, spin, who)?,
         };
         if len > max {
-            return Err(ByteRingError::TooLong(len));
+            return Err(ByteRingError::TooLong { len, max });
         }
         // Never trust a length from shared memory with an allocation: grow as bytes come.
         let mut v = Vec::with_capacity(len.min(1 << 20) as usize);
