@@ -227,12 +227,12 @@ define() {
 
   # ---- raw::dict (SharedDict's seqlock) -------------------------------------------------
   bug D1 "dict: no Acquire fence in the reader"
-  edit src/raw/dict.rs $'                fence(Ordering::Acquire);\n' ''
-  check loom dict reader_sees_old_or_new_value_never_a_mix
+  edit src/raw/dict/mod.rs $'                fence(Ordering::Acquire);\n' ''
+  check loom dict reader_never_sees_a_replaced_value_torn_or_reused
 
   bug D2 "dict: no Release fence in the writer"
-  edit src/raw/dict.rs $'        fence(Ordering::Release);\n' ''
-  check loom dict reader_sees_old_or_new_value_never_a_mix
+  edit src/raw/dict/mod.rs $'        fence(Ordering::Release);\n' ''
+  check loom dict reader_never_sees_a_replaced_value_torn_or_reused
 
   # ---- raw::heap -----------------------------------------------------------------------
   bug H1 "heap: the repair after a dead holder is skipped"

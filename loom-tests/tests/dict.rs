@@ -9,163 +9,33 @@
 //!
 //! The dict starts with the smallest index loom builds use (2 slots: one entry fills it),
 //! so that the second insert grows it; values are two words whose halves are equal, so a
-//! torn copy shows. The blocks come from [`ModelBlocks`], a first-fit allocator over a
+//! torn copy shows. The blocks come from [`LoomBlocks`], a first-fit allocator over a
 //! vector of loom atomics that reuses freed blocks at once: a reader that raced a free
 //! reads a block already rewritten by its next owner, and must throw that read away.
 #![cfg(shmproc_loom)]
 
-use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 use shmproc::raw::dict::{finalize, CrashAfter, DictTable, RawDict};
-use shmproc::raw::owned::Blocks;
 use shmproc::raw::sync::liveness::{Liveness, Scripted};
-use shmproc::Error;
 use shmproc::SpinPolicy;
-use std::sync::Mutex;
 
-/// Words of the model's memory (offsets `BASE..BASE + 8 * WORDS`).
+mod common;
+use common::LoomBlocks;
+
+/// Words of the model's memory.
 const WORDS: usize = 96;
-/// The offset of word 0: not 0 (0 means "no block"), and 64-aligned (an index block is).
-const BASE: u64 = 64;
-/// What a freed block is filled with.
-const POISON: u64 = 0xdead_dead_dead_dead;
-
-/// A heap over loom atomics: the model's shared memory. Allocation decisions happen under
-/// a std mutex with no loom operation inside (so a loom switch never finds it held); the
-/// stores into the memory (zeroing, the naming word) are loom operations after it.
-struct ModelBlocks {
-    words: Vec<AtomicU64>,
-    /// Blocks: (first word, words, allocated).
-    table: Mutex<Vec<(usize, usize, bool)>>,
-}
-
-impl ModelBlocks {
-    fn new() -> ModelBlocks {
-        ModelBlocks {
-            words: (0..WORDS).map(|_| AtomicU64::new(0)).collect(),
-            table: Mutex::new(vec![(0, WORDS, false)]),
-        }
-    }
-
-    fn index(off: u64) -> Option<usize> {
-        (off >= BASE && off % 8 == 0).then(|| ((off - BASE) / 8) as usize)
-    }
-
-    /// Blocks allocated now.
-    fn allocated(&self) -> usize {
-        self.table.lock().unwrap().iter().filter(|b| b.2).count()
-    }
-}
-
-impl Blocks for ModelBlocks {
-    fn alloc_into(
-        &self,
-        word: &AtomicU64,
-        size: u64,
-        align: u64,
-        zeroed: bool,
-    ) -> shmproc::Result<u64> {
-        let want = size.div_ceil(8) as usize;
-        let at = {
-            let mut t = self.table.lock().unwrap();
-            let fit = t.iter().position(|&(start, len, used)| {
-                let off = BASE + 8 * start as u64;
-                let pad = (off.next_multiple_of(align) - off) as usize / 8;
-                !used && len >= pad + want
-            });
-            let Some(i) = fit else {
-                return Err(Error::OutOfSpace {
-                    requested: size,
-                    available: 0,
-                });
-            };
-            let (start, len, _) = t[i];
-            let off = BASE + 8 * start as u64;
-            let pad = (off.next_multiple_of(align) - off) as usize / 8;
-            t.remove(i);
-            let mut pieces = vec![(start + pad, want, true)];
-            if pad > 0 {
-                pieces.insert(0, (start, pad, false));
-            }
-            if len > pad + want {
-                pieces.push((start + pad + want, len - pad - want, false));
-            }
-            for (n, p) in pieces.into_iter().enumerate() {
-                t.insert(i + n, p);
-            }
-            start + pad
-        };
-        if zeroed {
-            for w in &self.words[at..at + want] {
-                w.store(0, Ordering::Relaxed);
-            }
-        }
-        let off = BASE + 8 * at as u64;
-        // Relaxed: as the heap's own store of the naming word (under its lock, which the
-        // model's mutex stands for); the dict orders what it publishes itself.
-        word.store(off, Ordering::Relaxed);
-        Ok(off)
-    }
-
-    fn free_from(&self, word: &AtomicU64) -> shmproc::Result<()> {
-        // Relaxed: the word's owner holds the dict's lock (or is the finalizer).
-        let off = word.load(Ordering::Relaxed);
-        if off == 0 {
-            return Ok(());
-        }
-        let at = Self::index(off);
-        let (start, len) = {
-            let mut t = self.table.lock().unwrap();
-            let Some(b) = t.iter_mut().find(|b| Some(b.0) == at && b.2) else {
-                return Err(Error::Corrupt(format!("no block at {off}")));
-            };
-            b.2 = false;
-            (b.0, b.1)
-        };
-        // A freed block is written at once, as the heap writes its free-list links into
-        // its first 16 bytes: a reader still reading it sees the poison (and must throw
-        // it away).
-        for w in &self.words[start..start + len.min(2)] {
-            w.store(POISON, Ordering::Relaxed);
-        }
-        word.store(0, Ordering::Relaxed);
-        Ok(())
-    }
-
-    fn words(&self, offset: u64, count: u64) -> shmproc::Result<&[AtomicU64]> {
-        match Self::index(offset) {
-            Some(i)
-                if (i as u64)
-                    .checked_add(count)
-                    .is_some_and(|e| e <= WORDS as u64) =>
-            {
-                Ok(&self.words[i..i + count as usize])
-            }
-            _ => Err(Error::Corrupt(format!("{count} words at {offset}"))),
-        }
-    }
-
-    fn block_len(&self, offset: u64) -> shmproc::Result<u64> {
-        let at = Self::index(offset);
-        let t = self.table.lock().unwrap();
-        t.iter()
-            .find(|b| Some(b.0) == at && b.2)
-            .map(|b| 8 * b.1 as u64)
-            .ok_or_else(|| Error::Corrupt(format!("no block at {offset}")))
-    }
-}
 
 struct World {
     raw: RawDict,
-    blocks: ModelBlocks,
+    blocks: LoomBlocks,
 }
 
 /// A dict holding `k1 -> val(1)`: its index full (2 slots, one entry).
 fn world() -> Arc<World> {
     let w = Arc::new(World {
         raw: RawDict::new(7),
-        blocks: ModelBlocks::new(),
+        blocks: LoomBlocks::new(WORDS),
     });
     table(&w, Scripted::alive(9))
         .insert(b"k1", &val(1))
@@ -173,7 +43,7 @@ fn world() -> Arc<World> {
     w
 }
 
-fn table(w: &World, who: Scripted) -> DictTable<'_, ModelBlocks, Scripted> {
+fn table(w: &World, who: Scripted) -> DictTable<'_, LoomBlocks, Scripted> {
     DictTable::new(&w.raw, &w.blocks, who, SpinPolicy::default())
 }
 
@@ -189,7 +59,7 @@ fn uniform(v: &[u8]) -> u64 {
     u64::from_le_bytes(a.try_into().unwrap())
 }
 
-fn get(t: &DictTable<'_, ModelBlocks, Scripted>, key: &[u8]) -> Option<u64> {
+fn get(t: &DictTable<'_, LoomBlocks, Scripted>, key: &[u8]) -> Option<u64> {
     let mut out = Vec::new();
     t.get(key, &mut out).then(|| uniform(&out))
 }

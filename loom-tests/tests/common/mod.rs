@@ -1,5 +1,8 @@
 //! What the loom models share: a heap of loom words (`LoomBlocks`), the `Blocks` of the
-//! algorithms that own blocks (lists, byte queues), in models.
+//! algorithms that own blocks (lists, dicts, byte queues), in models. First fit, so a
+//! freed block is handed out again at once; its first words poisoned as the real heap's
+//! free-list links overwrite them: a reader that raced a free reads garbage, and must
+//! throw that read away.
 #![allow(dead_code)]
 
 use loom::sync::atomic::{AtomicU64, Ordering};
@@ -8,6 +11,9 @@ use shmproc::Error;
 
 /// The offset of the heap's first word (so that 0 is no block).
 pub const BASE: u64 = 4096;
+
+/// What a freed block's first two words are overwritten with.
+pub const POISON: u64 = 0xdead_dead_dead_dead;
 
 /// A heap of `mem.len()` loom words.
 pub struct LoomBlocks {
@@ -49,16 +55,18 @@ impl Blocks for LoomBlocks {
         &self,
         word: &AtomicU64,
         size: u64,
-        _align: u64,
+        align: u64,
         zeroed: bool,
     ) -> shmproc::Result<u64> {
         let n = size.div_ceil(8).max(1) as usize;
         // The whole operation under the allocator's lock (a loom mutex: it orders one
         // allocator's tags and words for the next, as the real heap's lock does).
         let mut taken = self.taken.lock().unwrap();
-        // First fit, 16-byte aligned (an even word).
+        // First fit, aligned to `align` (at least 16 bytes: an even word; `BASE` is
+        // aligned to any alignment a model asks for).
+        let step = (align / 8).max(2) as usize;
         let at = (0..self.mem.len().saturating_sub(n))
-            .step_by(2)
+            .step_by(step)
             .find(|&i| taken[i..i + n].iter().all(|&b| !b))
             .ok_or(Error::OutOfSpace {
                 requested: size,
@@ -93,6 +101,12 @@ impl Blocks for LoomBlocks {
             .ok_or_else(|| Error::Corrupt(format!("free of {off:#x}")))?;
         let n = self.tags[at].swap(0, Ordering::Relaxed) as usize;
         taken[at..at + n].iter_mut().for_each(|b| *b = false);
+        // A freed block is written at once, as the real heap writes its free-list links
+        // into its first 16 bytes: a reader still reading it sees the poison (and must
+        // throw that read away).
+        for w in &self.mem[at..at + n.min(2)] {
+            w.store(POISON, Ordering::Relaxed);
+        }
         word.store(0, Ordering::Relaxed);
         Ok(())
     }
