@@ -15,7 +15,7 @@ use shmproc::process::{
     RunResult, StartMethod,
 };
 use shmproc::queue::{ByteQueue, ObjQueue};
-use shmproc::shared::SharedList;
+use shmproc::shared::{SharedDict, SharedList};
 use shmproc::{
     Arena, Array, Barrier, BoundedSemaphore, Condition, Connection, Event, Lock, Queue, RLock,
     Semaphore, Value,
@@ -308,6 +308,7 @@ struct Shared {
     sum: Value<u64>,
     results: Queue<u64>,
     notes: ByteQueue,
+    done: SharedDict,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -333,6 +334,9 @@ fn worker(a: WorkerArgs) -> Result<(), String> {
     s.notes
         .put_bytes(&vec![a.id as u8; a.id as usize * 1000])
         .map_err(|x| e(&x))?;
+    s.done
+        .insert(format!("worker {}", a.id).as_bytes(), &a.id.to_le_bytes())
+        .map_err(|x| e(&x))?;
     let mut check = 0u64;
     for i in 0..ROUNDS {
         let v = a.id * 1_000_000 + i;
@@ -352,6 +356,7 @@ fn sixteen_workers(arena: &Arena, methods: &[StartMethod]) {
         sum: Value::new_in(arena, 0).unwrap(),
         results: Queue::new_in(arena, 64).unwrap(),
         notes: ByteQueue::new_in(arena, 64, 64).unwrap(),
+        done: SharedDict::new_in(arena).unwrap(),
     };
     let mut procs = Vec::new();
     let mut ends = Vec::new();
@@ -396,6 +401,15 @@ fn sixteen_workers(arena: &Arena, methods: &[StartMethod]) {
     let mut ids: Vec<u64> = (0..n).map(|_| shared.results.get().unwrap()).collect();
     ids.sort_unstable();
     assert_eq!(ids, (1..=n).collect::<Vec<_>>());
+    assert_eq!(shared.done.len(), n as usize);
+    for id in 1..=n {
+        let v = shared.done.get(format!("worker {id}").as_bytes());
+        assert_eq!(
+            v,
+            Some(id.to_le_bytes().to_vec()),
+            "worker {id} in the dict"
+        );
+    }
     let mut notes: Vec<Vec<u8>> = (0..n).map(|_| shared.notes.get_bytes().unwrap()).collect();
     notes.sort();
     for (i, note) in notes.iter().enumerate() {
