@@ -124,6 +124,8 @@ fn rounds(base: usize) -> usize {
 struct Raw {
     base: *mut u8,
     len: u64,
+    /// The writes made through this mapping since `take_log`: (offset, old, new).
+    log: std::cell::RefCell<Vec<(u64, u64, u64)>>,
 }
 
 impl Raw {
@@ -150,6 +152,7 @@ impl Raw {
         Raw {
             base: base.cast(),
             len,
+            log: Default::default(),
         }
     }
 
@@ -170,7 +173,8 @@ impl Raw {
     }
 
     fn w64(&self, off: u64, v: u64) {
-        self.word64(off).store(v, Ordering::SeqCst)
+        let old = self.word64(off).swap(v, Ordering::SeqCst);
+        self.log.borrow_mut().push((off, old, v));
     }
 
     fn r32(&self, off: u64) -> u32 {
@@ -178,7 +182,18 @@ impl Raw {
     }
 
     fn w32(&self, off: u64, v: u32) {
-        self.word32(off).store(v, Ordering::SeqCst)
+        let old = self.word32(off).swap(v, Ordering::SeqCst);
+        self.log.borrow_mut().push((off, old.into(), v.into()));
+    }
+
+    /// The writes since the last call, described by `name` (a field's name from an
+    /// offset).
+    fn take_log(&self, name: impl Fn(u64) -> String) -> String {
+        let log = std::mem::take(&mut *self.log.borrow_mut());
+        log.iter()
+            .map(|&(off, old, new)| format!("{} {old:#x} -> {new:#x}", name(off)))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -239,6 +254,27 @@ impl QueueLayout {
 
     fn entry(&self, e: u64) -> u64 {
         self.table + e * core::mem::size_of::<Claimer>() as u64
+    }
+
+    /// The name of the word at arena offset `off`.
+    fn field(&self, off: u64) -> String {
+        let slots = self.slot(0);
+        let entry = core::mem::size_of::<Claimer>() as u64;
+        match off.wrapping_sub(self.ring) {
+            0 => "head".into(),
+            128 => "tail".into(),
+            r @ 256..=383 => format!("wake+{}", r - 256),
+            r @ 384..=511 => format!("tasks+{}", r - 384),
+            _ if off >= self.table => {
+                let r = off - self.table;
+                format!("claimer[{}]+{}", r / entry, r % entry)
+            }
+            _ => {
+                let r = off - slots;
+                let part = if r % self.stride == 0 { "stamp" } else { "len" };
+                format!("slot[{}].{part}", r / self.stride)
+            }
+        }
     }
 }
 
@@ -347,6 +383,10 @@ struct Meter {
     /// Largest `elapsed - run-queue wait - timeout`.
     max_over: i128,
     outcomes: BTreeMap<String, u64>,
+    /// The call and outcome of `max_over`.
+    worst: String,
+    /// The writes made before the batch of calls that runs now (for `worst`).
+    context: String,
 }
 
 impl Meter {
@@ -363,16 +403,24 @@ impl Meter {
         let over = over_raw - waited.as_nanos() as i128;
         assert!(
             elapsed <= timeout + HANG_GUARD,
-            "{what} (timeout {timeout:?}) took {elapsed:?}: a hang ({outcome})"
+            "{what} (timeout {timeout:?}) took {elapsed:?}: a hang ({outcome}, after {})",
+            self.context
         );
         assert!(
             over <= SLACK.as_nanos() as i128,
             "{what} (timeout {timeout:?}) took {elapsed:?} ({waited:?} of it waiting for a \
-             CPU): past its timeout + {SLACK:?} ({outcome})"
+             CPU): past its timeout + {SLACK:?} ({outcome}, after {})",
+            self.context
         );
         self.calls += 1;
         self.max_over_raw = self.max_over_raw.max(over_raw);
-        self.max_over = self.max_over.max(over);
+        if over > self.max_over || self.calls == 1 {
+            self.max_over = over;
+            self.worst = format!(
+                "{what} (timeout {timeout:?}): {outcome}, after {}",
+                self.context
+            );
+        }
         *self
             .outcomes
             .entry(format!("{what}: {outcome}"))
@@ -382,10 +430,11 @@ impl Meter {
     fn report(&self, primitive: &str) {
         println!(
             "{primitive}: {} calls; max overshoot past the timeout {:.2} ms raw, {:.2} ms less \
-             run-queue wait",
+             run-queue wait ({})",
             self.calls,
             self.max_over_raw as f64 / 1e6,
-            self.max_over as f64 / 1e6
+            self.max_over as f64 / 1e6,
+            self.worst
         );
         for (k, n) in &self.outcomes {
             println!("    {k}: {n}");
@@ -811,6 +860,8 @@ fn scribble_rounds<Q>(
             for _ in 0..1 + rng.below(4) {
                 scribble_queue(&mut rng, &l, &raw);
             }
+            m.context += &raw.take_log(|off| l.field(off));
+            m.context += "; ";
             calls(&mut rng, &q, &mut m);
         }
         // A snapshot and the inspector read the wrecked state without panicking.
@@ -819,6 +870,7 @@ fn scribble_rounds<Q>(
             let _ = shmproc::inspect::state(&snap, o);
         }
         assert!(snap.problems.is_empty(), "{:?}", snap.problems);
+        m.context.clear();
         drop(q);
         arena.unlink_object(&obj).expect("unlink");
     }
