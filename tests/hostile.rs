@@ -348,9 +348,11 @@ fn locate_pipe(arena: &Arena, cap: u64) -> PipeLayout {
         block: pipe.offset + OBJ_HEADER,
         cap,
     };
-    assert_eq!(
-        pipe.size,
-        2 * core::mem::size_of::<ByteRing>() as u64 + 2 * cap
+    // Two rings' states, then one buffer (one-way) or two (duplex).
+    let states = 2 * core::mem::size_of::<ByteRing>() as u64;
+    assert!(
+        pipe.size == states + cap || pipe.size == states + 2 * cap,
+        "{pipe:?}"
     );
     l
 }
@@ -1202,6 +1204,70 @@ fn untimed_calls_on_a_corrupt_ring() {
         label(&r)
     });
     drop(b);
+    // A pipe whose next chunk header is impossible (a message beginning with a middle
+    // chunk; a payload longer than a chunk may be; a first chunk announcing more than
+    // 2^48 bytes): the untimed receive reports it, and so does every later one.
+    for (case, header, length) in [
+        ("middle chunk first", MARK | 8, None),
+        (
+            "chunk longer than the ring",
+            MARK | FIRST | LAST | 4096,
+            None,
+        ),
+        (
+            "message of 2^48 + 1 bytes",
+            MARK | FIRST | 8,
+            Some((1u64 << 48) + 1),
+        ),
+        (
+            "message of u64::MAX bytes",
+            MARK | FIRST | 8,
+            Some(u64::MAX),
+        ),
+    ] {
+        let (a, c) = Pipe::new_in(&arena, false, 256).unwrap();
+        let raw = Raw::map(&name);
+        let l = locate_pipe(&arena, 256);
+        c.send_bytes(&[7; 8]).unwrap();
+        // One-way pipe: end 1 sends, end 0 reads ring 0.
+        assert_eq!(
+            raw.r32(l.ring(0) + 16),
+            16,
+            "tail after a message of 8 bytes"
+        );
+        raw.w64(l.buf(0), header);
+        if let Some(len) = length {
+            raw.w64(l.buf(0) + 8, len);
+        }
+        for round in ["recv_bytes", "recv_bytes again"] {
+            m.call(&format!("{round} ({case})"), patience, || {
+                let r = a.recv_bytes();
+                assert!(r.is_err(), "{case}: {r:?}");
+                label(&r)
+            });
+        }
+        drop((a, c));
+    }
+    // A first chunk announcing 2^40 bytes (a length the frame protocol allows), and a
+    // writer that then goes away: the untimed receive ends (no allocation of the
+    // announced length, no wait for bytes that cannot come).
+    let (a, c) = Pipe::new_in(&arena, false, 256).unwrap();
+    let raw = Raw::map(&name);
+    let l = locate_pipe(&arena, 256);
+    c.send_bytes(&[7; 8]).unwrap();
+    raw.w64(l.buf(0), MARK | FIRST | 8);
+    raw.w64(l.buf(0) + 8, 1 << 40);
+    drop(c);
+    m.call(
+        "recv_bytes (2^40 bytes announced, writer gone)",
+        patience,
+        || {
+            let r = a.recv_bytes();
+            assert!(r.is_err(), "{r:?}");
+            label(&r)
+        },
+    );
+    drop(a);
     m.report("untimed calls");
     Arena::unlink_name(&name).ok();
 }
