@@ -1186,6 +1186,21 @@ fn untimed_calls_on_a_corrupt_ring() {
     quick.report("try_put on an impossible stamp");
     drop(q);
     arena.unlink_object("t").unwrap();
+    // A JoinableQueue whose shared count of unfinished tasks a peer raised (the task
+    // journals say none is unfinished): `join` looks at the journals on the liveness
+    // schedule and returns, rather than waiting for tasks that do not exist.
+    let j = JoinableQueue::<u64>::create(&arena, "j", 4).unwrap();
+    let raw = Raw::map(&name);
+    let l = locate_queue(&arena, &raw, "j", 4, 8, false);
+    j.put(1).unwrap();
+    assert_eq!(j.get(), Ok(1));
+    j.task_done().unwrap();
+    raw.w64(l.ring + 384, 5);
+    m.call("join (unfinished raised to 5)", patience, || {
+        label(&j.join())
+    });
+    drop(j);
+    arena.unlink_object("j").unwrap();
     // A byte message whose length is impossible: dropped, `Corrupt`.
     let b = ByteQueue::create(&arena, "b", 4, 16).unwrap();
     let raw = Raw::map(&name);
