@@ -756,7 +756,10 @@ impl ByteQueue {
     /// Claims of dead processes that survivors ended (see
     /// [`Queue::recovered`](super::Queue::recovered)).
     pub fn recovered(&self) -> u64 {
-        self.core.ring().skipped() + self.core.ring().lost()
+        self.core
+            .ring()
+            .skipped()
+            .saturating_add(self.core.ring().lost())
     }
 }
 

@@ -599,7 +599,10 @@ impl<T: Pod> Queue<T> {
     /// Claims of dead processes that survivors ended, since the queue was made: puts
     /// published skipped (nothing lost) plus the [`lost`](Self::lost) gets.
     pub fn recovered(&self) -> u64 {
-        self.core.ring().skipped() + self.core.ring().lost()
+        self.core
+            .ring()
+            .skipped()
+            .saturating_add(self.core.ring().lost())
     }
 }
 
