@@ -22,8 +22,8 @@
 //! The raw overshoot is printed beside it, and is bounded by the hang guard
 //! (`HANG_GUARD`) only.
 //!
-//! `SHMPROC_HOSTILE_ROUNDS` multiplies the rounds (default: about 6,000 calls, ~20 s); `SHMPROC_HOSTILE_SEED` fixes the
-//! random seed (printed at the start of each test).
+//! `SHMPROC_HOSTILE_ROUNDS` multiplies the rounds (default: about 6,000 calls, ~20 s);
+//! `SHMPROC_HOSTILE_SEED` fixes the random seed (printed at the start of each test).
 
 use shmproc::arena::Arena;
 use shmproc::pipe::Pipe;
