@@ -241,6 +241,8 @@ impl Core {
     }
 
     /// [`enter`](Self::enter), for the word only (in a register, on the fast path).
+    /// Cold: the cache's hit is the fall-through of every claim.
+    #[cold]
     #[inline(never)]
     fn enter_word(&self) -> usize {
         self.enter().word
@@ -457,6 +459,22 @@ impl Core {
     /// [`fixed_layout_matches(layout)`](Self::fixed_layout_matches) is true.
     #[inline(always)]
     pub(crate) unsafe fn fixed(&self, layout: (usize, usize)) -> Fixed<'_> {
+        // SAFETY: the caller's contract.
+        unsafe { self.fixed_with(layout, self.intent(0)) }
+    }
+
+    /// [`fixed`](Self::fixed) with the intent word `me` the caller already found (a slow
+    /// path, after the fast path's lookup: the lookup is most of what recording claims
+    /// costs a claim).
+    ///
+    /// # Safety
+    /// As [`fixed`](Self::fixed).
+    #[inline(always)]
+    pub(crate) unsafe fn fixed_with<'a>(
+        &'a self,
+        layout: (usize, usize),
+        me: &'a AtomicU64,
+    ) -> Fixed<'a> {
         debug_assert!(self.fixed_layout_matches(layout));
         Fixed {
             ring: self.ring(),
@@ -465,7 +483,7 @@ impl Core {
             mark_bit: self.mark_bit,
             payload_off: layout.0,
             stride: layout.1,
-            me: self.intent(0),
+            me,
         }
     }
 

@@ -10,6 +10,7 @@ use crate::raw::mpmc::MpmcRing;
 use crate::raw::mpmc::{Claim, JoinStop, MpmcError};
 use crate::sync::liveness::Procfs;
 use crate::sync::time;
+use crate::sync::AtomicU64;
 use crate::SpinPolicy;
 use bytemuck::Pod;
 use std::fmt;
@@ -104,6 +105,13 @@ impl<T: Pod> Queue<T> {
     fn slots(&self) -> Fixed<'_> {
         // SAFETY: every `Queue<T>` was made by `from_core`, which checked the layout.
         unsafe { self.core.fixed(Self::LAYOUT) }
+    }
+
+    /// [`slots`](Self::slots) with this thread's intent word already found.
+    #[inline(always)]
+    fn slots_with<'a>(&'a self, me: &'a AtomicU64) -> Fixed<'a> {
+        // SAFETY: as in `slots`.
+        unsafe { self.core.fixed_with(Self::LAYOUT, me) }
     }
 
     /// A handle on `core`, whose geometry was made by [`Self::geometry`].
@@ -248,7 +256,7 @@ impl<T: Pod> Queue<T> {
                 Self::write_and_publish(&s, c, value);
                 Ok(())
             }
-            None => self.put_slow(value, wait),
+            None => self.put_slow(value, wait, s.me()),
         }
     }
 
@@ -256,12 +264,19 @@ impl<T: Pod> Queue<T> {
     // view by reference to a function out of line made every put and get build it in
     // memory first (tried: 86 -> 110 instructions per put plus get). The ring's claim then
     // makes its one fast attempt again before the full loop: two loads of lines the
-    // failed attempt has just read, on a path that goes on to retry, spin or sleep.
+    // failed attempt has just read, on a path that goes on to retry, spin or sleep. They
+    // take the intent word the fast path found (one pointer, in a register): looking it
+    // up again cost MPMC 2x2 most of what recording claims added to it.
     #[inline(never)]
-    fn put_slow(&self, value: T, wait: Wait) -> std::result::Result<(), (MpmcError, T)> {
-        match self.core.push_claim(wait) {
+    fn put_slow(
+        &self,
+        value: T,
+        wait: Wait,
+        me: &AtomicU64,
+    ) -> std::result::Result<(), (MpmcError, T)> {
+        match self.core.push_claim_with(me, wait) {
             Ok(c) => {
-                Self::write_and_publish(&self.slots(), c, value);
+                Self::write_and_publish(&self.slots_with(me), c, value);
                 Ok(())
             }
             Err(e) => Err((e, value)),
@@ -343,15 +358,15 @@ impl<T: Pod> Queue<T> {
         let s = self.slots();
         match s.ring().pop_fast(&s, s.me()) {
             Some(c) => Ok(Self::read_and_release(&s, c)),
-            None => self.get_slow(wait),
+            None => self.get_slow(wait, s.me()),
         }
     }
 
-    // Through `Core`'s slots: see `put_slow`.
+    // Through `Core`'s slots, with the fast path's intent word: see `put_slow`.
     #[inline(never)]
-    fn get_slow(&self, wait: Wait) -> std::result::Result<T, MpmcError> {
-        let c = self.core.pop_message(wait)?;
-        Ok(Self::read_and_release(&self.slots(), c))
+    fn get_slow(&self, wait: Wait, me: &AtomicU64) -> std::result::Result<T, MpmcError> {
+        let c = self.core.pop_message_with(me, wait)?;
+        Ok(Self::read_and_release(&self.slots_with(me), c))
     }
 
     // See `write_and_publish`.
