@@ -212,3 +212,301 @@ fn pipe_state(bits: i128) -> String {
         words.join(", ")
     }
 }
+
+#[cfg(test)]
+mod snapshot_tests {
+    //! The snapshot (`arena::snapshot`) of arenas with every kind in them, read through
+    //! this module: here, since they make the handles, which the arena's layer does not
+    //! know.
+    use crate::arena::snapshot::*;
+    use crate::arena::*;
+    use crate::error::Error;
+    use crate::inspect::{self, Value};
+    use crate::pipe::Pipe;
+    use crate::queue::{ByteQueue, JoinableQueue, Queue};
+    use crate::shared::{Array, RawBlock, SharedDict, TypedDict, Value as SharedValue};
+    use crate::sync::Ordering;
+    use crate::{Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};
+    use rustix::fd::{AsFd, OwnedFd};
+    use std::any::Any;
+
+    /// One object of every kind this build makes, in `arena`, each named after its kind
+    /// (and one anonymous lock).
+    fn one_of_each(arena: &Arena) -> Vec<Box<dyn Any>> {
+        let b = |x: Box<dyn Any>| x;
+        vec![
+            b(Box::new(Lock::create(arena, "Lock").unwrap())),
+            b(Box::new(RLock::create(arena, "RLock").unwrap())),
+            b(Box::new(Event::create(arena, "Event").unwrap())),
+            b(Box::new(Semaphore::create(arena, "Semaphore", 2).unwrap())),
+            b(Box::new(
+                BoundedSemaphore::create(arena, "BoundedSemaphore", 2).unwrap(),
+            )),
+            b(Box::new(Condition::create(arena, "Condition").unwrap())),
+            b(Box::new(Barrier::create(arena, "Barrier", 3).unwrap())),
+            b(Box::new(Queue::<u64>::create(arena, "Queue", 16).unwrap())),
+            b(Box::new(
+                JoinableQueue::<u64>::create(arena, "JoinableQueue", 16).unwrap(),
+            )),
+            b(Box::new(
+                ByteQueue::create(arena, "ByteQueue", 8, 64).unwrap(),
+            )),
+            b(Box::new(Pipe::new_in(arena, true, 4096).unwrap())),
+            b(Box::new(SharedValue::create(arena, "Value", 7u64).unwrap())),
+            b(Box::new(
+                Array::<u32>::create(arena, "Array", &[0; 100]).unwrap(),
+            )),
+            b(Box::new(SharedDict::create(arena, "SharedDict").unwrap())),
+            b(Box::new(TypedDict::<u32, u64>::new_in(arena).unwrap())),
+            b(Box::new(RawBlock::create(arena, "Raw", 300).unwrap())),
+            b(Box::new(Lock::new_in(arena).unwrap())),
+        ]
+    }
+
+    /// The bytes of `arena`'s file.
+    fn image(arena: &Arena) -> Vec<u8> {
+        let mut buf = vec![0u8; arena.size()];
+        let n = rustix::io::pread(arena.fd(), &mut buf, 0).unwrap();
+        assert_eq!(n, buf.len());
+        buf
+    }
+
+    fn memfd_with(bytes: &[u8]) -> OwnedFd {
+        use rustix::fs::{memfd_create, MemfdFlags};
+        let fd = memfd_create("snapshot-test", MemfdFlags::CLOEXEC).unwrap();
+        let mut done = 0;
+        while done < bytes.len() {
+            done += rustix::io::write(&fd, &bytes[done..]).unwrap();
+        }
+        fd
+    }
+
+    #[test]
+    fn every_object_is_listed_with_its_kind_name_and_holder() {
+        let arena = Arena::anonymous(1 << 20).unwrap();
+        let objects = one_of_each(&arena);
+        let snap = arena.snapshot().unwrap();
+        assert!(snap.consistent && snap.problems.is_empty(), "{snap:?}");
+        assert_eq!(snap.objects.len() as u64, snap.stats.objects);
+        assert_eq!(snap.objects.len(), 17);
+        let me = std::process::id();
+        assert_eq!(snap.processes.len(), 1);
+        assert_eq!(
+            snap.processes[0].pid,
+            Pid {
+                pid: me,
+                alive: true
+            }
+        );
+        assert_eq!(snap.processes[0].objects, 17);
+        assert!(snap.creator.alive && snap.creator.pid == me && !snap.is_orphan());
+        for kind in ObjectKind::ALL {
+            if matches!(kind, ObjectKind::SharedList | ObjectKind::ObjQueue) {
+                continue; // not made by this build's handles
+            }
+            let n = snap.objects.iter().filter(|o| o.kind == Some(kind)).count();
+            let expected = match kind {
+                ObjectKind::Lock | ObjectKind::SharedDict => 2,
+                _ => 1,
+            };
+            assert_eq!(n, expected, "{kind:?}");
+        }
+        for o in &snap.objects {
+            assert_eq!(o.problem, None);
+            assert_eq!(o.holders.len(), 1, "{o:?}");
+            assert_eq!(o.holders[0].pid.pid, me);
+            let named = o.name.is_some();
+            assert_eq!(o.refs, 1 + u64::from(named), "{o:?}");
+            if named && o.kind != Some(ObjectKind::SharedDict) {
+                assert_eq!(
+                    o.name.as_deref(),
+                    Some(format!("{:?}", o.kind.unwrap()).as_str())
+                );
+            }
+            assert!(o.size > 0 && o.offset % CACHE_LINE == 0);
+            let state = inspect::state(&snap, o).unwrap();
+            assert!(!state.is_empty(), "{o:?}");
+        }
+        let gens: std::collections::HashSet<_> =
+            snap.objects.iter().map(|o| o.generation).collect();
+        assert_eq!(gens.len(), snap.objects.len(), "generations are unique");
+        drop(objects);
+        // The names keep the named objects; the anonymous ones are gone.
+        let snap = arena.snapshot().unwrap();
+        assert_eq!(snap.objects.len(), 14, "{snap:?}");
+        for o in &snap.objects {
+            assert!(
+                o.name.is_some() && o.holders.is_empty() && o.refs == 1,
+                "{o:?}"
+            );
+        }
+        assert_eq!(snap.processes[0].objects, 0);
+    }
+
+    #[test]
+    fn live_state_is_read_by_kind() {
+        let arena = Arena::anonymous(1 << 20).unwrap();
+        let q = JoinableQueue::<[u64; 3]>::create(&arena, "q", 8).unwrap();
+        for i in 0..3 {
+            q.put([i; 3]).unwrap();
+        }
+        let sem = Semaphore::create(&arena, "sem", 5).unwrap();
+        let _permit = sem.acquire();
+        let ev = Event::create(&arena, "ev").unwrap();
+        ev.set();
+        let (a, b) = Pipe::new_in(&arena, false, 4096).unwrap();
+        b.send_bytes(&[1; 100]).unwrap();
+        let lock = Lock::create(&arena, "lock").unwrap();
+        let held = lock.acquire();
+        let d = SharedDict::create(&arena, "d").unwrap();
+        d.insert(b"k", b"v").unwrap();
+        let snap = arena.snapshot().unwrap();
+        let st = |name: &str| inspect::state(&snap, snap.object(name).unwrap()).unwrap();
+        let q_state = st("q");
+        assert!(q_state.contains(&("qsize", Value::Int(3))), "{q_state:?}");
+        assert!(q_state.contains(&("capacity", Value::Int(8))));
+        assert!(q_state.contains(&("unfinished", Value::Int(3))));
+        assert!(q_state.contains(&("closed", Value::Bool(false))));
+        assert!(st("sem").contains(&("value", Value::Int(4))));
+        assert!(st("ev").contains(&("is_set", Value::Bool(true))));
+        let me = Pid::check(std::process::id(), 0);
+        assert!(st("lock").contains(&("holder", Value::Pid(me))));
+        assert!(st("d").contains(&("len", Value::Int(1))));
+        let pipe = snap
+            .objects
+            .iter()
+            .find(|o| o.kind == Some(ObjectKind::Pipe))
+            .unwrap();
+        let p = inspect::state(&snap, pipe).unwrap();
+        // 100 bytes: an 8-byte chunk header and the payload, padded to 8.
+        assert!(p.contains(&("in_flight_0", Value::Int(112))), "{p:?}");
+        assert!(
+            p.contains(&("state_0", Value::Text("open".into()))),
+            "{p:?}"
+        );
+        drop(held);
+        let after = arena.snapshot().unwrap();
+        let l = inspect::state(&after, after.object("lock").unwrap()).unwrap();
+        assert!(l.contains(&("holder", Value::None)), "{l:?}");
+        drop((a, b));
+    }
+
+    #[test]
+    fn an_object_of_another_snapshot_is_read_as_this_ones() {
+        // Two fresh arenas place their first object at the same offset.
+        let arena = Arena::anonymous(1 << 20).unwrap();
+        let _l = Lock::create(&arena, "l").unwrap();
+        let other = Arena::anonymous(1 << 20).unwrap();
+        let _q = Queue::<u64>::create(&other, "q", 4).unwrap();
+        let (a, b) = (arena.snapshot().unwrap(), other.snapshot().unwrap());
+        let q = b.object("q").unwrap();
+        assert_eq!(q.offset, a.object("l").unwrap().offset);
+        // `a` has a lock there: too small for a ring, so no state, not a lock's bytes
+        // taken for a ring.
+        assert!(a.state::<crate::raw::mpmc::MpmcRing>(q).is_none());
+        assert!(matches!(inspect::state(&a, q), Err(Error::Corrupt(_))));
+        // And at an offset where `a` has nothing, nothing.
+        let mut elsewhere = q.clone();
+        elsewhere.offset += 4096;
+        assert!(a.state::<crate::raw::lock::RawLock>(&elsewhere).is_none());
+        assert!(inspect::state(&b, q).is_ok());
+    }
+
+    #[test]
+    fn headers_that_are_not_an_arena_are_errors() {
+        let arena = Arena::anonymous(1 << 20).unwrap();
+        let mut img = image(&arena);
+        assert!(matches!(
+            Snapshot::from_fd(memfd_with(&img[..4096]).as_fd()),
+            Err(Error::Truncated { .. })
+        ));
+        img[0] ^= 1;
+        assert!(matches!(
+            Snapshot::from_fd(memfd_with(&img).as_fd()),
+            Err(Error::NotAnArena)
+        ));
+        assert!(matches!(
+            Snapshot::from_fd(memfd_with(&vec![0; 1 << 16]).as_fd()),
+            Err(Error::NotAnArena)
+        ));
+    }
+
+    /// A tiny PRNG (xorshift64*), seeded: the scribbles are the same on every run.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+    }
+
+    #[test]
+    fn scribbled_arenas_give_errors_or_partial_listings_never_a_panic() {
+        let arena = Arena::anonymous(1 << 18).unwrap();
+        let _objects = one_of_each(&arena);
+        let img = image(&arena);
+        let clean = Snapshot::from_fd(memfd_with(&img).as_fd()).unwrap();
+        assert_eq!(clean.objects.len(), 17);
+        // Where the metadata lives: the header, the tables, the object headers and states.
+        let mut hot: Vec<u64> = vec![0, 64, 1024];
+        for o in &clean.objects {
+            hot.push(o.offset);
+            hot.push(o.offset + OBJ_HEADER);
+        }
+        let meta = &arena.header().meta;
+        for w in [&meta.dir, &meta.procs] {
+            hot.push(w.load(Ordering::Relaxed));
+        }
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let rounds = std::env::var("SHMPROC_SCRIBBLES")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1500);
+        let (mut listed, mut partial, mut refused) = (0, 0, 0);
+        for round in 0..rounds {
+            let mut bad = img.clone();
+            for _ in 0..1 + rng.next() % 4 {
+                let at = if rng.next() % 4 == 0 {
+                    rng.next() % bad.len() as u64 // anywhere
+                } else {
+                    hot[(rng.next() % hot.len() as u64) as usize] + rng.next() % 512
+                };
+                let at = at.min(bad.len() as u64 - 8) as usize & !7;
+                let word = match rng.next() % 4 {
+                    0 => rng.next(),
+                    1 => rng.next() % (1 << 20),
+                    2 => u64::MAX,
+                    _ => 0,
+                };
+                bad[at..at + 8].copy_from_slice(&word.to_le_bytes());
+            }
+            if round % 7 == 0 {
+                let cut = (rng.next() as usize % bad.len()).max(MIN_SIZE as usize);
+                bad.truncate(cut);
+            }
+            match Snapshot::from_fd(memfd_with(&bad).as_fd()) {
+                Ok(s) => {
+                    let mut damaged = !s.problems.is_empty();
+                    for o in &s.objects {
+                        damaged |= o.problem.is_some();
+                        // Never a panic; an error is fine.
+                        let _ = inspect::state(&s, o);
+                    }
+                    if damaged {
+                        partial += 1;
+                    } else {
+                        listed += 1;
+                    }
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        // The scribbles hit every case.
+        assert!(
+            listed > 0 && partial > 0 && refused > 0,
+            "{listed} {partial} {refused}"
+        );
+    }
+}

@@ -59,6 +59,8 @@ pub mod snapshot;
 
 pub(crate) use holders::{child_started, sweep_everywhere, Holding};
 pub(crate) use layout::Header;
+#[cfg(test)]
+pub(crate) use layout::OBJ_HEADER;
 pub use layout::{CACHE_LINE, DEFAULT_LIMIT, MAX_NAME, MIN_SIZE};
 
 use crate::error::{Error, Result};
