@@ -3,7 +3,9 @@
 //! arena's used bytes come back to where they started after any amount of churn.
 
 use shmproc::pipe::Pipe;
-use shmproc::queue::{ByteQueue, GetError, JoinableQueue, ObjQueue, Queue};
+#[cfg(feature = "serde")]
+use shmproc::queue::ObjQueue;
+use shmproc::queue::{ByteQueue, GetError, JoinableQueue, Queue};
 use shmproc::shared::{
     Array, ByteList, RawBlock, SharedDict, SharedList, SharedMemory, TypedDict, Value,
 };
@@ -28,7 +30,8 @@ shmproc_testkit::main!(
 /// One object of every kind, in `arena`.
 fn one_of_each(arena: &Arena) -> Vec<Box<dyn Any>> {
     let b = |x: Box<dyn Any>| x;
-    vec![
+    #[cfg_attr(not(feature = "serde"), allow(unused_mut))]
+    let mut all = vec![
         b(Box::new(Lock::new_in(arena).unwrap())),
         b(Box::new(RLock::new_in(arena).unwrap())),
         b(Box::new(Event::new_in(arena).unwrap())),
@@ -43,11 +46,6 @@ fn one_of_each(arena: &Arena) -> Vec<Box<dyn Any>> {
             // With a message in a block of its own, which the finalizer frees.
             let q = ByteQueue::new_in(arena, 4, 16).unwrap();
             q.put_bytes(&[1; 1000]).unwrap();
-            q
-        })),
-        b(Box::new({
-            let q = ObjQueue::<String>::new_in(arena, 4).unwrap();
-            q.put(&"x".repeat(500)).unwrap();
             q
         })),
         b(Box::new({
@@ -72,7 +70,14 @@ fn one_of_each(arena: &Arena) -> Vec<Box<dyn Any>> {
         })),
         b(Box::new(TypedDict::<u32, u64>::new_in(arena).unwrap())),
         b(Box::new(RawBlock::new_in(arena, 300).unwrap())),
-    ]
+    ];
+    #[cfg(feature = "serde")]
+    all.push(b(Box::new({
+        let q = ObjQueue::<String>::new_in(arena, 4).unwrap();
+        q.put(&"x".repeat(500)).unwrap();
+        q
+    })));
+    all
 }
 
 /// An arena whose own tables (processes, holdings, names) exist: its `used()` is then
