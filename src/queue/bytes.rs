@@ -2,7 +2,7 @@
 //! of their own when not), zero-copy loans, and serde values (feature `serde`) encoded
 //! straight into the slot or block.
 
-use super::core::queue_object;
+use super::core::{queue_object, queue_state};
 use super::core::{Core, Loan, SlotGeometry, Wait};
 use super::error::{BytePutError, GetError, PutError};
 use crate::arena::{fingerprint, Arena, ObjectKind};
@@ -50,7 +50,7 @@ pub const MIN_SLOT: usize = MIN_INLINE;
 /// ```
 #[derive(Clone)]
 pub struct ByteQueue {
-    core: Core,
+    pub(super) core: Core,
 }
 
 impl fmt::Debug for ByteQueue {
@@ -80,6 +80,8 @@ pub(crate) fn geometry(capacity: u64, slot_size: u64) -> Result<SlotGeometry> {
 }
 
 impl ByteQueue {
+    queue_state!(core);
+
     fn make(arena: &Arena, name: Option<&str>, capacity: usize, slot_size: usize) -> Result<Self> {
         let geo = geometry(capacity as u64, slot_size as u64)?;
         Ok(ByteQueue {
@@ -169,11 +171,6 @@ impl ByteQueue {
     /// one in a heap block of its own.
     pub fn slot_size(&self) -> usize {
         self.core.geo().payload
-    }
-
-    /// The number of slots.
-    pub fn capacity(&self) -> usize {
-        self.core.geo().cap as usize
     }
 
     // ---------------------------------------------------------------------------------
@@ -710,56 +707,6 @@ impl ByteQueue {
     /// Closes the queue for every process (see [`Queue::close`](super::Queue::close)).
     pub fn close(&self) -> bool {
         self.core.close()
-    }
-
-    /// True once closed.
-    pub fn is_closed(&self) -> bool {
-        self.core.is_closed()
-    }
-
-    /// Messages in the queue (approximate under concurrency, exact when quiet).
-    pub fn qsize(&self) -> usize {
-        self.core.len()
-    }
-
-    /// True when [`qsize`](Self::qsize) is 0.
-    pub fn empty(&self) -> bool {
-        self.qsize() == 0
-    }
-
-    /// True when [`qsize`](Self::qsize) is the capacity.
-    pub fn full(&self) -> bool {
-        self.qsize() == self.capacity()
-    }
-
-    /// [`qsize`](Self::qsize), by the name Rust's collections use.
-    pub fn len(&self) -> usize {
-        self.qsize()
-    }
-
-    /// [`empty`](Self::empty), by the name Rust's collections use.
-    pub fn is_empty(&self) -> bool {
-        self.empty()
-    }
-
-    /// [`full`](Self::full), by the name Rust's collections use.
-    pub fn is_full(&self) -> bool {
-        self.full()
-    }
-
-    /// Messages lost with consumers that died holding them (see
-    /// [`Queue::lost`](super::Queue::lost)).
-    pub fn lost(&self) -> u64 {
-        self.core.ring().lost()
-    }
-
-    /// Claims of dead processes that survivors ended (see
-    /// [`Queue::recovered`](super::Queue::recovered)).
-    pub fn recovered(&self) -> u64 {
-        self.core
-            .ring()
-            .skipped()
-            .saturating_add(self.core.ring().lost())
     }
 }
 

@@ -166,6 +166,84 @@ macro_rules! queue_object {
 }
 pub(crate) use queue_object;
 
+/// What every queue handle reports of its queue, under Python's names and Rust's,
+/// written once: `queue_state!(core)` in a handle's `impl`, the path after `self.` naming
+/// its [`Core`] (`q.core` for a handle over another).
+macro_rules! queue_state {
+    ($($core:ident).+) => {
+        /// True once the queue was closed (by any process).
+        pub fn is_closed(&self) -> bool {
+            self.$($core).+.is_closed()
+        }
+
+        /// Messages in the queue: approximate while others put or get, exact when quiet.
+        pub fn qsize(&self) -> usize {
+            self.$($core).+.len()
+        }
+
+        /// True when [`qsize`](Self::qsize) is 0 (approximate under concurrency).
+        pub fn empty(&self) -> bool {
+            self.qsize() == 0
+        }
+
+        /// True when [`qsize`](Self::qsize) is the capacity (approximate under
+        /// concurrency).
+        pub fn full(&self) -> bool {
+            self.qsize() == self.capacity()
+        }
+
+        /// [`qsize`](Self::qsize), by the name Rust's collections use.
+        ///
+        /// ```
+        /// let q = shmproc::queue::Queue::<u8>::new(2)?;
+        /// q.put(1).unwrap();
+        /// assert_eq!((q.len(), q.is_empty(), q.is_full()), (1, false, false));
+        /// # Ok::<(), shmproc::Error>(())
+        /// ```
+        pub fn len(&self) -> usize {
+            self.qsize()
+        }
+
+        /// [`empty`](Self::empty), by the name Rust's collections use.
+        pub fn is_empty(&self) -> bool {
+            self.empty()
+        }
+
+        /// [`full`](Self::full), by the name Rust's collections use.
+        pub fn is_full(&self) -> bool {
+            self.full()
+        }
+
+        /// The number of slots (Python's `maxsize`).
+        pub fn capacity(&self) -> usize {
+            self.$($core).+.geo().cap as usize
+        }
+
+        /// Messages lost with consumers that died while they held them (taken, not yet
+        /// released), since the queue was made. Nothing else is ever lost: a producer
+        /// that dies mid-put never sent its message, and the survivors skip its slot (see
+        /// [`raw::mpmc`](crate::raw::mpmc), "A party that dies").
+        ///
+        /// ```
+        /// let q = shmproc::queue::Queue::<u8>::new(2)?;
+        /// assert_eq!((q.lost(), q.recovered()), (0, 0));
+        /// # Ok::<(), shmproc::Error>(())
+        /// ```
+        pub fn lost(&self) -> u64 {
+            self.$($core).+.ring().lost()
+        }
+
+        /// Claims of dead processes that survivors ended, since the queue was made: puts
+        /// published skipped (nothing lost) plus the [`lost`](Self::lost) gets. Counts a
+        /// peer can write: the sum saturates.
+        pub fn recovered(&self) -> u64 {
+            let ring = self.$($core).+.ring();
+            ring.skipped().saturating_add(ring.lost())
+        }
+    };
+}
+pub(crate) use queue_state;
+
 /// Writes every slot's initial stamp (zeroed memory is an empty ring otherwise).
 pub(crate) fn init_slots(g: &SlotGeometry, mut fresh: Fresh<'_, MpmcRing>) {
     let slots = fresh.tail(SLOTS_OFFSET);

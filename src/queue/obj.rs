@@ -1,7 +1,7 @@
 //! `ObjQueue<T>`: a queue of any serde value, of any size (Python's `Queue` of objects).
 
 use super::bytes::{geometry, ByteQueue};
-use super::core::{queue_object, Core};
+use super::core::{queue_object, queue_state, Core};
 use super::error::{BytePutError, GetError};
 use crate::arena::{fingerprint, Arena, ObjectKind};
 use crate::error::Result;
@@ -213,64 +213,16 @@ impl<T: Serialize + DeserializeOwned + 'static> ObjQueue<T> {
 }
 
 impl<T> ObjQueue<T> {
+    queue_state!(bytes.core);
+
     /// The bytes of encoding a slot holds (longer encodings go to the heap).
     pub fn slot_size(&self) -> usize {
         self.bytes.slot_size()
     }
 
-    /// The number of slots.
-    pub fn capacity(&self) -> usize {
-        self.bytes.capacity()
-    }
-
     /// Closes the queue for every process (see [`Queue::close`](super::Queue::close)).
     pub fn close(&self) -> bool {
         self.bytes.close()
-    }
-
-    /// True once closed.
-    pub fn is_closed(&self) -> bool {
-        self.bytes.is_closed()
-    }
-
-    /// Values in the queue (approximate under concurrency, exact when quiet).
-    pub fn qsize(&self) -> usize {
-        self.bytes.qsize()
-    }
-
-    /// True when [`qsize`](Self::qsize) is 0.
-    pub fn empty(&self) -> bool {
-        self.bytes.empty()
-    }
-
-    /// True when [`qsize`](Self::qsize) is the capacity.
-    pub fn full(&self) -> bool {
-        self.bytes.full()
-    }
-
-    /// [`qsize`](Self::qsize), by the name Rust's collections use.
-    pub fn len(&self) -> usize {
-        self.qsize()
-    }
-
-    /// [`empty`](Self::empty), by the name Rust's collections use.
-    pub fn is_empty(&self) -> bool {
-        self.empty()
-    }
-
-    /// [`full`](Self::full), by the name Rust's collections use.
-    pub fn is_full(&self) -> bool {
-        self.full()
-    }
-
-    /// Values lost with consumers that died holding them.
-    pub fn lost(&self) -> u64 {
-        self.bytes.lost()
-    }
-
-    /// Claims of dead processes that survivors ended.
-    pub fn recovered(&self) -> u64 {
-        self.bytes.recovered()
     }
 
     /// The byte queue under this queue (its messages are postcard encodings of `T`).

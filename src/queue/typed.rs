@@ -1,6 +1,6 @@
 //! `Queue<T>`, its loans, `SimpleQueue<T>` and `JoinableQueue<T>`.
 
-use super::core::queue_object;
+use super::core::{queue_object, queue_state};
 use super::core::{typed_layout, Core, Fixed, Loan, SlotGeometry, Wait};
 use super::error::{GetError, JoinError, PutError, TaskDoneError};
 use crate::arena::{fingerprint_sized, Arena, ObjectKind};
@@ -96,6 +96,8 @@ queue_object!(
 );
 
 impl<T: Pod> Queue<T> {
+    queue_state!(core);
+
     /// `(payload_off, stride)` of every `Queue<T>`: [`Self::geometry`] computes the same
     /// (checked in [`Self::from_core`]), and the fast paths use it as a constant.
     const LAYOUT: (usize, usize) = typed_layout::<T>();
@@ -548,77 +550,6 @@ impl<T: Pod> Queue<T> {
     pub fn close(&self) -> bool {
         self.core.close()
     }
-
-    /// True once the queue was closed (by any process).
-    pub fn is_closed(&self) -> bool {
-        self.core.is_closed()
-    }
-
-    /// Values in the queue: approximate while others put or get, exact when quiet.
-    pub fn qsize(&self) -> usize {
-        self.core.len()
-    }
-
-    /// True when [`qsize`](Self::qsize) is 0 (approximate under concurrency).
-    pub fn empty(&self) -> bool {
-        self.qsize() == 0
-    }
-
-    /// True when [`qsize`](Self::qsize) is the capacity (approximate under concurrency).
-    pub fn full(&self) -> bool {
-        self.qsize() == self.capacity()
-    }
-
-    /// [`qsize`](Self::qsize), by the name Rust's collections use.
-    ///
-    /// ```
-    /// let q = shmproc::queue::Queue::<u8>::new(2)?;
-    /// q.put(1).unwrap();
-    /// assert_eq!((q.len(), q.is_empty(), q.is_full()), (1, false, false));
-    /// # Ok::<(), shmproc::Error>(())
-    /// ```
-    pub fn len(&self) -> usize {
-        self.qsize()
-    }
-
-    /// [`empty`](Self::empty), by the name Rust's collections use.
-    pub fn is_empty(&self) -> bool {
-        self.empty()
-    }
-
-    /// [`full`](Self::full), by the name Rust's collections use.
-    pub fn is_full(&self) -> bool {
-        self.full()
-    }
-
-    /// The number of slots (`maxsize`).
-    pub fn capacity(&self) -> usize {
-        self.core.geo().cap as usize
-    }
-
-    /// Values lost with consumers that died while they held them (taken, not yet
-    /// released), since the queue was made. Nothing else is ever lost: a producer that
-    /// dies mid-put never sent its value, and the survivors skip its slot (see
-    /// [`raw::mpmc`](crate::raw::mpmc), "A party that dies").
-    ///
-    /// ```
-    /// # use shmproc::queue::Queue;
-    /// let q = Queue::<u8>::new(2)?;
-    /// assert_eq!(q.lost(), 0);
-    /// # Ok::<(), shmproc::Error>(())
-    /// ```
-    pub fn lost(&self) -> u64 {
-        self.core.ring().lost()
-    }
-
-    /// Claims of dead processes that survivors ended, since the queue was made: puts
-    /// published skipped (nothing lost) plus the [`lost`](Self::lost) gets.
-    pub fn recovered(&self) -> u64 {
-        self.core
-            .ring()
-            .skipped()
-            .saturating_add(self.core.ring().lost())
-    }
 }
 
 /// A slot lent by [`Queue::put_loan`]: write the value in place, then
@@ -819,6 +750,8 @@ impl<T: Pod> fmt::Debug for JoinableQueue<T> {
 }
 
 impl<T: Pod> JoinableQueue<T> {
+    queue_state!(q.core);
+
     /// A new, empty queue of `capacity` slots in the [global arena](Arena::global).
     ///
     /// # Errors
@@ -1016,59 +949,9 @@ impl<T: Pod> JoinableQueue<T> {
         core.ring().tasks(core, &Procfs).map_or(0, |t| t.abandoned)
     }
 
-    /// Values lost with consumers that died holding them (see [`Queue::lost`]).
-    pub fn lost(&self) -> u64 {
-        self.q.lost()
-    }
-
-    /// Claims of dead processes that survivors ended (see [`Queue::recovered`]).
-    pub fn recovered(&self) -> u64 {
-        self.q.recovered()
-    }
-
     /// Closes the queue (see [`Queue::close`]).
     pub fn close(&self) -> bool {
         self.q.close()
-    }
-
-    /// True once closed.
-    pub fn is_closed(&self) -> bool {
-        self.q.is_closed()
-    }
-
-    /// Values in the queue (approximate under concurrency).
-    pub fn qsize(&self) -> usize {
-        self.q.qsize()
-    }
-
-    /// True when the queue holds nothing (approximate under concurrency).
-    pub fn empty(&self) -> bool {
-        self.q.empty()
-    }
-
-    /// True when every slot is taken (approximate under concurrency).
-    pub fn full(&self) -> bool {
-        self.q.full()
-    }
-
-    /// [`qsize`](Self::qsize), by the name Rust's collections use.
-    pub fn len(&self) -> usize {
-        self.qsize()
-    }
-
-    /// [`empty`](Self::empty), by the name Rust's collections use.
-    pub fn is_empty(&self) -> bool {
-        self.empty()
-    }
-
-    /// [`full`](Self::full), by the name Rust's collections use.
-    pub fn is_full(&self) -> bool {
-        self.full()
-    }
-
-    /// The number of slots.
-    pub fn capacity(&self) -> usize {
-        self.q.capacity()
     }
 }
 
