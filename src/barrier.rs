@@ -8,7 +8,10 @@
 //! timeout): each arrival records its pid and start time, and the others look at them
 //! while they wait (1 ms after they start waiting, then every 2, 4, ... up to 100 ms), so
 //! a `wait()` without a timeout ends with `Broken` within about 100 ms of the death. A
-//! party killed while it runs the action breaks it as a panicking action does.
+//! party killed while it runs the action breaks it as a panicking action does; one killed
+//! asleep in a pass the others complete breaks the next pass (which it will never
+//! reach). Only a process killed before it ever arrived goes unseen (a party is a count).
+//! Details: [`raw::barrier`](crate::raw::barrier), "A party that dies".
 //!
 //! The algorithm: [`raw::barrier`](crate::raw::barrier).
 
@@ -69,8 +72,10 @@ impl Object for Barrier {
                 "a barrier needs 1 to {MAX_PARTIES} parties, not {parties}"
             )));
         }
-        // The word, then one arrival record per party (zeroed: of no generation).
-        Ok(core::mem::size_of::<RawBarrier>() + parties as usize * core::mem::size_of::<Arrival>())
+        // The word, then two arrival records per party (one for even passes, one for odd
+        // ones; zeroed: of no generation).
+        Ok(core::mem::size_of::<RawBarrier>()
+            + 2 * parties as usize * core::mem::size_of::<Arrival>())
     }
 
     fn check(&parties: &u32, b: &RawBarrier) -> Result<()> {
@@ -229,10 +234,10 @@ impl Barrier {
         )
     }
 
-    /// The arrival records after the state (one per party).
+    /// The arrival records after the state (two per party).
     fn arrivals(&self) -> &[Arrival] {
         let block = self.raw.block();
-        let n = self.raw.parties().unwrap_or(0) as usize;
+        let n = 2 * self.raw.parties().unwrap_or(0) as usize;
         let start = core::mem::size_of::<RawBarrier>();
         if start + n * core::mem::size_of::<Arrival>() > block.len() {
             // Unreachable: the size was checked on create / open (against `parties`,

@@ -13,8 +13,10 @@
 //! `SHMPROC_FAULT_ROUNDS` multiplies the rounds (default 1: at least 100 kills per
 //! primitive); `SHMPROC_FAULT_SEED` fixes the random seed (printed at the start).
 
+use shmproc::barrier::{Barrier, BarrierError};
 use shmproc::queue::{ByteQueue, GetError, JoinError, JoinableQueue, Queue};
-use shmproc::Arena;
+use shmproc::semaphore::{PermitError, Semaphore};
+use shmproc::{Arena, Lock, RLock};
 use shmproc_testkit::{fork, Child, SharedPage};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -386,6 +388,284 @@ fn queue_round(kind: Kind, producer_dies: bool, delay_us: u64) -> Outcome {
 }
 
 // ---------------------------------------------------------------------------------------
+// Locks, semaphores, barriers.
+
+/// Kills per primitive at scale 1.
+const KILLS: u64 = 100;
+
+/// Counter of the bookkeeping page set once the victim is dead.
+const VICTIM_DEAD: usize = 63;
+
+/// Forks `n` workers running `work(i)` (worker 0 is the victim: it never yields), kills
+/// the victim `delay_us` after `started()` says so (polled, under the watchdog), sets
+/// [`VICTIM_DEAD`], and waits for the survivors under the round's watchdog. Fills
+/// `killed`, `hung` and `after_kill` of the outcome.
+fn kill_round(
+    book: &Book,
+    n: usize,
+    delay_us: u64,
+    started: impl Fn() -> bool,
+    work: impl Fn(usize),
+) -> Outcome {
+    let mut children: Vec<Child> = (0..n)
+        .map(|i| {
+            let work = &work;
+            fork(move || work(i))
+        })
+        .collect();
+    let t = Instant::now();
+    while !started() && t.elapsed() < ROUND_LIMIT {
+        std::thread::yield_now();
+    }
+    pause_us(delay_us);
+    let mut o = Outcome {
+        killed: kill(children.remove(0)),
+        ..Outcome::default()
+    };
+    book.counter(VICTIM_DEAD).store(1, Ordering::Release);
+    let killed_at = Instant::now();
+    o.hung = !reap_all(children, killed_at + ROUND_LIMIT);
+    o.after_kill = killed_at.elapsed();
+    o
+}
+
+/// A critical section of a checked counter: `A` (counter 30) is bumped, then a short
+/// spin, then `B` (31); so `A == B` whenever the lock is free, unless its holder died in
+/// the section. Three workers take the lock `SECTIONS` times each (an `RLock` twice,
+/// nested); counter `i` counts worker `i`'s finished sections. A taker told `OwnerDied`
+/// (counter 40) repairs a torn pair (`B = A`: the dead one's section counts as done;
+/// counter 41); one that finds the pair torn without being told so counts it torn (42).
+///
+/// Rules checked: at most one `OwnerDied` per death, never a torn pair unannounced, and
+/// `A` ends between the finished sections and one more (the dead one's, finished but not
+/// yet counted, or repaired).
+fn lock_round(recursive: bool, delay_us: u64) -> Outcome {
+    const SECTIONS: u64 = 3000;
+    let arena = Arena::anonymous(1 << 20).expect("arena");
+    let book = Book::new(0);
+    let lock = Lock::new_in(&arena).expect("lock");
+    let rlock = RLock::new_in(&arena).expect("rlock");
+    let (a, b) = (book.counter(30), book.counter(31));
+    let section = |died: bool| {
+        let (x, y) = (a.load(Ordering::Acquire), b.load(Ordering::Acquire));
+        if x != y {
+            if died {
+                b.store(x, Ordering::Release);
+                book.counter(41).fetch_add(1, Ordering::AcqRel);
+            } else {
+                book.counter(42).fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        if died {
+            book.counter(40).fetch_add(1, Ordering::AcqRel);
+        }
+        let x = a.load(Ordering::Acquire);
+        a.store(x + 1, Ordering::Release);
+        for _ in 0..20 {
+            std::hint::spin_loop();
+        }
+        b.store(x + 1, Ordering::Release);
+    };
+    let mut o = kill_round(
+        &book,
+        3,
+        delay_us,
+        || true,
+        |i| {
+            // The victim works until it is killed; the survivors, `SECTIONS` times.
+            for _ in 0..if i == 0 { u64::MAX } else { SECTIONS } {
+                if recursive {
+                    let (g, died) = match rlock.acquire() {
+                        Ok(g) => (g, false),
+                        Err(d) => (d.into_guard(), true),
+                    };
+                    let inner = rlock.acquire().unwrap_or_else(|_| panic!("nested acquire"));
+                    section(died);
+                    drop(inner);
+                    drop(g);
+                } else {
+                    let (g, died) = match lock.acquire() {
+                        Ok(g) => (g, false),
+                        Err(d) => (d.into_guard(), true),
+                    };
+                    section(died);
+                    drop(g);
+                }
+                book.counter(i).fetch_add(1, Ordering::AcqRel);
+                if i != 0 && book.counter(VICTIM_DEAD).load(Ordering::Acquire) == 0 {
+                    // Let the victim run too (two cores, three workers).
+                    std::thread::yield_now();
+                }
+            }
+        },
+    );
+    if !o.hung {
+        // The victim may have died holding it after the survivors finished: take it once.
+        let died = if recursive {
+            rlock.acquire().is_err()
+        } else {
+            lock.acquire().is_err()
+        };
+        section(died);
+        let finished: u64 = (0..3)
+            .map(|i| book.counter(i).load(Ordering::Acquire))
+            .sum::<u64>()
+            + 1;
+        let x = a.load(Ordering::Acquire);
+        o.lost = finished.saturating_sub(x);
+        o.duplicated = x.saturating_sub(finished + 1);
+        o.torn = book.counter(42).load(Ordering::Acquire);
+        o.reported = book.counter(40).load(Ordering::Acquire);
+        o.recovered = book.counter(41).load(Ordering::Acquire);
+        // More than one OwnerDied for one death is a duplicate report.
+        o.duplicated += o.reported.saturating_sub(1);
+    }
+    o
+}
+
+/// A semaphore of one permit; three workers take it `TAKES` times each (the survivors
+/// check that they are alone: counter 30 counts them inside, 42 the overlaps). With a
+/// robust semaphore, untimed: the dead one's permit comes back, and the value ends at 1.
+/// With the default one, timed (20 ms): a permit the dead one held is lost, as in Python
+/// (allowed), and the survivors stop at their first timeout once the victim is dead;
+/// every timed call returns.
+fn semaphore_round(robust: bool, delay_us: u64) -> Outcome {
+    const TAKES: u64 = 3000;
+    let arena = Arena::anonymous(1 << 20).expect("arena");
+    let book = Book::new(0);
+    let sem = if robust {
+        Semaphore::robust_in(&arena, 1)
+    } else {
+        Semaphore::new_in(&arena, 1)
+    }
+    .expect("semaphore");
+    let inside = book.counter(30);
+    let mut o = kill_round(
+        &book,
+        3,
+        delay_us,
+        || true,
+        |i| {
+            for _ in 0..if i == 0 { u64::MAX } else { TAKES } {
+                let g = if robust {
+                    sem.acquire()
+                } else {
+                    match sem.acquire_timeout(Duration::from_millis(20)) {
+                        Ok(g) => g,
+                        Err(PermitError::Timeout)
+                            if book.counter(VICTIM_DEAD).load(Ordering::Acquire) != 0 =>
+                        {
+                            return;
+                        }
+                        Err(PermitError::Timeout) => continue,
+                        Err(e) => panic!("acquire: {e}"),
+                    }
+                };
+                if i != 0 && inside.fetch_add(1, Ordering::AcqRel) != 0 {
+                    book.counter(42).fetch_add(1, Ordering::AcqRel);
+                }
+                for _ in 0..20 {
+                    std::hint::spin_loop();
+                }
+                if i != 0 {
+                    inside.fetch_sub(1, Ordering::AcqRel);
+                }
+                drop(g);
+                if i != 0 {
+                    std::thread::yield_now();
+                }
+            }
+        },
+    );
+    if !o.hung {
+        o.duplicated = book.counter(42).load(Ordering::Acquire);
+        let value = u64::from(sem.value());
+        o.lost = 1u64.saturating_sub(value);
+        o.duplicated += value.saturating_sub(1);
+        o.allowed = u64::from(!robust);
+        o.recovered = if robust {
+            u64::from(sem.recovered())
+        } else {
+            0
+        };
+    }
+    o
+}
+
+/// A barrier of three parties passed by three workers until it breaks; the victim is
+/// killed at a random point (waiting, or between passes). Every survivor must end with
+/// `Broken` (never wait for ever for the dead; counted hung otherwise, or torn if it
+/// ended otherwise), and none may pass more than once after the dead one's last pass
+/// (duplicated).
+fn barrier_round(delay_us: u64) -> Outcome {
+    barrier_round_with(delay_us, None)
+}
+
+/// As [`barrier_round`], the survivors waiting with a timeout of 5 s (never reached: the
+/// death breaks the barrier first).
+fn barrier_timed_round(delay_us: u64) -> Outcome {
+    barrier_round_with(delay_us, Some(Duration::from_secs(5)))
+}
+
+fn barrier_round_with(delay_us: u64, timeout: Option<Duration>) -> Outcome {
+    let arena = Arena::anonymous(1 << 20).expect("arena");
+    let book = Book::new(0);
+    let b = Barrier::new_in(&arena, 3).expect("barrier");
+    // The kill comes after the victim's first pass: a party that never arrived is one the
+    // barrier cannot know of (parties are a count, as in Python).
+    let started = || book.counter(0).load(Ordering::Acquire) > 0;
+    let mut o = kill_round(&book, 3, delay_us, started, |i| {
+        // Every party waits until the barrier breaks (the victim until it is killed).
+        for _ in 0..u64::MAX {
+            let r = match timeout {
+                Some(t) if i != 0 => b.wait_timeout(t),
+                _ => b.wait(),
+            };
+            match r {
+                Ok(_) => {
+                    book.counter(i).fetch_add(1, Ordering::AcqRel);
+                }
+                Err(BarrierError::Broken) => {
+                    book.counter(10 + i).store(1, Ordering::Release);
+                    return;
+                }
+                Err(BarrierError::Timeout) => {
+                    // Counted as a hang: the death should have broken it long before.
+                    book.counter(20 + i).store(1, Ordering::Release);
+                    return;
+                }
+            }
+        }
+    });
+    if o.hung && std::env::var("FAULT_DEBUG").is_ok() {
+        eprintln!(
+            "{b:?} passes {:?}",
+            (0..3)
+                .map(|i| book.counter(i).load(Ordering::Relaxed))
+                .collect::<Vec<_>>()
+        );
+    }
+    if !o.hung {
+        let broken: Vec<bool> = (1..3)
+            .map(|i| book.counter(10 + i).load(Ordering::Acquire) == 1)
+            .collect();
+        let passes: Vec<u64> = (1..3)
+            .map(|i| book.counter(i).load(Ordering::Acquire))
+            .collect();
+        o.hung = (1..3).any(|i| book.counter(20 + i).load(Ordering::Acquire) == 1);
+        o.reported = broken.iter().filter(|&&x| x).count() as u64;
+        o.torn = broken.iter().filter(|&&x| !x).count() as u64;
+        // A survivor released past the dead one's last pass: a pass without it.
+        let victim = book.counter(0).load(Ordering::Acquire);
+        o.duplicated = passes
+            .iter()
+            .map(|&p| p.saturating_sub(victim + 1))
+            .sum::<u64>();
+    }
+    o
+}
+
+// ---------------------------------------------------------------------------------------
 // The driver.
 
 fn kill_at_random_points() {
@@ -406,14 +686,24 @@ fn kill_at_random_points() {
     let mut tallies = Vec::new();
     let started = Instant::now();
 
-    for (kind, name) in [
-        (Kind::Typed, "Queue"),
-        (Kind::Joinable, "JoinableQueue"),
-        (Kind::Bytes, "ByteQueue"),
-    ] {
+    let queues = if std::env::var("FAULT_SKIP_QUEUES").is_ok() {
+        &[][..]
+    } else {
+        &[
+            (Kind::Typed, "Queue"),
+            (Kind::Joinable, "JoinableQueue"),
+            (Kind::Bytes, "ByteQueue"),
+        ][..]
+    };
+    for &(kind, name) in queues {
+        let _ = [
+            (Kind::Typed, "Queue"),
+            (Kind::Joinable, "JoinableQueue"),
+            (Kind::Bytes, "ByteQueue"),
+        ];
         let mut t = Tally::new(name);
         let (mut reported, mut recovered, mut slowest) = (0, 0, Duration::ZERO);
-        while t.kills < 40 * scale {
+        while t.kills < KILLS * scale {
             let o = queue_round(kind, rng.below(2) == 0, rng.below(4000));
             reported += o.reported;
             recovered += o.recovered;
@@ -424,6 +714,49 @@ fn kill_at_random_points() {
             "claims recovered {recovered}; lost / abandoned as reported {reported}; slowest round after its kill {:.0} ms",
             slowest.as_secs_f64() * 1e3
         );
+        tallies.push(t);
+    }
+
+    type Round = fn(u64) -> Outcome;
+    let rows: [(&'static str, Round); 6] = [
+        ("Lock", |d| lock_round(false, d)),
+        ("RLock", |d| lock_round(true, d)),
+        ("Semaphore (robust)", |d| semaphore_round(true, d)),
+        ("Semaphore (default)", |d| semaphore_round(false, d)),
+        ("Barrier", barrier_round),
+        ("Barrier (timeouts)", barrier_timed_round),
+    ];
+    let only = std::env::var("FAULT_ONLY").ok();
+    for (name, round) in rows {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
+        let mut t = Tally::new(name);
+        let (mut reported, mut recovered, mut slowest) = (0, 0, Duration::ZERO);
+        while t.kills < KILLS * scale {
+            let o = round(rng.below(4000));
+            if std::env::var("FAULT_DEBUG").is_ok() {
+                eprintln!("{name}: {o:?}");
+            }
+            reported += o.reported;
+            recovered += o.recovered;
+            slowest = slowest.max(o.after_kill);
+            t.add(&o);
+        }
+        t.note = match name {
+            "Lock" | "RLock" => format!(
+                "OwnerDied reported {reported}; sections repaired {recovered}; slowest round after its kill {:.0} ms",
+                slowest.as_secs_f64() * 1e3
+            ),
+            "Barrier" | "Barrier (timeouts)" => format!(
+                "survivors that got Broken {reported}; slowest round after its kill {:.0} ms",
+                slowest.as_secs_f64() * 1e3
+            ),
+            _ => format!(
+                "permits recovered {recovered}; slowest round after its kill {:.0} ms",
+                slowest.as_secs_f64() * 1e3
+            ),
+        };
         tallies.push(t);
     }
 

@@ -28,7 +28,7 @@ impl B {
     fn new(parties: u32) -> Arc<B> {
         Arc::new(B {
             raw: RawBarrier::new(parties),
-            arrivals: (0..parties).map(|_| Arrival::new()).collect(),
+            arrivals: (0..2 * parties).map(|_| Arrival::new()).collect(),
         })
     }
 
@@ -234,6 +234,15 @@ fn a_party_dies(parties: u32, recorded: bool, bound: usize) {
             assert_eq!(all, (0..parties).collect::<Vec<_>>());
             assert!(dead_index + 1 < parties, "the dead runner released nobody");
             assert!(!b.raw.is_broken(), "a death seen late broke the next pass");
+            if parties == 2 {
+                // The dead one's pass completed without it leaving: the next pass knows
+                // from its record that it will not come.
+                assert_eq!(
+                    b.raw.wait(&b.arrivals, &ps[0], || {}, None, SPIN),
+                    Err(BarrierError::Broken),
+                    "the next pass waits for the dead"
+                );
+            }
         } else {
             assert!(matches!(entered, Ok(_) | Err(BarrierError::Broken)));
             assert!(
@@ -248,8 +257,9 @@ fn a_party_dies(parties: u32, recorded: bool, bound: usize) {
     });
 }
 
-/// Two parties: the dead one is the waiter (the survivor's pass releases it) or the last
-/// arrival (the runner of the action: the survivor gets `Broken`).
+/// Two parties: the dead one is the waiter (the survivor's pass releases it, and the
+/// survivor's next wait gets `Broken`) or the last arrival (the runner of the action: the
+/// survivor gets `Broken`).
 ///
 /// Planted bug (caught, 2026-12-07, 0.3 s): `look` not asking `is_dead` (loom: deadlock,
 /// the survivor waits for ever).

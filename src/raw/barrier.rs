@@ -5,7 +5,8 @@
 //!
 //! | bits   | name        | meaning                                                   |
 //! |--------|-------------|-----------------------------------------------------------|
-//! | 0..13  | `count`     | parties that arrived in this generation                   |
+//! | 0..12  | `count`     | parties that arrived in this generation                   |
+//! | 12     | `PASSED`    | the previous generation ended by a release (all counted)  |
 //! | 13     | `BROKEN`    | the barrier is broken (timeout, abort, a failed action, a party that died) |
 //! | 14     | `RESETTING` | `reset` was called while parties were inside: draining     |
 //! | 15     | `SLEEPERS`  | a party may sleep in `futex_wait` on the word              |
@@ -63,6 +64,21 @@
 //! counts as dead; if it was alive after all, its own tag CAS fails, and it returns
 //! `Broken` with everyone else. Nothing is lost but the pass.
 //!
+//! A party killed while it sleeps in a pass that the others then complete (it was
+//! counted) is released with them, dead. So the records come in two halves, one for even
+//! generations and one for odd ones, and a record stays `ARRIVED` after its release:
+//! the waiters of the next pass also look at the previous pass's records, and a dead
+//! party there (or one still unrecorded after [`GRACE`], when that pass ended by a
+//! release, `PASSED`) breaks the pass it will never arrive in. A party that leaves for
+//! good after a pass (even by a normal exit) while the others wait for it in the next one
+//! breaks that one too: a barrier is for a fixed set of parties. A party that dies
+//! before it ever arrived cannot be told from a late one (parties are a count, as in
+//! Python): the others wait for it, or until their timeout.
+//!
+//! How quickly: a waiter looks 1 ms after it starts waiting, then every 2, 4, ... up to
+//! 100 ms, reading `/proc/<pid>/stat` of each party inside (about 10 reads a second per
+//! waiter); a death between a party's count and its record takes [`GRACE`] more.
+//!
 //! Arrival CASes are Release (publishing each party's prior writes) and the last
 //! arrival's CAS is Acquire: the chain of read-modify-writes is one release sequence, so
 //! the last arrival sees every party's writes; its Release CAS of the new generation pairs
@@ -77,7 +93,8 @@ use crate::sync::{time, AtomicU32, AtomicU64, Ordering};
 use std::fmt;
 use std::time::{Duration, Instant};
 
-const COUNT: u32 = (1 << 13) - 1;
+const COUNT: u32 = (1 << 12) - 1;
+const PASSED: u32 = 1 << 12;
 const BROKEN: u32 = 1 << 13;
 const RESETTING: u32 = 1 << 14;
 const SLEEPERS: u32 = 1 << 15;
@@ -251,7 +268,7 @@ impl RawBarrier {
     }
 
     /// Waits for all parties; returns this party's index. The party that arrives last
-    /// runs `action` before anyone is released. `arrivals` are the barrier's records (one
+    /// runs `action` before anyone is released. `arrivals` are the barrier's records (two
     /// per party: fewer, and deaths are not seen); `who` is the caller.
     ///
     /// # Errors
@@ -347,7 +364,7 @@ impl RawBarrier {
     /// Records the arrival of `who` as the `c`-th of generation `g`: false if it was
     /// voided first (module docs, "A party that dies").
     fn record(&self, arrivals: &[Arrival], who: &impl Liveness, g: u32, c: u32) -> bool {
-        let Some(a) = arrivals.get(c as usize) else {
+        let Some(a) = half(arrivals, g).get(c as usize) else {
             return true; // No record for this index: deaths there go unseen.
         };
         let mine = tag(g, ARRIVED, who.me());
@@ -371,9 +388,10 @@ impl RawBarrier {
                 return true; // Not a state we write: corrupted; no record.
             }
             // Acquire: as in `await_release`.
-            if gen_of(self.word.load(Ordering::Acquire)) != g {
-                // Our pass is over (released: it needed no record of ours); a party of a
-                // later one may own the record now.
+            if gen_of(self.word.load(Ordering::Acquire)).wrapping_sub(g) & 0xFFFF >= 2 {
+                // Our pass and the next are over (they needed no record of ours); a party
+                // of the pass after may own the record now. (While only our pass is over,
+                // we record: the next pass looks at it to tell whether we died.)
                 return true;
             }
             // Relaxed: published by the Release CAS of the tag below (a party of another
@@ -405,10 +423,12 @@ impl RawBarrier {
         if w & COUNT < parties {
             return false;
         }
-        let runner = arrivals.get(parties as usize - 1).map_or(0, |a| {
-            // Acquire: pairs with the Release CAS that tagged it.
-            a.tag.load(Ordering::Acquire)
-        });
+        let runner = half(arrivals, gen_of(w))
+            .get(parties as usize - 1)
+            .map_or(0, |a| {
+                // Acquire: pairs with the Release CAS that tagged it.
+                a.tag.load(Ordering::Acquire)
+            });
         let g = gen_of(w);
         !is(runner, g, GONE) && !is(runner, g, VOID)
     }
@@ -433,7 +453,9 @@ impl RawBarrier {
                 // Ended for us (only a peer writing the word can do that).
                 return;
             }
-            let next = (w & !(COUNT | SLEEPERS | BROKEN | RESETTING)).wrapping_add(GEN_ONE);
+            // (Every party of this pass was counted: the next one may judge the records.)
+            let next =
+                (w & !(COUNT | SLEEPERS | BROKEN | RESETTING)).wrapping_add(GEN_ONE) | PASSED;
             // A reset during the action is complete now (nobody is left inside); an
             // abort during the action breaks the next generation.
             let next = if w & RESETTING != 0 {
@@ -476,6 +498,8 @@ impl RawBarrier {
             // Acquire: pairs with the Release CAS in `release`.
             let w = self.word.load(Ordering::Acquire);
             if gen_of(w) != g {
+                // Released. (Our record stays `ARRIVED` until the pass after next: a
+                // party of the next pass that finds us dead knows we will not come.)
                 return Ok(());
             }
             let full = self.full(arrivals, w, parties);
@@ -555,19 +579,7 @@ impl RawBarrier {
     /// runner of a failed action breaks the generation first, `runner`), then finishes a
     /// reset if it was the last inside.
     fn leave(&self, arrivals: &[Arrival], g: u32, c: u32, runner: bool) {
-        if let Some(a) = arrivals.get(c as usize) {
-            // Acquire: pairs with the Release CAS of `record`.
-            let t = a.tag.load(Ordering::Acquire);
-            if is(t, g, ARRIVED) {
-                // Release: pairs with the Acquire loads of the tag (`full`, `drained`).
-                let _ = a.tag.compare_exchange(
-                    t,
-                    with_state(t, GONE),
-                    Ordering::Release,
-                    Ordering::Relaxed,
-                );
-            }
-        }
+        Self::gone(arrivals, g, c);
         if runner {
             self.update(|w| {
                 (gen_of(w) == g && w & BROKEN == 0).then_some((w | BROKEN) & !SLEEPERS)
@@ -576,6 +588,25 @@ impl RawBarrier {
             futex::wake_all(&self.word);
         }
         self.finish_reset(arrivals, g, None::<&NoLiveness>);
+    }
+
+    /// Tags the record of the `c`-th party of generation `g` gone (it left: broken, or
+    /// released), if it says the party is inside.
+    fn gone(arrivals: &[Arrival], g: u32, c: u32) {
+        if let Some(a) = half(arrivals, g).get(c as usize) {
+            // Acquire: pairs with the Release CAS of `record`.
+            let t = a.tag.load(Ordering::Acquire);
+            if is(t, g, ARRIVED) {
+                // Release: pairs with the Acquire loads of the tag (`full`, `drained`,
+                // `look`).
+                let _ = a.tag.compare_exchange(
+                    t,
+                    with_state(t, GONE),
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                );
+            }
+        }
     }
 
     /// If generation `g` is draining after a reset and nobody is left inside (every
@@ -593,7 +624,7 @@ impl RawBarrier {
     fn drained(&self, arrivals: &[Arrival], w: u32, who: Option<&impl Liveness>) -> bool {
         let g = gen_of(w);
         let count = (w & COUNT) as usize;
-        arrivals.iter().take(count).all(|a| {
+        half(arrivals, g).iter().take(count).all(|a| {
             // Acquire: pairs with the Release CAS that tagged it.
             let t = a.tag.load(Ordering::Acquire);
             is(t, g, GONE)
@@ -601,7 +632,18 @@ impl RawBarrier {
                 || (is(t, g, ARRIVED)
                     && who.is_some_and(|who| {
                         let (pid, start) = Self::party(a, t);
-                        who.is_dead(pid, start)
+                        // Counted gone: tagged so (Release: as in `gone`), so that the
+                        // next generation does not take it for one that died passing.
+                        who.is_dead(pid, start) && {
+                            // (A failed CAS: someone else tagged it gone first.)
+                            let _ = a.tag.compare_exchange(
+                                t,
+                                with_state(t, GONE),
+                                Ordering::Release,
+                                Ordering::Relaxed,
+                            );
+                            true
+                        }
                     }))
         })
     }
@@ -632,7 +674,7 @@ impl RawBarrier {
         let full = count >= parties;
         let mut dead = false;
         let mut runner_dead = false;
-        for (c, a) in arrivals.iter().enumerate().take(count as usize) {
+        for (c, a) in half(arrivals, g).iter().enumerate().take(count as usize) {
             let c = c as u32;
             if full && c != parties - 1 {
                 // A full generation passes whoever else died in it: only its runner
@@ -678,6 +720,42 @@ impl RawBarrier {
                             Ordering::Relaxed,
                         );
                     }
+                }
+            }
+        }
+        if !full {
+            // A party of the previous pass that is dead (killed asleep in it, its pass
+            // completed by the others, or killed since): it will never arrive in this one.
+            // After a release (`PASSED`) every record of it was counted: one still
+            // unrecorded is judged as in this pass (after `GRACE`).
+            let prev = g.wrapping_sub(1) & 0xFFFF;
+            for (c, a) in half(arrivals, prev).iter().enumerate() {
+                // Acquire: pairs with the Release CAS of `record`.
+                let t = a.tag.load(Ordering::Acquire);
+                if is(t, prev, ARRIVED) {
+                    let (pid, start) = Self::party(a, t);
+                    dead |= who.is_dead(pid, start);
+                } else if w & PASSED != 0 && !is(t, prev, GONE) && !is(t, prev, VOID) {
+                    let key = parties + c as u32;
+                    let since = match look.unrecorded.iter().find(|(i, _)| *i == key) {
+                        Some(&(_, at)) => at,
+                        None => {
+                            let now = Instant::now();
+                            look.unrecorded.push((key, now));
+                            now
+                        }
+                    };
+                    // Release: pairs with the Acquire load in `record` (which then
+                    // reports the release it was part of).
+                    dead |= time::expired(since.checked_add(GRACE))
+                        && a.tag
+                            .compare_exchange(
+                                t,
+                                tag(prev, VOID, 0),
+                                Ordering::Release,
+                                Ordering::Relaxed,
+                            )
+                            .is_ok();
                 }
             }
         }
@@ -743,7 +821,7 @@ impl RawBarrier {
         // Acquire: as in `await_release`.
         let w = self.word.load(Ordering::Acquire);
         let g = gen_of(w);
-        for a in arrivals.iter().take((w & COUNT) as usize) {
+        for a in half(arrivals, g).iter().take((w & COUNT) as usize) {
             // Acquire: pairs with the Release CAS of `record`.
             let t = a.tag.load(Ordering::Acquire);
             if tag_gen(t) != g || tag_state(t) == 0 {
@@ -768,10 +846,19 @@ impl RawBarrier {
     }
 }
 
+/// The records of generation `g`: the first half of `arrivals` for even generations, the
+/// second for odd ones (so the records of the previous pass survive the current one).
+#[inline]
+fn half(arrivals: &[Arrival], g: u32) -> &[Arrival] {
+    let n = arrivals.len() / 2;
+    let start = (g & 1) as usize * n;
+    arrivals.get(start..start + n).unwrap_or(&[])
+}
+
 /// The word of the fresh generation after `w`.
 #[inline]
 fn fresh(w: u32) -> u32 {
-    (w & !(COUNT | BROKEN | RESETTING | SLEEPERS)).wrapping_add(GEN_ONE)
+    (w & !(COUNT | BROKEN | RESETTING | SLEEPERS | PASSED)).wrapping_add(GEN_ONE)
 }
 
 /// The liveness schedule of one waiting party: when it looks at the others next, and the
