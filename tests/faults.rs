@@ -14,9 +14,10 @@
 //! primitive); `SHMPROC_FAULT_SEED` fixes the random seed (printed at the start).
 
 use shmproc::barrier::{Barrier, BarrierError};
+use shmproc::condition::ConditionError;
 use shmproc::queue::{ByteQueue, GetError, JoinError, JoinableQueue, Queue};
 use shmproc::semaphore::{PermitError, Semaphore};
-use shmproc::{Arena, Lock, RLock};
+use shmproc::{Arena, Condition, Lock, RLock};
 use shmproc_testkit::{fork, Child, SharedPage};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -665,6 +666,152 @@ fn barrier_round_with(delay_us: u64, timeout: Option<Duration>) -> Outcome {
     o
 }
 
+/// A condition (over its own lock) with three waiters (worker 0, the victim, among them)
+/// and a notifier (worker 3) that sends `NOTIFIES` notifications one at a time, each
+/// after the previous one was received (or after 2 s: then it stays lost). The victim is
+/// killed at a random point, asleep in `wait` or not, notified or not. Counters: `i`:
+/// notifications waiter `i` received; 30: granted (`notify(1)` returned 1); 31: stop.
+///
+/// Rule: every granted notification reaches a waiter; only one granted to the victim
+/// just before its death may be lost (allowed). Before the fix, one granted to the dead
+/// victim while a live waiter sat in the newer generation stayed with the dead.
+fn condition_round(delay_us: u64) -> Outcome {
+    const NOTIFIES: u64 = 30;
+    let arena = Arena::anonymous(1 << 20).expect("arena");
+    let book = Book::new(0);
+    let cond = Condition::new_in(&arena).expect("condition");
+    let received = || {
+        (0..3)
+            .map(|i| book.counter(i).load(Ordering::Acquire))
+            .sum::<u64>()
+    };
+    let started = || book.counter(30).load(Ordering::Acquire) > 0;
+    let mut o = kill_round(&book, 4, delay_us, started, |i| {
+        if i < 3 {
+            cond.acquire_forever();
+            // (The victim waits until it is killed.)
+            while i == 0 || book.counter(31).load(Ordering::Acquire) == 0 {
+                match cond.wait() {
+                    // Retaken from a holder that died (the victim): notified all the same.
+                    Ok(()) | Err(ConditionError::OwnerDied { notified: true }) => {
+                        book.counter(i).fetch_add(1, Ordering::AcqRel);
+                    }
+                    Err(e) => panic!("wait: {e:?}"),
+                }
+            }
+            let _ = cond.release();
+            return;
+        }
+        for _ in 0..NOTIFIES {
+            let t = Instant::now();
+            while cond.n_waiting() == 0 && t.elapsed() < Duration::from_secs(2) {
+                std::thread::yield_now();
+            }
+            let before = received();
+            cond.acquire_forever();
+            let granted = cond.notify(1).expect("notify");
+            let _ = cond.release();
+            book.counter(30)
+                .fetch_add(u64::from(granted), Ordering::AcqRel);
+            let t = Instant::now();
+            while granted == 1 && received() == before && t.elapsed() < Duration::from_secs(2) {
+                std::thread::yield_now();
+            }
+        }
+        book.counter(31).store(1, Ordering::Release);
+        cond.acquire_forever();
+        let _ = cond.notify_all();
+        let _ = cond.release();
+    });
+    if !o.hung {
+        let granted = book.counter(30).load(Ordering::Acquire);
+        let got = received();
+        o.lost = granted.saturating_sub(got);
+        o.duplicated = got.saturating_sub(granted + 3); // + the final notify_all's
+        o.allowed = u64::from(o.killed);
+        o.reported = granted;
+    }
+    o
+}
+
+/// The arrangement where a dead waiter could keep a notification from the living
+/// (`tests/condition.rs`, `condition_a_dead_waiter_takes_no_notification`), with the
+/// victim killed at a random point: D (the victim) and A wait; we notify one and wait
+/// ourselves while it is untaken (joining the newer generation); once it is taken, N
+/// notifies one more. We must be notified (the victim may have taken the first one and
+/// died: then A takes N's, and ours may be lost: allowed). Counters: 0, 1: D's and A's
+/// receipts; 2: N's grant.
+fn condition_generations_round(delay_us: u64) -> Outcome {
+    let arena = Arena::anonymous(1 << 20).expect("arena");
+    let book = Book::new(0);
+    let c = Condition::new_in(&arena).expect("condition");
+    let wait_counting = |i: usize| {
+        c.acquire_forever();
+        loop {
+            match c.wait() {
+                Ok(()) | Err(ConditionError::OwnerDied { notified: true }) => {
+                    book.counter(i).fetch_add(1, Ordering::AcqRel);
+                    if i == 1 {
+                        let _ = c.release();
+                        return;
+                    }
+                }
+                Err(e) => panic!("wait: {e:?}"),
+            }
+        }
+    };
+    let d = fork(|| wait_counting(0));
+    let started = Instant::now();
+    while c.n_waiting() == 0 && started.elapsed() < ROUND_LIMIT {
+        std::thread::yield_now();
+    }
+    let a = fork(|| wait_counting(1));
+    while c.n_waiting() < 2 && started.elapsed() < ROUND_LIMIT {
+        std::thread::yield_now();
+    }
+    let received =
+        || book.counter(0).load(Ordering::Acquire) + book.counter(1).load(Ordering::Acquire);
+    // The victim dies at a random point of what follows.
+    let killer = fork(|| {
+        pause_us(delay_us);
+    });
+    c.acquire_forever();
+    let first = c.notify(1).expect("notify");
+    let n = fork(|| {
+        let t = Instant::now();
+        while received() == 0 && t.elapsed() < Duration::from_secs(2) {
+            std::thread::yield_now();
+        }
+        c.acquire_forever();
+        let granted = c.notify(1).expect("notify");
+        book.counter(2).store(u64::from(granted), Ordering::Release);
+        let _ = c.release();
+    });
+    assert_eq!(killer.wait(), 0);
+    let mut o = Outcome {
+        killed: kill(d),
+        ..Outcome::default()
+    };
+    let killed_at = Instant::now();
+    // (The rescue takes ~150 ms; 2 s is room, not a measure.)
+    let notified = c
+        .wait_timeout(Duration::from_secs(2))
+        .expect("wait_timeout");
+    let _ = c.release();
+    o.hung = !reap_all(vec![n, a], killed_at + ROUND_LIMIT);
+    o.after_kill = killed_at.elapsed();
+    if !o.hung {
+        let granted = u64::from(first) + book.counter(2).load(Ordering::Acquire);
+        // Our own receipt, A's, and the victim's (counted before it died).
+        let got = u64::from(notified) + received();
+        o.lost = granted.saturating_sub(got);
+        o.duplicated = got.saturating_sub(granted);
+        o.allowed = 1;
+        o.reported = granted;
+    }
+    o
+}
+
 // ---------------------------------------------------------------------------------------
 // The driver.
 
@@ -718,13 +865,15 @@ fn kill_at_random_points() {
     }
 
     type Round = fn(u64) -> Outcome;
-    let rows: [(&'static str, Round); 6] = [
+    let rows: [(&'static str, Round); 8] = [
         ("Lock", |d| lock_round(false, d)),
         ("RLock", |d| lock_round(true, d)),
         ("Semaphore (robust)", |d| semaphore_round(true, d)),
         ("Semaphore (default)", |d| semaphore_round(false, d)),
         ("Barrier", barrier_round),
         ("Barrier (timeouts)", barrier_timed_round),
+        ("Condition", condition_round),
+        ("Condition (generations)", condition_generations_round),
     ];
     let only = std::env::var("FAULT_ONLY").ok();
     for (name, round) in rows {
@@ -746,6 +895,10 @@ fn kill_at_random_points() {
         t.note = match name {
             "Lock" | "RLock" => format!(
                 "OwnerDied reported {reported}; sections repaired {recovered}; slowest round after its kill {:.0} ms",
+                slowest.as_secs_f64() * 1e3
+            ),
+            "Condition" | "Condition (generations)" => format!(
+                "notifications (1 at a time) {reported}; slowest round after its kill {:.0} ms",
                 slowest.as_secs_f64() * 1e3
             ),
             "Barrier" | "Barrier (timeouts)" => format!(
