@@ -67,7 +67,7 @@
 
 use crate::raw::lock::{Acquired, RawLock, RobustLock};
 use crate::raw::rlock::{NotOwner, RawRLock};
-use crate::sync::futex::WaitResult;
+use crate::sync::futex::{self, WaitResult};
 use crate::sync::liveness::Liveness;
 use crate::sync::spin::{Round, SpinPolicy};
 use crate::sync::wait::{EventCount, Recheck};
@@ -95,9 +95,11 @@ pub trait CondLock {
         false
     }
     /// How often a sleeping waiter looks for notifications stranded on dead waiters
-    /// (module docs, "A waiter that dies"); `None`: never (a model where nobody dies).
+    /// (module docs, "A waiter that dies"); `None` (the default): never, for a lock
+    /// whose users never die (a model). [`LockRef`] and [`RLockRef`] ask their
+    /// [`Liveness`].
     fn recheck(&self) -> Option<Recheck> {
-        Some(Recheck::LIVENESS)
+        None
     }
 }
 
@@ -190,6 +192,9 @@ struct Stranded {
     seen: Option<(u32, Instant)>,
     /// Set when a rescue is due: the G1 to retire.
     rescue: Option<u32>,
+    /// The model's clock at the last look ([`futex::nap`]), first read with the lock
+    /// held (a notifier that reports progress after our unlock then ends our first nap).
+    since: u64,
 }
 
 impl Stranded {
@@ -198,6 +203,7 @@ impl Stranded {
             schedule,
             seen: None,
             rescue: None,
+            since: futex::tick(),
         }
     }
 
@@ -325,28 +331,15 @@ impl RawCondvar {
         if !lock.is_held() {
             return Err(NotOwner);
         }
-        // Join a generation (see the module docs: never one holding older grants).
-        let g1 = Self::get(&self.g1);
-        let g = if Self::get(&self.g1_signals) == 0 && Self::get(&self.g2_waiting) == 0 {
-            Self::set(
-                &self.g1_waiting,
-                Self::get(&self.g1_waiting).wrapping_add(1),
-            );
-            g1
-        } else {
-            Self::set(
-                &self.g2_waiting,
-                Self::get(&self.g2_waiting).wrapping_add(1),
-            );
-            g1.wrapping_add(1)
-        };
+        // (Its model clock read before we let the lock go: see `Stranded::since`.)
+        let mut stranded = Stranded::new(lock.recheck());
+        let g = self.join();
         let word = &self.seq[(g & 1) as usize];
         // Read under the lock; a grant to our generation bumps it under the lock too, so
         // if it differs when we sleep, the futex returns at once.
         let mut seen = word.key();
         let token = lock.unlock_all()?;
         let mut owner_died = false;
-        let mut stranded = Stranded::new(lock.recheck());
         loop {
             let timed_out = self.sleep(word, seen, g, deadline, spin, &mut stranded);
             // The notifier still holds the lock (it notifies with it held): let it go
@@ -379,6 +372,40 @@ impl RawCondvar {
         }
     }
 
+    /// Joins a generation (module docs: never one holding older grants); returns its
+    /// number. With the lock held.
+    fn join(&self) -> u32 {
+        let g1 = Self::get(&self.g1);
+        if Self::get(&self.g1_signals) == 0 && Self::get(&self.g2_waiting) == 0 {
+            Self::set(
+                &self.g1_waiting,
+                Self::get(&self.g1_waiting).wrapping_add(1),
+            );
+            g1
+        } else {
+            Self::set(
+                &self.g2_waiting,
+                Self::get(&self.g2_waiting).wrapping_add(1),
+            );
+            g1.wrapping_add(1)
+        }
+    }
+
+    /// For the models of a waiter that dies: joins a generation as [`wait`](Self::wait)
+    /// does and releases the lock, then returns without sleeping; the caller stops for
+    /// ever, as a process killed asleep would.
+    ///
+    /// # Errors
+    /// [`NotOwner`] when the caller does not hold `lock`.
+    #[doc(hidden)]
+    pub fn wait_and_stop(&self, lock: &impl CondLock) -> core::result::Result<(), NotOwner> {
+        if !lock.is_held() {
+            return Err(NotOwner);
+        }
+        self.join();
+        lock.unlock_all().map(drop)
+    }
+
     /// Sleeps (the lock released) until `word` moves past `seen`, or until notifications
     /// look stranded on G1 while we wait in G2 (`stranded.rescue` set); true when
     /// `deadline` passed first.
@@ -406,14 +433,17 @@ impl RawCondvar {
             if word.key() != seen {
                 return false;
             }
-            let until = match &stranded.schedule {
-                Some(r) => r.wake_at(deadline),
-                None => deadline,
+            let r = match &stranded.schedule {
+                // Until woken, or until the next look (a nap: under loom it ends when
+                // another thread reports progress, e.g. time passing, since the last look).
+                Some(r) => futex::nap(word.word(), seen, stranded.since, deadline, r.interval()),
+                None => word.wait(seen, deadline),
             };
-            if word.wait(seen, until) == WaitResult::TimedOut {
+            if r == WaitResult::TimedOut {
                 if time::expired(deadline) {
                     return true;
                 }
+                stranded.since = futex::tick();
                 if stranded.look(self, g) {
                     return false;
                 }
