@@ -17,7 +17,7 @@ use shmproc::barrier::{Barrier, BarrierError};
 use shmproc::condition::ConditionError;
 use shmproc::queue::{ByteQueue, GetError, JoinError, JoinableQueue, Queue};
 use shmproc::semaphore::{PermitError, Semaphore};
-use shmproc::{Arena, Condition, Lock, RLock};
+use shmproc::{Arena, Condition, Lock, Pipe, PipeRecvError, RLock};
 use shmproc_testkit::{fork, Child, SharedPage};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -140,15 +140,23 @@ struct Outcome {
 /// The watchdog of one round: how long the survivors may take once the victim is dead.
 const ROUND_LIMIT: Duration = Duration::from_secs(10);
 
-/// Waits for `children` until `deadline`; true if all ended. Those still running are
-/// killed (and reaped).
+/// Waits for `children` until `deadline`; true if all ended well. Those still running
+/// are killed (and reaped); one that ended with a panic (a failed check) counts as not
+/// ended well (so as a hang in the table: a survivor that did not finish its work).
 fn reap_all(children: Vec<Child>, deadline: Instant) -> bool {
     let mut all = true;
     for c in children {
         let left = deadline.saturating_duration_since(Instant::now());
-        if c.wait_timeout(left).is_none() {
-            all = false;
-            c.kill();
+        match c.wait_timeout(left) {
+            Some(0) => {}
+            Some(code) => {
+                eprintln!("a survivor failed (exit {code})");
+                all = false;
+            }
+            None => {
+                all = false;
+                c.kill();
+            }
         }
     }
     all
@@ -812,6 +820,89 @@ fn condition_generations_round(delay_us: u64) -> Outcome {
     o
 }
 
+/// A pipe of 4 KiB; the writer (the victim) sends messages of 16 bytes to 12 KiB (so
+/// most stream through the ring, and it dies mid-message), each an id, a checksum and a
+/// padding that depends on the id; a reader process receives with a 50 ms timeout until
+/// EOF, or until a timeout once the writer is dead (its own copy of the writing end, from
+/// the fork, keeps EOF away: then the writer's death is seen from the writing side's
+/// lock; the reader then gets `Broken`, never a torn message). Counters: 0: messages
+/// `send_bytes` returned for; 1: received in order; 42:
+/// torn; 43: out of order (duplicated or skipped); 44: timed receives that returned
+/// early or more than 2 s late.
+fn pipe_round(delay_us: u64) -> Outcome {
+    const TIMEOUT: Duration = Duration::from_millis(50);
+    let arena = Arena::anonymous(4 << 20).expect("arena");
+    let book = Book::new(0);
+    let (r, w) = Pipe::new_in(&arena, false, 4096).expect("pipe");
+    let message = |id: u64| {
+        let mut b = bytemuck::bytes_of(&message(id)).to_vec();
+        b.extend(std::iter::repeat_n(
+            id as u8,
+            ((id * 7919) % 12_000) as usize,
+        ));
+        b
+    };
+    let mut o = kill_round(
+        &book,
+        2,
+        delay_us,
+        || true,
+        |i| {
+            if i == 0 {
+                for id in 0u64.. {
+                    if w.send_bytes(&message(id)).is_err() {
+                        return;
+                    }
+                    book.counter(0).store(id + 1, Ordering::Release);
+                }
+            }
+            let mut next = 0u64;
+            loop {
+                let t = Instant::now();
+                match r.recv_bytes_timeout(TIMEOUT) {
+                    Ok(m) => {
+                        if m.len() < 16
+                            || m != message(u64::from_ne_bytes(m[..8].try_into().unwrap()))
+                        {
+                            book.counter(42).fetch_add(1, Ordering::AcqRel);
+                            continue;
+                        }
+                        let id = u64::from_ne_bytes(m[..8].try_into().unwrap());
+                        if id != next {
+                            book.counter(43).fetch_add(1, Ordering::AcqRel);
+                        }
+                        next = id + 1;
+                        book.counter(1).fetch_add(1, Ordering::AcqRel);
+                    }
+                    Err(PipeRecvError::Timeout) => {
+                        let took = t.elapsed();
+                        if took < TIMEOUT || took > TIMEOUT + Duration::from_secs(2) {
+                            book.counter(44).fetch_add(1, Ordering::AcqRel);
+                        }
+                        if book.counter(VICTIM_DEAD).load(Ordering::Acquire) != 0 {
+                            return;
+                        }
+                    }
+                    // The writer died mid-message: the ring says so (never a torn message).
+                    Err(PipeRecvError::Eof) | Err(PipeRecvError::Broken) => return,
+                    Err(e) => panic!("recv: {e:?}"),
+                }
+            }
+        },
+    );
+    if !o.hung {
+        let sent = book.counter(0).load(Ordering::Acquire);
+        let got = book.counter(1).load(Ordering::Acquire);
+        o.lost = sent.saturating_sub(got);
+        o.torn = book.counter(42).load(Ordering::Acquire);
+        o.duplicated = book.counter(43).load(Ordering::Acquire);
+        o.reported = got;
+        o.recovered = book.counter(44).load(Ordering::Acquire);
+        o.hung = o.recovered > 0;
+    }
+    o
+}
+
 // ---------------------------------------------------------------------------------------
 // The driver.
 
@@ -865,7 +956,7 @@ fn kill_at_random_points() {
     }
 
     type Round = fn(u64) -> Outcome;
-    let rows: [(&'static str, Round); 8] = [
+    let rows: [(&'static str, Round); 9] = [
         ("Lock", |d| lock_round(false, d)),
         ("RLock", |d| lock_round(true, d)),
         ("Semaphore (robust)", |d| semaphore_round(true, d)),
@@ -874,6 +965,7 @@ fn kill_at_random_points() {
         ("Barrier (timeouts)", barrier_timed_round),
         ("Condition", condition_round),
         ("Condition (generations)", condition_generations_round),
+        ("Pipe", pipe_round),
     ];
     let only = std::env::var("FAULT_ONLY").ok();
     for (name, round) in rows {
@@ -895,6 +987,10 @@ fn kill_at_random_points() {
         t.note = match name {
             "Lock" | "RLock" => format!(
                 "OwnerDied reported {reported}; sections repaired {recovered}; slowest round after its kill {:.0} ms",
+                slowest.as_secs_f64() * 1e3
+            ),
+            "Pipe" => format!(
+                "messages received {reported}; timed receives late {recovered}; slowest round after its kill {:.0} ms",
                 slowest.as_secs_f64() * 1e3
             ),
             "Condition" | "Condition (generations)" => format!(
