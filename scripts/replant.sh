@@ -178,8 +178,8 @@ define() {
   check loom condition a_timed_out_waiter_leaves_no_stale_wakeup
 
   bug C2 "condition: a newcomer joins G1 while G1 holds a pending notification (steal)"
-  edit src/raw/condvar.rs 'let g = if Self::get(&self.g1_signals) == 0 && Self::get(&self.g2_waiting) == 0 {' \
-    'let g = if Self::get(&self.g2_waiting) == 0 {'
+  edit src/raw/condvar.rs 'if Self::get(&self.g1_signals) == 0 && Self::get(&self.g2_waiting) == 0 {' \
+    'if Self::get(&self.g2_waiting) == 0 {'
   check loom condition a_late_waiter_cannot_steal
 
   bug R1 "rlock: the owner key is not cleared at the last unlock"
@@ -204,7 +204,8 @@ define() {
   bug B2 "barrier: a timeout breaks a pass whose action runs"
   edit src/raw/barrier.rs $'                if full {\n                    // The action is running: the pass completes; wait for it.' \
     $'                if full && false {\n                    // The action is running: the pass completes; wait for it.'
-  edit src/raw/barrier.rs 'w & BROKEN == 0 && w & COUNT < parties)' 'w & BROKEN == 0 && (w & COUNT < parties || true))'
+  edit src/raw/barrier.rs $'            (gen_of(w) == g && w & BROKEN == 0 && !self.full(arrivals, w, parties))\n                .then_some((w | BROKEN) & !SLEEPERS)\n        });\n        if broke {' \
+    $'            (gen_of(w) == g && w & BROKEN == 0 && (!self.full(arrivals, w, parties) || true))\n                .then_some((w | BROKEN) & !SLEEPERS)\n        });\n        if broke {'
   check loom barrier a_timeout_breaks_it_for_everyone
 
   bug B4 "barrier: the release does not wake the sleepers"

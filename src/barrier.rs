@@ -3,17 +3,24 @@
 //! `parties` processes (or threads) meet at [`wait`](Barrier::wait); the last to arrive
 //! runs the optional action once, then every party is released. A timeout, an
 //! [`abort`](Barrier::abort) or a failed action breaks the barrier
-//! ([`BarrierError::Broken`]) until [`reset`](Barrier::reset). A party killed while it
-//! waits stays counted: the others time out (breaking the barrier) if they wait with a
-//! timeout, as in Python.
+//! ([`BarrierError::Broken`]) until [`reset`](Barrier::reset). So does a party killed
+//! while it waits (unlike Python, where the others wait for ever, or until their
+//! timeout): each arrival records its pid and start time, and the others look at them
+//! while they wait (1 ms after they start waiting, then every 2, 4, ... up to 100 ms), so
+//! a `wait()` without a timeout ends with `Broken` within about 100 ms of the death. A
+//! party killed while it runs the action breaks it as a panicking action does; one killed
+//! asleep in a pass the others complete breaks the next pass (which it will never
+//! reach). Only a process killed before it ever arrived goes unseen (a party is a count).
+//! Details: [`raw::barrier`](crate::raw::barrier), "A party that dies".
 //!
 //! The algorithm: [`raw::barrier`](crate::raw::barrier).
 
 use crate::arena::{Arena, ObjectKind};
 use crate::error::{Error, Result};
 use crate::object::{self, Fresh, Handle, Inspect, Obj, Object};
-use crate::raw::barrier::RawBarrier;
+use crate::raw::barrier::{Arrival, RawBarrier};
 pub use crate::raw::barrier::{BarrierError, MAX_PARTIES};
+use crate::sync::liveness::Procfs;
 use crate::sync::time;
 use crate::SpinPolicy;
 use std::borrow::Cow;
@@ -65,7 +72,10 @@ impl Object for Barrier {
                 "a barrier needs 1 to {MAX_PARTIES} parties, not {parties}"
             )));
         }
-        Ok(core::mem::size_of::<RawBarrier>())
+        // The word, then two arrival records per party (one for even passes, one for odd
+        // ones; zeroed: of no generation).
+        Ok(core::mem::size_of::<RawBarrier>()
+            + 2 * parties as usize * core::mem::size_of::<Arrival>())
     }
 
     fn check(&parties: &u32, b: &RawBarrier) -> Result<()> {
@@ -212,6 +222,8 @@ impl Barrier {
     fn wait_deadline(&self, deadline: Option<Instant>) -> core::result::Result<u32, BarrierError> {
         let action = self.action.as_deref();
         self.raw.wait(
+            self.arrivals(),
+            &Procfs,
             || {
                 if let Some(a) = action {
                     a();
@@ -220,6 +232,23 @@ impl Barrier {
             deadline,
             self.spin,
         )
+    }
+
+    /// The arrival records after the state (two per party).
+    fn arrivals(&self) -> &[Arrival] {
+        let block = self.raw.block();
+        let n = 2 * self.raw.parties().unwrap_or(0) as usize;
+        let start = core::mem::size_of::<RawBarrier>();
+        if start + n * core::mem::size_of::<Arrival>() > block.len() {
+            // Unreachable: the size was checked on create / open (against `parties`,
+            // which `check` matched with the state's).
+            return &[];
+        }
+        // SAFETY: `start..start + n * 16` lies inside the block (checked above), 8-aligned
+        // (the block is aligned to a cache line, the state is 8 bytes); the records are
+        // atomics (any bytes are a value), zeroed at creation, and live as long as
+        // `self.raw`.
+        unsafe { core::slice::from_raw_parts(block.base().add(start).cast::<Arrival>(), n) }
     }
 
     /// Breaks the barrier (Python's `abort()`): waiting parties and later arrivals get
@@ -231,7 +260,7 @@ impl Barrier {
     /// Returns the barrier to its initial state (Python's `reset()`); parties waiting now
     /// get [`BarrierError::Broken`].
     pub fn reset(&self) {
-        self.raw.reset();
+        self.raw.reset(self.arrivals(), &Procfs);
     }
 
     /// True while the barrier is broken (Python's `broken`).

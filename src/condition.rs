@@ -4,8 +4,9 @@
 //! `wait` releases the lock, sleeps until notified (or until its timeout), and retakes the
 //! lock; `notify(n)` wakes `n` waiters that were waiting when it was called, never one that
 //! came later (no stolen wake-up), and `notify` with nobody waiting stores nothing. A
-//! process killed while it waits stays counted, so a later `notify(1)` may go to it and
-//! wake nobody; `notify_all` still wakes every live waiter (Python has the same limit).
+//! process killed while it waits takes no notification away from the living (Python's
+//! does): a notification the bookkeeping grants to a dead waiter while live ones wait
+//! reaches one of them within about 150 ms (raw::condvar, "A waiter that dies").
 //!
 //! The algorithm (two generations of waiters): [`raw::condvar`](crate::raw::condvar).
 

@@ -12,6 +12,7 @@ shmproc_testkit::main!(
     barrier_timeout_breaks_late_arrivals,
     barrier_action_panic_breaks_it,
     barrier_timeout_during_the_action_does_not_break_it,
+    barrier_a_killed_party_breaks_it,
 );
 
 fn arena() -> Arena {
@@ -171,4 +172,43 @@ fn barrier_timeout_during_the_action_does_not_break_it() {
     assert!(slow.wait().is_ok());
     waiter.join();
     assert!(!b.broken());
+}
+
+/// Issue 25: a party SIGKILLed while it waits breaks the barrier for the others, whose
+/// `wait()` without a timeout returns `Broken` (it used to wait for ever); `reset` then
+/// gives a fresh barrier (the dead party counts as gone).
+fn barrier_a_killed_party_breaks_it() {
+    let a = arena();
+    let b = Barrier::new_in(&a, 3).unwrap();
+    let w = shared_counters(1);
+    let victim = {
+        let b = b.clone();
+        fork(move || {
+            let _ = b.wait();
+            std::process::exit(7);
+        })
+    };
+    eventually("the victim waits", || b.n_waiting() == 1);
+    let other = {
+        let b = b.clone();
+        fork(move || {
+            if b.wait() == Err(BarrierError::Broken) {
+                w[0].fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    eventually("both wait", || b.n_waiting() == 2);
+    let t = Instant::now();
+    victim.kill();
+    // The survivor ends (its watchdog: the test's) with `Broken`.
+    assert_eq!(other.wait(), 0);
+    println!("the survivor saw the death after {:?}", t.elapsed());
+    assert_eq!(w[0].load(Ordering::SeqCst), 1);
+    assert!(b.broken());
+    b.reset();
+    assert!(!b.broken(), "the dead party counts as gone");
+    assert_eq!(
+        b.wait_timeout(Duration::from_millis(10)),
+        Err(BarrierError::Timeout)
+    );
 }

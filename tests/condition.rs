@@ -14,6 +14,7 @@ shmproc_testkit::main!(
     condition_requires_the_lock,
     condition_rlock_depth_restored,
     condition_bounded_buffer_checksum,
+    condition_a_dead_waiter_takes_no_notification,
 );
 
 fn arena() -> Arena {
@@ -225,4 +226,65 @@ fn condition_bounded_buffer_checksum() {
     let n = 2 * PER;
     assert_eq!(w[3].load(Ordering::Relaxed), n);
     assert_eq!(w[2].load(Ordering::Relaxed), n * (n + 1) / 2);
+}
+
+/// Issue 25: a notification granted to a dead waiter reaches a live one. Process D waits
+/// and is killed; A waits (both in the older generation); we notify one (for A) and wait
+/// ourselves while it is untaken (so we join the newer generation); once A has taken it,
+/// N notifies one more, which the bookkeeping grants to the older generation: to D, dead.
+/// We must still be notified (by the rescue of stranded notifications: within ~150 ms),
+/// where we used to time out.
+fn condition_a_dead_waiter_takes_no_notification() {
+    let a = Arena::anonymous(1 << 20).unwrap();
+    let c = Condition::new_in(&a).unwrap();
+    let w = shared_counters(2); // [A received, N granted]
+    let d = {
+        let c = c.clone();
+        fork(move || {
+            c.acquire_forever();
+            let _ = c.wait();
+            std::process::exit(3);
+        })
+    };
+    eventually("D waits", || c.n_waiting() == 1);
+    let a_proc = {
+        let c = c.clone();
+        fork(move || {
+            c.acquire_forever();
+            if c.wait().is_ok() {
+                w[0].fetch_add(1, Ordering::SeqCst);
+            }
+            let _ = c.release();
+        })
+    };
+    eventually("A waits", || c.n_waiting() == 2);
+    assert!(d.kill() != 0);
+    c.acquire_forever();
+    assert_eq!(c.notify(1), Ok(1)); // for D or A: A, the only one alive, takes it
+    let n = {
+        let c = c.clone();
+        fork(move || {
+            eventually("A was notified", || w[0].load(Ordering::SeqCst) == 1);
+            c.acquire_forever();
+            let granted = c.notify(1).unwrap();
+            w[1].store(u64::from(granted), Ordering::SeqCst);
+            let _ = c.release();
+        })
+    };
+    let t = Instant::now();
+    let notified = c.wait_timeout(Duration::from_secs(5)).unwrap();
+    let took = t.elapsed();
+    let _ = c.release();
+    assert_eq!(n.wait(), 0);
+    assert_eq!(a_proc.wait(), 0);
+    println!(
+        "notified {notified} after {took:?} (N's notify granted {})",
+        w[1].load(Ordering::SeqCst)
+    );
+    assert_eq!(
+        w[1].load(Ordering::SeqCst),
+        1,
+        "N's notification was granted"
+    );
+    assert!(notified, "the notification stayed with the dead waiter");
 }

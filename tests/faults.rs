@@ -11,10 +11,22 @@
 //! messages in flight inside the dead process).
 //!
 //! `SHMPROC_FAULT_ROUNDS` multiplies the rounds (default 1: at least 100 kills per
-//! primitive); `SHMPROC_FAULT_SEED` fixes the random seed (printed at the start).
+//! primitive); `SHMPROC_FAULT_SEED` fixes the random seed (printed at the start). For
+//! debugging: `FAULT_ONLY=<row name>` runs one row of the locks, semaphores, barriers,
+//! conditions and pipe, `FAULT_SKIP_QUEUES=1` skips the queue rows, `FAULT_DEBUG=1`
+//! prints each round.
+//!
+//! Segment creation (creators of `SharedMemory` segments and named arenas killed at
+//! random points: nothing half made is visible, `cleanup_orphans` removes what they
+//! left) is proved by `tests/lifecycle.rs`
+//! (`creators_killed_at_random_points_leave_nothing_half_made`, 100 kills), not yet a row
+//! of this table.
 
+use shmproc::barrier::{Barrier, BarrierError};
+use shmproc::condition::ConditionError;
 use shmproc::queue::{ByteQueue, GetError, JoinError, JoinableQueue, Queue};
-use shmproc::Arena;
+use shmproc::semaphore::{PermitError, Semaphore};
+use shmproc::{Arena, Condition, Lock, Pipe, PipeRecvError, RLock};
 use shmproc_testkit::{fork, Child, SharedPage};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -137,15 +149,23 @@ struct Outcome {
 /// The watchdog of one round: how long the survivors may take once the victim is dead.
 const ROUND_LIMIT: Duration = Duration::from_secs(10);
 
-/// Waits for `children` until `deadline`; true if all ended. Those still running are
-/// killed (and reaped).
+/// Waits for `children` until `deadline`; true if all ended well. Those still running
+/// are killed (and reaped); one that ended with a panic (a failed check) counts as not
+/// ended well (so as a hang in the table: a survivor that did not finish its work).
 fn reap_all(children: Vec<Child>, deadline: Instant) -> bool {
     let mut all = true;
     for c in children {
         let left = deadline.saturating_duration_since(Instant::now());
-        if c.wait_timeout(left).is_none() {
-            all = false;
-            c.kill();
+        match c.wait_timeout(left) {
+            Some(0) => {}
+            Some(code) => {
+                eprintln!("a survivor failed (exit {code})");
+                all = false;
+            }
+            None => {
+                all = false;
+                c.kill();
+            }
         }
     }
     all
@@ -386,6 +406,513 @@ fn queue_round(kind: Kind, producer_dies: bool, delay_us: u64) -> Outcome {
 }
 
 // ---------------------------------------------------------------------------------------
+// Locks, semaphores, barriers.
+
+/// Kills per primitive at scale 1.
+const KILLS: u64 = 100;
+
+/// Counter of the bookkeeping page set once the victim is dead.
+const VICTIM_DEAD: usize = 63;
+
+/// Forks `n` workers running `work(i)` (worker 0 is the victim: it never yields), kills
+/// the victim `delay_us` after `started()` says so (polled, under the watchdog), sets
+/// [`VICTIM_DEAD`], and waits for the survivors under the round's watchdog. Fills
+/// `killed`, `hung` and `after_kill` of the outcome.
+fn kill_round(
+    book: &Book,
+    n: usize,
+    delay_us: u64,
+    started: impl Fn() -> bool,
+    work: impl Fn(usize),
+) -> Outcome {
+    let mut children: Vec<Child> = (0..n)
+        .map(|i| {
+            let work = &work;
+            fork(move || work(i))
+        })
+        .collect();
+    let t = Instant::now();
+    while !started() && t.elapsed() < ROUND_LIMIT {
+        std::thread::yield_now();
+    }
+    pause_us(delay_us);
+    let mut o = Outcome {
+        killed: kill(children.remove(0)),
+        ..Outcome::default()
+    };
+    book.counter(VICTIM_DEAD).store(1, Ordering::Release);
+    let killed_at = Instant::now();
+    o.hung = !reap_all(children, killed_at + ROUND_LIMIT);
+    o.after_kill = killed_at.elapsed();
+    o
+}
+
+/// A critical section of a checked counter: `A` (counter 30) is bumped, then a short
+/// spin, then `B` (31); so `A == B` whenever the lock is free, unless its holder died in
+/// the section. Three workers take the lock `SECTIONS` times each (an `RLock` twice,
+/// nested); counter `i` counts worker `i`'s finished sections. A taker told `OwnerDied`
+/// (counter 40) repairs a torn pair (`B = A`: the dead one's section counts as done;
+/// counter 41); one that finds the pair torn without being told so counts it torn (42).
+///
+/// Rules checked: at most one `OwnerDied` per death, never a torn pair unannounced, and
+/// `A` ends between the finished sections and one more (the dead one's, finished but not
+/// yet counted, or repaired).
+fn lock_round(recursive: bool, delay_us: u64) -> Outcome {
+    const SECTIONS: u64 = 3000;
+    let arena = Arena::anonymous(1 << 20).expect("arena");
+    let book = Book::new(0);
+    let lock = Lock::new_in(&arena).expect("lock");
+    let rlock = RLock::new_in(&arena).expect("rlock");
+    let (a, b) = (book.counter(30), book.counter(31));
+    let section = |died: bool| {
+        let (x, y) = (a.load(Ordering::Acquire), b.load(Ordering::Acquire));
+        if x != y {
+            if died {
+                b.store(x, Ordering::Release);
+                book.counter(41).fetch_add(1, Ordering::AcqRel);
+            } else {
+                book.counter(42).fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        if died {
+            book.counter(40).fetch_add(1, Ordering::AcqRel);
+        }
+        let x = a.load(Ordering::Acquire);
+        a.store(x + 1, Ordering::Release);
+        for _ in 0..20 {
+            std::hint::spin_loop();
+        }
+        b.store(x + 1, Ordering::Release);
+    };
+    let mut o = kill_round(
+        &book,
+        3,
+        delay_us,
+        || true,
+        |i| {
+            // The victim works until it is killed; the survivors, `SECTIONS` times.
+            for _ in 0..if i == 0 { u64::MAX } else { SECTIONS } {
+                if recursive {
+                    let (g, died) = match rlock.acquire() {
+                        Ok(g) => (g, false),
+                        Err(d) => (d.into_guard(), true),
+                    };
+                    let inner = rlock.acquire().unwrap_or_else(|_| panic!("nested acquire"));
+                    section(died);
+                    drop(inner);
+                    drop(g);
+                } else {
+                    let (g, died) = match lock.acquire() {
+                        Ok(g) => (g, false),
+                        Err(d) => (d.into_guard(), true),
+                    };
+                    section(died);
+                    drop(g);
+                }
+                book.counter(i).fetch_add(1, Ordering::AcqRel);
+                if i != 0 && book.counter(VICTIM_DEAD).load(Ordering::Acquire) == 0 {
+                    // Let the victim run too (two cores, three workers).
+                    std::thread::yield_now();
+                }
+            }
+        },
+    );
+    if !o.hung {
+        // The victim may have died holding it after the survivors finished: take it once.
+        let died = if recursive {
+            rlock.acquire().is_err()
+        } else {
+            lock.acquire().is_err()
+        };
+        section(died);
+        let finished: u64 = (0..3)
+            .map(|i| book.counter(i).load(Ordering::Acquire))
+            .sum::<u64>()
+            + 1;
+        let x = a.load(Ordering::Acquire);
+        o.lost = finished.saturating_sub(x);
+        o.duplicated = x.saturating_sub(finished + 1);
+        o.torn = book.counter(42).load(Ordering::Acquire);
+        o.reported = book.counter(40).load(Ordering::Acquire);
+        o.recovered = book.counter(41).load(Ordering::Acquire);
+        // More than one OwnerDied for one death is a duplicate report.
+        o.duplicated += o.reported.saturating_sub(1);
+    }
+    o
+}
+
+/// A semaphore of one permit; three workers take it `TAKES` times each (the survivors
+/// check that they are alone: counter 30 counts them inside, 42 the overlaps). With a
+/// robust semaphore, untimed: the dead one's permit comes back, and the value ends at 1.
+/// With the default one, timed (20 ms): a permit the dead one held is lost, as in Python
+/// (allowed), and the survivors stop at their first timeout once the victim is dead;
+/// every timed call returns.
+fn semaphore_round(robust: bool, delay_us: u64) -> Outcome {
+    const TAKES: u64 = 3000;
+    let arena = Arena::anonymous(1 << 20).expect("arena");
+    let book = Book::new(0);
+    let sem = if robust {
+        Semaphore::robust_in(&arena, 1)
+    } else {
+        Semaphore::new_in(&arena, 1)
+    }
+    .expect("semaphore");
+    let inside = book.counter(30);
+    let mut o = kill_round(
+        &book,
+        3,
+        delay_us,
+        || true,
+        |i| {
+            for _ in 0..if i == 0 { u64::MAX } else { TAKES } {
+                let g = if robust {
+                    sem.acquire()
+                } else {
+                    match sem.acquire_timeout(Duration::from_millis(20)) {
+                        Ok(g) => g,
+                        Err(PermitError::Timeout)
+                            if book.counter(VICTIM_DEAD).load(Ordering::Acquire) != 0 =>
+                        {
+                            return;
+                        }
+                        Err(PermitError::Timeout) => continue,
+                        Err(e) => panic!("acquire: {e}"),
+                    }
+                };
+                if i != 0 && inside.fetch_add(1, Ordering::AcqRel) != 0 {
+                    book.counter(42).fetch_add(1, Ordering::AcqRel);
+                }
+                for _ in 0..20 {
+                    std::hint::spin_loop();
+                }
+                if i != 0 {
+                    inside.fetch_sub(1, Ordering::AcqRel);
+                }
+                drop(g);
+                if i != 0 {
+                    std::thread::yield_now();
+                }
+            }
+        },
+    );
+    if !o.hung {
+        o.duplicated = book.counter(42).load(Ordering::Acquire);
+        let value = u64::from(sem.value());
+        o.lost = 1u64.saturating_sub(value);
+        o.duplicated += value.saturating_sub(1);
+        o.allowed = u64::from(!robust);
+        o.recovered = if robust {
+            u64::from(sem.recovered())
+        } else {
+            0
+        };
+    }
+    o
+}
+
+/// A barrier of three parties passed by three workers until it breaks; the victim is
+/// killed at a random point (waiting, or between passes). Every survivor must end with
+/// `Broken` (never wait for ever for the dead; counted hung otherwise, or torn if it
+/// ended otherwise), and none may pass more than once after the dead one's last pass
+/// (duplicated).
+fn barrier_round(delay_us: u64) -> Outcome {
+    barrier_round_with(delay_us, None)
+}
+
+/// As [`barrier_round`], the survivors waiting with a timeout of 5 s (never reached: the
+/// death breaks the barrier first).
+fn barrier_timed_round(delay_us: u64) -> Outcome {
+    barrier_round_with(delay_us, Some(Duration::from_secs(5)))
+}
+
+fn barrier_round_with(delay_us: u64, timeout: Option<Duration>) -> Outcome {
+    let arena = Arena::anonymous(1 << 20).expect("arena");
+    let book = Book::new(0);
+    let b = Barrier::new_in(&arena, 3).expect("barrier");
+    // The kill comes after the victim's first pass: a party that never arrived is one the
+    // barrier cannot know of (parties are a count, as in Python).
+    let started = || book.counter(0).load(Ordering::Acquire) > 0;
+    let mut o = kill_round(&book, 3, delay_us, started, |i| {
+        // Every party waits until the barrier breaks (the victim until it is killed).
+        for _ in 0..u64::MAX {
+            let r = match timeout {
+                Some(t) if i != 0 => b.wait_timeout(t),
+                _ => b.wait(),
+            };
+            match r {
+                Ok(_) => {
+                    book.counter(i).fetch_add(1, Ordering::AcqRel);
+                }
+                Err(BarrierError::Broken) => {
+                    book.counter(10 + i).store(1, Ordering::Release);
+                    return;
+                }
+                Err(BarrierError::Timeout) => {
+                    // Counted as a hang: the death should have broken it long before.
+                    book.counter(20 + i).store(1, Ordering::Release);
+                    return;
+                }
+            }
+        }
+    });
+    if o.hung && std::env::var("FAULT_DEBUG").is_ok() {
+        eprintln!(
+            "{b:?} passes {:?}",
+            (0..3)
+                .map(|i| book.counter(i).load(Ordering::Relaxed))
+                .collect::<Vec<_>>()
+        );
+    }
+    if !o.hung {
+        let broken: Vec<bool> = (1..3)
+            .map(|i| book.counter(10 + i).load(Ordering::Acquire) == 1)
+            .collect();
+        let passes: Vec<u64> = (1..3)
+            .map(|i| book.counter(i).load(Ordering::Acquire))
+            .collect();
+        o.hung = (1..3).any(|i| book.counter(20 + i).load(Ordering::Acquire) == 1);
+        o.reported = broken.iter().filter(|&&x| x).count() as u64;
+        o.torn = broken.iter().filter(|&&x| !x).count() as u64;
+        // A survivor released past the dead one's last pass: a pass without it.
+        let victim = book.counter(0).load(Ordering::Acquire);
+        o.duplicated = passes
+            .iter()
+            .map(|&p| p.saturating_sub(victim + 1))
+            .sum::<u64>();
+    }
+    o
+}
+
+/// A condition (over its own lock) with three waiters (worker 0, the victim, among them)
+/// and a notifier (worker 3) that sends `NOTIFIES` notifications one at a time, each
+/// after the previous one was received (or after 2 s: then it stays lost). The victim is
+/// killed at a random point, asleep in `wait` or not, notified or not. Counters: `i`:
+/// notifications waiter `i` received; 30: granted (`notify(1)` returned 1); 31: stop.
+///
+/// Rule: every granted notification reaches a waiter; only one granted to the victim
+/// just before its death may be lost (allowed). Before the fix, one granted to the dead
+/// victim while a live waiter sat in the newer generation stayed with the dead.
+fn condition_round(delay_us: u64) -> Outcome {
+    const NOTIFIES: u64 = 30;
+    let arena = Arena::anonymous(1 << 20).expect("arena");
+    let book = Book::new(0);
+    let cond = Condition::new_in(&arena).expect("condition");
+    let received = || {
+        (0..3)
+            .map(|i| book.counter(i).load(Ordering::Acquire))
+            .sum::<u64>()
+    };
+    let started = || book.counter(30).load(Ordering::Acquire) > 0;
+    let mut o = kill_round(&book, 4, delay_us, started, |i| {
+        if i < 3 {
+            cond.acquire_forever();
+            // (The victim waits until it is killed.)
+            while i == 0 || book.counter(31).load(Ordering::Acquire) == 0 {
+                match cond.wait() {
+                    // Retaken from a holder that died (the victim): notified all the same.
+                    Ok(()) | Err(ConditionError::OwnerDied { notified: true }) => {
+                        book.counter(i).fetch_add(1, Ordering::AcqRel);
+                    }
+                    Err(e) => panic!("wait: {e:?}"),
+                }
+            }
+            let _ = cond.release();
+            return;
+        }
+        for _ in 0..NOTIFIES {
+            let t = Instant::now();
+            while cond.n_waiting() == 0 && t.elapsed() < Duration::from_secs(2) {
+                std::thread::yield_now();
+            }
+            let before = received();
+            cond.acquire_forever();
+            let granted = cond.notify(1).expect("notify");
+            let _ = cond.release();
+            book.counter(30)
+                .fetch_add(u64::from(granted), Ordering::AcqRel);
+            let t = Instant::now();
+            while granted == 1 && received() == before && t.elapsed() < Duration::from_secs(2) {
+                std::thread::yield_now();
+            }
+        }
+        book.counter(31).store(1, Ordering::Release);
+        cond.acquire_forever();
+        let _ = cond.notify_all();
+        let _ = cond.release();
+    });
+    if !o.hung {
+        let granted = book.counter(30).load(Ordering::Acquire);
+        let got = received();
+        o.lost = granted.saturating_sub(got);
+        o.duplicated = got.saturating_sub(granted + 3); // + the final notify_all's
+        o.allowed = u64::from(o.killed);
+        o.reported = granted;
+    }
+    o
+}
+
+/// The arrangement where a dead waiter could keep a notification from the living
+/// (`tests/condition.rs`, `condition_a_dead_waiter_takes_no_notification`), with the
+/// victim killed at a random point: D (the victim) and A wait; we notify one and wait
+/// ourselves while it is untaken (joining the newer generation); once it is taken, N
+/// notifies one more. We must be notified (the victim may have taken the first one and
+/// died: then A takes N's, and ours may be lost: allowed). Counters: 0, 1: D's and A's
+/// receipts; 2: N's grant.
+fn condition_generations_round(delay_us: u64) -> Outcome {
+    let arena = Arena::anonymous(1 << 20).expect("arena");
+    let book = Book::new(0);
+    let c = Condition::new_in(&arena).expect("condition");
+    let wait_counting = |i: usize| {
+        c.acquire_forever();
+        loop {
+            match c.wait() {
+                Ok(()) | Err(ConditionError::OwnerDied { notified: true }) => {
+                    book.counter(i).fetch_add(1, Ordering::AcqRel);
+                    if i == 1 {
+                        let _ = c.release();
+                        return;
+                    }
+                }
+                Err(e) => panic!("wait: {e:?}"),
+            }
+        }
+    };
+    let d = fork(|| wait_counting(0));
+    let started = Instant::now();
+    while c.n_waiting() == 0 && started.elapsed() < ROUND_LIMIT {
+        std::thread::yield_now();
+    }
+    let a = fork(|| wait_counting(1));
+    while c.n_waiting() < 2 && started.elapsed() < ROUND_LIMIT {
+        std::thread::yield_now();
+    }
+    let received =
+        || book.counter(0).load(Ordering::Acquire) + book.counter(1).load(Ordering::Acquire);
+    // The victim dies at a random point of what follows.
+    let killer = fork(|| {
+        pause_us(delay_us);
+    });
+    c.acquire_forever();
+    let first = c.notify(1).expect("notify");
+    let n = fork(|| {
+        let t = Instant::now();
+        while received() == 0 && t.elapsed() < Duration::from_secs(2) {
+            std::thread::yield_now();
+        }
+        c.acquire_forever();
+        let granted = c.notify(1).expect("notify");
+        book.counter(2).store(u64::from(granted), Ordering::Release);
+        let _ = c.release();
+    });
+    assert_eq!(killer.wait(), 0);
+    let mut o = Outcome {
+        killed: kill(d),
+        ..Outcome::default()
+    };
+    let killed_at = Instant::now();
+    // (The rescue takes ~150 ms; 2 s is room, not a measure.)
+    let notified = c
+        .wait_timeout(Duration::from_secs(2))
+        .expect("wait_timeout");
+    let _ = c.release();
+    o.hung = !reap_all(vec![n, a], killed_at + ROUND_LIMIT);
+    o.after_kill = killed_at.elapsed();
+    if !o.hung {
+        let granted = u64::from(first) + book.counter(2).load(Ordering::Acquire);
+        // Our own receipt, A's, and the victim's (counted before it died).
+        let got = u64::from(notified) + received();
+        o.lost = granted.saturating_sub(got);
+        o.duplicated = got.saturating_sub(granted);
+        o.allowed = 1;
+        o.reported = granted;
+    }
+    o
+}
+
+/// A pipe of 4 KiB; the writer (the victim) sends messages of 16 bytes to 12 KiB (so
+/// most stream through the ring, and it dies mid-message), each an id, a checksum and a
+/// padding that depends on the id; a reader process receives with a 50 ms timeout until
+/// EOF, or until a timeout once the writer is dead (its own copy of the writing end, from
+/// the fork, keeps EOF away: then the writer's death is seen from the writing side's
+/// lock; the reader then gets `Broken`, never a torn message). Counters: 0: messages
+/// `send_bytes` returned for; 1: received in order; 42:
+/// torn; 43: out of order (duplicated or skipped); 44: timed receives that returned
+/// early or more than 2 s late.
+fn pipe_round(delay_us: u64) -> Outcome {
+    const TIMEOUT: Duration = Duration::from_millis(50);
+    let arena = Arena::anonymous(4 << 20).expect("arena");
+    let book = Book::new(0);
+    let (r, w) = Pipe::new_in(&arena, false, 4096).expect("pipe");
+    let message = |id: u64| {
+        let mut b = bytemuck::bytes_of(&message(id)).to_vec();
+        b.extend(std::iter::repeat_n(
+            id as u8,
+            ((id * 7919) % 12_000) as usize,
+        ));
+        b
+    };
+    let mut o = kill_round(
+        &book,
+        2,
+        delay_us,
+        || true,
+        |i| {
+            if i == 0 {
+                for id in 0u64.. {
+                    if w.send_bytes(&message(id)).is_err() {
+                        return;
+                    }
+                    book.counter(0).store(id + 1, Ordering::Release);
+                }
+            }
+            let mut next = 0u64;
+            loop {
+                let t = Instant::now();
+                match r.recv_bytes_timeout(TIMEOUT) {
+                    Ok(m) => {
+                        if m.len() < 16
+                            || m != message(u64::from_ne_bytes(m[..8].try_into().unwrap()))
+                        {
+                            book.counter(42).fetch_add(1, Ordering::AcqRel);
+                            continue;
+                        }
+                        let id = u64::from_ne_bytes(m[..8].try_into().unwrap());
+                        if id != next {
+                            book.counter(43).fetch_add(1, Ordering::AcqRel);
+                        }
+                        next = id + 1;
+                        book.counter(1).fetch_add(1, Ordering::AcqRel);
+                    }
+                    Err(PipeRecvError::Timeout) => {
+                        let took = t.elapsed();
+                        if took < TIMEOUT || took > TIMEOUT + Duration::from_secs(2) {
+                            book.counter(44).fetch_add(1, Ordering::AcqRel);
+                        }
+                        if book.counter(VICTIM_DEAD).load(Ordering::Acquire) != 0 {
+                            return;
+                        }
+                    }
+                    // The writer died mid-message: the ring says so (never a torn message).
+                    Err(PipeRecvError::Eof) | Err(PipeRecvError::Broken) => return,
+                    Err(e) => panic!("recv: {e:?}"),
+                }
+            }
+        },
+    );
+    if !o.hung {
+        let sent = book.counter(0).load(Ordering::Acquire);
+        let got = book.counter(1).load(Ordering::Acquire);
+        o.lost = sent.saturating_sub(got);
+        o.torn = book.counter(42).load(Ordering::Acquire);
+        o.duplicated = book.counter(43).load(Ordering::Acquire);
+        o.reported = got;
+        o.recovered = book.counter(44).load(Ordering::Acquire);
+        o.hung = o.recovered > 0;
+    }
+    o
+}
+
+// ---------------------------------------------------------------------------------------
 // The driver.
 
 fn kill_at_random_points() {
@@ -406,14 +933,19 @@ fn kill_at_random_points() {
     let mut tallies = Vec::new();
     let started = Instant::now();
 
-    for (kind, name) in [
-        (Kind::Typed, "Queue"),
-        (Kind::Joinable, "JoinableQueue"),
-        (Kind::Bytes, "ByteQueue"),
-    ] {
+    let queues = if std::env::var("FAULT_SKIP_QUEUES").is_ok() {
+        &[][..]
+    } else {
+        &[
+            (Kind::Typed, "Queue"),
+            (Kind::Joinable, "JoinableQueue"),
+            (Kind::Bytes, "ByteQueue"),
+        ][..]
+    };
+    for &(kind, name) in queues {
         let mut t = Tally::new(name);
         let (mut reported, mut recovered, mut slowest) = (0, 0, Duration::ZERO);
-        while t.kills < 40 * scale {
+        while t.kills < KILLS * scale {
             let o = queue_round(kind, rng.below(2) == 0, rng.below(4000));
             reported += o.reported;
             recovered += o.recovered;
@@ -424,6 +956,60 @@ fn kill_at_random_points() {
             "claims recovered {recovered}; lost / abandoned as reported {reported}; slowest round after its kill {:.0} ms",
             slowest.as_secs_f64() * 1e3
         );
+        tallies.push(t);
+    }
+
+    type Round = fn(u64) -> Outcome;
+    let rows: [(&'static str, Round); 9] = [
+        ("Lock", |d| lock_round(false, d)),
+        ("RLock", |d| lock_round(true, d)),
+        ("Semaphore (robust)", |d| semaphore_round(true, d)),
+        ("Semaphore (default)", |d| semaphore_round(false, d)),
+        ("Barrier", barrier_round),
+        ("Barrier (timeouts)", barrier_timed_round),
+        ("Condition", condition_round),
+        ("Condition (generations)", condition_generations_round),
+        ("Pipe", pipe_round),
+    ];
+    let only = std::env::var("FAULT_ONLY").ok();
+    for (name, round) in rows {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
+        let mut t = Tally::new(name);
+        let (mut reported, mut recovered, mut slowest) = (0, 0, Duration::ZERO);
+        while t.kills < KILLS * scale {
+            let o = round(rng.below(4000));
+            if std::env::var("FAULT_DEBUG").is_ok() {
+                eprintln!("{name}: {o:?}");
+            }
+            reported += o.reported;
+            recovered += o.recovered;
+            slowest = slowest.max(o.after_kill);
+            t.add(&o);
+        }
+        t.note = match name {
+            "Lock" | "RLock" => format!(
+                "OwnerDied reported {reported}; sections repaired {recovered}; slowest round after its kill {:.0} ms",
+                slowest.as_secs_f64() * 1e3
+            ),
+            "Pipe" => format!(
+                "messages received {reported}; timed receives late {recovered}; slowest round after its kill {:.0} ms",
+                slowest.as_secs_f64() * 1e3
+            ),
+            "Condition" | "Condition (generations)" => format!(
+                "notifications (1 at a time) {reported}; slowest round after its kill {:.0} ms",
+                slowest.as_secs_f64() * 1e3
+            ),
+            "Barrier" | "Barrier (timeouts)" => format!(
+                "survivors that got Broken {reported}; slowest round after its kill {:.0} ms",
+                slowest.as_secs_f64() * 1e3
+            ),
+            _ => format!(
+                "permits recovered {recovered}; slowest round after its kill {:.0} ms",
+                slowest.as_secs_f64() * 1e3
+            ),
+        };
         tallies.push(t);
     }
 

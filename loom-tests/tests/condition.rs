@@ -12,6 +12,7 @@ use shmproc::raw::rlock::NotOwner;
 use shmproc::raw::rlock::RawRLock;
 use shmproc::raw::sync::futex;
 use shmproc::raw::sync::liveness::Scripted;
+use shmproc::raw::sync::wait::Recheck;
 use shmproc::SpinPolicy;
 use std::time::{Duration, Instant};
 
@@ -70,6 +71,8 @@ impl ModelLock {
 struct ModelRef<'a> {
     lock: &'a ModelLock,
     pid: u32,
+    /// Whether its waits look for notifications stranded on dead waiters.
+    watch: bool,
 }
 
 impl CondLock for ModelRef<'_> {
@@ -86,6 +89,9 @@ impl CondLock for ModelRef<'_> {
     fn relock(&self, _: u32) -> Acquired {
         self.lock.lock(self.pid);
         Acquired::Normal
+    }
+    fn recheck(&self) -> Option<Recheck> {
+        self.watch.then_some(Recheck::LIVENESS)
     }
 }
 
@@ -110,6 +116,7 @@ impl Shared {
         let r = f(&ModelRef {
             lock: &self.lock,
             pid,
+            watch: false,
         });
         self.lock.unlock();
         r
@@ -353,5 +360,72 @@ fn with_spinning() {
         untimed.join().unwrap();
         assert_eq!(s.tokens(), 0);
         s.idle();
+    });
+}
+
+/// A waiter that dies (`raw::condvar`, "A waiter that dies"): D joins G1 and stops for
+/// ever; A waits (G1 = {D, A}); L (the main thread, whose waits look for stranded
+/// notifications) notifies one, for A, and waits itself while that one is untaken, so it
+/// joins G2; once A has it, N notifies one more, which the bookkeeping grants to G1's last
+/// member, D. L must be notified all the same (its look rescues the stranded grant).
+///
+/// Planted bug (caught, 2026-12-07): no rescue (`Stranded::look` never due): L waits for
+/// ever (loom: deadlock).
+#[test]
+fn a_grant_to_a_dead_waiter_reaches_a_live_one() {
+    shmproc_testkit::loom::model(2, || {
+        let s = Shared::new();
+        let as_pid = |pid: u32, watch: bool| ModelRef {
+            lock: &s.lock,
+            pid,
+            watch,
+        };
+        // D (pid 4): joins G1, never wakes.
+        s.lock.lock(4);
+        s.cv.wait_and_stop(&as_pid(4, false)).unwrap();
+        let got = Arc::new(AtomicU32::new(0));
+        let a = {
+            let (s, got) = (s.clone(), got.clone());
+            thread::spawn(move || {
+                s.lock.lock(2);
+                let r = ModelRef {
+                    lock: &s.lock,
+                    pid: 2,
+                    watch: false,
+                };
+                let w = s.cv.wait(&r, None, SPIN).unwrap();
+                assert!(w.notified);
+                got.store(1, Ordering::SeqCst);
+                s.lock.unlock();
+            })
+        };
+        while s.cv.n_waiting() < 2 {
+            thread::yield_now();
+        }
+        s.lock.lock(1);
+        assert_eq!(s.cv.notify(&as_pid(1, true), 1), Ok(1));
+        let n = {
+            let (s, got) = (s.clone(), got.clone());
+            thread::spawn(move || {
+                while got.load(Ordering::SeqCst) == 0 {
+                    thread::yield_now();
+                }
+                s.lock.lock(3);
+                let r = ModelRef {
+                    lock: &s.lock,
+                    pid: 3,
+                    watch: false,
+                };
+                assert_eq!(s.cv.notify(&r, 1), Ok(1));
+                s.lock.unlock();
+                // Time passes (what the rescue waits for: a model's naps end on it).
+                futex::progress();
+            })
+        };
+        let w = s.cv.wait(&as_pid(1, true), None, SPIN).unwrap();
+        assert!(w.notified, "the grant stayed with the dead waiter");
+        s.lock.unlock();
+        a.join().unwrap();
+        n.join().unwrap();
     });
 }

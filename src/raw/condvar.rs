@@ -47,19 +47,32 @@
 //!
 //! # A waiter that dies
 //!
-//! A process killed while it waits stays counted (waiters have no identity the others
-//! could check), so a later `notify(1)` may be granted to it and wake nobody; `notify_all`
-//! still wakes every live waiter. Python's `Condition` has the same limit. Waiting with a
-//! timeout (or [`Condition::wait_for`](crate::Condition::wait_for) with one) bounds the damage.
+//! A process killed while it waits stays counted (waiters have no identity in the
+//! state). Within G1 that costs nothing: notifications are anonymous, and a live member
+//! takes any one. What a dead member can strand is a notification granted to G1 when
+//! every untaken member of G1 is dead while live waiters sit in G2: `notify(1)` then
+//! woke nobody (the loss Python's `Condition` has too). So a waiter of G2 that sleeps
+//! also wakes on the liveness schedule ([`Recheck::LIVENESS`]: 1 ms, doubling to 100 ms)
+//! and looks, without the lock, whether G1 holds untaken notifications; if the same G1
+//! still holds some after [`STRANDED`] (50 ms), it retakes the lock and *rescues* them:
+//! it retires G1 (each member still alive is then notified, as when `notify` retires a
+//! generation) and grants the untaken notifications to G2, taking one itself. So a
+//! notification granted to the dead reaches a live waiter within about 150 ms.
+//!
+//! What it costs: a sleeping waiter wakes ~10 times a second to read two words (no lock,
+//! no system call but the futex's); a live member of G1 stalled for 50 ms before taking
+//! its notification may see the rest of G1 notified with it (a spurious wake-up, which
+//! every condition wait must tolerate). Lost: nothing a live waiter could take; a
+//! notification taken by a waiter that then died is the dead one's.
 
 use crate::raw::lock::{Acquired, RawLock, RobustLock};
 use crate::raw::rlock::{NotOwner, RawRLock};
-use crate::sync::futex::WaitResult;
+use crate::sync::futex::{self, WaitResult};
 use crate::sync::liveness::Liveness;
 use crate::sync::spin::{Round, SpinPolicy};
-use crate::sync::wait::EventCount;
+use crate::sync::wait::{EventCount, Recheck};
 use crate::sync::{time, AtomicU32, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------------------
 // The lock a condition works with.
@@ -80,6 +93,13 @@ pub trait CondLock {
     /// later (the default says "free": no spinning).
     fn is_locked_hint(&self) -> bool {
         false
+    }
+    /// How often a sleeping waiter looks for notifications stranded on dead waiters
+    /// (module docs, "A waiter that dies"); `None` (the default): never, for a lock
+    /// whose users never die (a model). [`LockRef`] and [`RLockRef`] ask their
+    /// [`Liveness`].
+    fn recheck(&self) -> Option<Recheck> {
+        None
     }
 }
 
@@ -109,6 +129,10 @@ impl<L: Liveness> CondLock for LockRef<'_, L> {
 
     fn is_locked_hint(&self) -> bool {
         self.lock.is_locked()
+    }
+
+    fn recheck(&self) -> Option<Recheck> {
+        self.who.recheck()
     }
 
     fn relock(&self, _token: u32) -> Acquired {
@@ -143,6 +167,10 @@ impl<L: Liveness> CondLock for RLockRef<'_, L> {
         self.lock.is_locked()
     }
 
+    fn recheck(&self) -> Option<Recheck> {
+        self.who.recheck()
+    }
+
     fn relock(&self, depth: u32) -> Acquired {
         self.lock.relock(self.who, depth, self.spin)
     }
@@ -150,6 +178,69 @@ impl<L: Liveness> CondLock for RLockRef<'_, L> {
 
 // ---------------------------------------------------------------------------------------
 // The algorithm.
+
+/// How long notifications granted to G1 may stay untaken, seen by a waiter of G2, before
+/// it judges them stranded on dead waiters (module docs, "A waiter that dies"). A live
+/// member takes its notification a wake-up after the grant.
+pub const STRANDED: Duration = Duration::from_millis(50);
+
+/// A sleeping waiter's watch for stranded notifications.
+struct Stranded {
+    /// When to look (the liveness schedule); `None`: never.
+    schedule: Option<Recheck>,
+    /// G1's number and when we first saw it hold untaken notifications.
+    seen: Option<(u32, Instant)>,
+    /// Set when a rescue is due: the G1 to retire.
+    rescue: Option<u32>,
+    /// The model's clock at the last look ([`futex::nap`]), first read with the lock
+    /// held (a notifier that reports progress after our unlock then ends our first nap).
+    since: u64,
+}
+
+impl Stranded {
+    fn new(schedule: Option<Recheck>) -> Stranded {
+        Stranded {
+            schedule,
+            seen: None,
+            rescue: None,
+            // (Only when it will look: under loom every read is a step to explore.)
+            since: if schedule.is_some() { futex::tick() } else { 0 },
+        }
+    }
+
+    /// A look without the lock (hints; the rescue decides under the lock): true when a
+    /// rescue is due.
+    fn look(&mut self, cv: &RawCondvar, g: u32) -> bool {
+        if let Some(r) = &mut self.schedule {
+            r.backoff();
+        }
+        let g1 = RawCondvar::get(&cv.g1);
+        if g != g1.wrapping_add(1) || RawCondvar::get(&cv.g1_signals) == 0 {
+            self.seen = None;
+            return false;
+        }
+        match self.seen {
+            Some((seen_g1, since)) if seen_g1 == g1 => {
+                if time::expired(since.checked_add(STRANDED)) {
+                    self.seen = None;
+                    self.rescue = Some(g1);
+                    return true;
+                }
+                false
+            }
+            _ => {
+                self.seen = Some((g1, Instant::now()));
+                // (Under loom any time may have passed: judge at once.)
+                if cfg!(shmproc_loom) {
+                    self.seen = None;
+                    self.rescue = Some(g1);
+                    return true;
+                }
+                false
+            }
+        }
+    }
+}
 
 /// How a [`RawCondvar::wait`] ended. The lock is held again in every case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,21 +332,9 @@ impl RawCondvar {
         if !lock.is_held() {
             return Err(NotOwner);
         }
-        // Join a generation (see the module docs: never one holding older grants).
-        let g1 = Self::get(&self.g1);
-        let g = if Self::get(&self.g1_signals) == 0 && Self::get(&self.g2_waiting) == 0 {
-            Self::set(
-                &self.g1_waiting,
-                Self::get(&self.g1_waiting).wrapping_add(1),
-            );
-            g1
-        } else {
-            Self::set(
-                &self.g2_waiting,
-                Self::get(&self.g2_waiting).wrapping_add(1),
-            );
-            g1.wrapping_add(1)
-        };
+        // (Its model clock read before we let the lock go: see `Stranded::since`.)
+        let mut stranded = Stranded::new(lock.recheck());
+        let g = self.join();
         let word = &self.seq[(g & 1) as usize];
         // Read under the lock; a grant to our generation bumps it under the lock too, so
         // if it differs when we sleep, the futex returns at once.
@@ -263,7 +342,7 @@ impl RawCondvar {
         let token = lock.unlock_all()?;
         let mut owner_died = false;
         loop {
-            let timed_out = Self::sleep(word, seen, deadline, spin);
+            let timed_out = self.sleep(word, seen, g, deadline, spin, &mut stranded);
             // The notifier still holds the lock (it notifies with it held): let it go
             // before contending, so that the hand-off does not also cost a lock wake-up.
             spin.attempts(|| {
@@ -274,6 +353,13 @@ impl RawCondvar {
                 }
             });
             owner_died |= lock.relock(token) == Acquired::OwnerDied;
+            if stranded
+                .rescue
+                .take()
+                .is_some_and(|g1| g1 == Self::get(&self.g1))
+            {
+                self.rescue(g);
+            }
             if let Some(notified) = self.leave(g, timed_out) {
                 return Ok(Waited {
                     notified,
@@ -287,9 +373,52 @@ impl RawCondvar {
         }
     }
 
-    /// Sleeps (the lock released) until `word` moves past `seen`; true when `deadline`
-    /// passed first.
-    fn sleep(word: &EventCount, seen: u32, deadline: Option<Instant>, spin: SpinPolicy) -> bool {
+    /// Joins a generation (module docs: never one holding older grants); returns its
+    /// number. With the lock held.
+    fn join(&self) -> u32 {
+        let g1 = Self::get(&self.g1);
+        if Self::get(&self.g1_signals) == 0 && Self::get(&self.g2_waiting) == 0 {
+            Self::set(
+                &self.g1_waiting,
+                Self::get(&self.g1_waiting).wrapping_add(1),
+            );
+            g1
+        } else {
+            Self::set(
+                &self.g2_waiting,
+                Self::get(&self.g2_waiting).wrapping_add(1),
+            );
+            g1.wrapping_add(1)
+        }
+    }
+
+    /// For the models of a waiter that dies: joins a generation as [`wait`](Self::wait)
+    /// does and releases the lock, then returns without sleeping; the caller stops for
+    /// ever, as a process killed asleep would.
+    ///
+    /// # Errors
+    /// [`NotOwner`] when the caller does not hold `lock`.
+    #[doc(hidden)]
+    pub fn wait_and_stop(&self, lock: &impl CondLock) -> core::result::Result<(), NotOwner> {
+        if !lock.is_held() {
+            return Err(NotOwner);
+        }
+        self.join();
+        lock.unlock_all().map(drop)
+    }
+
+    /// Sleeps (the lock released) until `word` moves past `seen`, or until notifications
+    /// look stranded on G1 while we wait in G2 (`stranded.rescue` set); true when
+    /// `deadline` passed first.
+    fn sleep(
+        &self,
+        word: &EventCount,
+        seen: u32,
+        g: u32,
+        deadline: Option<Instant>,
+        spin: SpinPolicy,
+        stranded: &mut Stranded,
+    ) -> bool {
         let moved = spin.attempts(|| {
             // A hint; the decision is taken under the lock.
             if word.key() != seen {
@@ -305,9 +434,44 @@ impl RawCondvar {
             if word.key() != seen {
                 return false;
             }
-            if word.wait(seen, deadline) == WaitResult::TimedOut && time::expired(deadline) {
-                return true;
+            let r = match &stranded.schedule {
+                // Until woken, or until the next look (a nap: under loom it ends when
+                // another thread reports progress, e.g. time passing, since the last look).
+                Some(r) => futex::nap(word.word(), seen, stranded.since, deadline, r.interval()),
+                None => word.wait(seen, deadline),
+            };
+            if r == WaitResult::TimedOut {
+                if time::expired(deadline) {
+                    return true;
+                }
+                stranded.since = futex::tick();
+                if stranded.look(self, g) {
+                    return false;
+                }
             }
+        }
+    }
+
+    /// With the lock held, by a waiter of G2 (`g`) that found notifications granted to G1
+    /// and not taken for [`STRANDED`] (module docs, "A waiter that dies"): retires G1 (its
+    /// members, if any lives, are notified) and grants its untaken notifications to G2.
+    fn rescue(&self, g: u32) {
+        let g1 = Self::get(&self.g1);
+        let s = Self::get(&self.g1_signals);
+        if g != g1.wrapping_add(1) || s == 0 {
+            return; // Taken meanwhile, or retired already.
+        }
+        let old = &self.seq[(g1 & 1) as usize];
+        Self::set(&self.g1, g1.wrapping_add(1));
+        let w2 = Self::get(&self.g2_waiting);
+        let a = s.min(w2);
+        Self::set(&self.g1_waiting, w2 - a);
+        Self::set(&self.g1_signals, a);
+        Self::set(&self.g2_waiting, 0);
+        // The retired members (notified now), then the grants of the new G1.
+        old.notify_all();
+        if a > 0 {
+            self.seq[(g & 1) as usize].notify(a);
         }
     }
 

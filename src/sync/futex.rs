@@ -153,15 +153,19 @@ mod imp {
     }
 
     pub fn tick() -> u64 {
-        // Relaxed: an older value than the latest only ends a nap sooner.
-        PROGRESS.load(Ordering::Relaxed)
+        // Acquire: pairs with the Release bump in `progress`: a napper whose clock reads
+        // a bump also sees what the bumper did before it (e.g. `Scripted::kill`'s store),
+        // so its look after the tick cannot miss that and then nap through it. An older
+        // value only ends a nap sooner.
+        PROGRESS.load(Ordering::Acquire)
     }
 
     pub fn progress() {
         // A Dekker pair with `nap` (bump, fence, read the napper count; register, fence,
         // read the clock): either the napper sees the bump or we see the napper. Spelled
         // with fences because loom models a SeqCst load as an Acquire one.
-        PROGRESS.fetch_add(1, Ordering::Relaxed);
+        // Release: pairs with the Acquire load in `tick`.
+        PROGRESS.fetch_add(1, Ordering::Release);
         loom::sync::atomic::fence(Ordering::SeqCst);
         if NAPPERS.load(Ordering::Relaxed) != 0 {
             // Taken and released so that a napper between its check and its sleep
