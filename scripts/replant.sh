@@ -182,6 +182,11 @@ define() {
     'if Self::get(&self.g2_waiting) == 0 {'
   check loom condition a_late_waiter_cannot_steal
 
+  bug C3 "condition: no rescue of notifications stranded on a dead waiter"
+  edit src/raw/condvar.rs 'if g != g1.wrapping_add(1) || RawCondvar::get(&cv.g1_signals) == 0 {' \
+    'if true || g != g1.wrapping_add(1) || RawCondvar::get(&cv.g1_signals) == 0 {'
+  check loom condition a_grant_to_a_dead_waiter_reaches_a_live_one
+
   bug R1 "rlock: the owner key is not cleared at the last unlock"
   edit src/raw/rlock.rs $'        self.owner.store(0, Ordering::Relaxed);\n' ''
   check loom rlock a_sibling_thread_never_looks_like_the_owner
@@ -207,6 +212,12 @@ define() {
   edit src/raw/barrier.rs $'            (gen_of(w) == g && w & BROKEN == 0 && !self.full(arrivals, w, parties))\n                .then_some((w | BROKEN) & !SLEEPERS)\n        });\n        if broke {' \
     $'            (gen_of(w) == g && w & BROKEN == 0 && (!self.full(arrivals, w, parties) || true))\n                .then_some((w | BROKEN) & !SLEEPERS)\n        });\n        if broke {'
   check loom barrier a_timeout_breaks_it_for_everyone
+
+  bug B3 "barrier: a waiter does not ask whether a recorded party died"
+  edit src/raw/barrier.rs $'                let (pid, start) = Self::party(a, t);\n                who.is_dead(pid, start)\n            } else if' \
+    $'                let (pid, start) = Self::party(a, t);\n                who.is_dead(pid, start) && false\n            } else if'
+  edit src/raw/barrier.rs 'dead |= who.is_dead(pid, start);' 'dead |= who.is_dead(pid, start) && false;'
+  check loom barrier a_recorded_party_dies_of_two
 
   bug B4 "barrier: the release does not wake the sleepers"
   edit src/raw/barrier.rs '                    if w & SLEEPERS != 0 {
