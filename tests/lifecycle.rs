@@ -15,6 +15,9 @@ use std::any::Any;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+#[path = "rounds/creation.rs"]
+mod creation;
+
 shmproc_testkit::main!(
     every_kind_is_freed_with_its_last_handle,
     named_objects_live_until_unlinked,
@@ -311,60 +314,17 @@ fn creators_killed_at_random_points_leave_nothing_half_made() {
     };
     let mut left = 0;
     for k in 0..100u64 {
-        let child = {
-            let prefix = prefix.clone();
-            fork(move || {
-                started.fetch_add(1, Ordering::SeqCst);
-                for i in 0.. {
-                    let seg =
-                        SharedMemory::create(Some(&format!("{prefix}-s{k}-{i}")), 8192).unwrap();
-                    seg.write(0, b"made").unwrap();
-                    let arena = Arena::create(&format!("{prefix}-a{k}-{i}"), 1 << 20).unwrap();
-                    drop(Lock::create(&arena, "lock").unwrap());
-                    if i % 2 == 0 {
-                        seg.unlink().unwrap();
-                        arena.unlink().unwrap();
-                    }
-                }
-            })
-        };
-        while started.load(Ordering::SeqCst) <= k {
-            std::thread::yield_now();
-        }
-        for _ in 0..next() % 200_000 {
-            std::hint::spin_loop();
-        }
-        assert_eq!(child.kill(), -libc::SIGKILL);
-        // Everything the dead creator left is whole.
-        for name in shm_files(&prefix) {
-            if name.contains("-live-") {
-                continue;
-            }
-            left += 1;
-            let seg = name.contains(&format!("{prefix}-s"));
-            if seg {
-                let s = SharedMemory::open(&name);
-                assert!(s.is_ok(), "kill {k}: {name} is half made: {s:?}");
-            } else {
-                // The arena is whole; its lock, if the creator got that far, opens.
-                let a = Arena::open(&name);
-                assert!(a.is_ok(), "kill {k}: {name} is half made: {a:?}");
-                let a = a.unwrap();
-                let names = a.objects();
-                assert!(names.len() <= 1, "kill {k}: {name}: {names:?}");
-                if !names.is_empty() {
-                    assert!(Lock::open(&a, "lock").is_ok(), "kill {k}: {name}'s lock");
-                }
-            }
-        }
-        let mut removed = shmproc::cleanup_orphans().unwrap();
-        removed.extend(Arena::cleanup_orphans().unwrap());
-        let mine: Vec<_> = shm_files(&prefix);
-        assert_eq!(
-            mine.len(),
-            2,
-            "kill {k}: only the live segment and arena stay, not {mine:?} (removed {removed:?})"
+        let l = creation::kill_a_creator(&prefix, k, next() % 200_000, started);
+        assert!(
+            l.half_made.is_empty(),
+            "kill {k}: half made: {:?}",
+            l.half_made
         );
+        assert!(
+            l.not_removed.is_empty() && l.live_kept,
+            "kill {k}: only the live segment and arena stay: {l:?}"
+        );
+        left += l.files;
     }
     assert!(
         left > 50,
@@ -387,16 +347,6 @@ fn creators_killed_at_random_points_leave_nothing_half_made() {
     assert!(Arena::cleanup_orphans().unwrap().contains(&name));
     live_seg.unlink().unwrap();
     live_arena.unlink().unwrap();
-}
-
-/// The names in /dev/shm that start with `prefix`.
-fn shm_files(prefix: &str) -> Vec<String> {
-    std::fs::read_dir("/dev/shm")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .filter(|n| n.starts_with(prefix))
-        .collect()
 }
 
 /// A message's bytes from its first word (a seed): its length (0 .. 8 KiB, so most go to
