@@ -190,7 +190,7 @@ fn killed_writer_is_repaired_by_the_next_locker() {
     for op in [Op::Insert, Op::Pop, Op::Set] {
         // Some of the operation's stores (0 = before its first); the unit tests stop the
         // writer before each of them, in one thread.
-        for k in [0u32, 2, 4, 7, 10, 13] {
+        for k in [0u64, 2, 4, 7, 10, 13] {
             total += model(1, move || {
                 let l = list(ListGeometry::bytes(8).unwrap());
                 // Waiters look at the holder now and then, as real processes do.

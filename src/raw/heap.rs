@@ -685,85 +685,9 @@ pub enum Interrupted {
 // ---------------------------------------------------------------------------------------
 // The write hook (crash injection).
 
-/// Decides whether each shared write happens: always in a real build; tests stop
-/// operations after their k-th write to model a process killed there.
-trait Hook {
-    /// Whether to perform the next write.
-    fn allow(&self) -> bool;
-    /// False once a write has been refused (the modelled process is dead).
-    fn alive(&self) -> bool;
-}
-
-/// The real build's hook: every write happens.
-struct Live;
-
-impl Hook for Live {
-    #[inline(always)]
-    fn allow(&self) -> bool {
-        true
-    }
-    #[inline(always)]
-    fn alive(&self) -> bool {
-        true
-    }
-}
-
-/// Test hook (tests, loom models and the fuzzer): allows the first `k` shared writes of an
-/// operation (lock release included) and drops every later one, as if the process had
-/// been killed right after its k-th write. The operation runs on, reading memory as its
-/// dead self left it, and its result is meaningless; what counts is what it wrote.
 #[cfg(any(test, fuzzing, shmproc_loom))]
-#[doc(hidden)]
-#[derive(Debug)]
-pub struct CrashAfter {
-    left: std::cell::Cell<u64>,
-    writes: std::cell::Cell<u64>,
-    dropped: std::cell::Cell<u64>,
-}
-
-#[cfg(any(test, fuzzing, shmproc_loom))]
-impl CrashAfter {
-    /// Allows `k` writes.
-    pub fn new(k: u64) -> CrashAfter {
-        CrashAfter {
-            left: std::cell::Cell::new(k),
-            writes: std::cell::Cell::new(0),
-            dropped: std::cell::Cell::new(0),
-        }
-    }
-
-    /// True if some write was dropped: the operation "died" part-way (and its lock is
-    /// still held). False: it ran to the end with at most `k` writes.
-    pub fn crashed(&self) -> bool {
-        self.dropped.get() > 0
-    }
-
-    /// Writes performed.
-    pub fn writes(&self) -> u64 {
-        self.writes.get()
-    }
-
-    /// Writes dropped (1: only the lock's release was lost, the operation is complete).
-    pub fn dropped(&self) -> u64 {
-        self.dropped.get()
-    }
-}
-
-#[cfg(any(test, fuzzing, shmproc_loom))]
-impl Hook for CrashAfter {
-    fn allow(&self) -> bool {
-        if self.left.get() == 0 {
-            self.dropped.set(self.dropped.get() + 1);
-            return false;
-        }
-        self.left.set(self.left.get() - 1);
-        self.writes.set(self.writes.get() + 1);
-        true
-    }
-    fn alive(&self) -> bool {
-        self.dropped.get() == 0
-    }
-}
+pub use super::crash::CrashAfter;
+use super::crash::{Hook, Live};
 
 // ---------------------------------------------------------------------------------------
 // The public operations.

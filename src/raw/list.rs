@@ -467,7 +467,7 @@ pub enum ListError {
     /// The list's memory does not hold together (a peer wrote into it): what is damaged.
     Corrupt(String),
     /// Test hook: the operation stopped where a killed process would have.
-    #[cfg(any(test, shmproc_loom))]
+    #[cfg(any(test, fuzzing, shmproc_loom))]
     #[doc(hidden)]
     Crashed,
 }
@@ -507,7 +507,7 @@ impl fmt::Display for ListError {
                 "the list is corrupt: {what}. Nothing outside the arena was touched; a \
                  process wrote into the list's memory outside shmproc: make the list again"
             ),
-            #[cfg(any(test, shmproc_loom))]
+            #[cfg(any(test, fuzzing, shmproc_loom))]
             ListError::Crashed => f.write_str("(test) the operation was cut short"),
         }
     }
@@ -586,28 +586,10 @@ pub fn span(range: &impl RangeBounds<i64>, len: u64) -> (u64, u64) {
 
 /// Test hook: stops a writer before its `k`-th shared store, as a kill would (unit
 /// tests and loom models of the repair).
-#[cfg(any(test, shmproc_loom))]
-#[derive(Debug)]
-pub struct CrashAfter {
-    left: std::cell::Cell<u32>,
-    hit: std::cell::Cell<bool>,
-}
-
-#[cfg(any(test, shmproc_loom))]
-impl CrashAfter {
-    /// A hook that lets `k` stores through, then stops the writer.
-    pub fn new(k: u32) -> CrashAfter {
-        CrashAfter {
-            left: std::cell::Cell::new(k),
-            hit: std::cell::Cell::new(false),
-        }
-    }
-
-    /// True once the writer was stopped.
-    pub fn crashed(&self) -> bool {
-        self.hit.get()
-    }
-}
+#[cfg(any(test, fuzzing, shmproc_loom))]
+pub use super::crash::CrashAfter;
+#[cfg(any(test, fuzzing, shmproc_loom))]
+use super::crash::Hook;
 
 /// Whether a seqlock read is still valid, for a reader about to do something costly
 /// (allocate for a large element) on what it read.
@@ -644,7 +626,7 @@ pub struct ListCore<'a, B: Blocks, L: Liveness> {
     sw: u64,
     who: L,
     spin: SpinPolicy,
-    #[cfg(any(test, shmproc_loom))]
+    #[cfg(any(test, fuzzing, shmproc_loom))]
     crash: Option<&'a CrashAfter>,
 }
 
@@ -695,7 +677,7 @@ impl<'a, B: Blocks, L: Liveness> ListCore<'a, B, L> {
             sw: g.slot_words(),
             who,
             spin,
-            #[cfg(any(test, shmproc_loom))]
+            #[cfg(any(test, fuzzing, shmproc_loom))]
             crash: None,
         }
     }
@@ -721,7 +703,7 @@ impl<'a, B: Blocks, L: Liveness> ListCore<'a, B, L> {
     }
 
     /// Test hook: stop writers as [`CrashAfter`] says.
-    #[cfg(any(test, shmproc_loom))]
+    #[cfg(any(test, fuzzing, shmproc_loom))]
     pub fn with_crash(mut self, crash: &'a CrashAfter) -> Self {
         self.crash = Some(crash);
         self
@@ -735,22 +717,20 @@ impl<'a, B: Blocks, L: Liveness> ListCore<'a, B, L> {
     /// One shared store about to happen: under the test hook, maybe the last.
     #[inline(always)]
     fn step(&self) -> Result<(), ListError> {
-        #[cfg(any(test, shmproc_loom))]
+        #[cfg(any(test, fuzzing, shmproc_loom))]
         if let Some(c) = self.crash {
-            if c.left.get() == 0 {
-                c.hit.set(true);
+            if !c.allow() {
                 return Err(ListError::Crashed);
             }
-            c.left.set(c.left.get() - 1);
         }
         Ok(())
     }
 
     #[inline(always)]
     fn crashed(&self) -> bool {
-        #[cfg(any(test, shmproc_loom))]
+        #[cfg(any(test, fuzzing, shmproc_loom))]
         if let Some(c) = self.crash {
-            return c.hit.get();
+            return !c.alive();
         }
         false
     }

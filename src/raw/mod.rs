@@ -83,6 +83,7 @@ impl KnownSide for Consumer {
 
 pub mod barrier;
 pub mod condvar;
+pub mod crash;
 pub mod dict;
 pub mod event;
 pub mod extent;

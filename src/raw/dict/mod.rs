@@ -412,84 +412,9 @@ impl From<Error> for Torn {
 // ---------------------------------------------------------------------------------------
 // Crash hooks.
 
-/// Where the writer's shared writes go: every one of them asks [`allow`](Self::allow)
-/// first, so that a test can stop a writer after its k-th write as if it were killed
-/// there (the real build's [`Live`] allows all, and compiles to nothing).
-#[doc(hidden)]
-pub trait Hook {
-    /// Whether to perform the next write (or block operation).
-    fn allow(&self) -> bool;
-    /// False once a write was refused (the modelled process is dead: it releases
-    /// nothing, not even its lock).
-    fn alive(&self) -> bool;
-}
-
-/// The real build's hook: every write happens.
-#[doc(hidden)]
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Live;
-
-impl Hook for Live {
-    #[inline(always)]
-    fn allow(&self) -> bool {
-        true
-    }
-    #[inline(always)]
-    fn alive(&self) -> bool {
-        true
-    }
-}
-
-/// Test hook (unit tests, loom models, the fuzzer): allows the first `k` shared writes
-/// and refuses the rest, as if the process had been killed right after its k-th write.
-/// Writing an unpublished block (an entry, a new index) counts as one write; so does
-/// each block operation (the heap's own crash safety covers its inside).
 #[cfg(any(test, fuzzing, shmproc_loom))]
-#[doc(hidden)]
-#[derive(Debug)]
-pub struct CrashAfter {
-    left: std::cell::Cell<u64>,
-    done: std::cell::Cell<u64>,
-    refused: std::cell::Cell<bool>,
-}
-
-#[cfg(any(test, fuzzing, shmproc_loom))]
-impl CrashAfter {
-    /// Allows `k` writes.
-    pub fn new(k: u64) -> CrashAfter {
-        CrashAfter {
-            left: std::cell::Cell::new(k),
-            done: std::cell::Cell::new(0),
-            refused: std::cell::Cell::new(false),
-        }
-    }
-
-    /// True if a write was refused: the writer "died" part-way, holding the lock.
-    pub fn crashed(&self) -> bool {
-        self.refused.get()
-    }
-
-    /// Writes performed.
-    pub fn writes(&self) -> u64 {
-        self.done.get()
-    }
-}
-
-#[cfg(any(test, fuzzing, shmproc_loom))]
-impl Hook for &CrashAfter {
-    fn allow(&self) -> bool {
-        if self.refused.get() || self.left.get() == 0 {
-            self.refused.set(true);
-            return false;
-        }
-        self.left.set(self.left.get() - 1);
-        self.done.set(self.done.get() + 1);
-        true
-    }
-    fn alive(&self) -> bool {
-        !self.refused.get()
-    }
-}
+pub use super::crash::CrashAfter;
+pub use super::crash::{Hook, Live};
 
 /// The error a writer stopped by its hook returns (never in the real build).
 #[cold]
