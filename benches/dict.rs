@@ -77,7 +77,7 @@ fn subjects() -> Subjects {
     // Filling both from empty, once each, interleaved: the growth on the way included.
     let d = fill_dict(&dict, &keys, &value);
     let m = fill_map(&map, &keys, &value);
-    report(&format!(
+    common::report(&format!(
         "dict: fill {n} from empty: SharedDict {:.0} ns/insert, Mutex<HashMap> {:.0} ns/insert, \
          ratio {:.2} (one run)",
         d.as_nanos() as f64 / n as f64,
@@ -208,22 +208,6 @@ fn python_manager_dict(n: usize) -> Option<(usize, f64, f64)> {
     ))
 }
 
-fn report(line: &str) {
-    use std::io::Write;
-    println!("{line}");
-    if bench_mode() {
-        let dir = common::target_dir();
-        std::fs::create_dir_all(&dir).ok();
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("shmproc-bench.txt"))
-        {
-            writeln!(f, "{line}").ok();
-        }
-    }
-}
-
 fn main() {
     let s = subjects();
     let mut c = criterion();
@@ -286,7 +270,7 @@ fn main() {
 
     let n = if bench_mode() { 10_000 } else { 200 };
     match python_manager_dict(n) {
-        Some((entries, py_get, py_set)) => report(&format!(
+        Some((entries, py_get, py_set)) => common::report(&format!(
             "dict: Python Manager().dict() ({entries} entries) get {py_get:.0} ns/op, set \
              {py_set:.0} ns/op | SharedDict ({big} entries) get {:.0} ns/op ({:.0}x faster), \
              insert {:.0} ns/op ({:.0}x faster)",

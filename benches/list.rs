@@ -185,22 +185,6 @@ fn python_manager_list(n: u64) -> Option<(f64, f64, f64)> {
     Some((it.next()??, it.next()??, it.next()??))
 }
 
-fn report(line: &str) {
-    use std::io::Write;
-    println!("{line}");
-    if common::bench_mode() {
-        let dir = common::target_dir();
-        std::fs::create_dir_all(&dir).ok();
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("shmproc-bench.txt"))
-        {
-            writeln!(f, "{line}").ok();
-        }
-    }
-}
-
 fn main() {
     let arena = Arena::anonymous(64 << 20).expect("arena");
     let pushed = SharedList::<u64>::new_in(&arena).expect("list");
@@ -358,7 +342,7 @@ fn main() {
     let measured = !push.subject_ns.is_nan() && !get.subject_ns.is_nan();
     match python_manager_list(n).filter(|_| measured) {
         Some((py_append, py_get, py_pop)) => {
-            report(&format!(
+            common::report(&format!(
                 "list: Python Manager().list() append {py_append:.0} ns/op, get {py_get:.0} \
                  ns/op, pop {py_pop:.0} ns/op | SharedList<u64> push {:.1} ns/op ({:.0}x \
                  faster), get {:.1} ns/op ({:.0}x faster)",

@@ -145,22 +145,6 @@ fn pair_spawn_vs_procspawn() {
     );
 }
 
-/// Appends `line` to `target/shmproc-bench.txt` under `cargo bench`, as `paired` does.
-fn record(line: &str) {
-    use std::io::Write;
-    if common::bench_mode() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
-        std::fs::create_dir_all(&dir).ok();
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("shmproc-bench.txt"))
-        {
-            writeln!(f, "{line}").ok();
-        }
-    }
-}
-
 /// `Spawn` and `ForkServer` against Python's, measured right after ours.
 fn against_python() {
     let n = if common::bench_mode() { 50 } else { 3 };
@@ -179,8 +163,7 @@ fn against_python() {
                     us.as_secs_f64() * 1e6,
                     py.as_secs_f64() * 1e6
                 );
-                println!("{line}");
-                record(&line);
+                common::report(&line);
             }
             None => println!("process start+join ({ours}) vs Python {theirs}: python3 unavailable"),
         }

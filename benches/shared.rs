@@ -169,22 +169,6 @@ fn python_manager_dict(n: u64) -> Option<(f64, f64)> {
     Some((it.next()??, it.next()??))
 }
 
-fn report(line: &str) {
-    use std::io::Write;
-    println!("{line}");
-    if common::bench_mode() {
-        let dir = common::target_dir();
-        std::fs::create_dir_all(&dir).ok();
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("shmproc-bench.txt"))
-        {
-            writeln!(f, "{line}").ok();
-        }
-    }
-}
-
 fn main() {
     let s = subjects();
     let value = Value::new(0u64).expect("value");
@@ -256,7 +240,7 @@ fn main() {
     let n = if common::bench_mode() { 5_000 } else { 20 };
     match python_manager_dict(n) {
         Some((py_get, py_set)) => {
-            report(&format!(
+            common::report(&format!(
                 "shared: Python Manager().dict() get {py_get:.0} ns/op, set {py_set:.0} ns/op | \
                  SharedDict get {:.1} ns/op ({:.0}x faster), insert {:.1} ns/op ({:.0}x faster)",
                 get.subject_ns,

@@ -25,7 +25,7 @@ pub mod process;
 
 pub use floor::{Floor, FutexPingPong};
 pub use harness::{eventually, run, test_timeout, Test};
-pub use paired::{bench_mode, paired, target_dir, Ratio, Stats};
+pub use paired::{bench_mode, paired, report, target_dir, Ratio, Stats};
 pub use placement::{placement, Placement, Probe, Sample};
 pub use process::{
     cpus_online, fork, pin_apart, shared_counters, Child, Pinned, SharedPage, Signal, UnlinkOnDrop,

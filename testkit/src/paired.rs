@@ -213,6 +213,14 @@ pub fn paired(
         placement,
         by_placement,
     };
+    report(&line);
+    r
+}
+
+/// Prints a bench's result `line` and, under `cargo bench` ([`bench_mode`]), appends it
+/// to `<target dir>/shmproc-bench.txt`: how every line of the benches is kept (the
+/// pairs' and the benches' own, e.g. Python's figures).
+pub fn report(line: &str) {
     println!("{line}");
     if bench_mode() {
         let dir = target_dir();
@@ -225,5 +233,4 @@ pub fn paired(
             writeln!(f, "{line}").ok();
         }
     }
-    r
 }
