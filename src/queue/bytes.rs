@@ -57,7 +57,7 @@ impl fmt::Debug for ByteQueue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let slot = self.slot_size();
         self.core
-            .obj_as::<ByteQueue>()
+            .obj_ref::<ByteQueue>()
             .debug(f, &[("slot_size", &slot)])
     }
 }

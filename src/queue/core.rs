@@ -373,14 +373,9 @@ impl Core {
     }
 
     /// The reference this core holds, seen as the object of kind `O` (how a queue
-    /// handle travels: `object::Shared`).
+    /// handle travels, `object::Shared`, and shows itself, `Debug`).
     pub(crate) fn obj_ref<O: Object<State = MpmcRing, Params = SlotGeometry>>(&self) -> &Obj<O> {
         self.raw.recast_ref()
-    }
-
-    /// The ring, seen as the object of kind `O` (for that kind's `Debug`).
-    pub(crate) fn obj_as<O: Object<State = MpmcRing, Params = SlotGeometry>>(&self) -> Obj<O> {
-        self.raw.clone().recast()
     }
 
     /// Start of the block, for tests that scribble on the shared state.

@@ -59,7 +59,7 @@ impl<T: 'static> fmt::Debug for ObjQueue<T> {
         let slot = self.slot_size();
         self.bytes
             .core()
-            .obj_as::<ObjQueue<T>>()
+            .obj_ref::<ObjQueue<T>>()
             .debug(f, &[("slot_size", &slot)])
     }
 }

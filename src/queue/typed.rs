@@ -64,7 +64,7 @@ impl<T: Pod> Clone for Queue<T> {
 
 impl<T: Pod> fmt::Debug for Queue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.core.obj_as::<Queue<T>>().debug(f, &[])
+        self.core.obj_ref::<Queue<T>>().debug(f, &[])
     }
 }
 
@@ -744,7 +744,7 @@ impl<T: Pod> fmt::Debug for JoinableQueue<T> {
         let unfinished = self.unfinished_tasks();
         self.q
             .core
-            .obj_as::<JoinableQueue<T>>()
+            .obj_ref::<JoinableQueue<T>>()
             .debug(f, &[("unfinished_tasks", &unfinished)])
     }
 }
