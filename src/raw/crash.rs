@@ -1,7 +1,7 @@
 //! The crash-injection hook of the algorithms that repair a writer killed part-way (the
 //! heap, the dict, the list), written once: every shared write of such an operation asks
 //! its [`Hook`] first. The real build's hook ([`Live`]) always allows, and compiles to
-//! nothing; the tests', models' and fuzzers' ([`CrashAfter`]) allows the first `k` writes
+//! nothing; the tests', models' and fuzzers' (`CrashAfter`) allows the first `k` writes
 //! and refuses the rest, as if the process had been SIGKILLed right after its `k`-th: the
 //! operation then releases nothing (not even its lock), and what it left is what the next
 //! locker must repair.
