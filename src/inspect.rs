@@ -457,6 +457,7 @@ mod snapshot_tests {
         }
         let meta = &arena.header().meta;
         for w in [&meta.dir, &meta.procs] {
+            // Relaxed: a test, one thread, over its private copy.
             hot.push(w.load(Ordering::Relaxed));
         }
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);

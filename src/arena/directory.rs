@@ -120,11 +120,13 @@ pub(crate) fn insert(arena: &Arena, g: &MetaGuard<'_>, name: &str, obj: u64) -> 
                 }
                 if let Some(name) = entry_name(e) {
                     if let Err(Some(j)) = probe(n.entries, h, &name) {
+                        // Relaxed: under the metadata lock, which orders it.
                         write_entry(&n.entries[j], h, &name, e.obj.load(Ordering::Relaxed));
                         count += 1;
                     }
                 }
             }
+            // Relaxed: under the metadata lock, which orders it.
             n.head.len.store(count, Ordering::Relaxed);
             arena.set_table(g, &meta.dir, new);
             insert(arena, g, name, obj)

@@ -299,6 +299,7 @@ pub(crate) fn create(
         Some(&g),
     )?;
     init(arena.ptr(obj + OBJ_HEADER), size as usize);
+    // Relaxed: under the metadata lock (held here or by the caller), which orders it.
     let gen = meta.next_gen.fetch_add(1, Ordering::Relaxed);
     let h = arena.obj_header(obj)?;
     let p: *const ObjHeader = h;
@@ -346,6 +347,7 @@ pub(crate) fn open(arena: &Arena, obj: u64) -> Result<(Arc<Holding>, ObjCopy)> {
     // Counted before the entry (module docs); undone if the entry existed.
     hdr.refs.fetch_add(1, Ordering::Relaxed);
     if !held_add(arena, &g, slot, obj)? {
+        // Relaxed: under the metadata lock (held here or by the caller), which orders it.
         hdr.refs.fetch_sub(1, Ordering::Relaxed);
     }
     Ok((
@@ -453,6 +455,7 @@ fn current_slot(arena: &Arena) -> Option<usize> {
 fn my_slot(arena: &Arena, g: &MetaGuard<'_>) -> Result<usize> {
     let me = liveness::current_ident();
     if let Some(i) = current_slot(arena) {
+        // Relaxed: under the metadata lock (held here or by the caller), which orders it.
         let procs = arena.table::<ProcSlot>(arena.header().meta.procs.load(Ordering::Relaxed))?;
         if let Some(s) = procs.entries.get(i) {
             // Relaxed: under the metadata lock.
@@ -505,8 +508,10 @@ fn claim_slot(arena: &Arena, g: &MetaGuard<'_>, ident: u64, parent: u64) -> Resu
         for (a, b) in t.entries.iter().zip(n.entries) {
             b.parent
                 .store(a.parent.load(Ordering::Relaxed), Ordering::Relaxed);
+            // Relaxed: under the metadata lock (held here or by the caller), which orders it.
             b.held
                 .store(a.held.load(Ordering::Relaxed), Ordering::Relaxed);
+            // Relaxed: under the metadata lock (held here or by the caller), which orders it.
             b.ident
                 .store(a.ident.load(Ordering::Relaxed), Ordering::Relaxed);
         }
@@ -517,6 +522,7 @@ fn claim_slot(arena: &Arena, g: &MetaGuard<'_>, ident: u64, parent: u64) -> Resu
 
 /// The slot `i` of the process table.
 fn slot(arena: &Arena, i: usize) -> Result<&ProcSlot> {
+    // Relaxed: under the metadata lock (held here or by the caller), which orders it.
     let t = arena.table::<ProcSlot>(arena.header().meta.procs.load(Ordering::Relaxed))?;
     t.entries
         .get(i)
@@ -580,17 +586,21 @@ fn held_add(arena: &Arena, g: &MetaGuard<'_>, s: usize, obj: u64) -> Result<bool
             let n = arena.table::<Held>(new)?;
             let mut len = 0;
             for e in t.entries {
+                // Relaxed: under the metadata lock (held here or by the caller), which orders it.
                 let o = e.obj.load(Ordering::Relaxed);
                 if o > DIR_GONE {
                     if let Err(Some(j)) = find_held(&n, o) {
+                        // Relaxed: under the metadata lock (held here or by the caller), which orders it.
                         n.entries[j]
                             .count
                             .store(e.count.load(Ordering::Relaxed), Ordering::Relaxed);
+                        // Relaxed: under the metadata lock (held here or by the caller), which orders it.
                         n.entries[j].obj.store(o, Ordering::Relaxed);
                         len += 1;
                     }
                 }
             }
+            // Relaxed: under the metadata lock (held here or by the caller), which orders it.
             n.head.len.store(len, Ordering::Relaxed);
             arena.set_table(g, &sl.held, new);
             held_add(arena, g, s, obj)
@@ -665,6 +675,7 @@ pub(super) fn gone(ident: u64, parent: u64) -> bool {
 /// Releases the holdings of every dead process (of `only`, if given); returns how many.
 pub(crate) fn sweep(arena: &Arena, only: Option<u32>) -> Result<usize> {
     let g = MetaGuard::lock(arena)?;
+    // Relaxed: under the metadata lock (held here or by the caller), which orders it.
     let procs = arena.header().meta.procs.load(Ordering::Relaxed);
     if procs == 0 {
         return Ok(0);
@@ -780,6 +791,7 @@ fn repair(g: &MetaGuard<'_>) -> Result<()> {
         .iter()
         .map(|&t| arena.block_len(t).unwrap_or(0) + crate::raw::heap::HEADER)
         .sum();
+    // Relaxed: under the metadata lock (held here or by the caller), which orders it.
     meta.overhead.store(overhead, Ordering::Relaxed);
     // An object being freed: its finalizer again, then its block.
     finish_dying(arena, g);
@@ -790,10 +802,12 @@ fn repair(g: &MetaGuard<'_>) -> Result<()> {
     // (freed if its creator died before holding it); one that did not is freed here.
     let creating = meta.creating.load(Ordering::Relaxed);
     if creating != 0 {
+        // Relaxed: under the metadata lock (held here or by the caller), which orders it.
         let live = arena
             .obj_header(creating)
             .is_ok_and(|h| h.magic.load(Ordering::Relaxed) == obj_magic(creating));
         if live {
+            // Relaxed: under the metadata lock (held here or by the caller), which orders it.
             meta.creating.store(0, Ordering::Relaxed);
         } else {
             arena.free_named(&meta.creating);
@@ -810,9 +824,11 @@ fn repair(g: &MetaGuard<'_>) -> Result<()> {
         let Ok(h) = arena.obj_header(off) else {
             continue;
         };
+        // Relaxed: under the metadata lock (held here or by the caller), which orders it.
         if h.magic.load(Ordering::Relaxed) == obj_magic(off) {
             objects += 1;
             let n = counts.get(&off).copied().unwrap_or(0);
+            // Relaxed: under the metadata lock (held here or by the caller), which orders it.
             h.refs.store(n, Ordering::Relaxed);
             if n == 0 {
                 let _ = free_object(arena, g, off);
@@ -820,6 +836,7 @@ fn repair(g: &MetaGuard<'_>) -> Result<()> {
             }
         }
     }
+    // Relaxed: under the metadata lock (held here or by the caller), which orders it.
     meta.objects.store(objects, Ordering::Relaxed);
     Ok(())
 }
@@ -921,6 +938,7 @@ extern "C" fn prepare() {
 fn prepare_child(arena: &Arena) -> Result<usize> {
     let g = MetaGuard::lock(arena)?;
     let mine = my_slot(arena, &g)?;
+    // Relaxed: under the metadata lock (held here or by the caller), which orders it.
     let held = slot(arena, mine)?.held.load(Ordering::Relaxed);
     let list = held_list(arena, held)?;
     let me = liveness::current_ident();
@@ -930,12 +948,16 @@ fn prepare_child(arena: &Arena) -> Result<usize> {
         let Ok(h) = arena.obj_header(obj) else {
             continue;
         };
+        // Relaxed: under the metadata lock (held here or by the caller), which orders it.
         h.refs.fetch_add(1, Ordering::Relaxed);
         if !held_add(arena, &g, i, obj)? {
+            // Relaxed: under the metadata lock (held here or by the caller), which orders it.
             h.refs.fetch_sub(1, Ordering::Relaxed);
         }
+        // Relaxed: under the metadata lock (held here or by the caller), which orders it.
         if let Ok(t) = arena.table::<Held>(slot(arena, i)?.held.load(Ordering::Relaxed)) {
             if let Ok(j) = find_held(&t, obj) {
+                // Relaxed: under the metadata lock (held here or by the caller), which orders it.
                 t.entries[j].count.store(count, Ordering::Relaxed);
             }
         }

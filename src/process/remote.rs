@@ -749,6 +749,7 @@ fn send_report(sock: &OwnedFd, failed: Option<&str>) {
         }
         None => READY,
     };
+    // Relaxed: a flag of this process only, set before its one thread reads it.
     let pidfd = if CHILD_OF_SERVER.load(Ordering::Relaxed) {
         pidfd_open(me, PidfdFlags::empty()).ok()
     } else {
@@ -806,6 +807,7 @@ pub(crate) fn run_child(
     status: Option<OwnedFd>,
 ) -> ! {
     if let Some(st) = status {
+        // Relaxed: a flag of this process only, set before its one thread reads it.
         CHILD_OF_SERVER.store(true, Ordering::Relaxed);
         let _ = REPORT.set((crate::sync::liveness::current_pid(), st));
     }

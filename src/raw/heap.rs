@@ -759,6 +759,7 @@ impl RawHeap {
             // SAFETY: `p` points to our `State`, made only of atomics: a shared reference
             // is sound even if another party writes to it.
             let st = unsafe { &*p };
+            // Relaxed: `init` runs before the heap is shared; a peer's magic is checked, not trusted.
             if st.magic.load(Ordering::Relaxed) == MAGIC {
                 return Err(HeapError::InvalidArgument(
                     "the heap is already initialised",

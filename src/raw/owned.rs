@@ -324,12 +324,14 @@ mod tests {
         // A writer dies after allocating: settle frees what is not linked.
         let lost = f.alloc(&b, 300, 16).unwrap();
         assert_eq!(f.blocks(), [lost, 0]);
+        // Relaxed: a unit test, one thread.
         f.settle(&b, |off| off == dest.load(Ordering::Relaxed));
         assert_eq!(b.allocated(), 1);
         assert_eq!(f.blocks(), [0, 0]);
         // A writer dies after linking, before `linked`: settle keeps it.
         let t3 = f.alloc(&b, 300, 16).unwrap();
         f.drop_begin(t2);
+        // Relaxed (both): a unit test, one thread.
         dest.store(t3, Ordering::Relaxed);
         f.settle(&b, |off| off == dest.load(Ordering::Relaxed));
         assert_eq!(b.allocated(), 1, "t3 kept, t2 (unlinked) freed");

@@ -1551,16 +1551,19 @@ pub fn finalize_with<B: Blocks, H: Hook>(
         step()?;
         raw.in_flight.drop_begin(index);
         step()?;
+        // Relaxed: the finalizer's, when nobody holds the dict.
         raw.index.store(0, Ordering::Relaxed);
         step()?;
         if raw.in_flight.drop_end(blocks).is_err() {
             raw.in_flight.settle(blocks, |_| true);
         }
     } else if raw.index.load(Ordering::Relaxed) != 0 {
-        // A word with an offset of 0: a scribble.
+        // A word with an offset of 0: a scribble. (Relaxed, this load and store: the
+        // finalizer's, when nobody holds the dict.)
         raw.index.store(0, Ordering::Relaxed);
     }
     step()?;
+    // Relaxed (both): the finalizer's, when nobody holds the dict.
     raw.len.store(0, Ordering::Relaxed);
     raw.tombs.store(0, Ordering::Relaxed);
     Ok(())
