@@ -362,8 +362,8 @@ impl<O: Object> Obj<O> {
     #[inline(always)]
     /// The object's generation: unique in its arena, so a handle that arrives after its
     /// object was freed and another made at the same offset is told apart.
-    pub(crate) fn gen(&self) -> u64 {
-        self.block.gen()
+    pub(crate) fn generation(&self) -> u64 {
+        self.block.generation()
     }
 
     pub(crate) fn params(&self) -> &O::Params {

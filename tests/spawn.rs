@@ -800,12 +800,16 @@ fn arguments_that_fail_to_deserialize() {
 
 fn child_without_the_hook() {
     let start = |mode: &str, timeout: Duration| {
-        std::env::set_var(MODE, mode);
+        // SAFETY: the test runs on the only thread of its process (the testkit harness
+        // forks a single-threaded child per test) and `start` starts no thread: nothing
+        // reads the environment concurrently.
+        unsafe { std::env::set_var(MODE, mode) };
         let mut p = builder(StartMethod::Spawn)
             .start_timeout(timeout)
             .target(|| ());
         let r = p.start();
-        std::env::remove_var(MODE);
+        // SAFETY: as for `set_var` above.
+        unsafe { std::env::remove_var(MODE) };
         (p, r)
     };
     // Exits before the hook: the error says so, with the exit code.

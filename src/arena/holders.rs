@@ -195,7 +195,7 @@ pub(crate) struct ObjCopy {
     pub type_fp: u64,
     pub param: u64,
     pub size: u64,
-    pub gen: u64,
+    pub generation: u64,
 }
 
 /// The header of the live object at `obj`, checked: its magic, and that its block holds
@@ -215,7 +215,7 @@ pub(crate) fn header_copy(arena: &Arena, obj: u64) -> Result<ObjCopy> {
             type_fp: (&raw const (*p).type_fp).read_volatile(),
             param: (&raw const (*p).param).read_volatile(),
             size: (&raw const (*p).size).read_volatile(),
-            gen: (&raw const (*p).gen).read_volatile(),
+            generation: (&raw const (*p).generation).read_volatile(),
         }
     };
     let usable = arena
@@ -239,7 +239,7 @@ pub(crate) fn header_copy(arena: &Arena, obj: u64) -> Result<ObjCopy> {
 pub(crate) struct Holding {
     arena: Arena,
     obj: u64,
-    gen: u64,
+    generation: u64,
 }
 
 impl Holding {
@@ -253,8 +253,8 @@ impl Holding {
     }
 
     /// The object's generation.
-    pub(crate) fn gen(&self) -> u64 {
-        self.gen
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The object's state block.
@@ -267,7 +267,7 @@ impl Drop for Holding {
     fn drop(&mut self) {
         // A release that cannot run (a wedged or corrupt arena) leaks the object: the
         // sweep of this process, once it is gone, releases it.
-        let _ = release(&self.arena, self.obj, self.gen);
+        let _ = release(&self.arena, self.obj, self.generation);
     }
 }
 
@@ -300,7 +300,7 @@ pub(crate) fn create(
     )?;
     init(arena.ptr(obj + OBJ_HEADER), size as usize);
     // Relaxed: under the metadata lock (held here or by the caller), which orders it.
-    let gen = meta.next_gen.fetch_add(1, Ordering::Relaxed);
+    let generation = meta.next_gen.fetch_add(1, Ordering::Relaxed);
     let h = arena.obj_header(obj)?;
     let p: *const ObjHeader = h;
     let p = p.cast_mut();
@@ -310,7 +310,7 @@ pub(crate) fn create(
         (&raw mut (*p).type_fp).write_volatile(type_fp);
         (&raw mut (*p).param).write_volatile(param);
         (&raw mut (*p).size).write_volatile(size);
-        (&raw mut (*p).gen).write_volatile(gen);
+        (&raw mut (*p).generation).write_volatile(generation);
     }
     // Counted before the holdings entry that justifies it (module docs).
     h.refs.store(1, Ordering::Relaxed);
@@ -327,14 +327,14 @@ pub(crate) fn create(
         if let Err(e) = super::directory::insert(arena, &g, name, obj) {
             h.flags.fetch_and(!NAMED, Ordering::Relaxed);
             h.refs.fetch_sub(1, Ordering::Relaxed);
-            let _ = release_locked(arena, &g, obj, gen);
+            let _ = release_locked(arena, &g, obj, generation);
             return Err(e);
         }
     }
     Ok(Arc::new(Holding {
         arena: arena.clone(),
         obj,
-        gen,
+        generation,
     }))
 }
 
@@ -354,23 +354,23 @@ pub(crate) fn open(arena: &Arena, obj: u64) -> Result<(Arc<Holding>, ObjCopy)> {
         Arc::new(Holding {
             arena: arena.clone(),
             obj,
-            gen: h.gen,
+            generation: h.generation,
         }),
         h,
     ))
 }
 
-fn release(arena: &Arena, obj: u64, gen: u64) -> Result<()> {
+fn release(arena: &Arena, obj: u64, generation: u64) -> Result<()> {
     let g = MetaGuard::lock(arena)?;
-    release_locked(arena, &g, obj, gen)
+    release_locked(arena, &g, obj, generation)
 }
 
 /// One handle's release of `obj` by this process; frees it when nobody holds it.
-fn release_locked(arena: &Arena, g: &MetaGuard<'_>, obj: u64, gen: u64) -> Result<()> {
+fn release_locked(arena: &Arena, g: &MetaGuard<'_>, obj: u64, generation: u64) -> Result<()> {
     let Some(slot) = current_slot(arena) else {
         return Ok(()); // never registered here (a child whose fork was not prepared)
     };
-    if header_copy(arena, obj).map(|h| h.gen).ok() != Some(gen) {
+    if header_copy(arena, obj).map(|h| h.generation).ok() != Some(generation) {
         return Ok(()); // a stale handle: not ours to release
     }
     if held_remove(arena, g, slot, obj)? == Some(true) {

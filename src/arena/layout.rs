@@ -158,7 +158,7 @@ pub struct ObjHeader {
     /// Bytes of the state block and what trails it (after this header).
     pub size: u64,
     /// The object's generation (unique in the arena).
-    pub gen: u64,
+    pub generation: u64,
     /// References: processes that hold a handle (each once), plus one for a name.
     pub refs: AtomicU64,
     _reserved: [u64; 9],

@@ -1406,8 +1406,8 @@ impl<T: SharedState> Shm<T> {
     }
 
     /// The object's generation.
-    pub(crate) fn gen(&self) -> u64 {
-        self.holding.gen()
+    pub(crate) fn generation(&self) -> u64 {
+        self.holding.generation()
     }
 }
 

@@ -722,7 +722,7 @@ impl Reader {
             Ok((h, refs, copied)) => {
                 info.kind = ObjectKind::from_u32(h.kind);
                 info.kind_code = h.kind;
-                info.generation = h.gen;
+                info.generation = h.generation;
                 info.refs = refs;
                 info.size = h.size;
                 info.param = h.param;

@@ -681,8 +681,9 @@ fn inherited(var: &str) -> Option<(OwnedFd, u64)> {
 /// Removes `var` from the environment when no other thread can be reading it.
 fn forget_env(var: &str) {
     if super::thread_count().is_ok_and(|n| n <= 1) {
-        // Only this thread exists: nothing reads the environment concurrently.
-        std::env::remove_var(var);
+        // SAFETY: only this thread exists (counted just above, and a thread cannot be
+        // started but by this one): nothing reads or writes the environment concurrently.
+        unsafe { std::env::remove_var(var) };
     }
 }
 

@@ -763,7 +763,7 @@ fn describe_object<S: Shared>(h: &S, out: &mut Outbox) -> Result<Descriptor, Tra
         type_fp: <S::Of as Object>::fingerprint(),
         arena: Some(arena),
         offset: obj.block().offset(),
-        param: obj.gen(),
+        param: obj.generation(),
         fds: Vec::new(),
     })
 }
@@ -775,7 +775,7 @@ fn arrive_object<S: Shared>(d: &Descriptor, inbox: &mut Inbox) -> Result<S, Trav
         .ok_or_else(|| TravelError::Missing("arena index".into()))?;
     let arena = inbox.arena(i)?;
     let obj = Obj::<S::Of>::open_at(&arena, d.offset)?;
-    if obj.gen() != d.param {
+    if obj.generation() != d.param {
         return Err(TravelError::Arena(crate::Error::NotFound(format!(
             "the {} sent was freed before it arrived (another object is at its place now): \
              keep a handle in the sender until the receiver has its own",

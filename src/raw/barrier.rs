@@ -228,7 +228,7 @@ impl Arrival {
 #[derive(Debug, Default)]
 struct Look {
     /// The generation the entries are of.
-    gen: u32,
+    generation: u32,
     /// Indices seen unrecorded in it, and since when (for [`GRACE`]).
     unrecorded: Vec<(u32, Instant)>,
 }
@@ -666,8 +666,8 @@ impl RawBarrier {
         if gen_of(w) != g {
             return;
         }
-        if look.gen != g {
-            look.gen = g;
+        if look.generation != g {
+            look.generation = g;
             look.unrecorded.clear();
         }
         let count = w & COUNT;
