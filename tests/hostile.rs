@@ -1,18 +1,27 @@
 //! Hostile bytes: a peer overwrites the shared state of a queue (ring indices, slot
-//! stamps, message lengths, the table of claimers, the wake and task words) or of a pipe
-//! (ring positions, chunk headers and message lengths, side locks, state words) with
+//! stamps, message lengths, the table of claimers, the wake and task words), of a pipe
+//! (ring positions, chunk headers and message lengths, side locks, state words), of a
+//! barrier (its word: count, flags and generation; its party count; the arrival records'
+//! tags and identities, naming live, dead and nonsense pids) or of a condition (its futex
+//! words, generation and counts; its own lock's word, holder, owner key and depth) with
 //! random and adversarial values, again and again, while this process calls every timed
 //! operation with timeouts of 20 to 50 ms. Each call must return (`Ok` or an error) within
 //! its timeout plus 50 ms (issue 25), never panic, never touch memory out of bounds (a
-//! fault would kill the test), never hand out a message longer than the queue allows.
+//! fault would kill the test), never hand out a message longer than the queue allows. The
+//! arena's heap lock word, made to name a live process (a forked child that waits, pid 1,
+//! this process), a dead one or nonsense, must not hold a long message's timed put or
+//! get (whose block is allocated and freed under that lock) past its timeout either.
 //!
 //! The peer is either this process, between calls (through a second mapping of the
 //! arena's file: the arena is named, so `/dev/shm/<name>` is there to map), or a forked
 //! process that scribbles all the while. The offsets come from the public layout (the
 //! sizes of [`MpmcRing`], [`Claimer`] and [`ByteRing`], a snapshot's object offsets and
-//! sizes, the slot layout in the queue's module docs) and are checked against a fresh
-//! object before any scribbling: a layout change fails the test, it never scribbles
-//! elsewhere.
+//! sizes, the slot layout in the queue's module docs, the word and records of
+//! `raw::barrier`, the fields of `RawCondvar` and `RawRLock`, the heap's place in the
+//! arena's header) and are checked against a fresh object before any scribbling (the
+//! heap's against its size word): a layout change fails the test, it never scribbles
+//! elsewhere. (The racing peer leaves a condition's lock word alone: see
+//! `barrier_and_condition_racing_scribbler`.)
 //!
 //! **The bound.** A call's time is measured from `Instant`s taken just before and after
 //! it. On a busy machine a thread can be runnable and not running for a while (other
@@ -22,7 +31,7 @@
 //! The raw overshoot is printed beside it, and is bounded by the hang guard
 //! (`HANG_GUARD`) only.
 //!
-//! `SHMPROC_HOSTILE_ROUNDS` multiplies the rounds (default: about 6,000 calls, ~20 s);
+//! `SHMPROC_HOSTILE_ROUNDS` multiplies the rounds (default: about 6,500 calls, ~25 s);
 //! `SHMPROC_HOSTILE_SEED` fixes the random seed (printed at the start of each test).
 
 use shmproc::arena::Arena;
@@ -45,6 +54,10 @@ fn main() {
         pipe_racing_scribbler,
         untimed_calls_on_a_corrupt_ring,
         recovered_counts_written_by_a_peer_saturate,
+        barrier_hostile_bytes,
+        condition_hostile_bytes,
+        barrier_and_condition_racing_scribbler,
+        heap_lock_held_by_a_live_process,
     ]);
 }
 
@@ -1097,6 +1110,568 @@ fn pipe_racing_scribbler() {
         drop((a, b));
     }
     m.report("Pipe (racing peer)");
+    Arena::unlink_name(&name).ok();
+}
+
+// ---------------------------------------------------------------------------------------
+// Barriers and conditions.
+
+/// The words of one barrier's block: the word (`u32`: count, flags, generation, as in
+/// `raw::barrier`'s table) at +0, the party count at +4, then `2 * parties` arrival
+/// records of 16 bytes (tag at +0: generation << 32 | state << 30 | pid; identity at +8).
+#[derive(Clone, Debug)]
+struct BarrierLayout {
+    state: u64,
+    parties: u64,
+}
+
+impl BarrierLayout {
+    fn record(&self, i: u64) -> u64 {
+        self.state + 8 + 16 * i
+    }
+
+    fn field(&self, off: u64) -> String {
+        match off - self.state {
+            0 => "word".into(),
+            4 => "parties".into(),
+            r => format!("arrival[{}]+{}", (r - 8) / 16, (r - 8) % 16),
+        }
+    }
+}
+
+/// The layout of the barrier named `name`, checked against the fresh barrier: its word
+/// 0, its party count, its block's size.
+fn locate_barrier(arena: &Arena, raw: &Raw, name: &str, parties: u64) -> BarrierLayout {
+    let snap = arena.snapshot().expect("snapshot");
+    let info = snap.object(name).expect("the barrier is listed");
+    // (Rounded up to the heap's granule of 16 bytes.)
+    assert_eq!(
+        info.size,
+        (8 + 32 * parties).next_multiple_of(16),
+        "{info:?}"
+    );
+    let l = BarrierLayout {
+        state: info.offset + OBJ_HEADER,
+        parties,
+    };
+    assert_eq!(raw.r32(l.state), 0, "word of a fresh barrier");
+    assert_eq!(
+        raw.r32(l.state + 4) as u64,
+        parties,
+        "parties of a fresh barrier"
+    );
+    l
+}
+
+/// Bits of a barrier's word (`raw::barrier`'s table).
+const B_COUNT: u32 = (1 << 12) - 1;
+const B_PASSED: u32 = 1 << 12;
+const B_BROKEN: u32 = 1 << 13;
+const B_RESETTING: u32 = 1 << 14;
+const B_SLEEPERS: u32 = 1 << 15;
+
+/// A pid for a lock word or a record: this process's (alive), `alive`'s (a forked child
+/// that only waits), pid 1 (alive for ever), one that is no process, 0, or nonsense.
+fn pid_value(rng: &mut Rng, alive: u32) -> u32 {
+    [
+        std::process::id(),
+        alive,
+        1,
+        0x3fff_fff0,
+        0,
+        rng.next() as u32 & ((1 << 30) - 1),
+    ][rng.below(6) as usize]
+}
+
+/// One adversarial write into the barrier at `l` (`alive`: a live pid not ours).
+fn scribble_barrier(rng: &mut Rng, l: &BarrierLayout, raw: &Raw, alive: u32) {
+    let w = raw.r32(l.state);
+    let g = w >> 16;
+    let p = l.parties as u32;
+    match rng.below(8) {
+        // the count: full, one short, past the parties, the field's maximum
+        0 | 1 => {
+            let count = [
+                p,
+                p.saturating_sub(1),
+                p + 1,
+                B_COUNT,
+                0,
+                rng.below(4) as u32,
+            ][rng.below(6) as usize];
+            raw.w32(l.state, (w & !B_COUNT) | (count & B_COUNT));
+        }
+        // the flags
+        2 => {
+            let flags = [
+                B_BROKEN,
+                B_RESETTING,
+                B_BROKEN | B_RESETTING,
+                B_SLEEPERS,
+                B_PASSED,
+                0,
+            ][rng.below(6) as usize];
+            let keep = if rng.below(2) == 0 {
+                w
+            } else {
+                w & !(0xf << 12)
+            };
+            raw.w32(l.state, keep | flags);
+        }
+        // the generation, or the whole word
+        3 => {
+            let v = match rng.below(5) {
+                0 => w.wrapping_add(1 << 16),
+                1 => w.wrapping_sub(1 << 16),
+                2 => u32::MAX,
+                3 => 0,
+                _ => rng.next() as u32,
+            };
+            raw.w32(l.state, v);
+        }
+        // the party count (the handle's records stay as made)
+        4 => {
+            let v = [
+                0,
+                1,
+                p + 1,
+                p.saturating_sub(1),
+                u32::MAX,
+                B_COUNT,
+                rng.next() as u32,
+            ][rng.below(7) as usize];
+            raw.w32(l.state + 4, v);
+        }
+        // a record's tag: of this generation or the last, any state, a live, dead or
+        // nonsense pid (a runner "running the action" that is alive, among others)
+        5 | 6 => {
+            let i = match rng.below(3) {
+                // the runner's record in this generation's half
+                0 => (g as u64 & 1) * l.parties + l.parties - 1,
+                _ => rng.below(2 * l.parties),
+            };
+            let gen = [g, g.wrapping_sub(1), g.wrapping_add(1), rng.next() as u32]
+                [rng.below(4) as usize]
+                & 0xffff;
+            let state = rng.below(4);
+            let t = u64::from(gen) << 32 | state << 30 | u64::from(pid_value(rng, alive));
+            raw.w64(
+                l.record(i),
+                [t, rng.next(), 0, u64::MAX][rng.below(4) as usize],
+            );
+        }
+        // a record's identity
+        _ => {
+            let i = rng.below(2 * l.parties);
+            raw.w64(
+                l.record(i) + 8,
+                [0, u64::MAX, rng.next()][rng.below(3) as usize],
+            );
+        }
+    }
+}
+
+/// Every call of a barrier: `wait_timeout`, and the untimed ones that never block.
+fn barrier_calls(rng: &mut Rng, b: &shmproc::Barrier, m: &mut Meter) {
+    let zero = Duration::ZERO;
+    let t = rng.timeout();
+    m.call("wait_timeout", t, || label(&b.wait_timeout(t)));
+    let what = rng.below(4);
+    m.call("reset / abort, broken, n_waiting, parties", zero, || {
+        match what {
+            0 => b.reset(),
+            1 => b.abort(),
+            _ => {}
+        }
+        std::hint::black_box((b.broken(), b.n_waiting(), b.parties()));
+        "Ok".into()
+    });
+}
+
+/// The words of one condition's block: `RawCondvar` (the futex words `seq[0]`, `seq[1]`
+/// at +0, +4; `g1` +8, `g1_waiting` +12, `g1_signals` +16, `g2_waiting` +20) and its own
+/// `RawRLock` at +32 (lock word +32, holder's start +40, owner key +48, depth +56).
+#[derive(Clone, Debug)]
+struct CondLayout {
+    state: u64,
+}
+
+impl CondLayout {
+    fn lock(&self) -> u64 {
+        self.state + 32
+    }
+
+    fn field(&self, off: u64) -> String {
+        [
+            "seq[0]",
+            "seq[1]",
+            "g1",
+            "g1_waiting",
+            "g1_signals",
+            "g2_waiting",
+            "pad",
+            "pad",
+            "lock",
+            "lock+4",
+            "holder start",
+            "holder start+4",
+            "owner",
+            "owner+4",
+            "depth",
+            "depth+4",
+        ]
+        .get(((off - self.state) / 4) as usize)
+        .map_or_else(|| format!("+{}", off - self.state), |s| s.to_string())
+    }
+}
+
+/// The layout of the condition named `name` (made with its own lock), checked against
+/// the fresh condition: all zero, then this process's pid in the lock word and a depth
+/// of 1 while it holds the lock.
+fn locate_condition(arena: &Arena, raw: &Raw, name: &str, c: &shmproc::Condition) -> CondLayout {
+    let snap = arena.snapshot().expect("snapshot");
+    let info = snap.object(name).expect("the condition is listed");
+    assert_eq!(info.size, 64, "{info:?}");
+    let l = CondLayout {
+        state: info.offset + OBJ_HEADER,
+    };
+    for off in (0..64).step_by(8) {
+        assert_eq!(raw.r64(l.state + off), 0, "a fresh condition at +{off}");
+    }
+    let g = c.acquire().expect("acquire a fresh condition");
+    assert_eq!(raw.r32(l.lock()), std::process::id(), "the lock word, held");
+    assert_eq!(raw.r32(l.state + 56), 1, "the depth, held once");
+    drop(g);
+    assert_eq!(raw.r32(l.lock()), 0, "the lock word, released");
+    l
+}
+
+/// One adversarial write into the condition at `l` (`alive`: a live pid not ours;
+/// `owner`: the owner key this thread's hold of the lock writes).
+fn scribble_condition(
+    rng: &mut Rng,
+    l: &CondLayout,
+    raw: &Raw,
+    alive: u32,
+    owner: u64,
+    lock: bool,
+) {
+    match rng.below(if lock { 8 } else { 4 }) {
+        // the futex words
+        0 => raw.w32(
+            l.state + 4 * rng.below(2),
+            [0, 1, u32::MAX, rng.next() as u32][rng.below(4) as usize],
+        ),
+        // the generation
+        1 => {
+            let g1 = raw.r32(l.state + 8);
+            let v = [
+                g1.wrapping_add(1),
+                g1.wrapping_sub(1),
+                g1.wrapping_add(1 << 31),
+                0,
+                rng.next() as u32,
+            ][rng.below(5) as usize];
+            raw.w32(l.state + 8, v);
+        }
+        // the counts
+        2 | 3 => raw.w32(
+            l.state + 12 + 4 * rng.below(3),
+            [0, 1, 2, u32::MAX, u32::MAX - 1, 1 << 31, rng.next() as u32][rng.below(7) as usize],
+        ),
+        // the lock word: held by a live process (this one, a child, pid 1), a dead one,
+        // with the waiters bit, free, or nonsense
+        4 | 5 => {
+            let pid = pid_value(rng, alive);
+            let v = [pid, pid | 1 << 31, pid | 1 << 30, u32::MAX, 0][rng.below(5) as usize];
+            raw.w32(l.lock(), v);
+        }
+        // the holder's identity and the owner key (this thread's, too)
+        6 => raw.w64(
+            l.state + 40 + 8 * rng.below(2),
+            [0, u64::MAX, owner, rng.next()][rng.below(4) as usize],
+        ),
+        // the depth
+        _ => raw.w32(
+            l.state + 56,
+            [0, 1, 2, u32::MAX, rng.next() as u32][rng.below(5) as usize],
+        ),
+    }
+}
+
+/// Every call of a condition: `acquire_timeout`, then with the lock (if taken)
+/// `wait_timeout`, `wait_for`, `notify`, `notify_all`; without it `wait_timeout` (which
+/// fails at once, unless the scribbled state says this thread holds the lock).
+fn condition_calls(rng: &mut Rng, c: &shmproc::Condition, m: &mut Meter) {
+    let zero = Duration::ZERO;
+    let t = rng.timeout();
+    let mut guard = None;
+    m.call("acquire_timeout", t, || {
+        let r = c.acquire_timeout(t);
+        let s = label(&r);
+        guard = match r {
+            Ok(g) => Some(g),
+            Err(shmproc::TryAcquireError::OwnerDied(d)) => Some(d.into_guard()),
+            Err(_) => None,
+        };
+        s
+    });
+    let t = rng.timeout();
+    m.call("wait_timeout", t, || label(&c.wait_timeout(t)));
+    let t = rng.timeout();
+    m.call("wait_for", t, || label(&c.wait_for(|| false, Some(t))));
+    let n = [0, 1, 2, u32::MAX][rng.below(4) as usize];
+    m.call("notify", zero, || label(&c.notify(n)));
+    m.call("notify_all", zero, || label(&c.notify_all()));
+    m.call("n_waiting, is_owned", zero, || {
+        std::hint::black_box((c.n_waiting(), c.is_owned()));
+        "Ok".into()
+    });
+    m.call("release (guard drop)", zero, || {
+        drop(guard.take());
+        "Ok".into()
+    });
+    m.call("try_acquire", zero, || {
+        let r = c.try_acquire();
+        label(&r)
+    });
+}
+
+/// A forked process that waits until it is killed: a live pid that is not ours.
+fn live_child() -> shmproc_testkit::Child {
+    shmproc_testkit::fork(|| loop {
+        std::thread::park();
+    })
+}
+
+fn barrier_hostile_bytes() {
+    let mut rng = Rng::for_test("barrier");
+    let (arena, name) = arena("barrier");
+    let alive = live_child();
+    let mut m = Meter::default();
+    for round in 0..rounds(6) {
+        let raw = Raw::map(&name);
+        let obj = format!("b{round}");
+        let parties = 1 + rng.below(4);
+        let b = shmproc::Barrier::create(&arena, &obj, parties as u32).unwrap();
+        let l = locate_barrier(&arena, &raw, &obj, parties);
+        let b = if rng.below(2) == 0 {
+            b.with_action(|| {})
+        } else {
+            b
+        };
+        for _ in 0..4 {
+            for _ in 0..1 + rng.below(4) {
+                scribble_barrier(&mut rng, &l, &raw, alive.pid as u32);
+            }
+            m.context += &raw.take_log(|off| l.field(off));
+            m.context += "; ";
+            barrier_calls(&mut rng, &b, &mut m);
+        }
+        m.context.clear();
+        drop(b);
+        arena.unlink_object(&obj).expect("unlink");
+    }
+    alive.kill();
+    m.report("Barrier");
+    Arena::unlink_name(&name).ok();
+}
+
+fn condition_hostile_bytes() {
+    let mut rng = Rng::for_test("condition");
+    let (arena, name) = arena("condition");
+    let alive = live_child();
+    let mut m = Meter::default();
+    for round in 0..rounds(6) {
+        let raw = Raw::map(&name);
+        let obj = format!("c{round}");
+        let c = shmproc::Condition::create(&arena, &obj).unwrap();
+        let l = locate_condition(&arena, &raw, &obj, &c);
+        let owner = {
+            let _g = c.acquire().unwrap();
+            raw.r64(l.state + 48)
+        };
+        for _ in 0..4 {
+            for _ in 0..1 + rng.below(4) {
+                scribble_condition(&mut rng, &l, &raw, alive.pid as u32, owner, true);
+            }
+            m.context += &raw.take_log(|off| l.field(off));
+            m.context += "; ";
+            condition_calls(&mut rng, &c, &mut m);
+        }
+        m.context.clear();
+        drop(c);
+        arena.unlink_object(&obj).expect("unlink");
+    }
+    alive.kill();
+    m.report("Condition");
+    Arena::unlink_name(&name).ok();
+}
+
+fn barrier_and_condition_racing_scribbler() {
+    let mut rng = Rng::for_test("racing-barrier");
+    let (arena, name) = arena("racing-barrier");
+    let alive = live_child();
+    let (mut mb, mut mc) = (Meter::default(), Meter::default());
+    for round in 0..rounds(4) {
+        let raw = Raw::map(&name);
+        let names = [format!("b{round}"), format!("c{round}")];
+        let parties = 1 + rng.below(4);
+        let b = shmproc::Barrier::create(&arena, &names[0], parties as u32).unwrap();
+        let c = shmproc::Condition::create(&arena, &names[1]).unwrap();
+        let lb = locate_barrier(&arena, &raw, &names[0], parties);
+        let lc = locate_condition(&arena, &raw, &names[1], &c);
+        let owner = {
+            let _g = c.acquire().unwrap();
+            raw.r64(lc.state + 48)
+        };
+        let pid = alive.pid as u32;
+        // The racing peer leaves the condition's lock word alone (the calls above
+        // scribble it between calls): a `wait_timeout` retakes the lock after its
+        // deadline without a bound, as its contract says it returns holding it, so a lock
+        // word a peer makes name a live process while the waiter is asleep holds the
+        // waiter past its timeout (measured: 250 ms over a 38 ms timeout). A known gap of
+        // `raw::condvar`'s relock, left to the design (a timed relock would return
+        // without the lock).
+        let peer = racing_peer(rng.next(), |r| {
+            if r.below(2) == 0 {
+                scribble_barrier(r, &lb, &raw, pid);
+            } else {
+                scribble_condition(r, &lc, &raw, pid, owner, false);
+            }
+        });
+        for _ in 0..4 {
+            barrier_calls(&mut rng, &b, &mut mb);
+            condition_calls(&mut rng, &c, &mut mc);
+        }
+        peer.kill();
+        drop((b, c));
+        for n in &names {
+            arena.unlink_object(n).expect("unlink");
+        }
+    }
+    alive.kill();
+    mb.report("Barrier (racing peer)");
+    mc.report("Condition (racing peer)");
+    Arena::unlink_name(&name).ok();
+}
+
+// ---------------------------------------------------------------------------------------
+// The heap's lock.
+
+/// Where the heap's state starts in the arena's header (`arena::layout::Header`: the
+/// heap after the first KiB), its lock word first; checked against the heap's `size`
+/// word (+16: the bytes from its start, the end of the header, to the arena's end).
+const HEAP: u64 = 1024;
+const HEADER_BYTES: u64 = 8192;
+
+/// A long message's put and get while the heap's lock word names a live process (a
+/// forked child that waits, pid 1, or this process: a hostile peer's write, or a process
+/// stopped inside a heap operation), a dead one, or nonsense: each returns within its
+/// timeout + SLACK. A put that finds the lock held by a live process until its deadline
+/// reports `Timeout` (not `NoSpace`, not `Corrupt`); a get returns the message (its
+/// block is freed later) or `Timeout`. Afterwards the blocks left in the slots are
+/// freed by the slots' next producers and the queue's finalizer: the arena holds as many
+/// blocks as before the queue.
+fn heap_lock_held_by_a_live_process() {
+    let mut rng = Rng::for_test("heap-lock");
+    let (arena, name) = arena("heap-lock");
+    let raw = Raw::map(&name);
+    assert_eq!(raw.r32(HEAP), 0, "the heap's lock word, idle");
+    assert_eq!(
+        raw.r64(HEAP + 16),
+        arena.size() as u64 - HEADER_BYTES,
+        "the heap's size word"
+    );
+    let alive = live_child();
+    let q = ByteQueue::create(&arena, "b", 4, 16).unwrap();
+    // The queue's block and the arena's tables.
+    let blocks = arena.stats().blocks;
+    let mut m = Meter::default();
+    let me = std::process::id();
+    let waiters = 1u32 << 31;
+    for _ in 0..rounds(6) {
+        let long: Vec<u8> = vec![rng.next() as u8; 17 + rng.below(4000) as usize];
+        let _ = q.try_put_bytes(&long);
+        let pid = alive.pid as u32;
+        let (v, live) = match rng.below(8) {
+            0 => (pid, true),
+            1 => (pid | waiters, true),
+            2 => (1, true),
+            3 => (me, true),
+            4 => (me | waiters, true),
+            5 => (0x3fff_fff0, false),
+            _ => (rng.next() as u32, false),
+        };
+        raw.w32(HEAP, v);
+        m.context = format!("heap lock {v:#x}");
+        for _ in 0..2 {
+            let t = rng.timeout();
+            m.call("put_bytes_timeout (long)", t, || {
+                let r = q.put_bytes_timeout(&long, t);
+                if live {
+                    assert_eq!(r, Err(shmproc::queue::BytePutError::Timeout), "{v:#x}");
+                }
+                label(&r)
+            });
+            let t = rng.timeout();
+            m.call("get_bytes_timeout", t, || {
+                let r = q.get_bytes_timeout(t);
+                assert!(
+                    r.is_ok() || r == Err(GetError::Timeout) || !live,
+                    "{r:?} ({v:#x})"
+                );
+                label(&r)
+            });
+            let t = rng.timeout();
+            m.call("put_bytes_timeout (short)", t, || {
+                label(&q.put_bytes_timeout(b"short", t))
+            });
+            #[cfg(feature = "serde")]
+            {
+                let t = rng.timeout();
+                m.call("put_value_timeout (long)", t, || {
+                    let r = q.put_value_timeout(&"x".repeat(100), t);
+                    if live {
+                        assert_eq!(r, Err(shmproc::queue::BytePutError::Timeout), "{v:#x}");
+                    }
+                    label(&r)
+                });
+                let t = rng.timeout();
+                m.call("get_value_timeout", t, || {
+                    label(&q.get_value_timeout::<String>(t))
+                });
+            }
+        }
+        // The lock freed again (a dead or nonsense holder was taken over by a call and
+        // the lock released; a live one is still "held").
+        raw.w32(HEAP, 0);
+        // Everything left in the queue comes out whole: the long message, the short
+        // one, or the value (postcard: its length, 100, then the bytes).
+        let value: Vec<u8> = std::iter::once(100).chain([b'x'; 100]).collect();
+        while let Ok(v) = q.try_get_bytes() {
+            assert!(
+                v == long || v == b"short" || v == value,
+                "{} bytes",
+                v.len()
+            );
+        }
+    }
+    alive.kill();
+    m.report("ByteQueue (the heap's lock held)");
+    // The blocks the gets could not free, still named by their slots, are freed by the
+    // slots' next producers (one round through the 4 slots), with nothing else lost.
+    for _ in 0..4 {
+        q.put_bytes(b"x").unwrap();
+        q.get_bytes().unwrap();
+    }
+    assert_eq!(
+        arena.stats().blocks,
+        blocks,
+        "blocks after a round of the slots"
+    );
+    drop(q);
+    arena.unlink_object("b").unwrap();
     Arena::unlink_name(&name).ok();
 }
 

@@ -72,9 +72,7 @@ impl<'a> MetaGuard<'a> {
             }
             Err(_) => Err(Error::Busy {
                 holder: lock.holder().unwrap_or(0),
-                waited: super::PATIENCE
-                    .with(|p| p.get())
-                    .unwrap_or(super::META_PATIENCE),
+                waited: super::patience(),
             }),
         }
     }

@@ -77,7 +77,7 @@ use std::fmt;
 use std::ops::Deref;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What kind of object a directory entry describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -189,6 +189,9 @@ std::thread_local! {
     /// This thread's patience, if not [`META_PATIENCE`] (the fuzz body runs thousands of
     /// hostile arenas whose lock words name live processes).
     static PATIENCE: std::cell::Cell<Option<Duration>> = const { std::cell::Cell::new(None) };
+    /// A deadline this thread's waits for the arena's locks never pass, if any: the
+    /// deadline of the timed call that runs them ([`until`]).
+    static UNTIL: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
 }
 
 /// Runs `f` with this thread waiting at most `d` for the arena's locks.
@@ -196,6 +199,30 @@ pub(crate) fn with_patience<R>(d: Duration, f: impl FnOnce() -> R) -> R {
     let old = PATIENCE.with(|p| p.replace(Some(d)));
     let r = f();
     PATIENCE.with(|p| p.set(old));
+    r
+}
+
+/// How long this thread waits for one of the arena's locks (held by a live process)
+/// before it calls the arena wedged: [`META_PATIENCE`], or what [`with_patience`] set.
+pub(crate) fn patience() -> Duration {
+    PATIENCE.with(|p| p.get()).unwrap_or(META_PATIENCE)
+}
+
+/// Runs `f` (the arena operations of a timed call: a long message's allocation, the free
+/// of its block) with this thread's waits for the arena's locks ending by `deadline` at
+/// the latest, as well as after its [`patience`]: each wait waits at most `min(patience,
+/// deadline - now)`, and all of them together end by `deadline`. `None`: no deadline of
+/// the caller's (the patience alone). A lock that is free is still taken once the
+/// deadline passed: only a wait for a held one is cut short (it fails, as after the
+/// patience: a heap operation with `HeapError::TimedOut`, a metadata operation with
+/// [`Error::Busy`]).
+pub(crate) fn until<R>(deadline: Option<Instant>, f: impl FnOnce() -> R) -> R {
+    let Some(d) = deadline else {
+        return f();
+    };
+    let old = UNTIL.with(|u| u.replace(Some(u.get().map_or(d, |o| o.min(d)))));
+    let r = f();
+    UNTIL.with(|u| u.set(old));
     r
 }
 
@@ -826,9 +853,15 @@ impl Arena {
         Ok(())
     }
 
-    pub(crate) fn deadline(&self) -> Option<std::time::Instant> {
-        let d = PATIENCE.with(|p| p.get()).unwrap_or(META_PATIENCE);
-        crate::sync::time::deadline_after(d)
+    /// When a wait for one of the arena's locks that starts now gives up: after this
+    /// thread's [`patience`], or at the deadline of the timed call it runs for
+    /// ([`until`]), whichever comes first.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        let mine = crate::sync::time::deadline_after(patience());
+        match (mine, UNTIL.with(|u| u.get())) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Allocates `size` bytes aligned to `align` from the heap (zeroed if `zeroed`),
@@ -1313,9 +1346,15 @@ fn heap_error(e: HeapError) -> Error {
             requested,
             available,
         },
-        HeapError::TimedOut => Error::Corrupt(format!(
-            "the heap's lock was held for more than {META_PATIENCE:?} by a live process"
-        )),
+        HeapError::TimedOut => Error::Corrupt(match UNTIL.with(|u| u.get()) {
+            Some(d) if crate::sync::time::expired(Some(d)) => {
+                "the heap's lock was held by a live process until the call's deadline".into()
+            }
+            _ => format!(
+                "the heap's lock was held for more than {:?} by a live process",
+                patience()
+            ),
+        }),
         e => Error::Corrupt(format!("heap: {e}")),
     }
 }

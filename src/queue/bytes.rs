@@ -187,7 +187,7 @@ impl ByteQueue {
             .core
             .push_claim(wait)
             .map_err(|e| ring_put_error(e, wait))?;
-        self.core.clear_stale(&c);
+        self.core.clear_stale(&c, wait);
         // SAFETY: we hold the claim; the payload has `slot_size` >= msg.len() bytes and
         // does not overlap `msg` (a caller's slice cannot be a claimed slot: loans lend
         // only through `&mut` / `&` tied to their own claim).
@@ -203,6 +203,10 @@ impl ByteQueue {
     /// lets `fill` write the message, then publishes the slot as [`INDIRECT`]. A block
     /// that cannot be had, or a `fill` that fails, publishes the slot skipped (a slot
     /// cannot be given back) and sends nothing.
+    ///
+    /// The heap's lock is waited for no longer than `wait` allows ([`Wait::bound`]): a put
+    /// with a timeout whose deadline passes while a live process holds that lock (or a
+    /// peer wrote a live pid into it) returns [`BytePutError::Timeout`].
     #[cold]
     fn put_indirect(
         &self,
@@ -229,10 +233,21 @@ impl ByteQueue {
         // repair, into this word, at the next heap operation; `free_from` runs that
         // repair first, then frees what the word names, so the allocation below never
         // overwrites a block.
-        let _ = self.core.free_stale(&c);
+        if self.core.free_stale(&c, wait).is_err() && wait.expired() {
+            // The word may still name a block: an allocation into it would lose that.
+            self.core.publish_skip(c);
+            return Err(BytePutError::Timeout);
+        }
         let word = self.core.block_word(&c);
-        let block = match arena.alloc_into(word, size, 8, false) {
+        let block = match wait.bound(|| arena.alloc_into(word, size, 8, false)) {
             Ok(off) => block_bytes(arena, off, size),
+            // A failure with the deadline passed is the wait for a lock cut short (a
+            // free lock is taken whatever the deadline, and a heap operation takes
+            // microseconds): the put timed out.
+            Err(_) if wait.expired() => {
+                self.core.publish_skip(c);
+                return Err(BytePutError::Timeout);
+            }
             Err(e) => {
                 self.core.publish_skip(c);
                 return Err(BytePutError::NoSpace(e.to_string()));
@@ -254,7 +269,8 @@ impl ByteQueue {
                 Ok(())
             }
             Err(e) => {
-                let _ = self.core.free_stale(&c);
+                // (If this free fails, the consumer that passes the skipped slot frees it.)
+                let _ = self.core.free_stale(&c, wait);
                 self.core.publish_skip(c);
                 Err(e)
             }
@@ -330,7 +346,7 @@ impl ByteQueue {
             Some(m) => Ok((c, m)),
             None => {
                 // A length or block no producer could write: drop the slot, report it.
-                let _ = self.core.free_stale(&c);
+                let _ = self.core.free_stale(&c, wait);
                 self.core.release(c);
                 Err(GetError::Corrupt)
             }
@@ -358,10 +374,12 @@ impl ByteQueue {
         })
     }
 
-    /// Ends a claim on a message read: frees its block if it had one, releases the slot.
-    fn done(&self, c: Claim, m: &Msg) {
+    /// Ends a claim on a message read: frees its block if it had one (waiting for the
+    /// heap's lock no longer than `wait`, the get's, allows: a block left when that fails
+    /// is freed later, see `Core::free_stale`), releases the slot.
+    fn done(&self, c: Claim, m: &Msg, wait: Wait) {
         if m.indirect {
-            let _ = self.core.free_stale(&c);
+            let _ = self.core.free_stale(&c, wait);
         }
         self.core.release(c);
     }
@@ -384,7 +402,7 @@ impl ByteQueue {
             buf.set_len(m.len);
         }
         let len = m.len;
-        self.done(c, &m);
+        self.done(c, &m, wait);
         Ok(len)
     }
 
@@ -506,7 +524,7 @@ impl ByteQueue {
             .core
             .push_claim_with(self.core.loan_intent(&loan), wait)
             .map_err(|e| ring_put_error(e, wait))?;
-        self.core.clear_stale(&c);
+        self.core.clear_stale(&c, wait);
         Ok(ByteWriteLoan {
             q: self,
             claim: Some(c),
@@ -522,6 +540,7 @@ impl ByteQueue {
             q: self,
             claim: Some(claim),
             msg,
+            wait,
             _loan: loan,
         })
     }
@@ -802,6 +821,9 @@ pub struct ByteReadLoan<'a> {
     /// Taken by `drop`.
     claim: Option<Claim>,
     msg: Msg,
+    /// The wait of the get that made the loan: its deadline bounds the free of the
+    /// message's block on drop (`get_value_timeout`).
+    wait: Wait,
     /// As in [`ByteWriteLoan`].
     _loan: Loan,
 }
@@ -819,7 +841,7 @@ impl Deref for ByteReadLoan<'_> {
 impl Drop for ByteReadLoan<'_> {
     fn drop(&mut self) {
         if let Some(c) = self.claim.take() {
-            self.q.done(c, &self.msg);
+            self.q.done(c, &self.msg, self.wait);
         }
     }
 }

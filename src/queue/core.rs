@@ -439,27 +439,38 @@ impl Core {
     }
 
     /// Before a producer writes a claimed slot of a byte queue: frees a block the slot
-    /// still names (a message lost with a consumer that died holding it).
+    /// still names (a message lost with a consumer that died holding it, or one whose
+    /// consumer could not free it by its deadline), waiting for the heap's lock no
+    /// longer than `wait` allows. Left named if that fails: the slot's next producer
+    /// tries again (see [`free_stale`](Self::free_stale)).
     #[inline]
-    pub(crate) fn clear_stale(&self, c: &Claim) {
+    pub(crate) fn clear_stale(&self, c: &Claim, wait: Wait) {
         // Relaxed: we hold the claim; its Acquire stamp load pairs with the Release
         // store that freed the slot for this lap, after the word was last written.
         if self.block_word(c).load(Ordering::Relaxed) != 0 {
-            let _ = self.free_stale(c);
+            let _ = self.free_stale(c, wait);
         }
     }
 
     /// Frees the block a claimed slot of a byte queue still names: a message that was
-    /// lost with a consumer that died, or allocated by a producer that died before it
-    /// published (`raw::slots`). A word a peer scribbled on is refused by the heap and
-    /// left (reported as `Corrupt`).
+    /// lost with a consumer that died, allocated by a producer that died before it
+    /// published (`raw::slots`), or read by a consumer (`ByteQueue::done`). A word a peer
+    /// scribbled on is refused by the heap and left (reported as `Corrupt`).
+    ///
+    /// The wait for the heap's lock ends by `wait`'s deadline ([`Wait::bound`]); a free
+    /// that fails for that leaves the block named by the slot's word, which is safe: the
+    /// word is read as a block only under a length of `INDIRECT`, which only a producer
+    /// that allocated into the word (after freeing what it named: `put_indirect`) writes;
+    /// and every producer that claims the slot later frees what the word still names
+    /// before it writes (`clear_stale` on the in-slot paths, `put_indirect`'s
+    /// `free_from`), as does a consumer passing it skipped (`pop_message_with`), and the
+    /// queue's finalizer frees whatever the slots name when the queue goes
+    /// (`raw::slots::finalize_bytes`). So the block is only freed later, never lost.
     #[cold]
-    pub(crate) fn free_stale(&self, c: &Claim) -> Result<(), MpmcError> {
+    pub(crate) fn free_stale(&self, c: &Claim, wait: Wait) -> Result<(), MpmcError> {
         use crate::raw::owned::Blocks;
-        self.raw
-            .block()
-            .arena()
-            .free_from(self.block_word(c))
+        let arena = self.raw.block().arena();
+        wait.bound(|| arena.free_from(self.block_word(c)))
             .map_err(|_| MpmcError::Corrupt)
     }
 
@@ -605,7 +616,7 @@ impl Core {
                 // Relaxed: we hold the claim; its Acquire stamp load pairs with the
                 // Release publish of the skip, after the dead producer's allocation.
                 if self.geo.bytes && self.block_word(&c).load(Ordering::Relaxed) != 0 {
-                    let _ = self.free_stale(&c);
+                    let _ = self.free_stale(&c, wait);
                 }
                 self.release(c);
                 continue;
@@ -728,6 +739,25 @@ pub(crate) enum Wait {
 impl Wait {
     pub(crate) fn timeout(t: std::time::Duration) -> Wait {
         Wait::Until(crate::sync::time::deadline_after(t))
+    }
+
+    /// Runs `f` (the heap operations of the call: a long message's allocation, the free
+    /// of a block a slot names) so that its waits for the arena's locks end by this
+    /// wait's deadline, if it has one (`arena::until`): a timed put or get never waits
+    /// past its timeout for a heap lock that a live process holds (or that a peer wrote
+    /// a live pid into). `Never` and `Until(None)` keep the arena's patience (a `try_*`
+    /// call waits for room, not for a lock someone is using for a moment).
+    #[cold]
+    pub(crate) fn bound<R>(self, f: impl FnOnce() -> R) -> R {
+        match self {
+            Wait::Until(d @ Some(_)) => crate::arena::until(d, f),
+            _ => f(),
+        }
+    }
+
+    /// True when this wait has a deadline and it passed.
+    pub(crate) fn expired(self) -> bool {
+        matches!(self, Wait::Until(d @ Some(_)) if crate::sync::time::expired(d))
     }
 }
 
