@@ -550,6 +550,13 @@ impl Condition {
     /// As [`wait`](Self::wait), for at most `timeout`; returns whether it was notified
     /// (`false`: the timeout passed). The lock is held again either way.
     ///
+    /// The timeout bounds the wait for a notification. Retaking the lock afterwards
+    /// waits as [`acquire`](Self::acquire) does, as in Python: while another live
+    /// process holds the lock (or a peer wrote a live pid into its word), this call
+    /// returns only once the lock is free, however long after `timeout` that is (a
+    /// holder that dies is detected and the lock recovered). Giving up the lock on a
+    /// timeout would break the contract that the caller holds it on return.
+    ///
     /// # Errors
     /// As [`wait`](Self::wait).
     pub fn wait_timeout(&self, timeout: Duration) -> core::result::Result<bool, ConditionError> {

@@ -1250,11 +1250,11 @@ fn scribble_barrier(rng: &mut Rng, l: &BarrierLayout, raw: &Raw, alive: u32) {
                 0 => (g as u64 & 1) * l.parties + l.parties - 1,
                 _ => rng.below(2 * l.parties),
             };
-            let gen = [g, g.wrapping_sub(1), g.wrapping_add(1), rng.next() as u32]
+            let generation = [g, g.wrapping_sub(1), g.wrapping_add(1), rng.next() as u32]
                 [rng.below(4) as usize]
                 & 0xffff;
             let state = rng.below(4);
-            let t = u64::from(gen) << 32 | state << 30 | u64::from(pid_value(rng, alive));
+            let t = u64::from(generation) << 32 | state << 30 | u64::from(pid_value(rng, alive));
             raw.w64(
                 l.record(i),
                 [t, rng.next(), 0, u64::MAX][rng.below(4) as usize],
