@@ -1623,6 +1623,18 @@ fn heap_lock_held_by_a_live_process() {
                 );
                 label(&r)
             });
+            // The non-blocking calls: a heap lock held by a live process makes a long
+            // message's `try_put` fail (`Full`: try again), never wait for it.
+            m.call("try_put_bytes (long)", Duration::ZERO, || {
+                let r = q.try_put_bytes(&long);
+                if live {
+                    assert_eq!(r, Err(shmproc::queue::BytePutError::Full), "{v:#x}");
+                }
+                label(&r)
+            });
+            m.call("try_get_bytes", Duration::ZERO, || {
+                label(&q.try_get_bytes())
+            });
             let t = rng.timeout();
             m.call("put_bytes_timeout (short)", t, || {
                 label(&q.put_bytes_timeout(b"short", t))

@@ -197,9 +197,18 @@ std::thread_local! {
 /// Runs `f` with this thread waiting at most `d` for the arena's locks.
 pub(crate) fn with_patience<R>(d: Duration, f: impl FnOnce() -> R) -> R {
     let old = PATIENCE.with(|p| p.replace(Some(d)));
-    let r = f();
-    PATIENCE.with(|p| p.set(old));
-    r
+    let _restore = Restore(|| PATIENCE.with(|p| p.set(old)));
+    f()
+}
+
+/// Runs its closure when dropped: a thread-local setting is put back however `f` leaves
+/// ([`with_patience`], [`until`]), unwinding included.
+struct Restore<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for Restore<F> {
+    fn drop(&mut self) {
+        (self.0)();
+    }
 }
 
 /// How long this thread waits for one of the arena's locks (held by a live process)
@@ -221,9 +230,8 @@ pub(crate) fn until<R>(deadline: Option<Instant>, f: impl FnOnce() -> R) -> R {
         return f();
     };
     let old = UNTIL.with(|u| u.replace(Some(u.get().map_or(d, |o| o.min(d)))));
-    let r = f();
-    UNTIL.with(|u| u.set(old));
-    r
+    let _restore = Restore(|| UNTIL.with(|u| u.set(old)));
+    f()
 }
 
 struct Inner {

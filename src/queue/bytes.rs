@@ -233,20 +233,27 @@ impl ByteQueue {
         // repair, into this word, at the next heap operation; `free_from` runs that
         // repair first, then frees what the word names, so the allocation below never
         // overwrites a block.
-        if self.core.free_stale(&c, wait).is_err() && wait.expired() {
+        // The heap's operations of this put share one deadline: the put's, or (a
+        // `try_put`) a short one of their own (`Wait::heap`).
+        let heap = wait.heap();
+        // A failure with the deadline passed is the wait for a lock cut short (a free
+        // lock is taken whatever the deadline, and a heap operation takes microseconds):
+        // the put timed out, or a `try_put` found the heap busy (`Full`: try again).
+        let late = || match wait {
+            Wait::Never => BytePutError::Full,
+            _ => BytePutError::Timeout,
+        };
+        if self.core.free_stale(&c, heap).is_err() && heap.expired() {
             // The word may still name a block: an allocation into it would lose that.
             self.core.publish_skip(c);
-            return Err(BytePutError::Timeout);
+            return Err(late());
         }
         let word = self.core.block_word(&c);
-        let block = match wait.bound(|| arena.alloc_into(word, size, 8, false)) {
+        let block = match heap.bound(|| arena.alloc_into(word, size, 8, false)) {
             Ok(off) => block_bytes(arena, off, size),
-            // A failure with the deadline passed is the wait for a lock cut short (a
-            // free lock is taken whatever the deadline, and a heap operation takes
-            // microseconds): the put timed out.
-            Err(_) if wait.expired() => {
+            Err(_) if heap.expired() => {
                 self.core.publish_skip(c);
-                return Err(BytePutError::Timeout);
+                return Err(late());
             }
             Err(e) => {
                 self.core.publish_skip(c);
@@ -270,7 +277,7 @@ impl ByteQueue {
             }
             Err(e) => {
                 // (If this free fails, the consumer that passes the skipped slot frees it.)
-                let _ = self.core.free_stale(&c, wait);
+                let _ = self.core.free_stale(&c, heap);
                 self.core.publish_skip(c);
                 Err(e)
             }
@@ -299,7 +306,9 @@ impl ByteQueue {
         self.put_with(msg, Wait::timeout(timeout))
     }
 
-    /// Puts a copy of `msg` if there is room; never blocks.
+    /// Puts a copy of `msg` if there is room; never blocks. (A message longer than a slot
+    /// needs a heap block: if another process holds the heap's lock for more than a few
+    /// milliseconds, this fails with `Full` too, rather than wait for it.)
     ///
     /// # Errors
     /// [`BytePutError::TooLarge`], [`BytePutError::Full`],

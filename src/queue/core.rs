@@ -743,15 +743,28 @@ impl Wait {
 
     /// Runs `f` (the heap operations of the call: a long message's allocation, the free
     /// of a block a slot names) so that its waits for the arena's locks end by this
-    /// wait's deadline, if it has one (`arena::until`): a timed put or get never waits
-    /// past its timeout for a heap lock that a live process holds (or that a peer wrote
-    /// a live pid into). `Never` and `Until(None)` keep the arena's patience (a `try_*`
-    /// call waits for room, not for a lock someone is using for a moment).
+    /// wait's deadline (`arena::until`): a timed put or get never waits past its timeout
+    /// for a heap lock that a live process holds (or that a peer wrote a live pid into),
+    /// and a `try_*` call waits for it at most [`TRY_PATIENCE`] (see [`heap`](Self::heap)).
+    /// `Until(None)` keeps the arena's patience.
     #[cold]
     pub(crate) fn bound<R>(self, f: impl FnOnce() -> R) -> R {
-        match self {
+        match self.heap() {
             Wait::Until(d @ Some(_)) => crate::arena::until(d, f),
             _ => f(),
+        }
+    }
+
+    /// The wait for the heap's lock of a call that waits as `self` says: a `try_*` call
+    /// (`Never`), which must not block, waits for a heap lock held by another process at
+    /// most [`TRY_PATIENCE`] (a heap operation takes microseconds: a lock held longer is
+    /// held by a process that stopped, or written by a peer); a timed call until its
+    /// deadline. Computed once for the heap operations of one call, so that they share
+    /// one deadline.
+    pub(crate) fn heap(self) -> Wait {
+        match self {
+            Wait::Never => Wait::timeout(TRY_PATIENCE),
+            w => w,
         }
     }
 
@@ -760,6 +773,10 @@ impl Wait {
         matches!(self, Wait::Until(d @ Some(_)) if crate::sync::time::expired(d))
     }
 }
+
+/// How long a `try_*` call of a byte queue waits for the heap's lock, held by another
+/// process, to allocate or free a long message's block ([`Wait::heap`]).
+pub(crate) const TRY_PATIENCE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// A loan's intent word: its index in the thread's entry, given back when dropped.
 pub(crate) struct Loan {
