@@ -163,8 +163,30 @@ pub(crate) struct ProcStat {
 
 /// Reads `/proc/<pid>/stat`; `None` when the process does not exist.
 pub(crate) fn proc_stat(pid: u32) -> Option<ProcStat> {
-    let text = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(&text)
+    use std::io::Read;
+    // One read into a buffer the line fits: `std::fs::read` sizes its buffer from the
+    // file's length, which procfs reports as 0, and grows it read by read (five reads of
+    // 32 to 256 bytes for one line; `Process::start` reads its child's line).
+    let mut file = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let mut buf = [0u8; 1024];
+    let mut len = 0;
+    while len < buf.len() {
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                len += n;
+                // The whole line came (procfs gives it in one read): no read for EOF.
+                if buf[len - 1] == b'\n' {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    // The line is ~300 bytes (the command name at most 64); a longer one is cut, and
+    // parsed only if its start time came before the cut.
+    parse_stat(&buf[..len])
 }
 
 /// Parses the fields after the command name (which may itself contain spaces and `)`).
