@@ -155,15 +155,17 @@
 //!
 //! | start method | against | ratio, median of the run (six runs) | times |
 //! |---|---|---|---|
-//! | `Fork` | raw `fork` + `waitpid` | 1.25-1.31 | ~150 / ~120 us |
-//! | `ForkServer` | `Fork` | 1.34-1.80 (target 1.5: missed, see below) | ~250 / ~155 us |
+//! | `Fork` | raw `fork` + `waitpid` | 1.25-1.34 | ~150-210 / ~120-158 us |
+//! | `ForkServer` | `Fork` | 1.40-1.44 on a quiet machine (target 1.5); 1.34-1.80 with builds beside | ~260 / ~185 us |
 //! | `ForkServer` | `Fork`, parent holding 256 MiB | **0.03-0.07** | ~0.2-1.2 / 9-18 ms |
 //! | `Spawn` | procspawn's spawn + join | **0.75-0.85** | ~1.0-3.9 / 1.2-4.8 ms |
 //! | `Spawn` | Python 3.11 `spawn` | **0.03-0.07** | ~1-3 / 34-59 ms |
 //! | `ForkServer` | Python 3.11 `forkserver` | **0.04-0.06** | ~0.22-0.27 / 3.6-6.3 ms |
 //!
 //! `Fork`'s cost over a bare `fork` + `waitpid` is what the lifecycle needs: the thread
-//! check (one `stat` of `/proc/self/task`), the pidfd (`pidfd_open`, `close`), `poll` +
+//! check (one `stat` of `/proc/self/task`), the child's start time (one read of
+//! `/proc/<pid>/stat`: it was five, from a buffer grown read by read, until 2026-12-07,
+//! which cost ~15 us a start), the pidfd (`pidfd_open`, `close`), `poll` +
 //! `waitid` instead of one `waitpid`, the child's `stdout` flush, and a few more
 //! copy-on-write page faults on each side (each costs a few microseconds on a VM), which
 //! `start` keeps down by allocating everything before the fork.
