@@ -858,6 +858,10 @@ static REGISTRY: Registry = Registry {
 };
 
 impl Registry {
+    /// A yield loop, not `SpinPolicy` and a futex: the lock is this process's, between
+    /// its own threads, and held for a push onto the list or across one `fork` call by
+    /// the prepare handler (which returns holding it, so no guard or `Mutex` can span
+    /// it); a waiter yields to the holder, which is running.
     fn acquire(&self) {
         // Acquire: pairs with the Release store in `release`, so the list is the last
         // holder's.
