@@ -85,8 +85,8 @@ pub type State = Vec<(&'static str, Value)>;
 /// | `Event` | `is_set` |
 /// | `Condition` | `n_waiting`, `holder` (of its own lock) |
 /// | `Barrier` | `parties`, `n_waiting`, `broken` |
-/// | `Queue`, `ByteQueue` | `capacity`, `qsize`, `closed`, `get_waiters`, `put_waiters` |
-/// | `JoinableQueue` | as `Queue`, and `unfinished` (tasks not yet `task_done`) |
+/// | `Queue`, `ByteQueue`, `ObjQueue` | `capacity`, `qsize`, `closed`, `get_waiters`, `put_waiters`, `lost` (messages lost with consumers that died holding them), `skipped` (dead producers' claims ended), `claims_held` (claims made and not ended; `none` for a queue over 16 MiB, which a snapshot does not copy whole), `dead_claimers` (pids of exited processes among their holders) |
+/// | `JoinableQueue` | as `Queue`, with `unfinished` (tasks not yet `task_done`) before `claims_held` |
 /// | `Pipe` | `capacity`, `duplex`, then for each direction `N` (0: end 1 to end 0, 1: end 0 to end 1) `state_N` (open, writer closed, reader closed, broken) and `in_flight_N` (bytes written, not yet read) |
 /// | `Value`, `Array` | `len` (arrays), `raw`, `holder` (of its lock) |
 /// | `SharedDict`, `TypedDict`, `SerdeDict` | `len`, `slots` (of its index), `tombstones`, `writer` (the holder of its lock) |
@@ -122,14 +122,23 @@ pub fn state(snapshot: &Snapshot, object: &ObjectInfo) -> Result<State> {
         ObjectKind::Barrier => via::<crate::Barrier>(s, o)?.0,
         // The element type changes the slots' stride, which the state does not show: any
         // type reads the ring's words (and the decoded capacity) the same.
-        ObjectKind::Queue => via::<crate::Queue<u8>>(s, o)?.0,
+        ObjectKind::Queue => {
+            let (mut out, ring, g) = via::<crate::Queue<u8>>(s, o)?;
+            claims(&mut out, ring, s.state_len(o), &g);
+            out
+        }
         ObjectKind::JoinableQueue => {
-            let (mut out, ring, _) = via::<crate::JoinableQueue<u8>>(s, o)?;
+            let (mut out, ring, g) = via::<crate::JoinableQueue<u8>>(s, o)?;
             out.push(("unfinished", Value::Int(ring.unfinished().into())));
+            claims(&mut out, ring, s.state_len(o), &g);
             out
         }
         // An ObjQueue is a byte queue with its element type recorded.
-        ObjectKind::ByteQueue | ObjectKind::ObjQueue => via::<crate::ByteQueue>(s, o)?.0,
+        ObjectKind::ByteQueue | ObjectKind::ObjQueue => {
+            let (mut out, ring, g) = via::<crate::ByteQueue>(s, o)?;
+            claims(&mut out, ring, s.state_len(o), &g);
+            out
+        }
         ObjectKind::Pipe => {
             let (mut out, _, _) = via::<crate::pipe::Pipe>(s, o)?;
             for (name, v) in out.iter_mut() {
@@ -191,6 +200,47 @@ fn via<'s, O: Object>(s: &'s Snapshot, o: &ObjectInfo) -> Result<(State, &'s O::
         })
         .collect();
     Ok((fields, st, params))
+}
+
+/// A queue's claims in progress, from its table of claimers (`len` bytes of its block in
+/// the copy): `claims_held` (made and not ended), and `dead_claimers`, the processes
+/// among their holders that have exited, whose claims the next party that waits at them
+/// ends (a dead producer's slot skipped, a dead consumer's message counted in `lost`).
+fn claims(
+    out: &mut State,
+    ring: &crate::raw::mpmc::MpmcRing,
+    len: usize,
+    g: &crate::raw::slots::SlotGeometry,
+) {
+    use crate::sync::liveness::{split_ident, Liveness, Procfs};
+    let Some(held) = crate::queue::held_claims(ring, len, g) else {
+        // A queue too large for the snapshot to copy whole.
+        out.push(("claims_held", Value::None));
+        out.push(("dead_claimers", Value::None));
+        return;
+    };
+    let mut dead: Vec<u32> = held
+        .iter()
+        .map(|c| split_ident(c.owner))
+        .filter(|&(pid, start)| Procfs.is_dead(pid, start))
+        .map(|(pid, _)| pid)
+        .collect();
+    dead.sort_unstable();
+    dead.dedup();
+    out.push(("claims_held", Value::Int(held.len() as i128)));
+    out.push((
+        "dead_claimers",
+        if dead.is_empty() {
+            Value::None
+        } else {
+            Value::Text(
+                dead.iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
+        },
+    ));
 }
 
 /// A pipe direction's state bits in words.

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 shmproc_testkit::main!(
+    inspect_names_a_dead_claimer,
     stress_4x4_million_exactly_once_in_order,
     joinable_4x4_join_after_all_task_done,
     get_timeout_200ms_on_empty,
@@ -889,4 +890,64 @@ fn obj_queue_4x4_random_sizes_exactly_once_in_order() {
         "  {} messages of 0 .. 64 KiB, 4 x 4, exactly once, in order",
         PRODUCERS * per
     );
+}
+
+/// The inspection of a queue shows a claim in progress and, once its holder is dead, the
+/// holder's pid (`claims_held`, `dead_claimers`); the producer that next needs the slot
+/// ends the claim (`lost`).
+fn inspect_names_a_dead_claimer() {
+    use shmproc::inspect::{self, Value};
+    use shmproc_testkit::Signal;
+    let arena = Arena::anonymous(1 << 20).unwrap();
+    let q = ByteQueue::create(&arena, "jobs", 4, 64).unwrap();
+    q.put_bytes(b"first").unwrap();
+    q.put_bytes(b"second").unwrap();
+    let field = |name: &str| {
+        let snap = arena.snapshot().unwrap();
+        let o = snap.object("jobs").expect("the queue is listed");
+        let state = inspect::state(&snap, o).unwrap();
+        state
+            .into_iter()
+            .find(|(k, _)| *k == name)
+            .unwrap_or_else(|| panic!("no field {name}"))
+            .1
+    };
+    assert_eq!(field("claims_held"), Value::Int(0));
+    assert_eq!(field("dead_claimers"), Value::None);
+    let holding = Signal::new();
+    let release = Signal::new();
+    let child = {
+        let q = q.clone();
+        let (holding, release) = (&holding, &release);
+        shmproc_testkit::fork(move || {
+            let loan = q.read_loan().unwrap();
+            assert_eq!(&loan[..], b"first");
+            holding.notify();
+            // Held until killed.
+            release.wait();
+            drop(loan);
+        })
+    };
+    assert!(holding.wait());
+    // A live holder: the claim is listed, nobody is dead.
+    assert_eq!(field("claims_held"), Value::Int(1));
+    assert_eq!(field("dead_claimers"), Value::None);
+    let pid = child.pid;
+    assert_eq!(child.kill(), -9);
+    assert_eq!(field("claims_held"), Value::Int(1));
+    assert_eq!(field("dead_claimers"), Value::Text(pid.to_string()));
+    assert_eq!(field("lost"), Value::Int(0));
+    // Consumers pass a claimed slot (the next get takes the next message); the producer
+    // that comes round to it, a lap later, waits at it and ends the dead claim.
+    assert_eq!(
+        q.get_bytes_timeout(Duration::from_secs(10)).unwrap(),
+        b"second"
+    );
+    assert_eq!(field("claims_held"), Value::Int(1));
+    for m in [&b"third"[..], b"fourth", b"fifth"] {
+        q.put_bytes_timeout(m, Duration::from_secs(10)).unwrap();
+    }
+    assert_eq!(field("claims_held"), Value::Int(0));
+    assert_eq!(field("dead_claimers"), Value::None);
+    assert_eq!(field("lost"), Value::Int(1));
 }

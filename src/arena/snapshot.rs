@@ -69,6 +69,11 @@ use std::time::SystemTime;
 /// data) is not copied.
 const STATE_COPY: u64 = 4096;
 
+/// Most bytes of a queue's block that a snapshot copies: the whole block of any queue of
+/// up to this size (slots and table of claimers included); a larger one is copied as any
+/// object, its claims in progress not shown.
+const QUEUE_COPY: u64 = 16 << 20;
+
 /// Times a snapshot is taken again when the arena's metadata changed while it was read.
 const ATTEMPTS: usize = 5;
 
@@ -360,6 +365,16 @@ impl Snapshot {
         // (`SharedState`); `need` bytes of it were copied. No copy is written after the
         // snapshot is made, and `T: SharedState` is valid for any bytes.
         Some(unsafe { &*self.copy.ptr(o.offset + OBJ_HEADER).cast::<T>() })
+    }
+
+    /// Bytes of `object`'s state block the copy holds (the state that [`state`](Self::state)
+    /// returns and what follows it in the block); 0 if this snapshot did not copy it.
+    #[cfg_attr(shmproc_loom, allow(dead_code))]
+    pub(crate) fn state_len(&self, object: &ObjectInfo) -> usize {
+        self.objects
+            .iter()
+            .find(|o| o.offset == object.offset && o.problem.is_none())
+            .map_or(0, |o| usize::try_from(o.copied.min(o.size)).unwrap_or(0))
     }
 
     /// Reads the arena behind `fd`: [`ATTEMPTS`] tries for a consistent copy.
@@ -712,7 +727,17 @@ impl Reader {
             let block = crate::raw::heap::HEADER;
             self.fill(offset - block, block + OBJ_HEADER)?;
             let h = header_copy(&self.copy, offset)?;
-            let copied = h.size.min(STATE_COPY);
+            let copied = h.size.min(match ObjectKind::from_u32(h.kind) {
+                // A queue whole (its slots' stamps and its table of claimers, which
+                // `inspect` reads for the claims in progress), if not huge.
+                Some(
+                    ObjectKind::Queue
+                    | ObjectKind::JoinableQueue
+                    | ObjectKind::ByteQueue
+                    | ObjectKind::ObjQueue,
+                ) => QUEUE_COPY,
+                _ => STATE_COPY,
+            });
             self.fill(offset + OBJ_HEADER, copied)?;
             // Relaxed: the private copy (see `snapshot`).
             let refs = self.copy.obj_header(offset)?.refs.load(Ordering::Relaxed);

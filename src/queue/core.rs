@@ -244,6 +244,67 @@ macro_rules! queue_state {
 }
 pub(crate) use queue_state;
 
+/// The claims made and not ended that the table of the ring at `ring` records
+/// ([`MpmcRing::held_claims`]), when `len` bytes of its block are readable from `ring` on
+/// (the whole block in a live mapping; what a snapshot copied); unknown when the slots or
+/// the table lie beyond `len` (`None`). For inspection: who holds what, judged alive or not
+/// by the caller.
+pub(crate) fn held_claims(
+    ring: &MpmcRing,
+    len: usize,
+    g: &SlotGeometry,
+) -> Option<Vec<ring::HeldClaim>> {
+    let table = g.table_offset().ok()?;
+    if table.checked_add(TABLE_BYTES).is_none_or(|end| end > len) || g.stride < 8 {
+        return None;
+    }
+    let view = BlockSlots {
+        base: (ring as *const MpmcRing).cast::<u8>(),
+        g,
+        table,
+        _ring: core::marker::PhantomData,
+    };
+    Some(ring.held_claims(&view))
+}
+
+/// The slots and table of a ring's block, read through a pointer to its start (for
+/// [`held_claims`]): `table + TABLE_BYTES` bytes readable, checked by the one maker.
+struct BlockSlots<'a> {
+    base: *const u8,
+    g: &'a SlotGeometry,
+    table: usize,
+    _ring: core::marker::PhantomData<&'a MpmcRing>,
+}
+
+impl Slots for BlockSlots<'_> {
+    fn capacity(&self) -> u64 {
+        self.g.cap
+    }
+
+    fn stamp(&self, index: u64) -> &AtomicU64 {
+        // SAFETY: the ring calls this with `index < capacity()`, so the stamp's 8 bytes at
+        // `SLOTS_OFFSET + index * stride` lie before `table` (`table_offset`), inside the
+        // readable bytes `held_claims` checked; 8-aligned (the block is cache-line aligned,
+        // `SLOTS_OFFSET` and the stride are multiples of 8); any bits are an `AtomicU64`,
+        // and it lives as long as the ring `'a` borrows.
+        unsafe {
+            &*self
+                .base
+                .add(SLOTS_OFFSET + index as usize * self.g.stride)
+                .cast::<AtomicU64>()
+        }
+    }
+
+    fn claimers(&self) -> &[Claimer] {
+        // SAFETY: `table .. table + TABLE_BYTES` lies inside the readable bytes (checked by
+        // `held_claims`), 64-aligned (`table_offset`) as `Claimer` needs; entries are
+        // atomics only (`SharedState`: any bytes are a value), living as long as `'a`.
+        unsafe {
+            core::slice::from_raw_parts(self.base.add(self.table).cast::<Claimer>(), CLAIMERS)
+        }
+    }
+}
+
 /// Writes every slot's initial stamp (zeroed memory is an empty ring otherwise).
 pub(crate) fn init_slots(g: &SlotGeometry, mut fresh: Fresh<'_, MpmcRing>) {
     let slots = fresh.tail(SLOTS_OFFSET);
@@ -263,6 +324,8 @@ pub(crate) fn inspect(ring: &MpmcRing, g: &SlotGeometry, out: &mut Inspect) {
     let (getters, putters) = ring.sleepers();
     out.field("get_waiters", getters);
     out.field("put_waiters", putters);
+    out.field("lost", ring.lost());
+    out.field("skipped", ring.skipped());
 }
 
 impl Core {

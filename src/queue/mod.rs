@@ -75,3 +75,7 @@ pub use error::{BytePutError, GetError, JoinError, PutError, TaskDoneError};
 #[cfg(feature = "serde")]
 pub use obj::{ObjQueue, OBJ_SLOT};
 pub use typed::{GetLoan, JoinableQueue, PutLoan, Queue, SimpleQueue};
+
+/// For `inspect`: the claims a queue's table records.
+#[cfg_attr(shmproc_loom, allow(unused_imports))]
+pub(crate) use self::core::held_claims;

@@ -445,6 +445,17 @@ impl Default for Claimer {
     }
 }
 
+/// A claim made and not ended, as [`MpmcRing::held_claims`] finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldClaim {
+    /// A producer's claim (a slot being written) or a consumer's (a message being read).
+    pub side: Side,
+    /// The claimed position.
+    pub pos: u64,
+    /// The identity of the process whose entry records it (pid and start time).
+    pub owner: u64,
+}
+
 /// The intent word of a claim of `side` at position `pos`: never 0. Public for the
 /// models, which plant the intent of a thread that died before its CAS.
 #[inline(always)]
@@ -1511,6 +1522,34 @@ impl MpmcRing {
     pub fn skipped(&self) -> u64 {
         // Relaxed: a snapshot.
         self.join.0.skipped.load(Ordering::Relaxed)
+    }
+
+    /// The claims made and not ended that the table records, each with the identity of
+    /// the process whose entry records it (`liveness::ident`: pid and start time); for
+    /// inspection, which judges the holders' liveness. Reads only: a claim ending
+    /// meanwhile may be listed. The table's words are evidence a peer may scribble on:
+    /// a listed claim names a position whose slot's stamp says it is held, nothing more.
+    pub fn held_claims(&self, s: &impl Slots) -> Vec<HeldClaim> {
+        let mut held = Vec::new();
+        for entry in s.claimers() {
+            // Relaxed: a diagnostic snapshot; `outstanding` reads the stamp and index with
+            // Acquire, which is what decides.
+            let owner = entry.owner.load(Ordering::Relaxed);
+            if owner == 0 {
+                continue;
+            }
+            for word in &entry.intents {
+                // Relaxed: as `owner`.
+                let v = word.load(Ordering::Relaxed);
+                if v == 0 {
+                    continue;
+                }
+                if let Some((pos, side, _)) = self.outstanding(s, v) {
+                    held.push(HeldClaim { side, pos, owner });
+                }
+            }
+        }
+        held
     }
 
     // -----------------------------------------------------------------------------------
