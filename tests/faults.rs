@@ -34,11 +34,7 @@ use std::time::{Duration, Instant};
 #[path = "rounds/creation.rs"]
 mod creation;
 
-shmproc_testkit::main!(
-    dead_loan_holders_are_recovered,
-    kill_at_random_points,
-    window_experiment
-);
+shmproc_testkit::main!(dead_loan_holders_are_recovered, kill_at_random_points,);
 
 // ---------------------------------------------------------------------------------------
 // Bookkeeping.
@@ -106,6 +102,9 @@ struct Tally {
     allowed: u64,
     duplicated: u64,
     torn: u64,
+    /// Rounds that lost more than was inside their dead process (checked per round: a
+    /// sum over rounds could hide one behind others that lost less than allowed).
+    over: u64,
     /// What the primitive itself reported (recovered claims, abandoned tasks, ...).
     note: String,
 }
@@ -126,6 +125,7 @@ impl Tally {
         self.allowed += o.allowed;
         self.duplicated += o.duplicated;
         self.torn += o.torn;
+        self.over += u64::from(o.lost > o.allowed);
     }
 }
 
@@ -1046,12 +1046,10 @@ fn kill_at_random_points() {
         assert_eq!(t.hangs, 0, "{}: a survivor hung", t.name);
         assert_eq!(t.duplicated, 0, "{}: a message arrived twice", t.name);
         assert_eq!(t.torn, 0, "{}: a torn message arrived", t.name);
-        assert!(
-            t.lost <= t.allowed,
-            "{}: {} lost where only {} were inside dead processes",
-            t.name,
-            t.lost,
-            t.allowed
+        assert_eq!(
+            t.over, 0,
+            "{}: {} rounds lost more than was inside their dead process ({} lost in all, {} allowed)",
+            t.name, t.over, t.lost, t.allowed
         );
     }
 }
@@ -1110,34 +1108,4 @@ fn dead_loan_holders_are_recovered() {
     for i in 0..4 {
         assert_eq!(q.get(), Ok(i));
     }
-}
-
-fn window_experiment() {
-    let mut rng = Rng::new(12345);
-    let mut hits = 0;
-    let n = 200;
-    for _ in 0..n {
-        let arena = Arena::anonymous(1 << 20).unwrap();
-        let q = Queue::<u64>::new_in(&arena, 64).unwrap();
-        let v = {
-            let q = q.clone();
-            fork(move || loop {
-                q.put(1).unwrap();
-                q.get().unwrap();
-            })
-        };
-        pause_us(200 + rng.below(2000));
-        kill(v);
-        // A claim outstanding? Put 64 and get 64: a stuck slot shows as a recovery.
-        for i in 0..64 {
-            if q.put_timeout(i, Duration::from_secs(2)).is_err() {
-                break;
-            }
-            let _ = q.get_timeout(Duration::from_secs(2));
-        }
-        if q.recovered() > 0 {
-            hits += 1;
-        }
-    }
-    println!("window hits: {hits} / {n}");
 }

@@ -25,8 +25,8 @@ struct Shared {
 unsafe impl Sync for Shared {}
 
 fn bump(s: &Shared) {
-    // loom reports a data race here if the lock's orderings do not order the critical
-    // sections.
+    // SAFETY: called with the lock held, so this thread is the only user; loom reports a
+    // data race here if the lock's orderings do not order the critical sections.
     s.data.with_mut(|p| unsafe { *p += 1 });
 }
 
@@ -65,6 +65,8 @@ fn mutual_exclusion_and_no_lost_wakeup() {
         for h in handles {
             h.join().unwrap();
         }
+        // SAFETY: the other threads have finished (joined above): nothing else
+        // touches `data` now.
         assert_eq!(s.data.with(|p| unsafe { *p }), 3);
         assert!(!s.lock.is_locked());
     });
@@ -103,6 +105,8 @@ fn timeouts_leave_no_trace() {
         s.lock.unlock();
         let got = t1.join().unwrap();
         t2.join().unwrap();
+        // SAFETY: the other threads have finished (joined above): nothing else
+        // touches `data` now.
         assert_eq!(s.data.with(|p| unsafe { *p }), 2 + got);
         assert!(!s.lock.is_locked());
     });
@@ -144,6 +148,8 @@ fn owner_died_is_taken_over_exactly_once() {
             w.join().unwrap();
         }
         assert_eq!(died.load(Ordering::SeqCst), 1);
+        // SAFETY: the other threads have finished (joined above): nothing else
+        // touches `data` now.
         assert_eq!(s.data.with(|p| unsafe { *p }), 2);
         assert!(!s.lock.is_locked());
     });
@@ -170,6 +176,8 @@ fn live_holder_is_not_taken_over() {
         bump(&s);
         s.lock.unlock();
         t.join().unwrap();
+        // SAFETY: the other threads have finished (joined above): nothing else
+        // touches `data` now.
         assert_eq!(s.data.with(|p| unsafe { *p }), 2);
     });
 }

@@ -231,6 +231,7 @@ fn robust_permit_of_a_dead_holder_is_taken_over_once() {
         let b = other.join().unwrap();
         assert_eq!(u32::from(a) + u32::from(b), 1, "taken over exactly once");
         assert_eq!(r.sem.robust_recovered(), 1);
+        // SAFETY: every visitor has returned (joined above): nothing else touches `data`.
         assert_eq!(r.data.with(|p| unsafe { *p }), 2);
         assert_eq!(r.sem.robust_value(&r.permits), 1);
     });
@@ -254,6 +255,7 @@ fn robust_live_holder_is_never_robbed() {
         assert!(!holder.join().unwrap());
         assert!(!recovered);
         assert_eq!(r.sem.robust_recovered(), 0);
+        // SAFETY: every visitor has returned (joined above): nothing else touches `data`.
         assert_eq!(r.data.with(|p| unsafe { *p }), 2);
     });
 }

@@ -156,7 +156,9 @@ impl Arena {
         let o = &meta.overhead;
         let dropped = if replaced.is_ok() { dropped } else { 0 };
         o.store(
-            (o.load(Ordering::Relaxed) + added).saturating_sub(dropped),
+            o.load(Ordering::Relaxed)
+                .saturating_add(added)
+                .saturating_sub(dropped),
             Ordering::Relaxed,
         );
     }
@@ -571,7 +573,16 @@ fn held_add(arena: &Arena, g: &MetaGuard<'_>, s: usize, obj: u64) -> Result<bool
             );
             Ok(false)
         }
-        Err(Some(i)) if (t.head.len.load(Ordering::Relaxed) + 1) * 2 <= t.entries.len() as u64 => {
+        // A length a peer wrote can be anything: checked arithmetic (a table "too full"
+        // is rebuilt from its entries below, which recounts it).
+        Err(Some(i))
+            if t.head
+                .len
+                .load(Ordering::Relaxed)
+                .checked_add(1)
+                .and_then(|n| n.checked_mul(2))
+                .is_some_and(|n| n <= t.entries.len() as u64) =>
+        {
             t.entries[i].count.store(1, Ordering::Relaxed);
             t.entries[i].obj.store(obj, Ordering::Relaxed);
             t.head.len.fetch_add(1, Ordering::Relaxed);

@@ -702,7 +702,8 @@ impl Arena {
     fn init_header(&self, size: u64) -> Result<()> {
         let h = self.header_ptr();
         let mut random = [0u8; 16];
-        let _ = rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty());
+        // The id tells arenas apart and the seed keys the dicts' hash: never zeros.
+        crate::sync::random(&mut random).map_err(|e| Error::os("getrandom", e))?;
         let id = u64::from_le_bytes(random[..8].try_into().unwrap_or([0; 8]));
         let seed = u64::from_le_bytes(random[8..].try_into().unwrap_or([0; 8]));
         // SAFETY: the mapping is new, at least MIN_SIZE bytes, page-aligned, and no other

@@ -41,19 +41,10 @@ fn mac(key: &[u8], role: Role, nonce: &[u8]) -> Hmac<Sha256> {
 
 fn nonce() -> Result<[u8; NONCE], ConnectionError> {
     let mut n = [0u8; NONCE];
-    let mut filled = 0;
-    while filled < NONCE {
-        match rustix::rand::getrandom(&mut n[filled..], rustix::rand::GetRandomFlags::empty()) {
-            Ok(k) => filled += k,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => {
-                return Err(ConnectionError::Os {
-                    op: "getrandom",
-                    source: e.into(),
-                })
-            }
-        }
-    }
+    crate::sync::random(&mut n).map_err(|source| ConnectionError::Os {
+        op: "getrandom",
+        source,
+    })?;
     Ok(n)
 }
 

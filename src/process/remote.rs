@@ -307,10 +307,13 @@ pub(crate) struct StartInfo {
     pub(crate) parent: ProcessInfo,
 }
 
-fn random_u64() -> u64 {
+fn random_u64() -> Result<u64, ProcessError> {
     let mut b = [0u8; 8];
-    let _ = rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty());
-    u64::from_le_bytes(b)
+    crate::sync::random(&mut b).map_err(|source| ProcessError::Os {
+        op: "getrandom",
+        source,
+    })?;
+    Ok(u64::from_le_bytes(b))
 }
 
 /// The START message.
@@ -373,12 +376,12 @@ pub(crate) fn start_child(
     timeout: Duration,
 ) -> Result<ChildState, StartFailure> {
     let deadline = wire::deadline(timeout);
+    let before = StartFailure::Before;
     let cookie = if method == StartMethod::Spawn {
-        random_u64()
+        random_u64().map_err(before)?
     } else {
         0
     };
-    let before = StartFailure::Before;
     let body = encode_start(info, cookie, portable, &mut out).map_err(before)?;
     let (ours, theirs) = wire::pair()
         .map_err(|e| wire_error("socketpair", e))

@@ -10,6 +10,22 @@
 //! code using it compiles unchanged in both builds.
 
 pub mod futex;
+
+/// Fills `buf` from the kernel's random source (`getrandom`, retried on a signal and on
+/// short reads): an arena's id and hash seed, a spawned child's cookie, a connection's
+/// challenge. An error only if the kernel refuses (no `getrandom` and no fallback): the
+/// caller fails rather than use predictable bytes.
+pub(crate) fn random(buf: &mut [u8]) -> std::io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match rustix::rand::getrandom(&mut buf[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(k) => filled += k,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
 pub mod liveness;
 pub mod spin;
 pub mod wait;
