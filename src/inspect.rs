@@ -445,10 +445,7 @@ mod snapshot_tests {
         }
         // A real file of another kind, through its path.
         let exe = std::env::current_exe().unwrap();
-        assert!(matches!(
-            Snapshot::from_path(&exe),
-            Err(Error::NotAnArena)
-        ));
+        assert!(matches!(Snapshot::from_path(&exe), Err(Error::NotAnArena)));
         // A SharedMemory segment, small or large: said to be one.
         for size in [16, 1 << 16] {
             let seg = crate::shared::SharedMemory::create(None, size).unwrap();
