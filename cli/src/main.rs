@@ -50,7 +50,7 @@ Exit status:
      denied), or an arena could not be removed
   2  the command line is wrong (see --help)
   3  done, but damage was found: `inspect` lists it under \"problems\" (or DAMAGED in an
-     object's state), `ls` as \"damaged\"";
+     object's state), `ls` as \"damaged\"; a segment shorter than its header says";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -291,7 +291,8 @@ fn ls(json: bool, named_only: bool) -> Result<ExitCode, Failure> {
     }
     let damaged = rows
         .iter()
-        .any(|r| r.snapshot.as_ref().is_ok_and(render::damaged));
+        .any(|r| r.snapshot.as_ref().is_ok_and(render::damaged))
+        || segments.iter().any(|s| s.seg.header.is_truncated());
     Ok(if damaged {
         ExitCode::from(DAMAGED)
     } else {
@@ -590,37 +591,39 @@ fn clean(dry_run: bool, json: bool, only: &[String]) -> Result<ExitCode, Failure
             let (what, why) = match o {
                 Outcome::Removed if *k == "segment" => (
                     removed,
-                    "orphan: its creator is gone, it is not persistent, no live process maps it"
+                    "orphaned SharedMemory segment: its creator is gone, it is not persistent, \
+                     no live process maps it"
                         .to_string(),
                 ),
                 Outcome::Removed => (
                     removed,
                     "orphan: its creator is gone, no live process uses it".to_string(),
                 ),
+                Outcome::Kept(w) if *k == "segment" => {
+                    ("kept", format!("SharedMemory segment: {w}"))
+                }
                 Outcome::Kept(w) => ("kept", w.clone()),
                 Outcome::Skipped(w) => ("skipped", w.clone()),
                 Outcome::Failed(w) => ("FAILED", w.clone()),
             };
-            table.push(vec![what.to_string(), k.to_string(), n.clone(), why]);
+            table.push(vec![what.to_string(), n.clone(), why]);
         }
-        let n = outcomes
-            .iter()
-            .filter(|(_, _, o)| matches!(o, Outcome::Removed))
-            .count();
-        let s = |n: usize| if n == 1 { "" } else { "s" };
+        let removed_of = |kind: &str| {
+            outcomes
+                .iter()
+                .filter(|(_, k, o)| *k == kind && matches!(o, Outcome::Removed))
+                .count()
+        };
         out(&format!(
-            "{}{n} orphan{} {}; {} arena{} and {} segment{} in /dev/shm looked at\n",
+            "{}{} {}, {} in /dev/shm looked at\n",
             render::columns(&table),
-            s(n),
+            arenas_and_segments(removed_of("arena"), removed_of("segment"), "orphaned "),
             if dry_run {
                 "would be removed"
             } else {
                 "removed"
             },
-            rows.len(),
-            s(rows.len()),
-            segments.len(),
-            s(segments.len()),
+            arenas_and_segments(rows.len(), segments.len(), ""),
         ))?;
     }
     Ok(if failed {
@@ -628,6 +631,20 @@ fn clean(dry_run: bool, json: bool, only: &[String]) -> Result<ExitCode, Failure
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `1 orphaned arena`, `2 orphaned arenas and 1 orphaned segment`, `0 arenas`: the
+/// segments are named only when there are some.
+fn arenas_and_segments(arenas: usize, segments: usize, adjective: &str) -> String {
+    let n =
+        |n: usize, what: &str| format!("{n} {adjective}{what}{}", if n == 1 { "" } else { "s" });
+    if segments == 0 {
+        n(arenas, "arena")
+    } else if arenas == 0 {
+        n(segments, "segment")
+    } else {
+        format!("{} and {}", n(arenas, "arena"), n(segments, "segment"))
+    }
 }
 
 /// Removes the orphaned segment `name`, after looking once more (a process may have

@@ -152,7 +152,7 @@ impl ListedSegment {
         self.seg.header.is_orphan() && self.attached.is_empty()
     }
 
-    /// Why it is kept (empty for an orphan).
+    /// Why `shmproc clean` keeps it (empty for an orphan).
     pub fn kept_because(&self) -> String {
         let h = &self.seg.header;
         let mut why = Vec::new();
@@ -172,10 +172,7 @@ impl ListedSegment {
             let pids: Vec<String> = self.attached.iter().map(u32::to_string).collect();
             why.push(format!("process {} maps it", pids.join(", ")));
         }
-        if why.is_empty() {
-            return String::new();
-        }
-        format!("in use: {}", why.join("; "))
+        why.join("; ")
     }
 
     /// A word on its state for the listing.
@@ -297,9 +294,13 @@ pub fn segment_text(s: &ListedSegment, source: &str) -> String {
     );
     let _ = writeln!(
         out,
-        "  size {} usable ({} bytes), file {} bytes{}",
+        "  size {} usable{}, file {} bytes{}",
         bytes(h.size),
-        h.size,
+        if h.size >= 1024 {
+            format!(" ({} bytes)", h.size)
+        } else {
+            String::new()
+        },
         h.file_len,
         if h.is_truncated() {
             ": TRUNCATED, shorter than its header says (SharedMemory::open refuses it)"

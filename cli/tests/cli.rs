@@ -853,8 +853,13 @@ fn segments_are_listed_inspected_and_cleaned() {
         assert_eq!(kept_rows.len(), 2, "{c:#}");
         assert!(kept_rows.iter().all(|k| k["kind"] == "segment"));
         let text = stdout(&shmproc(&args));
+        let line = text.lines().find(|l| l.contains(&dead)).unwrap_or_default();
         assert!(
-            text.contains("would remove  segment  ") && text.contains(&dead),
+            line.starts_with("would remove") && line.contains("orphaned SharedMemory segment"),
+            "{text}"
+        );
+        assert!(
+            text.contains("1 orphaned segment would be removed, 3 segments in /dev/shm"),
             "{text}"
         );
         assert!(exists(&dead) && exists(&live) && exists(&kept));
@@ -902,6 +907,23 @@ fn segments_are_listed_inspected_and_cleaned() {
         }
         drop(open);
     }
+
+    // A segment shorter than its header says: shown, as damaged (status 3).
+    let (short, _g5) = unique("seg-short");
+    SharedMemory::create(Some(&short), 1 << 16).unwrap(); // unmapped at once
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/{short}"))
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+    let i = json(&["inspect", &short], 3);
+    assert_eq!(
+        (i["truncated"].as_bool(), i["file_size"].as_u64()),
+        (Some(true), Some(100))
+    );
+    let t = stdout(&shmproc(&["inspect", &short]));
+    assert!(t.contains("TRUNCATED"), "{t}");
     drop(mine);
 }
 
