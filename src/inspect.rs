@@ -90,6 +90,7 @@ pub type State = Vec<(&'static str, Value)>;
 /// | `Pipe` | `capacity`, `duplex`, then for each direction `N` (0: end 1 to end 0, 1: end 0 to end 1) `state_N` (open, writer closed, reader closed, broken) and `in_flight_N` (bytes written, not yet read) |
 /// | `Value`, `Array` | `len` (arrays), `raw`, `holder` (of its lock) |
 /// | `SharedDict`, `TypedDict`, `SerdeDict` | `len`, `slots` (of its index), `tombstones`, `writer` (the holder of its lock) |
+/// | `SharedList`, `ByteList`, `SerdeList` | `len`, `chunks` (blocks of elements), `writer` (the holder of its lock), `repairs` (interrupted writes repaired), then `element_bytes` (typed lists) or `inline` (byte and serde lists: the most bytes an element keeps in place; a longer one gets a block of its own) |
 /// | raw block | `len` |
 ///
 /// A kind this build cannot read the state of (a kind newer than the build) gives its
@@ -479,6 +480,45 @@ mod snapshot_tests {
             Snapshot::from_fd(memfd_with(&vec![0; 1 << 16]).as_fd()),
             Err(Error::NotAnArena)
         ));
+    }
+
+    #[test]
+    fn what_a_file_is_is_decided_before_its_size() {
+        // Small files of another kind (a text file, an empty one) are not arenas, not
+        // "truncated arenas" to remove.
+        let passwd = b"root:x:0:0:root:/root:/bin/bash\n";
+        for bytes in [&passwd[..], b"", b"SHMPRO", &[0u8; 100][..]] {
+            match Snapshot::from_fd(memfd_with(bytes).as_fd()) {
+                Err(Error::NotAnArena) => {}
+                r => panic!("{} bytes: {r:?}", bytes.len()),
+            }
+        }
+        // A real file of another kind, through its path.
+        let exe = std::env::current_exe().unwrap();
+        assert!(matches!(Snapshot::from_path(&exe), Err(Error::NotAnArena)));
+        // A SharedMemory segment, small or large: said to be one.
+        for size in [16, 1 << 16] {
+            let seg = crate::shared::SharedMemory::create(None, size).unwrap();
+            let e = Snapshot::open(seg.name()).unwrap_err();
+            assert!(
+                matches!(&e, Error::InvalidArgument(m) if m.contains("SharedMemory segment")
+                    && m.contains(&format!("{size} usable bytes"))),
+                "{e}"
+            );
+            seg.unlink().unwrap();
+        }
+        // An arena's magic on a short file: that one is truncated, whatever follows.
+        let arena = Arena::anonymous(1 << 20).unwrap();
+        let img = image(&arena);
+        for len in [8, 40, 4096] {
+            assert!(
+                matches!(
+                    Snapshot::from_fd(memfd_with(&img[..len]).as_fd()),
+                    Err(Error::Truncated { found, .. }) if found == len as u64
+                ),
+                "{len}"
+            );
+        }
     }
 
     /// A tiny PRNG (xorshift64*), seeded: the scribbles are the same on every run.

@@ -1,10 +1,14 @@
 //! Where arenas are: named ones in `/dev/shm`, anonymous ones behind the descriptors of
 //! running processes (`/proc/<pid>/fd/<n>` naming `/memfd:shmproc-arena`), and which
-//! processes map each (`/proc/<pid>/maps`).
+//! processes map each (`/proc/<pid>/maps`); and the `SharedMemory` segments in
+//! `/dev/shm`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+pub use shmproc::shared::SegmentHeader;
 
 /// The name every anonymous arena's memfd has (`Arena::anonymous`).
 const MEMFD: &str = "/memfd:shmproc-arena";
@@ -34,32 +38,101 @@ pub struct Found {
     pub fd_holders: BTreeSet<u32>,
 }
 
-/// The files in `/dev/shm` that start as a shmproc arena does (`SHMPROC`, any format
-/// version), readable by this user.
-pub fn named() -> std::io::Result<Vec<Found>> {
-    let mut out = Vec::new();
+/// A `SharedMemory` segment found in `/dev/shm`.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    /// Its name in `/dev/shm`.
+    pub name: String,
+    /// Its file.
+    pub key: FileKey,
+    /// What its header says.
+    pub header: SegmentHeader,
+    /// When its name appeared (the file's status change time: a segment is named once
+    /// complete, and writes through a mapping do not change it).
+    pub created: Option<SystemTime>,
+}
+
+/// What a file in `/dev/shm` is.
+pub enum Kind {
+    /// It starts as a shmproc arena does (`SHMPROC`, any format version).
+    Arena(FileKey),
+    /// A `SharedMemory` segment.
+    Segment(Segment),
+}
+
+/// What the files in `/dev/shm` made by shmproc are (the ones this user can read): the
+/// arenas, then the segments, each sorted by name.
+pub fn named() -> std::io::Result<(Vec<Found>, Vec<Segment>)> {
+    let mut arenas = Vec::new();
+    let mut segments = Vec::new();
     for entry in std::fs::read_dir("/dev/shm")?.flatten() {
         let Some(name) = entry.file_name().to_str().map(str::to_string) else {
             continue;
         };
-        let path = entry.path();
-        if let Some(key) = arena_file(&path, false) {
-            out.push(Found {
+        match named_kind(&name) {
+            Some(Kind::Arena(key)) => arenas.push(Found {
                 label: name.clone(),
                 name: Some(name),
-                path,
+                path: entry.path(),
                 key,
                 fd_holders: BTreeSet::new(),
-            });
+            }),
+            Some(Kind::Segment(s)) => segments.push(s),
+            None => {}
         }
     }
-    out.sort_by(|a, b| a.label.cmp(&b.label));
-    Ok(out)
+    arenas.sort_by(|a, b| a.label.cmp(&b.label));
+    segments.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((arenas, segments))
 }
 
-/// The key of the file at `path` if it is a regular file that starts with `SHMPROC`
-/// (opened read-only, without blocking; a symbolic link is followed only if `follow`).
+/// What `/dev/shm/<name>` is, if shmproc made it (a symbolic link is not followed).
+pub fn named_kind(name: &str) -> Option<Kind> {
+    let path = Path::new("/dev/shm").join(name);
+    match file_kind(&path, false)? {
+        (key, None) => Some(Kind::Arena(key)),
+        (key, Some(header)) => Some(Kind::Segment(Segment {
+            name: name.to_string(),
+            key,
+            header,
+            created: std::fs::symlink_metadata(&path)
+                .ok()
+                .and_then(|m| ctime(&m)),
+        })),
+    }
+}
+
+/// The file at `path`, if it is a `SharedMemory` segment (a symbolic link, such as
+/// `/proc/<pid>/fd/<n>`, is followed).
+pub fn segment_at(path: &Path) -> Option<Segment> {
+    let (key, header) = file_kind(path, true)?;
+    Some(Segment {
+        name: path.file_name()?.to_string_lossy().into_owned(),
+        key,
+        header: header?,
+        created: std::fs::metadata(path).ok().and_then(|m| ctime(&m)),
+    })
+}
+
+fn ctime(m: &std::fs::Metadata) -> Option<SystemTime> {
+    let secs = u64::try_from(m.ctime()).ok()?;
+    let nanos = u32::try_from(m.ctime_nsec()).ok()?;
+    SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::new(secs, nanos))
+}
+
+/// The key of the file at `path` if it is a regular file that starts with `SHMPROC` (an
+/// arena, any format version).
 fn arena_file(path: &Path, follow: bool) -> Option<FileKey> {
+    match file_kind(path, follow)? {
+        (key, None) => Some(key),
+        (_, Some(_)) => None,
+    }
+}
+
+/// The key of the file at `path` and, for a segment, its header, if it is a regular file
+/// that shmproc made: an arena (it starts with `SHMPROC`) or a `SharedMemory` segment
+/// (opened read-only, without blocking; a symbolic link is followed only if `follow`).
+fn file_kind(path: &Path, follow: bool) -> Option<(FileKey, Option<SegmentHeader>)> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let mut flags = libc_flags::NONBLOCK;
@@ -75,9 +148,12 @@ fn arena_file(path: &Path, follow: bool) -> Option<FileKey> {
     if !m.file_type().is_file() {
         return None;
     }
+    if let Ok(Some(h)) = SegmentHeader::read(&f) {
+        return Some((key_of(&m), Some(h)));
+    }
     let mut magic = [0u8; 7];
     f.read_exact(&mut magic).ok()?;
-    (&magic == b"SHMPROC").then(|| key_of(&m))
+    (&magic == b"SHMPROC").then(|| (key_of(&m), None))
 }
 
 /// `open(2)` flags, from rustix (std has no names for them).

@@ -1,9 +1,10 @@
 //! `shmproc`: see and clean up what shmproc programs keep in shared memory.
 //!
 //! ```text
-//! shmproc ls                      every arena on this machine
+//! shmproc ls                      every arena (and SharedMemory segment) on this machine
 //! shmproc inspect jobs            one arena: figures, processes, every object's state
 //! shmproc inspect pid:4242        the anonymous arena of process 4242
+//! shmproc inspect myseg           a SharedMemory segment: its header
 //! shmproc inspect jobs --watch 1  the same, refreshed every second
 //! shmproc clean                   what `shmproc clean --yes` would remove
 //! shmproc clean --yes             remove it
@@ -18,7 +19,7 @@ mod render;
 
 use clap::{Parser, Subcommand};
 use discover::{Found, Mappers};
-use render::Listed;
+use render::{Listed, ListedSegment};
 use shmproc::inspect::Snapshot;
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
@@ -36,7 +37,7 @@ file in /dev/shm (Arena::create), or an anonymous memory file that the program a
 forked children share (Arena::anonymous, and the global arena behind Lock::new() and
 friends). This tool lists the arenas, shows what is inside one while its programs run
 (which process holds which lock, how many messages wait in a queue, ...), and removes the
-named arenas that crashed programs left behind.
+named arenas and SharedMemory segments that crashed programs left behind.
 
 It only reads: every arena is read through a private copy, without taking its locks, so
 looking never disturbs the programs, and a stuck or damaged arena cannot make the tool
@@ -44,12 +45,12 @@ hang or crash.";
 
 const EXIT_CODES: &str = "\
 Exit status:
-  0  done
+  0  done (also when the reader of the output stops early: `shmproc inspect x | head`)
   1  failed: the arena could not be read (no such arena, not an arena, permission
      denied), or an arena could not be removed
   2  the command line is wrong (see --help)
   3  done, but damage was found: `inspect` lists it under \"problems\" (or DAMAGED in an
-     object's state), `ls` as \"damaged\"";
+     object's state), `ls` as \"damaged\"; a segment shorter than its header says";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -67,8 +68,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// List every shmproc arena on this machine: the named ones in /dev/shm and the
-    /// anonymous ones of running processes.
+    /// List every shmproc arena on this machine (the named ones in /dev/shm and the
+    /// anonymous ones of running processes) and the SharedMemory segments in /dev/shm.
     #[command(after_help = EXIT_CODES, long_about = "\
 List every shmproc arena on this machine: the named ones in /dev/shm, and the anonymous
 ones that running processes of this user have open (shown as /proc/<pid>/fd/<n>, a path
@@ -78,7 +79,16 @@ Columns: SIZE is the arena's file now (it grows up to its limit), USED the bytes
 objects take, ATTACHED the live processes that map it (or hold objects in it), CREATOR the
 process that made it (\"(dead)\" once it is gone), AGE the time since it was made. A
 named arena whose creator is gone and that no live process uses is an orphan:
-`shmproc clean` removes it.")]
+`shmproc clean` removes it.
+
+SharedMemory segments (shmproc::shared::SharedMemory: raw bytes, no objects) follow in a
+table of their own: SIZE is their usable bytes, CREATOR the process that made them (none
+once persisted: SharedMemory::persist), AGE the time since they were named. A segment
+whose creator is gone, that is not persistent and that no live process maps is an orphan
+(the rule of shmproc::shared::cleanup_orphans, plus the mappings).
+
+With --json: one array, one object per arena (\"kind\": \"arena\") then per segment
+(\"kind\": \"segment\").")]
     Ls {
         /// Print JSON (an array, one object per arena) instead of a table.
         #[arg(long)]
@@ -101,6 +111,10 @@ ARENA is one of:
   NAME              a named arena, /dev/shm/NAME
   /path/to/file     an arena file, or /proc/<pid>/fd/<n> (as `shmproc ls` shows
                     anonymous arenas)
+
+A SharedMemory segment (NAME or a path) shows its header instead: its size, its creator
+and whether it is alive (or that it is persistent), the processes that map it, and
+whether `shmproc clean` would remove it.
   pid:<pid>         the anonymous arena of a running process (its global arena, where
                     Lock::new(), Queue::new() ... put their objects)
 
@@ -119,8 +133,8 @@ nothing is changing it, a moment's view otherwise.")]
         #[arg(long, value_name = "N", requires = "watch")]
         count: Option<u64>,
     },
-    /// Remove the named arenas that crashed programs left in /dev/shm: those whose
-    /// creator is gone and that no live process uses.
+    /// Remove the named arenas and SharedMemory segments that crashed programs left in
+    /// /dev/shm: those whose creator is gone and that no live process uses.
     #[command(after_help = EXIT_CODES, long_about = "\
 Remove the named arenas that crashed (or careless) programs left in /dev/shm: those whose
 creator is gone, in which no live process holds an object, and that no live process
@@ -128,6 +142,10 @@ maps (a process that has the arena open maps it, whether it holds objects or not
 arena a live process uses is never removed, nor one that cannot be read (it is listed as
 skipped, with the reason). Processes that still have a removed arena mapped keep it (as
 with any deleted file).
+
+A SharedMemory segment is removed when shmproc::shared::cleanup_orphans would remove it
+(it is this user's, its creator is gone, and it was not persisted with
+SharedMemory::persist) and no live process maps it.
 
 Anonymous arenas need no cleaning: they vanish with the last process that has them.")]
     Clean {
@@ -137,19 +155,52 @@ Anonymous arenas need no cleaning: they vanish with the last process that has th
         /// Print JSON instead of lines.
         #[arg(long)]
         json: bool,
-        /// Only these arenas (names in /dev/shm); by default every arena there.
+        /// Only these arenas or segments (names in /dev/shm); by default every one there.
         #[arg(value_name = "NAME")]
         names: Vec<String>,
     },
 }
 
-/// A failure to report, and the exit status for it.
-struct Failure(String);
+/// Why a command stopped early.
+enum Failure {
+    /// A failure to report (exit status 1).
+    Says(String),
+    /// The reader of the output went away (`shmproc inspect x | head`): a normal end,
+    /// exit status 0 and nothing said.
+    StdoutClosed,
+}
 
 impl<E: std::fmt::Display> From<E> for Failure {
     fn from(e: E) -> Self {
-        Failure(e.to_string())
+        Failure::Says(e.to_string())
     }
+}
+
+impl Failure {
+    /// The failure in words.
+    fn text(&self) -> &str {
+        match self {
+            Failure::Says(s) => s,
+            Failure::StdoutClosed => "the output was closed",
+        }
+    }
+}
+
+/// An error writing the output: a closed pipe is the reader's normal end.
+fn written(e: std::io::Error) -> Failure {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Failure::StdoutClosed
+    } else {
+        Failure::Says(format!("cannot write the output: {e}"))
+    }
+}
+
+/// Writes `text` to stdout.
+fn out(text: &str) -> Result<(), Failure> {
+    let mut o = std::io::stdout().lock();
+    o.write_all(text.as_bytes())
+        .and_then(|()| o.flush())
+        .map_err(written)
 }
 
 fn main() -> ExitCode {
@@ -166,7 +217,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        Err(Failure(msg)) => {
+        Err(Failure::StdoutClosed) => ExitCode::SUCCESS,
+        Err(Failure::Says(msg)) => {
             let _ = std::io::stdout().flush();
             eprintln!("shmproc: error: {msg}");
             ExitCode::from(1)
@@ -178,25 +230,41 @@ fn main() -> ExitCode {
 const DAMAGED: u8 = 3;
 
 fn print_json(j: &serde_json::Value) -> Result<(), Failure> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, j)?;
-    writeln!(out)?;
-    Ok(())
+    let mut o = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut o, j)
+        .map_err(std::io::Error::from)
+        .and_then(|()| writeln!(o))
+        .and_then(|()| o.flush())
+        .map_err(written)
 }
 
 /// Every arena found (the named ones in `only`, if not empty), each with its snapshot and
-/// the live processes attached.
-fn listing(named_only: bool, only: &[String]) -> Result<Vec<Listed>, Failure> {
-    let mut found = discover::named()
+/// the live processes attached; and the segments in `/dev/shm` (those in `only`).
+fn listing(
+    named_only: bool,
+    only: &[String],
+) -> Result<(Vec<Listed>, Vec<ListedSegment>), Failure> {
+    let (mut found, mut segments) = discover::named()
         .map_err(|e| format!("cannot list /dev/shm: {e} (is /dev/shm mounted?)"))?;
     if !named_only {
         found.extend(discover::anonymous());
     }
     if !only.is_empty() {
         found.retain(|f| f.name.as_ref().is_some_and(|n| only.contains(n)));
+        segments.retain(|s| only.contains(&s.name));
     }
     let maps = Mappers::scan();
-    Ok(found.into_iter().map(|f| listed(f, &maps)).collect())
+    let segments = segments
+        .into_iter()
+        .map(|seg| ListedSegment {
+            attached: maps.of(seg.key),
+            seg,
+        })
+        .collect();
+    Ok((
+        found.into_iter().map(|f| listed(f, &maps)).collect(),
+        segments,
+    ))
 }
 
 fn listed(f: Found, maps: &Mappers) -> Listed {
@@ -215,15 +283,16 @@ fn listed(f: Found, maps: &Mappers) -> Listed {
 }
 
 fn ls(json: bool, named_only: bool) -> Result<ExitCode, Failure> {
-    let rows = listing(named_only, &[])?;
+    let (rows, segments) = listing(named_only, &[])?;
     if json {
-        print_json(&render::ls_json(&rows))?;
+        print_json(&render::ls_json(&rows, &segments))?;
     } else {
-        print!("{}", render::ls_text(&rows));
+        out(&render::ls_text(&rows, &segments))?;
     }
     let damaged = rows
         .iter()
-        .any(|r| r.snapshot.as_ref().is_ok_and(render::damaged));
+        .any(|r| r.snapshot.as_ref().is_ok_and(render::damaged))
+        || segments.iter().any(|s| s.seg.header.is_truncated());
     Ok(if damaged {
         ExitCode::from(DAMAGED)
     } else {
@@ -243,16 +312,16 @@ fn target(arena: &str) -> Result<(Target, Option<discover::FileKey>), Failure> {
             .parse()
             .map_err(|_| format!("{arena:?}: after pid: comes a process id, e.g. pid:4242"))?;
         if !Path::new(&format!("/proc/{pid}")).exists() {
-            return Err(Failure(format!("no process {pid} is running")));
+            return Err(Failure::Says(format!("no process {pid} is running")));
         }
         let found = discover::anonymous_of_pid(pid);
         return match found.as_slice() {
-            [] => Err(Failure(format!(
+            [] => Err(Failure::Says(format!(
                 "process {pid} has no anonymous shmproc arena open (or it belongs to another \
                  user): `shmproc ls` lists the arenas"
             ))),
             [one] => Ok((Target::Path(one.path.clone()), Some(one.key))),
-            many => Err(Failure(format!(
+            many => Err(Failure::Says(format!(
                 "process {pid} has {} anonymous arenas: name one of {}",
                 many.len(),
                 many.iter()
@@ -275,17 +344,79 @@ fn take(t: &Target, arena: &str) -> Result<Snapshot, Failure> {
         Target::Path(p) => Snapshot::from_path(p),
     };
     r.map_err(|e| match e {
-        shmproc::Error::NotFound(_) => Failure(match t {
+        shmproc::Error::NotFound(_) => Failure::Says(match t {
             Target::Named(n) => format!(
                 "no arena named {n:?} in /dev/shm: `shmproc ls` lists the arenas (an anonymous \
                  one is named by its process: pid:<pid>)"
             ),
             Target::Path(p) => format!("{} does not exist", p.display()),
         }),
-        shmproc::Error::NotAnArena => Failure(format!(
+        shmproc::Error::NotAnArena if is_empty(t) => Failure::Says(format!(
+            "{arena} is empty: not (yet) an arena (if its creator is making it, try again in \
+             a moment)"
+        )),
+        shmproc::Error::NotAnArena => Failure::Says(format!(
             "{arena} is not a shmproc arena (no shmproc header)"
         )),
-        e => Failure(format!("{arena}: {e}")),
+        e => Failure::Says(format!("{arena}: {e}")),
+    })
+}
+
+/// The file of `t`.
+fn path_of(t: &Target) -> std::path::PathBuf {
+    match t {
+        Target::Named(n) => Path::new("/dev/shm").join(n),
+        Target::Path(p) => p.clone(),
+    }
+}
+
+/// Whether the file of `t` is empty now.
+fn is_empty(t: &Target) -> bool {
+    std::fs::metadata(path_of(t)).is_ok_and(|m| m.len() == 0)
+}
+
+/// The segment `t` names, if it names one.
+fn segment_of(t: &Target) -> Option<discover::Segment> {
+    match t {
+        Target::Named(n) => match discover::named_kind(n) {
+            Some(discover::Kind::Segment(s)) => Some(s),
+            _ => None,
+        },
+        Target::Path(p) => discover::segment_at(p),
+    }
+}
+
+/// `shmproc inspect` of a segment: its header (shown once: it does not change, but for
+/// the liveness of its creator).
+fn inspect_segment(
+    seg: discover::Segment,
+    t: &Target,
+    json: bool,
+    watch: bool,
+) -> Result<ExitCode, Failure> {
+    let s = ListedSegment {
+        attached: Mappers::scan().of(seg.key),
+        seg,
+    };
+    if json {
+        let j = render::segment_json(&s);
+        if watch {
+            // One document per line, as --watch --json promises.
+            out(&format!("{j}\n"))?;
+        } else {
+            print_json(&j)?;
+        }
+    } else {
+        let mut text = render::segment_text(&s, &path_of(t).display().to_string());
+        if watch {
+            text.push_str("  (shown once: a segment has no live state to refresh)\n");
+        }
+        out(&text)?;
+    }
+    Ok(if s.seg.header.is_truncated() {
+        ExitCode::from(DAMAGED)
+    } else {
+        ExitCode::SUCCESS
     })
 }
 
@@ -293,11 +424,7 @@ fn take(t: &Target, arena: &str) -> Result<Snapshot, Failure> {
 fn attached(s: &Snapshot, t: &Target, key: Option<discover::FileKey>) -> BTreeSet<u32> {
     let key = key.or_else(|| {
         use std::os::unix::fs::MetadataExt;
-        let path = match t {
-            Target::Named(n) => Path::new("/dev/shm").join(n),
-            Target::Path(p) => p.clone(),
-        };
-        let m = std::fs::metadata(path).ok()?;
+        let m = std::fs::metadata(path_of(t)).ok()?;
         Some((
             rustix::fs::major(m.dev()),
             rustix::fs::minor(m.dev()),
@@ -324,13 +451,16 @@ fn inspect(
     count: Option<u64>,
 ) -> Result<ExitCode, Failure> {
     let (t, key) = target(arena)?;
+    if let Some(seg) = segment_of(&t) {
+        return inspect_segment(seg, &t, json, watch.is_some());
+    }
     let Some(every) = watch else {
         let s = take(&t, arena)?;
         let pids = attached(&s, &t, key);
         if json {
             print_json(&render::inspect_json(&s, &pids))?;
         } else {
-            print!("{}", render::inspect_text(&s, &pids));
+            out(&render::inspect_text(&s, &pids))?;
         }
         return Ok(if render::damaged(&s) {
             ExitCode::from(DAMAGED)
@@ -339,7 +469,7 @@ fn inspect(
         });
     };
     if !every.is_finite() || every < 0.0 {
-        return Err(Failure(format!(
+        return Err(Failure::Says(format!(
             "--watch takes a number of seconds, not {every}"
         )));
     }
@@ -349,41 +479,37 @@ fn inspect(
     let code = loop {
         n += 1;
         let frame = take(&t, arena);
-        let mut out = std::io::stdout().lock();
+        // The frame in one string, written at once.
+        let mut text = String::new();
         if json {
             // One document per line, for a consumer that reads line by line.
-            match &frame {
-                Ok(s) => {
-                    serde_json::to_writer(
-                        &mut out,
-                        &render::inspect_json(s, &attached(s, &t, key)),
-                    )?;
-                }
-                Err(Failure(e)) => {
-                    serde_json::to_writer(&mut out, &serde_json::json!({ "error": e }))?
-                }
-            }
-            writeln!(out)?;
+            let doc = match &frame {
+                Ok(s) => render::inspect_json(s, &attached(s, &t, key)),
+                Err(e) => serde_json::json!({ "error": e.text() }),
+            };
+            text = format!("{doc}\n");
         } else {
+            use std::fmt::Write as _;
             if tty {
                 // Home and clear: the frame replaces the last one.
-                write!(out, "\x1b[H\x1b[2J")?;
+                text.push_str("\x1b[H\x1b[2J");
             } else if n > 1 {
-                writeln!(out)?;
+                text.push('\n');
             }
-            writeln!(
-                out,
+            let _ = writeln!(
+                text,
                 "shmproc inspect {arena}: every {:.1} s, refresh {n}{} (Ctrl-C stops)\n",
                 every.as_secs_f64(),
                 count.map(|c| format!(" of {c}")).unwrap_or_default()
-            )?;
+            );
             match &frame {
-                Ok(s) => write!(out, "{}", render::inspect_text(s, &attached(s, &t, key)))?,
-                Err(Failure(e)) => writeln!(out, "error: {e}")?,
+                Ok(s) => text.push_str(&render::inspect_text(s, &attached(s, &t, key))),
+                Err(e) => {
+                    let _ = writeln!(text, "error: {}", e.text());
+                }
             }
         }
-        out.flush()?;
-        drop(out);
+        out(&text)?;
         if count.is_some_and(|c| n >= c) {
             break match &frame {
                 Ok(s) if render::damaged(s) => ExitCode::from(DAMAGED),
@@ -405,16 +531,18 @@ enum Outcome {
 }
 
 fn clean(dry_run: bool, json: bool, only: &[String]) -> Result<ExitCode, Failure> {
-    let rows = listing(true, only)?;
-    let mut outcomes = Vec::new();
-    if !only.is_empty() {
-        for n in only {
-            if !rows.iter().any(|r| r.name.as_ref() == Some(n)) {
-                outcomes.push((
-                    n.clone(),
-                    Outcome::Skipped("no shmproc arena of that name in /dev/shm".into()),
-                ));
-            }
+    let (rows, segments) = listing(true, only)?;
+    // (name, kind, outcome)
+    let mut outcomes: Vec<(String, &str, Outcome)> = Vec::new();
+    for n in only {
+        if !rows.iter().any(|r| r.name.as_ref() == Some(n))
+            && !segments.iter().any(|s| &s.seg.name == n)
+        {
+            outcomes.push((
+                n.clone(),
+                "-",
+                Outcome::Skipped("no shmproc arena or segment of that name in /dev/shm".into()),
+            ));
         }
     }
     for r in &rows {
@@ -425,23 +553,33 @@ fn clean(dry_run: bool, json: bool, only: &[String]) -> Result<ExitCode, Failure
             Ok(_) if dry_run => Outcome::Removed,
             Ok(_) => remove(&name),
         };
-        outcomes.push((name, outcome));
+        outcomes.push((name, "arena", outcome));
+    }
+    for s in &segments {
+        let outcome = if !s.orphan() {
+            Outcome::Kept(s.kept_because())
+        } else if dry_run {
+            Outcome::Removed
+        } else {
+            remove_segment(&s.seg.name)
+        };
+        outcomes.push((s.seg.name.clone(), "segment", outcome));
     }
     let failed = outcomes
         .iter()
-        .any(|(_, o)| matches!(o, Outcome::Failed(_)));
+        .any(|(_, _, o)| matches!(o, Outcome::Failed(_)));
     if json {
         let pick = |f: fn(&Outcome) -> Option<&str>| {
             outcomes
                 .iter()
-                .filter_map(|(n, o)| {
-                    f(o).map(|why| serde_json::json!({ "name": n, "reason": why }))
+                .filter_map(|(n, k, o)| {
+                    f(o).map(|why| serde_json::json!({ "name": n, "kind": k, "reason": why }))
                 })
                 .collect::<Vec<_>>()
         };
         print_json(&serde_json::json!({
             "dry_run": dry_run,
-            "removed": outcomes.iter().filter(|(_, o)| matches!(o, Outcome::Removed)).map(|(n, _)| n).collect::<Vec<_>>(),
+            "removed": outcomes.iter().filter(|(_, _, o)| matches!(o, Outcome::Removed)).map(|(n, _, _)| n).collect::<Vec<_>>(),
             "kept": pick(|o| if let Outcome::Kept(w) = o { Some(w) } else { None }),
             "skipped": pick(|o| if let Outcome::Skipped(w) = o { Some(w) } else { None }),
             "failed": pick(|o| if let Outcome::Failed(w) = o { Some(w) } else { None }),
@@ -449,40 +587,87 @@ fn clean(dry_run: bool, json: bool, only: &[String]) -> Result<ExitCode, Failure
     } else {
         let removed = if dry_run { "would remove" } else { "removed" };
         let mut table = Vec::new();
-        for (n, o) in &outcomes {
+        for (n, k, o) in &outcomes {
             let (what, why) = match o {
+                Outcome::Removed if *k == "segment" => (
+                    removed,
+                    "orphaned SharedMemory segment: its creator is gone, it is not persistent, \
+                     no live process maps it"
+                        .to_string(),
+                ),
                 Outcome::Removed => (
                     removed,
                     "orphan: its creator is gone, no live process uses it".to_string(),
                 ),
+                Outcome::Kept(w) if *k == "segment" => {
+                    ("kept", format!("SharedMemory segment: {w}"))
+                }
                 Outcome::Kept(w) => ("kept", w.clone()),
                 Outcome::Skipped(w) => ("skipped", w.clone()),
                 Outcome::Failed(w) => ("FAILED", w.clone()),
             };
             table.push(vec![what.to_string(), n.clone(), why]);
         }
-        print!("{}", render::columns(&table));
-        let n = outcomes
-            .iter()
-            .filter(|(_, o)| matches!(o, Outcome::Removed))
-            .count();
-        println!(
-            "{n} orphaned arena{} {}, {} arena{} in /dev/shm looked at",
-            if n == 1 { "" } else { "s" },
+        let removed_of = |kind: &str| {
+            outcomes
+                .iter()
+                .filter(|(_, k, o)| *k == kind && matches!(o, Outcome::Removed))
+                .count()
+        };
+        out(&format!(
+            "{}{} {}, {} in /dev/shm looked at\n",
+            render::columns(&table),
+            arenas_and_segments(removed_of("arena"), removed_of("segment"), "orphaned "),
             if dry_run {
                 "would be removed"
             } else {
                 "removed"
             },
-            outcomes.len(),
-            if outcomes.len() == 1 { "" } else { "s" }
-        );
+            arenas_and_segments(rows.len(), segments.len(), ""),
+        ))?;
     }
     Ok(if failed {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `1 orphaned arena`, `2 orphaned arenas and 1 orphaned segment`, `0 arenas`: the
+/// segments are named only when there are some.
+fn arenas_and_segments(arenas: usize, segments: usize, adjective: &str) -> String {
+    let n =
+        |n: usize, what: &str| format!("{n} {adjective}{what}{}", if n == 1 { "" } else { "s" });
+    if segments == 0 {
+        n(arenas, "arena")
+    } else if arenas == 0 {
+        n(segments, "segment")
+    } else {
+        format!("{} and {}", n(arenas, "arena"), n(segments, "segment"))
+    }
+}
+
+/// Removes the orphaned segment `name`, after looking once more (a process may have
+/// mapped it since the listing, or the name may now be another file).
+fn remove_segment(name: &str) -> Outcome {
+    let seg = match discover::named_kind(name) {
+        Some(discover::Kind::Segment(seg)) => seg,
+        Some(discover::Kind::Arena(_)) => {
+            return Outcome::Skipped("it is an arena now (made again since)".into())
+        }
+        None => return Outcome::Failed("it went away".into()),
+    };
+    let s = ListedSegment {
+        attached: Mappers::scan().of(seg.key),
+        seg,
+    };
+    if !s.orphan() {
+        return Outcome::Kept(s.kept_because());
+    }
+    match shmproc::shared::SharedMemory::unlink_name(name) {
+        Ok(()) => Outcome::Removed,
+        Err(e) => Outcome::Failed(render::brief(&e)),
+    }
 }
 
 /// Why an arena that is not an orphan is kept.

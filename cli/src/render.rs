@@ -1,5 +1,6 @@
 //! What the tool prints: tables for people, JSON for scripts.
 
+use crate::discover::Segment;
 use serde_json::{json, Value as Json};
 use shmproc::arena::ArenaStats;
 use shmproc::inspect::{self, Pid, Snapshot, Value};
@@ -129,13 +130,109 @@ impl Listed {
     }
 }
 
+/// A `SharedMemory` segment found in `/dev/shm`, with the live processes that map it.
+pub struct ListedSegment {
+    /// The segment and its header.
+    pub seg: Segment,
+    /// The live processes that map it (other than this one).
+    pub attached: BTreeSet<u32>,
+}
+
+impl ListedSegment {
+    /// Its creator and whether it is alive; `None` once persisted (no creator recorded).
+    pub fn creator(&self) -> Option<Pid> {
+        let h = &self.seg.header;
+        (!h.is_persistent()).then(|| Pid::check(h.creator_pid, h.creator_start))
+    }
+
+    /// Whether `shmproc clean` removes it: what `shmproc::shared::cleanup_orphans`
+    /// removes (this user's, not persisted, its creator gone), and no live process maps
+    /// it.
+    pub fn orphan(&self) -> bool {
+        self.seg.header.is_orphan() && self.attached.is_empty()
+    }
+
+    /// Why `shmproc clean` keeps it (empty for an orphan).
+    pub fn kept_because(&self) -> String {
+        let h = &self.seg.header;
+        let mut why = Vec::new();
+        if h.owner != rustix::process::geteuid().as_raw() {
+            why.push(format!("it belongs to another user (uid {})", h.owner));
+        }
+        match self.creator() {
+            None => why.push(
+                "it is persistent (SharedMemory::persist: meant to outlive its creator; \
+                 remove it with SharedMemory::unlink_name)"
+                    .to_string(),
+            ),
+            Some(p) if p.alive => why.push(format!("its creator {} is alive", p.pid)),
+            Some(_) => {}
+        }
+        if !self.attached.is_empty() {
+            let pids: Vec<String> = self.attached.iter().map(u32::to_string).collect();
+            why.push(format!("process {} maps it", pids.join(", ")));
+        }
+        why.join("; ")
+    }
+
+    /// A word on its state for the listing.
+    pub fn status(&self) -> String {
+        let mut words = Vec::new();
+        if self.orphan() {
+            words.push("orphan (shmproc clean removes it)");
+        } else if self.creator().is_none() {
+            words.push("persistent");
+        } else {
+            words.push("in use");
+        }
+        if self.seg.header.is_truncated() {
+            words.push("truncated: shorter than its header says");
+        }
+        words.join(", ")
+    }
+}
+
 /// `shmproc ls`, for people.
-pub fn ls_text(rows: &[Listed]) -> String {
-    if rows.is_empty() {
-        return "no shmproc arena on this machine (none in /dev/shm, none open in a running \
-                process of this user)\n"
+pub fn ls_text(rows: &[Listed], segments: &[ListedSegment]) -> String {
+    if rows.is_empty() && segments.is_empty() {
+        return "no shmproc arena or segment on this machine (none in /dev/shm, none open in \
+                a running process of this user)\n"
             .into();
     }
+    let mut out = String::new();
+    if !rows.is_empty() {
+        out.push_str(&arenas_text(rows));
+    }
+    if !segments.is_empty() {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&segments_text(segments));
+    }
+    out
+}
+
+/// The segments of `shmproc ls`.
+fn segments_text(segments: &[ListedSegment]) -> String {
+    let mut table = vec![["SEGMENT", "SIZE", "ATTACHED", "CREATOR", "AGE", "STATUS"]
+        .map(String::from)
+        .to_vec()];
+    for s in segments {
+        table.push(vec![
+            s.seg.name.clone(),
+            bytes(s.seg.header.size),
+            s.attached.len().to_string(),
+            s.creator()
+                .map_or_else(|| "- (persistent)".into(), |p| p.to_string()),
+            age(s.seg.created),
+            s.status(),
+        ]);
+    }
+    columns(&table)
+}
+
+/// The arenas of `shmproc ls`.
+fn arenas_text(rows: &[Listed]) -> String {
     let mut table = vec![[
         "ARENA", "SIZE", "USED", "OBJECTS", "ATTACHED", "CREATOR", "AGE", "STATUS",
     ]
@@ -160,36 +257,117 @@ pub fn ls_text(rows: &[Listed]) -> String {
     columns(&table)
 }
 
-/// `shmproc ls --json`.
-pub fn ls_json(rows: &[Listed]) -> Json {
-    Json::Array(
-        rows.iter()
-            .map(|r| {
-                let mut j = json!({
-                    "arena": r.label,
-                    "name": r.name,
-                    "attached": r.attached,
-                    "orphan": r.orphan(),
-                });
-                match &r.snapshot {
-                    Ok(s) => {
-                        j["size"] = json!(s.stats.size);
-                        j["limit"] = json!(s.stats.limit);
-                        j["used"] = json!(s.stats.used);
-                        j["objects"] = json!(s.stats.objects);
-                        j["processes"] = json!(s.processes.len());
-                        j["live_processes"] = json!(r.live_in_table());
-                        j["creator"] = pid_json(s.creator);
-                        j["created"] = epoch(s.created);
-                        j["damaged"] = json!(damaged(s));
-                        j["error"] = Json::Null;
-                    }
-                    Err(e) => j["error"] = json!(e.to_string()),
+/// `shmproc ls --json`: the arenas (`"kind": "arena"`), then the segments (`"kind":
+/// "segment"`).
+pub fn ls_json(rows: &[Listed], segments: &[ListedSegment]) -> Json {
+    let mut out = arenas_json(rows);
+    out.extend(segments.iter().map(segment_json));
+    Json::Array(out)
+}
+
+/// A segment for `ls --json` and `inspect --json`.
+pub fn segment_json(s: &ListedSegment) -> Json {
+    let h = &s.seg.header;
+    json!({
+        "kind": "segment",
+        "name": s.seg.name,
+        "size": h.size,
+        "file_size": h.file_len,
+        "owner": h.owner,
+        "creator": opt_pid_json(s.creator()),
+        "persistent": h.is_persistent(),
+        "created": epoch(s.seg.created),
+        "attached": s.attached,
+        "orphan": s.orphan(),
+        "truncated": h.is_truncated(),
+    })
+}
+
+/// `shmproc inspect` of a segment, for people.
+pub fn segment_text(s: &ListedSegment, source: &str) -> String {
+    let h = &s.seg.header;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "segment {}  ({source}: a SharedMemory segment, raw bytes without objects)",
+        s.seg.name
+    );
+    let _ = writeln!(
+        out,
+        "  size {} usable{}, file {} bytes{}",
+        bytes(h.size),
+        if h.size >= 1024 {
+            format!(" ({} bytes)", h.size)
+        } else {
+            String::new()
+        },
+        h.file_len,
+        if h.is_truncated() {
+            ": TRUNCATED, shorter than its header says (SharedMemory::open refuses it)"
+        } else {
+            ""
+        }
+    );
+    match s.creator() {
+        Some(p) => {
+            let _ = writeln!(
+                out,
+                "  made {} ago by {p} (started at tick {} since boot)",
+                age(s.seg.created),
+                h.creator_start
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "  made {} ago; persistent: no creator recorded (SharedMemory::persist), so \
+                 shmproc clean leaves it",
+                age(s.seg.created)
+            );
+        }
+    }
+    let _ = writeln!(out, "  owner uid {}", h.owner);
+    if !s.attached.is_empty() {
+        let pids: Vec<String> = s.attached.iter().map(u32::to_string).collect();
+        let _ = writeln!(out, "  mapped by {}", pids.join(", "));
+    }
+    if s.orphan() {
+        out.push_str("  orphan: its creator is gone and no live process maps it (shmproc clean removes it)\n");
+    } else {
+        let _ = writeln!(out, "  kept by shmproc clean: {}", s.kept_because());
+    }
+    out
+}
+
+/// The arenas of `shmproc ls --json`.
+fn arenas_json(rows: &[Listed]) -> Vec<Json> {
+    rows.iter()
+        .map(|r| {
+            let mut j = json!({
+                "kind": "arena",
+                "arena": r.label,
+                "name": r.name,
+                "attached": r.attached,
+                "orphan": r.orphan(),
+            });
+            match &r.snapshot {
+                Ok(s) => {
+                    j["size"] = json!(s.stats.size);
+                    j["limit"] = json!(s.stats.limit);
+                    j["used"] = json!(s.stats.used);
+                    j["objects"] = json!(s.stats.objects);
+                    j["processes"] = json!(s.processes.len());
+                    j["live_processes"] = json!(r.live_in_table());
+                    j["creator"] = pid_json(s.creator);
+                    j["created"] = epoch(s.created);
+                    j["damaged"] = json!(damaged(s));
+                    j["error"] = Json::Null;
                 }
-                j
-            })
-            .collect(),
-    )
+                Err(e) => j["error"] = json!(e.to_string()),
+            }
+            j
+        })
+        .collect()
 }
 
 /// Aligns `rows` (the first is the heading) into columns; the last column is not padded.
@@ -420,6 +598,7 @@ pub fn inspect_json(s: &Snapshot, attached: &BTreeSet<u32>) -> Json {
         })
         .collect();
     json!({
+        "kind": "arena",
         "name": s.name,
         "source": s.source,
         "id": s.id,

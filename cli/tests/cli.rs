@@ -3,12 +3,16 @@
 //! JSON read back, the text), orphans removed by `clean` and nothing else, scribbled and
 //! truncated arenas (an error or a partial listing, never a crash), a lock word naming a
 //! stuck process (no wait), an anonymous arena found by pid, `--watch` under a
-//! pseudo-terminal, and the messages of wrong commands.
+//! pseudo-terminal, and the messages of wrong commands; `SharedMemory` segments listed,
+//! inspected and cleaned (a live creator's kept, a dead one's removed), files of other
+//! kinds named for what they are, and a closed output taken as a normal end.
 
 use serde_json::Value as Json;
 use shmproc::pipe::Pipe;
 use shmproc::queue::{ByteQueue, JoinableQueue, ObjQueue, Queue};
-use shmproc::shared::{Array, RawBlock, SharedDict, SharedList, TypedDict, Value};
+use shmproc::shared::{
+    Array, RawBlock, SegmentHeader, SharedDict, SharedList, SharedMemory, TypedDict, Value,
+};
 use shmproc::{Arena, Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};
 use shmproc_testkit::{fork, Signal, UnlinkOnDrop};
 use std::any::Any;
@@ -24,6 +28,9 @@ shmproc_testkit::main!(
     a_stuck_lock_holder_does_not_make_inspect_wait,
     watch_refreshes_under_a_pseudo_terminal,
     wrong_commands_say_what_to_do,
+    segments_are_listed_inspected_and_cleaned,
+    files_of_other_kinds_are_not_called_truncated_arenas,
+    a_closed_output_is_a_normal_end,
 );
 
 /// The tool built with this test.
@@ -712,4 +719,269 @@ fn wrong_commands_say_what_to_do() {
     assert!(h.contains("pid:<pid>") && h.contains("Exit status"), "{h}");
     let help = shmproc(&["--help"]);
     assert!(stdout(&help).contains("clean"));
+}
+
+/// A child that makes the segment `name` (persisted if `persist`) and is then killed.
+fn segment_of_a_dead_child(name: &str, persist: bool) {
+    let ready = Signal::new();
+    let n = name.to_string();
+    let child = {
+        let ready = &ready;
+        fork(move || {
+            let seg = SharedMemory::create(Some(&n), 1000).unwrap();
+            if persist {
+                seg.persist();
+            }
+            ready.notify();
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(60));
+            }
+        })
+    };
+    assert!(ready.wait());
+    assert_eq!(child.kill(), -9);
+}
+
+/// The row of `name` in `ls --json`.
+fn ls_row(doc: &Json, name: &str) -> Option<Json> {
+    doc.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .cloned()
+}
+
+fn segments_are_listed_inspected_and_cleaned() {
+    let (live, _g1) = unique("seg-live");
+    let (dead, _g2) = unique("seg-dead");
+    let (kept, _g3) = unique("seg-persisted");
+    let mine = SharedMemory::create(Some(&live), 4096).unwrap();
+    segment_of_a_dead_child(&kept, true);
+    let me = std::process::id() as u64;
+    let names = [live.as_str(), dead.as_str(), kept.as_str()];
+    // The dead child's segment is a real orphan: `cleanup_orphans`, run by tests
+    // elsewhere on this machine, may remove it first. Then it is made again; a tool that
+    // removes it when it must not does so every time, and the test fails.
+    let mut attempt = 0;
+    let gone = |attempt: &mut u32| {
+        *attempt += 1;
+        assert!(
+            *attempt < 4,
+            "{dead} went away 3 times before it was cleaned"
+        );
+    };
+    loop {
+        segment_of_a_dead_child(&dead, false);
+        // The library's rule, which the tool applies.
+        let header = |n: &str| {
+            let f = std::fs::File::open(format!("/dev/shm/{n}")).ok()?;
+            SegmentHeader::read(&f).unwrap()
+        };
+        let Some(h) = header(&dead) else {
+            gone(&mut attempt);
+            continue;
+        };
+        assert!(h.is_orphan() && h.size == 1000, "{h:?}");
+        assert!(!header(&live).unwrap().is_orphan());
+        assert!(!header(&kept).unwrap().is_orphan());
+
+        // ls: each segment, as a segment, with its creator's liveness.
+        let doc = ls(true);
+        let Some(d) = ls_row(&doc, &dead) else {
+            gone(&mut attempt);
+            continue;
+        };
+        assert_eq!(d["kind"], "segment", "{d:#}");
+        assert_eq!(d["size"], 1000);
+        assert_eq!(d["creator"]["alive"], false);
+        assert_eq!(d["persistent"], false);
+        assert_eq!(d["orphan"], true);
+        let l = ls_row(&doc, &live).unwrap_or_else(|| panic!("{live} not listed: {doc:#}"));
+        assert_eq!(l["kind"], "segment");
+        assert_eq!(l["size"], 4096);
+        assert_eq!(pid_of(&l["creator"]), (me, true));
+        assert_eq!(l["orphan"], false);
+        let k = ls_row(&doc, &kept).unwrap();
+        assert_eq!(k["creator"], Json::Null);
+        assert_eq!(
+            (k["persistent"].as_bool(), k["orphan"].as_bool()),
+            (Some(true), Some(false))
+        );
+        assert!(doc
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["kind"] == "arena")
+            .all(|r| !names.contains(&r["name"].as_str().unwrap_or_default())));
+        let text = stdout(&shmproc(&["ls", "--named"]));
+        let line = |n: &str| text.lines().find(|l| l.starts_with(n)).unwrap_or_default();
+        assert!(text.contains("SEGMENT"), "{text}");
+        assert!(
+            line(&dead).contains("(dead)") && line(&dead).contains("orphan"),
+            "{text}"
+        );
+        assert!(line(&kept).contains("persistent"), "{text}");
+
+        // inspect: its header.
+        let i = json(&["inspect", &dead], 0);
+        assert_eq!(
+            (i["kind"].as_str(), i["size"].as_u64()),
+            (Some("segment"), Some(1000))
+        );
+        assert_eq!(i["file_size"], 1064);
+        assert_eq!(i["orphan"], true);
+        let i = json(&["inspect", &format!("/dev/shm/{live}")], 0);
+        assert_eq!(pid_of(&i["creator"]), (me, true));
+        let t = stdout(&shmproc(&["inspect", &live]));
+        assert!(
+            t.contains("a SharedMemory segment") && t.contains("4096 bytes"),
+            "{t}"
+        );
+        assert!(t.contains(&format!("its creator {me} is alive")), "{t}");
+
+        // A dry run says what it would remove, and removes nothing.
+        let mut args = vec!["clean"];
+        args.extend(names);
+        let c = json(&args, 0);
+        if !exists(&dead) {
+            gone(&mut attempt);
+            continue;
+        }
+        assert_eq!(c["dry_run"], true);
+        assert_eq!(c["removed"], serde_json::json!([dead]), "{c:#}");
+        let kept_rows = c["kept"].as_array().unwrap();
+        assert_eq!(kept_rows.len(), 2, "{c:#}");
+        assert!(kept_rows.iter().all(|k| k["kind"] == "segment"));
+        let text = stdout(&shmproc(&args));
+        let line = text.lines().find(|l| l.contains(&dead)).unwrap_or_default();
+        assert!(
+            line.starts_with("would remove") && line.contains("orphaned SharedMemory segment"),
+            "{text}"
+        );
+        assert!(
+            text.contains("1 orphaned segment would be removed, 3 segments in /dev/shm"),
+            "{text}"
+        );
+        assert!(exists(&dead) && exists(&live) && exists(&kept));
+
+        // The real thing: the dead creator's only.
+        let mut args = vec!["clean", "--yes"];
+        args.extend(names);
+        let c = json(&args, 0);
+        if c["removed"] == serde_json::json!([]) && !exists(&dead) {
+            gone(&mut attempt);
+            continue;
+        }
+        assert_eq!(c["removed"], serde_json::json!([dead]), "{c:#}");
+        let why: Vec<(&str, &str)> = c["kept"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| (k["name"].as_str().unwrap(), k["reason"].as_str().unwrap()))
+            .collect();
+        assert_eq!(why.len(), 2, "{c:#}");
+        assert!(
+            why.iter()
+                .any(|(n, w)| *n == live && w.contains("is alive")),
+            "{why:?}"
+        );
+        assert!(
+            why.iter()
+                .any(|(n, w)| *n == kept && w.contains("persistent")),
+            "{why:?}"
+        );
+        assert!(!exists(&dead) && exists(&live) && exists(&kept));
+        break;
+    }
+
+    // A dead creator's segment that a live process maps: the library's rule removes it
+    // (`cleanup_orphans`), the tool sees the mapping and keeps it.
+    let (mapped, _g4) = unique("seg-mapped");
+    segment_of_a_dead_child(&mapped, false);
+    if let Ok(open) = SharedMemory::open(&mapped) {
+        let c = json(&["clean", "--yes", &mapped], 0);
+        if exists(&mapped) {
+            assert_eq!(c["removed"], serde_json::json!([]), "{c:#}");
+            let why = c["kept"][0]["reason"].as_str().unwrap();
+            assert!(why.contains(&format!("process {me} maps it")), "{why}");
+        }
+        drop(open);
+    }
+
+    // A segment shorter than its header says: shown, as damaged (status 3).
+    let (short, _g5) = unique("seg-short");
+    SharedMemory::create(Some(&short), 1 << 16).unwrap(); // unmapped at once
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/{short}"))
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+    let i = json(&["inspect", &short], 3);
+    assert_eq!(
+        (i["truncated"].as_bool(), i["file_size"].as_u64()),
+        (Some(true), Some(100))
+    );
+    let t = stdout(&shmproc(&["inspect", &short]));
+    assert!(t.contains("TRUNCATED"), "{t}");
+    drop(mine);
+}
+
+fn files_of_other_kinds_are_not_called_truncated_arenas() {
+    let (text, _g1) = unique("text");
+    let (empty, _g2) = unique("empty");
+    std::fs::write(
+        format!("/dev/shm/{text}"),
+        "root:x:0:0:root:/root:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(format!("/dev/shm/{empty}"), "").unwrap();
+    for (what, say) in [
+        (text.clone(), "is not a shmproc arena"),
+        (empty.clone(), "is empty: not (yet) an arena"),
+        ("/etc/passwd".to_string(), "is not a shmproc arena"),
+    ] {
+        let o = shmproc(&["inspect", &what]);
+        assert_eq!(code(&o), 1, "{what}");
+        let e = stderr(&o);
+        assert!(e.contains(say) && !e.contains("truncated"), "{what}: {e}");
+    }
+    // Neither is listed (as an arena or as a segment), nor touched by clean.
+    let doc = ls(true);
+    assert!(ls_row(&doc, &text).is_none() && ls_row(&doc, &empty).is_none());
+    let c = json(&["clean", "--yes", &text, &empty], 0);
+    assert_eq!(c["removed"], serde_json::json!([]));
+    assert_eq!(c["skipped"].as_array().unwrap().len(), 2, "{c:#}");
+    assert!(exists(&text) && exists(&empty));
+}
+
+fn a_closed_output_is_a_normal_end() {
+    let (name, _guard) = unique("closed-output");
+    let arena = Arena::create(&name, 1 << 20).unwrap();
+    let _objects = one_of_each(&arena);
+    let (seg, _g2) = unique("closed-output-seg");
+    let _seg = SharedMemory::create(Some(&seg), 64).unwrap();
+    for args in [
+        vec!["ls"],
+        vec!["ls", "--json"],
+        vec!["inspect", &name],
+        vec!["inspect", &name, "--json"],
+        vec!["inspect", &name, "--watch", "0.05", "--count", "2"],
+        vec!["inspect", &seg],
+        vec!["clean", &name],
+    ] {
+        // A pipe whose reader is gone before the tool writes (as `| head` after its
+        // lines): every write fails with EPIPE.
+        let (reader, writer) = rustix::pipe::pipe().unwrap();
+        drop(reader);
+        let o = Command::new(env!("CARGO_BIN_EXE_shmproc"))
+            .args(&args)
+            .stdout(Stdio::from(writer))
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
+        assert_eq!(stderr(&o), "", "{args:?}");
+    }
+    drop(_objects);
+    arena.unlink().unwrap();
 }

@@ -249,10 +249,14 @@ impl Snapshot {
     /// is not followed).
     ///
     /// # Errors
-    /// [`Error::NotFound`] when there is no such file; [`Error::NotAnArena`],
-    /// [`Error::Version`], [`Error::Layout`], [`Error::Truncated`] or [`Error::Corrupt`]
-    /// when it is not an arena this build can read; [`Error::Os`] (e.g. permission denied:
-    /// arenas are their creator's user's only).
+    /// [`Error::NotFound`] when there is no such file; [`Error::NotAnArena`] when the
+    /// file does not start with an arena's header (another kind of file, or an empty
+    /// one, whatever its size); [`Error::InvalidArgument`] when it is a
+    /// [`SharedMemory`](crate::shared::SharedMemory) segment (the message says so);
+    /// [`Error::Version`], [`Error::Layout`], [`Error::Truncated`] (an arena's header on
+    /// a file shorter than it says) or [`Error::Corrupt`] when it is an arena this build
+    /// cannot read; [`Error::Os`] (e.g. permission denied: arenas are their creator's
+    /// user's only).
     ///
     /// ```
     /// use shmproc::{inspect::Snapshot, Arena};
@@ -403,6 +407,23 @@ fn meta_range() -> std::ops::Range<u64> {
     meta + core::mem::offset_of!(Meta, dir) as u64..meta + core::mem::size_of::<Meta>() as u64
 }
 
+/// Why a file without an arena's magic number is not an arena: a [`SharedMemory`]
+/// segment says so ([`Error::InvalidArgument`], naming what to use instead); anything
+/// else, an empty file included (an anonymous arena's memfd is empty for a moment while
+/// its creator makes it), is [`Error::NotAnArena`].
+///
+/// [`SharedMemory`]: crate::shared::SharedMemory
+fn not_an_arena(fd: &OwnedFd) -> Error {
+    match crate::shared::SegmentHeader::read(fd) {
+        Ok(Some(h)) => Error::InvalidArgument(format!(
+            "this file is a SharedMemory segment ({} usable bytes), not an arena: open it with \
+             shmproc::shared::SharedMemory::open (`shmproc inspect` shows its header)",
+            h.size
+        )),
+        _ => Error::NotAnArena,
+    }
+}
+
 /// Builds one snapshot: the private copy, filled on demand.
 struct Reader {
     /// An `Arena` over the private mapping (never registered, never attached: only read
@@ -426,13 +447,18 @@ impl Reader {
             return Err(Error::NotAnArena);
         }
         let file = u64::try_from(st.st_size).unwrap_or(0);
+        // What the file is comes first (its magic number): a file of another kind is
+        // "not an arena", whatever its size; only an arena's file can be truncated.
+        let header = HeaderCopy::read(&fd)?;
+        if header.magic != MAGIC {
+            return Err(not_an_arena(&fd));
+        }
         if file < MIN_SIZE {
             return Err(Error::Truncated {
                 needed: MIN_SIZE,
                 found: file,
             });
         }
-        let header = HeaderCopy::read(&fd)?;
         header.validate(file)?;
         // The file may have grown past the header's size since: copy what there is, up to
         // the limit (the arena never uses more).

@@ -31,5 +31,5 @@ pub use dict::{DictError, SharedDict, TypedDict};
 #[cfg(feature = "serde")]
 pub use list::SerdeList;
 pub use list::{ByteList, ListError, ListIndex, SharedList};
-pub use segment::{cleanup_orphans, OutOfBounds, SharedMemory};
+pub use segment::{cleanup_orphans, OutOfBounds, SegmentHeader, SharedMemory};
 pub use value::{Array, AtomicInt, LockResult, OutOfRange, SharedGuard, TryLockResult, Value};

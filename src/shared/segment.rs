@@ -383,8 +383,94 @@ impl SharedMemory {
     }
 }
 
+/// What a [`SharedMemory`] segment's header records, read from its file without mapping
+/// it: for tools that list segments and decide which to remove (`shmproc ls` and
+/// `shmproc clean` use it). [`is_orphan`](Self::is_orphan) is the rule
+/// [`cleanup_orphans`] applies.
+///
+/// # Example
+/// ```
+/// use shmproc::shared::{SegmentHeader, SharedMemory};
+/// let seg = SharedMemory::create(None, 100)?;
+/// let file = std::fs::File::open(format!("/dev/shm/{}", seg.name()))?;
+/// let h = SegmentHeader::read(&file)?.expect("a segment");
+/// assert_eq!(h.size, 100);
+/// assert_eq!(h.creator_pid, std::process::id());
+/// assert!(!h.is_orphan()); // its creator (this process) is alive
+/// seg.persist();
+/// assert!(SegmentHeader::read(&file)?.unwrap().is_persistent());
+/// // A file of another kind is not a segment.
+/// assert_eq!(SegmentHeader::read(&std::fs::File::open(std::env::current_exe()?)?)?, None);
+/// seg.unlink()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SegmentHeader {
+    /// Usable bytes, as the header says (the file may be shorter: see
+    /// [`is_truncated`](Self::is_truncated)).
+    pub size: u64,
+    /// The creator's pid; 0 once the segment was [`persist`](SharedMemory::persist)ed.
+    pub creator_pid: u32,
+    /// The creator's start time (clock ticks since boot), which tells it from a later
+    /// process with the same pid.
+    pub creator_start: u64,
+    /// The file's length now (header included).
+    pub file_len: u64,
+    /// The user id that owns the file.
+    pub owner: u32,
+}
+
+impl SegmentHeader {
+    /// Reads the header of the file open as `fd` (with `pread`): `Ok(None)` when the file
+    /// is not a segment (not a regular file, shorter than a header, or without the
+    /// segment magic number). Nothing in it is trusted beyond being reported.
+    ///
+    /// # Errors
+    /// [`Error::Os`] when the file cannot be examined or read.
+    pub fn read(fd: impl rustix::fd::AsFd) -> Result<Option<SegmentHeader>> {
+        let fd = fd.as_fd();
+        let st = rustix::fs::fstat(fd).map_err(|e| Error::os("fstat", e))?;
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+            return Ok(None);
+        }
+        let (h, len) = read_header(fd)?;
+        Ok((h.magic == SEG_MAGIC).then_some(SegmentHeader {
+            size: h.size,
+            creator_pid: h.creator_pid,
+            creator_start: h.creator_start,
+            file_len: len,
+            owner: st.st_uid,
+        }))
+    }
+
+    /// Whether the segment was [`persist`](SharedMemory::persist)ed (meant to outlive its
+    /// creator: [`cleanup_orphans`] leaves it).
+    pub fn is_persistent(&self) -> bool {
+        self.creator_pid == 0
+    }
+
+    /// Whether the file is shorter than its header says ([`SharedMemory::open`] refuses
+    /// it with [`Error::Truncated`]).
+    pub fn is_truncated(&self) -> bool {
+        self.size == 0
+            || self.size > MAX_SEGMENT
+            || self.size + SEGMENT_HEADER as u64 > self.file_len
+    }
+
+    /// Whether [`cleanup_orphans`] removes it: owned by this user, not persisted, and its
+    /// recorded creator has exited (its pid is absent, a zombie, or reused by a process
+    /// that started later).
+    pub fn is_orphan(&self) -> bool {
+        self.owner == rustix::process::geteuid().as_raw()
+            && !self.is_persistent()
+            && Procfs.is_dead(self.creator_pid, self.creator_start)
+    }
+}
+
 /// Reads a header copy with `pread` (no mapping: a truncated file cannot fault us).
-fn read_header(fd: &OwnedFd) -> Result<(SegHeader, u64)> {
+fn read_header(fd: impl rustix::fd::AsFd) -> Result<(SegHeader, u64)> {
+    let fd = fd.as_fd();
     let len = rustix::fs::fstat(fd)
         .map_err(|e| Error::os("fstat", e))?
         .st_size;
@@ -421,21 +507,20 @@ fn read_header(fd: &OwnedFd) -> Result<(SegHeader, u64)> {
 /// # Ok::<(), shmproc::Error>(())
 /// ```
 pub fn cleanup_orphans() -> Result<Vec<String>> {
-    let uid = rustix::process::geteuid();
     let dir = std::fs::read_dir("/dev/shm").map_err(|e| Error::os("read_dir(/dev/shm)", e))?;
     let mut removed = Vec::new();
     for entry in dir.flatten() {
         let Some(name) = entry.file_name().to_str().map(str::to_string) else {
             continue;
         };
-        if is_orphan(&name, uid).unwrap_or(false) && SharedMemory::unlink_name(&name).is_ok() {
+        if is_orphan(&name).unwrap_or(false) && SharedMemory::unlink_name(&name).is_ok() {
             removed.push(name);
         }
     }
     Ok(removed)
 }
 
-fn is_orphan(name: &str, uid: rustix::process::Uid) -> Result<bool> {
+fn is_orphan(name: &str) -> Result<bool> {
     use rustix::fs::Mode;
     use rustix::shm;
     check_seg_name(name)?;
@@ -445,16 +530,5 @@ fn is_orphan(name: &str, uid: rustix::process::Uid) -> Result<bool> {
         Mode::empty(),
     )
     .map_err(|e| Error::os("shm_open", e))?;
-    let st = rustix::fs::fstat(&fd).map_err(|e| Error::os("fstat", e))?;
-    if st.st_uid != uid.as_raw()
-        || rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile
-    {
-        return Ok(false);
-    }
-    let (h, _) = read_header(&fd)?;
-    Ok(
-        h.magic == SEG_MAGIC
-            && h.creator_pid != 0
-            && Procfs.is_dead(h.creator_pid, h.creator_start),
-    )
+    Ok(SegmentHeader::read(&fd)?.is_some_and(|h| h.is_orphan()))
 }
