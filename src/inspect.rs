@@ -97,15 +97,12 @@ pub type State = Vec<(&'static str, Value)>;
 ///
 /// # Errors
 /// [`Error::Corrupt`] when the object's parameters or state are impossible (a peer wrote
-/// them, or the object was damaged): the object is listed, its state is not;
-/// [`Error::NotFound`] when `object` is not an object `snapshot` could read (see
-/// [`ObjectInfo::problem`]).
+/// them, or the object was damaged): the object is listed, its state is not; also when
+/// `object` is not an object `snapshot` could read (its [`ObjectInfo::problem`] says
+/// why).
 pub fn state(snapshot: &Snapshot, object: &ObjectInfo) -> Result<State> {
     if let Some(p) = &object.problem {
-        return Err(Error::NotFound(format!(
-            "object at {:#x}: {p}",
-            object.offset
-        )));
+        return Err(Error::Corrupt(format!("object at {:#x}: {p}", object.offset)));
     }
     let Some(kind) = object.kind else {
         return Ok(vec![("param", Value::Int(object.param.into()))]);
@@ -172,8 +169,9 @@ fn via<'s, O: Object>(s: &'s Snapshot, o: &ObjectInfo) -> Result<(State, &'s O::
     let name = O::type_name();
     let st = s.state::<O::State>(o).ok_or_else(|| {
         Error::Corrupt(format!(
-            "its block of {} bytes is too small for a {name}'s state",
-            o.size
+            "its block of {} bytes is too small for {}'s state",
+            o.size,
+            crate::error::with_article(&name)
         ))
     })?;
     let params = O::decode(o.param, st)?;

@@ -249,7 +249,7 @@ impl Snapshot {
     /// is not followed).
     ///
     /// # Errors
-    /// [`Error::NotFound`] when there is no such file; [`Error::NotAnArena`],
+    /// [`Error::NoSuchArena`] when there is no such file; [`Error::NotAnArena`],
     /// [`Error::Version`], [`Error::Layout`], [`Error::Truncated`] or [`Error::Corrupt`]
     /// when it is not an arena this build can read; [`Error::Os`] (e.g. permission denied:
     /// arenas are their creator's user's only).
@@ -282,7 +282,7 @@ impl Snapshot {
             Mode::empty(),
         )
         .map_err(|e| match e {
-            rustix::io::Errno::NOENT => Error::NotFound(name.to_string()),
+            rustix::io::Errno::NOENT => Error::NoSuchArena(name.to_string()),
             e => Error::os("open (a named arena, read-only)", e),
         })?;
         Self::read(
@@ -307,7 +307,7 @@ impl Snapshot {
             Mode::empty(),
         )
         .map_err(|e| match e {
-            rustix::io::Errno::NOENT => Error::NotFound(path.display().to_string()),
+            rustix::io::Errno::NOENT => Error::NoSuchArena(path.display().to_string()),
             e => Error::os("open (an arena file, read-only)", e),
         })?;
         let name = path
@@ -754,7 +754,7 @@ impl Reader {
                 info.type_fingerprint = h.type_fp;
                 info.copied = copied;
             }
-            Err(Error::NotFound(_)) => {
+            Err(Error::NoObjectAt { .. }) => {
                 info.problem = Some(format!(
                     "the tables name an object at {offset:#x}, but no live object is there"
                 ))

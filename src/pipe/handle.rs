@@ -265,7 +265,7 @@ impl Connection {
     /// the read side of the peer's) and, if given, the socket kept beside it.
     ///
     /// # Errors
-    /// [`Error::NotFound`] / [`Error::WrongType`] when no pipe starts at `offset`;
+    /// [`Error::NoObjectAt`] / [`Error::WrongType`] when no pipe starts at `offset`;
     /// [`Error::Corrupt`] for an impossible geometry or `end`.
     pub(crate) fn from_parts(
         arena: &Arena,
