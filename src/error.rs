@@ -346,7 +346,10 @@ mod tests {
             "{arena}"
         );
         let path = Error::NoSuchArena("/proc/1/fd/9".into()).to_string();
-        assert!(path.starts_with("no arena file at /proc/1/fd/9: "), "{path}");
+        assert!(
+            path.starts_with("no arena file at /proc/1/fd/9: "),
+            "{path}"
+        );
         let seg = Error::NoSuchSegment("frames".into()).to_string();
         assert!(
             seg.starts_with("no SharedMemory segment named \"frames\" (/dev/shm/frames): ")
@@ -356,7 +359,10 @@ mod tests {
         let at = Error::NoObjectAt { offset: 0x1c0 }.to_string();
         assert!(at.starts_with("no live object at offset 0x1c0 "), "{at}");
         let obj = Error::NotFound("db".into()).to_string();
-        assert!(obj.starts_with("no object named \"db\" in this arena"), "{obj}");
+        assert!(
+            obj.starts_with("no object named \"db\" in this arena"),
+            "{obj}"
+        );
     }
 
     #[test]

@@ -102,7 +102,10 @@ pub type State = Vec<(&'static str, Value)>;
 /// why).
 pub fn state(snapshot: &Snapshot, object: &ObjectInfo) -> Result<State> {
     if let Some(p) = &object.problem {
-        return Err(Error::Corrupt(format!("object at {:#x}: {p}", object.offset)));
+        return Err(Error::Corrupt(format!(
+            "object at {:#x}: {p}",
+            object.offset
+        )));
     }
     let Some(kind) = object.kind else {
         return Ok(vec![("param", Value::Int(object.param.into()))]);
@@ -241,24 +244,9 @@ fn claims(
     ));
 }
 
-/// A pipe direction's state bits in words.
+/// A pipe direction's state bits in words (as a `Connection`'s `Debug` says them).
 fn pipe_state(bits: i128) -> String {
-    use crate::raw::spsc::{BROKEN, READER_CLOSED, WRITER_CLOSED};
-    let names = [
-        (WRITER_CLOSED, "writer closed"),
-        (READER_CLOSED, "reader closed"),
-        (BROKEN, "broken"),
-    ];
-    let words: Vec<&str> = names
-        .iter()
-        .filter(|(b, _)| bits & i128::from(*b) != 0)
-        .map(|(_, n)| *n)
-        .collect();
-    if words.is_empty() {
-        "open".to_string()
-    } else {
-        words.join(", ")
-    }
+    crate::pipe::ring_state(u32::try_from(bits).unwrap_or(u32::MAX))
 }
 
 #[cfg(test)]

@@ -286,7 +286,10 @@ fn shared_memory_errors() {
         Err(Error::InvalidName(_))
     ));
     let name = format!("shmproc-test-errors-{}", std::process::id());
-    assert!(matches!(SharedMemory::open(&name), Err(Error::NoSuchSegment(_))));
+    assert!(matches!(
+        SharedMemory::open(&name),
+        Err(Error::NoSuchSegment(_))
+    ));
     let s = SharedMemory::create(Some(&name), 10).unwrap();
     assert_eq!((s.name(), s.size()), (name.as_str(), 10));
     assert!(matches!(
@@ -306,7 +309,10 @@ fn shared_memory_errors() {
     arena.unlink().unwrap();
     s.unlink().unwrap();
     assert!(matches!(s.unlink(), Err(Error::NoSuchSegment(_))));
-    assert!(matches!(SharedMemory::open(&name), Err(Error::NoSuchSegment(_))));
+    assert!(matches!(
+        SharedMemory::open(&name),
+        Err(Error::NoSuchSegment(_))
+    ));
     // The mapping outlives the name.
     s.write(0, b"still here").unwrap();
     s.close();
