@@ -256,7 +256,7 @@ impl SharedMemory {
             return Err(Error::WrongType {
                 name: name.to_string(),
                 expected: "shmproc SharedMemory segment".into(),
-                found: "a file without a segment header".into(),
+                found: "file without a segment header".into(),
             });
         }
         let needed = header.size.checked_add(SEGMENT_HEADER as u64);
