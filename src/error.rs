@@ -66,8 +66,37 @@ pub enum Error {
     },
     /// An object with this name already exists in the arena.
     AlreadyExists(String),
-    /// No object with this name exists in the arena.
+    /// No object with this name exists in the arena. (A missing arena is
+    /// [`NoSuchArena`](Error::NoSuchArena), a missing segment
+    /// [`NoSuchSegment`](Error::NoSuchSegment).)
     NotFound(String),
+    /// No arena has this name (`/dev/shm/<name>` does not exist), or no file is at this
+    /// path: [`Arena::open`](crate::Arena::open), [`Arena::unlink_name`](crate::Arena::unlink_name)
+    /// and the [`Snapshot`](crate::inspect::Snapshot) readers. Holds the name (or the path).
+    ///
+    /// ```
+    /// use shmproc::{Arena, Error};
+    /// let e = Arena::open("shmproc-doc-no-such-arena").unwrap_err();
+    /// assert!(matches!(&e, Error::NoSuchArena(name) if name == "shmproc-doc-no-such-arena"));
+    /// assert!(e.to_string().contains("shmproc ls"));
+    /// ```
+    NoSuchArena(String),
+    /// No [`SharedMemory`](crate::shared::SharedMemory) segment has this name
+    /// (`/dev/shm/<name>` does not exist). Holds the name.
+    ///
+    /// ```
+    /// use shmproc::{shared::SharedMemory, Error};
+    /// let e = SharedMemory::open("shmproc-doc-no-such-segment").unwrap_err();
+    /// assert!(matches!(&e, Error::NoSuchSegment(name) if name == "shmproc-doc-no-such-segment"));
+    /// ```
+    NoSuchSegment(String),
+    /// No live object is at this offset of the arena: a handle that travelled (or an
+    /// entry of the arena's tables) names an object that was freed, its last handle
+    /// dropped, before this process opened it (another object may be in its place now).
+    NoObjectAt {
+        /// The offset of the object's block in the arena.
+        offset: u64,
+    },
     /// The named object exists but is another kind of object or holds another type.
     WrongType {
         /// The object's name.
@@ -142,16 +171,73 @@ impl fmt::Display for Error {
                 "no object named {name:?} in this arena: check the name, and that its creator \
                  made it (create()) before this process opened it"
             ),
+            Error::NoSuchArena(name) if name.contains('/') => write!(
+                f,
+                "no arena file at {name}: check the path (an anonymous arena of a running \
+                 process is one of its /proc/<pid>/fd/<n>); `shmproc ls` lists the arenas"
+            ),
+            Error::NoSuchArena(name) => write!(
+                f,
+                "no arena named {name:?} (/dev/shm/{name}): check the name, and that its \
+                 creator made it with Arena::create / Arena::builder before this process \
+                 opened it; `shmproc ls` lists the arenas"
+            ),
+            Error::NoSuchSegment(name) => write!(
+                f,
+                "no SharedMemory segment named {name:?} (/dev/shm/{name}): check the name, and \
+                 that its creator made it with SharedMemory::create before this process \
+                 opened it; `shmproc ls` lists the segments"
+            ),
+            Error::NoObjectAt { offset } => write!(
+                f,
+                "no live object at offset {offset:#x} of the arena: it was freed (its last \
+                 handle was dropped) before this process opened it; a process that hands a \
+                 handle to another must keep its own until the receiver has opened it"
+            ),
             Error::WrongType {
                 name,
                 expected,
                 found,
             } => write!(
                 f,
-                "object {name:?} is a {found}, not a {expected}: open it as a {found}, or use \
-                 another name for the {expected}"
+                "object {name:?} is {}, not {}: open it as {0}, or use another name for the \
+                 {expected}",
+                with_article(found),
+                with_article(expected),
             ),
         }
+    }
+}
+
+/// `word` after its indefinite article: "a Lock", "an Event", "an RLock" (a word of
+/// initials takes the article of its first letter's name).
+pub(crate) fn with_article(word: &str) -> String {
+    format!("{} {word}", article(word))
+}
+
+/// "a" or "an", whichever goes before `word` (English by its spelling: a vowel, or an
+/// initial whose name starts with one, as in "an RLock", "an MPMC ring").
+pub(crate) fn article(word: &str) -> &'static str {
+    let mut chars = word.chars();
+    let (Some(first), second) = (chars.next(), chars.next()) else {
+        return "a";
+    };
+    // An initial: a capital followed by a capital or a digit, or standing alone.
+    let initial = first.is_ascii_uppercase()
+        && second.is_none_or(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+    let vowel_sound = if initial {
+        "AEFHILMNORSX".contains(first)
+    } else {
+        let lower = word.to_ascii_lowercase();
+        "aeiou".contains(first.to_ascii_lowercase())
+            && !["uni", "use", "usi", "usu", "one", "once"]
+                .iter()
+                .any(|p| lower.starts_with(p))
+    };
+    if vowel_sound {
+        "an"
+    } else {
+        "a"
     }
 }
 
@@ -213,6 +299,70 @@ mod tests {
             std::io::Error::from_raw_os_error(errno.raw_os_error()),
         )
         .to_string()
+    }
+
+    #[test]
+    fn articles_follow_the_sound_of_the_word() {
+        for (word, art) in [
+            ("Event", "an"),
+            ("Array<u64>", "an"),
+            ("ObjQueue<String>", "an"),
+            ("RLock", "an"),
+            ("MPMC ring", "an"),
+            ("Lock", "a"),
+            ("Queue", "a"),
+            ("SharedDict", "a"),
+            ("BoundedSemaphore", "a"),
+            ("pipe Connection", "a"),
+            ("kind 99", "a"),
+            ("unit", "a"),
+            ("", "a"),
+        ] {
+            assert_eq!(article(word), art, "{word}");
+        }
+    }
+
+    #[test]
+    fn wrong_type_says_an_before_a_vowel() {
+        let e = Error::WrongType {
+            name: "e".into(),
+            expected: "Event".into(),
+            found: "Lock".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "object \"e\" is a Lock, not an Event: open it as a Lock, or use another name \
+             for the Event"
+        );
+    }
+
+    #[test]
+    fn missing_arenas_segments_and_objects_say_which() {
+        let arena = Error::NoSuchArena("jobs".into()).to_string();
+        assert!(
+            arena.starts_with("no arena named \"jobs\" (/dev/shm/jobs): ")
+                && arena.contains("Arena::create")
+                && arena.contains("`shmproc ls`"),
+            "{arena}"
+        );
+        let path = Error::NoSuchArena("/proc/1/fd/9".into()).to_string();
+        assert!(
+            path.starts_with("no arena file at /proc/1/fd/9: "),
+            "{path}"
+        );
+        let seg = Error::NoSuchSegment("frames".into()).to_string();
+        assert!(
+            seg.starts_with("no SharedMemory segment named \"frames\" (/dev/shm/frames): ")
+                && seg.contains("SharedMemory::create"),
+            "{seg}"
+        );
+        let at = Error::NoObjectAt { offset: 0x1c0 }.to_string();
+        assert!(at.starts_with("no live object at offset 0x1c0 "), "{at}");
+        let obj = Error::NotFound("db".into()).to_string();
+        assert!(
+            obj.starts_with("no object named \"db\" in this arena"),
+            "{obj}"
+        );
     }
 
     #[test]

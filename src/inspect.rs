@@ -98,12 +98,12 @@ pub type State = Vec<(&'static str, Value)>;
 ///
 /// # Errors
 /// [`Error::Corrupt`] when the object's parameters or state are impossible (a peer wrote
-/// them, or the object was damaged): the object is listed, its state is not;
-/// [`Error::NotFound`] when `object` is not an object `snapshot` could read (see
-/// [`ObjectInfo::problem`]).
+/// them, or the object was damaged): the object is listed, its state is not; also when
+/// `object` is not an object `snapshot` could read (its [`ObjectInfo::problem`] says
+/// why).
 pub fn state(snapshot: &Snapshot, object: &ObjectInfo) -> Result<State> {
     if let Some(p) = &object.problem {
-        return Err(Error::NotFound(format!(
+        return Err(Error::Corrupt(format!(
             "object at {:#x}: {p}",
             object.offset
         )));
@@ -173,8 +173,9 @@ fn via<'s, O: Object>(s: &'s Snapshot, o: &ObjectInfo) -> Result<(State, &'s O::
     let name = O::type_name();
     let st = s.state::<O::State>(o).ok_or_else(|| {
         Error::Corrupt(format!(
-            "its block of {} bytes is too small for a {name}'s state",
-            o.size
+            "its block of {} bytes is too small for {}'s state",
+            o.size,
+            crate::error::with_article(&name)
         ))
     })?;
     let params = O::decode(o.param, st)?;
@@ -244,24 +245,9 @@ fn claims(
     ));
 }
 
-/// A pipe direction's state bits in words.
+/// A pipe direction's state bits in words (as a `Connection`'s `Debug` says them).
 fn pipe_state(bits: i128) -> String {
-    use crate::raw::spsc::{BROKEN, READER_CLOSED, WRITER_CLOSED};
-    let names = [
-        (WRITER_CLOSED, "writer closed"),
-        (READER_CLOSED, "reader closed"),
-        (BROKEN, "broken"),
-    ];
-    let words: Vec<&str> = names
-        .iter()
-        .filter(|(b, _)| bits & i128::from(*b) != 0)
-        .map(|(_, n)| *n)
-        .collect();
-    if words.is_empty() {
-        "open".to_string()
-    } else {
-        words.join(", ")
-    }
+    crate::pipe::ring_state(u32::try_from(bits).unwrap_or(u32::MAX))
 }
 
 #[cfg(test)]

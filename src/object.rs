@@ -80,8 +80,8 @@ pub(crate) trait Object: Sized {
     fn decode(param: u64, state: &Self::State) -> Result<Self::Params> {
         let params = Self::Params::from_word(param).ok_or_else(|| {
             Error::Corrupt(format!(
-                "its parameter word {param:#x} is not one a {} is made with",
-                Self::type_name()
+                "its parameter word {param:#x} is not one {} is made with",
+                crate::error::with_article(&Self::type_name())
             ))
         })?;
         Self::check(&params, state)?;

@@ -6,11 +6,15 @@ mod common;
 use shmproc::connection::{Address, Client, ConnectionError, Listener};
 use shmproc::pipe::{Pipe, RecvError};
 use shmproc::process::travel::TravelError;
+use shmproc::queue::JoinableQueue;
 use shmproc::{Arena, Connection, Value};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const MESSAGES: u64 = 1_000_000;
+
+/// Tasks the server puts on the `JoinableQueue` it sends (more than the queue holds).
+const TASKS: u64 = 300;
 
 fn main() {
     shmproc::init();
@@ -82,6 +86,15 @@ fn client(mode: &str, address: &Address, key: &[u8]) -> i32 {
             Value::<u64>::open(&arena, "count").unwrap().fetch_add(5);
             let end: Connection = conn.recv_handle().unwrap();
             end.send_bytes(b"through the travelled end").unwrap();
+            // Every task of the travelled JoinableQueue, each marked done: the server's
+            // `join` waits for them; the count and checksum go back through `end`.
+            let tasks: JoinableQueue<u64> = conn.recv_handle().unwrap();
+            let mut check = 0;
+            for _ in 0..TASKS {
+                check = checksum(check, tasks.get().unwrap());
+                tasks.task_done().unwrap();
+            }
+            end.send(&[TASKS, check]).unwrap();
             // A handle of the wrong type is refused, never misread.
             match conn.recv_handle::<Arena>() {
                 Err(TravelError::WrongType { .. }) => {}
@@ -354,9 +367,25 @@ fn handles_travel_over_a_connection() {
     let (mine, theirs) = Pipe::new_in(&arena, true, 4096).unwrap();
     conn.send_handle(&theirs).unwrap();
     drop(theirs);
+    let tasks = JoinableQueue::<u64>::new_in(&arena, 16).unwrap();
+    conn.send_handle(&tasks).unwrap();
     let (other, _) = Pipe::new(true).unwrap();
     conn.send_handle(&other).unwrap(); // a Connection where the client expects an Arena
+    let mut check = 0;
+    for i in 0..TASKS {
+        let v = i * 7 + 1;
+        tasks.put(v).unwrap();
+        check = checksum(check, v);
+    }
+    // Returns once the client has marked every task done (a hang guard above).
+    tasks.join_timeout(Duration::from_secs(60)).unwrap();
+    assert_eq!(tasks.unfinished_tasks(), 0);
     assert_eq!(mine.recv_bytes().unwrap(), b"through the travelled end");
+    assert_eq!(
+        mine.recv::<[u64; 2]>().unwrap(),
+        [TASKS, check],
+        "the tasks, counted and checksummed by the client"
+    );
     assert_eq!(conn.recv_bytes().unwrap(), b"done");
     assert!(child.wait().unwrap().success());
     assert_eq!(count.load(), 15);

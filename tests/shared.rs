@@ -286,7 +286,10 @@ fn shared_memory_errors() {
         Err(Error::InvalidName(_))
     ));
     let name = format!("shmproc-test-errors-{}", std::process::id());
-    assert!(matches!(SharedMemory::open(&name), Err(Error::NotFound(_))));
+    assert!(matches!(
+        SharedMemory::open(&name),
+        Err(Error::NoSuchSegment(_))
+    ));
     let s = SharedMemory::create(Some(&name), 10).unwrap();
     assert_eq!((s.name(), s.size()), (name.as_str(), 10));
     assert!(matches!(
@@ -305,8 +308,11 @@ fn shared_memory_errors() {
     ));
     arena.unlink().unwrap();
     s.unlink().unwrap();
-    assert!(matches!(s.unlink(), Err(Error::NotFound(_))));
-    assert!(matches!(SharedMemory::open(&name), Err(Error::NotFound(_))));
+    assert!(matches!(s.unlink(), Err(Error::NoSuchSegment(_))));
+    assert!(matches!(
+        SharedMemory::open(&name),
+        Err(Error::NoSuchSegment(_))
+    ));
     // The mapping outlives the name.
     s.write(0, b"still here").unwrap();
     s.close();
@@ -402,7 +408,7 @@ fn orphaned_segment_is_cleaned_up() {
     assert!(!removed.iter().any(|n| n == alive.name()));
     assert!(matches!(
         SharedMemory::open(&orphan),
-        Err(Error::NotFound(_))
+        Err(Error::NoSuchSegment(_))
     ));
     assert!(SharedMemory::open(&kept).is_ok());
     SharedMemory::unlink_name(&kept).unwrap();

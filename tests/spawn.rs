@@ -14,7 +14,7 @@ use shmproc::process::{
     current_process, get_context, parent_process, set_start_method, Process, ProcessError, Run,
     RunResult, StartMethod,
 };
-use shmproc::queue::{ByteQueue, ObjQueue};
+use shmproc::queue::{ByteQueue, JoinableQueue, ObjQueue};
 use shmproc::shared::{SharedDict, SharedList};
 use shmproc::{
     Arena, Array, Barrier, BoundedSemaphore, Condition, Connection, Event, Lock, Queue, RLock,
@@ -601,8 +601,22 @@ struct Kit {
     cells: Array<u32>,
     list: SharedList<u32>,
     jobs: ObjQueue<String>,
+    tasks: JoinableQueue<u64>,
     report: Sender,
     id: u32,
+}
+
+/// Tasks the parent puts on a kit's `JoinableQueue` (more than its capacity: the parent's
+/// puts wait for the child's gets).
+const TASKS: u64 = 500;
+
+/// The task values of kit `id`, in order, and their checksum.
+fn task(id: u32, i: u64) -> u64 {
+    u64::from(id) * 1_000_000 + i
+}
+
+fn task_checksum(check: u64, v: u64) -> u64 {
+    check.wrapping_mul(31).wrapping_add(v)
 }
 
 /// Uses every object of the kit: the parent checks each effect.
@@ -626,7 +640,16 @@ fn use_kit(k: Kit) -> Result<(), String> {
     drop(g);
     k.list.push(k.id).map_err(|x| e(&x))?;
     k.jobs.put(&format!("kit {}", k.id)).map_err(|x| e(&x))?;
+    // Every task, each marked done after it is used: the parent's `join` waits for them.
+    let (mut count, mut check) = (0u64, 0u64);
+    while count < TASKS {
+        let v = k.tasks.get().map_err(|x| e(&x))?;
+        check = task_checksum(check, v);
+        count += 1;
+        k.tasks.task_done().map_err(|x| e(&x))?;
+    }
     k.report.send(&k.id).map_err(|x| e(&x))?;
+    k.report.send(&[count, check]).map_err(|x| e(&x))?;
     Ok(())
 }
 
@@ -649,13 +672,14 @@ fn anonymous_objects_travel_as_arguments() {
             cells: Array::new_in(&arena, 4).unwrap(),
             list: SharedList::new_in(&arena).unwrap(),
             jobs: ObjQueue::new_in(&arena, 4).unwrap(),
+            tasks: JoinableQueue::new_in(&arena, 16).unwrap(),
             report,
             id,
         };
         for (id, m) in [(1, StartMethod::Spawn), (2, StartMethod::ForkServer)] {
             let (tx, rx) = Pipe::channel_in(&arena, 4096).unwrap();
             let k = kit(id, tx);
-            let (list, jobs) = (k.list.clone(), k.jobs.clone());
+            let (list, jobs, tasks) = (k.list.clone(), k.jobs.clone(), k.tasks.clone());
             let (lock, count, cells, sem, bounded, event, barrier) = (
                 k.lock.clone(),
                 k.count.clone(),
@@ -676,6 +700,17 @@ fn anonymous_objects_travel_as_arguments() {
             drop(_held);
             assert!(event.wait_timeout(Duration::from_secs(30)), "{m}: event");
             barrier.wait().unwrap();
+            let mut check = 0;
+            for i in 0..TASKS {
+                tasks.put(task(id, i)).unwrap();
+                check = task_checksum(check, task(id, i));
+            }
+            // Returns once the child has marked every task done (a hang guard above).
+            tasks
+                .join_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|e| panic!("{m}: the JoinableQueue's join: {e}"));
+            assert_eq!(tasks.unfinished_tasks(), 0, "{m}");
+            assert!(tasks.is_empty(), "{m}: every task taken");
             assert_eq!(p.join().unwrap(), 0, "{m}");
             assert_eq!(count.load(), 2000, "{m}: counted under the lock by both");
             assert_eq!(cells.get(id as usize), Some(id * 10), "{m}");
@@ -686,6 +721,11 @@ fn anonymous_objects_travel_as_arguments() {
                 "{m}: the ObjQueue"
             );
             assert_eq!(rx.recv::<u32>().unwrap(), id, "{m}: the one-way pipe");
+            assert_eq!(
+                rx.recv::<[u64; 2]>().unwrap(),
+                [TASKS, check],
+                "{m}: the JoinableQueue's tasks, counted and checksummed by the child"
+            );
             assert_eq!(
                 rx.recv::<u32>(),
                 Err(RecvError::Eof),

@@ -344,7 +344,7 @@ fn take(t: &Target, arena: &str) -> Result<Snapshot, Failure> {
         Target::Path(p) => Snapshot::from_path(p),
     };
     r.map_err(|e| match e {
-        shmproc::Error::NotFound(_) => Failure::Says(match t {
+        shmproc::Error::NoSuchArena(_) => Failure::Says(match t {
             Target::Named(n) => format!(
                 "no arena named {n:?} in /dev/shm: `shmproc ls` lists the arenas (an anonymous \
                  one is named by its process: pid:<pid>)"

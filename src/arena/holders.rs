@@ -205,7 +205,7 @@ pub(crate) fn header_copy(arena: &Arena, obj: u64) -> Result<ObjCopy> {
     // Acquire: pairs with the Release store of the magic in `create`: the fields below
     // are the creator's.
     if h.magic.load(Ordering::Acquire) != obj_magic(obj) {
-        return Err(Error::NotFound(format!("no live object at {obj:#x}")));
+        return Err(Error::NoObjectAt { offset: obj });
     }
     let p: *const ObjHeader = h;
     // SAFETY: plain integer fields of a mapped header, read volatile into a copy.

@@ -607,7 +607,7 @@ impl Arena {
     /// anything is used.
     ///
     /// # Errors
-    /// [`Error::NotFound`] when there is no such arena; [`Error::NotAnArena`],
+    /// [`Error::NoSuchArena`] when there is no such arena; [`Error::NotAnArena`],
     /// [`Error::Version`], [`Error::Truncated`] or [`Error::Corrupt`] when it is not a
     /// valid arena of this format.
     pub fn open(name: &str) -> Result<Arena> {
@@ -617,7 +617,7 @@ impl Arena {
         let fd =
             shm::open(shm_path(name).as_str(), shm::OFlags::RDWR, Mode::empty()).map_err(|e| {
                 match e {
-                    rustix::io::Errno::NOENT => Error::NotFound(name.to_string()),
+                    rustix::io::Errno::NOENT => Error::NoSuchArena(name.to_string()),
                     e => Error::os("shm_open", e),
                 }
             })?;
@@ -968,7 +968,7 @@ impl Arena {
     /// keep their mapping; no new process can attach. A no-op for anonymous arenas.
     ///
     /// # Errors
-    /// [`Error::NotFound`] if the name was already removed.
+    /// [`Error::NoSuchArena`] if the name was already removed.
     pub fn unlink(&self) -> Result<()> {
         match &self.inner.name {
             Some(name) => Self::unlink_name(name),
@@ -979,11 +979,11 @@ impl Arena {
     /// Removes `/dev/shm/<name>` (for cleaning up after a creator that died).
     ///
     /// # Errors
-    /// [`Error::NotFound`] when there is no such segment.
+    /// [`Error::NoSuchArena`] when there is no such file.
     pub fn unlink_name(name: &str) -> Result<()> {
         check_name(name, 200)?;
         rustix::shm::unlink(shm_path(name).as_str()).map_err(|e| match e {
-            rustix::io::Errno::NOENT => Error::NotFound(name.to_string()),
+            rustix::io::Errno::NOENT => Error::NoSuchArena(name.to_string()),
             e => Error::os("shm_unlink", e),
         })
     }

@@ -249,7 +249,7 @@ impl Snapshot {
     /// is not followed).
     ///
     /// # Errors
-    /// [`Error::NotFound`] when there is no such file; [`Error::NotAnArena`] when the
+    /// [`Error::NoSuchArena`] when there is no such file; [`Error::NotAnArena`] when the
     /// file does not start with an arena's header (another kind of file, or an empty
     /// one, whatever its size); [`Error::InvalidArgument`] when it is a
     /// [`SharedMemory`](crate::shared::SharedMemory) segment (the message says so);
@@ -286,7 +286,7 @@ impl Snapshot {
             Mode::empty(),
         )
         .map_err(|e| match e {
-            rustix::io::Errno::NOENT => Error::NotFound(name.to_string()),
+            rustix::io::Errno::NOENT => Error::NoSuchArena(name.to_string()),
             e => Error::os("open (a named arena, read-only)", e),
         })?;
         Self::read(
@@ -311,7 +311,7 @@ impl Snapshot {
             Mode::empty(),
         )
         .map_err(|e| match e {
-            rustix::io::Errno::NOENT => Error::NotFound(path.display().to_string()),
+            rustix::io::Errno::NOENT => Error::NoSuchArena(path.display().to_string()),
             e => Error::os("open (an arena file, read-only)", e),
         })?;
         let name = path
@@ -780,7 +780,7 @@ impl Reader {
                 info.type_fingerprint = h.type_fp;
                 info.copied = copied;
             }
-            Err(Error::NotFound(_)) => {
+            Err(Error::NoObjectAt { .. }) => {
                 info.problem = Some(format!(
                     "the tables name an object at {offset:#x}, but no live object is there"
                 ))

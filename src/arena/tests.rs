@@ -72,11 +72,11 @@ fn create_is_exclusive_and_open_sees_objects() {
 #[test]
 fn open_missing_and_unlink_twice() {
     let name = uniq("missing");
-    assert!(matches!(Arena::open(&name), Err(Error::NotFound(_))));
+    assert!(matches!(Arena::open(&name), Err(Error::NoSuchArena(_))));
     let a = Arena::create(&name, 1 << 20).unwrap();
     a.unlink().unwrap();
-    assert!(matches!(a.unlink(), Err(Error::NotFound(_))));
-    assert!(matches!(Arena::open(&name), Err(Error::NotFound(_))));
+    assert!(matches!(a.unlink(), Err(Error::NoSuchArena(_))));
+    assert!(matches!(Arena::open(&name), Err(Error::NoSuchArena(_))));
 }
 
 #[test]

@@ -241,6 +241,27 @@ impl Connection {
         })
     }
 
+    /// The end's `Debug` under the name `name` (a `Sender` and a `Receiver` show theirs).
+    pub(crate) fn debug_as(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(i) = &self.inner else {
+            return write!(f, "{name}(closed)");
+        };
+        let end = self.parts().map_or(0, |p| p.end);
+        let mut d = f.debug_struct(name);
+        d.field("end", &end).field("capacity", &i._obj.params().cap);
+        if let Some(rx) = &i.rx {
+            let r = rx.ring();
+            d.field("recv_pending", &r.in_flight())
+                .field("recv_state", &Words(ring_state(r.state())));
+        }
+        if let Some(tx) = &i.tx {
+            let r = tx.ring();
+            d.field("send_pending", &r.in_flight())
+                .field("send_state", &Words(ring_state(r.state())));
+        }
+        d.field("peer_alive", &!i.token.peer_gone()).finish()
+    }
+
     /// What this end is made of (see [`Parts`]); `None` once closed.
     pub(crate) fn parts(&self) -> Option<Parts<'_>> {
         let i = self.inner.as_ref()?;
@@ -265,7 +286,7 @@ impl Connection {
     /// the read side of the peer's) and, if given, the socket kept beside it.
     ///
     /// # Errors
-    /// [`Error::NotFound`] / [`Error::WrongType`] when no pipe starts at `offset`;
+    /// [`Error::NoObjectAt`] / [`Error::WrongType`] when no pipe starts at `offset`;
     /// [`Error::Corrupt`] for an impossible geometry or `end`.
     pub(crate) fn from_parts(
         arena: &Arena,
@@ -358,16 +379,60 @@ pub struct Connection {
     link: Option<OwnedFd>,
 }
 
+/// The live state of the end: which end of the pipe it is, its capacity per direction,
+/// then for the direction it reads (if it reads) `recv_pending` (bytes sent to it, not
+/// yet read) and `recv_state`, for the direction it writes `send_pending` (bytes it sent
+/// that the peer has not read) and `send_state` (each state `open`, or what closed it:
+/// `writer closed`, `reader closed`, `broken`), and `peer_alive` (some process still
+/// holds the other end). A closed end prints `Connection(closed)`.
+///
+/// ```
+/// use shmproc::{Arena, pipe::Pipe};
+/// let arena = Arena::anonymous(1 << 20)?;
+/// let (a, b) = Pipe::new_in(&arena, true, 4096)?;
+/// a.send_bytes(b"ping")?;
+/// let shown = format!("{b:?}");
+/// assert!(shown.starts_with("Connection { end: 1, capacity: 4096, "), "{shown}");
+/// // One frame in flight: its 8-byte header and the 4 bytes padded to 8.
+/// assert!(shown.contains("recv_pending: 16, recv_state: open"), "{shown}");
+/// assert!(shown.contains("send_pending: 0, send_state: open, peer_alive: true"), "{shown}");
+/// drop(a);
+/// assert!(format!("{b:?}").contains("recv_state: writer closed"));
+/// assert!(format!("{b:?}").contains("peer_alive: false"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.inner {
-            None => f.write_str("Connection(closed)"),
-            Some(i) => f
-                .debug_struct("Connection")
-                .field("readable", &i.rx.is_some())
-                .field("writable", &i.tx.is_some())
-                .finish_non_exhaustive(),
-        }
+        self.debug_as("Connection", f)
+    }
+}
+
+/// A text shown as is by `Debug` (no quotes).
+struct Words(String);
+
+impl fmt::Debug for Words {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A ring's state bits in words: `open`, or what closed it (`writer closed`, `reader
+/// closed`, `broken`, joined by ", ").
+pub(crate) fn ring_state(bits: u32) -> String {
+    let names = [
+        (ring::WRITER_CLOSED, "writer closed"),
+        (ring::READER_CLOSED, "reader closed"),
+        (ring::BROKEN, "broken"),
+    ];
+    let words: Vec<&str> = names
+        .iter()
+        .filter(|(b, _)| bits & b != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    if words.is_empty() {
+        "open".to_string()
+    } else {
+        words.join(", ")
     }
 }
 

@@ -92,13 +92,13 @@ pub struct Receiver {
 
 impl fmt::Debug for Sender {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Sender").field(&self.conn).finish()
+        self.conn.debug_as("Sender", f)
     }
 }
 
 impl fmt::Debug for Receiver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Receiver").field(&self.conn).finish()
+        self.conn.debug_as("Receiver", f)
     }
 }
 

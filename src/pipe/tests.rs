@@ -369,3 +369,46 @@ fn contended_ends_keep_every_message() {
         .collect();
     assert_eq!(all, want);
 }
+
+/// `Debug` of the ends shows each end's live state, and only the directions it uses.
+#[test]
+fn debug_shows_each_ends_live_state() {
+    let arena = Arena::anonymous(4 << 20).unwrap();
+    let (tx, mut rx) = Pipe::channel_in(&arena, 1024).unwrap();
+    tx.send_bytes(&[1; 20]).unwrap(); // one frame: 8-byte header + 24 (20 padded)
+    assert_eq!(
+        format!("{tx:?}"),
+        "Sender { end: 1, capacity: 1024, send_pending: 32, send_state: open, peer_alive: true }"
+    );
+    assert_eq!(
+        format!("{rx:?}"),
+        "Receiver { end: 0, capacity: 1024, recv_pending: 32, recv_state: open, \
+         peer_alive: true }"
+    );
+    assert_eq!(rx.recv_bytes().unwrap(), [1; 20]);
+    drop(tx);
+    assert_eq!(
+        format!("{rx:?}"),
+        "Receiver { end: 0, capacity: 1024, recv_pending: 0, recv_state: writer closed, \
+         peer_alive: false }"
+    );
+    rx.close();
+    assert_eq!(format!("{rx:?}"), "Receiver(closed)");
+
+    // A duplex end shows both directions.
+    let (a, b) = small(256);
+    b.send_bytes(b"hi").unwrap();
+    assert_eq!(
+        format!("{a:?}"),
+        "Connection { end: 0, capacity: 256, recv_pending: 16, recv_state: open, \
+         send_pending: 0, send_state: open, peer_alive: true }"
+    );
+    // The states in words, as `Debug` and `shmproc inspect` say them.
+    use crate::raw::spsc::{BROKEN, READER_CLOSED, WRITER_CLOSED};
+    assert_eq!(super::ring_state(0), "open");
+    assert_eq!(super::ring_state(READER_CLOSED), "reader closed");
+    assert_eq!(
+        super::ring_state(WRITER_CLOSED | BROKEN),
+        "writer closed, broken"
+    );
+}

@@ -208,8 +208,9 @@ impl fmt::Display for TravelError {
             ),
             TravelError::WrongType { expected, found } => write!(
                 f,
-                "expected a {expected}, but a {found} arrived: receive it as the type that \
-                 was sent"
+                "expected {}, but {} arrived: receive it as the type that was sent",
+                crate::error::with_article(expected),
+                crate::error::with_article(found),
             ),
             TravelError::Missing(what) => write!(
                 f,
@@ -667,7 +668,10 @@ macro_rules! travel_as_end {
 
             fn arrive(d: &Descriptor, inbox: &mut Inbox) -> Result<Self, TravelError> {
                 $from(Connection::arrive(d, inbox)?).ok_or_else(|| {
-                    TravelError::Garbage(format!("a pipe end that is not a {}", $what))
+                    TravelError::Garbage(format!(
+                        "a pipe end that is not {}",
+                        crate::error::with_article($what)
+                    ))
                 })
             }
         }
@@ -776,11 +780,9 @@ fn arrive_object<S: Shared>(d: &Descriptor, inbox: &mut Inbox) -> Result<S, Trav
     let arena = inbox.arena(i)?;
     let obj = Obj::<S::Of>::open_at(&arena, d.offset)?;
     if obj.generation() != d.param {
-        return Err(TravelError::Arena(crate::Error::NotFound(format!(
-            "the {} sent was freed before it arrived (another object is at its place now): \
-             keep a handle in the sender until the receiver has its own",
-            <S::Of as Object>::type_name()
-        ))));
+        return Err(TravelError::Arena(crate::Error::NoObjectAt {
+            offset: d.offset,
+        }));
     }
     Ok(S::rebuild(obj)?)
 }
@@ -1030,7 +1032,7 @@ mod tests {
         let mut inbox = Inbox::from_outbox(out).unwrap();
         assert!(matches!(
             inbox.open::<Value<u64>>(&d),
-            Err(TravelError::Arena(crate::Error::NotFound(_)))
+            Err(TravelError::Arena(crate::Error::NoObjectAt { .. }))
         ));
         drop(w);
         // A condition over an external lock cannot travel alone.

@@ -229,14 +229,14 @@ impl SharedMemory {
     /// Attaches to the segment `name`; its size comes from the segment.
     ///
     /// # Errors
-    /// [`Error::NotFound`] when there is no such segment; [`Error::InvalidName`];
+    /// [`Error::NoSuchSegment`] when there is no such segment; [`Error::InvalidName`];
     /// [`Error::WrongType`] when the file is not a segment made by
     /// [`create`](Self::create); [`Error::Truncated`] when it is shorter than its header
     /// says.
     ///
     /// ```
     /// use shmproc::{Error, shared::SharedMemory};
-    /// assert!(matches!(SharedMemory::open("shmproc-no-such-segment"), Err(Error::NotFound(_))));
+    /// assert!(matches!(SharedMemory::open("shmproc-no-such-segment"), Err(Error::NoSuchSegment(_))));
     /// ```
     pub fn open(name: &str) -> Result<SharedMemory> {
         use rustix::fs::Mode;
@@ -248,7 +248,7 @@ impl SharedMemory {
             Mode::empty(),
         )
         .map_err(|e| match e {
-            rustix::io::Errno::NOENT => Error::NotFound(name.to_string()),
+            rustix::io::Errno::NOENT => Error::NoSuchSegment(name.to_string()),
             e => Error::os("shm_open", e),
         })?;
         let (header, len) = read_header(&fd)?;
@@ -256,7 +256,7 @@ impl SharedMemory {
             return Err(Error::WrongType {
                 name: name.to_string(),
                 expected: "shmproc SharedMemory segment".into(),
-                found: "a file without a segment header".into(),
+                found: "file without a segment header".into(),
             });
         }
         let needed = header.size.checked_add(SEGMENT_HEADER as u64);
@@ -365,7 +365,7 @@ impl SharedMemory {
     /// until closed.
     ///
     /// # Errors
-    /// [`Error::NotFound`] when the name was already removed.
+    /// [`Error::NoSuchSegment`] when the name was already removed.
     pub fn unlink(&self) -> Result<()> {
         Self::unlink_name(&self.name)
     }
@@ -373,11 +373,11 @@ impl SharedMemory {
     /// Removes the segment `name` from `/dev/shm`.
     ///
     /// # Errors
-    /// [`Error::NotFound`]; [`Error::InvalidName`].
+    /// [`Error::NoSuchSegment`]; [`Error::InvalidName`].
     pub fn unlink_name(name: &str) -> Result<()> {
         check_seg_name(name)?;
         rustix::shm::unlink(crate::arena::shm_path(name).as_str()).map_err(|e| match e {
-            rustix::io::Errno::NOENT => Error::NotFound(name.to_string()),
+            rustix::io::Errno::NOENT => Error::NoSuchSegment(name.to_string()),
             e => Error::os("shm_unlink", e),
         })
     }
