@@ -638,13 +638,18 @@ impl Arena {
             .map_err(|e| Error::os("fstat", e))?
             .st_size;
         let len = u64::try_from(len).unwrap_or(0);
+        // What the file is before how long it is: a short file of another kind (or an
+        // empty one) is not an arena, not a truncated one.
+        let h = HeaderCopy::read(&fd)?;
+        if h.magic != MAGIC {
+            return Err(Error::NotAnArena);
+        }
         if len < MIN_SIZE {
             return Err(Error::Truncated {
                 needed: MIN_SIZE,
                 found: len,
             });
         }
-        let h = HeaderCopy::read(&fd)?;
         h.validate(len)?;
         let arena = Self::map(fd, len, h.limit, name)?;
         arena.validate_mapped()?;

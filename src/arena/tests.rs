@@ -130,8 +130,19 @@ fn garbage_is_not_an_arena() {
         Arena::from_fd(memfd_with(&vec![0x5a; MIN_SIZE as usize])),
         Err(Error::NotAnArena)
     ));
+    // A short file of another kind, or an empty one, is not an arena either (not a
+    // truncated one); a short file with the arena's magic is a truncated arena.
     assert!(matches!(
         Arena::from_fd(memfd_with(b"hello")),
+        Err(Error::NotAnArena)
+    ));
+    assert!(matches!(
+        Arena::from_fd(memfd_with(b"")),
+        Err(Error::NotAnArena)
+    ));
+    let head = valid_image();
+    assert!(matches!(
+        Arena::from_fd(memfd_with(&head[..4096])),
         Err(Error::Truncated { .. })
     ));
 }
