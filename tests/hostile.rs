@@ -2,25 +2,33 @@
 //! stamps, message lengths, the table of claimers, the wake and task words), of a pipe
 //! (ring positions, chunk headers and message lengths, side locks, state words), of a
 //! barrier (its word: count, flags and generation; its party count; the arrival records'
-//! tags and identities, naming live, dead and nonsense pids) or of a condition (its futex
-//! words, generation and counts; its own lock's word, holder, owner key and depth) with
-//! random and adversarial values, again and again, while this process calls every timed
-//! operation with timeouts of 20 to 50 ms. Each call must return (`Ok` or an error) within
-//! its timeout plus 50 ms (issue 25), never panic, never touch memory out of bounds (a
-//! fault would kill the test), never hand out a message longer than the queue allows. The
-//! arena's heap lock word, made to name a live process (a forked child that waits, pid 1,
-//! this process), a dead one or nonsense, must not hold a long message's timed put or
-//! get (whose block is allocated and freed under that lock) past its timeout either.
+//! tags and identities, naming live, dead and nonsense pids), of a condition (its futex
+//! words, generation and counts; its own lock's word, holder, owner key and depth), or of
+//! a `Lock`, an `RLock`, a `Semaphore` (default and robust), a `BoundedSemaphore` or an
+//! `Event` (lock words naming this process, a live child, a dead one, pid 1 or no
+//! process, with the waiter and user bits; holder identities, owner keys, depths;
+//! values, waiter counts, limits and a robust semaphore's permit words; event words)
+//! with random and adversarial values, again and again, while this process calls every
+//! timed operation with timeouts of 20 to 50 ms (the locks' half the time 1 to 10 ms).
+//! Each call must return (`Ok` or an error) within its timeout plus 50 ms (issue 25),
+//! never panic, never touch memory out of bounds (a fault would kill the test), never
+//! hand out a message longer than the queue allows. The arena's heap lock word, made to
+//! name a live process (a forked child that waits, pid 1, this process), a dead one or
+//! nonsense, must not hold a long message's timed put or get (whose block is allocated
+//! and freed under that lock) past its timeout either.
 //!
 //! The peer is either this process, between calls (through a second mapping of the
 //! arena's file: the arena is named, so `/dev/shm/<name>` is there to map), or a forked
 //! process that scribbles all the while. The offsets come from the public layout (the
 //! sizes of [`MpmcRing`], [`Claimer`] and [`ByteRing`], a snapshot's object offsets and
 //! sizes, the slot layout in the queue's module docs, the word and records of
-//! `raw::barrier`, the fields of `RawCondvar` and `RawRLock`, the heap's place in the
-//! arena's header) and are checked against a fresh object before any scribbling (the
-//! heap's against its size word): a layout change fails the test, it never scribbles
-//! elsewhere. (The racing peer leaves a condition's lock word alone: see
+//! `raw::barrier`, the fields of `RawCondvar`, `RawLock`, `RawRLock`, `RawSemaphore` (and
+//! a robust one's permit words) and `RawEvent`, the heap's place in the arena's header)
+//! and are checked against a fresh object before any scribbling (its size and words, and
+//! what an acquire, a release or a `set` writes where; the heap's against its size
+//! word): a layout change fails the test, it never scribbles elsewhere. The identities
+//! written into lock and permit words are the ones the locks recorded for this process
+//! and for the two children. (The racing peer leaves a condition's lock word alone: see
 //! `barrier_and_condition_racing_scribbler`.)
 //!
 //! **The bound.** A call's time is measured from `Instant`s taken just before and after
@@ -31,7 +39,7 @@
 //! The raw overshoot is printed beside it, and is bounded by the hang guard
 //! (`HANG_GUARD`) only.
 //!
-//! `SHMPROC_HOSTILE_ROUNDS` multiplies the rounds (default: about 6,500 calls, ~25 s);
+//! `SHMPROC_HOSTILE_ROUNDS` multiplies the rounds (default: about 8,400 calls, ~27 s);
 //! `SHMPROC_HOSTILE_SEED` fixes the random seed (printed at the start of each test).
 
 use shmproc::arena::Arena;
@@ -58,6 +66,7 @@ fn main() {
         condition_hostile_bytes,
         barrier_and_condition_racing_scribbler,
         heap_lock_held_by_a_live_process,
+        locks_hostile_bytes,
     ]);
 }
 
@@ -1553,6 +1562,603 @@ fn barrier_and_condition_racing_scribbler() {
     alive.kill();
     mb.report("Barrier (racing peer)");
     mc.report("Condition (racing peer)");
+    Arena::unlink_name(&name).ok();
+}
+
+// ---------------------------------------------------------------------------------------
+// Locks, semaphores and events.
+
+/// The lock-family objects of `locks_hostile_bytes`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LockKind {
+    Lock,
+    RLock,
+    /// A semaphore of this initial value.
+    Semaphore(u32),
+    /// A robust semaphore of this many permits.
+    Robust(u64),
+    /// A bounded semaphore of this bound.
+    Bounded(u32),
+    Event,
+}
+
+/// One lock-family object's state, as arena offsets from `state`: `RawLock` (word +0, the
+/// holder's identity +8: pid << 40 | start time), `RawRLock` (a `RawLock`, then the owner
+/// key +16: pid << 32 | tid, and the depth +24), `RawSemaphore` (value +0, waiters +4,
+/// limit +8, recovered +12; a robust semaphore's permit words, identities, from +16),
+/// `RawEvent` (its word +0: `SET`, `WAITERS`, the epoch above them).
+#[derive(Clone, Debug)]
+struct LockLayout {
+    kind: LockKind,
+    state: u64,
+}
+
+impl LockLayout {
+    fn permit(&self, i: u64) -> u64 {
+        self.state + 16 + 8 * i
+    }
+
+    fn field(&self, off: u64) -> String {
+        let r = off - self.state;
+        let name = match (self.kind, r) {
+            (LockKind::Lock | LockKind::RLock | LockKind::Event, 0) => "word".to_string(),
+            (LockKind::Lock | LockKind::RLock, 8) => "holder identity".into(),
+            (LockKind::RLock, 16) => "owner key".into(),
+            (LockKind::RLock, 24) => "depth".into(),
+            (_, 0) => "value".into(),
+            (_, 4) => "waiters".into(),
+            (_, 8) => "limit".into(),
+            (_, 12) => "recovered".into(),
+            (_, r) => format!("permit[{}]", (r - 16) / 8),
+        };
+        format!("{:?}.{name}", self.kind)
+    }
+}
+
+/// The processes a scribbled pid or identity names, with the identities the library
+/// itself recorded for them (read from a lock each of them took).
+struct Parties {
+    me: u32,
+    my_ident: u64,
+    /// This thread's owner key of an `RLock` (pid << 32 | tid), as an acquire wrote it.
+    my_key: u64,
+    /// A forked child that waits until it is killed.
+    alive: shmproc_testkit::Child,
+    alive_ident: u64,
+    /// A forked child that exited (reaped).
+    dead: u32,
+    dead_ident: u64,
+}
+
+/// A lock's holder identity: pid above bit 40, start time below (`sync::liveness`).
+const IDENT_PID_SHIFT: u32 = 40;
+/// The pid bits of a lock word.
+const PID_BITS: u32 = (1 << 30) - 1;
+
+impl Parties {
+    /// Makes the two children; every identity is read from a fresh lock (checked by
+    /// `locate_lock`) that its process took.
+    fn new(arena: &Arena, name: &str) -> Parties {
+        let raw = Raw::map(name);
+        let (mine, alive_lock, dead_lock) = (
+            shmproc::Lock::create(arena, "id-me").unwrap(),
+            shmproc::Lock::create(arena, "id-alive").unwrap(),
+            shmproc::Lock::create(arena, "id-dead").unwrap(),
+        );
+        let me = std::process::id();
+        let (lm, la, ld) = (
+            locate_lock(arena, &raw, "id-me", LockKind::Lock),
+            locate_lock(arena, &raw, "id-alive", LockKind::Lock),
+            locate_lock(arena, &raw, "id-dead", LockKind::Lock),
+        );
+        let my_ident = {
+            let _g = mine.acquire().unwrap();
+            raw.r64(lm.state + 8)
+        };
+        let holding = shmproc_testkit::Signal::new();
+        let alive = {
+            let holding = &holding;
+            shmproc_testkit::fork(move || {
+                alive_lock.acquire_forever();
+                holding.notify();
+                loop {
+                    std::thread::park();
+                }
+            })
+        };
+        assert!(holding.wait());
+        let dead = shmproc_testkit::fork(move || {
+            dead_lock.acquire_forever();
+        });
+        let dead_pid = dead.pid as u32;
+        dead.join();
+        let rl = shmproc::RLock::create(arena, "id-key").unwrap();
+        let lr = locate_lock(arena, &raw, "id-key", LockKind::RLock);
+        let my_key = {
+            let _g = rl.acquire().unwrap();
+            raw.r64(lr.state + 16)
+        };
+        let p = Parties {
+            me,
+            my_ident,
+            my_key,
+            alive_ident: raw.r64(la.state + 8),
+            dead: dead_pid,
+            dead_ident: raw.r64(ld.state + 8),
+            alive,
+        };
+        assert_eq!(
+            raw.r32(la.state),
+            p.alive.pid as u32,
+            "the live child's lock"
+        );
+        assert_eq!(raw.r32(ld.state), p.dead, "the dead child's lock");
+        for (who, pid, id) in [
+            ("this process", me, p.my_ident),
+            ("the live child", p.alive.pid as u32, p.alive_ident),
+            ("the dead child", p.dead, p.dead_ident),
+        ] {
+            assert_eq!(id >> IDENT_PID_SHIFT, u64::from(pid), "identity of {who}");
+            assert_ne!(id & ((1 << IDENT_PID_SHIFT) - 1), 0, "start time of {who}");
+        }
+        assert_eq!(p.my_key >> 32, u64::from(me), "owner key");
+        p
+    }
+
+    /// A pid for a lock word: ours, the live child's, the dead child's, pid 1 (alive for
+    /// ever), one that is no process, 0, the field's maximum, nonsense.
+    fn pid(&self, rng: &mut Rng) -> u32 {
+        [
+            self.me,
+            self.alive.pid as u32,
+            self.dead,
+            1,
+            0x3fff_fff0,
+            0,
+            PID_BITS,
+            rng.next() as u32 & PID_BITS,
+        ][rng.below(8) as usize]
+    }
+
+    /// A holder's identity: ours, the live child's, the dead child's, the live child's
+    /// pid with another start time (a reused pid) or none (no verdict), pid 1 with none,
+    /// 0, all ones, nonsense.
+    fn ident(&self, rng: &mut Rng) -> u64 {
+        let pid_only = |id: u64| id >> IDENT_PID_SHIFT << IDENT_PID_SHIFT;
+        [
+            self.my_ident,
+            self.alive_ident,
+            self.dead_ident,
+            self.alive_ident + 1,
+            pid_only(self.alive_ident),
+            1 << IDENT_PID_SHIFT,
+            0,
+            u64::MAX,
+            rng.next(),
+        ][rng.below(9) as usize]
+    }
+
+    /// An `RLock` owner key: this thread's, the live child's thread, another thread of
+    /// this process, 0, all ones, nonsense.
+    fn key(&self, rng: &mut Rng) -> u64 {
+        let alive = self.alive.pid as u64;
+        [
+            self.my_key,
+            alive << 32 | alive,
+            self.my_key + 1,
+            0,
+            u64::MAX,
+            rng.next(),
+        ][rng.below(6) as usize]
+    }
+}
+
+/// The layout of the lock-family object named `name`, checked against the fresh
+/// object's bytes (its size, its words, and what an acquire writes where).
+fn locate_lock(arena: &Arena, raw: &Raw, name: &str, kind: LockKind) -> LockLayout {
+    use shmproc::raw::semaphore::VALUE_MAX;
+    let snap = arena.snapshot().expect("snapshot");
+    let info = snap.object(name).expect("the object is listed");
+    let l = LockLayout {
+        kind,
+        state: info.offset + OBJ_HEADER,
+    };
+    // (Sizes rounded up to the heap's granule of 16 bytes.)
+    let size = match kind {
+        LockKind::Lock | LockKind::Semaphore(_) | LockKind::Bounded(_) => 16,
+        LockKind::RLock => 32,
+        LockKind::Robust(n) => (16 + 8 * n).next_multiple_of(16),
+        LockKind::Event => 8u64.next_multiple_of(16),
+    };
+    assert_eq!(info.size, size, "{kind:?}: {info:?}");
+    let me = std::process::id();
+    match kind {
+        LockKind::Lock => {
+            assert_eq!(raw.r64(l.state), 0, "the word of a fresh lock");
+            assert_eq!(raw.r64(l.state + 8), 0, "the identity of a fresh lock");
+            let lock = shmproc::Lock::open(arena, name).unwrap();
+            let g = lock.acquire().unwrap();
+            assert_eq!(raw.r32(l.state), me, "the lock word, held");
+            assert_eq!(raw.r64(l.state + 8) >> IDENT_PID_SHIFT, u64::from(me));
+            drop(g);
+            assert_eq!(raw.r32(l.state), 0, "the lock word, released");
+        }
+        LockKind::RLock => {
+            for off in (0..32).step_by(8) {
+                assert_eq!(raw.r64(l.state + off), 0, "a fresh RLock at +{off}");
+            }
+            let lock = shmproc::RLock::open(arena, name).unwrap();
+            let g = lock.acquire().unwrap();
+            let g2 = lock.acquire().unwrap();
+            assert_eq!(raw.r32(l.state), me, "the lock word, held");
+            assert_eq!(raw.r64(l.state + 8) >> IDENT_PID_SHIFT, u64::from(me));
+            assert_eq!(raw.r64(l.state + 16) >> 32, u64::from(me), "the owner key");
+            assert_eq!(raw.r32(l.state + 24), 2, "the depth, held twice");
+            drop((g2, g));
+            assert_eq!(raw.r32(l.state), 0, "the lock word, released");
+            assert_eq!(raw.r64(l.state + 16), 0, "the owner key, released");
+            assert_eq!(raw.r32(l.state + 24), 0, "the depth, released");
+        }
+        LockKind::Semaphore(v) => {
+            assert_eq!(raw.r32(l.state), v, "the value");
+            assert_eq!(raw.r32(l.state + 4), 0, "the waiters");
+            assert_eq!(raw.r32(l.state + 8), VALUE_MAX, "the limit");
+            // A release moves the value word.
+            shmproc::Semaphore::open(arena, name)
+                .unwrap()
+                .release()
+                .unwrap();
+            assert_eq!(raw.r32(l.state), v + 1, "the value after a release");
+        }
+        LockKind::Bounded(v) => {
+            assert_eq!(raw.r32(l.state), v, "the value");
+            assert_eq!(raw.r32(l.state + 4), 0, "the waiters");
+            assert_eq!(raw.r32(l.state + 8), v, "the limit: the bound");
+            // A permit taken moves the value word.
+            let b = shmproc::BoundedSemaphore::open(arena, name).unwrap();
+            let g = b.try_acquire().unwrap();
+            assert_eq!(raw.r32(l.state), v - 1, "the value with a permit taken");
+            g.release().unwrap();
+        }
+        LockKind::Robust(n) => {
+            assert_eq!(raw.r32(l.state + 4), 0, "the waiters");
+            assert_eq!(u64::from(raw.r32(l.state + 8)), n, "the limit: the permits");
+            assert_eq!(raw.r32(l.state + 12), 0, "recovered");
+            for i in 0..n {
+                assert_eq!(raw.r64(l.permit(i)), 0, "permit {i}, free");
+            }
+            let s = shmproc::Semaphore::open(arena, name).unwrap();
+            let g = s.acquire();
+            let held: Vec<u64> = (0..n).filter(|&i| raw.r64(l.permit(i)) != 0).collect();
+            assert_eq!(held.len(), 1, "one permit word taken");
+            assert_eq!(raw.r64(l.permit(held[0])) >> IDENT_PID_SHIFT, u64::from(me));
+            drop(g);
+            assert_eq!(raw.r64(l.permit(held[0])), 0, "the permit, given back");
+        }
+        LockKind::Event => {
+            use shmproc::raw::event::{EPOCH_ONE, SET};
+            assert_eq!(raw.r32(l.state), 0, "the word of a fresh event");
+            let e = shmproc::Event::open(arena, name).unwrap();
+            e.set();
+            assert_eq!(raw.r32(l.state), EPOCH_ONE | SET, "the word, set");
+            e.clear();
+            assert_eq!(raw.r32(l.state), EPOCH_ONE, "the word, cleared");
+        }
+    }
+    l
+}
+
+/// One adversarial write into the object at `l`.
+fn scribble_lock(rng: &mut Rng, l: &LockLayout, raw: &Raw, p: &Parties) {
+    use shmproc::raw::event::{EPOCH_ONE, SET, WAITERS as EV_WAITERS};
+    use shmproc::raw::lock::{USER_FLAG, WAITERS};
+    use shmproc::raw::semaphore::{ROBUST_MAX, VALUE_MAX};
+    let s = l.state;
+    match l.kind {
+        LockKind::Lock | LockKind::RLock => {
+            match rng.below(if l.kind == LockKind::RLock { 10 } else { 5 }) {
+                // the word: held by a live, dead or impossible pid, with waiters, with the
+                // user's flag; all ones
+                0..=2 => {
+                    let flags = [0, WAITERS, USER_FLAG, WAITERS | USER_FLAG][rng.below(4) as usize];
+                    let v = if rng.below(8) == 0 {
+                        u32::MAX
+                    } else {
+                        p.pid(rng) | flags
+                    };
+                    raw.w32(s, v);
+                }
+                // the holder's identity
+                3 | 4 => raw.w64(s + 8, p.ident(rng)),
+                // the owner key
+                5 | 6 => raw.w64(s + 16, p.key(rng)),
+                // this thread the holder, at any depth (0 and the maximum included)
+                7 => {
+                    raw.w32(s, p.me | [0, WAITERS][rng.below(2) as usize]);
+                    raw.w64(s + 16, p.my_key);
+                    if rng.below(2) == 0 {
+                        raw.w64(s + 8, p.my_ident);
+                    }
+                    raw.w32(s + 24, [0, 1, 2, u32::MAX][rng.below(4) as usize]);
+                }
+                // the depth
+                _ => raw.w32(
+                    s + 24,
+                    [0, 1, 2, u32::MAX, u32::MAX - 1, rng.next() as u32][rng.below(6) as usize],
+                ),
+            }
+        }
+        LockKind::Semaphore(_) | LockKind::Bounded(_) => {
+            let limit = raw.r32(s + 8);
+            match rng.below(6) {
+                0..=2 => raw.w32(
+                    s,
+                    [
+                        0,
+                        1,
+                        2,
+                        VALUE_MAX,
+                        VALUE_MAX + 1,
+                        u32::MAX,
+                        limit,
+                        limit.wrapping_add(1),
+                        rng.next() as u32,
+                    ][rng.below(9) as usize],
+                ),
+                3 => raw.w32(
+                    s + 4,
+                    [0, 1, u32::MAX, rng.next() as u32][rng.below(4) as usize],
+                ),
+                4 => raw.w32(
+                    s + 8,
+                    [0, 1, VALUE_MAX, VALUE_MAX + 1, u32::MAX, rng.next() as u32]
+                        [rng.below(6) as usize],
+                ),
+                _ => raw.w32(
+                    s + 12,
+                    [0, u32::MAX, rng.next() as u32][rng.below(3) as usize],
+                ),
+            }
+        }
+        LockKind::Robust(n) => match rng.below(8) {
+            // a permit word: held by a live, dead, reused or impossible identity, or free
+            0..=3 => raw.w64(l.permit(rng.below(n)), p.ident(rng)),
+            // the event count, the waiters
+            4 => raw.w32(s, [0, u32::MAX, rng.next() as u32][rng.below(3) as usize]),
+            5 => raw.w32(
+                s + 4,
+                [0, 1, u32::MAX, rng.next() as u32][rng.below(4) as usize],
+            ),
+            // the limit (the handle knows its permits from the object's parameters)
+            6 => raw.w32(
+                s + 8,
+                [0, n as u32 + 1, ROBUST_MAX + 1, u32::MAX, rng.next() as u32]
+                    [rng.below(5) as usize],
+            ),
+            _ => raw.w32(
+                s + 12,
+                [u32::MAX, u32::MAX - 1, rng.next() as u32][rng.below(3) as usize],
+            ),
+        },
+        LockKind::Event => {
+            let w = raw.r32(s);
+            let v = [
+                0,
+                SET,
+                EV_WAITERS,
+                SET | EV_WAITERS,
+                u32::MAX,
+                w.wrapping_add(EPOCH_ONE),
+                w ^ SET,
+                (w & !SET) | EV_WAITERS,
+                rng.next() as u32,
+            ][rng.below(9) as usize];
+            raw.w32(s, v);
+        }
+    }
+}
+
+/// A handle of each lock-family kind.
+enum LockObj {
+    Lock(shmproc::Lock),
+    RLock(shmproc::RLock),
+    Semaphore(shmproc::Semaphore),
+    Bounded(shmproc::BoundedSemaphore),
+    Event(shmproc::Event),
+}
+
+/// A timeout of 1 to 10 ms or, half the time, 20 to 50 ms (a lock's waiter looks at its
+/// holder 1 ms after it sleeps, then every 2, 4, ... ms: the long ones cross that
+/// schedule, the short ones let more rounds run).
+fn lock_timeout(rng: &mut Rng) -> Duration {
+    if rng.below(2) == 0 {
+        rng.timeout()
+    } else {
+        Duration::from_millis(1 + rng.below(10))
+    }
+}
+
+/// Every call of the object: the timed one, the non-blocking ones, the snapshots, and an
+/// `open` of it by `name` (which checks its state against its parameters).
+fn lock_calls(rng: &mut Rng, arena: &Arena, name: &str, o: &LockObj, m: &mut Meter) {
+    let zero = Duration::ZERO;
+    let t = lock_timeout(rng);
+    match o {
+        LockObj::Lock(l) => {
+            m.call("Lock.acquire_timeout", t, || {
+                let r = l.acquire_timeout(t);
+                let s = label(&r);
+                drop(r.map_or_else(|e| e.into_guard(), Some));
+                s
+            });
+            m.call("Lock.try_acquire", zero, || {
+                let r = l.try_acquire();
+                let s = label(&r);
+                drop(r.map_or_else(|e| e.into_guard(), Some));
+                s
+            });
+            m.call("Lock.release", zero, || label(&l.release()));
+            m.call("Lock.is_locked, holder, open", zero, || {
+                std::hint::black_box((l.is_locked(), l.holder()));
+                label(&shmproc::Lock::open(arena, name))
+            });
+        }
+        LockObj::RLock(l) => {
+            m.call("RLock.acquire_timeout", t, || {
+                let r = l.acquire_timeout(t);
+                let s = label(&r);
+                drop(r.map_or_else(|e| e.into_guard(), Some));
+                s
+            });
+            m.call("RLock.try_acquire", zero, || {
+                let r = l.try_acquire();
+                let s = label(&r);
+                drop(r.map_or_else(|e| e.into_guard(), Some));
+                s
+            });
+            m.call("RLock.release", zero, || label(&l.release()));
+            m.call(
+                "RLock.is_owned, is_locked, holder, depth, open",
+                zero,
+                || {
+                    std::hint::black_box((l.is_owned(), l.is_locked(), l.holder(), l.depth()));
+                    label(&shmproc::RLock::open(arena, name))
+                },
+            );
+        }
+        LockObj::Semaphore(s) => {
+            let what = if s.is_robust() { "robust " } else { "" };
+            m.call(&format!("{what}Semaphore.acquire_timeout"), t, || {
+                label(&s.acquire_timeout(t))
+            });
+            m.call(&format!("{what}Semaphore.try_acquire"), zero, || {
+                let r = s.try_acquire();
+                let l = label(&r);
+                if let Ok(g) = r {
+                    return format!("{l}, release: {}", label(&g.release()));
+                }
+                l
+            });
+            m.call(&format!("{what}Semaphore.release"), zero, || {
+                label(&s.release())
+            });
+            m.call(
+                &format!("{what}Semaphore.value, recovered, open"),
+                zero,
+                || {
+                    std::hint::black_box((s.value(), s.recovered(), s.is_robust()));
+                    label(&shmproc::Semaphore::open(arena, name))
+                },
+            );
+        }
+        LockObj::Bounded(s) => {
+            m.call("BoundedSemaphore.acquire_timeout", t, || {
+                label(&s.acquire_timeout(t))
+            });
+            m.call("BoundedSemaphore.try_acquire", zero, || {
+                let r = s.try_acquire();
+                let l = label(&r);
+                if let Ok(g) = r {
+                    return format!("{l}, release: {}", label(&g.release()));
+                }
+                l
+            });
+            m.call("BoundedSemaphore.release", zero, || label(&s.release()));
+            m.call("BoundedSemaphore.value, bound, open", zero, || {
+                std::hint::black_box((s.value(), s.bound()));
+                label(&shmproc::BoundedSemaphore::open(arena, name))
+            });
+        }
+        LockObj::Event(e) => {
+            m.call("Event.wait_timeout", t, || {
+                if e.wait_timeout(t) { "set" } else { "timeout" }.into()
+            });
+            m.call("Event.is_set", zero, || {
+                if e.is_set() { "set" } else { "clear" }.into()
+            });
+            let what = rng.below(4);
+            m.call("Event.set / clear, open", zero, || {
+                match what {
+                    0 => e.set(),
+                    1 => e.clear(),
+                    _ => {}
+                }
+                label(&shmproc::Event::open(arena, name))
+            });
+        }
+    }
+}
+
+/// Locks, re-entrant locks, semaphores (default and robust), bounded semaphores and
+/// events, fresh each round, whose words this process scribbles between calls (1 to 3
+/// words of each object before each batch of its calls): every timed call returns within
+/// its timeout + SLACK, every non-blocking one within SLACK, none panics; a snapshot and
+/// the inspector read the wrecked states.
+fn locks_hostile_bytes() {
+    let mut rng = Rng::for_test("locks");
+    let (arena, name) = arena("locks");
+    let parties = Parties::new(&arena, &name);
+    let mut m = Meter::default();
+    for round in 0..rounds(12) {
+        let raw = Raw::map(&name);
+        let n = 1 + rng.below(4);
+        let bound = 1 + rng.below(3) as u32;
+        let value = rng.below(3) as u32;
+        let objs: Vec<(String, LockKind, LockObj)> = [
+            LockKind::Lock,
+            LockKind::RLock,
+            LockKind::Semaphore(value),
+            LockKind::Robust(n),
+            LockKind::Bounded(bound),
+            LockKind::Event,
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, kind)| {
+            let obj = format!("o{i}-{round}");
+            let o = match kind {
+                LockKind::Lock => LockObj::Lock(shmproc::Lock::create(&arena, &obj).unwrap()),
+                LockKind::RLock => LockObj::RLock(shmproc::RLock::create(&arena, &obj).unwrap()),
+                LockKind::Semaphore(v) => {
+                    LockObj::Semaphore(shmproc::Semaphore::create(&arena, &obj, v).unwrap())
+                }
+                LockKind::Robust(n) => LockObj::Semaphore(
+                    shmproc::Semaphore::create_robust(&arena, &obj, n as u32).unwrap(),
+                ),
+                LockKind::Bounded(b) => {
+                    LockObj::Bounded(shmproc::BoundedSemaphore::create(&arena, &obj, b).unwrap())
+                }
+                LockKind::Event => LockObj::Event(shmproc::Event::create(&arena, &obj).unwrap()),
+            };
+            (obj, kind, o)
+        })
+        .collect();
+        let layouts: Vec<LockLayout> = objs
+            .iter()
+            .map(|(obj, kind, _)| locate_lock(&arena, &raw, obj, *kind))
+            .collect();
+        for _ in 0..4 {
+            for ((obj, _, o), l) in objs.iter().zip(&layouts) {
+                for _ in 0..1 + rng.below(3) {
+                    scribble_lock(&mut rng, l, &raw, &parties);
+                }
+                m.context = raw.take_log(|off| l.field(off));
+                lock_calls(&mut rng, &arena, obj, o, &mut m);
+            }
+        }
+        // A snapshot and the inspector read the wrecked states without panicking.
+        let snap = arena.snapshot().expect("snapshot");
+        for o in &snap.objects {
+            let _ = shmproc::inspect::state(&snap, o);
+        }
+        m.context.clear();
+        for (obj, _, o) in objs {
+            drop(o);
+            arena.unlink_object(&obj).expect("unlink");
+        }
+    }
+    parties.alive.kill();
+    m.report("Lock, RLock, Semaphore, robust Semaphore, BoundedSemaphore, Event");
     Arena::unlink_name(&name).ok();
 }
 

@@ -26,6 +26,7 @@ shmproc_testkit::main!(
     churn_in_four_processes_returns_to_baseline,
     kills_at_random_points_leak_nothing,
     the_arena_grows_for_large_objects,
+    named_arena_grows_under_an_earlier_attacher,
     creators_killed_at_random_points_leave_nothing_half_made,
     long_messages_killed_in_flight_leak_nothing,
 );
@@ -273,26 +274,114 @@ fn kills_at_random_points_leak_nothing() {
     );
 }
 
-/// Objects larger than the arena make it grow; processes attached before see them.
+/// The big array's contents: a value per index, so that a word read from the wrong place
+/// (a stale or short mapping) shows.
+fn big_pattern(n: usize) -> Vec<u64> {
+    (0..n as u64)
+        .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 42)
+        .collect()
+}
+
+/// Objects larger than the arena make it grow; a process attached before the growth (a
+/// child forked while the arena was 1 MiB) sees the objects made after it, whole (the
+/// 32 MiB array word for word, a queue's 4 MiB of slots), and allocates in the grown
+/// arena itself.
 fn the_arena_grows_for_large_objects() {
+    const BIG: usize = 4 << 20; // 32 MiB of u64
     let arena = Arena::anonymous(1 << 20).unwrap();
     let size0 = arena.size();
-    let child_sees = Signal::new();
-    let q = Queue::<[u8; 4096]>::new_in(&arena, 1024).unwrap(); // 4 MiB of slots
-    assert!(arena.size() > size0);
-    let big = Array::<u64>::new_in(&arena, 4 << 20).unwrap(); // 32 MiB
-    big.set((4 << 20) - 1, 42).unwrap();
+    let (attached, grown, child_put) = (Signal::new(), Signal::new(), Signal::new());
     let child = {
-        let (q, big, child_sees) = (q.clone(), big.clone(), &child_sees);
+        let (arena, attached, grown, child_put) = (arena.clone(), &attached, &grown, &child_put);
         fork(move || {
-            assert_eq!(big.get((4 << 20) - 1), Some(42));
+            assert_eq!(arena.size(), size0, "forked before the growth");
+            attached.notify();
+            assert!(grown.wait());
+            let q = Queue::<[u8; 4096]>::open(&arena, "slots").unwrap();
+            let big = Array::<u64>::open(&arena, "big").unwrap();
+            assert_eq!(big.len(), BIG);
+            assert!(
+                big.to_vec() == big_pattern(BIG),
+                "the array, seen from the child"
+            );
+            assert_eq!(q.get().unwrap(), [7; 4096]);
+            // This process allocates past the arena's first size too.
+            let more = Array::<u64>::create(&arena, "more", &[5; 1 << 20]).unwrap();
+            assert!(arena.size() > size0);
             q.put([9; 4096]).unwrap();
-            child_sees.notify();
+            child_put.notify();
+            drop(more);
         })
     };
-    assert!(child_sees.wait());
-    child.join();
+    assert!(attached.wait());
+    let q = Queue::<[u8; 4096]>::create(&arena, "slots", 1024).unwrap(); // 4 MiB of slots
+    assert!(arena.size() > size0);
+    let big = Array::<u64>::create(&arena, "big", &big_pattern(BIG)).unwrap();
+    q.put([7; 4096]).unwrap();
+    grown.notify();
+    assert!(child_put.wait());
     assert_eq!(q.get().unwrap(), [9; 4096]);
+    let more = Array::<u64>::open(&arena, "more").unwrap();
+    assert!(
+        more.to_vec() == vec![5; 1 << 20],
+        "the child's array, seen here"
+    );
+    child.join();
+    drop(big);
+}
+
+/// A process that attached to a named arena by name (`Arena::open`: a mapping of its
+/// own, not inherited) before the arena grew sees an object placed in the grown part,
+/// and can allocate there itself; the creator sees what it made.
+fn named_arena_grows_under_an_earlier_attacher() {
+    const BIG: usize = 4 << 20; // 32 MiB of u64
+    let name = format!("shmproc-lifecycle-grow-{}", std::process::id());
+    let _cleanup = shmproc_testkit::UnlinkOnDrop(name.clone());
+    let (created, opened, grown, child_made) =
+        (Signal::new(), Signal::new(), Signal::new(), Signal::new());
+    // Forked before the arena exists: the child's only way in is the name.
+    let child = {
+        let name = name.clone();
+        let (created, opened, grown, child_made) = (&created, &opened, &grown, &child_made);
+        fork(move || {
+            assert!(created.wait());
+            let a = Arena::open(&name).unwrap();
+            let s0 = a.size();
+            assert!(s0 < BIG * 8, "attached before the growth: {s0} bytes");
+            opened.notify();
+            assert!(grown.wait());
+            let big = Array::<u64>::open(&a, "big").unwrap();
+            assert!(big.to_vec() == big_pattern(BIG), "the array, seen by name");
+            assert!(a.size() > s0);
+            // This process allocates in the grown arena too.
+            let v = Value::create(&a, "from-child", 99u64).unwrap();
+            let more = Array::<u64>::create(&a, "more", &[5; 8 << 20]).unwrap(); // 64 MiB
+            child_made.notify();
+            drop((v, more));
+        })
+    };
+    let arena = Arena::create(&name, 1 << 20).unwrap();
+    let size0 = arena.size();
+    created.notify();
+    assert!(opened.wait());
+    assert_eq!(
+        arena.size(),
+        size0,
+        "nothing grew before the child attached"
+    );
+    let big = Array::<u64>::create(&arena, "big", &big_pattern(BIG)).unwrap();
+    assert!(arena.size() > size0);
+    grown.notify();
+    assert!(child_made.wait());
+    assert_eq!(Value::<u64>::open(&arena, "from-child").unwrap().get(), 99);
+    let more = Array::<u64>::open(&arena, "more").unwrap();
+    assert!(
+        more.to_vec() == vec![5; 8 << 20],
+        "the child's array, seen here"
+    );
+    child.join();
+    drop(big);
+    arena.unlink().unwrap();
 }
 
 /// 100 processes SIGKILLed at random points while they create (and unlink) named

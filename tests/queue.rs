@@ -4,7 +4,7 @@ use shmproc::queue::{
     BytePutError, ByteQueue, GetError, JoinError, JoinableQueue, PutError, Queue, SimpleQueue,
 };
 use shmproc::Arena;
-use shmproc_testkit::fork;
+use shmproc_testkit::{fork, Signal};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,8 @@ shmproc_testkit::main!(
     long_loans_make_others_wait_not_fail,
     task_done_too_often_is_an_error,
     join_timeout_reports_unfinished,
+    joinable_consumer_killed_holding_tasks_abandons_them,
+    joinable_producer_killed_blocked_in_put_adds_no_task,
     #[cfg(feature = "serde")]
     serde_values_across_processes,
     #[cfg(feature = "serde")]
@@ -730,6 +732,139 @@ fn join_timeout_reports_unfinished() {
     child.join();
 }
 
+/// A consumer SIGKILLed while it holds tasks it took and did not mark done abandons
+/// them: once every other task is done, `join` returns `JoinError::Abandoned` with their
+/// number instead of waiting for ever: the untimed `join` of a process that was already
+/// joining when the consumer died, and a `join_timeout` after the death. While the
+/// consumer lives its tasks are only unfinished (`join_timeout` times out), and the count
+/// of abandoned tasks stays exact as the queue goes on with new tasks.
+fn joinable_consumer_killed_holding_tasks_abandons_them() {
+    let a = arena(1);
+    let q = JoinableQueue::<u64>::new_in(&a, 8).unwrap();
+    for v in 1..=5 {
+        q.put(v).unwrap();
+    }
+    let took = Signal::new();
+    let consumer = {
+        let (q, took) = (q.clone(), &took);
+        fork(move || {
+            assert_eq!(q.get(), Ok(1));
+            q.task_done().unwrap();
+            // Tasks 2 and 3: taken, never marked done.
+            assert_eq!(q.get(), Ok(2));
+            assert_eq!(q.get(), Ok(3));
+            took.notify();
+            loop {
+                std::thread::park();
+            }
+        })
+    };
+    assert!(took.wait());
+    for v in 4..=5 {
+        assert_eq!(q.get(), Ok(v));
+        q.task_done().unwrap();
+    }
+    // A live holder's tasks are unfinished, not abandoned.
+    assert_eq!(q.unfinished_tasks(), 2);
+    assert_eq!(q.abandoned_tasks(), 0);
+    let t = Instant::now();
+    assert_eq!(
+        q.join_timeout(Duration::from_millis(50)),
+        Err(JoinError::Timeout { unfinished: 2 })
+    );
+    assert!(t.elapsed() >= Duration::from_millis(50), "returned early");
+    // A process joins before the death (whether it is asleep in `join` or about to
+    // call it when the kill lands, its untimed join must end).
+    let joining = Signal::new();
+    let joiner = {
+        let (q, joining) = (q.clone(), &joining);
+        fork(move || {
+            joining.notify();
+            assert_eq!(q.join(), Err(JoinError::Abandoned { tasks: 2 }));
+        })
+    };
+    assert!(joining.wait());
+    assert_eq!(consumer.kill(), -libc::SIGKILL);
+    assert_eq!(
+        q.join_timeout(Duration::from_secs(20)),
+        Err(JoinError::Abandoned { tasks: 2 })
+    );
+    assert_eq!(joiner.wait(), 0, "the joiner's join");
+    assert_eq!(q.abandoned_tasks(), 2);
+    assert_eq!(q.unfinished_tasks(), 2, "abandoned tasks stay unfinished");
+    // A new task is waited for (it is nobody's yet), then the same two are abandoned.
+    q.put(6).unwrap();
+    assert_eq!(
+        q.join_timeout(Duration::from_millis(50)),
+        Err(JoinError::Timeout { unfinished: 3 })
+    );
+    assert_eq!(q.get(), Ok(6));
+    q.task_done().unwrap();
+    assert_eq!(q.join(), Err(JoinError::Abandoned { tasks: 2 }));
+    assert_eq!(q.unfinished_tasks(), 2);
+}
+
+/// A producer SIGKILLed while it waits in `put` on a full queue counted no task (a task
+/// counts from the moment its value is in the queue): once the tasks in the queue are
+/// done, `join` returns `Ok`, in a process that was joining all along and here, and the
+/// queue holds nothing of the dead put. The queue goes on: a new task is put, taken and
+/// done.
+fn joinable_producer_killed_blocked_in_put_adds_no_task() {
+    use shmproc::inspect::{self, Value};
+    let a = arena(1);
+    let q = JoinableQueue::<u64>::create(&a, "jobs", 2).unwrap();
+    let put_waiters = || {
+        let snap = a.snapshot().unwrap();
+        let o = snap.object("jobs").expect("the queue is listed");
+        inspect::state(&snap, o)
+            .unwrap()
+            .into_iter()
+            .find(|(k, _)| *k == "put_waiters")
+            .expect("a field put_waiters")
+            .1
+    };
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    assert_eq!(put_waiters(), Value::Int(0));
+    let producer = {
+        let q = q.clone();
+        fork(move || {
+            let r = q.put(3);
+            panic!("a put on a full queue returned: {r:?}");
+        })
+    };
+    shmproc_testkit::eventually("the producer asleep in put", || {
+        put_waiters() == Value::Int(1)
+    });
+    assert_eq!(producer.kill(), -libc::SIGKILL);
+    assert_eq!(q.unfinished_tasks(), 2, "the dead put counted a task");
+    assert_eq!(q.qsize(), 2);
+    let joining = Signal::new();
+    let joiner = {
+        let (q, joining) = (q.clone(), &joining);
+        fork(move || {
+            joining.notify();
+            assert_eq!(q.join(), Ok(()));
+        })
+    };
+    assert!(joining.wait());
+    for v in 1..=2 {
+        assert_eq!(q.get(), Ok(v));
+        q.task_done().unwrap();
+    }
+    assert_eq!(q.try_get(), Err(GetError::Empty), "a value of the dead put");
+    assert_eq!(q.join_timeout(Duration::from_secs(20)), Ok(()));
+    assert_eq!(joiner.wait(), 0, "the joiner's join");
+    assert_eq!(q.unfinished_tasks(), 0);
+    assert_eq!(q.abandoned_tasks(), 0);
+    q.put(4).unwrap();
+    assert_eq!(q.unfinished_tasks(), 1);
+    assert_eq!(q.get_timeout(Duration::from_secs(20)), Ok(4));
+    q.task_done().unwrap();
+    assert_eq!(q.join(), Ok(()));
+    assert!(q.task_done().is_err(), "one more task done than was put");
+}
+
 #[cfg(feature = "serde")]
 fn serde_values_across_processes() {
     #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
@@ -897,7 +1032,6 @@ fn obj_queue_4x4_random_sizes_exactly_once_in_order() {
 /// ends the claim (`lost`).
 fn inspect_names_a_dead_claimer() {
     use shmproc::inspect::{self, Value};
-    use shmproc_testkit::Signal;
     let arena = Arena::anonymous(1 << 20).unwrap();
     let q = ByteQueue::create(&arena, "jobs", 4, 64).unwrap();
     q.put_bytes(b"first").unwrap();
