@@ -3,7 +3,7 @@
 //!
 //! The program makes a named arena with a queue of jobs, a lock, a semaphore and an
 //! event, starts a worker that takes the lock and keeps it, and a worker that takes a
-//! permit and a job and is then killed. It prints what [`Arena::snapshot`] and
+//! permit and a job (reading it in place) and is then killed. It prints what [`Arena::snapshot`] and
 //! [`inspect::state`] say: the same as `shmproc inspect <name>` shows from outside.
 //!
 //! Run with `cargo run --example inspect_arena`. With `-- --wait` it keeps running (the
@@ -53,7 +53,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t = took.clone();
         let mut p = Process::new(move || {
             std::mem::forget(slots.acquire()); // a permit it will never release
-            let _job = jobs.get();
+            // The job read in place (a loan): a claim its death leaves for the
+            // survivors to end (inspection lists it, with the dead holder's pid).
+            let _job = jobs.get_loan();
             t.set();
             std::thread::sleep(Duration::from_secs(3600));
         });
