@@ -52,7 +52,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (jobs, slots, took) = (jobs.clone(), slots.clone(), Event::new_in(&arena)?);
         let t = took.clone();
         let mut p = Process::new(move || {
-            std::mem::forget(slots.acquire()); // a permit it will never release
+            // A permit it will never release.
+            std::mem::forget(slots.acquire());
             // The job read in place (a loan): a claim its death leaves for the
             // survivors to end (inspection lists it, with the dead holder's pid).
             let _job = jobs.get_loan();
