@@ -146,7 +146,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let got: HashMap<String, u64> = counts
-        .items()
+        .items()?
         .into_iter()
         .map(|(k, v)| {
             let count = u64::from_le_bytes(v[..].try_into().expect("an 8-byte count"));
@@ -176,7 +176,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         assert!(k == "num" || k.starts_with("worker-"));
         popped += 1;
     }
-    while counts.popitem().is_some() {
+    while counts.popitem()?.is_some() {
         popped += 1;
     }
     println!(
@@ -184,8 +184,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
          frees them)",
         (arena.used() - base) / 1024
     );
-    dic.clear();
-    counts.clear();
+    dic.clear()?;
+    counts.clear()?;
     println!(
         "cleared: {} bytes in use (the two dicts' state blocks)",
         arena.used() - base

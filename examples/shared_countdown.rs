@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|_| {
             let dic = dic.clone();
             Process::new(move || {
-                let temp = dic.get(b"num").unwrap();
+                let temp = dic.get(b"num").unwrap().expect("'num' is there");
                 std::thread::sleep(Duration::from_millis(100));
                 dic.insert(b"num", &(temp - 1)).unwrap();
             })
@@ -39,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     run_all(racers)?;
     println!(
         "get, sleep, insert (the race):   {{'num': {}}}",
-        dic.get(b"num").unwrap()
+        dic.get(b"num")?.expect("'num' is there")
     );
 
     dic.insert(b"num", &10)?;
@@ -56,7 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
     run_all(workers)?;
-    let num = dic.get(b"num").unwrap();
+    let num = dic.get(b"num")?.expect("'num' is there");
     println!("update_with (atomic):            {{'num': {num}}}");
     assert_eq!(num, 0);
     Ok(())

@@ -77,7 +77,7 @@ fn shared_memory_version() -> Result<(), Box<dyn std::error::Error>> {
         .map(|i| {
             let (db, sold) = (db.clone(), sold.clone());
             Process::new(move || {
-                let left = db.get(b"count").map_or(0, |v| count(&v));
+                let left = db.get(b"count").unwrap().map_or(0, |v| count(&v));
                 println!(
                     "buyer {i} (pid {}) sees {left} tickets left",
                     std::process::id()
@@ -100,7 +100,7 @@ fn shared_memory_version() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
     run_all(buyers)?;
-    let left = db.get(b"count").map_or(0, |v| count(&v));
+    let left = db.get(b"count")?.map_or(0, |v| count(&v));
     println!("tickets left in the dict: {left}, sold: {}", sold.load());
     assert_eq!((left, sold.load()), (0, 3));
     Ok(())

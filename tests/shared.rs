@@ -159,7 +159,8 @@ fn tickets_with_shared_dict_sell_exactly_3() {
             let (db, sold) = (db.clone(), sold.clone());
             fork(move || {
                 // search: a lock-free read
-                let left = u64::from_le_bytes(db.get(b"count").unwrap().try_into().unwrap());
+                let left = db.get(b"count").unwrap().expect("the count is there");
+                let left = u64::from_le_bytes(left.try_into().unwrap());
                 assert!(left <= 3);
                 // get: read, "network delay", write, all in one atomic step
                 let mut bought = false;
@@ -178,7 +179,7 @@ fn tickets_with_shared_dict_sell_exactly_3() {
         .collect();
     buyers.into_iter().for_each(|c| c.join());
     assert_eq!(sold.load(), 3);
-    assert_eq!(db.get(b"count").unwrap(), 0u64.to_le_bytes());
+    assert_eq!(db.get(b"count"), Ok(Some(0u64.to_le_bytes().to_vec())));
 }
 
 fn tickets_with_locked_value_sell_exactly_3() {
@@ -379,7 +380,7 @@ fn attach_by_name_from_an_unrelated_process() {
     let mut head = [0u8; 16];
     seg.read(0, &mut head).unwrap();
     assert!(head.iter().enumerate().all(|(i, &b)| b == (i as u8) * 2));
-    assert_eq!(d.get(b"hello"), Some(b"hello world".to_vec()));
+    assert_eq!(d.get(b"hello"), Ok(Some(b"hello world".to_vec())));
 }
 
 fn orphaned_segment_is_cleaned_up() {

@@ -406,7 +406,7 @@ fn sixteen_workers(arena: &Arena, methods: &[StartMethod]) {
         let v = shared.done.get(format!("worker {id}").as_bytes());
         assert_eq!(
             v,
-            Some(id.to_le_bytes().to_vec()),
+            Ok(Some(id.to_le_bytes().to_vec())),
             "worker {id} in the dict"
         );
     }

@@ -81,7 +81,7 @@ pub fn run() -> super::Res {
         .collect();
     run_all(buyers)?;
     let left = u64::from_le_bytes(
-        db.get(b"tickets")
+        db.get(b"tickets")?
             .unwrap_or_default()
             .try_into()
             .unwrap_or([0; 8]),

@@ -39,7 +39,7 @@
 use crate::arena::{fingerprint_sized, Arena, ObjectKind};
 use crate::error::{Error, Result};
 use crate::object::{Handle, Inspect, Obj, Object};
-pub use crate::raw::dict::DictError;
+pub use crate::raw::dict::{DictError, Item};
 use crate::raw::dict::{DictTable, RawDict};
 use crate::sync::liveness::Procfs;
 use crate::SpinPolicy;
@@ -122,17 +122,22 @@ fn make<O: Object<State = RawDict, Params = ()>>(
 /// The handle is `Clone + Send + Sync` and keeps working in every process `fork`ed after
 /// it was made.
 ///
+/// Every call that reads entries returns a `Result`: memory that a peer scribbled on
+/// makes it fail with [`DictError::Corrupt`] rather than answer "absent" for a key that
+/// may be there. [`len`](Self::len), [`is_empty`](Self::is_empty) and
+/// [`capacity`](Self::capacity) read one counter and cannot fail.
+///
 /// # Example
 /// ```
 /// use shmproc::shared::SharedDict;
 /// let d = SharedDict::new()?;
 /// d.insert(b"num", b"10")?;
-/// assert_eq!(d.get(b"num").as_deref(), Some(&b"10"[..]));
+/// assert_eq!(d.get(b"num")?.as_deref(), Some(&b"10"[..]));
 /// d.update_with(b"num", |v| {
 ///     let n: u32 = std::str::from_utf8(v?).ok()?.parse().ok()?;
 ///     Some((n - 1).to_string().into_bytes())
 /// })?;
-/// assert_eq!(d.get(b"num").as_deref(), Some(&b"9"[..]));
+/// assert_eq!(d.get(b"num")?.as_deref(), Some(&b"9"[..]));
 /// assert_eq!(d.len(), 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -239,7 +244,7 @@ impl SharedDict {
     /// let arena = Arena::anonymous(1 << 20)?;
     /// SharedDict::create(&arena, "cfg")?.insert(b"mode", b"fast")?;
     /// let d = SharedDict::open(&arena, "cfg")?;
-    /// assert!(d.contains_key(b"mode"));
+    /// assert!(d.contains_key(b"mode")?);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(arena: &Arena, name: &str) -> Result<SharedDict> {
@@ -260,8 +265,8 @@ impl SharedDict {
     /// ```
     /// let mut d = shmproc::SharedDict::new()?;
     /// d.set_spin(shmproc::SpinPolicy::NEVER); // readers take the lock after 2 tries
-    /// assert_eq!(d.get(b"x"), None);
-    /// # Ok::<(), shmproc::Error>(())
+    /// assert_eq!(d.get(b"x")?, None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn set_spin(&mut self, spin: SpinPolicy) {
         self.spin = spin;
@@ -313,79 +318,99 @@ impl SharedDict {
     /// let d = shmproc::SharedDict::new()?;
     /// assert_eq!(d.insert(b"a", b"1"), Ok(false));
     /// assert_eq!(d.insert(b"a", &[7; 100_000]), Ok(true)); // any size
-    /// assert_eq!(d.get(b"a").map(|v| v.len()), Some(100_000));
-    /// # Ok::<(), shmproc::Error>(())
+    /// assert_eq!(d.get(b"a")?.map(|v| v.len()), Some(100_000));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn insert(&self, key: &[u8], value: &[u8]) -> Result<bool, DictError> {
         self.table().insert(key, value)
     }
 
-    /// A copy of the value of `key`, or `None`.
+    /// A copy of the value of `key`, or `None` when it is absent.
+    ///
+    /// # Errors
+    /// [`DictError::Corrupt`] when the dict's memory does not hold together even with
+    /// the writer lock held (a peer wrote over its index or the key's entry): the key
+    /// may be there, so "absent" would be a guess.
     ///
     /// ```
     /// let d = shmproc::SharedDict::new()?;
     /// d.insert(b"k", b"v")?;
-    /// assert_eq!(d.get(b"k"), Some(b"v".to_vec()));
-    /// assert_eq!(d.get(b"missing"), None);
+    /// assert_eq!(d.get(b"k")?, Some(b"v".to_vec()));
+    /// assert_eq!(d.get(b"missing")?, None);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, DictError> {
         let mut v = Vec::new();
-        self.table().get(key, &mut v).then_some(v)
+        Ok(self.table().get(key, &mut v)?.then_some(v))
     }
 
     /// Copies the value of `key` into `out` (reusing its allocation); false when absent.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get) (`out` then holds no value of the key).
     ///
     /// ```
     /// let d = shmproc::SharedDict::new()?;
     /// d.insert(b"k", b"value")?;
     /// let mut buf = Vec::with_capacity(64);
-    /// assert!(d.get_into(b"k", &mut buf));
+    /// assert!(d.get_into(b"k", &mut buf)?);
     /// assert_eq!(buf, b"value");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> bool {
+    pub fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, DictError> {
         self.table().get(key, out)
     }
 
     /// True when `key` is present (`key in d`).
     ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    ///
     /// ```
     /// let d = shmproc::SharedDict::new()?;
     /// d.insert(b"k", b"")?;
-    /// assert!(d.contains_key(b"k"));
-    /// assert!(!d.contains_key(b"j"));
+    /// assert!(d.contains_key(b"k")?);
+    /// assert!(!d.contains_key(b"j")?);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn contains_key(&self, key: &[u8]) -> bool {
+    pub fn contains_key(&self, key: &[u8]) -> Result<bool, DictError> {
         self.table().contains(key)
     }
 
-    /// Removes `key`, returning its value (`del d[key]`).
+    /// Removes `key`, returning its value (`del d[key]`); `None` when it was absent.
+    ///
+    /// # Errors
+    /// [`DictError::Corrupt`] when the index or the key's entry does not hold together
+    /// (a peer wrote over it): the entry is then left in place, since its value cannot
+    /// be handed back ([`clear`](Self::clear) mends the dict; so does an
+    /// [`insert`](Self::insert) over the key when only the value was damaged).
     ///
     /// ```
     /// let d = shmproc::SharedDict::new()?;
     /// d.insert(b"k", b"v")?;
-    /// assert_eq!(d.remove(b"k"), Some(b"v".to_vec()));
-    /// assert_eq!(d.remove(b"k"), None);
+    /// assert_eq!(d.remove(b"k")?, Some(b"v".to_vec()));
+    /// assert_eq!(d.remove(b"k")?, None);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn remove(&self, key: &[u8]) -> Option<Vec<u8>> {
+    pub fn remove(&self, key: &[u8]) -> Result<Option<Vec<u8>>, DictError> {
         let mut v = Vec::new();
-        self.table().remove(key, &mut v).then_some(v)
+        Ok(self.table().remove(key, &mut v)?.then_some(v))
     }
 
     /// Python's `d.pop(key)`: [`remove`](Self::remove) under its Python name (`d.pop(key,
-    /// default)` is `d.pop(key).unwrap_or(default)`).
+    /// default)` is `d.pop(key)?.unwrap_or(default)`).
+    ///
+    /// # Errors
+    /// As [`remove`](Self::remove).
     ///
     /// ```
     /// let d = shmproc::SharedDict::new()?;
     /// d.insert(b"k", b"v")?;
-    /// assert_eq!(d.pop(b"k"), Some(b"v".to_vec()));
-    /// assert_eq!(d.pop(b"k").unwrap_or_default(), b"");
+    /// assert_eq!(d.pop(b"k")?, Some(b"v".to_vec()));
+    /// assert_eq!(d.pop(b"k")?.unwrap_or_default(), b"");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn pop(&self, key: &[u8]) -> Option<Vec<u8>> {
+    pub fn pop(&self, key: &[u8]) -> Result<Option<Vec<u8>>, DictError> {
         self.remove(key)
     }
 
@@ -393,14 +418,18 @@ impl SharedDict {
     /// keeps no insertion order: which entry comes out is not defined). `None` when
     /// empty.
     ///
+    /// # Errors
+    /// [`DictError::Corrupt`] when the index or the entry it would pop does not hold
+    /// together (a peer wrote over it): nothing is removed.
+    ///
     /// ```
     /// let d = shmproc::SharedDict::new()?;
     /// d.insert(b"a", b"1")?;
-    /// assert_eq!(d.popitem(), Some((b"a".to_vec(), b"1".to_vec())));
-    /// assert_eq!(d.popitem(), None);
+    /// assert_eq!(d.popitem()?, Some((b"a".to_vec(), b"1".to_vec())));
+    /// assert_eq!(d.popitem()?, None);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn popitem(&self) -> Option<(Vec<u8>, Vec<u8>)> {
+    pub fn popitem(&self) -> Result<Option<Item>, DictError> {
         self.table().pop_any()
     }
 
@@ -422,7 +451,9 @@ impl SharedDict {
         Ok(v)
     }
 
-    /// The number of entries (`len(d)`; a snapshot).
+    /// The number of entries (`len(d)`; a snapshot). It reads one counter, so it cannot
+    /// fail; after a peer scribbled on the dict it may be wrong (the next writer that
+    /// finds damage recounts).
     ///
     /// ```
     /// let d = shmproc::SharedDict::new()?;
@@ -434,7 +465,7 @@ impl SharedDict {
         self.table().len()
     }
 
-    /// True when empty (a snapshot).
+    /// True when empty (a snapshot of the counter [`len`](Self::len) reads).
     ///
     /// ```
     /// let d = shmproc::SharedDict::new()?;
@@ -448,17 +479,22 @@ impl SharedDict {
     /// Removes every entry and gives their memory back to the arena (readers see an empty
     /// dict at once; the entries are freed after, the writer lock still held).
     ///
+    /// # Errors
+    /// [`DictError::Corrupt`] when some block the dict named is not one the arena's heap
+    /// can free (a peer wrote over the dict or the heap): the dict is empty and usable
+    /// all the same, and those blocks are forgotten.
+    ///
     /// ```
     /// let arena = shmproc::Arena::anonymous(1 << 20)?;
     /// let d = shmproc::SharedDict::new_in(&arena)?;
     /// let empty = arena.used();
     /// d.insert(b"k", &[0; 1000])?;
-    /// d.clear();
+    /// d.clear()?;
     /// assert!(d.is_empty());
     /// assert_eq!(arena.used(), empty);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn clear(&self) {
+    pub fn clear(&self) -> Result<(), DictError> {
         self.table().clear()
     }
 
@@ -470,7 +506,7 @@ impl SharedDict {
     /// ```
     /// let d = shmproc::SharedDict::new()?;
     /// d.update([(&b"a"[..], &b"1"[..]), (b"b", b"2")])?;
-    /// assert_eq!(d.get(b"b"), Some(b"2".to_vec()));
+    /// assert_eq!(d.get(b"b")?, Some(b"2".to_vec()));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn update<'k>(
@@ -487,14 +523,15 @@ impl SharedDict {
     ///
     /// # Errors
     /// As [`insert`](Self::insert) for the value `f` returns (the entry is then
-    /// unchanged).
+    /// unchanged); [`DictError::Corrupt`], without calling `f`, when the key's entry does
+    /// not hold together (as [`remove`](Self::remove)).
     ///
     /// ```
     /// let d = shmproc::SharedDict::new()?;
     /// let bump = |v: Option<&[u8]>| Some(vec![v.map_or(0, |v| v[0]) + 1]);
     /// assert_eq!(d.update_with(b"hits", bump)?, None); // inserted [1]
     /// assert_eq!(d.update_with(b"hits", bump)?, Some(vec![1]));
-    /// assert_eq!(d.get(b"hits"), Some(vec![2]));
+    /// assert_eq!(d.get(b"hits")?, Some(vec![2]));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn update_with(
@@ -507,52 +544,65 @@ impl SharedDict {
 
     /// A consistent copy of every entry (`d.items()`), in the table's order.
     ///
+    /// # Errors
+    /// [`DictError::Corrupt`] when the index or an entry does not hold together even with
+    /// the writer lock held (a peer wrote over it).
+    ///
     /// ```
     /// let d = shmproc::SharedDict::new()?;
     /// d.insert(b"x", b"1")?;
-    /// assert_eq!(d.items(), vec![(b"x".to_vec(), b"1".to_vec())]);
+    /// assert_eq!(d.items()?, vec![(b"x".to_vec(), b"1".to_vec())]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn items(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+    pub fn items(&self) -> Result<Vec<Item>, DictError> {
         self.table().items()
     }
 
     /// Iterates over a consistent snapshot (see [`items`](Self::items)).
     ///
+    /// # Errors
+    /// As [`items`](Self::items): the snapshot is taken before the first element.
+    ///
     /// ```
     /// let d = shmproc::SharedDict::new()?;
     /// d.insert(b"x", b"1")?;
-    /// for (k, v) in d.iter() {
+    /// for (k, v) in d.iter()? {
     ///     assert_eq!((k.as_slice(), v.as_slice()), (&b"x"[..], &b"1"[..]));
     /// }
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn iter(&self) -> std::vec::IntoIter<(Vec<u8>, Vec<u8>)> {
-        self.items().into_iter()
+    pub fn iter(&self) -> Result<std::vec::IntoIter<Item>, DictError> {
+        Ok(self.items()?.into_iter())
     }
 
     /// The keys of a consistent snapshot (`d.keys()`).
     ///
-    /// ```
-    /// let d = shmproc::SharedDict::new()?;
-    /// d.insert(b"x", b"1")?;
-    /// assert_eq!(d.keys(), vec![b"x".to_vec()]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn keys(&self) -> Vec<Vec<u8>> {
-        self.items().into_iter().map(|(k, _)| k).collect()
-    }
-
-    /// The values of a consistent snapshot (`d.values()`).
+    /// # Errors
+    /// As [`items`](Self::items).
     ///
     /// ```
     /// let d = shmproc::SharedDict::new()?;
     /// d.insert(b"x", b"1")?;
-    /// assert_eq!(d.values(), vec![b"1".to_vec()]);
+    /// assert_eq!(d.keys()?, vec![b"x".to_vec()]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn values(&self) -> Vec<Vec<u8>> {
-        self.items().into_iter().map(|(_, v)| v).collect()
+    pub fn keys(&self) -> Result<Vec<Vec<u8>>, DictError> {
+        Ok(self.items()?.into_iter().map(|(k, _)| k).collect())
+    }
+
+    /// The values of a consistent snapshot (`d.values()`).
+    ///
+    /// # Errors
+    /// As [`items`](Self::items).
+    ///
+    /// ```
+    /// let d = shmproc::SharedDict::new()?;
+    /// d.insert(b"x", b"1")?;
+    /// assert_eq!(d.values()?, vec![b"1".to_vec()]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn values(&self) -> Result<Vec<Vec<u8>>, DictError> {
+        Ok(self.items()?.into_iter().map(|(_, v)| v).collect())
     }
 }
 
@@ -561,15 +611,17 @@ impl SharedDict {
 
 /// A [`SharedDict`] of plain-data keys and values (`K`, `V`: [`bytemuck::Pod`]), stored
 /// as their bytes. Its type is recorded in the arena: opening it with other `K` / `V` is
-/// an error.
+/// an error. A stored key or value of another size than `K` / `V` (written through the
+/// [byte dict](Self::as_bytes_dict), or scribbled) is a [`DictError::Codec`] error, never
+/// "absent".
 ///
 /// ```
 /// use shmproc::shared::TypedDict;
 /// let d = TypedDict::<u32, [f64; 2]>::new()?;
 /// d.insert(&7, &[1.0, 2.5])?;
 /// d.update_with(&7, |v| v.map(|[n, x]| [n + 1.0, x * 2.0]))?;
-/// assert_eq!(d.get(&7), Some([2.0, 5.0]));
-/// assert_eq!(d.get(&8), None);
+/// assert_eq!(d.get(&7)?, Some([2.0, 5.0]));
+/// assert_eq!(d.get(&8)?, None);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct TypedDict<K, V> {
@@ -687,7 +739,7 @@ impl<K: Pod, V: Pod> TypedDict<K, V> {
     /// use shmproc::{Arena, TypedDict};
     /// let arena = Arena::anonymous(1 << 20)?;
     /// TypedDict::<u32, f64>::create(&arena, "scores")?.insert(&1, &9.5)?;
-    /// assert_eq!(TypedDict::<u32, f64>::open(&arena, "scores")?.get(&1), Some(9.5));
+    /// assert_eq!(TypedDict::<u32, f64>::open(&arena, "scores")?.get(&1)?, Some(9.5));
     /// assert!(TypedDict::<u64, f64>::open(&arena, "scores").is_err());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -707,20 +759,39 @@ impl<K: Pod, V: Pod> TypedDict<K, V> {
     /// ```
     /// let d = shmproc::TypedDict::<u8, u8>::new()?;
     /// d.insert(&1, &2)?;
-    /// assert_eq!(d.as_bytes_dict().get(&[1]), Some(vec![2]));
+    /// assert_eq!(d.as_bytes_dict().get(&[1])?, Some(vec![2]));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn as_bytes_dict(&self) -> &SharedDict {
         &self.inner
     }
 
-    fn decode(bytes: &[u8]) -> Option<V> {
-        (bytes.len() == core::mem::size_of::<V>()).then(|| bytemuck::pod_read_unaligned(bytes))
+    /// `V` from its stored bytes; a [`DictError::Codec`] error for another size.
+    fn decode(bytes: &[u8]) -> Result<V, DictError> {
+        Self::read_pod(bytes, "value")
     }
 
-    fn decode_pair((k, v): (Vec<u8>, Vec<u8>)) -> Option<(K, V)> {
-        let key = (k.len() == core::mem::size_of::<K>()).then(|| bytemuck::pod_read_unaligned(&k));
-        Some((key?, Self::decode(&v)?))
+    fn read_pod<T: Pod>(bytes: &[u8], what: &str) -> Result<T, DictError> {
+        if bytes.len() == core::mem::size_of::<T>() {
+            Ok(bytemuck::pod_read_unaligned(bytes))
+        } else {
+            Err(Self::wrong_size(
+                bytes.len(),
+                core::mem::size_of::<T>(),
+                what,
+            ))
+        }
+    }
+
+    #[cold]
+    fn wrong_size(got: usize, want: usize, what: &str) -> DictError {
+        DictError::Codec(format!(
+            "a stored {what} of {got} bytes, where the dict's type has {want}"
+        ))
+    }
+
+    fn decode_pair((k, v): (Vec<u8>, Vec<u8>)) -> Result<(K, V), DictError> {
+        Ok((Self::read_pod(&k, "key")?, Self::decode(&v)?))
     }
 
     /// Entries the dict holds before it grows.
@@ -765,75 +836,107 @@ impl<K: Pod, V: Pod> TypedDict<K, V> {
             .insert(bytemuck::bytes_of(key), bytemuck::bytes_of(value))
     }
 
-    /// The value of `key`.
+    /// The value of `key`, or `None` when it is absent.
+    ///
+    /// # Errors
+    /// As [`SharedDict::get`]; [`DictError::Codec`] when the stored value has another
+    /// size than `V` (a peer wrote it through the byte dict).
     ///
     /// ```
     /// let d = shmproc::TypedDict::<u32, u64>::new()?;
     /// d.insert(&1, &10)?;
-    /// assert_eq!(d.get(&1), Some(10));
-    /// assert_eq!(d.get(&2), None);
+    /// assert_eq!(d.get(&1)?, Some(10));
+    /// assert_eq!(d.get(&2)?, None);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn get(&self, key: &K) -> Option<V> {
+    pub fn get(&self, key: &K) -> Result<Option<V>, DictError> {
         let mut buf = Vec::with_capacity(core::mem::size_of::<V>());
-        if self.inner.get_into(bytemuck::bytes_of(key), &mut buf) {
-            Self::decode(&buf)
+        if self.inner.get_into(bytemuck::bytes_of(key), &mut buf)? {
+            Self::decode(&buf).map(Some)
         } else {
-            None
+            Ok(None)
         }
     }
 
     /// True when `key` is present.
     ///
-    /// ```
-    /// let d = shmproc::TypedDict::<u32, u64>::new()?;
-    /// d.insert(&1, &10)?;
-    /// assert!(d.contains_key(&1));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn contains_key(&self, key: &K) -> bool {
-        self.inner.contains_key(bytemuck::bytes_of(key))
-    }
-
-    /// Removes `key`, returning its value.
+    /// # Errors
+    /// As [`SharedDict::contains_key`].
     ///
     /// ```
     /// let d = shmproc::TypedDict::<u32, u64>::new()?;
     /// d.insert(&1, &10)?;
-    /// assert_eq!(d.remove(&1), Some(10));
-    /// assert_eq!(d.remove(&1), None);
+    /// assert!(d.contains_key(&1)?);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn remove(&self, key: &K) -> Option<V> {
+    pub fn contains_key(&self, key: &K) -> Result<bool, DictError> {
+        self.inner.contains_key(bytemuck::bytes_of(key))
+    }
+
+    /// Removes `key`, returning its value; `None` when it was absent.
+    ///
+    /// # Errors
+    /// As [`SharedDict::remove`]; [`DictError::Codec`] when the stored value has another
+    /// size than `V`: the entry is then left in place (nothing is lost; the byte dict
+    /// can read and remove it).
+    ///
+    /// ```
+    /// let d = shmproc::TypedDict::<u32, u64>::new()?;
+    /// d.insert(&1, &10)?;
+    /// assert_eq!(d.remove(&1)?, Some(10));
+    /// assert_eq!(d.remove(&1)?, None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn remove(&self, key: &K) -> Result<Option<V>, DictError> {
+        // Through `update_with`, so that a value that does not decode stays in the dict
+        // (put back as it was) instead of being removed and lost.
+        let mut out = Ok(None);
         self.inner
-            .remove(bytemuck::bytes_of(key))
-            .and_then(|b| Self::decode(&b))
+            .update_with(bytemuck::bytes_of(key), |v| match v.map(Self::decode) {
+                None => None,
+                Some(Ok(value)) => {
+                    out = Ok(Some(value));
+                    None
+                }
+                Some(Err(e)) => {
+                    out = Err(e);
+                    v.map(<[u8]>::to_vec)
+                }
+            })?;
+        out
     }
 
     /// Python's `d.pop(key)`: [`remove`](Self::remove).
     ///
+    /// # Errors
+    /// As [`remove`](Self::remove).
+    ///
     /// ```
     /// let d = shmproc::TypedDict::<u32, u64>::new()?;
     /// d.insert(&1, &10)?;
-    /// assert_eq!(d.pop(&1), Some(10));
-    /// assert_eq!(d.pop(&1).unwrap_or(0), 0);
+    /// assert_eq!(d.pop(&1)?, Some(10));
+    /// assert_eq!(d.pop(&1)?.unwrap_or(0), 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn pop(&self, key: &K) -> Option<V> {
+    pub fn pop(&self, key: &K) -> Result<Option<V>, DictError> {
         self.remove(key)
     }
 
     /// Removes some entry and returns it (see [`SharedDict::popitem`]).
     ///
+    /// # Errors
+    /// As [`SharedDict::popitem`]; [`DictError::Codec`] when the entry's key or value has
+    /// another size than `K` / `V` (it is removed all the same).
+    ///
     /// ```
     /// let d = shmproc::TypedDict::<u32, u64>::new()?;
     /// d.insert(&1, &10)?;
-    /// assert_eq!(d.popitem(), Some((1, 10)));
-    /// assert_eq!(d.popitem(), None);
+    /// assert_eq!(d.popitem()?, Some((1, 10)));
+    /// assert_eq!(d.popitem()?, None);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn popitem(&self) -> Option<(K, V)> {
-        self.inner.popitem().and_then(Self::decode_pair)
+    pub fn popitem(&self) -> Result<Option<(K, V)>, DictError> {
+        self.inner.popitem()?.map(Self::decode_pair).transpose()
     }
 
     /// The value of `key`, after inserting `default` if it was absent (Python's
@@ -853,20 +956,21 @@ impl<K: Pod, V: Pod> TypedDict<K, V> {
         let v = self
             .inner
             .setdefault(bytemuck::bytes_of(key), bytemuck::bytes_of(default))?;
-        Self::decode(&v).ok_or_else(|| DictError::Codec(format!("a value of {} bytes", v.len())))
+        Self::decode(&v)
     }
 
     /// Atomic read-modify-write (see [`SharedDict::update_with`]). Returns the previous
     /// value.
     ///
     /// # Errors
-    /// As [`insert`](Self::insert).
+    /// As [`SharedDict::update_with`]; [`DictError::Codec`], without calling `f`, when
+    /// the stored value has another size than `V` (the entry is then unchanged).
     ///
     /// ```
     /// let d = shmproc::TypedDict::<u32, u64>::new()?;
     /// d.update_with(&1, |v| Some(v.unwrap_or(0) + 1))?;
     /// d.update_with(&1, |v| Some(v.unwrap_or(0) + 1))?;
-    /// assert_eq!(d.get(&1), Some(2));
+    /// assert_eq!(d.get(&1)?, Some(2));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn update_with(
@@ -874,10 +978,21 @@ impl<K: Pod, V: Pod> TypedDict<K, V> {
         key: &K,
         f: impl FnOnce(Option<V>) -> Option<V>,
     ) -> Result<Option<V>, DictError> {
-        let old = self.inner.update_with(bytemuck::bytes_of(key), |v| {
-            f(v.and_then(Self::decode)).map(|n| bytemuck::bytes_of(&n).to_vec())
-        })?;
-        Ok(old.and_then(|b| Self::decode(&b)))
+        let mut old = Ok(None);
+        self.inner
+            .update_with(bytemuck::bytes_of(key), |v| match v.map(Self::decode) {
+                Some(Err(e)) => {
+                    // Put back as it was: the caller's `f` never saw it.
+                    old = Err(e);
+                    v.map(<[u8]>::to_vec)
+                }
+                cur => {
+                    let cur = cur.transpose().ok().flatten();
+                    old = Ok(cur);
+                    f(cur).map(|n| bytemuck::bytes_of(&n).to_vec())
+                }
+            })?;
+        old
     }
 
     /// Inserts every pair under one hold of the lock (Python's `d.update(other)`).
@@ -924,67 +1039,84 @@ impl<K: Pod, V: Pod> TypedDict<K, V> {
 
     /// Removes every entry.
     ///
+    /// # Errors
+    /// As [`SharedDict::clear`].
+    ///
     /// ```
     /// let d = shmproc::TypedDict::<u32, u64>::new()?;
     /// d.insert(&1, &10)?;
-    /// d.clear();
+    /// d.clear()?;
     /// assert!(d.is_empty());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn clear(&self) {
+    pub fn clear(&self) -> Result<(), DictError> {
         self.inner.clear()
     }
 
     /// A consistent copy of every entry.
     ///
+    /// # Errors
+    /// As [`SharedDict::items`]; [`DictError::Codec`] when an entry's key or value has
+    /// another size than `K` / `V`.
+    ///
     /// ```
     /// let d = shmproc::TypedDict::<u32, u64>::new()?;
     /// d.insert(&1, &10)?;
-    /// assert_eq!(d.items(), vec![(1, 10)]);
+    /// assert_eq!(d.items()?, vec![(1, 10)]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn items(&self) -> Vec<(K, V)> {
+    pub fn items(&self) -> Result<Vec<(K, V)>, DictError> {
         self.inner
-            .items()
+            .items()?
             .into_iter()
-            .filter_map(Self::decode_pair)
+            .map(Self::decode_pair)
             .collect()
     }
 
     /// Iterates over a consistent snapshot.
     ///
+    /// # Errors
+    /// As [`items`](Self::items): the snapshot is taken, and decoded, before the first
+    /// element.
+    ///
     /// ```
     /// let d = shmproc::TypedDict::<u32, u64>::new()?;
     /// d.update([(1, 10), (2, 20)])?;
-    /// assert_eq!(d.iter().map(|(_, v)| v).sum::<u64>(), 30);
+    /// assert_eq!(d.iter()?.map(|(_, v)| v).sum::<u64>(), 30);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn iter(&self) -> std::vec::IntoIter<(K, V)> {
-        self.items().into_iter()
+    pub fn iter(&self) -> Result<std::vec::IntoIter<(K, V)>, DictError> {
+        Ok(self.items()?.into_iter())
     }
 
     /// The keys of a consistent snapshot.
     ///
-    /// ```
-    /// let d = shmproc::TypedDict::<u32, u64>::new()?;
-    /// d.insert(&1, &10)?;
-    /// assert_eq!(d.keys(), vec![1]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn keys(&self) -> Vec<K> {
-        self.items().into_iter().map(|(k, _)| k).collect()
-    }
-
-    /// The values of a consistent snapshot.
+    /// # Errors
+    /// As [`items`](Self::items).
     ///
     /// ```
     /// let d = shmproc::TypedDict::<u32, u64>::new()?;
     /// d.insert(&1, &10)?;
-    /// assert_eq!(d.values(), vec![10]);
+    /// assert_eq!(d.keys()?, vec![1]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn values(&self) -> Vec<V> {
-        self.items().into_iter().map(|(_, v)| v).collect()
+    pub fn keys(&self) -> Result<Vec<K>, DictError> {
+        Ok(self.items()?.into_iter().map(|(k, _)| k).collect())
+    }
+
+    /// The values of a consistent snapshot.
+    ///
+    /// # Errors
+    /// As [`items`](Self::items).
+    ///
+    /// ```
+    /// let d = shmproc::TypedDict::<u32, u64>::new()?;
+    /// d.insert(&1, &10)?;
+    /// assert_eq!(d.values()?, vec![10]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn values(&self) -> Result<Vec<V>, DictError> {
+        Ok(self.items()?.into_iter().map(|(_, v)| v).collect())
     }
 }
 
@@ -1203,10 +1335,11 @@ where
         self.inner.insert(&Self::enc(key)?, &Self::enc(value)?)
     }
 
-    /// The value of `key`.
+    /// The value of `key`, or `None` when it is absent.
     ///
     /// # Errors
-    /// [`DictError::Codec`] when the key cannot be encoded or the value decoded.
+    /// [`DictError::Codec`] when the key cannot be encoded or the value decoded; as
+    /// [`SharedDict::get`].
     ///
     /// ```
     /// let d = shmproc::SerdeDict::<String, u32>::new()?;
@@ -1217,7 +1350,7 @@ where
     /// ```
     pub fn get(&self, key: &K) -> Result<Option<V>, DictError> {
         self.inner
-            .get(&Self::enc(key)?)
+            .get(&Self::enc(key)?)?
             .map(|b| Self::dec(&b))
             .transpose()
     }
@@ -1225,7 +1358,8 @@ where
     /// True when `key` is present.
     ///
     /// # Errors
-    /// [`DictError::Codec`] when the key cannot be encoded.
+    /// [`DictError::Codec`] when the key cannot be encoded; as
+    /// [`SharedDict::contains_key`].
     ///
     /// ```
     /// let d = shmproc::SerdeDict::<String, u32>::new()?;
@@ -1234,25 +1368,39 @@ where
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn contains_key(&self, key: &K) -> Result<bool, DictError> {
-        Ok(self.inner.contains_key(&Self::enc(key)?))
+        self.inner.contains_key(&Self::enc(key)?)
     }
 
-    /// Removes `key`, returning its value.
+    /// Removes `key`, returning its value; `None` when it was absent.
     ///
     /// # Errors
-    /// As [`get`](Self::get).
+    /// As [`SharedDict::remove`]; [`DictError::Codec`] when the key cannot be encoded or
+    /// the stored value decoded: the entry is then left in place (nothing is lost).
     ///
     /// ```
     /// let d = shmproc::SerdeDict::<String, u32>::new()?;
     /// d.insert(&"k".into(), &7)?;
     /// assert_eq!(d.remove(&"k".into())?, Some(7));
+    /// assert_eq!(d.remove(&"k".into())?, None);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn remove(&self, key: &K) -> Result<Option<V>, DictError> {
+        // Through `update_with`, so that a value that does not decode stays in the dict
+        // (put back as it was) instead of being removed and lost.
+        let mut out = Ok(None);
         self.inner
-            .remove(&Self::enc(key)?)
-            .map(|b| Self::dec(&b))
-            .transpose()
+            .update_with(&Self::enc(key)?, |v| match v.map(Self::dec) {
+                None => None,
+                Some(Ok(value)) => {
+                    out = Ok(Some(value));
+                    None
+                }
+                Some(Err(e)) => {
+                    out = Err(e);
+                    v.map(<[u8]>::to_vec)
+                }
+            })?;
+        out
     }
 
     /// Python's `d.pop(key)`: [`remove`](Self::remove).
@@ -1273,7 +1421,8 @@ where
     /// Removes some entry and returns it (see [`SharedDict::popitem`]).
     ///
     /// # Errors
-    /// [`DictError::Codec`] when the entry does not decode (it is removed all the same).
+    /// As [`SharedDict::popitem`]; [`DictError::Codec`] when the entry does not decode
+    /// (it is removed all the same).
     ///
     /// ```
     /// let d = shmproc::SerdeDict::<String, u32>::new()?;
@@ -1283,7 +1432,7 @@ where
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn popitem(&self) -> Result<Option<(K, V)>, DictError> {
-        self.inner.popitem().map(Self::dec_pair).transpose()
+        self.inner.popitem()?.map(Self::dec_pair).transpose()
     }
 
     /// The value of `key`, after inserting `default` if it was absent (Python's
@@ -1307,11 +1456,12 @@ where
     }
 
     /// Atomic read-modify-write (see [`SharedDict::update_with`]). Returns the previous
-    /// value. A stored value that does not decode reaches `f` as `None`.
+    /// value.
     ///
     /// # Errors
-    /// As [`insert`](Self::insert); [`DictError::Codec`] when `f`'s value cannot be
-    /// encoded (the entry is then unchanged).
+    /// As [`SharedDict::update_with`]; [`DictError::Codec`] when `f`'s value cannot be
+    /// encoded, or (without calling `f`) when the stored value does not decode; the
+    /// entry is then unchanged.
     ///
     /// ```
     /// let d = shmproc::SerdeDict::<String, Vec<u32>>::new()?;
@@ -1328,7 +1478,14 @@ where
     ) -> Result<Option<V>, DictError> {
         let mut err = None;
         let old = self.inner.update_with(&Self::enc(key)?, |v| {
-            let cur = v.and_then(|b| Self::dec(b).ok());
+            let cur = match v.map(Self::dec).transpose() {
+                Ok(cur) => cur,
+                Err(e) => {
+                    // Put back as it was: the caller's `f` never saw it.
+                    err = Some(e);
+                    return v.map(<[u8]>::to_vec);
+                }
+            };
             match f(cur).map(|n| Self::enc(&n)) {
                 Some(Ok(b)) => Some(b),
                 Some(Err(e)) => {
@@ -1341,7 +1498,8 @@ where
         if let Some(e) = err {
             return Err(e);
         }
-        Ok(old.and_then(|b| Self::dec(&b).ok()))
+        // It decoded above (the lock held since): decoding it again is all that remains.
+        old.map(|b| Self::dec(&b)).transpose()
     }
 
     /// Inserts every pair under one hold of the lock (Python's `d.update(other)`).
@@ -1388,21 +1546,25 @@ where
 
     /// Removes every entry.
     ///
+    /// # Errors
+    /// As [`SharedDict::clear`].
+    ///
     /// ```
     /// let d = shmproc::SerdeDict::<String, u32>::new()?;
     /// d.insert(&"k".into(), &7)?;
-    /// d.clear();
+    /// d.clear()?;
     /// assert!(d.is_empty());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn clear(&self) {
+    pub fn clear(&self) -> Result<(), DictError> {
         self.inner.clear()
     }
 
     /// A consistent copy of every entry.
     ///
     /// # Errors
-    /// [`DictError::Codec`] when an entry does not decode as `(K, V)`.
+    /// As [`SharedDict::items`]; [`DictError::Codec`] when an entry does not decode as
+    /// `(K, V)`.
     ///
     /// ```
     /// let d = shmproc::SerdeDict::<String, u32>::new()?;
@@ -1411,7 +1573,11 @@ where
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn items(&self) -> Result<Vec<(K, V)>, DictError> {
-        self.inner.items().into_iter().map(Self::dec_pair).collect()
+        self.inner
+            .items()?
+            .into_iter()
+            .map(Self::dec_pair)
+            .collect()
     }
 
     /// Iterates over a consistent snapshot.
@@ -1442,7 +1608,7 @@ where
     /// ```
     pub fn keys(&self) -> Result<Vec<K>, DictError> {
         self.inner
-            .items()
+            .items()?
             .into_iter()
             .map(|(k, _)| Self::dec(&k))
             .collect()
@@ -1461,7 +1627,7 @@ where
     /// ```
     pub fn values(&self) -> Result<Vec<V>, DictError> {
         self.inner
-            .items()
+            .items()?
             .into_iter()
             .map(|(_, v)| Self::dec(&v))
             .collect()

@@ -88,6 +88,13 @@
 //! racing another process's store returns some value (what the hardware does, and what
 //! every reader of memory shared with untrusted peers already assumes).
 //!
+//! A read that still fails a check when it runs with the lock held (no writer can be
+//! changing anything then) met damage: it returns [`DictError::Corrupt`] rather than
+//! "absent" for a key that may be there. A writer that meets an entry failing its checks
+//! on the key's path says so too (`remove`, `pop_any`, `update_with`, `setdefault`) and
+//! leaves the entry where it is; `insert` puts the key in a free slot instead, and
+//! `clear` reports the blocks it had to forget.
+//!
 //! # Crashes: a writer killed at any point leaks nothing and tears nothing
 //!
 //! Every block is named by a word from allocation to free ([`owned`](crate::raw::owned)):
@@ -259,7 +266,16 @@ impl RawDict {
     }
 }
 
-/// Why an operation on a dict failed. Nothing was changed.
+/// A key and its value, as the byte dict's `items` and `popitem` give them.
+pub type Item = (Vec<u8>, Vec<u8>);
+
+/// Why an operation on a dict failed. Nothing was changed, unless the method says
+/// otherwise (`clear`, which empties the dict all the same; the typed and serde
+/// `popitem`, which remove the entry that does not decode).
+///
+/// Reads return errors too: a read that meets damage (an offset or a length that fails
+/// its check even with the writer lock held) is [`DictError::Corrupt`], never a made-up
+/// "absent".
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DictError {
@@ -409,6 +425,17 @@ impl From<Error> for Torn {
     }
 }
 
+/// A read that did not hold together even with the writer lock held: no writer can be
+/// changing the dict then, so an offset or a length failed its check because a peer
+/// wrote over the dict (or a bug did).
+#[cold]
+fn torn_under_lock(what: &str) -> DictError {
+    DictError::Corrupt(format!(
+        "{what}: an offset or a length in its index or an entry lies outside the arena's \
+         memory (read with the writer lock held)"
+    ))
+}
+
 // ---------------------------------------------------------------------------------------
 // Crash hooks.
 
@@ -476,6 +503,31 @@ struct Probe {
     found: Option<(usize, u64)>,
     /// The first tombstone or empty slot on the key's path.
     free: Option<usize>,
+    /// The offset of the first entry on the key's path whose slot has the key's hash but
+    /// whose words fail their checks (a scribble): the key may be there, damaged.
+    damaged: Option<u64>,
+}
+
+impl Probe {
+    /// The key's slot and entry; `None` when it is absent; an error when it is not
+    /// found but a damaged entry with its hash lies on its path (it may be the key's:
+    /// "absent" would be a guess).
+    fn found_or_damaged(&self) -> Result<Option<(usize, u64)>, DictError> {
+        match (self.found, self.damaged) {
+            (Some(f), _) => Ok(Some(f)),
+            (None, None) => Ok(None),
+            (None, Some(off)) => Err(damaged_entry(off)),
+        }
+    }
+}
+
+/// The error for an entry whose words fail their checks (lock held).
+#[cold]
+fn damaged_entry(off: u64) -> DictError {
+    DictError::Corrupt(format!(
+        "the entry at offset {off} does not hold together (its lengths or its block lie \
+         outside the arena's memory)"
+    ))
 }
 
 /// A key found by a reader: its entry's offset, and its value's length (as read; still
@@ -741,8 +793,13 @@ impl<'a, B: Blocks, L: Liveness, H: Hook> DictTable<'a, B, L, H> {
     }
 
     /// Copies the value of `key` into `out` (reusing its allocation); false when absent.
+    ///
+    /// # Errors
+    /// [`DictError::Corrupt`] when the read does not hold together even with the writer
+    /// lock held (a peer wrote over the index or the key's entry); `out` then holds no
+    /// value of the key.
     #[inline]
-    pub fn get(&self, key: &[u8], out: &mut Vec<u8>) -> bool {
+    pub fn get(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, DictError> {
         let want = live_meta(self.hash(key));
         self.read(|| {
             let Some(view) = self.index_view()? else {
@@ -753,17 +810,20 @@ impl<'a, B: Blocks, L: Liveness, H: Hook> DictTable<'a, B, L, H> {
                 None => Ok(false),
             }
         })
-        .unwrap_or(false)
+        .map_err(|Torn| torn_under_lock("get"))
     }
 
     /// True when `key` is present.
-    pub fn contains(&self, key: &[u8]) -> bool {
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub fn contains(&self, key: &[u8]) -> Result<bool, DictError> {
         let want = live_meta(self.hash(key));
         self.read(|| match self.index_view()? {
             Some(view) => Ok(self.find(&view, key, want)?.is_some()),
             None => Ok(false),
         })
-        .unwrap_or(false)
+        .map_err(|Torn| torn_under_lock("contains"))
     }
 
     /// Live entries (a snapshot).
@@ -786,7 +846,11 @@ impl<'a, B: Blocks, L: Liveness, H: Hook> DictTable<'a, B, L, H> {
 
     /// A consistent copy of every entry (one seqlock read of the whole dict; with a busy
     /// writer, once with the lock held).
-    pub fn items(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+    ///
+    /// # Errors
+    /// [`DictError::Corrupt`] when an entry or the index does not hold together even
+    /// with the writer lock held (a peer wrote over it).
+    pub fn items(&self) -> Result<Vec<Item>, DictError> {
         self.read(|| {
             let Some(view) = self.index_view()? else {
                 return Ok(Vec::new());
@@ -804,7 +868,7 @@ impl<'a, B: Blocks, L: Liveness, H: Hook> DictTable<'a, B, L, H> {
             }
             Ok(all)
         })
-        .unwrap_or_default()
+        .map_err(|Torn| torn_under_lock("items"))
     }
 
     // ---- writer side -------------------------------------------------------------------
@@ -909,6 +973,7 @@ impl<'a, B: Blocks, L: Liveness, H: Hook> DictTable<'a, B, L, H> {
     /// Probes for `key` (lock held, so nothing is torn; offsets are still checked).
     fn probe(&self, view: &View<'a>, key: &[u8], want: u64) -> Probe {
         let mut free = None;
+        let mut damaged = None;
         let mut i = home(want, view.mask());
         for _ in 0..view.slots() {
             let m = Self::get_word(view.meta(i));
@@ -916,23 +981,35 @@ impl<'a, B: Blocks, L: Liveness, H: Hook> DictTable<'a, B, L, H> {
                 return Probe {
                     found: None,
                     free: free.or(Some(i & view.mask())),
+                    damaged,
                 };
             }
             if m == TOMB {
                 free = free.or(Some(i & view.mask()));
             } else if m == want {
                 let off = Self::get_word(view.link(i));
-                // An entry that fails its checks (a scribble) is passed over.
-                if let Ok(Some(_)) = self.key_at(off, key) {
-                    return Probe {
-                        found: Some((i & view.mask(), off)),
-                        free,
-                    };
+                // An entry that fails its checks (a scribble) is passed over, and noted:
+                // a reader of the key reports it (`found_or_damaged`); an insert puts
+                // the key in a free slot.
+                match self.key_at(off, key) {
+                    Ok(Some(_)) => {
+                        return Probe {
+                            found: Some((i & view.mask(), off)),
+                            free,
+                            damaged,
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(Torn) => damaged = damaged.or(Some(off)),
                 }
             }
             i = i.wrapping_add(1);
         }
-        Probe { found: None, free }
+        Probe {
+            found: None,
+            free,
+            damaged,
+        }
     }
 
     /// Writes the entry for `key` -> `value` into the (unpublished) block at `off`.
@@ -1207,42 +1284,64 @@ impl<'a, B: Blocks, L: Liveness, H: Hook> DictTable<'a, B, L, H> {
     }
 
     /// Removes `key`; returns its value into `out` and true if it was there.
-    pub fn remove(&self, key: &[u8], out: &mut Vec<u8>) -> bool {
+    ///
+    /// # Errors
+    /// [`DictError::Corrupt`] when the index, or the key's entry, does not hold together
+    /// (a peer wrote over it): the entry is left where it is (its value cannot be
+    /// handed back; [`clear`](Self::clear) mends the dict, and so does an
+    /// [`insert`](Self::insert) over the key when only the value was damaged).
+    pub fn remove(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, DictError> {
         let want = live_meta(self.hash(key));
         let _g = self.lock();
-        let Ok(Some(view)) = self.writer_view() else {
-            return false;
+        let Some(view) = self.writer_view()? else {
+            return Ok(false);
         };
-        let Some((slot, off)) = self.probe(&view, key, want).found else {
-            return false;
+        let Some((slot, off)) = self.probe(&view, key, want).found_or_damaged()? else {
+            return Ok(false);
         };
-        if self.copy_entry(off, &mut Vec::new(), out).is_err() {
-            out.clear();
-        }
-        self.remove_slot(&view, slot).is_ok()
+        self.copy_entry(off, &mut Vec::new(), out)
+            .map_err(|Torn| damaged_entry(off))?;
+        self.remove_slot(&view, slot)?;
+        Ok(true)
     }
 
     /// Removes some entry and returns it (Python's `popitem`; which one is not defined:
     /// the dict keeps no order). `None` when empty.
-    pub fn pop_any(&self) -> Option<(Vec<u8>, Vec<u8>)> {
+    ///
+    /// # Errors
+    /// [`DictError::Corrupt`] when the index, or the entry it would pop, does not hold
+    /// together (a peer wrote over it): nothing is removed.
+    pub fn pop_any(&self) -> Result<Option<Item>, DictError> {
         let _g = self.lock();
-        let view = self.writer_view().ok()??;
+        let Some(view) = self.writer_view()? else {
+            return Ok(None);
+        };
         let start = Self::get_word(&self.raw.cursor) as usize;
-        let slot = (0..view.slots())
+        let Some(slot) = (0..view.slots())
             .map(|n| start.wrapping_add(n) & view.mask())
-            .find(|&i| is_live(Self::get_word(view.meta(i))))?;
+            .find(|&i| is_live(Self::get_word(view.meta(i))))
+        else {
+            return Ok(None);
+        };
         let (mut k, mut v) = (Vec::new(), Vec::new());
-        let _ = self.copy_entry(Self::get_word(view.link(slot)), &mut k, &mut v);
-        self.remove_slot(&view, slot).ok()?;
-        self.put(&self.raw.cursor, slot as u64).ok()?;
-        Some((k, v))
+        let off = Self::get_word(view.link(slot));
+        self.copy_entry(off, &mut k, &mut v)
+            .map_err(|Torn| damaged_entry(off))?;
+        self.remove_slot(&view, slot)?;
+        self.put(&self.raw.cursor, slot as u64)?;
+        Ok(Some((k, v)))
     }
 
     /// Removes every entry. The index goes at once (one store); the entries are freed
     /// after, the lock still held, while readers already see an empty dict.
-    pub fn clear(&self) {
+    ///
+    /// # Errors
+    /// [`DictError::Corrupt`] when a block the dict names is not one the heap can free
+    /// (a peer wrote over it, or over the heap; the dict is empty all the same, and what
+    /// could not be freed is forgotten).
+    pub fn clear(&self) -> Result<(), DictError> {
         let _g = self.lock();
-        let _ = self.clear_locked();
+        self.clear_locked()
     }
 
     fn clear_locked(&self) -> Result<(), DictError> {
@@ -1257,7 +1356,13 @@ impl<'a, B: Blocks, L: Liveness, H: Hook> DictTable<'a, B, L, H> {
         self.put(&self.raw.len, 0)?;
         self.put(&self.raw.tombs, 0)?;
         self.end_write(s)?;
-        drain_retired(self.raw, self.blocks, &self.hook)
+        match drain_retired(self.raw, self.blocks, &self.hook)? {
+            0 => Ok(()),
+            lost => Err(DictError::Corrupt(format!(
+                "{lost} of the blocks its index named were not blocks the arena's heap \
+                 could free (the dict is empty; they were forgotten)"
+            ))),
+        }
     }
 
     /// Makes room for `additional` more entries without growing on the way (Python has
@@ -1312,12 +1417,18 @@ impl<'a, B: Blocks, L: Liveness, H: Hook> DictTable<'a, B, L, H> {
         let want = live_meta(self.hash(key));
         let _g = self.lock();
         let view = self.writer_view()?;
-        let found = view.and_then(|v| self.probe(&v, key, want).found.map(|f| (v, f)));
+        let found = match view {
+            Some(v) => self
+                .probe(&v, key, want)
+                .found_or_damaged()?
+                .map(|f| (v, f)),
+            None => None,
+        };
         let old = match found {
             Some((_, (_, off))) => {
                 let mut v = Vec::new();
                 self.copy_entry(off, &mut Vec::new(), &mut v)
-                    .map_err(|_| DictError::Corrupt(format!("entry at {off} is damaged")))?;
+                    .map_err(|Torn| damaged_entry(off))?;
                 Some(v)
             }
             None => None,
@@ -1346,9 +1457,9 @@ impl<'a, B: Blocks, L: Liveness, H: Hook> DictTable<'a, B, L, H> {
         let want = live_meta(self.hash(key));
         let _g = self.lock();
         if let Some(view) = self.writer_view()? {
-            if let Some((_, off)) = self.probe(&view, key, want).found {
+            if let Some((_, off)) = self.probe(&view, key, want).found_or_damaged()? {
                 self.copy_entry(off, &mut Vec::new(), out)
-                    .map_err(|_| DictError::Corrupt(format!("entry at {off} is damaged")))?;
+                    .map_err(|Torn| damaged_entry(off))?;
                 return Ok(false);
             }
         }
@@ -1464,14 +1575,20 @@ fn sweep_index<B: Blocks, H: Hook>(
 
 /// Frees the index `retired` names and every entry its slots still link (an interrupted
 /// or just-published `clear`). Each free zeroes its link, so a run stopped part-way is
-/// finished by the next.
-fn drain_retired<B: Blocks, H: Hook>(raw: &RawDict, blocks: &B, hook: &H) -> Result<(), DictError> {
+/// finished by the next. Returns how many words named something that is no block the
+/// heap could free (a scribble), which were forgotten instead.
+fn drain_retired<B: Blocks, H: Hook>(
+    raw: &RawDict,
+    blocks: &B,
+    hook: &H,
+) -> Result<u64, DictError> {
     let step = || if hook.allow() { Ok(()) } else { Err(killed()) };
     // Relaxed (all): under the lock, or in the finalizer.
     let off = raw.retired.load(Ordering::Relaxed);
     if off == 0 {
-        return Ok(());
+        return Ok(0);
     }
+    let mut lost = 0;
     let shift = raw.retired_shift.load(Ordering::Relaxed);
     let checked = View::at(blocks, off, shift)
         .ok()
@@ -1482,6 +1599,7 @@ fn drain_retired<B: Blocks, H: Hook>(raw: &RawDict, blocks: &B, hook: &H) -> Res
                 step()?;
                 if blocks.free_from(view.link(i)).is_err() {
                     view.link(i).store(0, Ordering::Relaxed);
+                    lost += 1;
                 }
             }
         }
@@ -1490,10 +1608,11 @@ fn drain_retired<B: Blocks, H: Hook>(raw: &RawDict, blocks: &B, hook: &H) -> Res
     if checked.is_none() || blocks.free_from(&raw.retired).is_err() {
         // Not a block we can free (a scribble): forget it.
         raw.retired.store(0, Ordering::Relaxed);
+        lost += 1;
     }
     step()?;
     raw.retired_shift.store(0, Ordering::Relaxed);
-    Ok(())
+    Ok(lost)
 }
 
 /// Frees every block the dict `raw` owns: the arena calls it when the dict's last

@@ -77,7 +77,7 @@ fn check_consistent(b: &HeapBlocks) {
     assert_eq!(r.seq.load(Ordering::Relaxed) & 1, 0, "seq even");
     assert_eq!(r.in_flight.blocks(), [0, 0], "nothing in flight");
     assert_eq!(r.retired.load(Ordering::Relaxed), 0, "no retired index");
-    let items = me(b).items();
+    let items = me(b).items().unwrap();
     assert_eq!(items.len() as u64, r.len(), "len matches the index");
     assert_eq!(b.allocated(), expected_blocks(b), "no block leaked");
 }
@@ -104,11 +104,11 @@ fn matches_a_hashmap_model() {
                 "step {step}"
             ),
             6..=8 => {
-                let got = t.remove(&key, &mut out).then_some(out);
+                let got = t.remove(&key, &mut out).unwrap().then_some(out);
                 assert_eq!(got, model.remove(&key), "step {step}");
             }
             9..=10 => {
-                let got = t.get(&key, &mut out).then_some(out);
+                let got = t.get(&key, &mut out).unwrap().then_some(out);
                 assert_eq!(got.as_ref(), model.get(&key), "step {step}");
             }
             11 => {
@@ -138,21 +138,21 @@ fn matches_a_hashmap_model() {
                 assert_eq!(&out, model.entry(key.clone()).or_insert(v));
             }
             13 => {
-                if let Some((k, v)) = t.pop_any() {
+                if let Some((k, v)) = t.pop_any().unwrap() {
                     assert_eq!(model.remove(&k), Some(v), "step {step}");
                 } else {
                     assert!(model.is_empty());
                 }
             }
             14 if step % 1000 == 14 => {
-                t.clear();
+                t.clear().unwrap();
                 model.clear();
             }
-            _ => assert_eq!(t.contains(&key), model.contains_key(&key)),
+            _ => assert_eq!(t.contains(&key), Ok(model.contains_key(&key))),
         }
         assert_eq!(t.len(), model.len(), "step {step}");
     }
-    let mut items = t.items();
+    let mut items = t.items().unwrap();
     items.sort();
     let mut want: Vec<_> = model.into_iter().collect();
     want.sort();
@@ -186,14 +186,14 @@ fn grows_from_empty_and_gives_memory_back() {
         assert_eq!(t.len(), 50_000);
         let mut out = Vec::new();
         for i in (0..50_000u64).step_by(7) {
-            assert!(t.get(&i.to_le_bytes(), &mut out), "key {i}");
+            assert_eq!(t.get(&i.to_le_bytes(), &mut out), Ok(true), "key {i}");
             assert_eq!(out, value(&i.to_le_bytes(), i + round, 24));
         }
         check_consistent(&b);
         // Every growth doubled the index.
         assert!(shifts.windows(2).all(|w| w[1] == w[0] * 2), "{shifts:?}");
         assert!(t.capacity() >= 50_000 && t.capacity() <= 4 * 50_000);
-        t.clear();
+        t.clear().unwrap();
         assert_eq!(
             (t.len(), t.capacity(), b.allocated()),
             (0, 0, 0),
@@ -216,7 +216,7 @@ fn churn_keeps_the_index_bounded() {
         t.insert(&k, b"v").unwrap();
         let old = (i.wrapping_sub(100) % 100_000).to_le_bytes();
         if i >= 100 {
-            assert!(t.remove(&old, &mut Vec::new()) || rng.next() == 0);
+            assert!(t.remove(&old, &mut Vec::new()).unwrap() || rng.next() == 0);
         }
         max_slots = max_slots.max(raw(&b).slots_and_tombs().0);
     }
@@ -271,7 +271,7 @@ fn odd_lengths_round_trip() {
             let v: Vec<u8> = (0..vl).map(|i| (i * kl) as u8).collect();
             t.insert(&key, &v).unwrap();
             let mut out = vec![1, 2, 3];
-            assert!(t.get(&key, &mut out));
+            assert_eq!(t.get(&key, &mut out), Ok(true));
             assert_eq!(out, v, "key of {kl}, value of {vl}");
         }
     }
@@ -329,7 +329,7 @@ fn run(op: Op, t: &DictTable<'_, HeapBlocks, Scripted, &CrashAfter>) {
         Op::Replace => drop(t.insert(&key(2), &value(&key(2), 1, 300))),
         Op::Remove => drop(t.remove(&key(3), &mut Vec::new())),
         Op::RemoveLast => drop(t.remove(&key(0), &mut Vec::new())),
-        Op::Clear => t.clear(),
+        Op::Clear => drop(t.clear()),
         Op::PopItem => drop(t.pop_any()),
         Op::UpdateWithRemove => drop(t.update_with(&key(1), |_| None)),
         Op::Reserve => drop(t.reserve(500)),
@@ -348,7 +348,7 @@ fn stopped_at_every_write(op: Op) {
     let mut k = 0;
     loop {
         let b = filled(n, len);
-        let before: HashMap<Vec<u8>, Vec<u8>> = me(&b).items().into_iter().collect();
+        let before: HashMap<Vec<u8>, Vec<u8>> = me(&b).items().unwrap().into_iter().collect();
         let hook = CrashAfter::new(k);
         run(
             op,
@@ -367,7 +367,7 @@ fn stopped_at_every_write(op: Op) {
         let _ = survivor.get(b"k4", &mut out);
         // A write repairs for sure.
         survivor.insert(b"probe", b"p").unwrap();
-        assert!(survivor.remove(b"probe", &mut out));
+        assert_eq!(survivor.remove(b"probe", &mut out), Ok(true));
         if crashed {
             assert_eq!(
                 raw(&b).lock.holder(),
@@ -375,7 +375,7 @@ fn stopped_at_every_write(op: Op) {
                 "k={k}: the survivor released it"
             );
         }
-        let after: HashMap<Vec<u8>, Vec<u8>> = survivor.items().into_iter().collect();
+        let after: HashMap<Vec<u8>, Vec<u8>> = survivor.items().unwrap().into_iter().collect();
         for (key, v) in &after {
             assert!(intact(v), "{op:?} k={k}: torn value for {key:?}");
             if let Some(old) = before.get(key) {
@@ -483,10 +483,12 @@ fn finalizer_after_a_dead_writer_and_stopped_itself() {
 /// A peer scribbles on the index words, the entry headers and the state: calls return
 /// misses, errors or garbage, never panic or read out of bounds (`words` would fail the
 /// test by panicking in `HeapBlocks::word` if an offset escaped: it does not), never hang;
+/// the readers report damage they meet as [`DictError::Corrupt`] (some rounds must);
 /// `clear` makes a working dict again.
 #[test]
 fn hostile_bytes_give_errors_or_misses() {
     let mut rng = Rng(0xdead_beef_cafe_f00d);
+    let mut reported = 0;
     for round in 0..200u64 {
         let b = filled(40, 24);
         let r = raw(&b);
@@ -523,8 +525,13 @@ fn hostile_bytes_give_errors_or_misses() {
         let mut out = Vec::new();
         for i in 0..50u64 {
             let k = format!("k{i}").into_bytes();
-            let _ = t.get(&k, &mut out);
-            let _ = t.contains(&k);
+            for r in [t.get(&k, &mut out), t.contains(&k)] {
+                match r {
+                    Ok(_) => {}
+                    Err(DictError::Corrupt(_)) => reported += 1,
+                    Err(e) => panic!("round {round}: a read failed with {e}"),
+                }
+            }
             match (i + round) % 5 {
                 0 => drop(t.insert(&k, b"x")),
                 1 => drop(t.remove(&k, &mut out)),
@@ -534,13 +541,95 @@ fn hostile_bytes_give_errors_or_misses() {
             }
         }
         let _ = (t.items(), t.len(), t.capacity());
-        t.clear();
+        // May report blocks it had to forget; the dict is empty and works all the same.
+        let _ = t.clear();
         t.insert(b"k", b"again").unwrap();
-        assert!(t.get(b"k", &mut out));
+        assert_eq!(t.get(b"k", &mut out), Ok(true));
         assert_eq!(out, b"again");
-        assert_eq!(t.items().len(), 1, "round {round}");
+        assert_eq!(t.items().unwrap().len(), 1, "round {round}");
         finalize(r, &b);
     }
+    assert!(reported > 0, "no read reported the damage in 200 rounds");
+}
+
+fn corrupt<T>(r: Result<T, DictError>) -> bool {
+    matches!(r, Err(DictError::Corrupt(_)))
+}
+
+/// The offset of the entry that `key` links to (lock-free look, test only).
+fn entry_of(b: &HeapBlocks, key: &[u8]) -> u64 {
+    let t = me(b);
+    let view = t.index_view().unwrap().unwrap();
+    let found = t.find(&view, key, live_meta(t.hash(key))).unwrap();
+    found.expect("the key is in the dict").off
+}
+
+/// A peer overwrote an entry's value length (its value now runs past the memory): reads
+/// of the key fail with `Corrupt` instead of answering "absent"; `remove`, `pop_any`,
+/// `update_with` and `setdefault` fail and leave the entry where it was (`remove` once
+/// handed back an empty value and dropped the entry); the other keys stay readable; an
+/// insert over the key, or a clear, mends the dict.
+#[test]
+fn a_damaged_entry_is_an_error_not_a_miss() {
+    for value_len in [u64::MAX, 1 << 40, 4 << 20] {
+        let b = filled(1, 24);
+        let t = me(&b);
+        let entry = entry_of(&b, b"k0");
+        // [key length, value length, ..]
+        b.word(entry + 8).store(value_len, Ordering::Relaxed);
+        let mut out = vec![9];
+        assert!(corrupt(t.get(b"k0", &mut out)), "get, {value_len}");
+        assert_eq!(t.contains(b"k0"), Ok(true), "the key itself is intact");
+        assert!(corrupt(t.remove(b"k0", &mut out)), "remove, {value_len}");
+        assert!(corrupt(t.pop_any()), "pop_any, {value_len}");
+        assert!(corrupt(t.update_with(b"k0", |_| None)), "update_with");
+        assert!(corrupt(t.setdefault(b"k0", b"d", &mut out)), "setdefault");
+        assert!(corrupt(t.items()), "items, {value_len}");
+        // Nothing was removed: the entry is still there, still damaged.
+        assert_eq!(t.len(), 1);
+        assert_eq!(entry_of(&b, b"k0"), entry);
+        // Other keys work.
+        t.insert(b"other", b"o").unwrap();
+        assert_eq!(t.get(b"other", &mut out), Ok(true));
+        assert_eq!(t.remove(b"other", &mut out), Ok(true));
+        assert_eq!(out, b"o");
+        // An insert over the key replaces the damaged entry.
+        assert_eq!(t.insert(b"k0", b"fresh"), Ok(true));
+        assert_eq!(t.get(b"k0", &mut out), Ok(true));
+        assert_eq!(out, b"fresh");
+        check_consistent(&b);
+        finalize(raw(&b), &b);
+        assert_eq!(b.allocated(), 0);
+    }
+}
+
+/// A peer overwrote the offset an index slot links: the entry's header now lies outside
+/// the memory. Readers of the key report it; a removal does not answer "absent".
+#[test]
+fn a_link_out_of_the_memory_is_an_error_not_a_miss() {
+    let b = filled(3, 24);
+    let t = me(&b);
+    let (off, shift) = unpack(raw(&b).index.load(Ordering::Relaxed));
+    let view = View::at(&b, off, shift).unwrap();
+    let entry = entry_of(&b, b"k1");
+    let slot = (0..view.slots())
+        .find(|&i| view.link(i).load(Ordering::Relaxed) == entry)
+        .unwrap();
+    view.link(slot).store(u64::MAX - 7, Ordering::Relaxed);
+    let mut out = Vec::new();
+    assert!(corrupt(t.get(b"k1", &mut out)));
+    assert!(corrupt(t.contains(b"k1")));
+    assert!(corrupt(t.remove(b"k1", &mut out)));
+    assert!(corrupt(t.update_with(b"k1", |_| None)));
+    assert!(corrupt(t.items()));
+    assert_eq!(t.get(b"k2", &mut out), Ok(true), "another key");
+    assert_eq!(t.len(), 3);
+    // The link names no block: clear forgets it and says so; the dict works again.
+    assert!(corrupt(t.clear()));
+    assert!(t.is_empty());
+    t.insert(b"k1", b"again").unwrap();
+    assert_eq!(t.get(b"k1", &mut out), Ok(true));
+    assert_eq!(out, b"again");
 }
 
 #[test]
