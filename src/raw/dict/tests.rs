@@ -575,7 +575,8 @@ fn a_damaged_entry_is_an_error_not_a_miss() {
         let b = filled(1, 24);
         let t = me(&b);
         let entry = entry_of(&b, b"k0");
-        // [key length, value length, ..]
+        // [key length, value length, ..]. Relaxed (in these tests): one thread, the peer
+        // played between calls.
         b.word(entry + 8).store(value_len, Ordering::Relaxed);
         let mut out = vec![9];
         assert!(corrupt(t.get(b"k0", &mut out)), "get, {value_len}");
@@ -609,6 +610,7 @@ fn a_damaged_entry_is_an_error_not_a_miss() {
 fn a_link_out_of_the_memory_is_an_error_not_a_miss() {
     let b = filled(3, 24);
     let t = me(&b);
+    // Relaxed (here and below): one thread, the peer played between calls.
     let (off, shift) = unpack(raw(&b).index.load(Ordering::Relaxed));
     let view = View::at(&b, off, shift).unwrap();
     let entry = entry_of(&b, b"k1");
