@@ -1,8 +1,6 @@
 //! `Listener` / `Client` between separately started processes: this test binary runs
 //! itself again with `--client <mode> <address> <authkey>` to be the client.
 
-mod common;
-
 use shmproc::connection::{Address, Client, ConnectionError, Listener};
 use shmproc::pipe::{Pipe, RecvError};
 use shmproc::process::travel::TravelError;
@@ -23,25 +21,13 @@ fn main() {
         let code = client(&args[2], &args[3].parse().unwrap(), args[4].as_bytes());
         std::process::exit(code);
     }
-    common::run(&[
-        ("million_messages_checksummed", million_messages_checksummed),
-        (
-            "path_socket_and_abstract_name",
-            path_socket_and_abstract_name,
-        ),
-        ("wrong_authkey_refused", wrong_authkey_refused),
-        (
-            "client_killed_mid_message_gives_eof",
-            client_killed_mid_message_gives_eof,
-        ),
-        (
-            "handshake_failures_are_clear_errors",
-            handshake_failures_are_clear_errors,
-        ),
-        (
-            "handles_travel_over_a_connection",
-            handles_travel_over_a_connection,
-        ),
+    shmproc_testkit::run(&shmproc_testkit::tests![
+        million_messages_checksummed,
+        path_socket_and_abstract_name,
+        wrong_authkey_refused,
+        client_killed_mid_message_gives_eof,
+        handshake_failures_are_clear_errors,
+        handles_travel_over_a_connection,
     ]);
 }
 

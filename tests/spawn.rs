@@ -5,8 +5,6 @@
 //! ends), and bad input (a child that skips the hook, arguments that do not deserialize,
 //! targets that cannot travel).
 
-mod common;
-
 use serde::{Deserialize, Serialize};
 use shmproc::pipe::Sender;
 use shmproc::pipe::{Pipe, RecvError};
@@ -45,58 +43,25 @@ fn main() {
         _ => {}
     }
     shmproc::init();
-    common::run(&[
-        ("exit_codes_and_names", exit_codes_and_names),
-        ("join_timeout_terminate_kill", join_timeout_terminate_kill),
-        ("daemon_flag_and_no_children", daemon_flag_and_no_children),
-        (
-            "exit_hook_terminates_remote_daemons",
-            exit_hook_terminates_remote_daemons,
-        ),
-        (
-            "spawned_daemon_dies_with_sigkilled_parent",
-            spawned_daemon_dies_with_sigkilled_parent,
-        ),
-        (
-            "threaded_parent_starts_16_workers_with_handles",
-            threaded_parent_starts_16_workers_with_handles,
-        ),
-        (
-            "tokio_parent_uses_the_forkserver_by_default",
-            tokio_parent_uses_the_forkserver_by_default,
-        ),
-        (
-            "default_forks_while_single_threaded",
-            default_forks_while_single_threaded,
-        ),
-        ("context_and_global_default", context_and_global_default),
-        (
-            "spawned_child_adopts_global_arena",
-            spawned_child_adopts_global_arena,
-        ),
-        (
-            "function_child_holds_exactly_its_args",
-            function_child_holds_exactly_its_args,
-        ),
-        (
-            "anonymous_objects_travel_as_arguments",
-            anonymous_objects_travel_as_arguments,
-        ),
-        (
-            "parent_drops_closure_captures_at_start",
-            parent_drops_closure_captures_at_start,
-        ),
-        ("targets_that_cannot_travel", targets_that_cannot_travel),
-        (
-            "arguments_that_fail_to_deserialize",
-            arguments_that_fail_to_deserialize,
-        ),
-        ("child_without_the_hook", child_without_the_hook),
-        ("errors_have_messages", errors_have_messages),
-        (
-            "forkserver_replaced_when_killed",
-            forkserver_replaced_when_killed,
-        ),
+    shmproc_testkit::run(&shmproc_testkit::tests![
+        exit_codes_and_names,
+        join_timeout_terminate_kill,
+        daemon_flag_and_no_children,
+        exit_hook_terminates_remote_daemons,
+        spawned_daemon_dies_with_sigkilled_parent,
+        threaded_parent_starts_16_workers_with_handles,
+        tokio_parent_uses_the_forkserver_by_default,
+        default_forks_while_single_threaded,
+        context_and_global_default,
+        spawned_child_adopts_global_arena,
+        function_child_holds_exactly_its_args,
+        anonymous_objects_travel_as_arguments,
+        parent_drops_closure_captures_at_start,
+        targets_that_cannot_travel,
+        arguments_that_fail_to_deserialize,
+        child_without_the_hook,
+        errors_have_messages,
+        forkserver_replaced_when_killed,
     ]);
 }
 
@@ -261,7 +226,7 @@ fn wait_dead(pid: i32, what: &str) {
 fn exit_hook_terminates_remote_daemons() {
     for m in REMOTE {
         let (r, w) = rustix::pipe::pipe().unwrap();
-        let middle = common::fork(move || {
+        let middle = shmproc_testkit::fork(move || {
             let mut d = builder(m).daemon(true).target(|| loop {
                 std::thread::sleep(Duration::from_secs(60));
             });
@@ -279,7 +244,7 @@ fn exit_hook_terminates_remote_daemons() {
 
 fn spawned_daemon_dies_with_sigkilled_parent() {
     let (r, w) = rustix::pipe::pipe().unwrap();
-    let middle = common::fork(move || {
+    let middle = shmproc_testkit::fork(move || {
         let mut d = builder(StartMethod::Spawn).daemon(true).target(|| loop {
             std::thread::sleep(Duration::from_secs(60));
         });
