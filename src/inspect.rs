@@ -18,7 +18,7 @@
 //!    holder's liveness added.
 //!
 //! ```
-//! use shmproc::inspect::{self, Value};
+//! use shmproc::inspect::{self, Reading};
 //! use shmproc::{Arena, Lock, Queue};
 //! let arena = Arena::anonymous(1 << 20)?;
 //! let q = Queue::<u64>::create(&arena, "jobs", 8)?;
@@ -28,11 +28,11 @@
 //!
 //! let snap = arena.snapshot()?;
 //! let jobs = inspect::state(&snap, snap.object("jobs").unwrap())?;
-//! assert!(jobs.contains(&("qsize", Value::Int(1))));
-//! assert!(jobs.contains(&("capacity", Value::Int(8))));
+//! assert!(jobs.contains(&("qsize", Reading::Int(1))));
+//! assert!(jobs.contains(&("capacity", Reading::Int(8))));
 //! let db = inspect::state(&snap, snap.object("db").unwrap())?;
 //! let me = inspect::Pid { pid: std::process::id(), alive: true };
-//! assert!(db.contains(&("holder", Value::Pid(me))));
+//! assert!(db.contains(&("holder", Reading::Pid(me))));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -43,10 +43,11 @@ use crate::error::{Error, Result};
 use crate::object::{Field, Inspect, Object};
 use std::fmt;
 
-/// One value of an object's live state.
+/// One value of an object's live state (a reading: not to be confused with the shared
+/// [`Value`](crate::Value) object).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Value {
+pub enum Reading {
     /// A count, a size, a capacity.
     Int(i128),
     /// A flag.
@@ -59,20 +60,20 @@ pub enum Value {
     None,
 }
 
-impl fmt::Display for Value {
+impl fmt::Display for Reading {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Value::Int(v) => write!(f, "{v}"),
-            Value::Bool(v) => write!(f, "{v}"),
-            Value::Pid(p) => write!(f, "{p}"),
-            Value::Text(t) => f.write_str(t),
-            Value::None => f.write_str("none"),
+            Reading::Int(v) => write!(f, "{v}"),
+            Reading::Bool(v) => write!(f, "{v}"),
+            Reading::Pid(p) => write!(f, "{p}"),
+            Reading::Text(t) => f.write_str(t),
+            Reading::None => f.write_str("none"),
         }
     }
 }
 
 /// The live state of an object: named values, in a fixed order for each kind.
-pub type State = Vec<(&'static str, Value)>;
+pub type State = Vec<(&'static str, Reading)>;
 
 /// The live state of `object`, an object of `snapshot`, read from the snapshot's copy.
 ///
@@ -109,7 +110,7 @@ pub fn state(snapshot: &Snapshot, object: &ObjectInfo) -> Result<State> {
         )));
     }
     let Some(kind) = object.kind else {
-        return Ok(vec![("param", Value::Int(object.param.into()))]);
+        return Ok(vec![("param", Reading::Int(object.param.into()))]);
     };
     let s = snapshot;
     let o = object;
@@ -130,7 +131,7 @@ pub fn state(snapshot: &Snapshot, object: &ObjectInfo) -> Result<State> {
         }
         ObjectKind::JoinableQueue => {
             let (mut out, ring, g) = via::<crate::JoinableQueue<u8>>(s, o)?;
-            out.push(("unfinished", Value::Int(ring.unfinished().into())));
+            out.push(("unfinished", Reading::Int(ring.unfinished().into())));
             claims(&mut out, ring, s.state_len(o), &g);
             out
         }
@@ -143,8 +144,8 @@ pub fn state(snapshot: &Snapshot, object: &ObjectInfo) -> Result<State> {
         ObjectKind::Pipe => {
             let (mut out, _, _) = via::<crate::pipe::Pipe>(s, o)?;
             for (name, v) in out.iter_mut() {
-                if let (true, Value::Int(bits)) = (name.starts_with("state_"), &*v) {
-                    *v = Value::Text(pipe_state(*bits));
+                if let (true, Reading::Int(bits)) = (name.starts_with("state_"), &*v) {
+                    *v = Reading::Text(pipe_state(*bits));
                 }
             }
             out
@@ -160,8 +161,8 @@ pub fn state(snapshot: &Snapshot, object: &ObjectInfo) -> Result<State> {
     for (name, v) in out.iter_mut() {
         // A lock's holder is a pid: with its liveness (start time unknown here: a pid
         // reused since is taken for the holder).
-        if let (true, Value::Int(pid)) = (*name == "holder", &*v) {
-            *v = Value::Pid(Pid::check(u32::try_from(*pid).unwrap_or(0), 0));
+        if let (true, Reading::Int(pid)) = (*name == "holder", &*v) {
+            *v = Reading::Pid(Pid::check(u32::try_from(*pid).unwrap_or(0), 0));
         }
     }
     Ok(out)
@@ -193,10 +194,10 @@ fn via<'s, O: Object>(s: &'s Snapshot, o: &ObjectInfo) -> Result<(State, &'s O::
         .iter()
         .map(|(k, v)| {
             let v = match v {
-                Field::Int(i) => Value::Int(*i),
-                Field::Bool(b) => Value::Bool(*b),
-                Field::Text(t) => Value::Text(t.clone()),
-                Field::None => Value::None,
+                Field::Int(i) => Reading::Int(*i),
+                Field::Bool(b) => Reading::Bool(*b),
+                Field::Text(t) => Reading::Text(t.clone()),
+                Field::None => Reading::None,
             };
             (*k, v)
         })
@@ -217,8 +218,8 @@ fn claims(
     use crate::sync::liveness::{split_ident, Liveness, Procfs};
     let Some(held) = crate::queue::held_claims(ring, len, g) else {
         // A queue too large for the snapshot to copy whole.
-        out.push(("claims_held", Value::None));
-        out.push(("dead_claimers", Value::None));
+        out.push(("claims_held", Reading::None));
+        out.push(("dead_claimers", Reading::None));
         return;
     };
     let mut dead: Vec<u32> = held
@@ -229,13 +230,13 @@ fn claims(
         .collect();
     dead.sort_unstable();
     dead.dedup();
-    out.push(("claims_held", Value::Int(held.len() as i128)));
+    out.push(("claims_held", Reading::Int(held.len() as i128)));
     out.push((
         "dead_claimers",
         if dead.is_empty() {
-            Value::None
+            Reading::None
         } else {
-            Value::Text(
+            Reading::Text(
                 dead.iter()
                     .map(u32::to_string)
                     .collect::<Vec<_>>()
@@ -258,7 +259,7 @@ mod snapshot_tests {
     use crate::arena::snapshot::*;
     use crate::arena::*;
     use crate::error::Error;
-    use crate::inspect::{self, Value};
+    use crate::inspect::{self, Reading};
     use crate::pipe::Pipe;
     use crate::queue::{ByteQueue, JoinableQueue, Queue};
     use crate::shared::{Array, RawBlock, SharedDict, TypedDict, Value as SharedValue};
@@ -400,15 +401,15 @@ mod snapshot_tests {
         let snap = arena.snapshot().unwrap();
         let st = |name: &str| inspect::state(&snap, snap.object(name).unwrap()).unwrap();
         let q_state = st("q");
-        assert!(q_state.contains(&("qsize", Value::Int(3))), "{q_state:?}");
-        assert!(q_state.contains(&("capacity", Value::Int(8))));
-        assert!(q_state.contains(&("unfinished", Value::Int(3))));
-        assert!(q_state.contains(&("closed", Value::Bool(false))));
-        assert!(st("sem").contains(&("value", Value::Int(4))));
-        assert!(st("ev").contains(&("is_set", Value::Bool(true))));
+        assert!(q_state.contains(&("qsize", Reading::Int(3))), "{q_state:?}");
+        assert!(q_state.contains(&("capacity", Reading::Int(8))));
+        assert!(q_state.contains(&("unfinished", Reading::Int(3))));
+        assert!(q_state.contains(&("closed", Reading::Bool(false))));
+        assert!(st("sem").contains(&("value", Reading::Int(4))));
+        assert!(st("ev").contains(&("is_set", Reading::Bool(true))));
         let me = Pid::check(std::process::id(), 0);
-        assert!(st("lock").contains(&("holder", Value::Pid(me))));
-        assert!(st("d").contains(&("len", Value::Int(1))));
+        assert!(st("lock").contains(&("holder", Reading::Pid(me))));
+        assert!(st("d").contains(&("len", Reading::Int(1))));
         let pipe = snap
             .objects
             .iter()
@@ -416,15 +417,15 @@ mod snapshot_tests {
             .unwrap();
         let p = inspect::state(&snap, pipe).unwrap();
         // 100 bytes: an 8-byte chunk header and the payload, padded to 8.
-        assert!(p.contains(&("in_flight_0", Value::Int(112))), "{p:?}");
+        assert!(p.contains(&("in_flight_0", Reading::Int(112))), "{p:?}");
         assert!(
-            p.contains(&("state_0", Value::Text("open".into()))),
+            p.contains(&("state_0", Reading::Text("open".into()))),
             "{p:?}"
         );
         drop(held);
         let after = arena.snapshot().unwrap();
         let l = inspect::state(&after, after.object("lock").unwrap()).unwrap();
-        assert!(l.contains(&("holder", Value::None)), "{l:?}");
+        assert!(l.contains(&("holder", Reading::None)), "{l:?}");
         drop((a, b));
     }
 

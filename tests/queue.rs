@@ -810,7 +810,7 @@ fn joinable_consumer_killed_holding_tasks_abandons_them() {
 /// queue holds nothing of the dead put. The queue goes on: a new task is put, taken and
 /// done.
 fn joinable_producer_killed_blocked_in_put_adds_no_task() {
-    use shmproc::inspect::{self, Value};
+    use shmproc::inspect::{self, Reading};
     let a = arena(1);
     let q = JoinableQueue::<u64>::create(&a, "jobs", 2).unwrap();
     let put_waiters = || {
@@ -825,7 +825,7 @@ fn joinable_producer_killed_blocked_in_put_adds_no_task() {
     };
     q.put(1).unwrap();
     q.put(2).unwrap();
-    assert_eq!(put_waiters(), Value::Int(0));
+    assert_eq!(put_waiters(), Reading::Int(0));
     let producer = {
         let q = q.clone();
         fork(move || {
@@ -834,7 +834,7 @@ fn joinable_producer_killed_blocked_in_put_adds_no_task() {
         })
     };
     shmproc_testkit::eventually("the producer asleep in put", || {
-        put_waiters() == Value::Int(1)
+        put_waiters() == Reading::Int(1)
     });
     assert_eq!(producer.kill(), -libc::SIGKILL);
     assert_eq!(q.unfinished_tasks(), 2, "the dead put counted a task");
@@ -1031,7 +1031,7 @@ fn obj_queue_4x4_random_sizes_exactly_once_in_order() {
 /// holder's pid (`claims_held`, `dead_claimers`); the producer that next needs the slot
 /// ends the claim (`lost`).
 fn inspect_names_a_dead_claimer() {
-    use shmproc::inspect::{self, Value};
+    use shmproc::inspect::{self, Reading};
     let arena = Arena::anonymous(1 << 20).unwrap();
     let q = ByteQueue::create(&arena, "jobs", 4, 64).unwrap();
     q.put_bytes(b"first").unwrap();
@@ -1046,8 +1046,8 @@ fn inspect_names_a_dead_claimer() {
             .unwrap_or_else(|| panic!("no field {name}"))
             .1
     };
-    assert_eq!(field("claims_held"), Value::Int(0));
-    assert_eq!(field("dead_claimers"), Value::None);
+    assert_eq!(field("claims_held"), Reading::Int(0));
+    assert_eq!(field("dead_claimers"), Reading::None);
     let holding = Signal::new();
     let release = Signal::new();
     let child = {
@@ -1064,24 +1064,24 @@ fn inspect_names_a_dead_claimer() {
     };
     assert!(holding.wait());
     // A live holder: the claim is listed, nobody is dead.
-    assert_eq!(field("claims_held"), Value::Int(1));
-    assert_eq!(field("dead_claimers"), Value::None);
+    assert_eq!(field("claims_held"), Reading::Int(1));
+    assert_eq!(field("dead_claimers"), Reading::None);
     let pid = child.pid;
     assert_eq!(child.kill(), -9);
-    assert_eq!(field("claims_held"), Value::Int(1));
-    assert_eq!(field("dead_claimers"), Value::Text(pid.to_string()));
-    assert_eq!(field("lost"), Value::Int(0));
+    assert_eq!(field("claims_held"), Reading::Int(1));
+    assert_eq!(field("dead_claimers"), Reading::Text(pid.to_string()));
+    assert_eq!(field("lost"), Reading::Int(0));
     // Consumers pass a claimed slot (the next get takes the next message); the producer
     // that comes round to it, a lap later, waits at it and ends the dead claim.
     assert_eq!(
         q.get_bytes_timeout(Duration::from_secs(10)).unwrap(),
         b"second"
     );
-    assert_eq!(field("claims_held"), Value::Int(1));
+    assert_eq!(field("claims_held"), Reading::Int(1));
     for m in [&b"third"[..], b"fourth", b"fifth"] {
         q.put_bytes_timeout(m, Duration::from_secs(10)).unwrap();
     }
-    assert_eq!(field("claims_held"), Value::Int(0));
-    assert_eq!(field("dead_claimers"), Value::None);
-    assert_eq!(field("lost"), Value::Int(1));
+    assert_eq!(field("claims_held"), Reading::Int(0));
+    assert_eq!(field("dead_claimers"), Reading::None);
+    assert_eq!(field("lost"), Reading::Int(1));
 }

@@ -3,7 +3,7 @@
 use crate::discover::Segment;
 use serde_json::{json, Value as Json};
 use shmproc::arena::ArenaStats;
-use shmproc::inspect::{self, Pid, Snapshot, Value};
+use shmproc::inspect::{self, Pid, Reading, Snapshot};
 use std::collections::BTreeSet;
 use std::fmt::Write;
 use std::time::SystemTime;
@@ -61,15 +61,15 @@ fn opt_pid_json(p: Option<Pid>) -> Json {
 }
 
 /// A live-state value as JSON: numbers stay numbers (as strings past 64 bits).
-fn value_json(v: &Value) -> Json {
+fn value_json(v: &Reading) -> Json {
     match v {
-        Value::Int(i) => i64::try_from(*i)
+        Reading::Int(i) => i64::try_from(*i)
             .map(Json::from)
             .or_else(|_| u64::try_from(*i).map(Json::from))
             .unwrap_or_else(|_| Json::from(i.to_string())),
-        Value::Bool(b) => Json::from(*b),
-        Value::Pid(p) => pid_json(*p),
-        Value::Text(t) => Json::from(t.as_str()),
+        Reading::Bool(b) => Json::from(*b),
+        Reading::Pid(p) => pid_json(*p),
+        Reading::Text(t) => Json::from(t.as_str()),
         _ => Json::Null,
     }
 }
