@@ -323,7 +323,9 @@ pub enum Recovery {
 }
 
 /// Aligns its content to its own 128-byte line (two x86 cache lines: the adjacent-line
-/// prefetcher pulls pairs).
+/// prefetcher pulls pairs). Not crossbeam's `CachePadded`: its alignment differs by
+/// target (32 to 256 bytes), and this struct is a layout in shared memory that every
+/// process, and every build that opens the arena, must agree on (`LAYOUT_HASH`).
 #[repr(C, align(128))]
 struct Padded<T>(T);
 
