@@ -16,6 +16,11 @@
 //! conditions and pipe, `FAULT_SKIP_QUEUES=1` skips the queue rows, `FAULT_DEBUG=1`
 //! prints each round.
 //!
+//! `SharedDict` is a row of writers killed mid-operation (`tests/rounds/dict_kills.rs`):
+//! after each kill the dict must be exactly what the finished operations made, the one in
+//! flight wholly done or not (a half-done one fails the test at once: *torn* is 0 when it
+//! passes), and the arena returns to its baseline once the dict is dropped.
+//!
 //! Segment creation is the last row: creators of `SharedMemory` segments and named
 //! arenas killed at random points (the round `tests/lifecycle.rs` asserts on, shared
 //! through `tests/rounds/creation.rs`); a file the dead creator left that does not open
@@ -33,6 +38,9 @@ use std::time::{Duration, Instant};
 
 #[path = "rounds/creation.rs"]
 mod creation;
+
+#[path = "rounds/dict_kills.rs"]
+mod dict_kills;
 
 shmproc_testkit::main!(dead_loan_holders_are_recovered, kill_at_random_points,);
 
@@ -1013,6 +1021,31 @@ fn kill_at_random_points() {
                 slowest.as_secs_f64() * 1e3
             ),
         };
+        tallies.push(t);
+    }
+
+    if only.as_deref().is_none_or(|o| o == "SharedDict") {
+        let kills = KILLS * scale;
+        let d = dict_kills::writers_killed(kills);
+        let mut t = Tally::new("SharedDict");
+        for &took in &d.after_kill {
+            // Each round's checks (nothing half done, lost or torn) are asserted inside
+            // `writers_killed`; a round whose checks outlast the watchdog is a hang.
+            t.add(&Outcome {
+                killed: true,
+                hung: took > ROUND_LIMIT,
+                ..Outcome::default()
+            });
+        }
+        let slowest = d.after_kill.iter().max().copied().unwrap_or_default();
+        t.note = format!(
+            "kills inside the dict's lock {}; operations in flight found done {}; heap repairs {}; entries at most {}; slowest round after its kill {:.0} ms",
+            d.locked,
+            d.applied,
+            d.heap_repairs,
+            d.max_len,
+            slowest.as_secs_f64() * 1e3
+        );
         tallies.push(t);
     }
 
