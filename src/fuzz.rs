@@ -9,7 +9,10 @@ use crate::arena::Arena;
 /// panic; errors are the expected outcome.
 pub fn open_arena_bytes(data: &[u8]) {
     // A hostile lock word may name a live process: wait briefly, then fail.
-    crate::arena::with_patience(std::time::Duration::from_millis(5), || open_bytes(data));
+    crate::arena::until(
+        crate::sync::time::deadline_after(std::time::Duration::from_millis(5)),
+        || open_bytes(data),
+    );
 }
 
 fn open_bytes(data: &[u8]) {

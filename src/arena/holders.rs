@@ -63,6 +63,7 @@ impl<'a> MetaGuard<'a> {
     /// Takes the lock; repairs first if its previous holder died.
     pub(crate) fn lock(arena: &'a Arena) -> Result<MetaGuard<'a>> {
         let lock = &arena.header().meta.lock;
+        let started = std::time::Instant::now();
         match lock.lock(&Procfs, arena.deadline(), SpinPolicy::default()) {
             Ok(Acquired::Normal) => Ok(MetaGuard { arena }),
             Ok(Acquired::OwnerDied) => {
@@ -72,7 +73,7 @@ impl<'a> MetaGuard<'a> {
             }
             Err(_) => Err(Error::Busy {
                 holder: lock.holder().unwrap_or(0),
-                waited: super::patience(),
+                waited: started.elapsed(),
             }),
         }
     }

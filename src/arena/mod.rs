@@ -186,23 +186,15 @@ pub(crate) fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
 pub(crate) const META_PATIENCE: Duration = Duration::from_secs(30);
 
 std::thread_local! {
-    /// This thread's patience, if not [`META_PATIENCE`] (the fuzz body runs thousands of
-    /// hostile arenas whose lock words name live processes).
-    static PATIENCE: std::cell::Cell<Option<Duration>> = const { std::cell::Cell::new(None) };
-    /// A deadline this thread's waits for the arena's locks never pass, if any: the
-    /// deadline of the timed call that runs them ([`until`]).
+    /// A deadline this thread's waits for the arena's locks never pass, if any ([`until`]):
+    /// the deadline of the timed call that runs them, or of a caller that must not wait
+    /// long (the fuzz body, which runs thousands of hostile arenas whose lock words name
+    /// live processes; the orphan check).
     static UNTIL: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
 }
 
-/// Runs `f` with this thread waiting at most `d` for the arena's locks.
-pub(crate) fn with_patience<R>(d: Duration, f: impl FnOnce() -> R) -> R {
-    let old = PATIENCE.with(|p| p.replace(Some(d)));
-    let _restore = Restore(|| PATIENCE.with(|p| p.set(old)));
-    f()
-}
-
-/// Runs its closure when dropped: a thread-local setting is put back however `f` leaves
-/// ([`with_patience`], [`until`]), unwinding included.
+/// Runs its closure when dropped: the thread-local deadline is put back however `f`
+/// leaves ([`until`]), unwinding included.
 struct Restore<F: FnMut()>(F);
 
 impl<F: FnMut()> Drop for Restore<F> {
@@ -211,20 +203,14 @@ impl<F: FnMut()> Drop for Restore<F> {
     }
 }
 
-/// How long this thread waits for one of the arena's locks (held by a live process)
-/// before it calls the arena wedged: [`META_PATIENCE`], or what [`with_patience`] set.
-pub(crate) fn patience() -> Duration {
-    PATIENCE.with(|p| p.get()).unwrap_or(META_PATIENCE)
-}
-
 /// Runs `f` (the arena operations of a timed call: a long message's allocation, the free
 /// of its block) with this thread's waits for the arena's locks ending by `deadline` at
-/// the latest, as well as after its [`patience`]: each wait waits at most `min(patience,
-/// deadline - now)`, and all of them together end by `deadline`. `None`: no deadline of
-/// the caller's (the patience alone). A lock that is free is still taken once the
-/// deadline passed: only a wait for a held one is cut short (it fails, as after the
-/// patience: a heap operation with `HeapError::TimedOut`, a metadata operation with
-/// [`Error::Busy`]).
+/// the latest, as well as after [`META_PATIENCE`]: each wait waits at most
+/// `min(META_PATIENCE, deadline - now)`, and all of them together end by `deadline`
+/// (nested calls keep the earlier deadline). `None`: no deadline of the caller's. A lock
+/// that is free is still taken once the deadline passed: only a wait for a held one is cut
+/// short (it fails, as after the patience: a heap operation with `HeapError::TimedOut`, a
+/// metadata operation with [`Error::Busy`]).
 pub(crate) fn until<R>(deadline: Option<Instant>, f: impl FnOnce() -> R) -> R {
     let Some(d) = deadline else {
         return f();
@@ -867,11 +853,11 @@ impl Arena {
         Ok(())
     }
 
-    /// When a wait for one of the arena's locks that starts now gives up: after this
-    /// thread's [`patience`], or at the deadline of the timed call it runs for
-    /// ([`until`]), whichever comes first.
+    /// When a wait for one of the arena's locks that starts now gives up: after
+    /// [`META_PATIENCE`], or at the deadline of the call it runs for ([`until`]), whichever
+    /// comes first.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        let mine = crate::sync::time::deadline_after(patience());
+        let mine = crate::sync::time::deadline_after(META_PATIENCE);
         match (mine, UNTIL.with(|u| u.get())) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -1065,9 +1051,10 @@ impl Arena {
         // The creator is gone: an arena nobody alive holds anything in (or a damaged one)
         // is an orphan.
         match Arena::attach(fd, Some(name.to_string())) {
-            Ok(a) => Ok(!with_patience(Duration::from_millis(100), || {
-                holders::any_live_holder(&a).unwrap_or(true)
-            })),
+            Ok(a) => Ok(!until(
+                crate::sync::time::deadline_after(Duration::from_millis(100)),
+                || holders::any_live_holder(&a).unwrap_or(true),
+            )),
             Err(_) => Ok(true),
         }
     }
@@ -1365,8 +1352,7 @@ fn heap_error(e: HeapError) -> Error {
                 "the heap's lock was held by a live process until the call's deadline".into()
             }
             _ => format!(
-                "the heap's lock was held for more than {:?} by a live process",
-                patience()
+                "the heap's lock was held for more than {META_PATIENCE:?} by a live process"
             ),
         }),
         e => Error::Corrupt(format!("heap: {e}")),
