@@ -282,16 +282,14 @@ impl Slots for BlockSlots<'_> {
     }
 
     fn stamp(&self, index: u64) -> &AtomicU64 {
-        // SAFETY: the ring calls this with `index < capacity()`, so the stamp's 8 bytes at
-        // `SLOTS_OFFSET + index * stride` lie before `table` (`table_offset`), inside the
-        // readable bytes `held_claims` checked; 8-aligned (the block is cache-line aligned,
-        // `SLOTS_OFFSET` and the stride are multiples of 8); any bits are an `AtomicU64`,
-        // and it lives as long as the ring `'a` borrows.
+        // SAFETY: the `cap` slots of `stride` bytes from `SLOTS_OFFSET` lie before `table`
+        // (`table_offset`), inside the readable bytes `held_claims` checked; a slot starts
+        // with its stamp, 8-aligned (the block is cache-line aligned, `SLOTS_OFFSET` and
+        // the stride are multiples of 8); any bits are an `AtomicU64`, and it lives as
+        // long as the ring `'a` borrows.
         unsafe {
-            &*self
-                .base
-                .add(SLOTS_OFFSET + index as usize * self.g.stride)
-                .cast::<AtomicU64>()
+            let slots = self.base.add(SLOTS_OFFSET).cast_mut();
+            &*slot_in(slots, self.g.cap, self.g.stride, index).cast::<AtomicU64>()
         }
     }
 
