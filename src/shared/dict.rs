@@ -93,6 +93,44 @@ fn construct_error(e: DictError) -> Error {
     }
 }
 
+/// The read-modify-write of the typed and serde dicts over their byte dict `inner`: the
+/// stored value, `decode`d, is handed to `f`, whose answer is stored `encode`d (`None`:
+/// the entry removed); returns the previous value. A stored value that does not decode
+/// (then `f` is not called) or an answer that does not encode leaves the entry as it was
+/// and is the error: nothing a codec refuses is lost.
+fn update_decoded<V>(
+    inner: &SharedDict,
+    key: &[u8],
+    decode: impl Fn(&[u8]) -> Result<V, DictError>,
+    encode: impl FnOnce(&V) -> Result<Vec<u8>, DictError>,
+    f: impl FnOnce(Option<V>) -> Option<V>,
+) -> Result<Option<V>, DictError> {
+    let mut err = None;
+    let old = inner.update_with(key, |v| {
+        let cur = match v.map(&decode).transpose() {
+            Ok(cur) => cur,
+            Err(e) => {
+                // Put back as it was: `f` never saw it.
+                err = Some(e);
+                return v.map(<[u8]>::to_vec);
+            }
+        };
+        match f(cur).map(|n| encode(&n)) {
+            Some(Ok(b)) => Some(b),
+            Some(Err(e)) => {
+                err = Some(e);
+                v.map(<[u8]>::to_vec)
+            }
+            None => None,
+        }
+    })?;
+    if let Some(e) = err {
+        return Err(e);
+    }
+    // It decoded above (the lock held since): decoding it again is all that remains.
+    old.map(|b| decode(&b)).transpose()
+}
+
 /// A new dict of type `O` in `arena` (named or not), its hash keyed by the arena's seed,
 /// with room for `capacity` entries.
 fn make<O: Object<State = RawDict, Params = ()>>(
@@ -888,22 +926,9 @@ impl<K: Pod, V: Pod> TypedDict<K, V> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn remove(&self, key: &K) -> Result<Option<V>, DictError> {
-        // Through `update_with`, so that a value that does not decode stays in the dict
-        // (put back as it was) instead of being removed and lost.
-        let mut out = Ok(None);
-        self.inner
-            .update_with(bytemuck::bytes_of(key), |v| match v.map(Self::decode) {
-                None => None,
-                Some(Ok(value)) => {
-                    out = Ok(Some(value));
-                    None
-                }
-                Some(Err(e)) => {
-                    out = Err(e);
-                    v.map(<[u8]>::to_vec)
-                }
-            })?;
-        out
+        // A read-modify-write that removes, so that a value that does not decode stays in
+        // the dict (put back as it was) instead of being removed and lost.
+        self.update_with(key, |_| None)
     }
 
     /// Python's `d.pop(key)`: [`remove`](Self::remove).
@@ -978,21 +1003,13 @@ impl<K: Pod, V: Pod> TypedDict<K, V> {
         key: &K,
         f: impl FnOnce(Option<V>) -> Option<V>,
     ) -> Result<Option<V>, DictError> {
-        let mut old = Ok(None);
-        self.inner
-            .update_with(bytemuck::bytes_of(key), |v| match v.map(Self::decode) {
-                Some(Err(e)) => {
-                    // Put back as it was: the caller's `f` never saw it.
-                    old = Err(e);
-                    v.map(<[u8]>::to_vec)
-                }
-                cur => {
-                    let cur = cur.transpose().ok().flatten();
-                    old = Ok(cur);
-                    f(cur).map(|n| bytemuck::bytes_of(&n).to_vec())
-                }
-            })?;
-        old
+        update_decoded(
+            &self.inner,
+            bytemuck::bytes_of(key),
+            Self::decode,
+            |n| Ok(bytemuck::bytes_of(n).to_vec()),
+            f,
+        )
     }
 
     /// Inserts every pair under one hold of the lock (Python's `d.update(other)`).
@@ -1385,22 +1402,9 @@ where
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn remove(&self, key: &K) -> Result<Option<V>, DictError> {
-        // Through `update_with`, so that a value that does not decode stays in the dict
-        // (put back as it was) instead of being removed and lost.
-        let mut out = Ok(None);
-        self.inner
-            .update_with(&Self::enc(key)?, |v| match v.map(Self::dec) {
-                None => None,
-                Some(Ok(value)) => {
-                    out = Ok(Some(value));
-                    None
-                }
-                Some(Err(e)) => {
-                    out = Err(e);
-                    v.map(<[u8]>::to_vec)
-                }
-            })?;
-        out
+        // A read-modify-write that removes, so that a value that does not decode stays in
+        // the dict (put back as it was) instead of being removed and lost.
+        self.update_with(key, |_| None)
     }
 
     /// Python's `d.pop(key)`: [`remove`](Self::remove).
@@ -1476,30 +1480,7 @@ where
         key: &K,
         f: impl FnOnce(Option<V>) -> Option<V>,
     ) -> Result<Option<V>, DictError> {
-        let mut err = None;
-        let old = self.inner.update_with(&Self::enc(key)?, |v| {
-            let cur = match v.map(Self::dec).transpose() {
-                Ok(cur) => cur,
-                Err(e) => {
-                    // Put back as it was: the caller's `f` never saw it.
-                    err = Some(e);
-                    return v.map(<[u8]>::to_vec);
-                }
-            };
-            match f(cur).map(|n| Self::enc(&n)) {
-                Some(Ok(b)) => Some(b),
-                Some(Err(e)) => {
-                    err = Some(e);
-                    v.map(<[u8]>::to_vec)
-                }
-                None => None,
-            }
-        })?;
-        if let Some(e) = err {
-            return Err(e);
-        }
-        // It decoded above (the lock held since): decoding it again is all that remains.
-        old.map(|b| Self::dec(&b)).transpose()
+        update_decoded(&self.inner, &Self::enc(key)?, Self::dec, Self::enc, f)
     }
 
     /// Inserts every pair under one hold of the lock (Python's `d.update(other)`).
