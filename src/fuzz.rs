@@ -44,3 +44,34 @@ fn open_bytes(data: &[u8]) {
     let _ = arena.sweep();
     let _ = arena.debug_blocks();
 }
+
+/// The fuzz bodies' reader of their input bytes (`raw::heap::fuzz`, `raw::dict::fuzz`,
+/// `pipe::fuzz`): little-endian words taken from the front, zeros once the input is spent
+/// (every input is a whole program).
+#[cfg(any(test, fuzzing))]
+pub(crate) struct Input<'a>(pub(crate) &'a [u8]);
+
+#[cfg(any(test, fuzzing))]
+impl Input<'_> {
+    pub(crate) fn u8(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((b, rest)) => {
+                self.0 = rest;
+                *b
+            }
+            None => 0,
+        }
+    }
+
+    pub(crate) fn u16(&mut self) -> u16 {
+        u16::from_le_bytes([self.u8(), self.u8()])
+    }
+
+    pub(crate) fn u32(&mut self) -> u32 {
+        u32::from_le_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
+    }
+
+    pub(crate) fn u64(&mut self) -> u64 {
+        u64::from_le_bytes(core::array::from_fn(|_| self.u8()))
+    }
+}

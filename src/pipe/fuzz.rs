@@ -15,22 +15,7 @@ use std::time::Instant;
 const GUARD: usize = 64;
 const CANARY: u8 = 0xA5;
 
-struct Input<'a>(&'a [u8]);
-
-impl Input<'_> {
-    fn u8(&mut self) -> u8 {
-        match self.0.split_first() {
-            Some((b, rest)) => {
-                self.0 = rest;
-                *b
-            }
-            None => 0,
-        }
-    }
-    fn u32(&mut self) -> u32 {
-        u32::from_le_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
-    }
-}
+use crate::fuzz::Input;
 
 /// Runs one fuzz case. Panics only if an invariant is broken (guard bytes overwritten,
 /// a message longer than the limit accepted).

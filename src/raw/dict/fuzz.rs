@@ -18,22 +18,7 @@ use std::collections::HashMap;
 const LEN: u64 = 256 << 10;
 const STATE: u64 = 128;
 
-struct Input<'a>(&'a [u8]);
-
-impl Input<'_> {
-    fn u8(&mut self) -> u8 {
-        match self.0.split_first() {
-            Some((b, rest)) => {
-                self.0 = rest;
-                *b
-            }
-            None => 0,
-        }
-    }
-    fn u64(&mut self) -> u64 {
-        (0..8).fold(0, |w, i| w | u64::from(self.u8()) << (8 * i))
-    }
-}
+use crate::fuzz::Input;
 
 /// A value for `key` at `version`: `len` bytes (at least 8) whose first 8 are a checksum
 /// of the rest, so a torn or foreign value shows.

@@ -24,34 +24,7 @@ const LEN: u64 = 48 << 10;
 const START: u64 = 64;
 const END: u64 = 16 << 10;
 
-struct Input<'a>(&'a [u8]);
-
-impl Input<'_> {
-    fn u8(&mut self) -> u8 {
-        match self.0.split_first() {
-            Some((b, rest)) => {
-                self.0 = rest;
-                *b
-            }
-            None => 0,
-        }
-    }
-    fn u16(&mut self) -> u16 {
-        u16::from_le_bytes([self.u8(), self.u8()])
-    }
-    fn u64(&mut self) -> u64 {
-        u64::from_le_bytes([
-            self.u8(),
-            self.u8(),
-            self.u8(),
-            self.u8(),
-            self.u8(),
-            self.u8(),
-            self.u8(),
-            self.u8(),
-        ])
-    }
-}
+use crate::fuzz::Input;
 
 /// Process 1, for whom every other pid is dead: a lock word a peer scribbled is taken
 /// over at once.
