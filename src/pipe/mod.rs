@@ -207,6 +207,22 @@ impl fmt::Debug for SendError {
     }
 }
 
+/// What a send or a receive on a broken pipe says ([`SendError::Broken`],
+/// [`RecvError::Broken`]).
+const BROKEN: &str = "the pipe is broken: a process died in the middle of a message while \
+                      another copy of its end lives on: the message in flight is lost; close \
+                      this end and make a new Pipe";
+
+/// What a send or a receive on a corrupt pipe says ([`SendError::Corrupt`],
+/// [`RecvError::Corrupt`]).
+fn corrupt(f: &mut fmt::Formatter<'_>, what: &str) -> fmt::Result {
+    write!(
+        f,
+        "the pipe's shared state is corrupt: {what} (a process wrote into the pipe's memory \
+         outside shmproc): close this end and make a new Pipe"
+    )
+}
+
 impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -219,16 +235,8 @@ impl fmt::Display for SendError {
             SendError::BrokenPipe => f.write_str(
                 "broken pipe: every copy of the receiving end is closed or its process died",
             ),
-            SendError::Broken => f.write_str(
-                "the pipe is broken: a process died in the middle of a message while another copy \
-                 of its end lives on: the message in flight is lost; close this end and make a \
-                 new Pipe",
-            ),
-            SendError::Corrupt(w) => write!(
-                f,
-                "the pipe's shared state is corrupt: {w} (a process wrote into the pipe's memory \
-                 outside shmproc): close this end and make a new Pipe"
-            ),
+            SendError::Broken => f.write_str(BROKEN),
+            SendError::Corrupt(w) => corrupt(f, w),
             SendError::TooLarge(n) => {
                 write!(
                     f,
@@ -292,16 +300,8 @@ impl fmt::Display for RecvError {
                 "message of {} bytes does not have the size of the requested type (the message is in the error)",
                 v.len()
             ),
-            RecvError::Broken => f.write_str(
-                "the pipe is broken: a process died in the middle of a message while another copy \
-                 of its end lives on: the message in flight is lost; close this end and make a \
-                 new Pipe",
-            ),
-            RecvError::Corrupt(w) => write!(
-                f,
-                "the pipe's shared state is corrupt: {w} (a process wrote into the pipe's memory \
-                 outside shmproc): close this end and make a new Pipe"
-            ),
+            RecvError::Broken => f.write_str(BROKEN),
+            RecvError::Corrupt(w) => corrupt(f, w),
             RecvError::Deserialize(e) => write!(
                 f,
                 "the message could not be deserialized: {e} (do both ends use the same type?)"
